@@ -1,0 +1,106 @@
+/*
+ * CRC32C (Castagnoli polynomial, reflected 0x82F63B78), as used for object
+ * checksums and on-disk metadata records. Uses the SSE4.2 crc32 instruction
+ * when the CPU has it, else a table computed once, eight bytes at a time.
+ */
+#include <string.h>
+
+#include "core/om_core.h"
+
+#define CRC32C_POLY 0x82F63B78u
+
+static uint32_t crc_table[8][256];
+static int crc_hw = -1;
+
+static void
+crc_init_table(void)
+{
+	for (uint32_t n = 0; n < 256; n++) {
+		uint32_t c = n;
+
+		for (int k = 0; k < 8; k++)
+			c = (c & 1) ? (c >> 1) ^ CRC32C_POLY : c >> 1;
+		crc_table[0][n] = c;
+	}
+	for (uint32_t n = 0; n < 256; n++) {
+		uint32_t c = crc_table[0][n];
+
+		for (int t = 1; t < 8; t++) {
+			c = crc_table[0][c & 0xff] ^ (c >> 8);
+			crc_table[t][n] = c;
+		}
+	}
+}
+
+static uint32_t
+crc_sw(uint32_t crc, const unsigned char *p, size_t len)
+{
+	while (len && ((uintptr_t)p & 7)) {
+		crc = crc_table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
+		len--;
+	}
+	while (len >= 8) {
+		uint64_t w;
+
+		memcpy(&w, p, 8);
+		w ^= crc;
+		crc = crc_table[7][w & 0xff] ^ crc_table[6][(w >> 8) & 0xff] ^
+		    crc_table[5][(w >> 16) & 0xff] ^ crc_table[4][(w >> 24) & 0xff] ^
+		    crc_table[3][(w >> 32) & 0xff] ^ crc_table[2][(w >> 40) & 0xff] ^
+		    crc_table[1][(w >> 48) & 0xff] ^ crc_table[0][w >> 56];
+		p += 8;
+		len -= 8;
+	}
+	while (len--)
+		crc = crc_table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
+	return crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t
+crc_hw_x86(uint32_t crc, const unsigned char *p, size_t len)
+{
+	uint64_t c = crc;
+
+	while (len && ((uintptr_t)p & 7)) {
+		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+		len--;
+	}
+	while (len >= 8) {
+		uint64_t w;
+
+		memcpy(&w, p, 8);
+		c = __builtin_ia32_crc32di(c, w);
+		p += 8;
+		len -= 8;
+	}
+	while (len--)
+		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+	return (uint32_t)c;
+}
+#endif
+
+uint32_t
+om_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	int hw = __atomic_load_n(&crc_hw, __ATOMIC_RELAXED);
+
+	if (OM_UNLIKELY(hw < 0)) {
+		crc_init_table();
+#if defined(__x86_64__)
+		__builtin_cpu_init();
+		hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+#else
+		hw = 0;
+#endif
+		if (getenv("OM_CRC32C_SOFTWARE") != NULL)
+			hw = 0;
+		__atomic_store_n(&crc_hw, hw, __ATOMIC_RELEASE);
+	}
+	crc = ~crc;
+#if defined(__x86_64__)
+	if (hw)
+		return ~crc_hw_x86(crc, buf, len);
+#endif
+	return ~crc_sw(crc, buf, len);
+}

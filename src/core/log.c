@@ -1,0 +1,150 @@
+/*
+ * Logging backend shared by all processes. A file target is opened in
+ * append mode so that every process writes whole lines to the same file.
+ */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "core/om_core.h"
+#include "core/om_log.h"
+
+static struct {
+	enum om_log_target target;
+	int level;
+	int fd;
+	char path[4096];
+	char process[64];
+} lg = { OM_LOG_STDERR, OM_LOG_INFO, -1, "", "" };
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+static const int level_syslog[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+
+int
+om_log_open(enum om_log_target target, const char *path, int level)
+{
+	int fd = -1;
+
+	if (target == OM_LOG_FILE) {
+		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		if (fd < 0)
+			return -errno;
+	}
+	om_log_close();
+	lg.target = target;
+	lg.level = level;
+	lg.fd = fd;
+	if (target == OM_LOG_FILE)
+		snprintf(lg.path, sizeof(lg.path), "%s", path);
+	if (target == OM_LOG_SYSLOG)
+		openlog("objmapperd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	return 0;
+}
+
+int
+om_log_reopen(void)
+{
+	int fd;
+
+	if (lg.target != OM_LOG_FILE)
+		return 0;
+	fd = open(lg.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	if (lg.fd >= 0)
+		close(lg.fd);
+	lg.fd = fd;
+	return 0;
+}
+
+void
+om_log_close(void)
+{
+	if (lg.target == OM_LOG_FILE && lg.fd >= 0)
+		close(lg.fd);
+	if (lg.target == OM_LOG_SYSLOG)
+		closelog();
+	lg.fd = -1;
+	lg.target = OM_LOG_STDERR;
+}
+
+void
+om_log_set_level(int level)
+{
+	lg.level = level;
+}
+
+int
+om_log_level(void)
+{
+	return lg.level;
+}
+
+void
+om_log_set_process(const char *name)
+{
+	snprintf(lg.process, sizeof(lg.process), "%s", name);
+}
+
+void
+om_log(int level, int err, const char *fmt, ...)
+{
+	char msg[2048], line[2400];
+	va_list ap;
+	int n, saved = errno;
+
+	if (level > lg.level)
+		return;
+	if (level < 0)
+		level = 0;
+	if (level > OM_LOG_DEBUG)
+		level = OM_LOG_DEBUG;
+
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		msg[0] = '\0';
+	if (err != 0) {
+		size_t l = strlen(msg);
+
+		snprintf(msg + l, sizeof(msg) - l, ": %s", strerror(err < 0 ? -err : err));
+	}
+
+	if (lg.target == OM_LOG_SYSLOG) {
+		if (lg.process[0])
+			syslog(level_syslog[level], "%s: %s", lg.process, msg);
+		else
+			syslog(level_syslog[level], "%s", msg);
+		errno = saved;
+		return;
+	}
+
+	{
+		struct timespec ts;
+		struct tm tm;
+		char when[40];
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+		n = snprintf(line, sizeof(line), "%s.%03ldZ [%s] %s%s(%ld): %s\n", when,
+		    ts.tv_nsec / 1000000L, level_names[level], lg.process[0] ? lg.process : "",
+		    lg.process[0] ? " " : "", (long)getpid(), msg);
+	}
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line)) {
+		n = sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	{
+		int fd = (lg.target == OM_LOG_FILE && lg.fd >= 0) ? lg.fd : STDERR_FILENO;
+		ssize_t w = write(fd, line, (size_t)n);
+
+		(void)w;
+	}
+	errno = saved;
+}

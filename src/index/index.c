@@ -1,0 +1,1346 @@
+/*
+ * The shared-memory index. Created by the master before it forks; every
+ * process (master, workers, cache manager) looks up and mutates it.
+ *
+ * Readers walk a bucket chain without a lock and validate with the
+ * stripe's sequence counter; writers take the stripe's robust mutex and
+ * make every change through a redo log, so that a process killed at any
+ * instruction leaves a state the next owner of the lock completes.
+ */
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "core/om_core.h"
+#include "index/index_sh.h"
+#include "index/om_index.h"
+
+struct om_index {
+	uint8_t *base;
+	size_t size;
+	int fd;
+	ix_header_sh_t *h;
+	ix_stripe_sh_t *stripes;
+	uint32_t *classes;
+	uint32_t *buckets;
+	ix_entry_sh_t *entries;
+	uint8_t *procs;
+	uint8_t *arena;
+	uint32_t bmask;
+	uint32_t smask;
+	uint32_t capacity;
+	uint32_t arena_units;
+	om_ix_release_fn release;
+	void *release_arg;
+	void (*hook)(void *arg, unsigned step);
+	void *hook_arg;
+	unsigned hook_step;
+};
+
+#define HOOK(ix) \
+	do { \
+		if (OM_UNLIKELY((ix)->hook != NULL)) \
+			(ix)->hook((ix)->hook_arg, ++(ix)->hook_step); \
+	} while (0)
+
+static inline uint32_t
+uri_units(size_t len)
+{
+	return (uint32_t)((len + IX_UNIT - 1) / IX_UNIT);
+}
+
+static inline uint32_t
+ix_hash(const om_index_t *ix, const void *uri, size_t len)
+{
+	return (uint32_t)om_hash64(uri, len, ix->h->seed);
+}
+
+static inline uint32_t *
+chunk_link(om_index_t *ix, uint32_t chunk)
+{
+	return (uint32_t *)(void *)(ix->arena + (size_t)chunk * IX_UNIT);
+}
+
+static inline unsigned
+class_of_flags(uint32_t lf)
+{
+	return (lf & OM_IX_F_EPHEMERAL) ? OM_IX_CLASS_EPHEMERAL : OM_IX_CLASS_PERSIST;
+}
+
+/* ---- redo logs --------------------------------------------------------- */
+
+typedef struct {
+	ix_log_sh_t *log;
+	unsigned n;
+} ix_lb_t;
+
+static void
+lb_init(ix_lb_t *lb, ix_log_sh_t *log)
+{
+	OM_ASSERT(OM_LOAD(&log->valid) == 0);
+	lb->log = log;
+	lb->n = 0;
+}
+
+static void
+lb_put32(om_index_t *ix, ix_lb_t *lb, uint32_t *field, uint32_t v)
+{
+	ix_rec_sh_t *r;
+
+	OM_ASSERT(lb->n < IX_LOG_MAX);
+	r = &lb->log->rec[lb->n++];
+	OM_STORE(&r->off, (uint64_t)((uint8_t *)field - ix->base));
+	OM_STORE(&r->val, (uint64_t)v);
+}
+
+static void
+lb_put64(om_index_t *ix, ix_lb_t *lb, uint64_t *field, uint64_t v)
+{
+	ix_rec_sh_t *r;
+
+	OM_ASSERT(lb->n < IX_LOG_MAX);
+	r = &lb->log->rec[lb->n++];
+	OM_STORE(&r->off, (uint64_t)((uint8_t *)field - ix->base) | IX_REC_W64);
+	OM_STORE(&r->val, v);
+}
+
+static void
+rec_apply(om_index_t *ix, const ix_rec_sh_t *r)
+{
+	uint64_t off = OM_LOAD(&r->off), val = OM_LOAD(&r->val);
+	uint64_t where = off & ~IX_REC_W64;
+
+	if (off & IX_REC_W64) {
+		OM_ASSERT(where % 8 == 0 && where + 8 <= ix->size);
+		OM_STORE((uint64_t *)(void *)(ix->base + where), val);
+	} else {
+		OM_ASSERT(where % 4 == 0 && where + 4 <= ix->size);
+		OM_STORE((uint32_t *)(void *)(ix->base + where), (uint32_t)val);
+	}
+}
+
+/*
+ * Publishes the log, then applies it. With a sequence counter (stripe
+ * logs), optimistic readers see it odd for exactly the span of the stores.
+ */
+static void
+lb_commit(om_index_t *ix, ix_lb_t *lb, uint32_t *seq)
+{
+	ix_log_sh_t *log = lb->log;
+	uint32_t s = 0;
+
+	OM_STORE(&log->n, lb->n);
+	OM_STORE_REL(&log->valid, 1);
+	HOOK(ix);
+	if (seq != NULL) {
+		s = OM_LOAD(seq);
+		OM_ASSERT((s & 1) == 0);
+		OM_STORE(seq, s + 1);
+		OM_FENCE_REL();
+	}
+	for (unsigned i = 0; i < lb->n; i++) {
+		rec_apply(ix, &log->rec[i]);
+		HOOK(ix);
+	}
+	if (seq != NULL)
+		OM_STORE_REL(seq, s + 2);
+	OM_STORE_REL(&log->valid, 0);
+	HOOK(ix);
+}
+
+/* Completes a log whose writer died: all of it, or (not yet valid) none. */
+static void
+log_redo(om_index_t *ix, ix_log_sh_t *log)
+{
+	uint32_t n;
+
+	if (OM_LOAD_ACQ(&log->valid) == 0)
+		return;
+	n = OM_LOAD(&log->n);
+	OM_ASSERT(n <= IX_LOG_MAX);
+	for (uint32_t i = 0; i < n; i++)
+		rec_apply(ix, &log->rec[i]);
+	OM_STORE_REL(&log->valid, 0);
+}
+
+/* ---- locks and repair -------------------------------------------------- */
+
+static void
+alloc_lock(om_index_t *ix)
+{
+	int rc = pthread_mutex_lock(&ix->h->alloc_mtx);
+
+	if (OM_UNLIKELY(rc == EOWNERDEAD)) {
+		/* The allocator's state changes only through its log. */
+		log_redo(ix, &ix->h->alloc_log);
+		OM_AZ(pthread_mutex_consistent(&ix->h->alloc_mtx));
+		OM_ADD(&ix->h->owner_deaths, 1);
+	} else {
+		OM_AZ(rc);
+	}
+	HOOK(ix);
+}
+
+static void
+alloc_unlock(om_index_t *ix)
+{
+	OM_AZ(pthread_mutex_unlock(&ix->h->alloc_mtx));
+}
+
+static void obj_from_entry(const om_index_t *ix, uint32_t idx, om_ix_obj_t *o);
+static void entry_free(om_index_t *ix, ix_stripe_sh_t *st, uint32_t idx, uint32_t *pending);
+
+/*
+ * A process died holding this stripe. Finish its log, then undo what its
+ * pending slots say was under way: an entry allocated but never linked is
+ * freed; an entry unlinked but not yet freed is released (its files go)
+ * and freed. Whatever the victim was doing is now wholly done or wholly
+ * undone.
+ */
+static void
+stripe_repair(om_index_t *ix, ix_stripe_sh_t *st)
+{
+	uint32_t seq, idx;
+
+	log_redo(ix, &st->log);
+	seq = OM_LOAD(&st->seq);
+	if (seq & 1)
+		OM_STORE_REL(&st->seq, seq + 1);
+
+	/* The allocator log may still owe a store to our pending slots. */
+	alloc_lock(ix);
+	idx = OM_LOAD(&st->pending_new);
+	if (idx != IX_NIL) {
+		OM_ASSERT(idx < ix->capacity);
+		OM_ASSERT((OM_LOAD(&ix->entries[idx].lenflags) & IX_ST_MASK) == IX_ST_ALLOC);
+		entry_free(ix, st, idx, &st->pending_new);
+	}
+	idx = OM_LOAD(&st->pending_old);
+	if (idx != IX_NIL) {
+		OM_ASSERT(idx < ix->capacity);
+		OM_ASSERT((OM_LOAD(&ix->entries[idx].lenflags) & IX_ST_MASK) == IX_ST_ALLOC);
+		if (ix->release != NULL) {
+			om_ix_obj_t o;
+
+			obj_from_entry(ix, idx, &o);
+			ix->release(ix->release_arg, &o);
+		}
+		entry_free(ix, st, idx, &st->pending_old);
+	}
+	alloc_unlock(ix);
+}
+
+static void
+stripe_lock(om_index_t *ix, ix_stripe_sh_t *st)
+{
+	int rc = pthread_mutex_lock(&st->mtx);
+
+	if (OM_UNLIKELY(rc == EOWNERDEAD)) {
+		stripe_repair(ix, st);
+		OM_AZ(pthread_mutex_consistent(&st->mtx));
+		OM_ADD(&ix->h->owner_deaths, 1);
+	} else {
+		OM_AZ(rc);
+	}
+	HOOK(ix);
+}
+
+static void
+stripe_unlock(om_index_t *ix, ix_stripe_sh_t *st)
+{
+	(void)ix;
+	OM_AZ(pthread_mutex_unlock(&st->mtx));
+}
+
+/* ---- allocator (alloc lock held) --------------------------------------- */
+
+/*
+ * Takes a free entry and `units` granules of URI space and records the
+ * entry in st->pending_new, all in one log: if the caller dies before
+ * linking it, the stripe's repair frees it.
+ */
+static int
+entry_alloc(om_index_t *ix, ix_stripe_sh_t *st, size_t len, uint32_t *out)
+{
+	ix_header_sh_t *h = ix->h;
+	uint32_t units = uri_units(len), chunk = IX_NIL, idx;
+	ix_entry_sh_t *e;
+	ix_lb_t lb;
+	int rc = 0;
+
+	alloc_lock(ix);
+	idx = OM_LOAD(&h->free_head);
+	if (idx == IX_NIL) {
+		rc = -ENOSPC;
+		goto out;
+	}
+	OM_ASSERT(idx < ix->capacity);
+	e = &ix->entries[idx];
+	lb_init(&lb, &h->alloc_log);
+
+	if (OM_LOAD(&ix->classes[units]) != IX_NIL) {
+		chunk = OM_LOAD(&ix->classes[units]);
+		lb_put32(ix, &lb, &ix->classes[units], OM_LOAD(chunk_link(ix, chunk)));
+	} else if ((uint64_t)OM_LOAD(&h->bump) + units <= ix->arena_units) {
+		chunk = OM_LOAD(&h->bump);
+		lb_put32(ix, &lb, &h->bump, chunk + units);
+	} else {
+		/* Split the smallest larger free chunk; the rest goes back. */
+		for (uint32_t d = units + 1; d < h->nclasses; d++) {
+			uint32_t rest;
+
+			if (OM_LOAD(&ix->classes[d]) == IX_NIL)
+				continue;
+			chunk = OM_LOAD(&ix->classes[d]);
+			rest = chunk + units;
+			lb_put32(ix, &lb, &ix->classes[d], OM_LOAD(chunk_link(ix, chunk)));
+			lb_put32(ix, &lb, chunk_link(ix, rest), OM_LOAD(&ix->classes[d - units]));
+			lb_put32(ix, &lb, &ix->classes[d - units], rest);
+			break;
+		}
+	}
+	if (chunk == IX_NIL) {
+		rc = -ENOSPC;
+		goto out;
+	}
+	lb_put32(ix, &lb, &h->free_head, OM_LOAD(&e->next));
+	lb_put32(ix, &lb, &h->free_count, OM_LOAD(&h->free_count) - 1);
+	lb_put32(ix, &lb, &e->uri_off, chunk);
+	lb_put32(ix, &lb, &e->lenflags, (uint32_t)len << 16 | IX_ST_ALLOC);
+	lb_put32(ix, &lb, &st->pending_new, idx);
+	lb_commit(ix, &lb, NULL);
+	*out = idx;
+out:
+	alloc_unlock(ix);
+	return rc;
+}
+
+/* Returns an unlinked entry and its URI space; clears the pending slot. */
+static void
+entry_free(om_index_t *ix, ix_stripe_sh_t *st, uint32_t idx, uint32_t *pending)
+{
+	ix_header_sh_t *h = ix->h;
+	ix_entry_sh_t *e = &ix->entries[idx];
+	uint32_t lf = OM_LOAD(&e->lenflags), chunk = OM_LOAD(&e->uri_off);
+	uint32_t units = uri_units(IX_LEN(lf));
+	ix_lb_t lb;
+
+	(void)st;
+	OM_ASSERT(units >= 1 && units < h->nclasses);
+	lb_init(&lb, &h->alloc_log);
+	lb_put32(ix, &lb, &e->lenflags, IX_ST_FREE);
+	lb_put32(ix, &lb, &e->next, OM_LOAD(&h->free_head));
+	lb_put32(ix, &lb, &h->free_head, idx);
+	lb_put32(ix, &lb, &h->free_count, OM_LOAD(&h->free_count) + 1);
+	lb_put32(ix, &lb, chunk_link(ix, chunk), OM_LOAD(&ix->classes[units]));
+	lb_put32(ix, &lb, &ix->classes[units], chunk);
+	lb_put32(ix, &lb, pending, IX_NIL);
+	lb_commit(ix, &lb, NULL);
+}
+
+/* ---- entries ----------------------------------------------------------- */
+
+static void
+obj_from_entry(const om_index_t *ix, uint32_t idx, om_ix_obj_t *o)
+{
+	const ix_entry_sh_t *e = &ix->entries[idx];
+
+	o->id = OM_LOAD(&e->id);
+	o->size = OM_LOAD(&e->size);
+	o->expires = OM_LOAD(&e->expires);
+	o->mtime = OM_LOAD(&e->mtime);
+	o->crc = OM_LOAD(&e->crc);
+	o->flags = OM_LOAD(&e->lenflags) & IX_FLAG_MASK;
+	o->hits = OM_LOAD(&e->hits);
+	o->atime = OM_LOAD(&e->atime);
+	o->slot = idx;
+}
+
+/*
+ * Compares a URI in the arena with a key. The arena may be rewritten under
+ * an optimistic reader, so it is read with relaxed word loads; chunks are
+ * 16-byte aligned and padded, so whole-word loads stay inside the chunk.
+ */
+static bool
+uri_equal(const om_index_t *ix, uint32_t chunk, const void *key, size_t len)
+{
+	const uint64_t *w = (const uint64_t *)(const void *)(ix->arena + (size_t)chunk * IX_UNIT);
+	const unsigned char *k = key;
+
+	while (len >= 8) {
+		uint64_t a = OM_LOAD(w), b;
+
+		memcpy(&b, k, 8);
+		if (a != b)
+			return false;
+		w++;
+		k += 8;
+		len -= 8;
+	}
+	if (len) {
+		uint64_t a = OM_LOAD(w), b = 0, mask = (1ull << (len * 8)) - 1;
+
+		memcpy(&b, k, len);
+		if ((a & mask) != b)
+			return false;
+	}
+	return true;
+}
+
+static void
+uri_store(om_index_t *ix, uint32_t chunk, const void *key, size_t len)
+{
+	uint64_t *w = (uint64_t *)(void *)(ix->arena + (size_t)chunk * IX_UNIT);
+	size_t words = (size_t)uri_units(len) * (IX_UNIT / 8);
+	const unsigned char *k = key;
+
+	for (size_t i = 0; i < words; i++) {
+		uint64_t v = 0;
+		size_t n = len > 8 ? 8 : len;
+
+		memcpy(&v, k, n);
+		OM_STORE(&w[i], v);
+		k += n;
+		len -= n;
+	}
+}
+
+static void
+uri_load(const om_index_t *ix, uint32_t chunk, char *dst, size_t len)
+{
+	memcpy(dst, ix->arena + (size_t)chunk * IX_UNIT, len);
+}
+
+/*
+ * Walks bucket b for the URI. Returns the address of the link (bucket head
+ * or a predecessor's next) that holds the match, or NULL. With `optimistic`,
+ * tolerates a chain that changes underneath (indices out of range or an
+ * endless walk set *bad); the caller validates with the stripe sequence.
+ */
+#define IX_OPTIMISTIC_STEPS 4096
+
+static uint32_t *
+chain_find(om_index_t *ix, uint32_t b, uint32_t hash, const void *uri,
+    size_t len, bool optimistic, bool *bad, uint32_t *found)
+{
+	uint32_t *link = &ix->buckets[b];
+	uint32_t idx, steps = 0;
+	uint32_t limit = optimistic ? IX_OPTIMISTIC_STEPS : ix->capacity;
+
+	while ((idx = OM_LOAD(link)) != IX_NIL) {
+		const ix_entry_sh_t *e;
+
+		if (OM_UNLIKELY(idx >= ix->capacity || ++steps > limit)) {
+			OM_ASSERT(optimistic);
+			*bad = true;
+			return NULL;
+		}
+		e = &ix->entries[idx];
+		if (OM_LOAD(&e->hash) == hash) {
+			uint32_t lf = OM_LOAD(&e->lenflags);
+			uint32_t off = OM_LOAD(&e->uri_off);
+
+			if (IX_LEN(lf) == len && (lf & IX_ST_MASK) == IX_ST_LINKED) {
+				if (OM_UNLIKELY((uint64_t)off + uri_units(len) > ix->arena_units)) {
+					OM_ASSERT(optimistic);
+					*bad = true;
+					return NULL;
+				}
+				if (uri_equal(ix, off, uri, len)) {
+					*found = idx;
+					return link;
+				}
+			}
+		}
+		link = (uint32_t *)&e->next;
+	}
+	return NULL;
+}
+
+/* Finds a linked entry's link by walking its bucket (stripe lock held). */
+static uint32_t *
+chain_find_slot(om_index_t *ix, uint32_t b, uint32_t slot)
+{
+	uint32_t *link = &ix->buckets[b];
+	uint32_t idx;
+
+	while ((idx = OM_LOAD(link)) != IX_NIL) {
+		OM_ASSERT(idx < ix->capacity);
+		if (idx == slot)
+			return link;
+		link = &ix->entries[idx].next;
+	}
+	return NULL;
+}
+
+static void
+touch(om_index_t *ix, uint32_t idx, uint32_t flags)
+{
+	ix_entry_sh_t *e = &ix->entries[idx];
+	uint32_t now = (uint32_t)om_clock_ms();
+
+	if (OM_LOAD(&e->atime) != now)
+		OM_STORE(&e->atime, now);
+	/* Only persistent objects without a copy are promotion candidates;
+	 * skip the shared write for everything else. */
+	if (!(flags & (OM_IX_F_COPY | OM_IX_F_EPHEMERAL)) && OM_LOAD(&e->hits) < 0xffffu)
+		OM_ADD(&e->hits, 1);
+}
+
+/* Adds (sign > 0) or removes an object's contribution to a stripe's counters. */
+typedef struct {
+	int64_t count[OM_IX_NCLASS];
+	int64_t bytes[OM_IX_NCLASS];
+} ix_delta_t;
+
+static void
+delta_add(ix_delta_t *d, uint32_t lf, uint64_t size, int sign)
+{
+	unsigned c = class_of_flags(lf);
+
+	d->count[c] += sign;
+	d->bytes[c] += sign * (int64_t)size;
+	if (lf & OM_IX_F_COPY) {
+		d->count[OM_IX_CLASS_COPY] += sign;
+		d->bytes[OM_IX_CLASS_COPY] += sign * (int64_t)size;
+	}
+}
+
+static void
+delta_log(om_index_t *ix, ix_lb_t *lb, ix_stripe_sh_t *st, const ix_delta_t *d)
+{
+	for (unsigned c = 0; c < OM_IX_NCLASS; c++) {
+		if (d->count[c] != 0)
+			lb_put32(ix, lb, &st->count[c], (uint32_t)((int64_t)OM_LOAD(&st->count[c]) + d->count[c]));
+		if (d->bytes[c] != 0)
+			lb_put64(ix, lb, &st->bytes[c], (uint64_t)((int64_t)OM_LOAD(&st->bytes[c]) + d->bytes[c]));
+	}
+}
+
+/* ---- public operations ------------------------------------------------- */
+
+static inline void
+cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+int
+om_index_lookup(om_index_t *ix, const void *uri, size_t len, om_ix_obj_t *out,
+    unsigned flags)
+{
+	uint32_t hash, b, idx, *link = NULL;
+	ix_stripe_sh_t *st;
+	om_ix_obj_t o;
+
+	if (len == 0 || len > OM_LOAD(&ix->h->max_uri))
+		return -ENOENT;
+	hash = ix_hash(ix, uri, len);
+	b = hash & ix->bmask;
+	st = &ix->stripes[b & ix->smask];
+
+	for (int tries = 0; tries < 4; tries++) {
+		uint32_t s1 = OM_LOAD_ACQ(&st->seq), s2;
+		bool bad = false;
+
+		if (s1 & 1) {
+			cpu_relax();
+			continue;
+		}
+		link = chain_find(ix, b, hash, uri, len, true, &bad, &idx);
+		if (link != NULL)
+			obj_from_entry(ix, idx, &o);
+		OM_FENCE_ACQ();
+		s2 = OM_LOAD(&st->seq);
+		if (s1 == s2 && !bad)
+			goto done;
+	}
+
+	/* A writer kept the stripe busy (or died in it): read under the lock,
+	 * which also repairs. */
+	stripe_lock(ix, st);
+	link = chain_find(ix, b, hash, uri, len, false, NULL, &idx);
+	if (link != NULL)
+		obj_from_entry(ix, idx, &o);
+	stripe_unlock(ix, st);
+done:
+	if (link == NULL)
+		return -ENOENT;
+	if (flags & OM_IX_TOUCH)
+		touch(ix, o.slot, o.flags);
+	if (out != NULL)
+		*out = o;
+	return 0;
+}
+
+static void
+entry_fill(om_index_t *ix, uint32_t idx, uint32_t hash, const void *uri,
+    size_t len, const om_ix_obj_t *obj)
+{
+	ix_entry_sh_t *e = &ix->entries[idx];
+
+	OM_STORE(&e->hash, hash);
+	OM_STORE(&e->id, obj->id);
+	OM_STORE(&e->size, obj->size);
+	OM_STORE(&e->expires, obj->expires);
+	OM_STORE(&e->mtime, obj->mtime);
+	OM_STORE(&e->crc, obj->crc);
+	OM_STORE(&e->atime, (uint32_t)om_clock_ms());
+	OM_STORE(&e->hits, 0u);
+	uri_store(ix, OM_LOAD(&e->uri_off), uri, len);
+}
+
+/* Unlinks the entry at *link, releases it and frees it (stripe lock held). */
+static void
+unlink_locked(om_index_t *ix, ix_stripe_sh_t *st, uint32_t *link, om_ix_obj_t *old)
+{
+	uint32_t idx = OM_LOAD(link);
+	ix_entry_sh_t *e = &ix->entries[idx];
+	uint32_t lf = OM_LOAD(&e->lenflags);
+	ix_delta_t d = { { 0 }, { 0 } };
+	om_ix_obj_t o;
+	ix_lb_t lb;
+
+	obj_from_entry(ix, idx, &o);
+	delta_add(&d, lf, o.size, -1);
+	lb_init(&lb, &st->log);
+	lb_put32(ix, &lb, link, OM_LOAD(&e->next));
+	lb_put32(ix, &lb, &e->lenflags, (lf & ~IX_ST_MASK) | IX_ST_ALLOC);
+	lb_put32(ix, &lb, &st->pending_old, idx);
+	delta_log(ix, &lb, st, &d);
+	lb_commit(ix, &lb, &st->seq);
+
+	if (ix->release != NULL)
+		ix->release(ix->release_arg, &o);
+	HOOK(ix);
+	alloc_lock(ix);
+	entry_free(ix, st, idx, &st->pending_old);
+	alloc_unlock(ix);
+	if (old != NULL)
+		*old = o;
+}
+
+int
+om_index_put(om_index_t *ix, const void *uri, size_t len, const om_ix_obj_t *obj,
+    enum om_ix_put_mode mode, om_ix_obj_t *old)
+{
+	uint32_t hash, b, *link, idx_old = IX_NIL, idx_new, lf_new;
+	ix_delta_t d = { { 0 }, { 0 } };
+	ix_stripe_sh_t *st;
+	ix_lb_t lb;
+	int rc;
+
+	if (len == 0 || len > OM_LOAD(&ix->h->max_uri))
+		return -EINVAL;
+	OM_ASSERT(obj->id != 0);
+	hash = ix_hash(ix, uri, len);
+	b = hash & ix->bmask;
+	st = &ix->stripes[b & ix->smask];
+
+	stripe_lock(ix, st);
+	link = chain_find(ix, b, hash, uri, len, false, NULL, &idx_old);
+	if (link != NULL) {
+		/* Ids order writes: an equal or newer id already here wins. */
+		if (mode == OM_IX_INSERT || OM_LOAD(&ix->entries[idx_old].id) >= obj->id) {
+			if (old != NULL)
+				obj_from_entry(ix, idx_old, old);
+			rc = mode == OM_IX_INSERT ? -EEXIST : -ESTALE;
+			goto out;
+		}
+	} else if (mode == OM_IX_REPLACE) {
+		rc = -ENOENT;
+		goto out;
+	}
+
+	rc = entry_alloc(ix, st, len, &idx_new);
+	if (rc != 0)
+		goto out;
+	HOOK(ix);
+	entry_fill(ix, idx_new, hash, uri, len, obj);
+	HOOK(ix);
+
+	/* The new entry is private until the log below links it. */
+	lf_new = (uint32_t)len << 16 | (obj->flags & OM_IX_F_EPHEMERAL) | IX_ST_LINKED;
+	delta_add(&d, lf_new, obj->size, 1);
+	lb_init(&lb, &st->log);
+	if (link != NULL) {
+		ix_entry_sh_t *eo = &ix->entries[idx_old];
+		uint32_t lf_old = OM_LOAD(&eo->lenflags);
+
+		delta_add(&d, lf_old, OM_LOAD(&eo->size), -1);
+		lb_put32(ix, &lb, &ix->entries[idx_new].next, OM_LOAD(&eo->next));
+		lb_put32(ix, &lb, &ix->entries[idx_new].lenflags, lf_new);
+		lb_put32(ix, &lb, link, idx_new);
+		lb_put32(ix, &lb, &eo->lenflags, (lf_old & ~IX_ST_MASK) | IX_ST_ALLOC);
+		lb_put32(ix, &lb, &st->pending_old, idx_old);
+	} else {
+		lb_put32(ix, &lb, &ix->entries[idx_new].next, OM_LOAD(&ix->buckets[b]));
+		lb_put32(ix, &lb, &ix->entries[idx_new].lenflags, lf_new);
+		lb_put32(ix, &lb, &ix->buckets[b], idx_new);
+	}
+	lb_put32(ix, &lb, &st->pending_new, IX_NIL);
+	delta_log(ix, &lb, st, &d);
+	lb_commit(ix, &lb, &st->seq);
+
+	if (link != NULL) {
+		om_ix_obj_t o;
+
+		obj_from_entry(ix, idx_old, &o);
+		if (ix->release != NULL)
+			ix->release(ix->release_arg, &o);
+		HOOK(ix);
+		alloc_lock(ix);
+		entry_free(ix, st, idx_old, &st->pending_old);
+		alloc_unlock(ix);
+		if (old != NULL)
+			*old = o;
+		rc = 1;
+	}
+out:
+	stripe_unlock(ix, st);
+	return rc;
+}
+
+int
+om_index_delete(om_index_t *ix, const void *uri, size_t len, uint64_t id,
+    om_ix_obj_t *old)
+{
+	uint32_t hash, b, idx, *link;
+	ix_stripe_sh_t *st;
+	int rc = -ENOENT;
+
+	if (len == 0 || len > OM_LOAD(&ix->h->max_uri))
+		return -ENOENT;
+	hash = ix_hash(ix, uri, len);
+	b = hash & ix->bmask;
+	st = &ix->stripes[b & ix->smask];
+
+	stripe_lock(ix, st);
+	link = chain_find(ix, b, hash, uri, len, false, NULL, &idx);
+	if (link != NULL && (id == 0 || OM_LOAD(&ix->entries[idx].id) == id)) {
+		unlink_locked(ix, st, link, old);
+		rc = 0;
+	}
+	stripe_unlock(ix, st);
+	return rc;
+}
+
+/*
+ * Locks the stripe an entry slot appears to belong to and finds it linked
+ * there with the expected id. The entry may be reused by another stripe at
+ * any moment, so nothing read before the lock is trusted: only a walk of
+ * the bucket under the lock proves the slot is this object.
+ */
+static uint32_t *
+slot_lock(om_index_t *ix, uint32_t slot, uint64_t id, ix_stripe_sh_t **stp)
+{
+	uint32_t hash, b, *link;
+	ix_stripe_sh_t *st;
+
+	if (slot >= ix->capacity)
+		return NULL;
+	hash = OM_LOAD(&ix->entries[slot].hash);
+	b = hash & ix->bmask;
+	st = &ix->stripes[b & ix->smask];
+	stripe_lock(ix, st);
+	link = chain_find_slot(ix, b, slot);
+	if (link == NULL || OM_LOAD(&ix->entries[slot].id) != id) {
+		stripe_unlock(ix, st);
+		return NULL;
+	}
+	*stp = st;
+	return link;
+}
+
+int
+om_index_delete_slot(om_index_t *ix, uint32_t slot, uint64_t id, om_ix_obj_t *old)
+{
+	ix_stripe_sh_t *st;
+	uint32_t *link = slot_lock(ix, slot, id, &st);
+
+	if (link == NULL)
+		return -ENOENT;
+	unlink_locked(ix, st, link, old);
+	stripe_unlock(ix, st);
+	return 0;
+}
+
+int
+om_index_update_flags(om_index_t *ix, uint32_t slot, uint64_t id, uint32_t set,
+    uint32_t clear)
+{
+	ix_entry_sh_t *e;
+	ix_stripe_sh_t *st;
+	uint32_t *link, lf, nlf;
+	ix_delta_t d = { { 0 }, { 0 } };
+	ix_lb_t lb;
+
+	OM_ASSERT(((set | clear) & ~OM_IX_F_COPY) == 0);
+	link = slot_lock(ix, slot, id, &st);
+	if (link == NULL)
+		return -ENOENT;
+	e = &ix->entries[slot];
+	lf = OM_LOAD(&e->lenflags);
+	nlf = (lf | set) & ~clear;
+	if (nlf != lf) {
+		delta_add(&d, lf, OM_LOAD(&e->size), -1);
+		delta_add(&d, nlf, OM_LOAD(&e->size), 1);
+		lb_init(&lb, &st->log);
+		lb_put32(ix, &lb, &e->lenflags, nlf);
+		if (set & OM_IX_F_COPY)
+			lb_put32(ix, &lb, &e->hits, 0);
+		delta_log(ix, &lb, st, &d);
+		lb_commit(ix, &lb, &st->seq);
+	}
+	stripe_unlock(ix, st);
+	return 0;
+}
+
+typedef struct {
+	om_ix_obj_t obj;
+	size_t uri_at;
+	uint32_t uri_len;
+} ix_item_t;
+
+int
+om_index_iterate(om_index_t *ix, om_ix_iter_fn fn, void *arg)
+{
+	ix_item_t *items = NULL;
+	char *uris = NULL;
+	size_t icap = 0, ucap = 0;
+	int rc = 0;
+
+	for (uint32_t s = 0; s <= ix->smask && rc == 0; s++) {
+		ix_stripe_sh_t *st = &ix->stripes[s];
+		size_t n = 0, ulen = 0;
+
+		stripe_lock(ix, st);
+		for (uint32_t b = s; b <= ix->bmask; b += ix->smask + 1) {
+			for (uint32_t idx = OM_LOAD(&ix->buckets[b]); idx != IX_NIL;
+			    idx = OM_LOAD(&ix->entries[idx].next)) {
+				uint32_t len = IX_LEN(OM_LOAD(&ix->entries[idx].lenflags));
+
+				if (n == icap) {
+					size_t c = icap ? icap * 2 : 256;
+					ix_item_t *p = realloc(items, c * sizeof(*p));
+
+					if (p == NULL) {
+						rc = -ENOMEM;
+						break;
+					}
+					items = p;
+					icap = c;
+				}
+				if (ulen + len > ucap) {
+					size_t c = ucap ? ucap * 2 : 16384;
+					char *p;
+
+					while (c < ulen + len)
+						c *= 2;
+					p = realloc(uris, c);
+					if (p == NULL) {
+						rc = -ENOMEM;
+						break;
+					}
+					uris = p;
+					ucap = c;
+				}
+				obj_from_entry(ix, idx, &items[n].obj);
+				items[n].uri_at = ulen;
+				items[n].uri_len = len;
+				uri_load(ix, OM_LOAD(&ix->entries[idx].uri_off), uris + ulen, len);
+				ulen += len;
+				n++;
+			}
+			if (rc != 0)
+				break;
+		}
+		stripe_unlock(ix, st);
+		for (size_t i = 0; i < n && rc == 0; i++)
+			rc = fn(arg, uris + items[i].uri_at, items[i].uri_len, &items[i].obj);
+	}
+	free(items);
+	free(uris);
+	return rc;
+}
+
+static bool
+selected(uint32_t lf, unsigned sel)
+{
+	if ((sel & OM_IX_SEL(OM_IX_CLASS_COPY)) && (lf & OM_IX_F_COPY))
+		return true;
+	return (sel & OM_IX_SEL(class_of_flags(lf))) != 0;
+}
+
+int
+om_index_sample(om_index_t *ix, unsigned sel, unsigned k, uint32_t *cursor,
+    om_ix_obj_t *victim)
+{
+	uint32_t now = (uint32_t)om_clock_ms(), best_age = 0, i = *cursor;
+	unsigned found = 0;
+
+	if (i >= ix->capacity)
+		i = 0;
+	for (uint32_t scanned = 0; scanned < ix->capacity && found < k; scanned++) {
+		const ix_entry_sh_t *e = &ix->entries[i];
+		uint32_t lf = OM_LOAD(&e->lenflags);
+
+		if ((lf & IX_ST_MASK) == IX_ST_LINKED && selected(lf, sel)) {
+			uint32_t age = now - OM_LOAD(&e->atime);
+
+			if (found == 0 || age > best_age) {
+				best_age = age;
+				obj_from_entry(ix, i, victim);
+			}
+			found++;
+		}
+		if (++i == ix->capacity)
+			i = 0;
+	}
+	*cursor = i;
+	return found ? 0 : -ENOENT;
+}
+
+void
+om_index_decay(om_index_t *ix)
+{
+	uint32_t now = (uint32_t)om_clock_ms();
+
+	for (uint32_t i = 0; i < ix->capacity; i++) {
+		ix_entry_sh_t *e = &ix->entries[i];
+		uint32_t hits, atime;
+
+		if ((OM_LOAD(&e->lenflags) & IX_ST_MASK) != IX_ST_LINKED)
+			continue;
+		hits = OM_LOAD(&e->hits);
+		if (hits)
+			OM_STORE(&e->hits, hits / 2);
+		/* atime is a wrapping millisecond clock: keep ages below 2^31 ms
+		 * (24 days) so that a long-unread object never looks fresh. */
+		atime = OM_LOAD(&e->atime);
+		if (now - atime > (1u << 30))
+			OM_STORE(&e->atime, now - (1u << 30));
+	}
+}
+
+uint64_t
+om_index_next_id(om_index_t *ix)
+{
+	return OM_FETCH_ADD(&ix->h->next_id, 1);
+}
+
+void
+om_index_reserve_ids(om_index_t *ix, uint64_t next)
+{
+	uint64_t cur = OM_LOAD(&ix->h->next_id);
+
+	while (cur < next &&
+	    !__atomic_compare_exchange_n(&ix->h->next_id, &cur, next, false,
+		__ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
+void
+om_index_usage(om_index_t *ix, om_ix_usage_t *u)
+{
+	ix_header_sh_t *h = ix->h;
+	uint64_t on_lists = 0;
+
+	memset(u, 0, sizeof(*u));
+	for (uint32_t s = 0; s <= ix->smask; s++) {
+		for (unsigned c = 0; c < OM_IX_NCLASS; c++) {
+			u->count[c] += OM_LOAD(&ix->stripes[s].count[c]);
+			u->bytes[c] += OM_LOAD(&ix->stripes[s].bytes[c]);
+		}
+	}
+	u->objects = u->count[OM_IX_CLASS_PERSIST] + u->count[OM_IX_CLASS_EPHEMERAL];
+	u->capacity = ix->capacity;
+	u->entries_free = OM_LOAD(&h->free_count);
+	u->arena_bytes = (uint64_t)ix->arena_units * IX_UNIT;
+	u->arena_used = (uint64_t)OM_LOAD(&h->bump) * IX_UNIT;
+	/* Walking the free lists needs the allocator lock. */
+	alloc_lock(ix);
+	for (uint32_t k = 1; k < h->nclasses; k++) {
+		uint32_t n = 0;
+
+		for (uint32_t c = OM_LOAD(&ix->classes[k]); c != IX_NIL && n <= ix->arena_units;
+		    c = OM_LOAD(chunk_link(ix, c)), n++)
+			on_lists += (uint64_t)k * IX_UNIT;
+	}
+	alloc_unlock(ix);
+	u->arena_free_lists = on_lists;
+	u->owner_deaths = OM_LOAD(&h->owner_deaths);
+	u->segment_bytes = ix->size;
+}
+
+uint32_t
+om_index_max_uri(const om_index_t *ix)
+{
+	return ix->h->max_uri;
+}
+
+size_t
+om_index_object_bytes(const om_index_t *ix, size_t uri_len)
+{
+	/* Buckets are a power of two >= capacity: fewer than 2 per object. */
+	size_t bucket_share = ((size_t)ix->h->nbuckets * sizeof(uint32_t) +
+	    ix->capacity - 1) / ix->capacity;
+
+	return sizeof(ix_entry_sh_t) + bucket_share + (size_t)uri_units(uri_len) * IX_UNIT;
+}
+
+void *
+om_index_proc_area(om_index_t *ix, unsigned slot)
+{
+	if (slot >= ix->h->nprocs)
+		return NULL;
+	return ix->procs + (size_t)slot * ix->h->proc_bytes;
+}
+
+unsigned
+om_index_procs(const om_index_t *ix)
+{
+	return ix->h->nprocs;
+}
+
+int
+om_index_fd(const om_index_t *ix)
+{
+	return ix->fd;
+}
+
+void
+om_index_set_release(om_index_t *ix, om_ix_release_fn fn, void *arg)
+{
+	ix->release = fn;
+	ix->release_arg = arg;
+}
+
+void
+om_index_set_hook(om_index_t *ix, void (*fn)(void *arg, unsigned step), void *arg)
+{
+	ix->hook = fn;
+	ix->hook_arg = arg;
+	ix->hook_step = 0;
+}
+
+/* ---- creation ---------------------------------------------------------- */
+
+static uint32_t
+pow2_at_least(uint64_t n)
+{
+	uint32_t p = 1;
+
+	while (p < n && p < (1u << 31))
+		p <<= 1;
+	return p;
+}
+
+static void
+index_bind(om_index_t *ix, uint8_t *base, size_t size, int fd)
+{
+	ix_header_sh_t *h = (ix_header_sh_t *)(void *)base;
+
+	ix->base = base;
+	ix->size = size;
+	ix->fd = fd;
+	ix->h = h;
+	ix->stripes = (ix_stripe_sh_t *)(void *)(base + h->off_stripes);
+	ix->classes = (uint32_t *)(void *)(base + h->off_classes);
+	ix->buckets = (uint32_t *)(void *)(base + h->off_buckets);
+	ix->entries = (ix_entry_sh_t *)(void *)(base + h->off_entries);
+	ix->procs = base + h->off_procs;
+	ix->arena = base + h->off_arena;
+	ix->bmask = h->nbuckets - 1;
+	ix->smask = h->nstripes - 1;
+	ix->capacity = h->capacity;
+	ix->arena_units = h->arena_units;
+}
+
+static int
+mutex_init_shared(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t a;
+	int rc;
+
+	if ((rc = pthread_mutexattr_init(&a)) != 0)
+		return -rc;
+	rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	if (rc == 0)
+		rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	if (rc == 0)
+		rc = pthread_mutex_init(m, &a);
+	pthread_mutexattr_destroy(&a);
+	return -rc;
+}
+
+int
+om_index_create(const om_ix_params_t *p, om_index_t **out)
+{
+	uint32_t capacity = p->capacity, max_uri = p->max_uri;
+	uint32_t nstripes = p->stripes ? p->stripes : 256;
+	uint32_t nprocs = p->procs ? p->procs : 64;
+	uint32_t proc_bytes = p->proc_bytes ? OM_ALIGN_UP(p->proc_bytes, 64u) : 256;
+	uint64_t arena_bytes = p->arena_bytes ? p->arena_bytes : (uint64_t)capacity * 64;
+	uint32_t nbuckets, nclasses, arena_units;
+	uint64_t off, size;
+	om_index_t *ix;
+	ix_header_sh_t *h;
+	uint8_t *base;
+	int fd, rc;
+
+	if (capacity == 0 || capacity >= IX_NIL / 2 || max_uri == 0 || max_uri > OM_IX_URI_MAX ||
+	    (nstripes & (nstripes - 1)) != 0 || nstripes > 65536 || nprocs > 4096)
+		return -EINVAL;
+	nclasses = uri_units(max_uri) + 1;
+	arena_units = (uint32_t)((arena_bytes + IX_UNIT - 1) / IX_UNIT);
+	if (arena_bytes / IX_UNIT >= IX_NIL || arena_units < nclasses)
+		return -EINVAL;
+	/* Fewer than 2 buckets per object (at most 8 bytes); at least one
+	 * bucket per stripe, so small indexes get fewer stripes. */
+	nbuckets = pow2_at_least(capacity);
+	if (nstripes > nbuckets)
+		nstripes = nbuckets;
+
+	off = OM_ALIGN_UP((uint64_t)sizeof(ix_header_sh_t), 64u);
+	uint64_t off_stripes = off;
+	off += (uint64_t)nstripes * sizeof(ix_stripe_sh_t);
+	uint64_t off_classes = off;
+	off = OM_ALIGN_UP(off + (uint64_t)nclasses * 4, 64u);
+	uint64_t off_buckets = off;
+	off = OM_ALIGN_UP(off + (uint64_t)nbuckets * 4, 64u);
+	uint64_t off_entries = off;
+	off = OM_ALIGN_UP(off + (uint64_t)capacity * sizeof(ix_entry_sh_t), 64u);
+	uint64_t off_procs = off;
+	off += (uint64_t)nprocs * proc_bytes;
+	uint64_t off_arena = off;
+	off += (uint64_t)arena_units * IX_UNIT;
+	size = OM_ALIGN_UP(off, (uint64_t)sysconf(_SC_PAGESIZE));
+
+	ix = calloc(1, sizeof(*ix));
+	if (ix == NULL)
+		return -ENOMEM;
+	fd = memfd_create("objmapper-index", MFD_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		goto fail_free;
+	}
+	if (ftruncate(fd, (off_t)size) != 0) {
+		rc = -errno;
+		goto fail_close;
+	}
+	base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED) {
+		rc = -errno;
+		goto fail_close;
+	}
+
+	h = (ix_header_sh_t *)(void *)base;
+	h->version = IX_VERSION;
+	h->seg_size = size;
+	if (getrandom(&h->seed, sizeof(h->seed), 0) != sizeof(h->seed))
+		h->seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^ (uint64_t)om_clock_ms();
+	h->capacity = capacity;
+	h->nbuckets = nbuckets;
+	h->nstripes = nstripes;
+	h->nclasses = nclasses;
+	h->max_uri = max_uri;
+	h->nprocs = nprocs;
+	h->proc_bytes = proc_bytes;
+	h->arena_units = arena_units;
+	h->off_stripes = off_stripes;
+	h->off_classes = off_classes;
+	h->off_buckets = off_buckets;
+	h->off_entries = off_entries;
+	h->off_procs = off_procs;
+	h->off_arena = off_arena;
+	h->next_id = 1;
+	h->free_head = 0;
+	h->free_count = capacity;
+	h->bump = 0;
+	index_bind(ix, base, size, fd);
+
+	if ((rc = mutex_init_shared(&h->alloc_mtx)) != 0)
+		goto fail_unmap;
+	for (uint32_t s = 0; s < nstripes; s++) {
+		ix_stripe_sh_t *st = &ix->stripes[s];
+
+		if ((rc = mutex_init_shared(&st->mtx)) != 0)
+			goto fail_unmap;
+		st->pending_new = IX_NIL;
+		st->pending_old = IX_NIL;
+	}
+	memset(ix->classes, 0xff, (size_t)nclasses * 4);
+	memset(ix->buckets, 0xff, (size_t)nbuckets * 4);
+	for (uint32_t i = 0; i < capacity; i++)
+		ix->entries[i].next = i + 1 < capacity ? i + 1 : IX_NIL;
+	OM_STORE_REL(&h->magic, IX_MAGIC);
+	*out = ix;
+	return 0;
+
+fail_unmap:
+	munmap(base, size);
+fail_close:
+	close(fd);
+fail_free:
+	free(ix);
+	return rc;
+}
+
+int
+om_index_attach(int fd, om_index_t **out)
+{
+	ix_header_sh_t hdr;
+	om_index_t *ix;
+	uint8_t *base;
+
+	if (pread(fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr))
+		return -EINVAL;
+	if (hdr.magic != IX_MAGIC || hdr.version != IX_VERSION)
+		return -EPROTO;
+	base = mmap(NULL, hdr.seg_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED)
+		return -errno;
+	ix = calloc(1, sizeof(*ix));
+	if (ix == NULL) {
+		munmap(base, hdr.seg_size);
+		return -ENOMEM;
+	}
+	index_bind(ix, base, hdr.seg_size, fd);
+	*out = ix;
+	return 0;
+}
+
+void
+om_index_close(om_index_t *ix)
+{
+	if (ix == NULL)
+		return;
+	munmap(ix->base, ix->size);
+	close(ix->fd);
+	free(ix);
+}
+
+/* ---- consistency check ------------------------------------------------- */
+
+#define CHECK(cond, ...) \
+	do { \
+		if (!(cond)) { \
+			snprintf(err, errlen, __VA_ARGS__); \
+			rc = -EUCLEAN; \
+			goto out; \
+		} \
+	} while (0)
+
+int
+om_index_check(om_index_t *ix, char *err, size_t errlen)
+{
+	ix_header_sh_t *h = ix->h;
+	uint8_t *seen = NULL, *used = NULL;
+	uint32_t linked = 0, nfree = 0, bump;
+	int rc = 0;
+
+	if (errlen)
+		err[0] = '\0';
+	for (uint32_t s = 0; s <= ix->smask; s++)
+		stripe_lock(ix, &ix->stripes[s]);
+	alloc_lock(ix);
+
+	CHECK(h->magic == IX_MAGIC && h->version == IX_VERSION, "bad header");
+	seen = calloc(ix->capacity, 1);
+	used = calloc(ix->arena_units ? ix->arena_units : 1, 1);
+	CHECK(seen != NULL && used != NULL, "out of memory");
+	CHECK(OM_LOAD(&h->alloc_log.valid) == 0, "allocator log left valid");
+	bump = OM_LOAD(&h->bump);
+	CHECK(bump <= ix->arena_units, "arena bump %u beyond %u", bump, ix->arena_units);
+
+	for (uint32_t s = 0; s <= ix->smask; s++) {
+		ix_stripe_sh_t *st = &ix->stripes[s];
+		uint64_t count[OM_IX_NCLASS] = { 0 }, bytes[OM_IX_NCLASS] = { 0 };
+
+		CHECK(OM_LOAD(&st->log.valid) == 0, "stripe %u: log left valid", s);
+		CHECK((OM_LOAD(&st->seq) & 1) == 0, "stripe %u: odd sequence", s);
+		CHECK(OM_LOAD(&st->pending_new) == IX_NIL, "stripe %u: pending new entry", s);
+		CHECK(OM_LOAD(&st->pending_old) == IX_NIL, "stripe %u: pending old entry", s);
+		for (uint32_t b = s; b <= ix->bmask; b += ix->smask + 1) {
+			for (uint32_t idx = OM_LOAD(&ix->buckets[b]); idx != IX_NIL;
+			    idx = OM_LOAD(&ix->entries[idx].next)) {
+				ix_entry_sh_t *e;
+				uint32_t lf, len, off, units;
+
+				CHECK(idx < ix->capacity, "bucket %u: entry %u out of range", b, idx);
+				CHECK(!seen[idx], "bucket %u: entry %u reached twice", b, idx);
+				seen[idx] = 1;
+				linked++;
+				e = &ix->entries[idx];
+				lf = OM_LOAD(&e->lenflags);
+				len = IX_LEN(lf);
+				CHECK((lf & IX_ST_MASK) == IX_ST_LINKED, "entry %u: in a chain but state %u", idx, lf & IX_ST_MASK);
+				CHECK((OM_LOAD(&e->hash) & ix->bmask) == b, "entry %u: hash in wrong bucket", idx);
+				CHECK(len >= 1 && len <= h->max_uri, "entry %u: URI length %u", idx, len);
+				off = OM_LOAD(&e->uri_off);
+				units = uri_units(len);
+				CHECK((uint64_t)off + units <= bump, "entry %u: URI outside the arena", idx);
+				for (uint32_t u = off; u < off + units; u++) {
+					CHECK(!used[u], "entry %u: URI space overlaps", idx);
+					used[u] = 1;
+				}
+				CHECK(ix_hash(ix, ix->arena + (size_t)off * IX_UNIT, len) == OM_LOAD(&e->hash),
+				    "entry %u: hash does not match its URI", idx);
+				CHECK(OM_LOAD(&e->id) != 0 && OM_LOAD(&e->id) < OM_LOAD(&h->next_id),
+				    "entry %u: id %llu not issued", idx, (unsigned long long)OM_LOAD(&e->id));
+				count[class_of_flags(lf)]++;
+				bytes[class_of_flags(lf)] += OM_LOAD(&e->size);
+				if (lf & OM_IX_F_COPY) {
+					count[OM_IX_CLASS_COPY]++;
+					bytes[OM_IX_CLASS_COPY] += OM_LOAD(&e->size);
+				}
+			}
+		}
+		for (unsigned c = 0; c < OM_IX_NCLASS; c++) {
+			CHECK(count[c] == OM_LOAD(&st->count[c]), "stripe %u: class %u counts %u, chains hold %llu",
+			    s, c, OM_LOAD(&st->count[c]), (unsigned long long)count[c]);
+			CHECK(bytes[c] == OM_LOAD(&st->bytes[c]), "stripe %u: class %u bytes %llu, chains hold %llu",
+			    s, c, (unsigned long long)OM_LOAD(&st->bytes[c]), (unsigned long long)bytes[c]);
+		}
+	}
+
+	for (uint32_t idx = OM_LOAD(&h->free_head); idx != IX_NIL; idx = OM_LOAD(&ix->entries[idx].next)) {
+		CHECK(idx < ix->capacity, "free list: entry %u out of range", idx);
+		CHECK(!seen[idx], "free list: entry %u also linked or listed twice", idx);
+		CHECK((OM_LOAD(&ix->entries[idx].lenflags) & IX_ST_MASK) == IX_ST_FREE,
+		    "free list: entry %u not free", idx);
+		seen[idx] = 1;
+		nfree++;
+	}
+	CHECK(nfree == OM_LOAD(&h->free_count), "free count %u, list holds %u", OM_LOAD(&h->free_count), nfree);
+	CHECK(linked + nfree == ix->capacity, "%u linked + %u free != capacity %u (entries leaked)",
+	    linked, nfree, ix->capacity);
+
+	for (uint32_t k = 1; k < h->nclasses; k++) {
+		uint32_t n = 0;
+
+		for (uint32_t c = OM_LOAD(&ix->classes[k]); c != IX_NIL; c = OM_LOAD(chunk_link(ix, c))) {
+			CHECK(++n <= ix->arena_units, "class %u: free list loops", k);
+			CHECK((uint64_t)c + k <= bump, "class %u: chunk %u outside the arena", k, c);
+			for (uint32_t u = c; u < c + k; u++) {
+				CHECK(!used[u], "class %u: free chunk %u overlaps", k, c);
+				used[u] = 1;
+			}
+		}
+	}
+	for (uint32_t u = 0; u < bump; u++)
+		CHECK(used[u], "arena granule %u leaked", u);
+out:
+	free(seen);
+	free(used);
+	alloc_unlock(ix);
+	for (uint32_t s = ix->smask + 1; s-- > 0;)
+		stripe_unlock(ix, &ix->stripes[s]);
+	return rc;
+}

@@ -1,0 +1,105 @@
+/*
+ * Layout of the index segment. Everything here lives in shared memory
+ * (suffix _sh), is reached through offsets from the segment base, and is
+ * read and written by every process. Private to src/index.
+ */
+#ifndef OM_INDEX_SH_H
+#define OM_INDEX_SH_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "index/om_index.h"
+
+#define IX_MAGIC   0x58494d4fu /* "OMIX" */
+#define IX_VERSION 1u
+#define IX_NIL     UINT32_MAX
+#define IX_LOG_MAX 16
+#define IX_UNIT    16u /* URI arena granule */
+
+/* Entry state, in the low bits of lenflags. */
+#define IX_ST_FREE   0u
+#define IX_ST_ALLOC  1u /* owned by a stripe's pending_* slot, not linked */
+#define IX_ST_LINKED 2u
+#define IX_ST_MASK   3u
+#define IX_FLAG_MASK 0xfffcu
+#define IX_LEN(lf)   ((lf) >> 16)
+
+/*
+ * A redo log: the complete list of stores one mutation makes, written
+ * before `valid` is set. The stores are applied only after that, so a
+ * repairer that finds valid == 1 re-applies them all (each stores an
+ * absolute value, so applying twice is harmless) and one that finds
+ * valid == 0 knows none was applied.
+ */
+#define IX_REC_W64 (1ull << 63)
+typedef struct {
+	uint64_t off; /* byte offset in the segment, | IX_REC_W64 for 8 bytes */
+	uint64_t val;
+} ix_rec_sh_t;
+
+typedef struct {
+	uint32_t valid;
+	uint32_t n;
+	ix_rec_sh_t rec[IX_LOG_MAX];
+} ix_log_sh_t;
+
+/* A lock stripe: guards buckets b with (b & (nstripes - 1)) == its index. */
+typedef struct {
+	pthread_mutex_t mtx;
+	uint32_t seq;         /* odd while a log is being applied */
+	uint32_t pending_new; /* allocated entry not yet linked, or IX_NIL */
+	uint32_t pending_old; /* unlinked entry not yet freed, or IX_NIL */
+	uint32_t count[OM_IX_NCLASS];
+	uint64_t bytes[OM_IX_NCLASS];
+	ix_log_sh_t log;
+} __attribute__((aligned(64))) ix_stripe_sh_t;
+
+/* One object: 56 bytes. */
+typedef struct {
+	uint32_t next;     /* chain link, or free-list link; IX_NIL ends */
+	uint32_t hash;     /* low 32 bits of the URI hash */
+	uint32_t uri_off;  /* arena offset in IX_UNIT granules */
+	uint32_t lenflags; /* URI length << 16 | OM_IX_F_* | state */
+	uint64_t id;
+	uint64_t size;
+	int64_t expires;
+	uint32_t atime;    /* written by readers, no lock */
+	uint32_t hits;     /* written by readers, no lock */
+	uint32_t crc;
+	uint32_t mtime;
+} ix_entry_sh_t;
+
+typedef struct {
+	uint32_t magic;
+	uint32_t version;
+	uint64_t seg_size;
+	uint64_t seed;
+	uint32_t capacity;
+	uint32_t nbuckets;
+	uint32_t nstripes;
+	uint32_t nclasses; /* URI size classes: 1..nclasses-1 granules */
+	uint32_t max_uri;
+	uint32_t nprocs;
+	uint32_t proc_bytes;
+	uint32_t arena_units;
+	uint64_t off_stripes;
+	uint64_t off_classes;
+	uint64_t off_buckets;
+	uint64_t off_entries;
+	uint64_t off_procs;
+	uint64_t off_arena;
+	uint64_t next_id;      /* atomic */
+	uint64_t owner_deaths; /* atomic */
+
+	/* The allocator: entry free list and URI arena, guarded by alloc_mtx.
+	 * Lock order: a stripe, then alloc_mtx. */
+	pthread_mutex_t alloc_mtx __attribute__((aligned(64)));
+	uint32_t free_head;
+	uint32_t free_count;
+	uint32_t bump; /* granules handed out from the arena's start */
+	uint32_t pad;
+	ix_log_sh_t alloc_log;
+} ix_header_sh_t;
+
+#endif

@@ -1,0 +1,158 @@
+/*
+ * The shared-memory index: URIs to object records, in one segment created
+ * by the master and inherited by every process forked from it. Any process
+ * may look up and mutate; see docs/ARCHITECTURE.md for the layout and the
+ * lock-repair scheme.
+ */
+#ifndef OM_INDEX_H
+#define OM_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct om_index om_index_t;
+
+/* Hard upper bound of a URI in bytes (the configured maximum may be lower). */
+#define OM_IX_URI_MAX 1024
+
+typedef struct {
+	uint32_t capacity;    /* objects; fixed for the life of the segment */
+	uint32_t max_uri;     /* bytes, 1..OM_IX_URI_MAX */
+	uint64_t arena_bytes; /* URI storage; 0 = 64 bytes per object */
+	uint32_t stripes;     /* lock stripes, a power of two; 0 = 256 */
+	uint32_t procs;       /* per-process slots; 0 = 64 */
+	uint32_t proc_bytes;  /* bytes of each slot; 0 = 256 */
+} om_ix_params_t;
+
+/* Object flags kept in the index. */
+#define OM_IX_F_EPHEMERAL 0x0004u /* primary file in the memory tier only */
+#define OM_IX_F_COPY      0x0008u /* a promoted copy exists in the memory tier */
+
+/* Accounting classes: where an object's bytes are counted. */
+enum {
+	OM_IX_CLASS_PERSIST = 0, /* primary in the persistent tier */
+	OM_IX_CLASS_EPHEMERAL,   /* primary in the memory tier */
+	OM_IX_CLASS_COPY,        /* promoted copy in the memory tier */
+	OM_IX_NCLASS
+};
+#define OM_IX_SEL(c) (1u << (c))
+
+/* An object's record, as copied out of (or into) the index. */
+typedef struct {
+	uint64_t id;      /* unique, increasing; names the object's file */
+	uint64_t size;    /* bytes */
+	int64_t expires;  /* unix seconds; 0 = never */
+	uint32_t mtime;   /* unix seconds of the PUT */
+	uint32_t crc;     /* CRC32C of the bytes */
+	uint32_t flags;   /* OM_IX_F_* */
+	uint32_t hits;    /* reads since the last decay (promotion) */
+	uint32_t atime;   /* om_clock_ms() of the last read, truncated */
+	uint32_t slot;    /* entry slot: a handle for the *_slot calls */
+} om_ix_obj_t;
+
+typedef struct {
+	uint64_t objects;
+	uint64_t count[OM_IX_NCLASS];
+	uint64_t bytes[OM_IX_NCLASS];
+	uint64_t capacity;
+	uint64_t entries_free;
+	uint64_t arena_bytes;      /* total URI storage */
+	uint64_t arena_used;       /* bytes handed out from the arena (live + free lists) */
+	uint64_t arena_free_lists; /* bytes on the free lists, ready for reuse */
+	uint64_t owner_deaths;     /* robust-lock owner deaths repaired */
+	uint64_t segment_bytes;
+} om_ix_usage_t;
+
+enum om_ix_put_mode {
+	OM_IX_UPSERT = 0, /* insert or replace */
+	OM_IX_INSERT,     /* fail with -EEXIST if present */
+	OM_IX_REPLACE,    /* fail with -ENOENT if absent */
+};
+
+/* Called for every object dropped from the index (replaced, deleted,
+ * evicted, or found half-dropped by a lock repair), with its stripe lock
+ * held: the store unlinks the object's files here. Must not call the index. */
+typedef void (*om_ix_release_fn)(void *arg, const om_ix_obj_t *obj);
+
+/* Iteration callback; a non-zero return stops the walk and is returned. */
+typedef int (*om_ix_iter_fn)(void *arg, const char *uri, size_t len,
+    const om_ix_obj_t *obj);
+
+int om_index_create(const om_ix_params_t *p, om_index_t **out);
+/* Maps an existing segment (a descriptor inherited across exec). */
+int om_index_attach(int fd, om_index_t **out);
+void om_index_close(om_index_t *ix);
+int om_index_fd(const om_index_t *ix);
+
+void om_index_set_release(om_index_t *ix, om_ix_release_fn fn, void *arg);
+
+/* Lookup flags */
+#define OM_IX_TOUCH 0x1u /* record the read for LRU and promotion */
+
+/* 0 and *out filled, or -ENOENT. Lock-free unless a writer is active on
+ * the same stripe. */
+int om_index_lookup(om_index_t *ix, const void *uri, size_t len,
+    om_ix_obj_t *out, unsigned flags);
+
+/*
+ * Inserts or replaces. obj->id must come from om_index_next_id(). Returns
+ * 0 (inserted), 1 (replaced; *old is the dropped record, already released),
+ * -ESTALE (the index holds a newer id for this URI: this write is ordered
+ * before it and dropped; *old is the newer record), -EEXIST, -ENOENT,
+ * -ENOSPC (no free entry or URI space), -EINVAL (bad length).
+ */
+int om_index_put(om_index_t *ix, const void *uri, size_t len,
+    const om_ix_obj_t *obj, enum om_ix_put_mode mode, om_ix_obj_t *old);
+
+/* Deletes the URI (only if its id is `id`, unless id is 0). 0 or -ENOENT. */
+int om_index_delete(om_index_t *ix, const void *uri, size_t len, uint64_t id,
+    om_ix_obj_t *old);
+/* Same by slot and id (from a lookup, sample or iteration). */
+int om_index_delete_slot(om_index_t *ix, uint32_t slot, uint64_t id,
+    om_ix_obj_t *old);
+/* Sets or clears OM_IX_F_COPY of the object (slot, id). 0 or -ENOENT. */
+int om_index_update_flags(om_index_t *ix, uint32_t slot, uint64_t id,
+    uint32_t set, uint32_t clear);
+
+/* Visits every object, one stripe at a time (no lock held during fn). */
+int om_index_iterate(om_index_t *ix, om_ix_iter_fn fn, void *arg);
+
+/*
+ * Approximate LRU: sweeps the entry table from *cursor, looks at the next
+ * k objects of the selected classes (OM_IX_SEL bits) and returns the one
+ * read longest ago. 0, or -ENOENT when none is selected.
+ */
+int om_index_sample(om_index_t *ix, unsigned sel, unsigned k, uint32_t *cursor,
+    om_ix_obj_t *victim);
+
+/* Halves every read counter and clamps ancient atimes (the manager runs
+ * this periodically). */
+void om_index_decay(om_index_t *ix);
+
+uint64_t om_index_next_id(om_index_t *ix);
+/* Makes every later id at least `next` (after a rebuild). */
+void om_index_reserve_ids(om_index_t *ix, uint64_t next);
+
+void om_index_usage(om_index_t *ix, om_ix_usage_t *u);
+uint32_t om_index_max_uri(const om_index_t *ix);
+
+/* Bytes of index memory an object costs: entry + bucket share + URI. */
+size_t om_index_object_bytes(const om_index_t *ix, size_t uri_len);
+
+/* Per-process slot of proc_bytes in the segment, or NULL. */
+void *om_index_proc_area(om_index_t *ix, unsigned slot);
+unsigned om_index_procs(const om_index_t *ix);
+
+/*
+ * Full consistency check: takes every lock (repairing as needed), walks
+ * every chain, the free list and the URI arena. 0, or -EUCLEAN with a
+ * description in err.
+ */
+int om_index_check(om_index_t *ix, char *err, size_t errlen);
+
+/* Test hook: fn(arg, step) runs at every step of a mutation (after each
+ * lock, log commit and record). One per process; NULL to clear. */
+void om_index_set_hook(om_index_t *ix, void (*fn)(void *arg, unsigned step),
+    void *arg);
+
+#endif

@@ -1,0 +1,159 @@
+/*
+ * Test helpers (see om_test.h). Linked into every test binary.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "om_test.h"
+
+void
+om_test_mkdtemp(char *out, size_t n, const char *base)
+{
+	const char *b = base ? base : getenv("TMPDIR");
+
+	if (b == NULL || *b == '\0')
+		b = "/tmp";
+	snprintf(out, n, "%s/omtest.XXXXXX", b);
+	if (mkdtemp(out) == NULL) {
+		fprintf(stderr, "mkdtemp(%s): %s\n", out, strerror(errno));
+		abort();
+	}
+}
+
+static int
+rmtree_at(int dfd, const char *name)
+{
+	struct stat st;
+	int rc = 0;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (S_ISDIR(st.st_mode)) {
+		int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		DIR *d;
+		struct dirent *de;
+
+		if (fd < 0)
+			return -errno;
+		d = fdopendir(fd);
+		if (d == NULL) {
+			close(fd);
+			return -errno;
+		}
+		while ((de = readdir(d)) != NULL) {
+			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+				continue;
+			if (rmtree_at(dirfd(d), de->d_name) != 0)
+				rc = -1;
+		}
+		closedir(d);
+		if (unlinkat(dfd, name, AT_REMOVEDIR) != 0)
+			rc = -errno;
+	} else if (unlinkat(dfd, name, 0) != 0) {
+		rc = -errno;
+	}
+	return rc;
+}
+
+int
+om_test_rmtree(const char *path)
+{
+	return rmtree_at(AT_FDCWD, path);
+}
+
+static long
+count_at(int dfd, const char *name, const char *part, long *matching)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	long n = 0;
+	DIR *d;
+
+	if (fd < 0)
+		return 0;
+	d = fdopendir(fd);
+	if (d == NULL) {
+		close(fd);
+		return 0;
+	}
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			n += count_at(dirfd(d), de->d_name, part, matching);
+		} else {
+			n++;
+			if (part != NULL && matching != NULL && strstr(de->d_name, part) != NULL)
+				(*matching)++;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+long
+om_test_count_files(const char *path, const char *part, long *matching)
+{
+	if (matching != NULL)
+		*matching = 0;
+	return count_at(AT_FDCWD, path, part, matching);
+}
+
+int
+om_test_wait(pid_t pid)
+{
+	int status = 0;
+
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return status;
+}
+
+uint64_t
+om_test_rand(uint64_t *state)
+{
+	uint64_t x = *state ? *state : 0x9e3779b97f4a7c15ull;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*state = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+void
+om_test_fill(void *buf, size_t len, uint64_t seed)
+{
+	unsigned char *p = buf;
+	uint64_t st = seed * 0x9e3779b97f4a7c15ull + 1;
+
+	while (len >= 8) {
+		uint64_t v = om_test_rand(&st);
+
+		memcpy(p, &v, 8);
+		p += 8;
+		len -= 8;
+	}
+	if (len) {
+		uint64_t v = om_test_rand(&st);
+
+		memcpy(p, &v, len);
+	}
+}
+
+int
+om_test_under_valgrind(void)
+{
+	return getenv("OM_UNDER_VALGRIND") != NULL;
+}

@@ -1,0 +1,30 @@
+/*
+ * Helpers shared by the test binaries: temporary directories, forking
+ * helpers and the cmocka includes in the order cmocka needs them.
+ */
+#ifndef OM_TEST_H
+#define OM_TEST_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <sys/types.h>
+
+/* Creates a fresh directory under base (NULL = $TMPDIR or /tmp); asserts. */
+void om_test_mkdtemp(char *out, size_t n, const char *base);
+/* Removes a tree (like rm -rf); returns 0 or -errno. */
+int om_test_rmtree(const char *path);
+/* Counts regular files under a tree, and those whose name contains `part`. */
+long om_test_count_files(const char *path, const char *part, long *matching);
+/* waitpid until the child ends; returns its wait status. */
+int om_test_wait(pid_t pid);
+/* Fills buf with bytes derived from seed (reproducible object contents). */
+void om_test_fill(void *buf, size_t len, uint64_t seed);
+/* A small fast PRNG (xorshift64*), per caller state. */
+uint64_t om_test_rand(uint64_t *state);
+/* True when running under valgrind (make check-valgrind). */
+int om_test_under_valgrind(void);
+
+#endif

@@ -1,0 +1,578 @@
+/*
+ * The shared-memory index: operations, limits, accounting, sharing across
+ * fork, the approximate LRU sample, and the bytes an object costs.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/om_core.h"
+#include "index/om_index.h"
+#include "om_test.h"
+
+static om_index_t *
+mk(uint32_t capacity, uint32_t max_uri, uint64_t arena)
+{
+	om_ix_params_t p = { .capacity = capacity, .max_uri = max_uri, .arena_bytes = arena };
+	om_index_t *ix = NULL;
+
+	assert_int_equal(om_index_create(&p, &ix), 0);
+	assert_non_null(ix);
+	return ix;
+}
+
+static void
+check_ok(om_index_t *ix)
+{
+	char err[256];
+	int rc = om_index_check(ix, err, sizeof(err));
+
+	if (rc != 0)
+		fail_msg("consistency check: %s", err);
+}
+
+static om_ix_obj_t
+obj(om_index_t *ix, uint64_t size)
+{
+	om_ix_obj_t o = { 0 };
+
+	o.id = om_index_next_id(ix);
+	o.size = size;
+	o.crc = (uint32_t)(o.id * 2654435761u);
+	o.mtime = 1700000000u;
+	return o;
+}
+
+static int
+put(om_index_t *ix, const char *uri, const om_ix_obj_t *o, om_ix_obj_t *old)
+{
+	return om_index_put(ix, uri, strlen(uri), o, OM_IX_UPSERT, old);
+}
+
+static void
+test_put_lookup_replace_delete(void **state)
+{
+	om_index_t *ix = mk(1000, 256, 0);
+	om_ix_obj_t a = obj(ix, 100), b = obj(ix, 200), got, old;
+
+	(void)state;
+	assert_int_equal(om_index_lookup(ix, "/a", 2, &got, 0), -ENOENT);
+	assert_int_equal(put(ix, "/a", &a, &old), 0);
+	assert_int_equal(om_index_lookup(ix, "/a", 2, &got, 0), 0);
+	assert_int_equal(got.id, a.id);
+	assert_int_equal(got.size, 100);
+	assert_int_equal(got.crc, a.crc);
+	assert_int_equal(got.mtime, a.mtime);
+	/* A prefix or extension of a URI is another URI. */
+	assert_int_equal(om_index_lookup(ix, "/", 1, &got, 0), -ENOENT);
+	assert_int_equal(om_index_lookup(ix, "/ab", 3, &got, 0), -ENOENT);
+
+	assert_int_equal(put(ix, "/a", &b, &old), 1);
+	assert_int_equal(old.id, a.id);
+	assert_int_equal(old.size, 100);
+	assert_int_equal(om_index_lookup(ix, "/a", 2, &got, 0), 0);
+	assert_int_equal(got.id, b.id);
+	assert_int_equal(got.size, 200);
+
+	/* INSERT refuses an existing URI, REPLACE a missing one. */
+	{
+		om_ix_obj_t c = obj(ix, 1);
+
+		assert_int_equal(om_index_put(ix, "/a", 2, &c, OM_IX_INSERT, &old), -EEXIST);
+		assert_int_equal(old.id, b.id);
+		assert_int_equal(om_index_put(ix, "/b", 2, &c, OM_IX_REPLACE, NULL), -ENOENT);
+	}
+
+	/* Delete only with the right id, then unconditionally. */
+	assert_int_equal(om_index_delete(ix, "/a", 2, a.id, NULL), -ENOENT);
+	assert_int_equal(om_index_delete(ix, "/a", 2, b.id, &old), 0);
+	assert_int_equal(old.id, b.id);
+	assert_int_equal(om_index_lookup(ix, "/a", 2, &got, 0), -ENOENT);
+	assert_int_equal(om_index_delete(ix, "/a", 2, 0, NULL), -ENOENT);
+	check_ok(ix);
+	om_index_close(ix);
+}
+
+static void
+test_uri_limits(void **state)
+{
+	om_index_t *ix = mk(10, 64, 0);
+	char uri[80];
+	om_ix_obj_t o = obj(ix, 1);
+
+	(void)state;
+	memset(uri, 'x', sizeof(uri));
+	assert_int_equal(om_index_put(ix, uri, 0, &o, OM_IX_UPSERT, NULL), -EINVAL);
+	assert_int_equal(om_index_put(ix, uri, 65, &o, OM_IX_UPSERT, NULL), -EINVAL);
+	assert_int_equal(om_index_put(ix, uri, 64, &o, OM_IX_UPSERT, NULL), 0);
+	assert_int_equal(om_index_lookup(ix, uri, 64, NULL, 0), 0);
+	assert_int_equal(om_index_lookup(ix, uri, 65, NULL, 0), -ENOENT);
+	/* Bytes are bytes: a URI may hold any value but is never empty. */
+	uri[3] = '\0';
+	o = obj(ix, 1);
+	assert_int_equal(om_index_put(ix, uri, 10, &o, OM_IX_UPSERT, NULL), 0);
+	assert_int_equal(om_index_lookup(ix, uri, 10, NULL, 0), 0);
+	check_ok(ix);
+	om_index_close(ix);
+}
+
+static void
+test_full_index_refuses(void **state)
+{
+	om_index_t *ix = mk(8, 128, 0);
+	char uri[32];
+	om_ix_usage_t u;
+
+	(void)state;
+	for (int i = 0; i < 8; i++) {
+		om_ix_obj_t o = obj(ix, 10);
+
+		snprintf(uri, sizeof(uri), "/k%d", i);
+		assert_int_equal(put(ix, uri, &o, NULL), 0);
+	}
+	{
+		om_ix_obj_t o = obj(ix, 10);
+
+		assert_int_equal(put(ix, "/one-too-many", &o, NULL), -ENOSPC);
+		/* A replace needs a new entry too while the old one is live. */
+		assert_int_equal(put(ix, "/k3", &o, NULL), -ENOSPC);
+	}
+	assert_int_equal(om_index_lookup(ix, "/one-too-many", 13, NULL, 0), -ENOENT);
+	om_index_usage(ix, &u);
+	assert_int_equal(u.objects, 8);
+	assert_int_equal(u.entries_free, 0);
+	/* Deleting one makes room again. */
+	assert_int_equal(om_index_delete(ix, "/k0", 3, 0, NULL), 0);
+	{
+		om_ix_obj_t o = obj(ix, 10);
+
+		assert_int_equal(put(ix, "/one-too-many", &o, NULL), 0);
+	}
+	check_ok(ix);
+	om_index_close(ix);
+}
+
+static void
+test_arena_full_and_reuse(void **state)
+{
+	/* 64 entries but URI space for 8 URIs of 100 bytes (7 granules each). */
+	om_index_t *ix = mk(64, 512, 8 * 112);
+	char uri[600];
+	om_ix_usage_t u;
+	int i;
+
+	(void)state;
+	memset(uri, 'u', sizeof(uri));
+	for (i = 0; i < 8; i++) {
+		om_ix_obj_t o = obj(ix, 1);
+
+		uri[0] = (char)('A' + i);
+		assert_int_equal(om_index_put(ix, uri, 100, &o, OM_IX_UPSERT, NULL), 0);
+	}
+	{
+		om_ix_obj_t o = obj(ix, 1);
+
+		uri[0] = 'Z';
+		assert_int_equal(om_index_put(ix, uri, 100, &o, OM_IX_UPSERT, NULL), -ENOSPC);
+	}
+	/* Free two long URIs; short ones reuse the space by splitting. */
+	uri[0] = 'A';
+	assert_int_equal(om_index_delete(ix, uri, 100, 0, NULL), 0);
+	uri[0] = 'B';
+	assert_int_equal(om_index_delete(ix, uri, 100, 0, NULL), 0);
+	om_index_usage(ix, &u);
+	assert_int_equal(u.arena_free_lists, 2 * 112);
+	for (i = 0; i < 14; i++) {
+		om_ix_obj_t o = obj(ix, 1);
+
+		snprintf(uri, sizeof(uri), "/s%02d", i); /* 4 bytes: 1 granule */
+		assert_int_equal(om_index_put(ix, uri, strlen(uri), &o, OM_IX_UPSERT, NULL), 0);
+	}
+	check_ok(ix);
+	/* An exact-size free chunk is reused before anything else. */
+	uri[0] = 'C';
+	memset(uri + 1, 'u', 99);
+	assert_int_equal(om_index_delete(ix, uri, 100, 0, NULL), 0);
+	{
+		om_ix_obj_t o = obj(ix, 1);
+
+		uri[0] = 'Y';
+		assert_int_equal(om_index_put(ix, uri, 100, &o, OM_IX_UPSERT, NULL), 0);
+	}
+	om_index_usage(ix, &u);
+	assert_int_equal(u.arena_used, 8 * 112);
+	check_ok(ix);
+	om_index_close(ix);
+}
+
+static void
+test_stale_write_is_dropped(void **state)
+{
+	om_index_t *ix = mk(16, 64, 0);
+	om_ix_obj_t older = obj(ix, 1), newer = obj(ix, 2), got, old;
+
+	(void)state;
+	/* Two writers raced; the one with the newer id landed first. */
+	assert_int_equal(put(ix, "/k", &newer, NULL), 0);
+	assert_int_equal(put(ix, "/k", &older, &old), -ESTALE);
+	assert_int_equal(old.id, newer.id);
+	assert_int_equal(om_index_lookup(ix, "/k", 2, &got, 0), 0);
+	assert_int_equal(got.id, newer.id);
+	assert_int_equal(got.size, 2);
+	check_ok(ix);
+	om_index_close(ix);
+}
+
+typedef struct {
+	uint64_t ids[64];
+	int n;
+} released_t;
+
+static void
+on_release(void *arg, const om_ix_obj_t *o)
+{
+	released_t *r = arg;
+
+	if (r->n < 64)
+		r->ids[r->n++] = o->id;
+}
+
+static void
+test_release_callback(void **state)
+{
+	om_index_t *ix = mk(16, 64, 0);
+	om_ix_obj_t a = obj(ix, 1), b = obj(ix, 2), c = obj(ix, 3);
+	released_t r = { { 0 }, 0 };
+
+	(void)state;
+	om_index_set_release(ix, on_release, &r);
+	assert_int_equal(put(ix, "/k", &a, NULL), 0);
+	assert_int_equal(r.n, 0);
+	assert_int_equal(put(ix, "/k", &b, NULL), 1);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.ids[0], a.id);
+	/* A dropped stale write releases nothing: its caller owns it. */
+	{
+		om_ix_obj_t stale = a;
+
+		assert_int_equal(put(ix, "/k", &stale, NULL), -ESTALE);
+		assert_int_equal(r.n, 1);
+	}
+	assert_int_equal(put(ix, "/j", &c, NULL), 0);
+	assert_int_equal(om_index_delete(ix, "/k", 2, 0, NULL), 0);
+	assert_int_equal(r.n, 2);
+	assert_int_equal(r.ids[1], b.id);
+	assert_int_equal(om_index_delete_slot(ix, 12345, c.id, NULL), -ENOENT);
+	{
+		om_ix_obj_t got;
+
+		assert_int_equal(om_index_lookup(ix, "/j", 2, &got, 0), 0);
+		assert_int_equal(om_index_delete_slot(ix, got.slot, got.id + 1, NULL), -ENOENT);
+		assert_int_equal(om_index_delete_slot(ix, got.slot, got.id, NULL), 0);
+	}
+	assert_int_equal(r.n, 3);
+	assert_int_equal(r.ids[2], c.id);
+	check_ok(ix);
+	om_index_close(ix);
+}
+
+static void
+test_accounting_and_flags(void **state)
+{
+	om_index_t *ix = mk(100, 64, 0);
+	om_ix_obj_t p1 = obj(ix, 1000), p2 = obj(ix, 3000), e1 = obj(ix, 500), got;
+	om_ix_usage_t u;
+
+	(void)state;
+	e1.flags = OM_IX_F_EPHEMERAL;
+	assert_int_equal(put(ix, "/p1", &p1, NULL), 0);
+	assert_int_equal(put(ix, "/p2", &p2, NULL), 0);
+	assert_int_equal(put(ix, "/e1", &e1, NULL), 0);
+	om_index_usage(ix, &u);
+	assert_int_equal(u.objects, 3);
+	assert_int_equal(u.count[OM_IX_CLASS_PERSIST], 2);
+	assert_int_equal(u.bytes[OM_IX_CLASS_PERSIST], 4000);
+	assert_int_equal(u.count[OM_IX_CLASS_EPHEMERAL], 1);
+	assert_int_equal(u.bytes[OM_IX_CLASS_EPHEMERAL], 500);
+	assert_int_equal(u.bytes[OM_IX_CLASS_COPY], 0);
+
+	/* Promote p2: its bytes now count in the memory tier as well. */
+	assert_int_equal(om_index_lookup(ix, "/p2", 3, &got, 0), 0);
+	assert_int_equal(om_index_update_flags(ix, got.slot, got.id, OM_IX_F_COPY, 0), 0);
+	assert_int_equal(om_index_lookup(ix, "/p2", 3, &got, 0), 0);
+	assert_true(got.flags & OM_IX_F_COPY);
+	om_index_usage(ix, &u);
+	assert_int_equal(u.count[OM_IX_CLASS_COPY], 1);
+	assert_int_equal(u.bytes[OM_IX_CLASS_COPY], 3000);
+	assert_int_equal(u.bytes[OM_IX_CLASS_PERSIST], 4000);
+	check_ok(ix);
+
+	/* The wrong id changes nothing. */
+	assert_int_equal(om_index_update_flags(ix, got.slot, got.id + 1, 0, OM_IX_F_COPY), -ENOENT);
+	/* Replacing a promoted object drops its copy's accounting. */
+	{
+		om_ix_obj_t p2b = obj(ix, 10);
+		om_ix_obj_t old;
+
+		assert_int_equal(put(ix, "/p2", &p2b, &old), 1);
+		assert_true(old.flags & OM_IX_F_COPY);
+	}
+	om_index_usage(ix, &u);
+	assert_int_equal(u.count[OM_IX_CLASS_COPY], 0);
+	assert_int_equal(u.bytes[OM_IX_CLASS_COPY], 0);
+	assert_int_equal(u.bytes[OM_IX_CLASS_PERSIST], 1010);
+	assert_int_equal(om_index_delete(ix, "/e1", 3, 0, NULL), 0);
+	om_index_usage(ix, &u);
+	assert_int_equal(u.count[OM_IX_CLASS_EPHEMERAL], 0);
+	assert_int_equal(u.bytes[OM_IX_CLASS_EPHEMERAL], 0);
+	check_ok(ix);
+	om_index_close(ix);
+}
+
+typedef struct {
+	int seen[1000];
+	int n;
+} iter_t;
+
+static int
+iter_cb(void *arg, const char *uri, size_t len, const om_ix_obj_t *o)
+{
+	iter_t *it = arg;
+	char buf[32];
+	int k;
+
+	/* The URI is len bytes, not a C string. */
+	assert_true(len > 3 && len < sizeof(buf) && memcmp(uri, "/it", 3) == 0);
+	memcpy(buf, uri, len);
+	buf[len] = '\0';
+	k = atoi(buf + 3);
+	assert_true(k >= 0 && k < 1000);
+	assert_int_equal(o->size, (uint64_t)k);
+	it->seen[k]++;
+	it->n++;
+	return 0;
+}
+
+static int
+iter_stop(void *arg, const char *uri, size_t len, const om_ix_obj_t *o)
+{
+	(void)uri;
+	(void)len;
+	(void)o;
+	return ++*(int *)arg == 10 ? 77 : 0;
+}
+
+static void
+test_iterate(void **state)
+{
+	om_index_t *ix = mk(2000, 64, 0);
+	static iter_t it;
+	char uri[32];
+	int stop = 0;
+
+	(void)state;
+	for (int k = 0; k < 1000; k++) {
+		om_ix_obj_t o = obj(ix, (uint64_t)k);
+
+		snprintf(uri, sizeof(uri), "/it%d", k);
+		assert_int_equal(put(ix, uri, &o, NULL), 0);
+	}
+	for (int k = 0; k < 1000; k += 2) {
+		snprintf(uri, sizeof(uri), "/it%d", k);
+		assert_int_equal(om_index_delete(ix, uri, strlen(uri), 0, NULL), 0);
+	}
+	assert_int_equal(om_index_iterate(ix, iter_cb, &it), 0);
+	assert_int_equal(it.n, 500);
+	for (int k = 0; k < 1000; k++)
+		assert_int_equal(it.seen[k], k % 2);
+	assert_int_equal(om_index_iterate(ix, iter_stop, &stop), 77);
+	assert_int_equal(stop, 10);
+	om_index_close(ix);
+}
+
+static void
+test_sample_prefers_least_recent(void **state)
+{
+	om_index_t *ix = mk(64, 64, 0);
+	char uri[32];
+	uint32_t cursor = 0;
+	om_ix_obj_t v;
+
+	(void)state;
+	for (int k = 0; k < 32; k++) {
+		om_ix_obj_t o = obj(ix, 1);
+
+		o.flags = (k % 2) ? OM_IX_F_EPHEMERAL : 0;
+		snprintf(uri, sizeof(uri), "/s%d", k);
+		assert_int_equal(put(ix, uri, &o, NULL), 0);
+	}
+	/* Let the coarse clock move, then read everything except /s6. */
+	usleep(30000);
+	for (int k = 0; k < 32; k++) {
+		if (k == 6)
+			continue;
+		snprintf(uri, sizeof(uri), "/s%d", k);
+		assert_int_equal(om_index_lookup(ix, uri, strlen(uri), NULL, OM_IX_TOUCH), 0);
+	}
+	/* Seeing every persistent object, the sample picks the unread one. */
+	assert_int_equal(om_index_sample(ix, OM_IX_SEL(OM_IX_CLASS_PERSIST), 64, &cursor, &v), 0);
+	{
+		om_ix_obj_t s6;
+
+		assert_int_equal(om_index_lookup(ix, "/s6", 3, &s6, 0), 0);
+		assert_int_equal(v.id, s6.id);
+		assert_int_equal(v.slot, s6.slot);
+	}
+	/* Only ephemeral objects when asked, and none when no copy exists. */
+	assert_int_equal(om_index_sample(ix, OM_IX_SEL(OM_IX_CLASS_EPHEMERAL), 4, &cursor, &v), 0);
+	assert_true(v.flags & OM_IX_F_EPHEMERAL);
+	assert_int_equal(om_index_sample(ix, OM_IX_SEL(OM_IX_CLASS_COPY), 4, &cursor, &v), -ENOENT);
+	/* Reads count toward promotion; decay halves them. */
+	{
+		om_ix_obj_t o;
+
+		for (int i = 0; i < 9; i++)
+			assert_int_equal(om_index_lookup(ix, "/s8", 3, NULL, OM_IX_TOUCH), 0);
+		assert_int_equal(om_index_lookup(ix, "/s8", 3, &o, 0), 0);
+		assert_int_equal(o.hits, 10);
+		om_index_decay(ix);
+		assert_int_equal(om_index_lookup(ix, "/s8", 3, &o, 0), 0);
+		assert_int_equal(o.hits, 5);
+	}
+	om_index_close(ix);
+}
+
+static void
+test_shared_across_fork(void **state)
+{
+	om_index_t *ix = mk(1000, 64, 0);
+	pid_t pid;
+
+	(void)state;
+	{
+		om_ix_obj_t o = obj(ix, 11);
+
+		assert_int_equal(put(ix, "/parent", &o, NULL), 0);
+	}
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		om_ix_obj_t o, got;
+		int bad = 0;
+
+		/* The child sees the parent's object and adds its own. */
+		bad |= om_index_lookup(ix, "/parent", 7, &got, 0) != 0 || got.size != 11;
+		o = obj(ix, 22);
+		bad |= put(ix, "/child", &o, NULL) != 0;
+		bad |= om_index_delete(ix, "/parent", 7, 0, NULL) != 0;
+		_exit(bad);
+	}
+	assert_int_equal(om_test_wait(pid), 0);
+	{
+		om_ix_obj_t got;
+
+		assert_int_equal(om_index_lookup(ix, "/child", 6, &got, 0), 0);
+		assert_int_equal(got.size, 22);
+		assert_int_equal(om_index_lookup(ix, "/parent", 7, NULL, 0), -ENOENT);
+	}
+	/* Ids come from one shared counter. */
+	{
+		uint64_t a = om_index_next_id(ix);
+
+		om_index_reserve_ids(ix, a + 1000);
+		assert_int_equal(om_index_next_id(ix), a + 1000);
+		om_index_reserve_ids(ix, 5);
+		assert_int_equal(om_index_next_id(ix), a + 1001);
+	}
+	check_ok(ix);
+	om_index_close(ix);
+}
+
+/*
+ * Bytes per object: entry + bucket share + URI rounded up to 16 must be at
+ * most 64 + the URI rounded up to 16, for every capacity (the worst bucket
+ * share is just past a power of two) and every length.
+ */
+static void
+test_bytes_per_object(void **state)
+{
+	static const uint32_t caps[] = { 1, 100, 1024, 1025, 65537, 1000000 };
+
+	(void)state;
+	for (size_t c = 0; c < OM_ARRAY_LEN(caps); c++) {
+		om_index_t *ix = mk(caps[c], 1024, 1024 * 16);
+
+		for (size_t len = 1; len <= 1024; len++) {
+			size_t r16 = (len + 15) / 16 * 16;
+
+			assert_true(om_index_object_bytes(ix, len) <= 64 + r16);
+		}
+		om_index_close(ix);
+	}
+	/* And the arena really consumes the rounded URI length, nothing more. */
+	{
+		om_index_t *ix = mk(1000, 1024, 0);
+		om_ix_usage_t u;
+		char uri[200];
+		size_t expect = 0;
+
+		memset(uri, 'q', sizeof(uri));
+		for (int i = 0; i < 200; i++) {
+			om_ix_obj_t o = obj(ix, 1);
+			size_t len = (size_t)(i % 100) + 1;
+
+			snprintf(uri, 12, "/%09d", i);
+			uri[10] = 'q';
+			len = len < 10 ? 10 : len;
+			assert_int_equal(om_index_put(ix, uri, len, &o, OM_IX_UPSERT, NULL), 0);
+			expect += (len + 15) / 16 * 16;
+		}
+		om_index_usage(ix, &u);
+		assert_int_equal(u.arena_used, expect);
+		printf("index bytes per object: %zu + URI rounded up to 16 (URI of 13 bytes: %zu)\n",
+		    om_index_object_bytes(ix, 0) - 0, om_index_object_bytes(ix, 13));
+		om_index_close(ix);
+	}
+}
+
+static void
+test_bad_params(void **state)
+{
+	om_ix_params_t p = { .capacity = 0, .max_uri = 64 };
+	om_index_t *ix = NULL;
+
+	(void)state;
+	assert_int_equal(om_index_create(&p, &ix), -EINVAL);
+	p.capacity = 10;
+	p.max_uri = OM_IX_URI_MAX + 1;
+	assert_int_equal(om_index_create(&p, &ix), -EINVAL);
+	p.max_uri = 64;
+	p.stripes = 3;
+	assert_int_equal(om_index_create(&p, &ix), -EINVAL);
+	p.stripes = 0;
+	p.arena_bytes = 16; /* smaller than one URI of the maximum length */
+	assert_int_equal(om_index_create(&p, &ix), -EINVAL);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_put_lookup_replace_delete),
+		cmocka_unit_test(test_uri_limits),
+		cmocka_unit_test(test_full_index_refuses),
+		cmocka_unit_test(test_arena_full_and_reuse),
+		cmocka_unit_test(test_stale_write_is_dropped),
+		cmocka_unit_test(test_release_callback),
+		cmocka_unit_test(test_accounting_and_flags),
+		cmocka_unit_test(test_iterate),
+		cmocka_unit_test(test_sample_prefers_least_recent),
+		cmocka_unit_test(test_shared_across_fork),
+		cmocka_unit_test(test_bytes_per_object),
+		cmocka_unit_test(test_bad_params),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
