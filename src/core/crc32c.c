@@ -3,6 +3,7 @@
  * checksums and on-disk metadata records. Uses the SSE4.2 crc32 instruction
  * when the CPU has it, else a table computed once, eight bytes at a time.
  */
+#include <pthread.h>
 #include <string.h>
 
 #include "core/om_core.h"
@@ -11,6 +12,8 @@
 
 static uint32_t crc_table[8][256];
 static int crc_hw = -1;
+
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
 static void
 crc_init_table(void)
@@ -86,15 +89,13 @@ om_crc32c(uint32_t crc, const void *buf, size_t len)
 	int hw = __atomic_load_n(&crc_hw, __ATOMIC_RELAXED);
 
 	if (OM_UNLIKELY(hw < 0)) {
-		crc_init_table();
+		pthread_once(&crc_once, crc_init_table);
 #if defined(__x86_64__)
 		__builtin_cpu_init();
 		hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
 #else
 		hw = 0;
 #endif
-		if (getenv("OM_CRC32C_SOFTWARE") != NULL)
-			hw = 0;
 		__atomic_store_n(&crc_hw, hw, __ATOMIC_RELEASE);
 	}
 	crc = ~crc;
@@ -103,4 +104,11 @@ om_crc32c(uint32_t crc, const void *buf, size_t len)
 		return ~crc_hw_x86(crc, buf, len);
 #endif
 	return ~crc_sw(crc, buf, len);
+}
+
+uint32_t
+om_crc32c_portable(uint32_t crc, const void *buf, size_t len)
+{
+	pthread_once(&crc_once, crc_init_table);
+	return ~crc_sw(~crc, buf, len);
 }

@@ -72,6 +72,8 @@ om_time_s(void)
 
 /* CRC32C (Castagnoli), hardware-accelerated where the CPU has SSE4.2. */
 uint32_t om_crc32c(uint32_t crc, const void *buf, size_t len);
+/* The table-driven path alone (for machines without SSE4.2, and tests). */
+uint32_t om_crc32c_portable(uint32_t crc, const void *buf, size_t len);
 
 /* Keyed 64-bit hash for strings (hash table buckets). */
 uint64_t om_hash64(const void *buf, size_t len, uint64_t seed);

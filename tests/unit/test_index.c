@@ -522,17 +522,19 @@ test_bytes_per_object(void **state)
 		for (int i = 0; i < 200; i++) {
 			om_ix_obj_t o = obj(ix, 1);
 			size_t len = (size_t)(i % 100) + 1;
+			char head[16];
 
-			snprintf(uri, 12, "/%09d", i);
-			uri[10] = 'q';
+			/* A unique 10-byte head, then 'q' up to the length. */
+			snprintf(head, sizeof(head), "/%09d", i);
+			memcpy(uri, head, 10);
 			len = len < 10 ? 10 : len;
 			assert_int_equal(om_index_put(ix, uri, len, &o, OM_IX_UPSERT, NULL), 0);
 			expect += (len + 15) / 16 * 16;
 		}
 		om_index_usage(ix, &u);
 		assert_int_equal(u.arena_used, expect);
-		printf("index bytes per object: %zu + URI rounded up to 16 (URI of 13 bytes: %zu)\n",
-		    om_index_object_bytes(ix, 0) - 0, om_index_object_bytes(ix, 13));
+		print_message("index bytes per object: %zu + URI rounded up to 16 (a 13-byte URI: %zu)\n",
+		    om_index_object_bytes(ix, 0), om_index_object_bytes(ix, 13));
 		om_index_close(ix);
 	}
 }
