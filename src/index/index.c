@@ -869,6 +869,50 @@ om_index_iterate(om_index_t *ix, om_ix_iter_fn fn, void *arg)
 	return rc;
 }
 
+/*
+ * A lock-free copy of one entry that is known to be one version of one
+ * object: the state is read with acquire (so a linked entry's fill is
+ * visible), and neither state nor id changed while the fields were read.
+ * Ids are never reused, so an entry freed and reused meanwhile shows up.
+ */
+static bool
+snapshot(const om_index_t *ix, uint32_t idx, om_ix_obj_t *o)
+{
+	const ix_entry_sh_t *e = &ix->entries[idx];
+	uint32_t lf = OM_LOAD_ACQ(&e->lenflags);
+	uint64_t id;
+
+	if ((lf & IX_ST_MASK) != IX_ST_LINKED)
+		return false;
+	id = OM_LOAD(&e->id);
+	obj_from_entry(ix, idx, o);
+	OM_FENCE_ACQ();
+	return OM_LOAD(&e->id) == id && o->id == id && OM_LOAD(&e->lenflags) == lf;
+}
+
+int
+om_index_scan(om_index_t *ix, om_ix_scan_fn fn, void *arg)
+{
+	for (uint32_t i = 0; i < ix->capacity; i++) {
+		om_ix_obj_t o;
+		int rc;
+
+		if (snapshot(ix, i, &o) && (rc = fn(arg, &o)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+void
+om_index_class_bytes(om_index_t *ix, uint64_t bytes[OM_IX_NCLASS])
+{
+	for (unsigned c = 0; c < OM_IX_NCLASS; c++)
+		bytes[c] = 0;
+	for (uint32_t s = 0; s <= ix->smask; s++)
+		for (unsigned c = 0; c < OM_IX_NCLASS; c++)
+			bytes[c] += OM_LOAD(&ix->stripes[s].bytes[c]);
+}
+
 static bool
 selected(uint32_t lf, unsigned sel)
 {
@@ -887,15 +931,14 @@ om_index_sample(om_index_t *ix, unsigned sel, unsigned k, uint32_t *cursor,
 	if (i >= ix->capacity)
 		i = 0;
 	for (uint32_t scanned = 0; scanned < ix->capacity && found < k; scanned++) {
-		const ix_entry_sh_t *e = &ix->entries[i];
-		uint32_t lf = OM_LOAD(&e->lenflags);
+		om_ix_obj_t o;
 
-		if ((lf & IX_ST_MASK) == IX_ST_LINKED && selected(lf, sel)) {
-			uint32_t age = now - OM_LOAD(&e->atime);
+		if (snapshot(ix, i, &o) && selected(o.flags, sel)) {
+			uint32_t age = now - o.atime;
 
 			if (found == 0 || age > best_age) {
 				best_age = age;
-				obj_from_entry(ix, i, victim);
+				*victim = o;
 			}
 			found++;
 		}

@@ -125,6 +125,17 @@ int om_index_iterate(om_index_t *ix, om_ix_iter_fn fn, void *arg);
 int om_index_sample(om_index_t *ix, unsigned sel, unsigned k, uint32_t *cursor,
     om_ix_obj_t *victim);
 
+/*
+ * Visits every linked entry without locks, with a validated snapshot (all
+ * fields of one version of one object). For scans by the cache manager;
+ * act on what it finds through the *_slot calls, which recheck the id.
+ */
+typedef int (*om_ix_scan_fn)(void *arg, const om_ix_obj_t *obj);
+int om_index_scan(om_index_t *ix, om_ix_scan_fn fn, void *arg);
+
+/* Bytes per accounting class, summed over the stripes (cheap, no lock). */
+void om_index_class_bytes(om_index_t *ix, uint64_t bytes[OM_IX_NCLASS]);
+
 /* Halves every read counter and clamps ancient atimes (the manager runs
  * this periodically). */
 void om_index_decay(om_index_t *ix);

@@ -1,0 +1,29 @@
+/*
+ * Thin wrappers over the system calls the storage engine needs, each
+ * returning 0 (or a count) or -errno. Used by every process.
+ */
+#ifndef OM_OS_H
+#define OM_OS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Writes all n bytes at the current offset (retrying EINTR and short writes). */
+int om_os_write_all(int fd, const void *buf, size_t n);
+/* Reads exactly n bytes at off; -EIO if the file is shorter. */
+int om_os_pread_all(int fd, void *buf, size_t n, uint64_t off);
+/*
+ * Appends len bytes of src (from src_off) to dst at dst's offset: in the
+ * kernel with copy_file_range, else sendfile, else read/write (across
+ * filesystems that refuse the faster calls). -ENODATA if src is shorter.
+ */
+int om_os_copy_range(int dst, int src, uint64_t src_off, uint64_t len);
+/* Gives an O_TMPFILE descriptor a name (linkat through /proc/self/fd). */
+int om_os_link_tmpfile(int fd, int dirfd, const char *name);
+/* fsync of a directory, by path relative to dirfd ("." for dirfd itself). */
+int om_os_fsync_dir(int dirfd, const char *name);
+/* mkdirat that accepts an existing directory. */
+int om_os_mkdir(int dirfd, const char *name, mode_t mode);
+
+#endif

@@ -1,0 +1,186 @@
+/*
+ * The object store: object files in a memory tier and a persistent tier,
+ * published atomically and indexed in the shared-memory index. Every
+ * process opens its own om_store_t over the inherited index; see
+ * docs/ARCHITECTURE.md for the on-disk layout and the publish protocol.
+ */
+#ifndef OM_STORE_H
+#define OM_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "index/om_index.h"
+
+typedef struct om_store om_store_t;
+typedef struct om_put_txn om_put_txn_t;
+
+enum om_tier_id {
+	OM_TIER_MEM = 0,  /* tmpfs: ephemeral objects and promoted copies */
+	OM_TIER_DISK = 1, /* persistent */
+};
+
+enum om_durability {
+	/* Publish without fsync: an acknowledged object survives any crash of
+	 * objmapper's processes, but not necessarily a power loss. */
+	OM_DURABLE_NONE = 0,
+	/* fsync the file before it is published and its directory after, so
+	 * that an acknowledged PUT or DELETE survives a power loss. */
+	OM_DURABLE_FSYNC,
+};
+
+typedef struct {
+	const char *path; /* directory; created (one level) if missing */
+	uint64_t limit;   /* bytes; 0 = no limit */
+} om_tier_params_t;
+
+/* Largest metadata blob stored with an object (an HTTP cache's headers). */
+#define OM_STORE_META_MAX 2048
+
+typedef struct {
+	om_tier_params_t mem;
+	om_tier_params_t disk;
+	enum om_durability durability;
+	uint32_t promote_hits;     /* reads since the last decay that promote; 0 = never */
+	uint64_t promote_max_size; /* largest object promoted; 0 = a quarter of the memory tier */
+	uint32_t evict_samples;    /* objects compared per eviction; 0 = 16 */
+	uint32_t max_meta;         /* 0 = OM_STORE_META_MAX */
+	unsigned proc_slot;        /* this process's slot in the index segment */
+	int no_tmpfile;            /* publish through temporary names even if O_TMPFILE works */
+} om_store_params_t;
+
+/* PUT flags */
+#define OM_PUT_EPHEMERAL 0x1u /* memory tier only, dropped when evicted */
+#define OM_PUT_EVICT     0x2u /* if the index is full, evict LRU objects to make room */
+
+typedef struct {
+	uint64_t size;    /* exact number of bytes the PUT will bring */
+	const void *meta; /* opaque blob kept with the object, or NULL */
+	uint32_t meta_len;
+	int64_t expires;  /* absolute unix seconds; 0 = never */
+	unsigned flags;   /* OM_PUT_* */
+} om_put_args_t;
+
+/* A GET's result: a new read-only open file description at offset 0. */
+typedef struct {
+	int fd;           /* owned by the caller */
+	int tier;         /* enum om_tier_id the descriptor points into */
+	om_ix_obj_t obj;
+} om_get_t;
+
+typedef struct {
+	uint64_t puts;
+	uint64_t put_bytes;
+	uint64_t superseded;      /* PUTs ordered before a concurrent newer one */
+	uint64_t gets;
+	uint64_t hits_mem;
+	uint64_t hits_disk;
+	uint64_t misses;
+	uint64_t deletes;
+	uint64_t evicted[2];      /* objects evicted from the tier */
+	uint64_t copies_dropped;
+	uint64_t promoted;
+	uint64_t expired;
+	uint64_t lost_files;      /* index entries whose file had vanished */
+} om_store_stats_t;
+
+typedef struct {
+	uint64_t objects;
+	uint64_t bytes;
+	uint64_t ephemeral;
+	uint64_t copies;
+	uint64_t files_scanned;
+	uint64_t stale_removed;   /* older versions of a URI (crash during replace) */
+	uint64_t expired_removed;
+	uint64_t temp_removed;
+	uint64_t orphan_copies_removed;
+	uint64_t corrupt_moved;   /* files with a bad record, moved to corrupt/ */
+	uint64_t unknown_skipped; /* names that are not objects, left alone */
+	double seconds;
+} om_rebuild_stats_t;
+
+typedef struct {
+	uint64_t expired;
+	uint64_t evicted;
+	uint64_t copies_dropped;
+	uint64_t promoted;
+	uint64_t promote_failed;
+} om_maint_stats_t;
+
+typedef struct {
+	uint64_t used[2];   /* bytes per tier (memory: ephemeral + copies) */
+	uint64_t limit[2];
+	uint64_t objects;
+	uint64_t copies;
+	uint64_t ephemeral;
+} om_store_usage_t;
+
+/* Opens (creating the layout if needed) and locks both tiers. The index
+ * must have been created by this process or inherited. 0 or -errno; on
+ * error a message is in err. */
+int om_store_open(const om_store_params_t *p, om_index_t *ix, om_store_t **out,
+    char *err, size_t errlen);
+void om_store_close(om_store_t *st);
+/* A forked child takes its own slot before it writes. */
+void om_store_set_slot(om_store_t *st, unsigned slot);
+
+/* Rebuilds an empty index from the files in both tiers. */
+int om_store_rebuild(om_store_t *st, om_rebuild_stats_t *rs);
+
+/*
+ * PUT in steps, for callers that receive the bytes piecewise:
+ * begin (makes room, opens an unlinked file), write / copy (any mix, in
+ * order), commit (publishes atomically, then swaps the index entry) or
+ * abort. The size is declared up front and checked at commit.
+ * Errors: -EINVAL, -ENAMETOOLONG (URI), -EMSGSIZE (metadata), -EFBIG
+ * (larger than the tier), -ENOSPC (tier or index full), others from the
+ * kernel.
+ */
+int om_store_put_begin(om_store_t *st, const void *uri, size_t len,
+    const om_put_args_t *a, om_put_txn_t **out);
+int om_store_put_write(om_put_txn_t *t, const void *buf, size_t n);
+/* Appends n bytes of fd from offset off (copy_file_range, or a fallback). */
+int om_store_put_copy(om_put_txn_t *t, int fd, uint64_t off, uint64_t n);
+/* The new file's descriptor, to splice into; then om_store_put_wrote. */
+int om_store_put_fd(const om_put_txn_t *t);
+int om_store_put_wrote(om_put_txn_t *t, uint64_t n);
+/* Publishes; frees t whatever the result. *out may be NULL. */
+int om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out);
+void om_store_put_abort(om_put_txn_t *t);
+
+/* One-call PUT from a buffer, or from a descriptor (bytes [0, a->size)). */
+int om_store_put(om_store_t *st, const void *uri, size_t len, const void *data,
+    const om_put_args_t *a, om_ix_obj_t *out);
+int om_store_put_from_fd(om_store_t *st, const void *uri, size_t len, int fd,
+    const om_put_args_t *a, om_ix_obj_t *out);
+
+#define OM_GET_NOTOUCH 0x1u /* do not count the read (LRU, promotion) */
+
+/* 0 with out->fd, or -ENOENT (absent or expired), or -errno. */
+int om_store_get(om_store_t *st, const void *uri, size_t len, unsigned flags,
+    om_get_t *out);
+/* The object's record without opening it; -ENOENT if absent or expired. */
+int om_store_stat(om_store_t *st, const void *uri, size_t len, om_ix_obj_t *out);
+/* Copies the metadata blob of an object (by descriptor from a GET) into
+ * buf; *len gets its length. -ERANGE if cap is too small. */
+int om_store_read_meta(om_store_t *st, int fd, void *buf, size_t cap, uint32_t *len);
+/* 0, or -ENOENT. */
+int om_store_delete(om_store_t *st, const void *uri, size_t len);
+
+/* Cache manager pass: reap expired objects, enforce both tier limits,
+ * promote hot persistent objects, decay read counters. */
+int om_store_maintain(om_store_t *st, om_maint_stats_t *ms);
+/* Evicts until the tier is within its limit; returns objects evicted or -ENOSPC. */
+int om_store_enforce(om_store_t *st, int tier);
+
+/* After a process in `slot` died: removes a file it had published but not
+ * yet indexed (its PUT was never acknowledged). Called by the master. */
+int om_store_reclaim_slot(om_store_t *st, unsigned slot);
+
+void om_store_usage(om_store_t *st, om_store_usage_t *u);
+const om_store_stats_t *om_store_stats(const om_store_t *st);
+/* Object file name relative to its tier ("ab/00000000000012ab"). */
+void om_store_object_name(uint64_t id, char *buf, size_t n);
+const char *om_store_tier_path(const om_store_t *st, int tier);
+
+#endif

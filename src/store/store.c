@@ -1,0 +1,683 @@
+/*
+ * Object files and the publish protocol: PUT writes an unlinked file,
+ * stores the record with it, links it under its id and only then swaps the
+ * index entry; GET opens a new read-only description of the current file.
+ * Runs in every process that serves requests (workers, and the master at
+ * start-up).
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "core/om_core.h"
+#include "core/om_log.h"
+#include "os/om_os.h"
+#include "store/store_int.h"
+
+struct om_put_txn {
+	om_store_t *st;
+	int fd;
+	int tier;
+	uint64_t id;
+	uint64_t size;
+	uint64_t written;
+	uint64_t crc_upto; /* bytes covered by crc */
+	uint32_t crc;
+	int64_t expires;
+	unsigned flags;
+	uint32_t meta_len;
+	size_t uri_len;
+	char tmpname[48]; /* temporary name, or "" with O_TMPFILE */
+	uint8_t meta[OM_STORE_META_MAX];
+	char uri[OM_IX_URI_MAX];
+};
+
+void
+om_store_object_name(uint64_t id, char *buf, size_t n)
+{
+	snprintf(buf, n, "%02x/%016" PRIx64, (unsigned)(id & 0xff), id);
+}
+
+const char *
+om_store_tier_path(const om_store_t *st, int tier)
+{
+	return st->tier[tier].path;
+}
+
+int
+om_store_open_obj(om_store_t *st, int tier, uint64_t id)
+{
+	char name[OM_NAME_MAX];
+	int fd;
+
+	om_store_object_name(id, name, sizeof(name));
+	fd = openat(st->tier[tier].dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	return fd >= 0 ? fd : -errno;
+}
+
+int
+om_store_unlink_obj(om_store_t *st, int tier, uint64_t id)
+{
+	char name[OM_NAME_MAX];
+
+	om_store_object_name(id, name, sizeof(name));
+	if (unlinkat(st->tier[tier].dirfd, name, 0) != 0 && errno != ENOENT) {
+		int e = errno;
+
+		om_log_warn(e, "store: unlinkat(\"%s/%s\") failed", st->tier[tier].path, name);
+		return -e;
+	}
+	return 0;
+}
+
+static om_store_proc_sh_t *
+proc_sh(om_store_t *st, unsigned slot)
+{
+	return om_index_proc_area(st->ix, slot);
+}
+
+void
+om_store_intent(om_store_t *st, uint64_t id, int tier, int kind)
+{
+	om_store_proc_sh_t *p = proc_sh(st, st->slot);
+
+	if (p == NULL)
+		return;
+	OM_STORE(&p->intent_tier, (uint32_t)tier);
+	OM_STORE(&p->intent_kind, (uint32_t)kind);
+	OM_STORE_REL(&p->intent_id, id);
+}
+
+/*
+ * The index drops an object (replaced, deleted, evicted): its files go.
+ * Runs with the object's stripe lock held, in whichever process dropped it
+ * (or repaired a process that died while dropping it).
+ */
+static void
+store_release(void *arg, const om_ix_obj_t *o)
+{
+	om_store_t *st = arg;
+
+	om_store_unlink_obj(st, om_store_tier_of(o->flags), o->id);
+	if (o->flags & OM_IX_F_COPY)
+		om_store_unlink_obj(st, OM_TIER_MEM, o->id);
+}
+
+/* ---- opening ----------------------------------------------------------- */
+
+static int
+tier_open(om_tier_t *t, const char *name, const om_tier_params_t *tp, int no_tmpfile,
+    char *err, size_t errlen)
+{
+	char sub[8];
+	int fd, rc;
+
+	t->dirfd = -1;
+	t->name = name;
+	t->limit = tp->limit;
+	if (tp->path == NULL || tp->path[0] == '\0') {
+		snprintf(err, errlen, "%s tier: no path configured", name);
+		return -EINVAL;
+	}
+	if (strlen(tp->path) >= sizeof(t->path)) {
+		snprintf(err, errlen, "%s tier: path too long", name);
+		return -ENAMETOOLONG;
+	}
+	strcpy(t->path, tp->path);
+	if ((rc = om_os_mkdir(AT_FDCWD, t->path, 0750)) != 0) {
+		snprintf(err, errlen, "%s tier: mkdir(\"%s\") failed: %s", name, t->path, om_strerror(rc));
+		return rc;
+	}
+	t->dirfd = open(t->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (t->dirfd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s tier: open(\"%s\") failed: %s", name, t->path, om_strerror(rc));
+		return rc;
+	}
+	/* One daemon per tier: a second one would corrupt the first's view. */
+	if (flock(t->dirfd, LOCK_EX | LOCK_NB) != 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s tier \"%s\" is in use by another process", name, t->path);
+		return rc == -EWOULDBLOCK ? -EBUSY : rc;
+	}
+	for (unsigned i = 0; i < OM_FANOUT; i++) {
+		snprintf(sub, sizeof(sub), "%02x", i);
+		if ((rc = om_os_mkdir(t->dirfd, sub, 0750)) != 0) {
+			snprintf(err, errlen, "%s tier: mkdir(\"%s/%s\") failed: %s", name, t->path, sub,
+			    om_strerror(rc));
+			return rc;
+		}
+	}
+	if ((rc = om_os_mkdir(t->dirfd, "tmp", 0750)) != 0 ||
+	    (rc = om_os_mkdir(t->dirfd, "corrupt", 0750)) != 0) {
+		snprintf(err, errlen, "%s tier: mkdir in \"%s\" failed: %s", name, t->path, om_strerror(rc));
+		return rc;
+	}
+
+	/* Probe: O_TMPFILE (else temporary names) and user xattrs (required). */
+	fd = openat(t->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0440);
+	t->tmpfile_ok = fd >= 0 && !no_tmpfile;
+	if (fd < 0) {
+		char probe[32];
+
+		snprintf(probe, sizeof(probe), "tmp/probe.%d", (int)getpid());
+		fd = openat(t->dirfd, probe, O_CREAT | O_RDWR | O_CLOEXEC | O_TRUNC, 0600);
+		if (fd >= 0)
+			unlinkat(t->dirfd, probe, 0);
+	}
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s tier: cannot create files in \"%s\": %s", name, t->path,
+		    om_strerror(rc));
+		return rc;
+	}
+	if (fsetxattr(fd, OM_META_XATTR, "probe", 5, 0) != 0) {
+		rc = -errno;
+		close(fd);
+		snprintf(err, errlen, "%s tier: the filesystem of \"%s\" does not store user extended "
+		    "attributes (%s); objmapper keeps each object's URI and metadata there",
+		    name, t->path, om_strerror(rc));
+		return rc;
+	}
+	close(fd);
+	return 0;
+}
+
+int
+om_store_open(const om_store_params_t *p, om_index_t *ix, om_store_t **out,
+    char *err, size_t errlen)
+{
+	om_store_t *st;
+	mode_t um;
+	int rc;
+
+	if (errlen)
+		err[0] = '\0';
+	if (p->max_meta > OM_STORE_META_MAX) {
+		snprintf(err, errlen, "metadata limit %u is above the maximum %u", p->max_meta,
+		    OM_STORE_META_MAX);
+		return -EINVAL;
+	}
+	st = calloc(1, sizeof(*st));
+	if (st == NULL)
+		return -ENOMEM;
+	st->tier[0].dirfd = st->tier[1].dirfd = -1;
+	st->ix = ix;
+	st->durability = p->durability;
+	st->promote_hits = p->promote_hits;
+	st->promote_max_size = p->promote_max_size ? p->promote_max_size :
+	    (p->mem.limit ? p->mem.limit / 4 : UINT64_MAX);
+	st->evict_samples = p->evict_samples ? p->evict_samples : 16;
+	st->max_meta = p->max_meta ? p->max_meta : OM_STORE_META_MAX;
+	st->slot = p->proc_slot;
+	um = umask(0);
+	umask(um);
+	st->need_fchmod = (um & 0440) != 0;
+
+	if ((rc = tier_open(&st->tier[OM_TIER_MEM], "memory", &p->mem, p->no_tmpfile, err, errlen)) != 0)
+		goto fail;
+	if ((rc = tier_open(&st->tier[OM_TIER_DISK], "persistent", &p->disk, p->no_tmpfile, err, errlen)) != 0)
+		goto fail;
+	om_index_set_release(ix, store_release, st);
+	*out = st;
+	return 0;
+fail:
+	om_store_close(st);
+	return rc;
+}
+
+void
+om_store_close(om_store_t *st)
+{
+	if (st == NULL)
+		return;
+	for (int t = 0; t < 2; t++)
+		if (st->tier[t].dirfd >= 0)
+			close(st->tier[t].dirfd);
+	free(st);
+}
+
+void
+om_store_set_slot(om_store_t *st, unsigned slot)
+{
+	st->slot = slot;
+}
+
+const om_store_stats_t *
+om_store_stats(const om_store_t *st)
+{
+	return &st->stats;
+}
+
+/* ---- PUT --------------------------------------------------------------- */
+
+int
+om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_args_t *a,
+    om_put_txn_t **out)
+{
+	om_put_txn_t *t;
+	int tier, rc;
+
+	if (len == 0)
+		return -EINVAL;
+	if (len > om_index_max_uri(st->ix))
+		return -ENAMETOOLONG;
+	if (a->meta_len > st->max_meta)
+		return -EMSGSIZE;
+	if (a->meta_len && a->meta == NULL)
+		return -EINVAL;
+	tier = (a->flags & OM_PUT_EPHEMERAL) ? OM_TIER_MEM : OM_TIER_DISK;
+	if (st->tier[tier].limit && a->size > st->tier[tier].limit)
+		return -EFBIG;
+	if ((rc = om_store_make_room(st, tier, a->size)) != 0)
+		return rc;
+
+	t = malloc(sizeof(*t));
+	if (t == NULL)
+		return -ENOMEM;
+	t->st = st;
+	t->tier = tier;
+	t->id = om_index_next_id(st->ix);
+	t->size = a->size;
+	t->written = 0;
+	t->crc_upto = 0;
+	t->crc = 0;
+	t->expires = a->expires;
+	t->flags = a->flags;
+	t->meta_len = a->meta_len;
+	t->uri_len = len;
+	t->tmpname[0] = '\0';
+	if (a->meta_len)
+		memcpy(t->meta, a->meta, a->meta_len);
+	memcpy(t->uri, uri, len);
+
+	if (st->tier[tier].tmpfile_ok) {
+		t->fd = openat(st->tier[tier].dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0440);
+	} else {
+		snprintf(t->tmpname, sizeof(t->tmpname), "tmp/%016" PRIx64 ".tmp", t->id);
+		t->fd = openat(st->tier[tier].dirfd, t->tmpname, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0440);
+	}
+	if (t->fd < 0) {
+		rc = -errno;
+		free(t);
+		return rc;
+	}
+	/* Reserve the space of large objects now: a full filesystem fails
+	 * here rather than half-way through the bytes. */
+	if (a->size >= 65536 && fallocate(t->fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)a->size) != 0 &&
+	    (errno == ENOSPC || errno == EDQUOT)) {
+		rc = -errno;
+		om_store_put_abort(t);
+		return rc;
+	}
+	*out = t;
+	return 0;
+}
+
+int
+om_store_put_write(om_put_txn_t *t, const void *buf, size_t n)
+{
+	int rc;
+
+	if (n > t->size - t->written)
+		return -EFBIG;
+	if ((rc = om_os_write_all(t->fd, buf, n)) != 0)
+		return rc;
+	if (t->crc_upto == t->written) {
+		t->crc = om_crc32c(t->crc, buf, n);
+		t->crc_upto += n;
+	}
+	t->written += n;
+	return 0;
+}
+
+int
+om_store_put_copy(om_put_txn_t *t, int fd, uint64_t off, uint64_t n)
+{
+	int rc;
+
+	if (n > t->size - t->written)
+		return -EFBIG;
+	if ((rc = om_os_copy_range(t->fd, fd, off, n)) != 0)
+		return rc;
+	t->written += n;
+	return 0;
+}
+
+int
+om_store_put_fd(const om_put_txn_t *t)
+{
+	return t->fd;
+}
+
+int
+om_store_put_wrote(om_put_txn_t *t, uint64_t n)
+{
+	if (n > t->size - t->written)
+		return -EFBIG;
+	t->written += n;
+	return 0;
+}
+
+void
+om_store_put_abort(om_put_txn_t *t)
+{
+	if (t == NULL)
+		return;
+	if (t->tmpname[0])
+		unlinkat(t->st->tier[t->tier].dirfd, t->tmpname, 0);
+	close(t->fd);
+	free(t);
+}
+
+/* Extends the checksum over bytes that arrived without passing through us. */
+static int
+crc_finish(om_put_txn_t *t)
+{
+	static _Thread_local uint8_t buf[262144];
+
+	while (t->crc_upto < t->size) {
+		uint64_t left = t->size - t->crc_upto;
+		size_t n = left < sizeof(buf) ? (size_t)left : sizeof(buf);
+		int rc = om_os_pread_all(t->fd, buf, n, t->crc_upto);
+
+		if (rc != 0)
+			return rc;
+		t->crc = om_crc32c(t->crc, buf, n);
+		t->crc_upto += n;
+	}
+	return 0;
+}
+
+static int
+put_link(om_put_txn_t *t, const char *name)
+{
+	om_tier_t *tier = &t->st->tier[t->tier];
+
+	if (t->tmpname[0] == '\0')
+		return om_os_link_tmpfile(t->fd, tier->dirfd, name);
+	if (renameat(tier->dirfd, t->tmpname, tier->dirfd, name) != 0)
+		return -errno;
+	t->tmpname[0] = '\0';
+	return 0;
+}
+
+int
+om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
+{
+	om_store_t *st = t->st;
+	uint8_t rec[OM_META_REC_MAX];
+	char name[OM_NAME_MAX];
+	om_meta_rec_t r;
+	om_ix_obj_t o, old;
+	size_t rlen;
+	int rc, kind;
+
+	if (t->written != t->size) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	if ((rc = crc_finish(t)) != 0)
+		goto fail;
+
+	memset(&o, 0, sizeof(o));
+	o.id = t->id;
+	o.size = t->size;
+	o.expires = t->expires;
+	o.mtime = (uint32_t)om_time_s();
+	o.crc = t->crc;
+	o.flags = t->tier == OM_TIER_MEM ? OM_IX_F_EPHEMERAL : 0;
+
+	kind = t->tier == OM_TIER_MEM ? OM_KIND_EPHEMERAL : OM_KIND_PERSIST;
+	r = (om_meta_rec_t){ .kind = (uint8_t)kind, .id = o.id, .size = o.size,
+		.expires = o.expires, .mtime = o.mtime, .crc = o.crc, .uri = t->uri,
+		.uri_len = (uint32_t)t->uri_len, .meta = t->meta, .meta_len = t->meta_len };
+	rlen = om_meta_encode(&r, rec, sizeof(rec));
+	OM_ASSERT(rlen != 0);
+	if (fsetxattr(t->fd, OM_META_XATTR, rec, rlen, 0) != 0) {
+		rc = errno == E2BIG || errno == ERANGE ? -EMSGSIZE : -errno;
+		goto fail;
+	}
+	if (st->need_fchmod && fchmod(t->fd, 0440) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	if (st->durability == OM_DURABLE_FSYNC && fsync(t->fd) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+
+	om_store_object_name(t->id, name, sizeof(name));
+	om_store_intent(st, t->id, t->tier, kind);
+	if ((rc = put_link(t, name)) != 0) {
+		om_store_intent(st, 0, 0, 0);
+		goto fail;
+	}
+	if (st->durability == OM_DURABLE_FSYNC) {
+		char dir[4] = { name[0], name[1], '\0', '\0' };
+
+		if ((rc = om_os_fsync_dir(st->tier[t->tier].dirfd, dir)) != 0)
+			goto fail_published;
+	}
+
+	for (int tries = 0;; tries++) {
+		rc = om_index_put(st->ix, t->uri, t->uri_len, &o, OM_IX_UPSERT, &old);
+		if (rc != -ENOSPC || !(t->flags & OM_PUT_EVICT) || tries >= 16)
+			break;
+		if (om_store_evict_one(st, -1) != 0)
+			break;
+	}
+	if (rc == -ESTALE) {
+		/* A concurrent PUT of this URI with a newer id landed first:
+		 * ours is ordered before it and its file is not needed. */
+		om_store_unlink_obj(st, t->tier, t->id);
+		st->stats.superseded++;
+		rc = 0;
+	} else if (rc < 0) {
+		goto fail_published;
+	} else if (rc == 1 && st->durability == OM_DURABLE_FSYNC) {
+		char oname[OM_NAME_MAX];
+
+		om_store_object_name(old.id, oname, sizeof(oname));
+		oname[2] = '\0';
+		(void)om_os_fsync_dir(st->tier[om_store_tier_of(old.flags)].dirfd, oname);
+	}
+	om_store_intent(st, 0, 0, 0);
+	st->stats.puts++;
+	st->stats.put_bytes += t->size;
+	if (out != NULL)
+		*out = o;
+	close(t->fd);
+	free(t);
+	return 0;
+
+fail_published:
+	om_store_unlink_obj(st, t->tier, t->id);
+	om_store_intent(st, 0, 0, 0);
+fail:
+	om_store_put_abort(t);
+	return rc;
+}
+
+int
+om_store_put(om_store_t *st, const void *uri, size_t len, const void *data,
+    const om_put_args_t *a, om_ix_obj_t *out)
+{
+	om_put_txn_t *t;
+	int rc;
+
+	if ((rc = om_store_put_begin(st, uri, len, a, &t)) != 0)
+		return rc;
+	if (a->size && (rc = om_store_put_write(t, data, (size_t)a->size)) != 0) {
+		om_store_put_abort(t);
+		return rc;
+	}
+	return om_store_put_commit(t, out);
+}
+
+int
+om_store_put_from_fd(om_store_t *st, const void *uri, size_t len, int fd,
+    const om_put_args_t *a, om_ix_obj_t *out)
+{
+	om_put_txn_t *t;
+	int rc;
+
+	if ((rc = om_store_put_begin(st, uri, len, a, &t)) != 0)
+		return rc;
+	if (a->size && (rc = om_store_put_copy(t, fd, 0, a->size)) != 0) {
+		om_store_put_abort(t);
+		return rc == -ENODATA ? -EINVAL : rc;
+	}
+	return om_store_put_commit(t, out);
+}
+
+/* ---- GET, STAT, DELETE ------------------------------------------------- */
+
+static bool
+expired(const om_ix_obj_t *o, int64_t now)
+{
+	return o->expires != 0 && o->expires <= now;
+}
+
+int
+om_store_get(om_store_t *st, const void *uri, size_t len, unsigned flags, om_get_t *out)
+{
+	int64_t now = om_time_s();
+	unsigned lflags = (flags & OM_GET_NOTOUCH) ? 0 : OM_IX_TOUCH;
+
+	st->stats.gets++;
+	for (int attempt = 0; attempt < 4; attempt++) {
+		om_ix_obj_t o, again;
+		int fd = -ENOENT, tier;
+
+		if (om_index_lookup(st->ix, uri, len, &o, lflags) != 0 || expired(&o, now))
+			break;
+		if (o.flags & OM_IX_F_COPY) {
+			fd = om_store_open_obj(st, OM_TIER_MEM, o.id);
+			tier = OM_TIER_MEM;
+			if (fd == -ENOENT) /* dropped under us, or lost: serve the primary */
+				(void)om_index_update_flags(st->ix, o.slot, o.id, 0, OM_IX_F_COPY);
+		}
+		if (fd < 0) {
+			tier = om_store_tier_of(o.flags);
+			fd = om_store_open_obj(st, tier, o.id);
+		}
+		if (fd >= 0) {
+			out->fd = fd;
+			out->tier = tier;
+			out->obj = o;
+			if (tier == OM_TIER_MEM)
+				st->stats.hits_mem++;
+			else
+				st->stats.hits_disk++;
+			return 0;
+		}
+		if (fd != -ENOENT)
+			return fd;
+		/* Replaced or deleted since the lookup: look again. If the entry
+		 * is unchanged its file is gone (a process died between the two),
+		 * and the entry goes too. */
+		if (om_index_lookup(st->ix, uri, len, &again, 0) == 0 && again.id == o.id) {
+			if (om_index_delete_slot(st->ix, o.slot, o.id, NULL) == 0) {
+				st->stats.lost_files++;
+				om_log_warn(0, "store: object %016" PRIx64 " had no file; entry removed", o.id);
+			}
+		}
+	}
+	st->stats.misses++;
+	return -ENOENT;
+}
+
+int
+om_store_stat(om_store_t *st, const void *uri, size_t len, om_ix_obj_t *out)
+{
+	om_ix_obj_t o;
+
+	if (om_index_lookup(st->ix, uri, len, &o, 0) != 0 || expired(&o, om_time_s()))
+		return -ENOENT;
+	if (out != NULL)
+		*out = o;
+	return 0;
+}
+
+int
+om_store_read_meta(om_store_t *st, int fd, void *buf, size_t cap, uint32_t *len)
+{
+	uint8_t rec[OM_META_REC_MAX];
+	om_meta_rec_t r;
+	ssize_t n;
+	int rc;
+
+	(void)st;
+	n = fgetxattr(fd, OM_META_XATTR, rec, sizeof(rec));
+	if (n < 0)
+		return -errno;
+	if ((rc = om_meta_decode(rec, (size_t)n, &r)) != 0)
+		return rc;
+	if (r.meta_len > cap)
+		return -ERANGE;
+	if (r.meta_len)
+		memcpy(buf, r.meta, r.meta_len);
+	*len = r.meta_len;
+	return 0;
+}
+
+int
+om_store_delete(om_store_t *st, const void *uri, size_t len)
+{
+	om_ix_obj_t old;
+	int rc;
+
+	rc = om_index_delete(st->ix, uri, len, 0, &old);
+	if (rc != 0)
+		return rc;
+	st->stats.deletes++;
+	if (st->durability == OM_DURABLE_FSYNC) {
+		char name[OM_NAME_MAX];
+
+		om_store_object_name(old.id, name, sizeof(name));
+		name[2] = '\0';
+		(void)om_os_fsync_dir(st->tier[om_store_tier_of(old.flags)].dirfd, name);
+	}
+	return expired(&old, om_time_s()) ? -ENOENT : 0;
+}
+
+/* ---- recovery of a dead process's publish ------------------------------ */
+
+int
+om_store_reclaim_slot(om_store_t *st, unsigned slot)
+{
+	om_store_proc_sh_t *p = proc_sh(st, slot);
+	uint8_t rec[OM_META_REC_MAX];
+	om_meta_rec_t r;
+	om_ix_obj_t o;
+	uint64_t id;
+	int tier, kind, fd, keep = 0;
+	ssize_t n;
+
+	if (p == NULL || (id = OM_LOAD_ACQ(&p->intent_id)) == 0)
+		return 0;
+	tier = (int)OM_LOAD(&p->intent_tier) == OM_TIER_MEM ? OM_TIER_MEM : OM_TIER_DISK;
+	kind = (int)OM_LOAD(&p->intent_kind);
+	fd = om_store_open_obj(st, tier, id);
+	if (fd >= 0) {
+		n = fgetxattr(fd, OM_META_XATTR, rec, sizeof(rec));
+		if (n > 0 && om_meta_decode(rec, (size_t)n, &r) == 0 && r.id == id &&
+		    om_index_lookup(st->ix, r.uri, r.uri_len, &o, 0) == 0 && o.id == id)
+			keep = kind != OM_KIND_COPY || (o.flags & OM_IX_F_COPY);
+		close(fd);
+		if (!keep) {
+			om_store_unlink_obj(st, tier, id);
+			om_log_info(0, "store: removed object %016" PRIx64 " published by a process "
+			    "that died before indexing it", id);
+		}
+	}
+	OM_STORE(&p->intent_id, 0);
+	return keep ? 0 : 1;
+}

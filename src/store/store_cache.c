@@ -1,0 +1,328 @@
+/*
+ * Tier limits, eviction, promotion and expiry. Workers call the eviction
+ * path when a PUT needs room; the cache manager runs om_store_maintain
+ * periodically.
+ *
+ * Eviction is an approximate LRU: om_index_sample looks at the next few
+ * objects of the tier's classes (a clock hand over the entry table) and
+ * returns the one read longest ago.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "core/om_core.h"
+#include "core/om_log.h"
+#include "os/om_os.h"
+#include "store/store_int.h"
+
+uint64_t
+om_store_tier_used(om_store_t *st, int tier)
+{
+	uint64_t b[OM_IX_NCLASS];
+
+	om_index_class_bytes(st->ix, b);
+	if (tier == OM_TIER_DISK)
+		return b[OM_IX_CLASS_PERSIST];
+	return b[OM_IX_CLASS_EPHEMERAL] + b[OM_IX_CLASS_COPY];
+}
+
+void
+om_store_usage(om_store_t *st, om_store_usage_t *u)
+{
+	om_ix_usage_t iu;
+
+	om_index_usage(st->ix, &iu);
+	memset(u, 0, sizeof(*u));
+	u->used[OM_TIER_DISK] = iu.bytes[OM_IX_CLASS_PERSIST];
+	u->used[OM_TIER_MEM] = iu.bytes[OM_IX_CLASS_EPHEMERAL] + iu.bytes[OM_IX_CLASS_COPY];
+	u->limit[OM_TIER_DISK] = st->tier[OM_TIER_DISK].limit;
+	u->limit[OM_TIER_MEM] = st->tier[OM_TIER_MEM].limit;
+	u->objects = iu.objects;
+	u->copies = iu.count[OM_IX_CLASS_COPY];
+	u->ephemeral = iu.count[OM_IX_CLASS_EPHEMERAL];
+}
+
+void
+om_store_drop_copy(om_store_t *st, const om_ix_obj_t *o)
+{
+	/* File first: a reader that finds the flag but not the file falls
+	 * back to the primary; the reverse order could leak the file. */
+	om_store_unlink_obj(st, OM_TIER_MEM, o->id);
+	if (om_index_update_flags(st->ix, o->slot, o->id, 0, OM_IX_F_COPY) == 0)
+		st->stats.copies_dropped++;
+}
+
+static int
+evict_class(om_store_t *st, unsigned cls, int tier)
+{
+	om_ix_obj_t v;
+
+	if (om_index_sample(st->ix, OM_IX_SEL(cls), st->evict_samples, &st->cursor[cls], &v) != 0)
+		return -ENOENT;
+	if (cls == OM_IX_CLASS_COPY) {
+		om_store_drop_copy(st, &v);
+		return 0;
+	}
+	/* The release callback unlinks the files. Losing the race to a
+	 * concurrent writer is progress all the same. */
+	if (om_index_delete_slot(st->ix, v.slot, v.id, NULL) == 0)
+		st->stats.evicted[tier]++;
+	return 0;
+}
+
+/*
+ * tier < 0: any object (the index itself is full). The memory tier gives
+ * up promoted copies before it evicts ephemeral objects, which exist
+ * nowhere else.
+ */
+int
+om_store_evict_one(om_store_t *st, int tier)
+{
+	uint64_t b[OM_IX_NCLASS];
+
+	if (tier == OM_TIER_DISK)
+		return evict_class(st, OM_IX_CLASS_PERSIST, OM_TIER_DISK);
+	if (tier == OM_TIER_MEM) {
+		om_index_class_bytes(st->ix, b);
+		if (b[OM_IX_CLASS_COPY] > 0 && evict_class(st, OM_IX_CLASS_COPY, OM_TIER_MEM) == 0)
+			return 0;
+		return evict_class(st, OM_IX_CLASS_EPHEMERAL, OM_TIER_MEM);
+	}
+	if (evict_class(st, OM_IX_CLASS_PERSIST, OM_TIER_DISK) == 0)
+		return 0;
+	return evict_class(st, OM_IX_CLASS_EPHEMERAL, OM_TIER_MEM);
+}
+
+int
+om_store_make_room(om_store_t *st, int tier, uint64_t need)
+{
+	uint64_t limit = st->tier[tier].limit;
+
+	if (limit == 0)
+		return 0;
+	/* Bounded: concurrent writers may refill what we free. */
+	for (int i = 0; i < 4096; i++) {
+		if (om_store_tier_used(st, tier) + need <= limit)
+			return 0;
+		if (om_store_evict_one(st, tier) != 0)
+			break;
+	}
+	return om_store_tier_used(st, tier) + need <= limit ? 0 : -ENOSPC;
+}
+
+int
+om_store_enforce(om_store_t *st, int tier)
+{
+	uint64_t before = st->stats.evicted[tier] + st->stats.copies_dropped;
+	int rc = om_store_make_room(st, tier, 0);
+
+	if (rc != 0)
+		return rc;
+	return (int)(st->stats.evicted[tier] + st->stats.copies_dropped - before);
+}
+
+/* ---- expiry ------------------------------------------------------------ */
+
+typedef struct {
+	om_ix_obj_t *v;
+	size_t n, cap;
+	int64_t now;
+	uint32_t min_hits;
+	uint64_t max_size;
+} collect_t;
+
+static int
+collect_push(collect_t *c, const om_ix_obj_t *o)
+{
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		om_ix_obj_t *p = realloc(c->v, cap * sizeof(*p));
+
+		if (p == NULL)
+			return -ENOMEM;
+		c->v = p;
+		c->cap = cap;
+	}
+	c->v[c->n++] = *o;
+	return 0;
+}
+
+static int
+collect_expired(void *arg, const om_ix_obj_t *o)
+{
+	collect_t *c = arg;
+
+	if (o->expires != 0 && o->expires <= c->now)
+		return collect_push(c, o);
+	return 0;
+}
+
+static int
+collect_hot(void *arg, const om_ix_obj_t *o)
+{
+	collect_t *c = arg;
+
+	if (!(o->flags & (OM_IX_F_EPHEMERAL | OM_IX_F_COPY)) && o->hits >= c->min_hits &&
+	    o->size <= c->max_size && (o->expires == 0 || o->expires > c->now))
+		return collect_push(c, o);
+	return 0;
+}
+
+static int
+by_hits_desc(const void *a, const void *b)
+{
+	const om_ix_obj_t *x = a, *y = b;
+
+	return x->hits < y->hits ? 1 : x->hits > y->hits ? -1 : 0;
+}
+
+/* ---- promotion --------------------------------------------------------- */
+
+/*
+ * Copies a persistent object into the memory tier under the same id, then
+ * flags it. The copy is published like any object (unlinked file, record,
+ * link); if the object changed meanwhile the flag update fails and the
+ * copy goes.
+ */
+static int
+promote_one(om_store_t *st, const om_ix_obj_t *o)
+{
+	om_tier_t *mem = &st->tier[OM_TIER_MEM];
+	uint8_t rec[OM_META_REC_MAX];
+	char name[OM_NAME_MAX], tmp[48] = "";
+	om_meta_rec_t r;
+	int src, dst = -1, rc;
+	ssize_t n;
+
+	src = om_store_open_obj(st, OM_TIER_DISK, o->id);
+	if (src < 0)
+		return src;
+	n = fgetxattr(src, OM_META_XATTR, rec, sizeof(rec));
+	if (n < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if ((rc = om_meta_decode(rec, (size_t)n, &r)) != 0 || r.id != o->id)
+		goto out;
+	r.kind = OM_KIND_COPY;
+	{
+		uint8_t copy[OM_META_REC_MAX];
+		size_t len = om_meta_encode(&r, copy, sizeof(copy));
+
+		OM_ASSERT(len != 0);
+		memcpy(rec, copy, len);
+		n = (ssize_t)len;
+	}
+	if (mem->tmpfile_ok) {
+		dst = openat(mem->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0440);
+	} else {
+		snprintf(tmp, sizeof(tmp), "tmp/%016" PRIx64 ".copy", o->id);
+		dst = openat(mem->dirfd, tmp, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0440);
+	}
+	if (dst < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if ((rc = om_os_copy_range(dst, src, 0, o->size)) != 0)
+		goto out;
+	if (fsetxattr(dst, OM_META_XATTR, rec, (size_t)n, 0) != 0 ||
+	    (st->need_fchmod && fchmod(dst, 0440) != 0)) {
+		rc = -errno;
+		goto out;
+	}
+	om_store_object_name(o->id, name, sizeof(name));
+	om_store_intent(st, o->id, OM_TIER_MEM, OM_KIND_COPY);
+	if (tmp[0])
+		rc = renameat(mem->dirfd, tmp, mem->dirfd, name) == 0 ? 0 : -errno;
+	else
+		rc = om_os_link_tmpfile(dst, mem->dirfd, name);
+	if (rc == 0 || rc == -EEXIST) {
+		/* EEXIST: a copy left by a manager that died before flagging it;
+		 * objects are immutable, so it holds the same bytes. */
+		tmp[0] = '\0';
+		if (om_index_update_flags(st->ix, o->slot, o->id, OM_IX_F_COPY, 0) == 0) {
+			rc = 0;
+		} else {
+			om_store_unlink_obj(st, OM_TIER_MEM, o->id);
+			rc = -ENOENT;
+		}
+	}
+	om_store_intent(st, 0, 0, 0);
+out:
+	if (tmp[0])
+		unlinkat(mem->dirfd, tmp, 0);
+	if (dst >= 0)
+		close(dst);
+	close(src);
+	return rc;
+}
+
+int
+om_store_maintain(om_store_t *st, om_maint_stats_t *ms)
+{
+	collect_t c = { NULL, 0, 0, om_time_s(), 0, 0 };
+	uint64_t ev0 = st->stats.evicted[0] + st->stats.evicted[1];
+	uint64_t cd0 = st->stats.copies_dropped;
+	int rc = 0;
+
+	memset(ms, 0, sizeof(*ms));
+
+	/* Expired objects are misses already; reclaim their space. */
+	if ((rc = om_index_scan(st->ix, collect_expired, &c)) != 0)
+		goto out;
+	for (size_t i = 0; i < c.n; i++) {
+		if (om_index_delete_slot(st->ix, c.v[i].slot, c.v[i].id, NULL) == 0) {
+			st->stats.expired++;
+			ms->expired++;
+		}
+	}
+
+	(void)om_store_make_room(st, OM_TIER_DISK, 0);
+	(void)om_store_make_room(st, OM_TIER_MEM, 0);
+
+	if (st->promote_hits > 0) {
+		uint64_t limit = st->tier[OM_TIER_MEM].limit;
+
+		c.n = 0;
+		c.min_hits = st->promote_hits;
+		c.max_size = st->promote_max_size;
+		if ((rc = om_index_scan(st->ix, collect_hot, &c)) != 0)
+			goto out;
+		qsort(c.v, c.n, sizeof(*c.v), by_hits_desc);
+		for (size_t i = 0; i < c.n; i++) {
+			/* Room comes only from colder copies, never from
+			 * ephemeral objects. */
+			while (limit && om_store_tier_used(st, OM_TIER_MEM) + c.v[i].size > limit) {
+				om_ix_obj_t v;
+				uint32_t now = (uint32_t)om_clock_ms();
+
+				if (om_index_sample(st->ix, OM_IX_SEL(OM_IX_CLASS_COPY), st->evict_samples,
+				    &st->cursor[OM_IX_CLASS_COPY], &v) != 0 ||
+				    now - v.atime <= now - c.v[i].atime)
+					break;
+				om_store_drop_copy(st, &v);
+			}
+			if (limit && om_store_tier_used(st, OM_TIER_MEM) + c.v[i].size > limit) {
+				ms->promote_failed++;
+				continue;
+			}
+			if (promote_one(st, &c.v[i]) == 0) {
+				st->stats.promoted++;
+				ms->promoted++;
+			} else {
+				ms->promote_failed++;
+			}
+		}
+	}
+	om_index_decay(st->ix);
+out:
+	ms->evicted = st->stats.evicted[0] + st->stats.evicted[1] - ev0;
+	ms->copies_dropped = st->stats.copies_dropped - cd0;
+	free(c.v);
+	return rc;
+}

@@ -1,0 +1,73 @@
+/*
+ * Internals shared by the store's files (store.c, store_rebuild.c,
+ * store_cache.c). Process-local state; nothing here is in shared memory
+ * except om_store_proc_sh_t.
+ */
+#ifndef OM_STORE_INT_H
+#define OM_STORE_INT_H
+
+#include <limits.h>
+#include <stdint.h>
+
+#include "index/om_index.h"
+#include "store/om_store.h"
+#include "store/store_meta.h"
+
+#define OM_FANOUT 256
+#define OM_NAME_MAX 24 /* "ab/0123456789abcdef" + NUL */
+
+typedef struct {
+	int dirfd;
+	int tmpfile_ok;  /* O_TMPFILE works on this filesystem */
+	uint64_t limit;
+	const char *name; /* "memory" or "persistent", for messages */
+	char path[PATH_MAX];
+} om_tier_t;
+
+/*
+ * In the process's slot of the index segment (shared memory): the object
+ * this process has published but not yet indexed. If the process dies in
+ * that window, the master removes the file (om_store_reclaim_slot).
+ */
+typedef struct {
+	uint64_t intent_id;
+	uint32_t intent_tier;
+	uint32_t intent_kind;
+} om_store_proc_sh_t;
+
+struct om_store {
+	om_index_t *ix;
+	om_tier_t tier[2];
+	enum om_durability durability;
+	uint32_t promote_hits;
+	uint64_t promote_max_size;
+	uint32_t evict_samples;
+	uint32_t max_meta;
+	unsigned slot;
+	int need_fchmod; /* the umask would strip 0440 */
+	uint32_t cursor[OM_IX_NCLASS];
+	om_store_stats_t stats;
+};
+
+static inline int
+om_store_tier_of(uint32_t ixflags)
+{
+	return (ixflags & OM_IX_F_EPHEMERAL) ? OM_TIER_MEM : OM_TIER_DISK;
+}
+
+/* Opens an object file read-only; -errno on failure. */
+int om_store_open_obj(om_store_t *st, int tier, uint64_t id);
+/* Unlinks an object file; ENOENT is not an error. */
+int om_store_unlink_obj(om_store_t *st, int tier, uint64_t id);
+void om_store_intent(om_store_t *st, uint64_t id, int tier, int kind);
+/* Evicts one object to make room in the tier; 0, or -ENOENT if nothing
+ * can be evicted. */
+int om_store_evict_one(om_store_t *st, int tier);
+/* Bytes used in a tier (memory: ephemeral + copies). */
+uint64_t om_store_tier_used(om_store_t *st, int tier);
+/* Makes `need` bytes of room in the tier; 0 or -ENOSPC. */
+int om_store_make_room(om_store_t *st, int tier, uint64_t need);
+/* Drops a promoted copy: unlinks it, then clears the flag. */
+void om_store_drop_copy(om_store_t *st, const om_ix_obj_t *o);
+
+#endif

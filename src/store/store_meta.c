@@ -1,0 +1,132 @@
+/*
+ * Encoding of the per-object record (see store_meta.h): fixed-width
+ * little-endian fields, then the URI and the metadata blob, protected by a
+ * CRC32C so that a rebuild never trusts a damaged record.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "core/om_core.h"
+#include "store/store_meta.h"
+
+static void
+put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void
+put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void
+put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t
+get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t
+get32(const uint8_t *p)
+{
+	uint32_t v = 0;
+
+	for (int i = 3; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint64_t
+get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/*
+ *  0  4  magic "OMO1"
+ *  4  1  version
+ *  5  1  kind
+ *  6  2  URI length
+ *  8  4  metadata length
+ * 12  4  CRC32C of the object's bytes
+ * 16  8  id
+ * 24  8  size
+ * 32  8  expires (unix seconds, 0 = never)
+ * 40  8  mtime (unix seconds)
+ * 48  4  reserved, 0
+ * 52  4  CRC32C of bytes 0..51, the URI and the metadata
+ * 56     URI, then metadata
+ */
+size_t
+om_meta_encode(const om_meta_rec_t *r, uint8_t *buf, size_t cap)
+{
+	size_t len = OM_META_HDR + (size_t)r->uri_len + r->meta_len;
+	uint32_t c;
+
+	if (len > cap || r->uri_len > 0xffff)
+		return 0;
+	put32(buf + 0, OM_META_MAGIC);
+	buf[4] = OM_META_VERSION;
+	buf[5] = r->kind;
+	put16(buf + 6, (uint16_t)r->uri_len);
+	put32(buf + 8, r->meta_len);
+	put32(buf + 12, r->crc);
+	put64(buf + 16, r->id);
+	put64(buf + 24, r->size);
+	put64(buf + 32, (uint64_t)r->expires);
+	put64(buf + 40, (uint64_t)r->mtime);
+	put32(buf + 48, 0);
+	if (r->uri_len)
+		memcpy(buf + OM_META_HDR, r->uri, r->uri_len);
+	if (r->meta_len)
+		memcpy(buf + OM_META_HDR + r->uri_len, r->meta, r->meta_len);
+	c = om_crc32c(0, buf, 52);
+	c = om_crc32c(c, buf + OM_META_HDR, len - OM_META_HDR);
+	put32(buf + 52, c);
+	return len;
+}
+
+int
+om_meta_decode(const uint8_t *buf, size_t len, om_meta_rec_t *r)
+{
+	uint32_t c;
+	size_t want;
+
+	if (len < OM_META_HDR || get32(buf) != OM_META_MAGIC || buf[4] != OM_META_VERSION)
+		return -EBADMSG;
+	memset(r, 0, sizeof(*r));
+	r->kind = buf[5];
+	r->uri_len = get16(buf + 6);
+	r->meta_len = get32(buf + 8);
+	want = OM_META_HDR + (size_t)r->uri_len + r->meta_len;
+	if (want != len || r->uri_len == 0)
+		return -EBADMSG;
+	if (r->kind < OM_KIND_PERSIST || r->kind > OM_KIND_COPY)
+		return -EBADMSG;
+	c = om_crc32c(0, buf, 52);
+	c = om_crc32c(c, buf + OM_META_HDR, len - OM_META_HDR);
+	if (c != get32(buf + 52))
+		return -EBADMSG;
+	r->crc = get32(buf + 12);
+	r->id = get64(buf + 16);
+	r->size = get64(buf + 24);
+	r->expires = (int64_t)get64(buf + 32);
+	r->mtime = (int64_t)get64(buf + 40);
+	r->uri = buf + OM_META_HDR;
+	r->meta = r->meta_len ? buf + OM_META_HDR + r->uri_len : NULL;
+	return r->id != 0 ? 0 : -EBADMSG;
+}

@@ -1,0 +1,312 @@
+/*
+ * Rebuild: fills an empty index from the object files of both tiers, at
+ * start-up in the master (before any worker exists). Each file carries its
+ * record (URI, size, expiry, metadata, checksum) in an extended attribute;
+ * where a crash left two versions of a URI the newer id wins, expired
+ * objects and temporary files are removed, and a file whose record is bad
+ * is moved to corrupt/ rather than deleted.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "core/om_core.h"
+#include "core/om_log.h"
+#include "store/store_int.h"
+
+typedef struct {
+	uint64_t id;
+	uint32_t uri_len;
+	uint64_t size;
+	char *uri;
+} copy_ref_t;
+
+typedef struct {
+	om_store_t *st;
+	om_rebuild_stats_t *rs;
+	uint64_t max_id;
+	int64_t now;
+	copy_ref_t *copies;
+	size_t ncopies, capcopies;
+} rebuild_t;
+
+static int
+parse_id(const char *name, unsigned fan, uint64_t *id)
+{
+	uint64_t v = 0;
+
+	if (strlen(name) != 16)
+		return -1;
+	for (int i = 0; i < 16; i++) {
+		char c = name[i];
+
+		if (c >= '0' && c <= '9')
+			v = v << 4 | (uint64_t)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v = v << 4 | (uint64_t)(c - 'a' + 10);
+		else
+			return -1;
+	}
+	if (v == 0 || (v & 0xff) != fan)
+		return -1;
+	*id = v;
+	return 0;
+}
+
+static void
+quarantine(rebuild_t *rb, int tier, int dfd, const char *name, const char *why)
+{
+	om_tier_t *t = &rb->st->tier[tier];
+	char dst[64];
+
+	snprintf(dst, sizeof(dst), "corrupt/%s", name);
+	if (renameat(dfd, name, t->dirfd, dst) != 0)
+		om_log_err(errno, "store: rebuild: renameat(\"%s\") to corrupt/ failed", name);
+	else
+		om_log_warn(0, "store: rebuild: %s tier: %s: %s; moved to %s/%s", t->name, name, why,
+		    t->path, dst);
+	rb->rs->corrupt_moved++;
+}
+
+static int
+remember_copy(rebuild_t *rb, const om_meta_rec_t *r)
+{
+	copy_ref_t *c;
+
+	if (rb->ncopies == rb->capcopies) {
+		size_t cap = rb->capcopies ? rb->capcopies * 2 : 64;
+		copy_ref_t *p = realloc(rb->copies, cap * sizeof(*p));
+
+		if (p == NULL)
+			return -ENOMEM;
+		rb->copies = p;
+		rb->capcopies = cap;
+	}
+	c = &rb->copies[rb->ncopies];
+	c->uri = malloc(r->uri_len);
+	if (c->uri == NULL)
+		return -ENOMEM;
+	memcpy(c->uri, r->uri, r->uri_len);
+	c->uri_len = r->uri_len;
+	c->id = r->id;
+	c->size = r->size;
+	rb->ncopies++;
+	return 0;
+}
+
+static int
+rebuild_file(rebuild_t *rb, int tier, int dfd, const char *name, uint64_t id)
+{
+	om_store_t *st = rb->st;
+	uint8_t rec[OM_META_REC_MAX];
+	om_meta_rec_t r;
+	om_ix_obj_t o;
+	struct stat sb;
+	ssize_t n;
+	int fd, rc;
+
+	fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		if (errno == ELOOP) {
+			quarantine(rb, tier, dfd, name, "a symbolic link");
+			return 0;
+		}
+		rc = -errno;
+		om_log_err(-rc, "store: rebuild: openat(\"%s\") failed", name);
+		return rc;
+	}
+	rb->rs->files_scanned++;
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
+		quarantine(rb, tier, dfd, name, "not a regular file");
+		return 0;
+	}
+	n = fgetxattr(fd, OM_META_XATTR, rec, sizeof(rec));
+	close(fd);
+	if (n < 0) {
+		quarantine(rb, tier, dfd, name, "no objmapper record");
+		return 0;
+	}
+	if (om_meta_decode(rec, (size_t)n, &r) != 0) {
+		quarantine(rb, tier, dfd, name, "damaged record");
+		return 0;
+	}
+	if (r.id != id || r.size != (uint64_t)sb.st_size) {
+		quarantine(rb, tier, dfd, name, r.id != id ? "record of another id" : "size differs from record");
+		return 0;
+	}
+	if ((tier == OM_TIER_DISK && r.kind != OM_KIND_PERSIST) ||
+	    (tier == OM_TIER_MEM && r.kind == OM_KIND_PERSIST)) {
+		quarantine(rb, tier, dfd, name, "record of the other tier");
+		return 0;
+	}
+	if (id > rb->max_id)
+		rb->max_id = id;
+	if (r.expires != 0 && r.expires <= rb->now) {
+		unlinkat(dfd, name, 0);
+		rb->rs->expired_removed++;
+		return 0;
+	}
+	if (r.kind == OM_KIND_COPY)
+		return remember_copy(rb, &r);
+	if (r.uri_len > om_index_max_uri(st->ix)) {
+		om_log_err(0, "store: rebuild: %s/%s holds a URI of %u bytes, longer than the "
+		    "configured maximum of %u", st->tier[tier].path, name, r.uri_len,
+		    om_index_max_uri(st->ix));
+		return -ENAMETOOLONG;
+	}
+
+	memset(&o, 0, sizeof(o));
+	o.id = r.id;
+	o.size = r.size;
+	o.expires = r.expires;
+	o.mtime = (uint32_t)r.mtime;
+	o.crc = r.crc;
+	o.flags = r.kind == OM_KIND_EPHEMERAL ? OM_IX_F_EPHEMERAL : 0;
+	rc = om_index_put(st->ix, r.uri, r.uri_len, &o, OM_IX_UPSERT, NULL);
+	if (rc == 1) {
+		/* The older version was released (its file unlinked). */
+		rb->rs->stale_removed++;
+	} else if (rc == -ESTALE) {
+		unlinkat(dfd, name, 0);
+		rb->rs->stale_removed++;
+	} else if (rc == -ENOSPC) {
+		om_log_err(0, "store: rebuild: the index is full: its capacity is smaller than the "
+		    "number of objects in the tiers, or its URI arena too small for their URIs");
+		return rc;
+	} else if (rc < 0) {
+		return rc;
+	}
+	return 0;
+}
+
+static int
+clean_tmp(rebuild_t *rb, int tier)
+{
+	int fd = openat(rb->st->tier[tier].dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (d == NULL) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+			rb->rs->temp_removed++;
+	}
+	closedir(d);
+	return 0;
+}
+
+static int
+scan_tier(rebuild_t *rb, int tier)
+{
+	om_tier_t *t = &rb->st->tier[tier];
+	int rc;
+
+	if ((rc = clean_tmp(rb, tier)) != 0)
+		return rc;
+	for (unsigned fan = 0; fan < OM_FANOUT; fan++) {
+		char sub[4];
+		struct dirent *de;
+		DIR *d;
+		int fd;
+
+		snprintf(sub, sizeof(sub), "%02x", fan);
+		fd = openat(t->dirfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = -errno;
+			om_log_err(-rc, "store: rebuild: open(\"%s/%s\") failed", t->path, sub);
+			return rc;
+		}
+		d = fdopendir(fd);
+		if (d == NULL) {
+			close(fd);
+			return -ENOMEM;
+		}
+		while ((de = readdir(d)) != NULL) {
+			uint64_t id;
+
+			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+				continue;
+			if (parse_id(de->d_name, fan, &id) != 0) {
+				om_log_warn(0, "store: rebuild: %s/%s/%s is not an object; left alone",
+				    t->path, sub, de->d_name);
+				rb->rs->unknown_skipped++;
+				continue;
+			}
+			if ((rc = rebuild_file(rb, tier, dirfd(d), de->d_name, id)) != 0) {
+				closedir(d);
+				return rc;
+			}
+		}
+		closedir(d);
+	}
+	return 0;
+}
+
+/* A copy is kept only if the index holds the same version of its URI. */
+static void
+attach_copies(rebuild_t *rb)
+{
+	om_store_t *st = rb->st;
+
+	for (size_t i = 0; i < rb->ncopies; i++) {
+		copy_ref_t *c = &rb->copies[i];
+		om_ix_obj_t o;
+
+		if (om_index_lookup(st->ix, c->uri, c->uri_len, &o, 0) == 0 && o.id == c->id &&
+		    !(o.flags & OM_IX_F_EPHEMERAL) && o.size == c->size &&
+		    om_index_update_flags(st->ix, o.slot, o.id, OM_IX_F_COPY, 0) == 0) {
+			rb->rs->copies++;
+		} else {
+			om_store_unlink_obj(st, OM_TIER_MEM, c->id);
+			rb->rs->orphan_copies_removed++;
+		}
+		free(c->uri);
+	}
+	free(rb->copies);
+	rb->copies = NULL;
+}
+
+int
+om_store_rebuild(om_store_t *st, om_rebuild_stats_t *rs)
+{
+	rebuild_t rb = { st, rs, 0, om_time_s(), NULL, 0, 0 };
+	struct timespec t0, t1;
+	om_ix_usage_t u;
+	int rc;
+
+	memset(rs, 0, sizeof(*rs));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* Persistent primaries first; ephemeral objects and copies after. */
+	rc = scan_tier(&rb, OM_TIER_DISK);
+	if (rc == 0)
+		rc = scan_tier(&rb, OM_TIER_MEM);
+	if (rc == 0)
+		attach_copies(&rb);
+	else {
+		for (size_t i = 0; i < rb.ncopies; i++)
+			free(rb.copies[i].uri);
+		free(rb.copies);
+	}
+	om_index_reserve_ids(st->ix, rb.max_id + 1);
+	om_index_usage(st->ix, &u);
+	rs->objects = u.objects;
+	rs->bytes = u.bytes[OM_IX_CLASS_PERSIST] + u.bytes[OM_IX_CLASS_EPHEMERAL];
+	rs->ephemeral = u.count[OM_IX_CLASS_EPHEMERAL];
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	rs->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	return rc;
+}
