@@ -1141,6 +1141,8 @@ om_index_create(const om_ix_params_t *p, om_index_t **out)
 	    (nstripes & (nstripes - 1)) != 0 || nstripes > 65536 || nprocs > 4096)
 		return -EINVAL;
 	nclasses = uri_units(max_uri) + 1;
+	if (p->arena_bytes == 0 && arena_bytes < (uint64_t)uri_units(max_uri) * IX_UNIT * 2)
+		arena_bytes = (uint64_t)uri_units(max_uri) * IX_UNIT * 2;
 	arena_units = (uint32_t)((arena_bytes + IX_UNIT - 1) / IX_UNIT);
 	if (arena_bytes / IX_UNIT >= IX_NIL || arena_units < nclasses)
 		return -EINVAL;
