@@ -2,10 +2,12 @@
  * The shared-memory index. Created by the master before it forks; every
  * process (master, workers, cache manager) looks up and mutates it.
  *
- * Readers walk a bucket chain without a lock and validate with the
- * stripe's sequence counter; writers take the stripe's robust mutex and
- * make every change through a redo log, so that a process killed at any
- * instruction leaves a state the next owner of the lock completes.
+ * An object is one block in the arena: header and URI together, so that a
+ * lookup costs the bucket and one block. Readers walk a bucket chain
+ * without a lock and validate with the stripe's sequence counter; writers
+ * take the stripe's robust mutex and make every change through a redo log,
+ * so that a process killed at any instruction leaves a state the next
+ * owner of the lock completes.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -26,13 +28,15 @@ struct om_index {
 	ix_stripe_sh_t *stripes;
 	uint32_t *classes;
 	uint32_t *buckets;
-	ix_entry_sh_t *entries;
 	uint8_t *procs;
 	uint8_t *arena;
 	uint32_t bmask;
 	uint32_t smask;
 	uint32_t capacity;
 	uint32_t arena_units;
+	uint32_t max_uri;
+	uint32_t hits_max;
+	uint32_t touch_ticks;
 	om_ix_release_fn release;
 	void *release_arg;
 	void (*hook)(void *arg, unsigned step);
@@ -53,21 +57,41 @@ uri_units(size_t len)
 }
 
 static inline uint32_t
+block_units(size_t len)
+{
+	return IX_HDR_UNITS + uri_units(len);
+}
+
+static inline ix_block_sh_t *
+blk(const om_index_t *ix, uint32_t off)
+{
+	return (ix_block_sh_t *)(void *)(ix->arena + (size_t)off * IX_UNIT);
+}
+
+static inline uint8_t *
+blk_uri(const om_index_t *ix, uint32_t off)
+{
+	return ix->arena + ((size_t)off + IX_HDR_UNITS) * IX_UNIT;
+}
+
+static inline uint32_t
 ix_hash(const om_index_t *ix, const void *uri, size_t len)
 {
 	return (uint32_t)om_hash64(uri, len, ix->h->seed);
-}
-
-static inline uint32_t *
-chunk_link(om_index_t *ix, uint32_t chunk)
-{
-	return (uint32_t *)(void *)(ix->arena + (size_t)chunk * IX_UNIT);
 }
 
 static inline unsigned
 class_of_flags(uint32_t lf)
 {
 	return (lf & OM_IX_F_EPHEMERAL) ? OM_IX_CLASS_EPHEMERAL : OM_IX_CLASS_PERSIST;
+}
+
+static inline void
+cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
 }
 
 /* ---- redo logs --------------------------------------------------------- */
@@ -107,6 +131,8 @@ lb_put64(om_index_t *ix, ix_lb_t *lb, uint64_t *field, uint64_t v)
 	OM_STORE(&r->val, v);
 }
 
+/* Release stores: a lock-free reader that sees a store (a new bump, a
+ * link) also sees every store the log made before it. */
 static void
 rec_apply(om_index_t *ix, const ix_rec_sh_t *r)
 {
@@ -115,10 +141,10 @@ rec_apply(om_index_t *ix, const ix_rec_sh_t *r)
 
 	if (off & IX_REC_W64) {
 		OM_ASSERT(where % 8 == 0 && where + 8 <= ix->size);
-		OM_STORE((uint64_t *)(void *)(ix->base + where), val);
+		OM_STORE_REL((uint64_t *)(void *)(ix->base + where), val);
 	} else {
 		OM_ASSERT(where % 4 == 0 && where + 4 <= ix->size);
-		OM_STORE((uint32_t *)(void *)(ix->base + where), (uint32_t)val);
+		OM_STORE_REL((uint32_t *)(void *)(ix->base + where), (uint32_t)val);
 	}
 }
 
@@ -190,45 +216,45 @@ alloc_unlock(om_index_t *ix)
 	OM_AZ(pthread_mutex_unlock(&ix->h->alloc_mtx));
 }
 
-static void obj_from_entry(const om_index_t *ix, uint32_t idx, om_ix_obj_t *o);
-static void entry_free(om_index_t *ix, ix_stripe_sh_t *st, uint32_t idx, uint32_t *pending);
+static void obj_from_block(const om_index_t *ix, uint32_t off, om_ix_obj_t *o);
+static void block_free(om_index_t *ix, uint32_t off, uint32_t *pending);
 
 /*
  * A process died holding this stripe. Finish its log, then undo what its
- * pending slots say was under way: an entry allocated but never linked is
- * freed; an entry unlinked but not yet freed is released (its files go)
+ * pending slots say was under way: a block allocated but never linked is
+ * freed; a block unlinked but not yet freed is released (its files go)
  * and freed. Whatever the victim was doing is now wholly done or wholly
  * undone.
  */
 static void
 stripe_repair(om_index_t *ix, ix_stripe_sh_t *st)
 {
-	uint32_t seq, idx;
+	uint32_t seq, off;
 
 	log_redo(ix, &st->log);
 	seq = OM_LOAD(&st->seq);
 	if (seq & 1)
 		OM_STORE_REL(&st->seq, seq + 1);
 
-	/* The allocator log may still owe a store to our pending slots. */
+	/* The allocator's log may still owe a store to our pending slots. */
 	alloc_lock(ix);
-	idx = OM_LOAD(&st->pending_new);
-	if (idx != IX_NIL) {
-		OM_ASSERT(idx < ix->capacity);
-		OM_ASSERT((OM_LOAD(&ix->entries[idx].lenflags) & IX_ST_MASK) == IX_ST_ALLOC);
-		entry_free(ix, st, idx, &st->pending_new);
+	off = OM_LOAD(&st->pending_new);
+	if (off != IX_NIL) {
+		OM_ASSERT(off < ix->arena_units);
+		OM_ASSERT((OM_LOAD(&blk(ix, off)->lenflags) & IX_ST_MASK) == IX_ST_ALLOC);
+		block_free(ix, off, &st->pending_new);
 	}
-	idx = OM_LOAD(&st->pending_old);
-	if (idx != IX_NIL) {
-		OM_ASSERT(idx < ix->capacity);
-		OM_ASSERT((OM_LOAD(&ix->entries[idx].lenflags) & IX_ST_MASK) == IX_ST_ALLOC);
+	off = OM_LOAD(&st->pending_old);
+	if (off != IX_NIL) {
+		OM_ASSERT(off < ix->arena_units);
+		OM_ASSERT((OM_LOAD(&blk(ix, off)->lenflags) & IX_ST_MASK) == IX_ST_ALLOC);
 		if (ix->release != NULL) {
 			om_ix_obj_t o;
 
-			obj_from_entry(ix, idx, &o);
+			obj_from_block(ix, off, &o);
 			ix->release(ix->release_arg, &o);
 		}
-		entry_free(ix, st, idx, &st->pending_old);
+		block_free(ix, off, &st->pending_old);
 	}
 	alloc_unlock(ix);
 }
@@ -249,125 +275,104 @@ stripe_lock(om_index_t *ix, ix_stripe_sh_t *st)
 }
 
 static void
-stripe_unlock(om_index_t *ix, ix_stripe_sh_t *st)
+stripe_unlock(ix_stripe_sh_t *st)
 {
-	(void)ix;
 	OM_AZ(pthread_mutex_unlock(&st->mtx));
 }
 
 /* ---- allocator (alloc lock held) --------------------------------------- */
 
 /*
- * Takes a free entry and `units` granules of URI space and records the
- * entry in st->pending_new, all in one log: if the caller dies before
- * linking it, the stripe's repair frees it.
+ * Takes a block for a URI of `len` bytes (a free one of exactly that size,
+ * else a new one from the arena) and records it in st->pending_new, all in
+ * one log: if the caller dies before linking it, the stripe's repair frees
+ * it.
  */
 static int
-entry_alloc(om_index_t *ix, ix_stripe_sh_t *st, size_t len, uint32_t *out)
+block_alloc(om_index_t *ix, ix_stripe_sh_t *st, size_t len, uint32_t *out)
 {
 	ix_header_sh_t *h = ix->h;
-	uint32_t units = uri_units(len), chunk = IX_NIL, idx;
-	ix_entry_sh_t *e;
+	uint32_t units = block_units(len), off, bump;
 	ix_lb_t lb;
 	int rc = 0;
 
 	alloc_lock(ix);
-	idx = OM_LOAD(&h->free_head);
-	if (idx == IX_NIL) {
+	if (OM_LOAD(&h->live) >= ix->capacity) {
 		rc = -ENOSPC;
 		goto out;
 	}
-	OM_ASSERT(idx < ix->capacity);
-	e = &ix->entries[idx];
 	lb_init(&lb, &h->alloc_log);
-
-	if (OM_LOAD(&ix->classes[units]) != IX_NIL) {
-		chunk = OM_LOAD(&ix->classes[units]);
-		lb_put32(ix, &lb, &ix->classes[units], OM_LOAD(chunk_link(ix, chunk)));
-	} else if ((uint64_t)OM_LOAD(&h->bump) + units <= ix->arena_units) {
-		chunk = OM_LOAD(&h->bump);
-		lb_put32(ix, &lb, &h->bump, chunk + units);
+	off = OM_LOAD(&ix->classes[units]);
+	bump = OM_LOAD(&h->bump);
+	if (off != IX_NIL) {
+		lb_put32(ix, &lb, &ix->classes[units], OM_LOAD(&blk(ix, off)->next));
+		lb_put32(ix, &lb, &blk(ix, off)->lenflags, (uint32_t)len << 16 | IX_ST_ALLOC);
+	} else if ((uint64_t)bump + units <= ix->arena_units) {
+		off = bump;
+		/* The new block's size is written before the bump that exposes it
+		 * to arena walkers. */
+		lb_put32(ix, &lb, &blk(ix, off)->lenflags, (uint32_t)len << 16 | IX_ST_ALLOC);
+		lb_put32(ix, &lb, &h->bump, bump + units);
 	} else {
-		/* Split the smallest larger free chunk; the rest goes back. */
-		for (uint32_t d = units + 1; d < h->nclasses; d++) {
-			uint32_t rest;
-
-			if (OM_LOAD(&ix->classes[d]) == IX_NIL)
-				continue;
-			chunk = OM_LOAD(&ix->classes[d]);
-			rest = chunk + units;
-			lb_put32(ix, &lb, &ix->classes[d], OM_LOAD(chunk_link(ix, chunk)));
-			lb_put32(ix, &lb, chunk_link(ix, rest), OM_LOAD(&ix->classes[d - units]));
-			lb_put32(ix, &lb, &ix->classes[d - units], rest);
-			break;
-		}
-	}
-	if (chunk == IX_NIL) {
-		rc = -ENOSPC;
+		rc = -ENOMEM;
 		goto out;
 	}
-	lb_put32(ix, &lb, &h->free_head, OM_LOAD(&e->next));
-	lb_put32(ix, &lb, &h->free_count, OM_LOAD(&h->free_count) - 1);
-	lb_put32(ix, &lb, &e->uri_off, chunk);
-	lb_put32(ix, &lb, &e->lenflags, (uint32_t)len << 16 | IX_ST_ALLOC);
-	lb_put32(ix, &lb, &st->pending_new, idx);
+	lb_put32(ix, &lb, &h->live, OM_LOAD(&h->live) + 1);
+	lb_put32(ix, &lb, &st->pending_new, off);
 	lb_commit(ix, &lb, NULL);
-	*out = idx;
+	*out = off;
 out:
 	alloc_unlock(ix);
 	return rc;
 }
 
-/* Returns an unlinked entry and its URI space; clears the pending slot. */
+/* Puts an unlinked block on its size's free list; clears the pending slot. */
 static void
-entry_free(om_index_t *ix, ix_stripe_sh_t *st, uint32_t idx, uint32_t *pending)
+block_free(om_index_t *ix, uint32_t off, uint32_t *pending)
 {
 	ix_header_sh_t *h = ix->h;
-	ix_entry_sh_t *e = &ix->entries[idx];
-	uint32_t lf = OM_LOAD(&e->lenflags), chunk = OM_LOAD(&e->uri_off);
-	uint32_t units = uri_units(IX_LEN(lf));
+	ix_block_sh_t *b = blk(ix, off);
+	uint32_t lf = OM_LOAD(&b->lenflags);
+	uint32_t units = block_units(IX_LEN(lf));
 	ix_lb_t lb;
 
-	(void)st;
-	OM_ASSERT(units >= 1 && units < h->nclasses);
+	OM_ASSERT(units < h->nclasses);
 	lb_init(&lb, &h->alloc_log);
-	lb_put32(ix, &lb, &e->lenflags, IX_ST_FREE);
-	lb_put32(ix, &lb, &e->next, OM_LOAD(&h->free_head));
-	lb_put32(ix, &lb, &h->free_head, idx);
-	lb_put32(ix, &lb, &h->free_count, OM_LOAD(&h->free_count) + 1);
-	lb_put32(ix, &lb, chunk_link(ix, chunk), OM_LOAD(&ix->classes[units]));
-	lb_put32(ix, &lb, &ix->classes[units], chunk);
+	/* The length stays: it is what makes the arena walkable. */
+	lb_put32(ix, &lb, &b->lenflags, (lf & ~(IX_ST_MASK | IX_FLAG_MASK)) | IX_ST_FREE);
+	lb_put32(ix, &lb, &b->next, OM_LOAD(&ix->classes[units]));
+	lb_put32(ix, &lb, &ix->classes[units], off);
+	lb_put32(ix, &lb, &h->live, OM_LOAD(&h->live) - 1);
 	lb_put32(ix, &lb, pending, IX_NIL);
 	lb_commit(ix, &lb, NULL);
 }
 
-/* ---- entries ----------------------------------------------------------- */
+/* ---- blocks ------------------------------------------------------------ */
 
 static void
-obj_from_entry(const om_index_t *ix, uint32_t idx, om_ix_obj_t *o)
+obj_from_block(const om_index_t *ix, uint32_t off, om_ix_obj_t *o)
 {
-	const ix_entry_sh_t *e = &ix->entries[idx];
+	const ix_block_sh_t *b = blk(ix, off);
 
-	o->id = OM_LOAD(&e->id);
-	o->size = OM_LOAD(&e->size);
-	o->expires = OM_LOAD(&e->expires);
-	o->mtime = OM_LOAD(&e->mtime);
-	o->crc = OM_LOAD(&e->crc);
-	o->flags = OM_LOAD(&e->lenflags) & IX_FLAG_MASK;
-	o->hits = OM_LOAD(&e->hits);
-	o->atime = OM_LOAD(&e->atime);
-	o->slot = idx;
+	o->id = OM_LOAD(&b->id);
+	o->size = OM_LOAD(&b->size);
+	o->expires = OM_LOAD(&b->expires);
+	o->crc = OM_LOAD(&b->crc);
+	o->flags = OM_LOAD(&b->lenflags) & IX_FLAG_MASK;
+	o->hits = OM_LOAD(&b->hits);
+	o->atime = OM_LOAD(&b->atime);
+	o->slot = off;
 }
 
 /*
- * Compares a URI in the arena with a key. The arena may be rewritten under
- * an optimistic reader, so it is read with relaxed word loads; chunks are
- * 16-byte aligned and padded, so whole-word loads stay inside the chunk.
+ * Compares a block's URI with a key. A block may be rewritten under an
+ * optimistic reader, so it is read with relaxed word loads; URIs are
+ * padded to 16 bytes, so whole-word loads stay inside the block.
  */
 static bool
-uri_equal(const om_index_t *ix, uint32_t chunk, const void *key, size_t len)
+uri_equal(const om_index_t *ix, uint32_t off, const void *key, size_t len)
 {
-	const uint64_t *w = (const uint64_t *)(const void *)(ix->arena + (size_t)chunk * IX_UNIT);
+	const uint64_t *w = (const uint64_t *)(const void *)blk_uri(ix, off);
 	const unsigned char *k = key;
 
 	while (len >= 8) {
@@ -391,9 +396,9 @@ uri_equal(const om_index_t *ix, uint32_t chunk, const void *key, size_t len)
 }
 
 static void
-uri_store(om_index_t *ix, uint32_t chunk, const void *key, size_t len)
+uri_store(om_index_t *ix, uint32_t off, const void *key, size_t len)
 {
-	uint64_t *w = (uint64_t *)(void *)(ix->arena + (size_t)chunk * IX_UNIT);
+	uint64_t *w = (uint64_t *)(void *)blk_uri(ix, off);
 	size_t words = (size_t)uri_units(len) * (IX_UNIT / 8);
 	const unsigned char *k = key;
 
@@ -408,49 +413,42 @@ uri_store(om_index_t *ix, uint32_t chunk, const void *key, size_t len)
 	}
 }
 
-static void
-uri_load(const om_index_t *ix, uint32_t chunk, char *dst, size_t len)
-{
-	memcpy(dst, ix->arena + (size_t)chunk * IX_UNIT, len);
-}
+#define IX_OPTIMISTIC_STEPS 4096
 
 /*
  * Walks bucket b for the URI. Returns the address of the link (bucket head
  * or a predecessor's next) that holds the match, or NULL. With `optimistic`,
- * tolerates a chain that changes underneath (indices out of range or an
+ * tolerates a chain that changes underneath (offsets out of range or an
  * endless walk set *bad); the caller validates with the stripe sequence.
  */
-#define IX_OPTIMISTIC_STEPS 4096
-
 static uint32_t *
 chain_find(om_index_t *ix, uint32_t b, uint32_t hash, const void *uri,
     size_t len, bool optimistic, bool *bad, uint32_t *found)
 {
 	uint32_t *link = &ix->buckets[b];
-	uint32_t idx, steps = 0;
-	uint32_t limit = optimistic ? IX_OPTIMISTIC_STEPS : ix->capacity;
+	uint32_t off, steps = 0, units = block_units(len);
+	uint32_t limit = optimistic ? IX_OPTIMISTIC_STEPS : ix->capacity + 1;
 
-	while ((idx = OM_LOAD(link)) != IX_NIL) {
-		const ix_entry_sh_t *e;
+	while ((off = OM_LOAD(link)) != IX_NIL) {
+		const ix_block_sh_t *e;
 
-		if (OM_UNLIKELY(idx >= ix->capacity || ++steps > limit)) {
+		if (OM_UNLIKELY(off > ix->arena_units - IX_HDR_UNITS || ++steps > limit)) {
 			OM_ASSERT(optimistic);
 			*bad = true;
 			return NULL;
 		}
-		e = &ix->entries[idx];
+		e = blk(ix, off);
 		if (OM_LOAD(&e->hash) == hash) {
 			uint32_t lf = OM_LOAD(&e->lenflags);
-			uint32_t off = OM_LOAD(&e->uri_off);
 
 			if (IX_LEN(lf) == len && (lf & IX_ST_MASK) == IX_ST_LINKED) {
-				if (OM_UNLIKELY((uint64_t)off + uri_units(len) > ix->arena_units)) {
+				if (OM_UNLIKELY((uint64_t)off + units > ix->arena_units)) {
 					OM_ASSERT(optimistic);
 					*bad = true;
 					return NULL;
 				}
 				if (uri_equal(ix, off, uri, len)) {
-					*found = idx;
+					*found = off;
 					return link;
 				}
 			}
@@ -460,37 +458,48 @@ chain_find(om_index_t *ix, uint32_t b, uint32_t hash, const void *uri,
 	return NULL;
 }
 
-/* Finds a linked entry's link by walking its bucket (stripe lock held). */
+/* Finds a linked block's link by walking its bucket (stripe lock held). */
 static uint32_t *
 chain_find_slot(om_index_t *ix, uint32_t b, uint32_t slot)
 {
 	uint32_t *link = &ix->buckets[b];
-	uint32_t idx;
+	uint32_t off;
 
-	while ((idx = OM_LOAD(link)) != IX_NIL) {
-		OM_ASSERT(idx < ix->capacity);
-		if (idx == slot)
+	while ((off = OM_LOAD(link)) != IX_NIL) {
+		OM_ASSERT(off < ix->arena_units);
+		if (off == slot)
 			return link;
-		link = &ix->entries[idx].next;
+		link = &blk(ix, off)->next;
 	}
 	return NULL;
 }
 
-static void
-touch(om_index_t *ix, uint32_t idx, uint32_t flags)
+uint32_t
+om_index_ticks(void)
 {
-	ix_entry_sh_t *e = &ix->entries[idx];
-	uint32_t now = (uint32_t)om_clock_ms();
+	return (uint32_t)(om_clock_ms() / OM_IX_TICK_MS);
+}
 
-	if (OM_LOAD(&e->atime) != now)
+static void
+touch(om_index_t *ix, uint32_t off, uint32_t flags)
+{
+	ix_block_sh_t *e = blk(ix, off);
+	uint32_t now = om_index_ticks();
+
+	/* The block may have been reused since the lookup: block boundaries
+	 * never move, so these writes land on some block's access fields.
+	 * Recency is refreshed only when it is getting old: a hot object's
+	 * cache line is not written (and bounced between CPUs) on every read. */
+	if (now - OM_LOAD(&e->atime) >= ix->touch_ticks)
 		OM_STORE(&e->atime, now);
 	/* Only persistent objects without a copy are promotion candidates;
-	 * skip the shared write for everything else. */
-	if (!(flags & (OM_IX_F_COPY | OM_IX_F_EPHEMERAL)) && OM_LOAD(&e->hits) < 0xffffu)
+	 * skip the shared write for everything else, and once the count is
+	 * past any promotion threshold. */
+	if (!(flags & (OM_IX_F_COPY | OM_IX_F_EPHEMERAL)) && OM_LOAD(&e->hits) < ix->hits_max)
 		OM_ADD(&e->hits, 1);
 }
 
-/* Adds (sign > 0) or removes an object's contribution to a stripe's counters. */
+/* An object's contribution to a stripe's counters. */
 typedef struct {
 	int64_t count[OM_IX_NCLASS];
 	int64_t bytes[OM_IX_NCLASS];
@@ -522,23 +531,15 @@ delta_log(om_index_t *ix, ix_lb_t *lb, ix_stripe_sh_t *st, const ix_delta_t *d)
 
 /* ---- public operations ------------------------------------------------- */
 
-static inline void
-cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
-
 int
 om_index_lookup(om_index_t *ix, const void *uri, size_t len, om_ix_obj_t *out,
     unsigned flags)
 {
-	uint32_t hash, b, idx, *link = NULL;
+	uint32_t hash, b, off = IX_NIL, *link = NULL;
 	ix_stripe_sh_t *st;
 	om_ix_obj_t o;
 
-	if (len == 0 || len > OM_LOAD(&ix->h->max_uri))
+	if (len == 0 || len > ix->max_uri)
 		return -ENOENT;
 	hash = ix_hash(ix, uri, len);
 	b = hash & ix->bmask;
@@ -552,9 +553,9 @@ om_index_lookup(om_index_t *ix, const void *uri, size_t len, om_ix_obj_t *out,
 			cpu_relax();
 			continue;
 		}
-		link = chain_find(ix, b, hash, uri, len, true, &bad, &idx);
+		link = chain_find(ix, b, hash, uri, len, true, &bad, &off);
 		if (link != NULL)
-			obj_from_entry(ix, idx, &o);
+			obj_from_block(ix, off, &o);
 		OM_FENCE_ACQ();
 		s2 = OM_LOAD(&st->seq);
 		if (s1 == s2 && !bad)
@@ -564,10 +565,10 @@ om_index_lookup(om_index_t *ix, const void *uri, size_t len, om_ix_obj_t *out,
 	/* A writer kept the stripe busy (or died in it): read under the lock,
 	 * which also repairs. */
 	stripe_lock(ix, st);
-	link = chain_find(ix, b, hash, uri, len, false, NULL, &idx);
+	link = chain_find(ix, b, hash, uri, len, false, NULL, &off);
 	if (link != NULL)
-		obj_from_entry(ix, idx, &o);
-	stripe_unlock(ix, st);
+		obj_from_block(ix, off, &o);
+	stripe_unlock(st);
 done:
 	if (link == NULL)
 		return -ENOENT;
@@ -578,40 +579,70 @@ done:
 	return 0;
 }
 
+void
+om_index_lookup_batch(om_index_t *ix, unsigned n, const void *const *uris,
+    const size_t *lens, om_ix_obj_t *out, int *rc, unsigned flags)
+{
+	uint32_t hash[OM_IX_BATCH_MAX];
+
+	OM_ASSERT(n <= OM_IX_BATCH_MAX);
+	/* Round 1: the buckets. Round 2: the first block of each chain (its
+	 * header and URI). Round 3: the ordinary validated lookups, which now
+	 * mostly hit the cache. */
+	for (unsigned i = 0; i < n; i++) {
+		if (lens[i] == 0 || lens[i] > ix->max_uri)
+			continue;
+		hash[i] = ix_hash(ix, uris[i], lens[i]);
+		__builtin_prefetch(&ix->buckets[hash[i] & ix->bmask]);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t off;
+
+		if (lens[i] == 0 || lens[i] > ix->max_uri)
+			continue;
+		off = OM_LOAD(&ix->buckets[hash[i] & ix->bmask]);
+		if (off != IX_NIL && off <= ix->arena_units - block_units(lens[i])) {
+			__builtin_prefetch(blk(ix, off));
+			__builtin_prefetch((const uint8_t *)blk(ix, off) + 64);
+		}
+	}
+	for (unsigned i = 0; i < n; i++)
+		rc[i] = om_index_lookup(ix, uris[i], lens[i], &out[i], flags);
+}
+
 static void
-entry_fill(om_index_t *ix, uint32_t idx, uint32_t hash, const void *uri,
+block_fill(om_index_t *ix, uint32_t off, uint32_t hash, const void *uri,
     size_t len, const om_ix_obj_t *obj)
 {
-	ix_entry_sh_t *e = &ix->entries[idx];
+	ix_block_sh_t *e = blk(ix, off);
 
 	OM_STORE(&e->hash, hash);
 	OM_STORE(&e->id, obj->id);
 	OM_STORE(&e->size, obj->size);
 	OM_STORE(&e->expires, obj->expires);
-	OM_STORE(&e->mtime, obj->mtime);
 	OM_STORE(&e->crc, obj->crc);
-	OM_STORE(&e->atime, (uint32_t)om_clock_ms());
+	OM_STORE(&e->atime, om_index_ticks());
 	OM_STORE(&e->hits, 0u);
-	uri_store(ix, OM_LOAD(&e->uri_off), uri, len);
+	uri_store(ix, off, uri, len);
 }
 
-/* Unlinks the entry at *link, releases it and frees it (stripe lock held). */
+/* Unlinks the block at *link, releases it and frees it (stripe lock held). */
 static void
 unlink_locked(om_index_t *ix, ix_stripe_sh_t *st, uint32_t *link, om_ix_obj_t *old)
 {
-	uint32_t idx = OM_LOAD(link);
-	ix_entry_sh_t *e = &ix->entries[idx];
+	uint32_t off = OM_LOAD(link);
+	ix_block_sh_t *e = blk(ix, off);
 	uint32_t lf = OM_LOAD(&e->lenflags);
 	ix_delta_t d = { { 0 }, { 0 } };
 	om_ix_obj_t o;
 	ix_lb_t lb;
 
-	obj_from_entry(ix, idx, &o);
+	obj_from_block(ix, off, &o);
 	delta_add(&d, lf, o.size, -1);
 	lb_init(&lb, &st->log);
 	lb_put32(ix, &lb, link, OM_LOAD(&e->next));
 	lb_put32(ix, &lb, &e->lenflags, (lf & ~IX_ST_MASK) | IX_ST_ALLOC);
-	lb_put32(ix, &lb, &st->pending_old, idx);
+	lb_put32(ix, &lb, &st->pending_old, off);
 	delta_log(ix, &lb, st, &d);
 	lb_commit(ix, &lb, &st->seq);
 
@@ -619,7 +650,7 @@ unlink_locked(om_index_t *ix, ix_stripe_sh_t *st, uint32_t *link, om_ix_obj_t *o
 		ix->release(ix->release_arg, &o);
 	HOOK(ix);
 	alloc_lock(ix);
-	entry_free(ix, st, idx, &st->pending_old);
+	block_free(ix, off, &st->pending_old);
 	alloc_unlock(ix);
 	if (old != NULL)
 		*old = o;
@@ -629,13 +660,13 @@ int
 om_index_put(om_index_t *ix, const void *uri, size_t len, const om_ix_obj_t *obj,
     enum om_ix_put_mode mode, om_ix_obj_t *old)
 {
-	uint32_t hash, b, *link, idx_old = IX_NIL, idx_new, lf_new;
+	uint32_t hash, b, *link, off_old = IX_NIL, off_new, lf_new;
 	ix_delta_t d = { { 0 }, { 0 } };
 	ix_stripe_sh_t *st;
 	ix_lb_t lb;
 	int rc;
 
-	if (len == 0 || len > OM_LOAD(&ix->h->max_uri))
+	if (len == 0 || len > ix->max_uri)
 		return -EINVAL;
 	OM_ASSERT(obj->id != 0);
 	hash = ix_hash(ix, uri, len);
@@ -643,12 +674,12 @@ om_index_put(om_index_t *ix, const void *uri, size_t len, const om_ix_obj_t *obj
 	st = &ix->stripes[b & ix->smask];
 
 	stripe_lock(ix, st);
-	link = chain_find(ix, b, hash, uri, len, false, NULL, &idx_old);
+	link = chain_find(ix, b, hash, uri, len, false, NULL, &off_old);
 	if (link != NULL) {
 		/* Ids order writes: an equal or newer id already here wins. */
-		if (mode == OM_IX_INSERT || OM_LOAD(&ix->entries[idx_old].id) >= obj->id) {
+		if (mode == OM_IX_INSERT || OM_LOAD(&blk(ix, off_old)->id) >= obj->id) {
 			if (old != NULL)
-				obj_from_entry(ix, idx_old, old);
+				obj_from_block(ix, off_old, old);
 			rc = mode == OM_IX_INSERT ? -EEXIST : -ESTALE;
 			goto out;
 		}
@@ -657,31 +688,31 @@ om_index_put(om_index_t *ix, const void *uri, size_t len, const om_ix_obj_t *obj
 		goto out;
 	}
 
-	rc = entry_alloc(ix, st, len, &idx_new);
+	rc = block_alloc(ix, st, len, &off_new);
 	if (rc != 0)
 		goto out;
 	HOOK(ix);
-	entry_fill(ix, idx_new, hash, uri, len, obj);
+	block_fill(ix, off_new, hash, uri, len, obj);
 	HOOK(ix);
 
-	/* The new entry is private until the log below links it. */
+	/* The new block is private until the log below links it. */
 	lf_new = (uint32_t)len << 16 | (obj->flags & OM_IX_F_EPHEMERAL) | IX_ST_LINKED;
 	delta_add(&d, lf_new, obj->size, 1);
 	lb_init(&lb, &st->log);
 	if (link != NULL) {
-		ix_entry_sh_t *eo = &ix->entries[idx_old];
+		ix_block_sh_t *eo = blk(ix, off_old);
 		uint32_t lf_old = OM_LOAD(&eo->lenflags);
 
 		delta_add(&d, lf_old, OM_LOAD(&eo->size), -1);
-		lb_put32(ix, &lb, &ix->entries[idx_new].next, OM_LOAD(&eo->next));
-		lb_put32(ix, &lb, &ix->entries[idx_new].lenflags, lf_new);
-		lb_put32(ix, &lb, link, idx_new);
+		lb_put32(ix, &lb, &blk(ix, off_new)->next, OM_LOAD(&eo->next));
+		lb_put32(ix, &lb, &blk(ix, off_new)->lenflags, lf_new);
+		lb_put32(ix, &lb, link, off_new);
 		lb_put32(ix, &lb, &eo->lenflags, (lf_old & ~IX_ST_MASK) | IX_ST_ALLOC);
-		lb_put32(ix, &lb, &st->pending_old, idx_old);
+		lb_put32(ix, &lb, &st->pending_old, off_old);
 	} else {
-		lb_put32(ix, &lb, &ix->entries[idx_new].next, OM_LOAD(&ix->buckets[b]));
-		lb_put32(ix, &lb, &ix->entries[idx_new].lenflags, lf_new);
-		lb_put32(ix, &lb, &ix->buckets[b], idx_new);
+		lb_put32(ix, &lb, &blk(ix, off_new)->next, OM_LOAD(&ix->buckets[b]));
+		lb_put32(ix, &lb, &blk(ix, off_new)->lenflags, lf_new);
+		lb_put32(ix, &lb, &ix->buckets[b], off_new);
 	}
 	lb_put32(ix, &lb, &st->pending_new, IX_NIL);
 	delta_log(ix, &lb, st, &d);
@@ -690,19 +721,19 @@ om_index_put(om_index_t *ix, const void *uri, size_t len, const om_ix_obj_t *obj
 	if (link != NULL) {
 		om_ix_obj_t o;
 
-		obj_from_entry(ix, idx_old, &o);
+		obj_from_block(ix, off_old, &o);
 		if (ix->release != NULL)
 			ix->release(ix->release_arg, &o);
 		HOOK(ix);
 		alloc_lock(ix);
-		entry_free(ix, st, idx_old, &st->pending_old);
+		block_free(ix, off_old, &st->pending_old);
 		alloc_unlock(ix);
 		if (old != NULL)
 			*old = o;
 		rc = 1;
 	}
 out:
-	stripe_unlock(ix, st);
+	stripe_unlock(st);
 	return rc;
 }
 
@@ -710,31 +741,38 @@ int
 om_index_delete(om_index_t *ix, const void *uri, size_t len, uint64_t id,
     om_ix_obj_t *old)
 {
-	uint32_t hash, b, idx, *link;
+	uint32_t hash, b, off, *link;
 	ix_stripe_sh_t *st;
 	int rc = -ENOENT;
 
-	if (len == 0 || len > OM_LOAD(&ix->h->max_uri))
+	if (len == 0 || len > ix->max_uri)
 		return -ENOENT;
 	hash = ix_hash(ix, uri, len);
 	b = hash & ix->bmask;
 	st = &ix->stripes[b & ix->smask];
 
 	stripe_lock(ix, st);
-	link = chain_find(ix, b, hash, uri, len, false, NULL, &idx);
-	if (link != NULL && (id == 0 || OM_LOAD(&ix->entries[idx].id) == id)) {
+	link = chain_find(ix, b, hash, uri, len, false, NULL, &off);
+	if (link != NULL && (id == 0 || OM_LOAD(&blk(ix, off)->id) == id)) {
 		unlink_locked(ix, st, link, old);
 		rc = 0;
 	}
-	stripe_unlock(ix, st);
+	stripe_unlock(st);
 	return rc;
 }
 
+/* True if `slot` is the offset of a block header inside the carved arena. */
+static bool
+slot_plausible(const om_index_t *ix, uint32_t slot)
+{
+	return (uint64_t)slot + IX_HDR_UNITS < OM_LOAD_ACQ(&ix->h->bump) + 1ull;
+}
+
 /*
- * Locks the stripe an entry slot appears to belong to and finds it linked
- * there with the expected id. The entry may be reused by another stripe at
- * any moment, so nothing read before the lock is trusted: only a walk of
- * the bucket under the lock proves the slot is this object.
+ * Locks the stripe a block appears to belong to and finds it linked there
+ * with the expected id. The block may be freed and reused by another
+ * stripe at any moment, so nothing read before the lock is trusted: only a
+ * walk of the bucket under the lock proves the slot is this object.
  */
 static uint32_t *
 slot_lock(om_index_t *ix, uint32_t slot, uint64_t id, ix_stripe_sh_t **stp)
@@ -742,15 +780,15 @@ slot_lock(om_index_t *ix, uint32_t slot, uint64_t id, ix_stripe_sh_t **stp)
 	uint32_t hash, b, *link;
 	ix_stripe_sh_t *st;
 
-	if (slot >= ix->capacity)
+	if (!slot_plausible(ix, slot))
 		return NULL;
-	hash = OM_LOAD(&ix->entries[slot].hash);
+	hash = OM_LOAD(&blk(ix, slot)->hash);
 	b = hash & ix->bmask;
 	st = &ix->stripes[b & ix->smask];
 	stripe_lock(ix, st);
 	link = chain_find_slot(ix, b, slot);
-	if (link == NULL || OM_LOAD(&ix->entries[slot].id) != id) {
-		stripe_unlock(ix, st);
+	if (link == NULL || OM_LOAD(&blk(ix, slot)->id) != id) {
+		stripe_unlock(st);
 		return NULL;
 	}
 	*stp = st;
@@ -766,7 +804,7 @@ om_index_delete_slot(om_index_t *ix, uint32_t slot, uint64_t id, om_ix_obj_t *ol
 	if (link == NULL)
 		return -ENOENT;
 	unlink_locked(ix, st, link, old);
-	stripe_unlock(ix, st);
+	stripe_unlock(st);
 	return 0;
 }
 
@@ -774,7 +812,7 @@ int
 om_index_update_flags(om_index_t *ix, uint32_t slot, uint64_t id, uint32_t set,
     uint32_t clear)
 {
-	ix_entry_sh_t *e;
+	ix_block_sh_t *e;
 	ix_stripe_sh_t *st;
 	uint32_t *link, lf, nlf;
 	ix_delta_t d = { { 0 }, { 0 } };
@@ -784,7 +822,7 @@ om_index_update_flags(om_index_t *ix, uint32_t slot, uint64_t id, uint32_t set,
 	link = slot_lock(ix, slot, id, &st);
 	if (link == NULL)
 		return -ENOENT;
-	e = &ix->entries[slot];
+	e = blk(ix, slot);
 	lf = OM_LOAD(&e->lenflags);
 	nlf = (lf | set) & ~clear;
 	if (nlf != lf) {
@@ -797,7 +835,7 @@ om_index_update_flags(om_index_t *ix, uint32_t slot, uint64_t id, uint32_t set,
 		delta_log(ix, &lb, st, &d);
 		lb_commit(ix, &lb, &st->seq);
 	}
-	stripe_unlock(ix, st);
+	stripe_unlock(st);
 	return 0;
 }
 
@@ -820,10 +858,10 @@ om_index_iterate(om_index_t *ix, om_ix_iter_fn fn, void *arg)
 		size_t n = 0, ulen = 0;
 
 		stripe_lock(ix, st);
-		for (uint32_t b = s; b <= ix->bmask; b += ix->smask + 1) {
-			for (uint32_t idx = OM_LOAD(&ix->buckets[b]); idx != IX_NIL;
-			    idx = OM_LOAD(&ix->entries[idx].next)) {
-				uint32_t len = IX_LEN(OM_LOAD(&ix->entries[idx].lenflags));
+		for (uint32_t b = s; b <= ix->bmask && rc == 0; b += ix->smask + 1) {
+			for (uint32_t off = OM_LOAD(&ix->buckets[b]); off != IX_NIL;
+			    off = OM_LOAD(&blk(ix, off)->next)) {
+				uint32_t len = IX_LEN(OM_LOAD(&blk(ix, off)->lenflags));
 
 				if (n == icap) {
 					size_t c = icap ? icap * 2 : 256;
@@ -850,17 +888,15 @@ om_index_iterate(om_index_t *ix, om_ix_iter_fn fn, void *arg)
 					uris = p;
 					ucap = c;
 				}
-				obj_from_entry(ix, idx, &items[n].obj);
+				obj_from_block(ix, off, &items[n].obj);
 				items[n].uri_at = ulen;
 				items[n].uri_len = len;
-				uri_load(ix, OM_LOAD(&ix->entries[idx].uri_off), uris + ulen, len);
+				memcpy(uris + ulen, blk_uri(ix, off), len);
 				ulen += len;
 				n++;
 			}
-			if (rc != 0)
-				break;
 		}
-		stripe_unlock(ix, st);
+		stripe_unlock(st);
 		for (size_t i = 0; i < n && rc == 0; i++)
 			rc = fn(arg, uris + items[i].uri_at, items[i].uri_len, &items[i].obj);
 	}
@@ -870,34 +906,56 @@ om_index_iterate(om_index_t *ix, om_ix_iter_fn fn, void *arg)
 }
 
 /*
- * A lock-free copy of one entry that is known to be one version of one
- * object: the state is read with acquire (so a linked entry's fill is
+ * A lock-free copy of one block that is known to be one version of one
+ * object: the state is read with acquire (so a linked block's fill is
  * visible), and neither state nor id changed while the fields were read.
- * Ids are never reused, so an entry freed and reused meanwhile shows up.
+ * Ids are never reused, so a block freed and reused meanwhile shows up.
  */
 static bool
-snapshot(const om_index_t *ix, uint32_t idx, om_ix_obj_t *o)
+snapshot(const om_index_t *ix, uint32_t off, uint32_t lf, om_ix_obj_t *o)
 {
-	const ix_entry_sh_t *e = &ix->entries[idx];
-	uint32_t lf = OM_LOAD_ACQ(&e->lenflags);
+	const ix_block_sh_t *e = blk(ix, off);
 	uint64_t id;
 
 	if ((lf & IX_ST_MASK) != IX_ST_LINKED)
 		return false;
 	id = OM_LOAD(&e->id);
-	obj_from_entry(ix, idx, o);
+	obj_from_block(ix, off, o);
 	OM_FENCE_ACQ();
 	return OM_LOAD(&e->id) == id && o->id == id && OM_LOAD(&e->lenflags) == lf;
+}
+
+/*
+ * Steps through the arena block by block. Boundaries never move, so the
+ * walk is well defined without locks: each block's length says where the
+ * next begins. Returns the next offset, or IX_NIL at the end of the carved
+ * arena (or at a damaged length, which the consistency check reports).
+ */
+static inline uint32_t
+arena_next(const om_index_t *ix, uint32_t off, uint32_t bump, uint32_t *lf)
+{
+	uint32_t len;
+
+	*lf = OM_LOAD_ACQ(&blk(ix, off)->lenflags);
+	len = IX_LEN(*lf);
+	if (OM_UNLIKELY(len == 0 || len > ix->max_uri))
+		return IX_NIL;
+	off += block_units(len);
+	return off < bump ? off : IX_NIL;
 }
 
 int
 om_index_scan(om_index_t *ix, om_ix_scan_fn fn, void *arg)
 {
-	for (uint32_t i = 0; i < ix->capacity; i++) {
+	uint32_t bump = OM_LOAD_ACQ(&ix->h->bump);
+
+	for (uint32_t off = 0, next; bump > 0 && off != IX_NIL; off = next) {
 		om_ix_obj_t o;
+		uint32_t lf;
 		int rc;
 
-		if (snapshot(ix, i, &o) && (rc = fn(arg, &o)) != 0)
+		next = arena_next(ix, off, bump, &lf);
+		if (snapshot(ix, off, lf, &o) && (rc = fn(arg, &o)) != 0)
 			return rc;
 	}
 	return 0;
@@ -922,18 +980,28 @@ selected(uint32_t lf, unsigned sel)
 }
 
 int
-om_index_sample(om_index_t *ix, unsigned sel, unsigned k, uint32_t *cursor,
-    om_ix_obj_t *victim)
+om_index_sample(om_index_t *ix, unsigned sel, unsigned k, size_t uri_len,
+    uint32_t *cursor, om_ix_obj_t *victim)
 {
-	uint32_t now = (uint32_t)om_clock_ms(), best_age = 0, i = *cursor;
+	uint32_t now = om_index_ticks(), best_age = 0;
+	uint32_t bump = OM_LOAD_ACQ(&ix->h->bump), off = *cursor, lf;
+	uint32_t want = uri_len ? block_units(uri_len) : 0;
+	uint64_t seen = 0, limit = (uint64_t)bump;
 	unsigned found = 0;
 
-	if (i >= ix->capacity)
-		i = 0;
-	for (uint32_t scanned = 0; scanned < ix->capacity && found < k; scanned++) {
+	if (bump == 0)
+		return -ENOENT;
+	/* The cursor is a block offset this process handed out before;
+	 * anything else starts over. */
+	if (off >= bump)
+		off = 0;
+	while (found < k && seen < limit) {
+		uint32_t next = arena_next(ix, off, bump, &lf);
 		om_ix_obj_t o;
 
-		if (snapshot(ix, i, &o) && selected(o.flags, sel)) {
+		seen += next == IX_NIL ? bump - off : next - off;
+		if (snapshot(ix, off, lf, &o) && selected(o.flags, sel) &&
+		    (want == 0 || block_units(IX_LEN(lf)) == want)) {
 			uint32_t age = now - o.atime;
 
 			if (found == 0 || age > best_age) {
@@ -942,29 +1010,29 @@ om_index_sample(om_index_t *ix, unsigned sel, unsigned k, uint32_t *cursor,
 			}
 			found++;
 		}
-		if (++i == ix->capacity)
-			i = 0;
+		off = next == IX_NIL ? 0 : next;
 	}
-	*cursor = i;
+	*cursor = off;
 	return found ? 0 : -ENOENT;
 }
 
 void
 om_index_decay(om_index_t *ix)
 {
-	uint32_t now = (uint32_t)om_clock_ms();
+	uint32_t now = om_index_ticks(), bump = OM_LOAD_ACQ(&ix->h->bump);
 
-	for (uint32_t i = 0; i < ix->capacity; i++) {
-		ix_entry_sh_t *e = &ix->entries[i];
+	for (uint32_t off = 0, next, lf; bump > 0 && off != IX_NIL; off = next) {
+		ix_block_sh_t *e = blk(ix, off);
 		uint32_t hits, atime;
 
-		if ((OM_LOAD(&e->lenflags) & IX_ST_MASK) != IX_ST_LINKED)
+		next = arena_next(ix, off, bump, &lf);
+		if ((lf & IX_ST_MASK) != IX_ST_LINKED)
 			continue;
 		hits = OM_LOAD(&e->hits);
 		if (hits)
 			OM_STORE(&e->hits, hits / 2);
-		/* atime is a wrapping millisecond clock: keep ages below 2^31 ms
-		 * (24 days) so that a long-unread object never looks fresh. */
+		/* atime is a wrapping clock: keep ages below 2^30 ticks (1.6
+		 * years) so that a long-unread object never looks fresh. */
 		atime = OM_LOAD(&e->atime);
 		if (now - atime > (1u << 30))
 			OM_STORE(&e->atime, now - (1u << 30));
@@ -1003,16 +1071,14 @@ om_index_usage(om_index_t *ix, om_ix_usage_t *u)
 	}
 	u->objects = u->count[OM_IX_CLASS_PERSIST] + u->count[OM_IX_CLASS_EPHEMERAL];
 	u->capacity = ix->capacity;
-	u->entries_free = OM_LOAD(&h->free_count);
 	u->arena_bytes = (uint64_t)ix->arena_units * IX_UNIT;
-	u->arena_used = (uint64_t)OM_LOAD(&h->bump) * IX_UNIT;
-	/* Walking the free lists needs the allocator lock. */
 	alloc_lock(ix);
+	u->arena_used = (uint64_t)OM_LOAD(&h->bump) * IX_UNIT;
 	for (uint32_t k = 1; k < h->nclasses; k++) {
 		uint32_t n = 0;
 
 		for (uint32_t c = OM_LOAD(&ix->classes[k]); c != IX_NIL && n <= ix->arena_units;
-		    c = OM_LOAD(chunk_link(ix, c)), n++)
+		    c = OM_LOAD(&blk(ix, c)->next), n++)
 			on_lists += (uint64_t)k * IX_UNIT;
 	}
 	alloc_unlock(ix);
@@ -1022,19 +1088,25 @@ om_index_usage(om_index_t *ix, om_ix_usage_t *u)
 }
 
 uint32_t
+om_index_hits_max(const om_index_t *ix)
+{
+	return ix->hits_max;
+}
+
+uint32_t
 om_index_max_uri(const om_index_t *ix)
 {
-	return ix->h->max_uri;
+	return ix->max_uri;
 }
 
 size_t
 om_index_object_bytes(const om_index_t *ix, size_t uri_len)
 {
-	/* Buckets are a power of two >= capacity: fewer than 2 per object. */
+	/* Buckets are a power of two >= 2 x capacity: fewer than 4 per object. */
 	size_t bucket_share = ((size_t)ix->h->nbuckets * sizeof(uint32_t) +
 	    ix->capacity - 1) / ix->capacity;
 
-	return sizeof(ix_entry_sh_t) + bucket_share + (size_t)uri_units(uri_len) * IX_UNIT;
+	return sizeof(ix_block_sh_t) + (size_t)uri_units(uri_len) * IX_UNIT + bucket_share;
 }
 
 void *
@@ -1096,13 +1168,15 @@ index_bind(om_index_t *ix, uint8_t *base, size_t size, int fd)
 	ix->stripes = (ix_stripe_sh_t *)(void *)(base + h->off_stripes);
 	ix->classes = (uint32_t *)(void *)(base + h->off_classes);
 	ix->buckets = (uint32_t *)(void *)(base + h->off_buckets);
-	ix->entries = (ix_entry_sh_t *)(void *)(base + h->off_entries);
 	ix->procs = base + h->off_procs;
 	ix->arena = base + h->off_arena;
 	ix->bmask = h->nbuckets - 1;
 	ix->smask = h->nstripes - 1;
 	ix->capacity = h->capacity;
 	ix->arena_units = h->arena_units;
+	ix->max_uri = h->max_uri;
+	ix->hits_max = h->hits_max;
+	ix->touch_ticks = h->touch_ticks;
 }
 
 static int
@@ -1129,7 +1203,7 @@ om_index_create(const om_ix_params_t *p, om_index_t **out)
 	uint32_t nstripes = p->stripes ? p->stripes : 256;
 	uint32_t nprocs = p->procs ? p->procs : 64;
 	uint32_t proc_bytes = p->proc_bytes ? OM_ALIGN_UP(p->proc_bytes, 64u) : 256;
-	uint64_t arena_bytes = p->arena_bytes ? p->arena_bytes : (uint64_t)capacity * 64;
+	uint64_t arena_bytes = p->arena_bytes ? p->arena_bytes : (uint64_t)capacity * 112;
 	uint32_t nbuckets, nclasses, arena_units;
 	uint64_t off, size;
 	om_index_t *ix;
@@ -1137,18 +1211,20 @@ om_index_create(const om_ix_params_t *p, om_index_t **out)
 	uint8_t *base;
 	int fd, rc;
 
-	if (capacity == 0 || capacity >= IX_NIL / 2 || max_uri == 0 || max_uri > OM_IX_URI_MAX ||
-	    (nstripes & (nstripes - 1)) != 0 || nstripes > 65536 || nprocs > 4096)
+	if (capacity == 0 || capacity >= IX_NIL / 4 || max_uri == 0 || max_uri > OM_IX_URI_MAX ||
+	    (nstripes & (nstripes - 1)) != 0 || nstripes > 65536 || nprocs > 4096 ||
+	    p->hits_max > OM_IX_HITS_MAX)
 		return -EINVAL;
-	nclasses = uri_units(max_uri) + 1;
-	if (p->arena_bytes == 0 && arena_bytes < (uint64_t)uri_units(max_uri) * IX_UNIT * 2)
-		arena_bytes = (uint64_t)uri_units(max_uri) * IX_UNIT * 2;
-	arena_units = (uint32_t)((arena_bytes + IX_UNIT - 1) / IX_UNIT);
-	if (arena_bytes / IX_UNIT >= IX_NIL || arena_units < nclasses)
+	nclasses = block_units(max_uri) + 1;
+	if (p->arena_bytes == 0 && arena_bytes < (uint64_t)block_units(max_uri) * IX_UNIT * 2)
+		arena_bytes = (uint64_t)block_units(max_uri) * IX_UNIT * 2;
+	if (arena_bytes / IX_UNIT >= IX_NIL || arena_bytes < (uint64_t)block_units(max_uri) * IX_UNIT)
 		return -EINVAL;
-	/* Fewer than 2 buckets per object (at most 8 bytes); at least one
-	 * bucket per stripe, so small indexes get fewer stripes. */
-	nbuckets = pow2_at_least(capacity);
+	arena_units = (uint32_t)(arena_bytes / IX_UNIT);
+	/* Two to four buckets per object (8 to 16 bytes): chains stay short,
+	 * so a lookup rarely reads a second block. At least one bucket per
+	 * stripe, so small indexes get fewer stripes. */
+	nbuckets = pow2_at_least((uint64_t)capacity * 2);
 	if (nstripes > nbuckets)
 		nstripes = nbuckets;
 
@@ -1159,12 +1235,10 @@ om_index_create(const om_ix_params_t *p, om_index_t **out)
 	off = OM_ALIGN_UP(off + (uint64_t)nclasses * 4, 64u);
 	uint64_t off_buckets = off;
 	off = OM_ALIGN_UP(off + (uint64_t)nbuckets * 4, 64u);
-	uint64_t off_entries = off;
-	off = OM_ALIGN_UP(off + (uint64_t)capacity * sizeof(ix_entry_sh_t), 64u);
 	uint64_t off_procs = off;
 	off += (uint64_t)nprocs * proc_bytes;
-	uint64_t off_arena = off;
-	off += (uint64_t)arena_units * IX_UNIT;
+	uint64_t off_arena = OM_ALIGN_UP(off, 64u);
+	off = off_arena + (uint64_t)arena_units * IX_UNIT;
 	size = OM_ALIGN_UP(off, (uint64_t)sysconf(_SC_PAGESIZE));
 
 	ix = calloc(1, sizeof(*ix));
@@ -1198,16 +1272,18 @@ om_index_create(const om_ix_params_t *p, om_index_t **out)
 	h->nprocs = nprocs;
 	h->proc_bytes = proc_bytes;
 	h->arena_units = arena_units;
+	h->hits_max = p->hits_max;
+	h->touch_ticks = (p->atime_res_ms ? p->atime_res_ms : 500) / OM_IX_TICK_MS;
+	if (h->touch_ticks == 0)
+		h->touch_ticks = 1;
 	h->off_stripes = off_stripes;
 	h->off_classes = off_classes;
 	h->off_buckets = off_buckets;
-	h->off_entries = off_entries;
 	h->off_procs = off_procs;
 	h->off_arena = off_arena;
 	h->next_id = 1;
-	h->free_head = 0;
-	h->free_count = capacity;
 	h->bump = 0;
+	h->live = 0;
 	index_bind(ix, base, size, fd);
 
 	if ((rc = mutex_init_shared(&h->alloc_mtx)) != 0)
@@ -1222,8 +1298,6 @@ om_index_create(const om_ix_params_t *p, om_index_t **out)
 	}
 	memset(ix->classes, 0xff, (size_t)nclasses * 4);
 	memset(ix->buckets, 0xff, (size_t)nbuckets * 4);
-	for (uint32_t i = 0; i < capacity; i++)
-		ix->entries[i].next = i + 1 < capacity ? i + 1 : IX_NIL;
 	OM_STORE_REL(&h->magic, IX_MAGIC);
 	*out = ix;
 	return 0;
@@ -1282,12 +1356,14 @@ om_index_close(om_index_t *ix)
 		} \
 	} while (0)
 
+/* Marks in `mark` (one byte per granule of block start): 1 reached from a
+ * chain, 2 on a free list. */
 int
 om_index_check(om_index_t *ix, char *err, size_t errlen)
 {
 	ix_header_sh_t *h = ix->h;
-	uint8_t *seen = NULL, *used = NULL;
-	uint32_t linked = 0, nfree = 0, bump;
+	uint8_t *mark = NULL;
+	uint32_t linked = 0, nfree = 0, blocks = 0, bump;
 	int rc = 0;
 
 	if (errlen)
@@ -1297,12 +1373,23 @@ om_index_check(om_index_t *ix, char *err, size_t errlen)
 	alloc_lock(ix);
 
 	CHECK(h->magic == IX_MAGIC && h->version == IX_VERSION, "bad header");
-	seen = calloc(ix->capacity, 1);
-	used = calloc(ix->arena_units ? ix->arena_units : 1, 1);
-	CHECK(seen != NULL && used != NULL, "out of memory");
 	CHECK(OM_LOAD(&h->alloc_log.valid) == 0, "allocator log left valid");
 	bump = OM_LOAD(&h->bump);
 	CHECK(bump <= ix->arena_units, "arena bump %u beyond %u", bump, ix->arena_units);
+	mark = calloc((size_t)bump + 1, 1);
+	CHECK(mark != NULL, "out of memory");
+
+	/* The arena is a sequence of whole blocks up to the bump pointer. */
+	for (uint32_t off = 0; off < bump;) {
+		uint32_t lf = OM_LOAD(&blk(ix, off)->lenflags), len = IX_LEN(lf);
+
+		CHECK(len >= 1 && len <= ix->max_uri, "block %u: URI length %u", off, len);
+		CHECK((uint64_t)off + block_units(len) <= bump, "block %u runs past the arena", off);
+		CHECK((lf & IX_ST_MASK) != IX_ST_ALLOC, "block %u allocated but owned by nobody", off);
+		mark[off] = 4; /* a block starts here */
+		blocks++;
+		off += block_units(len);
+	}
 
 	for (uint32_t s = 0; s <= ix->smask; s++) {
 		ix_stripe_sh_t *st = &ix->stripes[s];
@@ -1310,35 +1397,28 @@ om_index_check(om_index_t *ix, char *err, size_t errlen)
 
 		CHECK(OM_LOAD(&st->log.valid) == 0, "stripe %u: log left valid", s);
 		CHECK((OM_LOAD(&st->seq) & 1) == 0, "stripe %u: odd sequence", s);
-		CHECK(OM_LOAD(&st->pending_new) == IX_NIL, "stripe %u: pending new entry", s);
-		CHECK(OM_LOAD(&st->pending_old) == IX_NIL, "stripe %u: pending old entry", s);
+		CHECK(OM_LOAD(&st->pending_new) == IX_NIL, "stripe %u: pending new block", s);
+		CHECK(OM_LOAD(&st->pending_old) == IX_NIL, "stripe %u: pending old block", s);
 		for (uint32_t b = s; b <= ix->bmask; b += ix->smask + 1) {
-			for (uint32_t idx = OM_LOAD(&ix->buckets[b]); idx != IX_NIL;
-			    idx = OM_LOAD(&ix->entries[idx].next)) {
-				ix_entry_sh_t *e;
-				uint32_t lf, len, off, units;
+			for (uint32_t off = OM_LOAD(&ix->buckets[b]); off != IX_NIL;
+			    off = OM_LOAD(&blk(ix, off)->next)) {
+				ix_block_sh_t *e;
+				uint32_t lf, len;
 
-				CHECK(idx < ix->capacity, "bucket %u: entry %u out of range", b, idx);
-				CHECK(!seen[idx], "bucket %u: entry %u reached twice", b, idx);
-				seen[idx] = 1;
+				CHECK(off < bump && mark[off] != 0, "bucket %u: %u is not a block", b, off);
+				CHECK(mark[off] == 4, "bucket %u: block %u reached twice", b, off);
+				mark[off] = 1;
 				linked++;
-				e = &ix->entries[idx];
+				e = blk(ix, off);
 				lf = OM_LOAD(&e->lenflags);
 				len = IX_LEN(lf);
-				CHECK((lf & IX_ST_MASK) == IX_ST_LINKED, "entry %u: in a chain but state %u", idx, lf & IX_ST_MASK);
-				CHECK((OM_LOAD(&e->hash) & ix->bmask) == b, "entry %u: hash in wrong bucket", idx);
-				CHECK(len >= 1 && len <= h->max_uri, "entry %u: URI length %u", idx, len);
-				off = OM_LOAD(&e->uri_off);
-				units = uri_units(len);
-				CHECK((uint64_t)off + units <= bump, "entry %u: URI outside the arena", idx);
-				for (uint32_t u = off; u < off + units; u++) {
-					CHECK(!used[u], "entry %u: URI space overlaps", idx);
-					used[u] = 1;
-				}
-				CHECK(ix_hash(ix, ix->arena + (size_t)off * IX_UNIT, len) == OM_LOAD(&e->hash),
-				    "entry %u: hash does not match its URI", idx);
+				CHECK((lf & IX_ST_MASK) == IX_ST_LINKED, "block %u: in a chain but state %u", off,
+				    lf & IX_ST_MASK);
+				CHECK((OM_LOAD(&e->hash) & ix->bmask) == b, "block %u: hash in wrong bucket", off);
+				CHECK(ix_hash(ix, blk_uri(ix, off), len) == OM_LOAD(&e->hash),
+				    "block %u: hash does not match its URI", off);
 				CHECK(OM_LOAD(&e->id) != 0 && OM_LOAD(&e->id) < OM_LOAD(&h->next_id),
-				    "entry %u: id %llu not issued", idx, (unsigned long long)OM_LOAD(&e->id));
+				    "block %u: id %llu not issued", off, (unsigned long long)OM_LOAD(&e->id));
 				count[class_of_flags(lf)]++;
 				bytes[class_of_flags(lf)] += OM_LOAD(&e->size);
 				if (lf & OM_IX_F_COPY) {
@@ -1355,37 +1435,28 @@ om_index_check(om_index_t *ix, char *err, size_t errlen)
 		}
 	}
 
-	for (uint32_t idx = OM_LOAD(&h->free_head); idx != IX_NIL; idx = OM_LOAD(&ix->entries[idx].next)) {
-		CHECK(idx < ix->capacity, "free list: entry %u out of range", idx);
-		CHECK(!seen[idx], "free list: entry %u also linked or listed twice", idx);
-		CHECK((OM_LOAD(&ix->entries[idx].lenflags) & IX_ST_MASK) == IX_ST_FREE,
-		    "free list: entry %u not free", idx);
-		seen[idx] = 1;
-		nfree++;
-	}
-	CHECK(nfree == OM_LOAD(&h->free_count), "free count %u, list holds %u", OM_LOAD(&h->free_count), nfree);
-	CHECK(linked + nfree == ix->capacity, "%u linked + %u free != capacity %u (entries leaked)",
-	    linked, nfree, ix->capacity);
-
 	for (uint32_t k = 1; k < h->nclasses; k++) {
-		uint32_t n = 0;
+		for (uint32_t off = OM_LOAD(&ix->classes[k]); off != IX_NIL; off = OM_LOAD(&blk(ix, off)->next)) {
+			uint32_t lf;
 
-		for (uint32_t c = OM_LOAD(&ix->classes[k]); c != IX_NIL; c = OM_LOAD(chunk_link(ix, c))) {
-			CHECK(++n <= ix->arena_units, "class %u: free list loops", k);
-			CHECK((uint64_t)c + k <= bump, "class %u: chunk %u outside the arena", k, c);
-			for (uint32_t u = c; u < c + k; u++) {
-				CHECK(!used[u], "class %u: free chunk %u overlaps", k, c);
-				used[u] = 1;
-			}
+			CHECK(off < bump && mark[off] != 0, "size %u free list: %u is not a block", k, off);
+			CHECK(mark[off] == 4, "size %u free list: block %u linked or listed twice", k, off);
+			mark[off] = 2;
+			nfree++;
+			lf = OM_LOAD(&blk(ix, off)->lenflags);
+			CHECK((lf & IX_ST_MASK) == IX_ST_FREE, "free list: block %u not free", off);
+			CHECK(block_units(IX_LEN(lf)) == k, "size %u free list holds block %u of size %u", k,
+			    off, block_units(IX_LEN(lf)));
 		}
 	}
-	for (uint32_t u = 0; u < bump; u++)
-		CHECK(used[u], "arena granule %u leaked", u);
+	CHECK(linked + nfree == blocks, "%u linked + %u free != %u blocks (blocks leaked)", linked,
+	    nfree, blocks);
+	CHECK(OM_LOAD(&h->live) == linked, "live count %u, chains hold %u", OM_LOAD(&h->live), linked);
+	CHECK(linked <= ix->capacity, "%u objects above capacity %u", linked, ix->capacity);
 out:
-	free(seen);
-	free(used);
+	free(mark);
 	alloc_unlock(ix);
 	for (uint32_t s = ix->smask + 1; s-- > 0;)
-		stripe_unlock(ix, &ix->stripes[s]);
+		stripe_unlock(&ix->stripes[s]);
 	return rc;
 }

@@ -12,12 +12,13 @@
 #include "index/om_index.h"
 
 #define IX_MAGIC   0x58494d4fu /* "OMIX" */
-#define IX_VERSION 1u
+#define IX_VERSION 2u
 #define IX_NIL     UINT32_MAX
 #define IX_LOG_MAX 16
-#define IX_UNIT    16u /* URI arena granule */
+#define IX_UNIT    16u /* arena granule */
+#define IX_HDR_UNITS 3u /* a block's header: 48 bytes */
 
-/* Entry state, in the low bits of lenflags. */
+/* Block state, in the low bits of lenflags. */
 #define IX_ST_FREE   0u
 #define IX_ST_ALLOC  1u /* owned by a stripe's pending_* slot, not linked */
 #define IX_ST_LINKED 2u
@@ -48,27 +49,31 @@ typedef struct {
 typedef struct {
 	pthread_mutex_t mtx;
 	uint32_t seq;         /* odd while a log is being applied */
-	uint32_t pending_new; /* allocated entry not yet linked, or IX_NIL */
-	uint32_t pending_old; /* unlinked entry not yet freed, or IX_NIL */
+	uint32_t pending_new; /* block allocated, not yet linked, or IX_NIL */
+	uint32_t pending_old; /* block unlinked, not yet freed, or IX_NIL */
 	uint32_t count[OM_IX_NCLASS];
 	uint64_t bytes[OM_IX_NCLASS];
 	ix_log_sh_t log;
 } __attribute__((aligned(64))) ix_stripe_sh_t;
 
-/* One object: 56 bytes. */
+/*
+ * One object: a 48-byte header followed by its URI, padded to 16 bytes,
+ * in the arena. Blocks are carved from the arena by size class and never
+ * split or merged, so a block boundary stays a block boundary for the
+ * life of the segment: a reader's late write of atime or hits through a
+ * stale offset always lands on those fields of some block.
+ */
 typedef struct {
-	uint32_t next;     /* chain link, or free-list link; IX_NIL ends */
-	uint32_t hash;     /* low 32 bits of the URI hash */
-	uint32_t uri_off;  /* arena offset in IX_UNIT granules */
-	uint32_t lenflags; /* URI length << 16 | OM_IX_F_* | state */
 	uint64_t id;
 	uint64_t size;
 	int64_t expires;
+	uint32_t next;     /* chain link, or free-list link: a block offset */
+	uint32_t hash;     /* low 32 bits of the URI hash */
+	uint32_t lenflags; /* URI length << 16 | OM_IX_F_* | state */
 	uint32_t atime;    /* written by readers, no lock */
 	uint32_t hits;     /* written by readers, no lock */
 	uint32_t crc;
-	uint32_t mtime;
-} ix_entry_sh_t;
+} ix_block_sh_t;
 
 typedef struct {
 	uint32_t magic;
@@ -78,27 +83,26 @@ typedef struct {
 	uint32_t capacity;
 	uint32_t nbuckets;
 	uint32_t nstripes;
-	uint32_t nclasses; /* URI size classes: 1..nclasses-1 granules */
+	uint32_t nclasses; /* block sizes 1..nclasses-1 granules */
 	uint32_t max_uri;
 	uint32_t nprocs;
 	uint32_t proc_bytes;
 	uint32_t arena_units;
+	uint32_t hits_max;
+	uint32_t touch_ticks; /* atime is refreshed when this many ticks old */
 	uint64_t off_stripes;
 	uint64_t off_classes;
 	uint64_t off_buckets;
-	uint64_t off_entries;
 	uint64_t off_procs;
 	uint64_t off_arena;
 	uint64_t next_id;      /* atomic */
 	uint64_t owner_deaths; /* atomic */
 
-	/* The allocator: entry free list and URI arena, guarded by alloc_mtx.
-	 * Lock order: a stripe, then alloc_mtx. */
+	/* The allocator: arena bump pointer and per-size free lists, guarded
+	 * by alloc_mtx. Lock order: a stripe, then alloc_mtx. */
 	pthread_mutex_t alloc_mtx __attribute__((aligned(64)));
-	uint32_t free_head;
-	uint32_t free_count;
-	uint32_t bump; /* granules handed out from the arena's start */
-	uint32_t pad;
+	uint32_t bump;  /* granules handed out from the arena's start */
+	uint32_t live;  /* blocks not free (linked or pending) */
 	ix_log_sh_t alloc_log;
 } ix_header_sh_t;
 

@@ -18,10 +18,14 @@ typedef struct om_index om_index_t;
 typedef struct {
 	uint32_t capacity;    /* objects; fixed for the life of the segment */
 	uint32_t max_uri;     /* bytes, 1..OM_IX_URI_MAX */
-	uint64_t arena_bytes; /* URI storage; 0 = 64 bytes per object */
+	uint64_t arena_bytes; /* blocks (48-byte header + URI); 0 = 112 bytes per object */
 	uint32_t stripes;     /* lock stripes, a power of two; 0 = 256 */
 	uint32_t procs;       /* per-process slots; 0 = 64 */
 	uint32_t proc_bytes;  /* bytes of each slot; 0 = 256 */
+	uint32_t hits_max;    /* reads counted per object, up to OM_IX_HITS_MAX;
+	                       * 0 = not counted (no promotion) */
+	uint32_t atime_res_ms; /* a read refreshes an object's recency only if it
+	                        * is older than this; 0 = 500 */
 } om_ix_params_t;
 
 /* Object flags kept in the index. */
@@ -42,12 +46,11 @@ typedef struct {
 	uint64_t id;      /* unique, increasing; names the object's file */
 	uint64_t size;    /* bytes */
 	int64_t expires;  /* unix seconds; 0 = never */
-	uint32_t mtime;   /* unix seconds of the PUT */
 	uint32_t crc;     /* CRC32C of the bytes */
 	uint32_t flags;   /* OM_IX_F_* */
-	uint32_t hits;    /* reads since the last decay (promotion) */
-	uint32_t atime;   /* om_clock_ms() of the last read, truncated */
-	uint32_t slot;    /* entry slot: a handle for the *_slot calls */
+	uint32_t hits;    /* reads since the last decay, up to the index's hits_max */
+	uint32_t atime;   /* last read, in ticks (om_index_ticks()) */
+	uint32_t slot;    /* the object's block: a handle for the *_slot calls */
 } om_ix_obj_t;
 
 typedef struct {
@@ -55,10 +58,9 @@ typedef struct {
 	uint64_t count[OM_IX_NCLASS];
 	uint64_t bytes[OM_IX_NCLASS];
 	uint64_t capacity;
-	uint64_t entries_free;
-	uint64_t arena_bytes;      /* total URI storage */
-	uint64_t arena_used;       /* bytes handed out from the arena (live + free lists) */
-	uint64_t arena_free_lists; /* bytes on the free lists, ready for reuse */
+	uint64_t arena_bytes;      /* total block storage */
+	uint64_t arena_used;       /* bytes carved into blocks (live + free lists) */
+	uint64_t arena_free_lists; /* bytes of free blocks, ready for reuse by their size */
 	uint64_t owner_deaths;     /* robust-lock owner deaths repaired */
 	uint64_t segment_bytes;
 } om_ix_usage_t;
@@ -86,6 +88,13 @@ int om_index_fd(const om_index_t *ix);
 
 void om_index_set_release(om_index_t *ix, om_ix_release_fn fn, void *arg);
 
+#define OM_IX_HITS_MAX 1024u
+/* The recency clock: CLOCK_MONOTONIC in ticks of 16 ms. Coarse on
+ * purpose: a hot object's block is written at most once per tick. */
+#define OM_IX_TICK_MS 16u
+uint32_t om_index_ticks(void);
+uint32_t om_index_hits_max(const om_index_t *ix);
+
 /* Lookup flags */
 #define OM_IX_TOUCH 0x1u /* record the read for LRU and promotion */
 
@@ -95,11 +104,22 @@ int om_index_lookup(om_index_t *ix, const void *uri, size_t len,
     om_ix_obj_t *out, unsigned flags);
 
 /*
+ * Looks up n URIs at once: rc[i] is 0 (out[i] filled) or -ENOENT. Same
+ * result as n calls of om_index_lookup, but the memory accesses of all n
+ * are started together (prefetch), so their cache misses overlap: for
+ * pipelined requests on an index larger than the CPU caches.
+ */
+#define OM_IX_BATCH_MAX 32
+void om_index_lookup_batch(om_index_t *ix, unsigned n, const void *const *uris,
+    const size_t *lens, om_ix_obj_t *out, int *rc, unsigned flags);
+
+/*
  * Inserts or replaces. obj->id must come from om_index_next_id(). Returns
  * 0 (inserted), 1 (replaced; *old is the dropped record, already released),
  * -ESTALE (the index holds a newer id for this URI: this write is ordered
  * before it and dropped; *old is the newer record), -EEXIST, -ENOENT,
- * -ENOSPC (no free entry or URI space), -EINVAL (bad length).
+ * -ENOSPC (capacity reached), -ENOMEM (no arena space for a block of this
+ * URI's size), -EINVAL (bad length).
  */
 int om_index_put(om_index_t *ix, const void *uri, size_t len,
     const om_ix_obj_t *obj, enum om_ix_put_mode mode, om_ix_obj_t *old);
@@ -118,12 +138,14 @@ int om_index_update_flags(om_index_t *ix, uint32_t slot, uint64_t id,
 int om_index_iterate(om_index_t *ix, om_ix_iter_fn fn, void *arg);
 
 /*
- * Approximate LRU: sweeps the entry table from *cursor, looks at the next
- * k objects of the selected classes (OM_IX_SEL bits) and returns the one
- * read longest ago. 0, or -ENOENT when none is selected.
+ * Approximate LRU: sweeps the arena from *cursor (a clock hand), looks at
+ * the next k objects of the selected classes (OM_IX_SEL bits) and returns
+ * the one read longest ago. With uri_len > 0, only objects whose block has
+ * the size a URI of that length needs (to free space after -ENOMEM).
+ * 0, or -ENOENT when none is selected.
  */
-int om_index_sample(om_index_t *ix, unsigned sel, unsigned k, uint32_t *cursor,
-    om_ix_obj_t *victim);
+int om_index_sample(om_index_t *ix, unsigned sel, unsigned k, size_t uri_len,
+    uint32_t *cursor, om_ix_obj_t *victim);
 
 /*
  * Visits every linked entry without locks, with a validated snapshot (all
@@ -147,7 +169,8 @@ void om_index_reserve_ids(om_index_t *ix, uint64_t next);
 void om_index_usage(om_index_t *ix, om_ix_usage_t *u);
 uint32_t om_index_max_uri(const om_index_t *ix);
 
-/* Bytes of index memory an object costs: entry + bucket share + URI. */
+/* Bytes of index memory an object costs: block header + URI rounded up
+ * to 16 + its share of the bucket array. */
 size_t om_index_object_bytes(const om_index_t *ix, size_t uri_len);
 
 /* Per-process slot of proc_bytes in the segment, or NULL. */

@@ -23,6 +23,13 @@ int om_os_copy_range(int dst, int src, uint64_t src_off, uint64_t len);
 int om_os_link_tmpfile(int fd, int dirfd, const char *name);
 /* fsync of a directory, by path relative to dirfd ("." for dirfd itself). */
 int om_os_fsync_dir(int dirfd, const char *name);
+/*
+ * The value of extended attribute `attr` of dirfd/name (not following a
+ * symbolic link): getxattrat where the kernel has it (6.13), else lgetxattr
+ * on dirpath/name. Returns its length or -errno.
+ */
+ssize_t om_os_getxattr_at(int dirfd, const char *dirpath, const char *name,
+    const char *attr, void *buf, size_t size);
 /* mkdirat that accepts an existing directory. */
 int om_os_mkdir(int dirfd, const char *name, mode_t mode);
 

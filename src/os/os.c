@@ -4,9 +4,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "core/om_core.h"
@@ -146,6 +149,40 @@ om_os_fsync_dir(int dirfd, const char *name)
 		rc = -errno;
 	close(fd);
 	return rc;
+}
+
+#ifndef __NR_getxattrat
+#define __NR_getxattrat 464 /* the same number on every architecture */
+#endif
+
+struct om_xattr_args {
+	uint64_t value;
+	uint32_t size;
+	uint32_t flags;
+};
+
+ssize_t
+om_os_getxattr_at(int dirfd, const char *dirpath, const char *name, const char *attr,
+    void *buf, size_t size)
+{
+	static int no_getxattrat;
+	char path[PATH_MAX];
+	ssize_t n;
+
+	if (!__atomic_load_n(&no_getxattrat, __ATOMIC_RELAXED)) {
+		struct om_xattr_args a = { (uint64_t)(uintptr_t)buf, (uint32_t)size, 0 };
+
+		n = syscall(__NR_getxattrat, dirfd, name, AT_SYMLINK_NOFOLLOW, attr, &a, sizeof(a));
+		if (n >= 0)
+			return n;
+		if (errno != ENOSYS)
+			return -errno;
+		__atomic_store_n(&no_getxattrat, 1, __ATOMIC_RELAXED);
+	}
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dirpath, name) >= sizeof(path))
+		return -ENAMETOOLONG;
+	n = lgetxattr(path, attr, buf, size);
+	return n >= 0 ? n : -errno;
 }
 
 int

@@ -199,6 +199,11 @@ om_store_open(const om_store_params_t *p, om_index_t *ix, om_store_t **out,
 
 	if (errlen)
 		err[0] = '\0';
+	if (p->promote_hits > om_index_hits_max(ix)) {
+		snprintf(err, errlen, "promotion after %u reads, but the index counts only %u",
+		    p->promote_hits, om_index_hits_max(ix));
+		return -EINVAL;
+	}
 	if (p->max_meta > OM_STORE_META_MAX) {
 		snprintf(err, errlen, "metadata limit %u is above the maximum %u", p->max_meta,
 		    OM_STORE_META_MAX);
@@ -430,13 +435,12 @@ om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
 	o.id = t->id;
 	o.size = t->size;
 	o.expires = t->expires;
-	o.mtime = (uint32_t)om_time_s();
 	o.crc = t->crc;
 	o.flags = t->tier == OM_TIER_MEM ? OM_IX_F_EPHEMERAL : 0;
 
 	kind = t->tier == OM_TIER_MEM ? OM_KIND_EPHEMERAL : OM_KIND_PERSIST;
 	r = (om_meta_rec_t){ .kind = (uint8_t)kind, .id = o.id, .size = o.size,
-		.expires = o.expires, .mtime = o.mtime, .crc = o.crc, .uri = t->uri,
+		.expires = o.expires, .mtime = om_time_s(), .crc = o.crc, .uri = t->uri,
 		.uri_len = (uint32_t)t->uri_len, .meta = t->meta, .meta_len = t->meta_len };
 	rlen = om_meta_encode(&r, rec, sizeof(rec));
 	OM_ASSERT(rlen != 0);
@@ -468,11 +472,15 @@ om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
 
 	for (int tries = 0;; tries++) {
 		rc = om_index_put(st->ix, t->uri, t->uri_len, &o, OM_IX_UPSERT, &old);
-		if (rc != -ENOSPC || !(t->flags & OM_PUT_EVICT) || tries >= 16)
+		if ((rc != -ENOSPC && rc != -ENOMEM) || !(t->flags & OM_PUT_EVICT) || tries >= 64)
 			break;
-		if (om_store_evict_one(st, -1) != 0)
+		/* Full by count: any object makes room. Full arena: only an
+		 * object whose block has the size this URI needs. */
+		if (om_store_evict_index(st, rc == -ENOMEM ? t->uri_len : 0) != 0)
 			break;
 	}
+	if (rc == -ENOMEM)
+		rc = -ENOSPC;
 	if (rc == -ESTALE) {
 		/* A concurrent PUT of this URI with a newer id landed first:
 		 * ours is ordered before it and its file is not needed. */

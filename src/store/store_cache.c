@@ -58,11 +58,11 @@ om_store_drop_copy(om_store_t *st, const om_ix_obj_t *o)
 }
 
 static int
-evict_class(om_store_t *st, unsigned cls, int tier)
+evict_class(om_store_t *st, unsigned cls, int tier, size_t uri_len)
 {
 	om_ix_obj_t v;
 
-	if (om_index_sample(st->ix, OM_IX_SEL(cls), st->evict_samples, &st->cursor[cls], &v) != 0)
+	if (om_index_sample(st->ix, OM_IX_SEL(cls), st->evict_samples, uri_len, &st->cursor[cls], &v) != 0)
 		return -ENOENT;
 	if (cls == OM_IX_CLASS_COPY) {
 		om_store_drop_copy(st, &v);
@@ -76,9 +76,8 @@ evict_class(om_store_t *st, unsigned cls, int tier)
 }
 
 /*
- * tier < 0: any object (the index itself is full). The memory tier gives
- * up promoted copies before it evicts ephemeral objects, which exist
- * nowhere else.
+ * The memory tier gives up promoted copies before it evicts ephemeral
+ * objects, which exist nowhere else.
  */
 int
 om_store_evict_one(om_store_t *st, int tier)
@@ -86,16 +85,25 @@ om_store_evict_one(om_store_t *st, int tier)
 	uint64_t b[OM_IX_NCLASS];
 
 	if (tier == OM_TIER_DISK)
-		return evict_class(st, OM_IX_CLASS_PERSIST, OM_TIER_DISK);
-	if (tier == OM_TIER_MEM) {
-		om_index_class_bytes(st->ix, b);
-		if (b[OM_IX_CLASS_COPY] > 0 && evict_class(st, OM_IX_CLASS_COPY, OM_TIER_MEM) == 0)
-			return 0;
-		return evict_class(st, OM_IX_CLASS_EPHEMERAL, OM_TIER_MEM);
-	}
-	if (evict_class(st, OM_IX_CLASS_PERSIST, OM_TIER_DISK) == 0)
+		return evict_class(st, OM_IX_CLASS_PERSIST, OM_TIER_DISK, 0);
+	om_index_class_bytes(st->ix, b);
+	if (b[OM_IX_CLASS_COPY] > 0 && evict_class(st, OM_IX_CLASS_COPY, OM_TIER_MEM, 0) == 0)
 		return 0;
-	return evict_class(st, OM_IX_CLASS_EPHEMERAL, OM_TIER_MEM);
+	return evict_class(st, OM_IX_CLASS_EPHEMERAL, OM_TIER_MEM, 0);
+}
+
+int
+om_store_evict_index(om_store_t *st, size_t uri_len)
+{
+	unsigned sel = OM_IX_SEL(OM_IX_CLASS_PERSIST) | OM_IX_SEL(OM_IX_CLASS_EPHEMERAL);
+	om_ix_obj_t v;
+
+	if (om_index_sample(st->ix, sel, st->evict_samples, uri_len, &st->cursor[OM_IX_CLASS_PERSIST],
+	    &v) != 0)
+		return -ENOENT;
+	if (om_index_delete_slot(st->ix, v.slot, v.id, NULL) == 0)
+		st->stats.evicted[om_store_tier_of(v.flags)]++;
+	return 0;
 }
 
 int
@@ -299,9 +307,9 @@ om_store_maintain(om_store_t *st, om_maint_stats_t *ms)
 			 * ephemeral objects. */
 			while (limit && om_store_tier_used(st, OM_TIER_MEM) + c.v[i].size > limit) {
 				om_ix_obj_t v;
-				uint32_t now = (uint32_t)om_clock_ms();
+				uint32_t now = om_index_ticks();
 
-				if (om_index_sample(st->ix, OM_IX_SEL(OM_IX_CLASS_COPY), st->evict_samples,
+				if (om_index_sample(st->ix, OM_IX_SEL(OM_IX_CLASS_COPY), st->evict_samples, 0,
 				    &st->cursor[OM_IX_CLASS_COPY], &v) != 0 ||
 				    now - v.atime <= now - c.v[i].atime)
 					break;

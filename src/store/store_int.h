@@ -63,6 +63,9 @@ void om_store_intent(om_store_t *st, uint64_t id, int tier, int kind);
 /* Evicts one object to make room in the tier; 0, or -ENOENT if nothing
  * can be evicted. */
 int om_store_evict_one(om_store_t *st, int tier);
+/* Evicts one object to make room in the index: any object, or with
+ * uri_len > 0 one whose index block fits a URI of that length. */
+int om_store_evict_index(om_store_t *st, size_t uri_len);
 /* Bytes used in a tier (memory: ephemeral + copies). */
 uint64_t om_store_tier_used(om_store_t *st, int tier);
 /* Makes `need` bytes of room in the tier; 0 or -ENOSPC. */

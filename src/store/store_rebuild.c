@@ -5,10 +5,16 @@
  * where a crash left two versions of a URI the newer id wins, expired
  * objects and temporary files are removed, and a file whose record is bad
  * is moved to corrupt/ rather than deleted.
+ *
+ * The 512 fan-out directories are shared out among one thread per CPU
+ * (the index is safe for concurrent writers, and the order of files does
+ * not matter: ids decide between versions), and each file costs two
+ * system calls: fstatat and lgetxattr, without opening it.
  */
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -17,6 +23,7 @@
 
 #include "core/om_core.h"
 #include "core/om_log.h"
+#include "os/om_os.h"
 #include "store/store_int.h"
 
 typedef struct {
@@ -26,13 +33,27 @@ typedef struct {
 	char *uri;
 } copy_ref_t;
 
+#define RB_THREADS_MAX 8
+
+/* Shared by the threads of one rebuild. */
 typedef struct {
 	om_store_t *st;
+	int64_t now;
+	unsigned next_dir; /* atomic: next of the 2 x 256 directories */
+	int error;         /* atomic: first fatal error, stops everyone */
+} rebuild_job_t;
+
+/* One thread's share of the work and of the results. */
+typedef struct {
+	rebuild_job_t *job;
+	om_store_t *st;
+	om_rebuild_stats_t s;
 	om_rebuild_stats_t *rs;
 	uint64_t max_id;
 	int64_t now;
 	copy_ref_t *copies;
 	size_t ncopies, capcopies;
+	char dirpath[PATH_MAX + 8]; /* "tier/xx" being scanned */
 } rebuild_t;
 
 static int
@@ -108,26 +129,19 @@ rebuild_file(rebuild_t *rb, int tier, int dfd, const char *name, uint64_t id)
 	om_ix_obj_t o;
 	struct stat sb;
 	ssize_t n;
-	int fd, rc;
+	int rc;
 
-	fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
-	if (fd < 0) {
-		if (errno == ELOOP) {
-			quarantine(rb, tier, dfd, name, "a symbolic link");
-			return 0;
-		}
+	if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0) {
 		rc = -errno;
-		om_log_err(-rc, "store: rebuild: openat(\"%s\") failed", name);
+		om_log_err(-rc, "store: rebuild: fstatat(\"%s\") failed", name);
 		return rc;
 	}
 	rb->rs->files_scanned++;
-	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-		close(fd);
+	if (!S_ISREG(sb.st_mode)) {
 		quarantine(rb, tier, dfd, name, "not a regular file");
 		return 0;
 	}
-	n = fgetxattr(fd, OM_META_XATTR, rec, sizeof(rec));
-	close(fd);
+	n = om_os_getxattr_at(dfd, rb->dirpath, name, OM_META_XATTR, rec, sizeof(rec));
 	if (n < 0) {
 		quarantine(rb, tier, dfd, name, "no objmapper record");
 		return 0;
@@ -165,7 +179,6 @@ rebuild_file(rebuild_t *rb, int tier, int dfd, const char *name, uint64_t id)
 	o.id = r.id;
 	o.size = r.size;
 	o.expires = r.expires;
-	o.mtime = (uint32_t)r.mtime;
 	o.crc = r.crc;
 	o.flags = r.kind == OM_KIND_EPHEMERAL ? OM_IX_F_EPHEMERAL : 0;
 	rc = om_index_put(st->ix, r.uri, r.uri_len, &o, OM_IX_UPSERT, NULL);
@@ -175,10 +188,10 @@ rebuild_file(rebuild_t *rb, int tier, int dfd, const char *name, uint64_t id)
 	} else if (rc == -ESTALE) {
 		unlinkat(dfd, name, 0);
 		rb->rs->stale_removed++;
-	} else if (rc == -ENOSPC) {
+	} else if (rc == -ENOSPC || rc == -ENOMEM) {
 		om_log_err(0, "store: rebuild: the index is full: its capacity is smaller than the "
 		    "number of objects in the tiers, or its URI arena too small for their URIs");
-		return rc;
+		return -ENOSPC;
 	} else if (rc < 0) {
 		return rc;
 	}
@@ -210,50 +223,69 @@ clean_tmp(rebuild_t *rb, int tier)
 }
 
 static int
-scan_tier(rebuild_t *rb, int tier)
+scan_dir(rebuild_t *rb, int tier, unsigned fan)
 {
 	om_tier_t *t = &rb->st->tier[tier];
-	int rc;
+	char sub[4];
+	struct dirent *de;
+	DIR *d;
+	int fd, rc = 0;
 
-	if ((rc = clean_tmp(rb, tier)) != 0)
+	snprintf(sub, sizeof(sub), "%02x", fan);
+	snprintf(rb->dirpath, sizeof(rb->dirpath), "%s/%s", t->path, sub);
+	fd = openat(t->dirfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		om_log_err(-rc, "store: rebuild: open(\"%s/%s\") failed", t->path, sub);
 		return rc;
-	for (unsigned fan = 0; fan < OM_FANOUT; fan++) {
-		char sub[4];
-		struct dirent *de;
-		DIR *d;
-		int fd;
-
-		snprintf(sub, sizeof(sub), "%02x", fan);
-		fd = openat(t->dirfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0) {
-			rc = -errno;
-			om_log_err(-rc, "store: rebuild: open(\"%s/%s\") failed", t->path, sub);
-			return rc;
-		}
-		d = fdopendir(fd);
-		if (d == NULL) {
-			close(fd);
-			return -ENOMEM;
-		}
-		while ((de = readdir(d)) != NULL) {
-			uint64_t id;
-
-			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-				continue;
-			if (parse_id(de->d_name, fan, &id) != 0) {
-				om_log_warn(0, "store: rebuild: %s/%s/%s is not an object; left alone",
-				    t->path, sub, de->d_name);
-				rb->rs->unknown_skipped++;
-				continue;
-			}
-			if ((rc = rebuild_file(rb, tier, dirfd(d), de->d_name, id)) != 0) {
-				closedir(d);
-				return rc;
-			}
-		}
-		closedir(d);
 	}
-	return 0;
+	d = fdopendir(fd);
+	if (d == NULL) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while ((de = readdir(d)) != NULL) {
+		uint64_t id;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (parse_id(de->d_name, fan, &id) != 0) {
+			om_log_warn(0, "store: rebuild: %s/%s/%s is not an object; left alone",
+			    t->path, sub, de->d_name);
+			rb->rs->unknown_skipped++;
+			continue;
+		}
+		if ((rc = rebuild_file(rb, tier, dirfd(d), de->d_name, id)) != 0)
+			break;
+		if (__atomic_load_n(&rb->job->error, __ATOMIC_RELAXED) != 0)
+			break;
+	}
+	closedir(d);
+	return rc;
+}
+
+static void *
+rebuild_thread(void *arg)
+{
+	rebuild_t *rb = arg;
+	rebuild_job_t *job = rb->job;
+
+	for (;;) {
+		unsigned n = __atomic_fetch_add(&job->next_dir, 1, __ATOMIC_RELAXED);
+		int rc;
+
+		if (n >= 2 * OM_FANOUT || __atomic_load_n(&job->error, __ATOMIC_RELAXED) != 0)
+			break;
+		rc = scan_dir(rb, n < OM_FANOUT ? OM_TIER_DISK : OM_TIER_MEM, n % OM_FANOUT);
+		if (rc != 0) {
+			int zero = 0;
+
+			__atomic_compare_exchange_n(&job->error, &zero, rc, false, __ATOMIC_RELAXED,
+			    __ATOMIC_RELAXED);
+			break;
+		}
+	}
+	return NULL;
 }
 
 /* A copy is kept only if the index holds the same version of its URI. */
@@ -280,28 +312,75 @@ attach_copies(rebuild_t *rb)
 	rb->copies = NULL;
 }
 
+static void
+stats_add(om_rebuild_stats_t *to, const om_rebuild_stats_t *from)
+{
+	to->files_scanned += from->files_scanned;
+	to->stale_removed += from->stale_removed;
+	to->expired_removed += from->expired_removed;
+	to->temp_removed += from->temp_removed;
+	to->orphan_copies_removed += from->orphan_copies_removed;
+	to->corrupt_moved += from->corrupt_moved;
+	to->unknown_skipped += from->unknown_skipped;
+	to->copies += from->copies;
+}
+
 int
 om_store_rebuild(om_store_t *st, om_rebuild_stats_t *rs)
 {
-	rebuild_t rb = { st, rs, 0, om_time_s(), NULL, 0, 0 };
+	rebuild_job_t job = { st, om_time_s(), 0, 0 };
+	rebuild_t *rb;
+	pthread_t tid[RB_THREADS_MAX];
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned nthreads = cpus < 1 ? 1 : cpus > RB_THREADS_MAX ? RB_THREADS_MAX : (unsigned)cpus;
+	uint64_t max_id = 0;
 	struct timespec t0, t1;
 	om_ix_usage_t u;
-	int rc;
+	int rc = 0;
 
 	memset(rs, 0, sizeof(*rs));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	/* Persistent primaries first; ephemeral objects and copies after. */
-	rc = scan_tier(&rb, OM_TIER_DISK);
-	if (rc == 0)
-		rc = scan_tier(&rb, OM_TIER_MEM);
-	if (rc == 0)
-		attach_copies(&rb);
-	else {
-		for (size_t i = 0; i < rb.ncopies; i++)
-			free(rb.copies[i].uri);
-		free(rb.copies);
+	rb = calloc(nthreads, sizeof(*rb));
+	if (rb == NULL)
+		return -ENOMEM;
+	for (unsigned i = 0; i < nthreads; i++) {
+		rb[i].job = &job;
+		rb[i].st = st;
+		rb[i].rs = &rb[i].s;
+		rb[i].now = job.now;
 	}
-	om_index_reserve_ids(st->ix, rb.max_id + 1);
+	for (int tier = 0; tier < 2 && rc == 0; tier++)
+		rc = clean_tmp(&rb[0], tier);
+	if (rc == 0) {
+		unsigned started = 0;
+
+		/* Thread 0 is this one. */
+		for (unsigned i = 1; i < nthreads; i++) {
+			if (pthread_create(&tid[i], NULL, rebuild_thread, &rb[i]) != 0)
+				break;
+			started = i;
+		}
+		rebuild_thread(&rb[0]);
+		for (unsigned i = 1; i <= started; i++)
+			pthread_join(tid[i], NULL);
+		rc = job.error;
+	}
+	for (unsigned i = 0; i < nthreads; i++) {
+		stats_add(rs, &rb[i].s);
+		if (rb[i].max_id > max_id)
+			max_id = rb[i].max_id;
+		/* Copies wait until every primary is indexed. */
+		rb[i].rs = rs;
+		if (rc == 0) {
+			attach_copies(&rb[i]);
+		} else {
+			for (size_t c = 0; c < rb[i].ncopies; c++)
+				free(rb[i].copies[c].uri);
+			free(rb[i].copies);
+		}
+	}
+	free(rb);
+	om_index_reserve_ids(st->ix, max_id + 1);
 	om_index_usage(st->ix, &u);
 	rs->objects = u.objects;
 	rs->bytes = u.bytes[OM_IX_CLASS_PERSIST] + u.bytes[OM_IX_CLASS_EPHEMERAL];

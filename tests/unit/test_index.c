@@ -15,7 +15,8 @@
 static om_index_t *
 mk(uint32_t capacity, uint32_t max_uri, uint64_t arena)
 {
-	om_ix_params_t p = { .capacity = capacity, .max_uri = max_uri, .arena_bytes = arena };
+	om_ix_params_t p = { .capacity = capacity, .max_uri = max_uri, .arena_bytes = arena,
+		.hits_max = OM_IX_HITS_MAX, .atime_res_ms = OM_IX_TICK_MS };
 	om_index_t *ix = NULL;
 
 	assert_int_equal(om_index_create(&p, &ix), 0);
@@ -41,7 +42,7 @@ obj(om_index_t *ix, uint64_t size)
 	o.id = om_index_next_id(ix);
 	o.size = size;
 	o.crc = (uint32_t)(o.id * 2654435761u);
-	o.mtime = 1700000000u;
+	o.expires = 1700000000 + (int64_t)o.id;
 	return o;
 }
 
@@ -64,7 +65,7 @@ test_put_lookup_replace_delete(void **state)
 	assert_int_equal(got.id, a.id);
 	assert_int_equal(got.size, 100);
 	assert_int_equal(got.crc, a.crc);
-	assert_int_equal(got.mtime, a.mtime);
+	assert_int_equal(got.expires, a.expires);
 	/* A prefix or extension of a URI is another URI. */
 	assert_int_equal(om_index_lookup(ix, "/", 1, &got, 0), -ENOENT);
 	assert_int_equal(om_index_lookup(ix, "/ab", 3, &got, 0), -ENOENT);
@@ -142,7 +143,7 @@ test_full_index_refuses(void **state)
 	assert_int_equal(om_index_lookup(ix, "/one-too-many", 13, NULL, 0), -ENOENT);
 	om_index_usage(ix, &u);
 	assert_int_equal(u.objects, 8);
-	assert_int_equal(u.entries_free, 0);
+	assert_int_equal(u.capacity, 8);
 	/* Deleting one makes room again. */
 	assert_int_equal(om_index_delete(ix, "/k0", 3, 0, NULL), 0);
 	{
@@ -154,11 +155,16 @@ test_full_index_refuses(void **state)
 	om_index_close(ix);
 }
 
+/*
+ * The arena is carved into blocks (48-byte header + URI) by size and a
+ * freed block is reused only by a URI of the same size: full arena means
+ * -ENOMEM for that size, while other sizes still fit their free blocks.
+ */
 static void
 test_arena_full_and_reuse(void **state)
 {
-	/* 64 entries but URI space for 8 URIs of 100 bytes (7 granules each). */
-	om_index_t *ix = mk(64, 512, 8 * 112);
+	/* Room for exactly 8 blocks of a 100-byte URI: 48 + 112 bytes each. */
+	om_index_t *ix = mk(64, 512, 8 * 160);
 	char uri[600];
 	om_ix_usage_t u;
 	int i;
@@ -171,39 +177,47 @@ test_arena_full_and_reuse(void **state)
 		uri[0] = (char)('A' + i);
 		assert_int_equal(om_index_put(ix, uri, 100, &o, OM_IX_UPSERT, NULL), 0);
 	}
+	om_index_usage(ix, &u);
+	assert_int_equal(u.arena_used, 8 * 160);
+	assert_int_equal(u.arena_free_lists, 0);
 	{
 		om_ix_obj_t o = obj(ix, 1);
 
 		uri[0] = 'Z';
-		assert_int_equal(om_index_put(ix, uri, 100, &o, OM_IX_UPSERT, NULL), -ENOSPC);
+		assert_int_equal(om_index_put(ix, uri, 100, &o, OM_IX_UPSERT, NULL), -ENOMEM);
+		/* A replace needs a second block while the first is live. */
+		uri[0] = 'A';
+		assert_int_equal(om_index_put(ix, uri, 100, &o, OM_IX_UPSERT, NULL), -ENOMEM);
 	}
-	/* Free two long URIs; short ones reuse the space by splitting. */
 	uri[0] = 'A';
 	assert_int_equal(om_index_delete(ix, uri, 100, 0, NULL), 0);
-	uri[0] = 'B';
-	assert_int_equal(om_index_delete(ix, uri, 100, 0, NULL), 0);
 	om_index_usage(ix, &u);
-	assert_int_equal(u.arena_free_lists, 2 * 112);
-	for (i = 0; i < 14; i++) {
+	assert_int_equal(u.arena_free_lists, 160);
+	/* Another size cannot use that block... */
+	{
 		om_ix_obj_t o = obj(ix, 1);
 
-		snprintf(uri, sizeof(uri), "/s%02d", i); /* 4 bytes: 1 granule */
-		assert_int_equal(om_index_put(ix, uri, strlen(uri), &o, OM_IX_UPSERT, NULL), 0);
+		assert_int_equal(om_index_put(ix, "/short", 6, &o, OM_IX_UPSERT, NULL), -ENOMEM);
 	}
-	check_ok(ix);
-	/* An exact-size free chunk is reused before anything else. */
-	uri[0] = 'C';
-	memset(uri + 1, 'u', 99);
-	assert_int_equal(om_index_delete(ix, uri, 100, 0, NULL), 0);
+	/* ...a URI of the same rounded size can, and takes exactly it. */
 	{
 		om_ix_obj_t o = obj(ix, 1);
 
 		uri[0] = 'Y';
-		assert_int_equal(om_index_put(ix, uri, 100, &o, OM_IX_UPSERT, NULL), 0);
+		assert_int_equal(om_index_put(ix, uri, 97, &o, OM_IX_UPSERT, NULL), 0);
 	}
 	om_index_usage(ix, &u);
-	assert_int_equal(u.arena_used, 8 * 112);
+	assert_int_equal(u.arena_free_lists, 0);
+	assert_int_equal(u.arena_used, 8 * 160);
 	check_ok(ix);
+	/* Sampling by size finds only blocks that would fit. */
+	{
+		uint32_t cursor = 0;
+		om_ix_obj_t v;
+
+		assert_int_equal(om_index_sample(ix, OM_IX_SEL(OM_IX_CLASS_PERSIST), 4, 100, &cursor, &v), 0);
+		assert_int_equal(om_index_sample(ix, OM_IX_SEL(OM_IX_CLASS_PERSIST), 4, 6, &cursor, &v), -ENOENT);
+	}
 	om_index_close(ix);
 }
 
@@ -409,7 +423,7 @@ test_sample_prefers_least_recent(void **state)
 		assert_int_equal(put(ix, uri, &o, NULL), 0);
 	}
 	/* Let the coarse clock move, then read everything except /s6. */
-	usleep(30000);
+	usleep(60000);
 	for (int k = 0; k < 32; k++) {
 		if (k == 6)
 			continue;
@@ -417,7 +431,7 @@ test_sample_prefers_least_recent(void **state)
 		assert_int_equal(om_index_lookup(ix, uri, strlen(uri), NULL, OM_IX_TOUCH), 0);
 	}
 	/* Seeing every persistent object, the sample picks the unread one. */
-	assert_int_equal(om_index_sample(ix, OM_IX_SEL(OM_IX_CLASS_PERSIST), 64, &cursor, &v), 0);
+	assert_int_equal(om_index_sample(ix, OM_IX_SEL(OM_IX_CLASS_PERSIST), 64, 0, &cursor, &v), 0);
 	{
 		om_ix_obj_t s6;
 
@@ -426,9 +440,9 @@ test_sample_prefers_least_recent(void **state)
 		assert_int_equal(v.slot, s6.slot);
 	}
 	/* Only ephemeral objects when asked, and none when no copy exists. */
-	assert_int_equal(om_index_sample(ix, OM_IX_SEL(OM_IX_CLASS_EPHEMERAL), 4, &cursor, &v), 0);
+	assert_int_equal(om_index_sample(ix, OM_IX_SEL(OM_IX_CLASS_EPHEMERAL), 4, 0, &cursor, &v), 0);
 	assert_true(v.flags & OM_IX_F_EPHEMERAL);
-	assert_int_equal(om_index_sample(ix, OM_IX_SEL(OM_IX_CLASS_COPY), 4, &cursor, &v), -ENOENT);
+	assert_int_equal(om_index_sample(ix, OM_IX_SEL(OM_IX_CLASS_COPY), 4, 0, &cursor, &v), -ENOENT);
 	/* Reads count toward promotion; decay halves them. */
 	{
 		om_ix_obj_t o;
@@ -529,7 +543,7 @@ test_bytes_per_object(void **state)
 			memcpy(uri, head, 10);
 			len = len < 10 ? 10 : len;
 			assert_int_equal(om_index_put(ix, uri, len, &o, OM_IX_UPSERT, NULL), 0);
-			expect += (len + 15) / 16 * 16;
+			expect += 48 + (len + 15) / 16 * 16;
 		}
 		om_index_usage(ix, &u);
 		assert_int_equal(u.arena_used, expect);
@@ -537,6 +551,85 @@ test_bytes_per_object(void **state)
 		    om_index_object_bytes(ix, 0), om_index_object_bytes(ix, 13));
 		om_index_close(ix);
 	}
+}
+
+/* A batch gives exactly what one lookup at a time gives. */
+static void
+test_lookup_batch(void **state)
+{
+	om_index_t *ix = mk(1000, 64, 0);
+	char keys[OM_IX_BATCH_MAX][32], big[80];
+	const void *u[OM_IX_BATCH_MAX];
+	size_t l[OM_IX_BATCH_MAX];
+	om_ix_obj_t o[OM_IX_BATCH_MAX];
+	int rc[OM_IX_BATCH_MAX];
+
+	(void)state;
+	for (int k = 0; k < 500; k += 2) {
+		om_ix_obj_t x = obj(ix, (uint64_t)k);
+
+		snprintf(keys[0], sizeof(keys[0]), "/b/%d", k);
+		assert_int_equal(put(ix, keys[0], &x, NULL), 0);
+	}
+	memset(big, 'x', sizeof(big));
+	for (int base = 0; base < 500; base += OM_IX_BATCH_MAX) {
+		for (int j = 0; j < OM_IX_BATCH_MAX; j++) {
+			snprintf(keys[j], sizeof(keys[j]), "/b/%d", base + j);
+			u[j] = keys[j];
+			l[j] = strlen(keys[j]);
+		}
+		/* Lengths the index refuses are misses, not errors. */
+		u[5] = big;
+		l[5] = sizeof(big);
+		l[6] = 0;
+		om_index_lookup_batch(ix, OM_IX_BATCH_MAX, u, l, o, rc, OM_IX_TOUCH);
+		for (int j = 0; j < OM_IX_BATCH_MAX; j++) {
+			om_ix_obj_t one;
+			int r1 = om_index_lookup(ix, u[j], l[j], &one, 0);
+
+			assert_int_equal(rc[j], r1);
+			if (j == 5 || j == 6) {
+				assert_int_equal(rc[j], -ENOENT);
+				continue;
+			}
+			assert_int_equal(rc[j], (base + j) % 2 == 0 && base + j < 500 ? 0 : -ENOENT);
+			if (rc[j] == 0) {
+				assert_int_equal(o[j].id, one.id);
+				assert_int_equal(o[j].size, (uint64_t)(base + j));
+			}
+		}
+	}
+	om_index_close(ix);
+}
+
+/* Reads are counted up to hits_max and not at all without it. */
+static void
+test_hits_limit(void **state)
+{
+	om_ix_params_t p = { .capacity = 10, .max_uri = 64, .hits_max = 5 };
+	om_index_t *ix;
+	om_ix_obj_t o, got;
+
+	(void)state;
+	assert_int_equal(om_index_create(&p, &ix), 0);
+	o = obj(ix, 1);
+	assert_int_equal(put(ix, "/h", &o, NULL), 0);
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(om_index_lookup(ix, "/h", 2, NULL, OM_IX_TOUCH), 0);
+	assert_int_equal(om_index_lookup(ix, "/h", 2, &got, 0), 0);
+	assert_int_equal(got.hits, 5);
+	om_index_close(ix);
+	p.hits_max = 0;
+	assert_int_equal(om_index_create(&p, &ix), 0);
+	o = obj(ix, 1);
+	assert_int_equal(put(ix, "/h", &o, NULL), 0);
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(om_index_lookup(ix, "/h", 2, NULL, OM_IX_TOUCH), 0);
+	assert_int_equal(om_index_lookup(ix, "/h", 2, &got, 0), 0);
+	assert_int_equal(got.hits, 0);
+	om_index_close(ix);
+	p.hits_max = OM_IX_HITS_MAX + 1;
+	assert_int_equal(om_index_create(&p, &ix), -EINVAL);
 }
 
 static void
@@ -573,6 +666,8 @@ main(void)
 		cmocka_unit_test(test_sample_prefers_least_recent),
 		cmocka_unit_test(test_shared_across_fork),
 		cmocka_unit_test(test_bytes_per_object),
+		cmocka_unit_test(test_lookup_batch),
+		cmocka_unit_test(test_hits_limit),
 		cmocka_unit_test(test_bad_params),
 	};
 

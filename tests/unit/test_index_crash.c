@@ -22,8 +22,7 @@
 
 enum op {
 	OP_INSERT,       /* new URI, space from the arena's bump region */
-	OP_INSERT_REUSE, /* new URI, space from a size-class free list */
-	OP_INSERT_SPLIT, /* new URI, space split off a larger free chunk */
+	OP_INSERT_REUSE, /* new URI, a freed block of the same size */
 	OP_REPLACE,
 	OP_DELETE,
 	OP_DELETE_SLOT,  /* eviction path */
@@ -32,7 +31,7 @@ enum op {
 };
 
 static const char *const op_names[] = {
-	"insert", "insert-reuse", "insert-split", "replace", "delete", "delete-slot", "set-copy",
+	"insert", "insert-reuse", "replace", "delete", "delete-slot", "set-copy",
 };
 
 /* Shared with the children: objects released by whoever released them. */
@@ -93,7 +92,6 @@ mkobj(om_index_t *ix, uint64_t size, uint32_t flags)
 	o.id = om_index_next_id(ix);
 	o.size = size;
 	o.crc = (uint32_t)(o.id * 0x9e3779b1u);
-	o.mtime = (uint32_t)(1600000000u + o.id);
 	o.expires = (int64_t)(2000000000 + o.id);
 	o.flags = flags;
 	return o;
@@ -107,19 +105,6 @@ world_init(world_t *w, enum op op)
 	char uri[64];
 
 	memset(w, 0, sizeof(*w));
-	if (op == OP_INSERT_SPLIT)
-		p.arena_bytes = 0; /* set below, once we know the usage */
-	/* For the split case the arena holds exactly the keys plus one
-	 * 4-granule URI, which is freed so that only a larger chunk remains. */
-	if (op == OP_INSERT_SPLIT) {
-		uint64_t units = 0;
-
-		for (int k = 0; k < NKEYS; k++) {
-			key_uri(uri, sizeof(uri), k);
-			units += (strlen(uri) + 15) / 16;
-		}
-		p.arena_bytes = (units + 4) * 16;
-	}
 	assert_int_equal(om_index_create(&p, &w->ix), 0);
 	om_index_set_release(w->ix, on_release, NULL);
 	for (int k = 0; k < NKEYS; k++) {
@@ -140,16 +125,6 @@ world_init(world_t *w, enum op op)
 		assert_int_equal(om_index_put(w->ix, "/crash/spare/0123456789", 23, &o, OM_IX_INSERT, NULL), 0);
 		assert_int_equal(om_index_delete(w->ix, "/crash/spare/0123456789", 23, 0, NULL), 0);
 		snprintf(w->target, sizeof(w->target), "/crash/reused/abcdefghi");
-		break;
-	}
-	case OP_INSERT_SPLIT: {
-		char big[64];
-		om_ix_obj_t o = mkobj(w->ix, 1, 0);
-
-		memset(big, 'b', sizeof(big));
-		assert_int_equal(om_index_put(w->ix, big, 60, &o, OM_IX_INSERT, NULL), 0);
-		assert_int_equal(om_index_delete(w->ix, big, 60, 0, NULL), 0);
-		snprintf(w->target, sizeof(w->target), "/crash/split");
 		break;
 	}
 	case OP_REPLACE:
@@ -175,7 +150,6 @@ run_op(world_t *w, enum op op)
 	switch (op) {
 	case OP_INSERT:
 	case OP_INSERT_REUSE:
-	case OP_INSERT_SPLIT:
 		return om_index_put(w->ix, w->target, len, &w->newobj, OM_IX_INSERT, NULL);
 	case OP_REPLACE:
 		return om_index_put(w->ix, w->target, len, &w->newobj, OM_IX_UPSERT, NULL) == 1 ? 0 : -1;
@@ -202,7 +176,7 @@ static int
 same(const om_ix_obj_t *a, const om_ix_obj_t *b)
 {
 	return a->id == b->id && a->size == b->size && a->crc == b->crc &&
-	    a->mtime == b->mtime && a->expires == b->expires;
+	    a->expires == b->expires;
 }
 
 /* Returns 1 if the state after repair is the completed op, 0 if untouched. */
@@ -229,7 +203,6 @@ verify(world_t *w, enum op op)
 	switch (op) {
 	case OP_INSERT:
 	case OP_INSERT_REUSE:
-	case OP_INSERT_SPLIT:
 		if (rc == 0) {
 			assert_true(same(&got, &w->newobj));
 			done = 1;
@@ -354,7 +327,6 @@ crash_every_step(enum op op)
 
 static void test_crash_insert(void **s) { (void)s; crash_every_step(OP_INSERT); }
 static void test_crash_insert_reuse(void **s) { (void)s; crash_every_step(OP_INSERT_REUSE); }
-static void test_crash_insert_split(void **s) { (void)s; crash_every_step(OP_INSERT_SPLIT); }
 static void test_crash_replace(void **s) { (void)s; crash_every_step(OP_REPLACE); }
 static void test_crash_delete(void **s) { (void)s; crash_every_step(OP_DELETE); }
 static void test_crash_delete_slot(void **s) { (void)s; crash_every_step(OP_DELETE_SLOT); }
@@ -438,7 +410,6 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crash_insert),
 		cmocka_unit_test(test_crash_insert_reuse),
-		cmocka_unit_test(test_crash_insert_split),
 		cmocka_unit_test(test_crash_replace),
 		cmocka_unit_test(test_crash_delete),
 		cmocka_unit_test(test_crash_delete_slot),

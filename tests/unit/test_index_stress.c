@@ -52,7 +52,6 @@ val_obj(om_index_t *ix, int k)
 	o.id = om_index_next_id(ix);
 	o.size = (uint64_t)k << 32 | (o.id & 0xffffffffu);
 	o.crc = (uint32_t)(o.id * 0x9e3779b1u);
-	o.mtime = (uint32_t)o.id;
 	o.expires = (int64_t)o.id;
 	o.flags = (o.id % 3 == 0) ? OM_IX_F_EPHEMERAL : 0;
 	return o;
@@ -63,7 +62,7 @@ static int
 intact(const om_ix_obj_t *o, int k)
 {
 	return o->size == ((uint64_t)k << 32 | (o->id & 0xffffffffu)) &&
-	    o->crc == (uint32_t)(o->id * 0x9e3779b1u) && o->mtime == (uint32_t)o->id &&
+	    o->crc == (uint32_t)(o->id * 0x9e3779b1u) &&
 	    o->expires == (int64_t)o->id &&
 	    (o->flags & OM_IX_F_EPHEMERAL) == ((o->id % 3 == 0) ? OM_IX_F_EPHEMERAL : 0u);
 }

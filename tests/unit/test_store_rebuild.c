@@ -58,7 +58,7 @@ typedef struct {
 static void
 fx_index(fx_t *f)
 {
-	om_ix_params_t ip = { .capacity = f->capacity, .max_uri = 128 };
+	om_ix_params_t ip = { .capacity = f->capacity, .max_uri = 128, .hits_max = 16 };
 	char err[256];
 	int rc;
 
