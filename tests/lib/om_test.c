@@ -152,6 +152,21 @@ om_test_fill(void *buf, size_t len, uint64_t seed)
 	}
 }
 
+void
+om_test_pause_hook(void *arg, unsigned step)
+{
+	const om_test_pause_t *p = arg;
+
+	if (step == p->at) {
+		char c = 'x';
+
+		if (write(p->fd, &c, 1) != 1)
+			_exit(3);
+		for (;;)
+			pause();
+	}
+}
+
 int
 om_test_under_valgrind(void)
 {

@@ -24,6 +24,17 @@ int om_test_wait(pid_t pid);
 void om_test_fill(void *buf, size_t len, uint64_t seed);
 /* A small fast PRNG (xorshift64*), per caller state. */
 uint64_t om_test_rand(uint64_t *state);
+/*
+ * An index test hook (om_index_set_hook(ix, om_test_pause_hook, &pause)):
+ * at step `at` of a mutation it writes the byte 'x' to `fd` and waits
+ * there for good, for the test to kill the process at that point.
+ */
+typedef struct {
+	int fd;
+	unsigned at;
+} om_test_pause_t;
+void om_test_pause_hook(void *arg, unsigned step);
+
 /* True when running under valgrind (make check-valgrind). */
 int om_test_under_valgrind(void);
 

@@ -52,23 +52,6 @@ on_release(void *arg, const om_ix_obj_t *o)
 		rel->ids[i] = o->id;
 }
 
-static int hook_fd = -1;
-static unsigned hook_target;
-
-static void
-pause_hook(void *arg, unsigned step)
-{
-	(void)arg;
-	if (step == hook_target) {
-		char c = 'x';
-
-		if (write(hook_fd, &c, 1) != 1)
-			_exit(3);
-		for (;;)
-			pause();
-	}
-}
-
 typedef struct {
 	om_index_t *ix;
 	om_ix_obj_t keys[NKEYS];
@@ -279,10 +262,10 @@ crash_at(enum op op, unsigned k, int *completed)
 	if (pid == 0) {
 		int rc;
 
+		om_test_pause_t pz = { fds[1], k };
+
 		close(fds[0]);
-		hook_fd = fds[1];
-		hook_target = k;
-		om_index_set_hook(w.ix, pause_hook, NULL);
+		om_index_set_hook(w.ix, om_test_pause_hook, &pz);
 		rc = run_op(&w, op);
 		c = rc == 0 ? 'D' : 'E';
 		if (write(fds[1], &c, 1) != 1)
@@ -357,9 +340,9 @@ test_crash_during_repair(void **state)
 			pid = fork();
 			assert_true(pid >= 0);
 			if (pid == 0) {
-				hook_fd = fds[1];
-				hook_target = k1;
-				om_index_set_hook(w.ix, pause_hook, NULL);
+				om_test_pause_t pz = { fds[1], k1 };
+
+				om_index_set_hook(w.ix, om_test_pause_hook, &pz);
 				(void)run_op(&w, OP_REPLACE);
 				c = 'D';
 				if (write(fds[1], &c, 1) != 1)
@@ -374,11 +357,10 @@ test_crash_during_repair(void **state)
 			pid = fork();
 			assert_true(pid >= 0);
 			if (pid == 0) {
+				om_test_pause_t pz = { fds[1], k2 };
 				char e[8];
 
-				hook_fd = fds[1];
-				hook_target = k2;
-				om_index_set_hook(w.ix, pause_hook, NULL);
+				om_index_set_hook(w.ix, om_test_pause_hook, &pz);
 				(void)om_index_check(w.ix, e, sizeof(e));
 				c = 'D';
 				if (write(fds[1], &c, 1) != 1)

@@ -756,22 +756,6 @@ test_durable_mode(void **state)
 
 /* A writer dies after linking its file but before indexing it; the
  * master's reclaim removes the unacknowledged file. */
-static int pause_fd = -1;
-
-static void
-pause_at_lock(void *arg, unsigned step)
-{
-	(void)arg;
-	if (step == 1) {
-		char c = 'p';
-
-		if (write(pause_fd, &c, 1) != 1)
-			_exit(3);
-		for (;;)
-			pause();
-	}
-}
-
 static void
 test_reclaim_dead_writer(void **state)
 {
@@ -787,8 +771,9 @@ test_reclaim_dead_writer(void **state)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		om_store_set_slot(f->st, 5);
-		pause_fd = fds[1];
-		om_index_set_hook(f->ix, pause_at_lock, NULL);
+		om_test_pause_t pz = { fds[1], 1 };
+
+		om_index_set_hook(f->ix, om_test_pause_hook, &pz);
 		(void)put_buf(f, "/never-acked", "data", 4, 0, NULL);
 		_exit(0);
 	}

@@ -351,22 +351,6 @@ test_rebuild_10000_with_killed_writer(void **state)
 }
 
 /* Pauses a writer inside om_index_put, after its file is linked. */
-static int pause_fd = -1;
-
-static void
-pause_at_lock(void *arg, unsigned step)
-{
-	(void)arg;
-	if (step == 1) {
-		char c = 'p';
-
-		if (write(pause_fd, &c, 1) != 1)
-			_exit(3);
-		for (;;)
-			pause();
-	}
-}
-
 static void
 kill_during_put(fx_t *f, int k, const state_t *s)
 {
@@ -378,8 +362,9 @@ kill_during_put(fx_t *f, int k, const state_t *s)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		pause_fd = fds[1];
-		om_index_set_hook(f->ix, pause_at_lock, NULL);
+		om_test_pause_t pz = { fds[1], 1 };
+
+		om_index_set_hook(f->ix, om_test_pause_hook, &pz);
 		(void)put_state(f->st, k, s);
 		_exit(0);
 	}
