@@ -1,0 +1,2 @@
+# Configuration file parser (inih), used by objmapperd.
+ENGINE_SRCS +=
