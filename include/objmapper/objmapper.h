@@ -1,0 +1,149 @@
+/*
+ * libobjmapper: the client library of objmapper.
+ *
+ * A client connects to objmapperd's Unix socket and gets objects as file
+ * descriptors (read them with pread, mmap or sendfile) or as bytes; it
+ * puts objects from a buffer or from a descriptor. Calls are synchronous;
+ * om_client_get_batch pipelines many GETs on one connection. A client
+ * handle is not thread-safe: use one per thread.
+ *
+ * Every call returns 0 (or a count) on success and a negative code on
+ * failure: -OM_STATUS_* for an answer of the server (e.g.
+ * -OM_STATUS_NOT_FOUND), -OM_E* below for a local failure.
+ * om_client_message() then describes the last failure in a sentence.
+ *
+ * If the daemon reloads or stops (GOAWAY) or a worker dies, the library
+ * reconnects once and sends again the requests that were not answered, so
+ * that a reload is invisible to callers.
+ */
+#ifndef OBJMAPPER_H
+#define OBJMAPPER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <objmapper/protocol.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OM_CLIENT_VERSION "0.1.0"
+
+/* The socket a client uses when none is given and $OBJMAPPER_SOCKET is unset. */
+#define OM_DEFAULT_SOCKET "/run/objmapper/objmapper.sock"
+
+/* Local failures (returned negated). The codes 1..99 are the server's
+ * status codes (enum om_status). */
+enum om_error {
+	OM_ECONNECT = 100, /* cannot connect to the daemon */
+	OM_EIO = 101,      /* the connection failed, also after a retry */
+	OM_EPROTO = 102,   /* the server's answer broke the protocol */
+	OM_EINVAL = 103,   /* bad argument (e.g. an invalid URI) */
+	OM_ENOMEM = 104,   /* out of memory */
+	OM_ERANGE = 105,   /* the caller's buffer is smaller than the object */
+	OM_ESOURCE = 106,  /* reading the caller's descriptor or buffer failed */
+};
+
+typedef struct om_client om_client_t;
+
+/* What the server says about an object. */
+typedef struct {
+	uint64_t id;      /* version: changes with every PUT of the URI */
+	uint64_t size;    /* bytes */
+	int64_t expires;  /* unix seconds, 0 = never */
+	int64_t mtime;    /* unix seconds of the PUT; 0 unless metadata was asked for */
+	uint32_t crc;     /* CRC32C of the bytes */
+	int tier;         /* OM_TIER_MEMORY or OM_TIER_PERSISTENT */
+} om_info_t;
+
+/* What a listener offers (from HELLO). */
+typedef struct {
+	unsigned version;
+	unsigned transport;        /* OM_TRANSPORT_* */
+	unsigned modes;            /* bit (1 << mode) for each enum om_mode supported */
+	uint32_t max_uri;
+	uint32_t max_meta;
+	uint32_t max_pipeline;
+	uint64_t max_object;       /* 0: only the tiers limit it */
+	uint64_t inline_threshold;
+	int shared_descriptions;   /* OFFSET_READS was granted */
+	char server[64];           /* name and version */
+} om_caps_t;
+
+/* A GET's result. Exactly one of fd >= 0 or data (possibly empty) holds
+ * the bytes. Release with om_object_free. */
+typedef struct {
+	int fd;           /* a read-only descriptor of the object's file, or -1 */
+	void *data;       /* the bytes, if they came inline (malloc'd), or NULL */
+	uint64_t len;     /* bytes in data, or the object's size with fd */
+	om_info_t info;
+	void *meta;       /* the metadata blob, if asked for (malloc'd), or NULL */
+	uint32_t meta_len;
+} om_object_t;
+
+typedef struct {
+	const void *meta;  /* opaque metadata blob kept with the object */
+	uint32_t meta_len;
+	int64_t expires;   /* unix seconds, 0 = never */
+	unsigned flags;    /* OM_PUT_EPHEMERAL */
+} om_put_opts_t;
+
+/* om_client_connect flags */
+#define OM_CLIENT_OFFSET_READS 0x1u /* promise to read descriptors only at explicit
+                                     * offsets (pread, mmap, sendfile with offset):
+                                     * the server may then share descriptions */
+
+/* Connects to a Unix socket (NULL: $OBJMAPPER_SOCKET, else OM_DEFAULT_SOCKET)
+ * and says HELLO. On failure *out may still hold a handle whose message
+ * explains; close it. */
+int om_client_connect(const char *path, unsigned flags, om_client_t **out);
+void om_client_close(om_client_t *c);
+/* The last failure in a sentence ("" if none). */
+const char *om_client_message(const om_client_t *c);
+/* A code's name in words. */
+const char *om_client_strerror(int code);
+/* The listener's capabilities. */
+const om_caps_t *om_client_caps(const om_client_t *c);
+/* The connection's socket descriptor (for poll; do not read or write it). */
+int om_client_fd(const om_client_t *c);
+
+/*
+ * GET in any mode (enum om_mode). flags: OM_GET_WANT_META, OM_GET_NO_TOUCH.
+ * On success fill *obj; release it with om_object_free.
+ */
+int om_client_get(om_client_t *c, const char *uri, int mode, unsigned flags, om_object_t *obj);
+void om_object_free(om_object_t *obj);
+/* GET as a descriptor (mode fdpass): *fd is the caller's to close. */
+int om_client_get_fd(om_client_t *c, const char *uri, int *fd, om_info_t *info);
+/* GET inline (mode copy or splice) into the caller's buffer; *len gets the
+ * size. -OM_ERANGE if it does not fit (info->size says how much is needed). */
+int om_client_get_buf(om_client_t *c, const char *uri, int mode, void *buf, size_t cap,
+    size_t *len, om_info_t *info);
+/* n GETs pipelined on the connection; rcs[i] is each one's result (0 or
+ * negative) and objs[i] is filled where rcs[i] == 0. Returns 0, or a
+ * negative code if the connection itself failed. */
+int om_client_get_batch(om_client_t *c, unsigned n, const char *const *uris, int mode,
+    unsigned flags, om_object_t *objs, int *rcs);
+
+/* PUT from a buffer. opts may be NULL; info (may be NULL) gets the stored
+ * object's fields. */
+int om_client_put(om_client_t *c, const char *uri, const void *data, size_t len,
+    const om_put_opts_t *opts, om_info_t *info);
+/* PUT from a descriptor: bytes [0, len) of fd, copied by the daemon in the
+ * kernel. fd stays the caller's. */
+int om_client_put_fd(om_client_t *c, const char *uri, int fd, uint64_t len,
+    const om_put_opts_t *opts, om_info_t *info);
+int om_client_delete(om_client_t *c, const char *uri);
+/* STAT; with OM_GET_WANT_META also the metadata (*meta malloc'd, may be NULL). */
+int om_client_stat(om_client_t *c, const char *uri, unsigned flags, om_info_t *info,
+    void **meta, uint32_t *meta_len);
+/* STATS: *text (malloc'd, NUL-terminated) holds "name value\n" lines. */
+int om_client_stats(om_client_t *c, char **text);
+int om_client_ping(om_client_t *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

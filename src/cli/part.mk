@@ -1,0 +1,1 @@
+# The objmapper command-line client.

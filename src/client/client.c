@@ -1,0 +1,968 @@
+/*
+ * libobjmapper: a synchronous client of objmapperd over its Unix socket
+ * (docs/PROTOCOL.md). Runs in the caller's process; a handle is used by
+ * one thread at a time.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <objmapper/objmapper.h>
+
+#include "proto/om_proto.h"
+
+#define API __attribute__((visibility("default")))
+
+#define RBUF_SIZE (64u * 1024u)
+#define FDQ_MAX 64u
+
+struct om_client {
+	int fd;
+	unsigned flags;
+	uint32_t next_id;
+	int goaway;             /* a GOAWAY was read: reconnect before the next request */
+	uint32_t goaway_last;
+	om_caps_t caps;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char msg[OM_PROTO_MSG_MAX + 128];
+	uint8_t *rbuf;          /* received, not yet consumed: rbuf[roff, rlen) */
+	size_t roff, rlen;
+	int fdq[FDQ_MAX];       /* descriptors received, in order */
+	unsigned fdq_head, fdq_n;
+};
+
+/* ---- messages and errors ------------------------------------------------ */
+
+__attribute__((format(printf, 3, 4))) static int
+fail(om_client_t *c, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->msg, sizeof(c->msg), fmt, ap);
+	va_end(ap);
+	return -code;
+}
+
+API const char *
+om_client_message(const om_client_t *c)
+{
+	return c ? c->msg : "no client";
+}
+
+API const char *
+om_client_strerror(int code)
+{
+	if (code < 0)
+		code = -code;
+	if (code <= OM_STATUS_MAX)
+		return om_proto_status_text((unsigned)code);
+	switch (code) {
+	case OM_ECONNECT: return "cannot connect to the daemon";
+	case OM_EIO: return "connection to the daemon failed";
+	case OM_EPROTO: return "protocol error";
+	case OM_EINVAL: return "invalid argument";
+	case OM_ENOMEM: return "out of memory";
+	case OM_ERANGE: return "buffer too small for the object";
+	case OM_ESOURCE: return "cannot read the source";
+	default: return "unknown error";
+	}
+}
+
+API const om_caps_t *
+om_client_caps(const om_client_t *c)
+{
+	return &c->caps;
+}
+
+API int
+om_client_fd(const om_client_t *c)
+{
+	return c->fd;
+}
+
+/* ---- the connection ---------------------------------------------------- */
+
+static void
+fdq_clear(om_client_t *c)
+{
+	while (c->fdq_n > 0) {
+		close(c->fdq[c->fdq_head]);
+		c->fdq_head = (c->fdq_head + 1) % FDQ_MAX;
+		c->fdq_n--;
+	}
+	c->fdq_head = 0;
+}
+
+static void
+disconnect(om_client_t *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->roff = c->rlen = 0;
+	c->goaway = 0;
+	fdq_clear(c);
+}
+
+/* Reads what is there (at least one byte) into rbuf, with any descriptors. */
+static int
+fill(om_client_t *c)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int) * 8)];
+	} ctl;
+	struct msghdr mh;
+	struct iovec iov;
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	if (c->roff > 0 && c->roff == c->rlen)
+		c->roff = c->rlen = 0;
+	if (c->rlen == RBUF_SIZE) {
+		memmove(c->rbuf, c->rbuf + c->roff, c->rlen - c->roff);
+		c->rlen -= c->roff;
+		c->roff = 0;
+	}
+	iov.iov_base = c->rbuf + c->rlen;
+	iov.iov_len = RBUF_SIZE - c->rlen;
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = ctl.buf;
+	mh.msg_controllen = sizeof(ctl.buf);
+	do
+		n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return fail(c, OM_EIO, "receive from %s: %s", c->path, strerror(errno));
+	for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (c->fdq_n == FDQ_MAX) {
+				close(fd);
+				return fail(c, OM_EPROTO, "too many descriptors from the server");
+			}
+			c->fdq[(c->fdq_head + c->fdq_n) % FDQ_MAX] = fd;
+			c->fdq_n++;
+		}
+	}
+	if (mh.msg_flags & MSG_CTRUNC)
+		return fail(c, OM_EPROTO, "descriptors from the server were truncated");
+	if (n == 0)
+		return fail(c, OM_EIO, "the daemon closed the connection");
+	c->rlen += (size_t)n;
+	return 0;
+}
+
+/* Copies the next n bytes of the stream to dst (or drops them). */
+static int
+take(om_client_t *c, void *dst, uint64_t n)
+{
+	uint8_t *d = dst;
+
+	while (n > 0) {
+		size_t have = c->rlen - c->roff, k;
+		int rc;
+
+		if (have == 0) {
+			/* Large inline bodies go straight to their destination. */
+			if (d != NULL && n >= RBUF_SIZE / 2) {
+				ssize_t r = recv(c->fd, d, n > (1u << 30) ? (1u << 30) : (size_t)n, MSG_WAITALL);
+
+				if (r < 0 && errno == EINTR)
+					continue;
+				if (r <= 0)
+					return fail(c, OM_EIO, "receive from %s: %s", c->path,
+					    r == 0 ? "connection closed" : strerror(errno));
+				d += r;
+				n -= (uint64_t)r;
+				continue;
+			}
+			if ((rc = fill(c)) != 0)
+				return rc;
+			continue;
+		}
+		k = have < n ? have : (size_t)n;
+		if (d != NULL) {
+			memcpy(d, c->rbuf + c->roff, k);
+			d += k;
+		}
+		c->roff += k;
+		n -= k;
+	}
+	return 0;
+}
+
+static int
+send_all(om_client_t *c, struct iovec *iov, int iovcnt, int fd)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct msghdr mh;
+
+	memset(&mh, 0, sizeof(mh));
+	if (fd >= 0) {
+		struct cmsghdr *cm;
+
+		mh.msg_control = ctl.buf;
+		mh.msg_controllen = sizeof(ctl.buf);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	}
+	while (iovcnt > 0) {
+		ssize_t n;
+
+		mh.msg_iov = iov;
+		mh.msg_iovlen = (size_t)iovcnt;
+		n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return fail(c, OM_EIO, "send to %s: %s", c->path, strerror(errno));
+		}
+		/* The descriptor went with the first bytes. */
+		mh.msg_control = NULL;
+		mh.msg_controllen = 0;
+		while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+/* Reads a response header and its message; keeps a GOAWAY aside. */
+static int
+read_resp(om_client_t *c, om_resp_t *r)
+{
+	uint8_t h[OM_RESP_HDR_LEN];
+	char text[OM_PROTO_MSG_MAX + 1];
+	int rc;
+
+	if ((rc = take(c, h, sizeof(h))) != 0)
+		return rc;
+	if (om_proto_get_resp(h, r) != 0)
+		return fail(c, OM_EPROTO, "bad response header from %s", c->path);
+	if (r->msg_len > OM_PROTO_MSG_MAX || r->meta_len > OM_PROTO_META_MAX)
+		return fail(c, OM_EPROTO, "response lengths out of range");
+	if ((rc = take(c, text, r->msg_len)) != 0)
+		return rc;
+	text[r->msg_len] = '\0';
+	if (r->op == OM_OP_GOAWAY) {
+		c->goaway = 1;
+		c->goaway_last = r->id;
+		snprintf(c->msg, sizeof(c->msg), "GOAWAY: %s", text);
+		return 0;
+	}
+	if (r->status != OM_STATUS_OK)
+		snprintf(c->msg, sizeof(c->msg), "%s: %s", om_proto_status_name(r->status),
+		    r->msg_len ? text : om_proto_status_text(r->status));
+	return 0;
+}
+
+static int
+pop_fd(om_client_t *c, int *fd)
+{
+	if (c->fdq_n == 0)
+		return fail(c, OM_EPROTO, "a response announced a descriptor that did not come");
+	*fd = c->fdq[c->fdq_head];
+	c->fdq_head = (c->fdq_head + 1) % FDQ_MAX;
+	c->fdq_n--;
+	return 0;
+}
+
+static void
+info_from(om_info_t *info, const om_resp_t *r)
+{
+	if (info == NULL)
+		return;
+	info->id = r->obj_id;
+	info->size = r->body_len;
+	info->expires = r->expires;
+	info->mtime = r->mtime;
+	info->crc = r->crc;
+	info->tier = r->tier;
+}
+
+static void
+req_init(om_client_t *c, om_req_t *q, uint8_t op, size_t uri_len)
+{
+	memset(q, 0, sizeof(*q));
+	q->version = OM_PROTO_VERSION;
+	q->op = op;
+	q->id = c->next_id++;
+	if (c->next_id == 0)
+		c->next_id = 1;
+	q->uri_len = (uint16_t)uri_len;
+}
+
+static int
+hello(om_client_t *c)
+{
+	static const char name[] = "libobjmapper " OM_CLIENT_VERSION;
+	uint8_t h[OM_REQ_HDR_LEN], caps[OM_HELLO_CAPS_LEN];
+	struct iovec iov[2];
+	om_hello_caps_t hc;
+	om_req_t q;
+	om_resp_t r;
+	uint64_t rest;
+	int rc;
+
+	req_init(c, &q, OM_OP_HELLO, 0);
+	q.flags = (c->flags & OM_CLIENT_OFFSET_READS) ? OM_HELLO_OFFSET_READS : 0;
+	q.body_len = sizeof(name) - 1;
+	q.arg = OM_PROTO_VERSION;
+	om_proto_put_req(h, &q);
+	iov[0] = (struct iovec){ h, sizeof(h) };
+	iov[1] = (struct iovec){ (void *)name, sizeof(name) - 1 };
+	if ((rc = send_all(c, iov, 2, -1)) != 0 || (rc = read_resp(c, &r)) != 0)
+		return rc;
+	if (r.op == OM_OP_GOAWAY)
+		return fail(c, OM_EIO, "the daemon is going away");
+	if (r.status != OM_STATUS_OK)
+		return -(int)r.status;
+	if (r.body != OM_BODY_INLINE || r.body_len < OM_HELLO_CAPS_LEN || r.body_len > 4096)
+		return fail(c, OM_EPROTO, "bad HELLO response");
+	if ((rc = take(c, NULL, r.meta_len)) != 0 || (rc = take(c, caps, sizeof(caps))) != 0)
+		return rc;
+	om_proto_get_caps(caps, &hc);
+	memset(&c->caps, 0, sizeof(c->caps));
+	c->caps.version = hc.version;
+	c->caps.transport = hc.transport;
+	c->caps.modes = hc.modes;
+	c->caps.max_uri = hc.max_uri;
+	c->caps.max_meta = hc.max_meta;
+	c->caps.max_pipeline = hc.max_pipeline ? hc.max_pipeline : 1;
+	c->caps.max_object = hc.max_object;
+	c->caps.inline_threshold = hc.inline_threshold;
+	c->caps.shared_descriptions = (hc.flags & OM_CAPS_SHARED_DESCRIPTIONS) != 0;
+	rest = r.body_len - OM_HELLO_CAPS_LEN;
+	{
+		size_t n = rest < sizeof(c->caps.server) - 1 ? (size_t)rest : sizeof(c->caps.server) - 1;
+
+		if ((rc = take(c, c->caps.server, n)) != 0 || (rc = take(c, NULL, rest - n)) != 0)
+			return rc;
+		c->caps.server[n] = '\0';
+	}
+	return 0;
+}
+
+static int
+reconnect(om_client_t *c)
+{
+	struct sockaddr_un sa;
+	int rc;
+
+	disconnect(c);
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, c->path, strlen(c->path));
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0)
+		return fail(c, OM_ECONNECT, "socket: %s", strerror(errno));
+	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		rc = fail(c, OM_ECONNECT, "connect to %s: %s", c->path, strerror(errno));
+		disconnect(c);
+		return rc;
+	}
+	if ((rc = hello(c)) != 0) {
+		disconnect(c);
+		return rc == -OM_EIO ? fail(c, OM_ECONNECT, "%s", c->msg) : rc;
+	}
+	return 0;
+}
+
+API int
+om_client_connect(const char *path, unsigned flags, om_client_t **out)
+{
+	om_client_t *c;
+
+	*out = NULL;
+	if (path == NULL || *path == '\0')
+		path = getenv("OBJMAPPER_SOCKET");
+	if (path == NULL || *path == '\0')
+		path = OM_DEFAULT_SOCKET;
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return -OM_ENOMEM;
+	c->fd = -1;
+	c->flags = flags;
+	c->next_id = 1;
+	*out = c;
+	if (strlen(path) >= sizeof(c->path))
+		return fail(c, OM_EINVAL, "socket path too long: %s", path);
+	strcpy(c->path, path);
+	c->rbuf = malloc(RBUF_SIZE);
+	if (c->rbuf == NULL)
+		return fail(c, OM_ENOMEM, "out of memory");
+	return reconnect(c);
+}
+
+API void
+om_client_close(om_client_t *c)
+{
+	if (c == NULL)
+		return;
+	disconnect(c);
+	free(c->rbuf);
+	free(c);
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static int
+check_uri(om_client_t *c, const char *uri, size_t *len)
+{
+	const char *why;
+
+	if (uri == NULL)
+		return fail(c, OM_EINVAL, "no URI");
+	*len = strlen(uri);
+	why = om_proto_uri_error(uri, *len, c->caps.max_uri ? c->caps.max_uri : OM_PROTO_URI_MAX);
+	if (why != NULL)
+		return fail(c, OM_EINVAL, "%s", why);
+	return 0;
+}
+
+/* Where a response's parts go. */
+typedef struct {
+	om_resp_t r;
+	int fd;         /* body kind descriptor: the descriptor */
+	void *data;     /* inline body: malloc'd here unless buf is given */
+	void *buf;      /* caller's buffer for the body, or NULL */
+	size_t cap;
+	void *meta;
+	int want_data;  /* keep an inline body (else drop it) */
+	int want_meta;
+} sink_t;
+
+static void
+sink_release(sink_t *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->data);
+	free(s->meta);
+	s->fd = -1;
+	s->data = s->meta = NULL;
+}
+
+/* Reads the rest of a response (meta, body, descriptor) into s. A status
+ * other than OK is returned negated, with the message kept. */
+static int
+read_parts(om_client_t *c, sink_t *s)
+{
+	om_resp_t *r = &s->r;
+	int rc;
+
+	s->fd = -1;
+	s->data = s->meta = NULL;
+	if (r->meta_len) {
+		if (s->want_meta && (s->meta = malloc(r->meta_len)) == NULL) {
+			/* Keep the stream in step before failing. */
+			return (rc = take(c, NULL, r->meta_len)) != 0 ? rc :
+			    fail(c, OM_ENOMEM, "out of memory");
+		}
+		if ((rc = take(c, s->meta, r->meta_len)) != 0)
+			return rc;
+	}
+	if (r->body == OM_BODY_DESCRIPTOR) {
+		if ((rc = pop_fd(c, &s->fd)) != 0)
+			return rc;
+	} else if (r->body == OM_BODY_INLINE) {
+		void *dst = NULL;
+
+		if (s->want_data) {
+			if (s->buf != NULL) {
+				if (r->body_len > s->cap) {
+					if ((rc = take(c, NULL, r->body_len)) != 0)
+						return rc;
+					return fail(c, OM_ERANGE, "object of %llu bytes, buffer of %zu",
+					    (unsigned long long)r->body_len, s->cap);
+				}
+				dst = s->buf;
+			} else {
+				if (r->body_len > SIZE_MAX - 1 ||
+				    (s->data = malloc(r->body_len ? (size_t)r->body_len : 1)) == NULL) {
+					if ((rc = take(c, NULL, r->body_len)) != 0)
+						return rc;
+					return fail(c, OM_ENOMEM, "out of memory for %llu bytes",
+					    (unsigned long long)r->body_len);
+				}
+				dst = s->data;
+			}
+		}
+		if ((rc = take(c, dst, r->body_len)) != 0)
+			return rc;
+	} else if (r->body != OM_BODY_NONE) {
+		return fail(c, OM_EPROTO, "unknown body kind %u", r->body);
+	}
+	if (r->status != OM_STATUS_OK)
+		return -(int)r->status;
+	return 0;
+}
+
+/*
+ * Sends one request and reads its response, with the retry rules: after a
+ * GOAWAY that did not cover it, the request is sent again on a new
+ * connection; after a lost connection, once, if `retry` allows.
+ */
+static int
+call(om_client_t *c, om_req_t *q, struct iovec *parts, int nparts, int send_fd, bool retry,
+    sink_t *s)
+{
+	struct iovec iov[5];
+	uint8_t h[OM_REQ_HDR_LEN];
+	int lost = 0;
+
+	for (int round = 0; round < 4; round++) {
+		int rc;
+
+		if (c->fd < 0 || c->goaway) {
+			if ((rc = reconnect(c)) != 0)
+				return rc;
+		}
+		q->id = c->next_id++;
+		if (c->next_id == 0)
+			c->next_id = 1;
+		om_proto_put_req(h, q);
+		iov[0] = (struct iovec){ h, sizeof(h) };
+		for (int i = 0; i < nparts; i++)
+			iov[i + 1] = parts[i];
+		rc = send_all(c, iov, nparts + 1, send_fd);
+		if (rc == 0) {
+			rc = read_resp(c, &s->r);
+			if (rc == 0 && s->r.op == OM_OP_GOAWAY) {
+				/* Not processed: send it again elsewhere. */
+				disconnect(c);
+				continue;
+			}
+			if (rc == 0 && s->r.id != q->id)
+				rc = fail(c, OM_EPROTO, "response for request %u, expected %u", s->r.id, q->id);
+			if (rc == 0)
+				return read_parts(c, s);
+		}
+		if (rc != -OM_EIO)
+			return rc;
+		/* The connection broke with the request unanswered. */
+		disconnect(c);
+		if (!retry || lost++)
+			return rc;
+	}
+	return fail(c, OM_EIO, "the daemon keeps going away");
+}
+
+API int
+om_client_get(om_client_t *c, const char *uri, int mode, unsigned flags, om_object_t *obj)
+{
+	sink_t s = { .want_data = 1, .want_meta = (flags & OM_GET_WANT_META) != 0 };
+	struct iovec part;
+	om_req_t q;
+	size_t len;
+	int rc;
+
+	memset(obj, 0, sizeof(*obj));
+	obj->fd = -1;
+	if ((rc = check_uri(c, uri, &len)) != 0)
+		return rc;
+	if (mode < OM_MODE_AUTO || mode > OM_MODE_SPLICE ||
+	    (flags & ~(unsigned)(OM_GET_WANT_META | OM_GET_NO_TOUCH)) != 0)
+		return fail(c, OM_EINVAL, "bad mode or flags");
+	req_init(c, &q, OM_OP_GET, len);
+	q.flags = (uint32_t)mode | flags;
+	part = (struct iovec){ (void *)uri, len };
+	rc = call(c, &q, &part, 1, -1, true, &s);
+	if (rc != 0) {
+		sink_release(&s);
+		return rc;
+	}
+	obj->fd = s.fd;
+	obj->data = s.data;
+	obj->len = s.r.body_len;
+	obj->meta = s.meta;
+	obj->meta_len = s.r.meta_len;
+	info_from(&obj->info, &s.r);
+	return 0;
+}
+
+API void
+om_object_free(om_object_t *obj)
+{
+	if (obj == NULL)
+		return;
+	if (obj->fd >= 0)
+		close(obj->fd);
+	free(obj->data);
+	free(obj->meta);
+	memset(obj, 0, sizeof(*obj));
+	obj->fd = -1;
+}
+
+API int
+om_client_get_fd(om_client_t *c, const char *uri, int *fd, om_info_t *info)
+{
+	om_object_t o;
+	int rc = om_client_get(c, uri, OM_MODE_FDPASS, 0, &o);
+
+	*fd = -1;
+	if (rc != 0)
+		return rc;
+	if (o.fd < 0) {
+		om_object_free(&o);
+		return fail(c, OM_EPROTO, "fdpass GET answered without a descriptor");
+	}
+	*fd = o.fd;
+	if (info != NULL)
+		*info = o.info;
+	return 0;
+}
+
+API int
+om_client_get_buf(om_client_t *c, const char *uri, int mode, void *buf, size_t cap, size_t *len,
+    om_info_t *info)
+{
+	sink_t s = { .want_data = 1, .buf = buf, .cap = cap };
+	struct iovec part;
+	om_req_t q;
+	size_t ulen;
+	int rc;
+
+	if ((rc = check_uri(c, uri, &ulen)) != 0)
+		return rc;
+	if (mode < OM_MODE_AUTO || mode > OM_MODE_SPLICE)
+		return fail(c, OM_EINVAL, "bad mode");
+	req_init(c, &q, OM_OP_GET, ulen);
+	q.flags = (uint32_t)mode;
+	part = (struct iovec){ (void *)uri, ulen };
+	rc = call(c, &q, &part, 1, -1, true, &s);
+	if (rc == 0 || rc == -OM_ERANGE)
+		info_from(info, &s.r);
+	if (rc == 0 && s.fd >= 0) {
+		/* A descriptor (mode auto, large object): read it here. */
+		uint64_t off = 0;
+
+		if (s.r.body_len > cap) {
+			rc = fail(c, OM_ERANGE, "object of %llu bytes, buffer of %zu",
+			    (unsigned long long)s.r.body_len, cap);
+		}
+		while (rc == 0 && off < s.r.body_len) {
+			ssize_t n = pread(s.fd, (char *)buf + off, (size_t)(s.r.body_len - off), (off_t)off);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				rc = fail(c, OM_EIO, "reading the object's descriptor: %s",
+				    n == 0 ? "short file" : strerror(errno));
+			else
+				off += (uint64_t)n;
+		}
+	}
+	if (rc == 0)
+		*len = (size_t)s.r.body_len;
+	sink_release(&s);
+	return rc;
+}
+
+API int
+om_client_get_batch(om_client_t *c, unsigned n, const char *const *uris, int mode, unsigned flags,
+    om_object_t *objs, int *rcs)
+{
+	uint8_t *hdrs = NULL;
+	size_t *lens = NULL;
+	uint32_t *ids = NULL;
+	unsigned done = 0, tries = 0, goaways = 0;
+	int rc = 0;
+
+	if (mode < OM_MODE_AUTO || mode > OM_MODE_SPLICE ||
+	    (flags & ~(unsigned)(OM_GET_WANT_META | OM_GET_NO_TOUCH)) != 0)
+		return fail(c, OM_EINVAL, "bad mode or flags");
+	for (unsigned i = 0; i < n; i++) {
+		memset(&objs[i], 0, sizeof(objs[i]));
+		objs[i].fd = -1;
+		rcs[i] = 1; /* not answered yet */
+	}
+	hdrs = malloc((size_t)n * OM_REQ_HDR_LEN + 1);
+	lens = malloc((size_t)n * sizeof(*lens) + 1);
+	ids = malloc((size_t)n * sizeof(*ids) + 1);
+	if (hdrs == NULL || lens == NULL || ids == NULL) {
+		rc = fail(c, OM_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		int r = check_uri(c, uris[i], &lens[i]);
+
+		if (r != 0) {
+			rcs[i] = r;
+			done++;
+		}
+	}
+	/* Rounds: send a window of requests, read their answers; after a
+	 * GOAWAY or a lost connection, the unanswered ones go again. */
+	while (done < n) {
+		unsigned sent = 0, window, next = 0, got = 0;
+		bool broken = false;
+
+		if (c->fd < 0 || c->goaway) {
+			if ((rc = reconnect(c)) != 0)
+				goto out;
+		}
+		window = c->caps.max_pipeline ? c->caps.max_pipeline : 1;
+		if (window > 64)
+			window = 64;
+		/* i: next request to send; got: answers read this round. */
+		for (unsigned i = 0; i < n || got < sent;) {
+			if (i < n && rcs[i] != 1) {
+				i++;
+				continue;
+			}
+			if (i < n && sent - got < window) {
+				om_req_t q;
+				struct iovec iov[2];
+
+				req_init(c, &q, OM_OP_GET, lens[i]);
+				q.flags = (uint32_t)mode | flags;
+				ids[i] = q.id;
+				om_proto_put_req(hdrs + (size_t)i * OM_REQ_HDR_LEN, &q);
+				iov[0] = (struct iovec){ hdrs + (size_t)i * OM_REQ_HDR_LEN, OM_REQ_HDR_LEN };
+				iov[1] = (struct iovec){ (void *)uris[i], lens[i] };
+				if (send_all(c, iov, 2, -1) != 0) {
+					broken = true;
+					break;
+				}
+				sent++;
+				i++;
+				continue;
+			}
+			/* Read the answer to the oldest request in flight. */
+			while (next < n && (rcs[next] != 1 || next >= i))
+				next++;
+			if (next >= n)
+				break;
+			{
+				sink_t s = { .want_data = 1, .want_meta = (flags & OM_GET_WANT_META) != 0 };
+				int r = read_resp(c, &s.r);
+
+				if (r == 0 && s.r.op == OM_OP_GOAWAY) {
+					broken = true;
+					break;
+				}
+				if (r == 0 && s.r.id != ids[next])
+					r = fail(c, OM_EPROTO, "response out of order");
+				if (r == 0 || (r != -OM_EIO && r != -OM_EPROTO))
+					r = r == 0 ? read_parts(c, &s) : r;
+				if (r == -OM_EIO || r == -OM_EPROTO) {
+					sink_release(&s);
+					broken = true;
+					break;
+				}
+				rcs[next] = r;
+				if (r == 0) {
+					objs[next].fd = s.fd;
+					objs[next].data = s.data;
+					objs[next].len = s.r.body_len;
+					objs[next].meta = s.meta;
+					objs[next].meta_len = s.r.meta_len;
+					info_from(&objs[next].info, &s.r);
+				} else {
+					sink_release(&s);
+				}
+				done++;
+				got++;
+				next++;
+			}
+		}
+		if (broken) {
+			bool goaway = c->goaway;
+
+			disconnect(c);
+			/* GOAWAY: the rest was not processed, send it again.
+			 * A lost connection: GETs are safe to repeat, once. */
+			if ((!goaway && tries++ > 0) || (goaway && goaways++ >= 4)) {
+				for (unsigned i = 0; i < n; i++)
+					if (rcs[i] == 1)
+						rcs[i] = -OM_EIO;
+				rc = -OM_EIO;
+				goto out;
+			}
+		}
+	}
+out:
+	free(hdrs);
+	free(lens);
+	free(ids);
+	return rc;
+}
+
+API int
+om_client_put(om_client_t *c, const char *uri, const void *data, size_t len,
+    const om_put_opts_t *opts, om_info_t *info)
+{
+	sink_t s = { 0 };
+	struct iovec parts[3];
+	om_req_t q;
+	size_t ulen;
+	int rc;
+
+	if ((rc = check_uri(c, uri, &ulen)) != 0)
+		return rc;
+	if (opts != NULL && (opts->meta_len > OM_PROTO_META_MAX || (opts->flags & ~OM_PUT_EPHEMERAL)))
+		return fail(c, OM_EINVAL, "bad metadata length or flags");
+	if (len && data == NULL)
+		return fail(c, OM_EINVAL, "no data");
+	req_init(c, &q, OM_OP_PUT, ulen);
+	q.body_len = len;
+	if (opts != NULL) {
+		q.meta_len = (uint16_t)opts->meta_len;
+		q.arg = opts->expires;
+		q.flags = opts->flags;
+	}
+	parts[0] = (struct iovec){ (void *)uri, ulen };
+	parts[1] = (struct iovec){ (void *)(opts ? opts->meta : NULL), q.meta_len };
+	parts[2] = (struct iovec){ (void *)data, len };
+	rc = call(c, &q, parts, 3, -1, true, &s);
+	if (rc == 0)
+		info_from(info, &s.r);
+	sink_release(&s);
+	return rc;
+}
+
+API int
+om_client_put_fd(om_client_t *c, const char *uri, int fd, uint64_t len, const om_put_opts_t *opts,
+    om_info_t *info)
+{
+	sink_t s = { 0 };
+	struct iovec parts[2];
+	om_req_t q;
+	size_t ulen;
+	int rc;
+
+	if ((rc = check_uri(c, uri, &ulen)) != 0)
+		return rc;
+	if (fd < 0)
+		return fail(c, OM_EINVAL, "no descriptor");
+	if (opts != NULL && (opts->meta_len > OM_PROTO_META_MAX || (opts->flags & ~OM_PUT_EPHEMERAL)))
+		return fail(c, OM_EINVAL, "bad metadata length or flags");
+	req_init(c, &q, OM_OP_PUT, ulen);
+	q.body_len = len;
+	q.flags = OM_PUT_FD;
+	if (opts != NULL) {
+		q.meta_len = (uint16_t)opts->meta_len;
+		q.arg = opts->expires;
+		q.flags |= opts->flags;
+	}
+	parts[0] = (struct iovec){ (void *)uri, ulen };
+	parts[1] = (struct iovec){ (void *)(opts ? opts->meta : NULL), q.meta_len };
+	rc = call(c, &q, parts, 2, fd, true, &s);
+	if (rc == 0)
+		info_from(info, &s.r);
+	sink_release(&s);
+	return rc;
+}
+
+static int
+simple(om_client_t *c, uint8_t op, const char *uri, unsigned flags, sink_t *s)
+{
+	struct iovec part;
+	om_req_t q;
+	size_t ulen = 0;
+	int rc;
+
+	if (uri != NULL && (rc = check_uri(c, uri, &ulen)) != 0)
+		return rc;
+	req_init(c, &q, op, ulen);
+	q.flags = flags;
+	part = (struct iovec){ (void *)uri, ulen };
+	return call(c, &q, &part, uri ? 1 : 0, -1, true, s);
+}
+
+API int
+om_client_delete(om_client_t *c, const char *uri)
+{
+	sink_t s = { 0 };
+	int rc = simple(c, OM_OP_DELETE, uri, 0, &s);
+
+	sink_release(&s);
+	return rc;
+}
+
+API int
+om_client_stat(om_client_t *c, const char *uri, unsigned flags, om_info_t *info, void **meta,
+    uint32_t *meta_len)
+{
+	sink_t s = { .want_meta = meta != NULL };
+	int rc;
+
+	if (flags & ~(unsigned)OM_GET_WANT_META)
+		return fail(c, OM_EINVAL, "bad flags");
+	rc = simple(c, OM_OP_STAT, uri, flags, &s);
+	if (rc == 0) {
+		info_from(info, &s.r);
+		if (info != NULL)
+			info->size = s.r.body_len;
+		if (meta != NULL) {
+			*meta = s.meta;
+			s.meta = NULL;
+		}
+		if (meta_len != NULL)
+			*meta_len = s.r.meta_len;
+	}
+	sink_release(&s);
+	return rc;
+}
+
+API int
+om_client_stats(om_client_t *c, char **text)
+{
+	sink_t s = { .want_data = 1 };
+	int rc = simple(c, OM_OP_STATS, NULL, 0, &s);
+
+	*text = NULL;
+	if (rc == 0) {
+		char *t = realloc(s.data, (size_t)s.r.body_len + 1);
+
+		if (t == NULL) {
+			sink_release(&s);
+			return fail(c, OM_ENOMEM, "out of memory");
+		}
+		t[s.r.body_len] = '\0';
+		*text = t;
+		s.data = NULL;
+	}
+	sink_release(&s);
+	return rc;
+}
+
+API int
+om_client_ping(om_client_t *c)
+{
+	sink_t s = { 0 };
+	int rc = simple(c, OM_OP_PING, NULL, 0, &s);
+
+	sink_release(&s);
+	return rc;
+}

@@ -1,0 +1,110 @@
+/*
+ * Encoding and decoding of protocol frames (docs/PROTOCOL.md), and the
+ * validity rules both ends apply. Used by the daemon's workers and by the
+ * client library.
+ */
+#ifndef OM_PROTO_H
+#define OM_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <objmapper/protocol.h>
+
+typedef struct {
+	uint8_t version;
+	uint8_t op;
+	uint32_t id;
+	uint32_t flags;
+	uint16_t uri_len;
+	uint16_t meta_len;
+	uint64_t body_len;
+	int64_t arg;
+} om_req_t;
+
+typedef struct {
+	uint8_t version;
+	uint8_t op;
+	uint32_t id;
+	uint16_t status;
+	uint8_t body;
+	uint8_t tier;
+	uint16_t msg_len;
+	uint16_t meta_len;
+	uint64_t body_len;
+	uint64_t obj_id;
+	int64_t expires;
+	uint32_t crc;
+	uint32_t mtime;
+} om_resp_t;
+
+typedef struct {
+	uint8_t version;
+	uint8_t transport;
+	uint16_t modes;
+	uint32_t max_uri;
+	uint32_t max_meta;
+	uint32_t max_pipeline;
+	uint64_t max_object;
+	uint64_t inline_threshold;
+	uint32_t flags;
+} om_hello_caps_t;
+
+void om_proto_put_req(uint8_t *buf, const om_req_t *r);
+/* 0, -EPROTO (bad magic) or -EPROTONOSUPPORT (other version; r->version set). */
+int om_proto_get_req(const uint8_t *buf, om_req_t *r);
+void om_proto_put_resp(uint8_t *buf, const om_resp_t *r);
+int om_proto_get_resp(const uint8_t *buf, om_resp_t *r);
+void om_proto_put_caps(uint8_t *buf, const om_hello_caps_t *c);
+void om_proto_get_caps(const uint8_t *buf, om_hello_caps_t *c);
+
+/* A URI's bytes are valid (1..max bytes of 0x21-0x7e or 0x80-0xff, no ".."
+ * segment). Returns NULL, or what is wrong in words. */
+const char *om_proto_uri_error(const void *uri, size_t len, size_t max);
+
+/* Status names ("NOT_FOUND") and short descriptions. */
+const char *om_proto_status_name(unsigned status);
+const char *om_proto_status_text(unsigned status);
+const char *om_proto_op_name(unsigned op);
+
+/* Little-endian field access. */
+static inline void
+om_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void
+om_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void
+om_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint16_t
+om_get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static inline uint32_t
+om_get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t
+om_get64(const uint8_t *p)
+{
+	return (uint64_t)om_get32(p) | (uint64_t)om_get32(p + 4) << 32;
+}
+
+#endif

@@ -1,0 +1,2 @@
+# Protocol frames: in the daemon (engine library) and in libobjmapper.
+ENGINE_SRCS += src/proto/proto.c

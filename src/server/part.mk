@@ -1,0 +1,1 @@
+# objmapperd: the daemon.
