@@ -1,2 +1,2 @@
 # Configuration file parser (inih), used by objmapperd.
-ENGINE_SRCS +=
+ENGINE_SRCS += src/conf/conf.c

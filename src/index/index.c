@@ -1123,6 +1123,12 @@ om_index_procs(const om_index_t *ix)
 	return ix->h->nprocs;
 }
 
+size_t
+om_index_proc_bytes(const om_index_t *ix)
+{
+	return ix->h->proc_bytes;
+}
+
 int
 om_index_fd(const om_index_t *ix)
 {

@@ -176,6 +176,7 @@ size_t om_index_object_bytes(const om_index_t *ix, size_t uri_len);
 /* Per-process slot of proc_bytes in the segment, or NULL. */
 void *om_index_proc_area(om_index_t *ix, unsigned slot);
 unsigned om_index_procs(const om_index_t *ix);
+size_t om_index_proc_bytes(const om_index_t *ix);
 
 /*
  * Full consistency check: takes every lock (repairing as needed), walks

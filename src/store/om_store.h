@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "index/om_index.h"
 
@@ -47,6 +48,10 @@ typedef struct {
 	uint32_t max_meta;         /* 0 = OM_STORE_META_MAX */
 	unsigned proc_slot;        /* this process's slot in the index segment */
 	int no_tmpfile;            /* publish through temporary names even if O_TMPFILE works */
+	int set_owner;             /* make the tiers (directories, and object files at
+	                            * rebuild) belong to owner_uid:owner_gid */
+	uid_t owner_uid;
+	gid_t owner_gid;
 } om_store_params_t;
 
 /* PUT flags */
@@ -121,8 +126,16 @@ typedef struct {
 int om_store_open(const om_store_params_t *p, om_index_t *ix, om_store_t **out,
     char *err, size_t errlen);
 void om_store_close(om_store_t *st);
-/* A forked child takes its own slot before it writes. */
+/* A forked child takes its own slot before it writes: its intents and
+ * counters live there. */
 void om_store_set_slot(om_store_t *st, unsigned slot);
+/* Takes new limits and policies (a reload); paths cannot change. A
+ * promotion threshold above what the index counts is lowered to it. */
+void om_store_reconfigure(om_store_t *st, const om_store_params_t *p);
+/* Bytes of a process slot the store uses (the rest is the caller's), and
+ * the counters of another process's slot (for STATS). */
+size_t om_store_proc_bytes(void);
+const om_store_stats_t *om_store_slot_stats(om_store_t *st, unsigned slot);
 
 /* Rebuilds an empty index from the files in both tiers. */
 int om_store_rebuild(om_store_t *st, om_rebuild_stats_t *rs);
@@ -163,7 +176,14 @@ int om_store_get(om_store_t *st, const void *uri, size_t len, unsigned flags,
 int om_store_stat(om_store_t *st, const void *uri, size_t len, om_ix_obj_t *out);
 /* Copies the metadata blob of an object (by descriptor from a GET) into
  * buf; *len gets its length. -ERANGE if cap is too small. */
-int om_store_read_meta(om_store_t *st, int fd, void *buf, size_t cap, uint32_t *len);
+int om_store_read_meta(om_store_t *st, int fd, void *buf, size_t cap, uint32_t *len,
+    int64_t *mtime);
+/* A GET without the open: the object and the tier to open it from
+ * (out->fd = -1). For callers that keep descriptors (a per-worker cache):
+ * open with om_store_open_obj, and on -ENOENT fall back to om_store_get. */
+int om_store_locate(om_store_t *st, const void *uri, size_t len, unsigned flags, om_get_t *out);
+/* Opens an object file read-only (a new open file description); -errno. */
+int om_store_open_obj(om_store_t *st, int tier, uint64_t id);
 /* 0, or -ENOENT. */
 int om_store_delete(om_store_t *st, const void *uri, size_t len);
 

@@ -82,6 +82,30 @@ proc_sh(om_store_t *st, unsigned slot)
 	return om_index_proc_area(st->ix, slot);
 }
 
+size_t
+om_store_proc_bytes(void)
+{
+	return sizeof(om_store_proc_sh_t);
+}
+
+const om_store_stats_t *
+om_store_slot_stats(om_store_t *st, unsigned slot)
+{
+	om_store_proc_sh_t *p = proc_sh(st, slot);
+
+	return p != NULL ? &p->stats : NULL;
+}
+
+/* Counters live in the process's slot of the segment, where STATS can sum
+ * them across processes; without a slot, in the handle. */
+static void
+bind_stats(om_store_t *st)
+{
+	om_store_proc_sh_t *p = proc_sh(st, st->slot);
+
+	st->stats = p != NULL ? &p->stats : &st->local_stats;
+}
+
 void
 om_store_intent(om_store_t *st, uint64_t id, int tier, int kind)
 {
@@ -110,6 +134,30 @@ store_release(void *arg, const om_ix_obj_t *o)
 }
 
 /* ---- opening ----------------------------------------------------------- */
+
+/* The tier's directories belong to the daemon's user, so that workers
+ * that run as that user can publish into them. */
+static int
+tier_chown(om_tier_t *t, const om_store_params_t *p, char *err, size_t errlen)
+{
+	static const char *const extra[] = { ".", "tmp", "corrupt" };
+	char sub[8];
+
+	for (unsigned i = 0; i < OM_FANOUT + 3; i++) {
+		const char *name = i < 3 ? extra[i] : sub;
+
+		if (i >= 3)
+			snprintf(sub, sizeof(sub), "%02x", i - 3);
+		if (fchownat(t->dirfd, name, p->owner_uid, p->owner_gid, AT_SYMLINK_NOFOLLOW) != 0) {
+			int rc = -errno;
+
+			snprintf(err, errlen, "%s tier: chown(\"%s/%s\") failed: %s", t->name, t->path, name,
+			    om_strerror(rc));
+			return rc;
+		}
+	}
+	return 0;
+}
 
 static int
 tier_open(om_tier_t *t, const char *name, const om_tier_params_t *tp, int no_tmpfile,
@@ -204,6 +252,11 @@ om_store_open(const om_store_params_t *p, om_index_t *ix, om_store_t **out,
 		    p->promote_hits, om_index_hits_max(ix));
 		return -EINVAL;
 	}
+	if (om_index_proc_bytes(ix) < sizeof(om_store_proc_sh_t)) {
+		snprintf(err, errlen, "index process slots of %zu bytes, the store needs %zu",
+		    om_index_proc_bytes(ix), sizeof(om_store_proc_sh_t));
+		return -EINVAL;
+	}
 	if (p->max_meta > OM_STORE_META_MAX) {
 		snprintf(err, errlen, "metadata limit %u is above the maximum %u", p->max_meta,
 		    OM_STORE_META_MAX);
@@ -221,6 +274,7 @@ om_store_open(const om_store_params_t *p, om_index_t *ix, om_store_t **out,
 	st->evict_samples = p->evict_samples ? p->evict_samples : 16;
 	st->max_meta = p->max_meta ? p->max_meta : OM_STORE_META_MAX;
 	st->slot = p->proc_slot;
+	bind_stats(st);
 	um = umask(0);
 	umask(um);
 	st->need_fchmod = (um & 0440) != 0;
@@ -228,6 +282,12 @@ om_store_open(const om_store_params_t *p, om_index_t *ix, om_store_t **out,
 	if ((rc = tier_open(&st->tier[OM_TIER_MEM], "memory", &p->mem, p->no_tmpfile, err, errlen)) != 0)
 		goto fail;
 	if ((rc = tier_open(&st->tier[OM_TIER_DISK], "persistent", &p->disk, p->no_tmpfile, err, errlen)) != 0)
+		goto fail;
+	st->set_owner = p->set_owner;
+	st->owner_uid = p->owner_uid;
+	st->owner_gid = p->owner_gid;
+	if (p->set_owner && ((rc = tier_chown(&st->tier[OM_TIER_MEM], p, err, errlen)) != 0 ||
+	    (rc = tier_chown(&st->tier[OM_TIER_DISK], p, err, errlen)) != 0))
 		goto fail;
 	om_index_set_release(ix, store_release, st);
 	*out = st;
@@ -252,12 +312,27 @@ void
 om_store_set_slot(om_store_t *st, unsigned slot)
 {
 	st->slot = slot;
+	bind_stats(st);
+}
+
+void
+om_store_reconfigure(om_store_t *st, const om_store_params_t *p)
+{
+	st->tier[OM_TIER_MEM].limit = p->mem.limit;
+	st->tier[OM_TIER_DISK].limit = p->disk.limit;
+	st->durability = p->durability;
+	st->promote_hits = p->promote_hits <= om_index_hits_max(st->ix) ? p->promote_hits :
+	    om_index_hits_max(st->ix);
+	st->promote_max_size = p->promote_max_size ? p->promote_max_size :
+	    (p->mem.limit ? p->mem.limit / 4 : UINT64_MAX);
+	st->evict_samples = p->evict_samples ? p->evict_samples : 16;
+	st->max_meta = p->max_meta ? p->max_meta : OM_STORE_META_MAX;
 }
 
 const om_store_stats_t *
 om_store_stats(const om_store_t *st)
 {
-	return &st->stats;
+	return st->stats;
 }
 
 /* ---- PUT --------------------------------------------------------------- */
@@ -485,7 +560,7 @@ om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
 		/* A concurrent PUT of this URI with a newer id landed first:
 		 * ours is ordered before it and its file is not needed. */
 		om_store_unlink_obj(st, t->tier, t->id);
-		st->stats.superseded++;
+		st->stats->superseded++;
 		rc = 0;
 	} else if (rc < 0) {
 		goto fail_published;
@@ -497,8 +572,8 @@ om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
 		(void)om_os_fsync_dir(st->tier[om_store_tier_of(old.flags)].dirfd, oname);
 	}
 	om_store_intent(st, 0, 0, 0);
-	st->stats.puts++;
-	st->stats.put_bytes += t->size;
+	st->stats->puts++;
+	st->stats->put_bytes += t->size;
 	if (out != NULL)
 		*out = o;
 	close(t->fd);
@@ -559,7 +634,7 @@ om_store_get(om_store_t *st, const void *uri, size_t len, unsigned flags, om_get
 	int64_t now = om_time_s();
 	unsigned lflags = (flags & OM_GET_NOTOUCH) ? 0 : OM_IX_TOUCH;
 
-	st->stats.gets++;
+	st->stats->gets++;
 	for (int attempt = 0; attempt < 4; attempt++) {
 		om_ix_obj_t o, again;
 		int fd = -ENOENT, tier;
@@ -581,9 +656,9 @@ om_store_get(om_store_t *st, const void *uri, size_t len, unsigned flags, om_get
 			out->tier = tier;
 			out->obj = o;
 			if (tier == OM_TIER_MEM)
-				st->stats.hits_mem++;
+				st->stats->hits_mem++;
 			else
-				st->stats.hits_disk++;
+				st->stats->hits_disk++;
 			return 0;
 		}
 		if (fd != -ENOENT)
@@ -593,13 +668,27 @@ om_store_get(om_store_t *st, const void *uri, size_t len, unsigned flags, om_get
 		 * and the entry goes too. */
 		if (om_index_lookup(st->ix, uri, len, &again, 0) == 0 && again.id == o.id) {
 			if (om_index_delete_slot(st->ix, o.slot, o.id, NULL) == 0) {
-				st->stats.lost_files++;
+				st->stats->lost_files++;
 				om_log_warn(0, "store: object %016" PRIx64 " had no file; entry removed", o.id);
 			}
 		}
 	}
-	st->stats.misses++;
+	st->stats->misses++;
 	return -ENOENT;
+}
+
+int
+om_store_locate(om_store_t *st, const void *uri, size_t len, unsigned flags, om_get_t *out)
+{
+	om_ix_obj_t o;
+
+	if (om_index_lookup(st->ix, uri, len, &o, (flags & OM_GET_NOTOUCH) ? 0 : OM_IX_TOUCH) != 0 ||
+	    expired(&o, om_time_s()))
+		return -ENOENT;
+	out->fd = -1;
+	out->obj = o;
+	out->tier = (o.flags & OM_IX_F_COPY) ? OM_TIER_MEM : om_store_tier_of(o.flags);
+	return 0;
 }
 
 int
@@ -615,7 +704,7 @@ om_store_stat(om_store_t *st, const void *uri, size_t len, om_ix_obj_t *out)
 }
 
 int
-om_store_read_meta(om_store_t *st, int fd, void *buf, size_t cap, uint32_t *len)
+om_store_read_meta(om_store_t *st, int fd, void *buf, size_t cap, uint32_t *len, int64_t *mtime)
 {
 	uint8_t rec[OM_META_REC_MAX];
 	om_meta_rec_t r;
@@ -633,6 +722,8 @@ om_store_read_meta(om_store_t *st, int fd, void *buf, size_t cap, uint32_t *len)
 	if (r.meta_len)
 		memcpy(buf, r.meta, r.meta_len);
 	*len = r.meta_len;
+	if (mtime != NULL)
+		*mtime = r.mtime;
 	return 0;
 }
 
@@ -645,7 +736,7 @@ om_store_delete(om_store_t *st, const void *uri, size_t len)
 	rc = om_index_delete(st->ix, uri, len, 0, &old);
 	if (rc != 0)
 		return rc;
-	st->stats.deletes++;
+	st->stats->deletes++;
 	if (st->durability == OM_DURABLE_FSYNC) {
 		char name[OM_NAME_MAX];
 

@@ -54,7 +54,7 @@ om_store_drop_copy(om_store_t *st, const om_ix_obj_t *o)
 	 * back to the primary; the reverse order could leak the file. */
 	om_store_unlink_obj(st, OM_TIER_MEM, o->id);
 	if (om_index_update_flags(st->ix, o->slot, o->id, 0, OM_IX_F_COPY) == 0)
-		st->stats.copies_dropped++;
+		st->stats->copies_dropped++;
 }
 
 static int
@@ -71,7 +71,7 @@ evict_class(om_store_t *st, unsigned cls, int tier, size_t uri_len)
 	/* The release callback unlinks the files. Losing the race to a
 	 * concurrent writer is progress all the same. */
 	if (om_index_delete_slot(st->ix, v.slot, v.id, NULL) == 0)
-		st->stats.evicted[tier]++;
+		st->stats->evicted[tier]++;
 	return 0;
 }
 
@@ -102,7 +102,7 @@ om_store_evict_index(om_store_t *st, size_t uri_len)
 	    &v) != 0)
 		return -ENOENT;
 	if (om_index_delete_slot(st->ix, v.slot, v.id, NULL) == 0)
-		st->stats.evicted[om_store_tier_of(v.flags)]++;
+		st->stats->evicted[om_store_tier_of(v.flags)]++;
 	return 0;
 }
 
@@ -126,12 +126,12 @@ om_store_make_room(om_store_t *st, int tier, uint64_t need)
 int
 om_store_enforce(om_store_t *st, int tier)
 {
-	uint64_t before = st->stats.evicted[tier] + st->stats.copies_dropped;
+	uint64_t before = st->stats->evicted[tier] + st->stats->copies_dropped;
 	int rc = om_store_make_room(st, tier, 0);
 
 	if (rc != 0)
 		return rc;
-	return (int)(st->stats.evicted[tier] + st->stats.copies_dropped - before);
+	return (int)(st->stats->evicted[tier] + st->stats->copies_dropped - before);
 }
 
 /* ---- expiry ------------------------------------------------------------ */
@@ -274,8 +274,8 @@ int
 om_store_maintain(om_store_t *st, om_maint_stats_t *ms)
 {
 	collect_t c = { NULL, 0, 0, om_time_s(), 0, 0 };
-	uint64_t ev0 = st->stats.evicted[0] + st->stats.evicted[1];
-	uint64_t cd0 = st->stats.copies_dropped;
+	uint64_t ev0 = st->stats->evicted[0] + st->stats->evicted[1];
+	uint64_t cd0 = st->stats->copies_dropped;
 	int rc = 0;
 
 	memset(ms, 0, sizeof(*ms));
@@ -285,7 +285,7 @@ om_store_maintain(om_store_t *st, om_maint_stats_t *ms)
 		goto out;
 	for (size_t i = 0; i < c.n; i++) {
 		if (om_index_delete_slot(st->ix, c.v[i].slot, c.v[i].id, NULL) == 0) {
-			st->stats.expired++;
+			st->stats->expired++;
 			ms->expired++;
 		}
 	}
@@ -320,7 +320,7 @@ om_store_maintain(om_store_t *st, om_maint_stats_t *ms)
 				continue;
 			}
 			if (promote_one(st, &c.v[i]) == 0) {
-				st->stats.promoted++;
+				st->stats->promoted++;
 				ms->promoted++;
 			} else {
 				ms->promote_failed++;
@@ -329,8 +329,8 @@ om_store_maintain(om_store_t *st, om_maint_stats_t *ms)
 	}
 	om_index_decay(st->ix);
 out:
-	ms->evicted = st->stats.evicted[0] + st->stats.evicted[1] - ev0;
-	ms->copies_dropped = st->stats.copies_dropped - cd0;
+	ms->evicted = st->stats->evicted[0] + st->stats->evicted[1] - ev0;
+	ms->copies_dropped = st->stats->copies_dropped - cd0;
 	free(c.v);
 	return rc;
 }

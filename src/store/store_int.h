@@ -8,6 +8,7 @@
 
 #include <limits.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "index/om_index.h"
 #include "store/om_store.h"
@@ -33,6 +34,8 @@ typedef struct {
 	uint64_t intent_id;
 	uint32_t intent_tier;
 	uint32_t intent_kind;
+	uint8_t pad[48];
+	om_store_stats_t stats; /* this process's counters (one writer) */
 } om_store_proc_sh_t;
 
 struct om_store {
@@ -45,8 +48,12 @@ struct om_store {
 	uint32_t max_meta;
 	unsigned slot;
 	int need_fchmod; /* the umask would strip 0440 */
+	int set_owner;
+	uid_t owner_uid;
+	gid_t owner_gid;
 	uint32_t cursor[OM_IX_NCLASS];
-	om_store_stats_t stats;
+	om_store_stats_t *stats;     /* in the process slot, or local_stats */
+	om_store_stats_t local_stats;
 };
 
 static inline int
@@ -55,8 +62,7 @@ om_store_tier_of(uint32_t ixflags)
 	return (ixflags & OM_IX_F_EPHEMERAL) ? OM_TIER_MEM : OM_TIER_DISK;
 }
 
-/* Opens an object file read-only; -errno on failure. */
-int om_store_open_obj(om_store_t *st, int tier, uint64_t id);
+
 /* Unlinks an object file; ENOENT is not an error. */
 int om_store_unlink_obj(om_store_t *st, int tier, uint64_t id);
 void om_store_intent(om_store_t *st, uint64_t id, int tier, int kind);

@@ -141,6 +141,12 @@ rebuild_file(rebuild_t *rb, int tier, int dfd, const char *name, uint64_t id)
 		quarantine(rb, tier, dfd, name, "not a regular file");
 		return 0;
 	}
+	/* Files written while the daemon ran as another user (root, say)
+	 * become the current user's, so that its workers can open them. */
+	if (st->set_owner && ((st->owner_uid != (uid_t)-1 && sb.st_uid != st->owner_uid) ||
+	    (st->owner_gid != (gid_t)-1 && sb.st_gid != st->owner_gid)) &&
+	    fchownat(dfd, name, st->owner_uid, st->owner_gid, AT_SYMLINK_NOFOLLOW) != 0)
+		om_log_warn(errno, "store: rebuild: chown of %s/%s failed", rb->dirpath, name);
 	n = om_os_getxattr_at(dfd, rb->dirpath, name, OM_META_XATTR, rec, sizeof(rec));
 	if (n < 0) {
 		quarantine(rb, tier, dfd, name, "no objmapper record");

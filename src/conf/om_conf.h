@@ -1,0 +1,118 @@
+/*
+ * objmapperd's configuration: the INI file, parsed and checked completely
+ * into a plain structure that the daemon reads directly. Loaded by the
+ * master at start and on every reload (a new om_conf_t each time, swapped
+ * in only if it loaded).
+ */
+#ifndef OM_CONF_H
+#define OM_CONF_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core/om_log.h"
+#include "store/om_store.h"
+
+#define OM_CONF_LISTEN_MAX      16
+#define OM_CONF_LISTEN_NAME_MAX 32  /* bytes of NAME in [listen.NAME] */
+#define OM_CONF_SOCKET_PATH_MAX 107 /* bytes of a socket path: sun_path less its NUL */
+#define OM_CONF_NAME_MAX        256 /* user and group names, with the NUL */
+#define OM_CONF_WORKERS_MAX     256
+
+/*
+ * Who a process runs as, or who owns a socket file. Each name was resolved
+ * when the file was loaded; an empty name means "not set" and its id is
+ * then (uid_t)-1 / (gid_t)-1, which chown() and fchown() take as
+ * "unchanged".
+ */
+typedef struct {
+	char user[OM_CONF_NAME_MAX];
+	uid_t uid;
+	gid_t user_gid;               /* the user's primary group (for initgroups) */
+	char group[OM_CONF_NAME_MAX]; /* may be empty with gid set: a primary group
+	                               * without a name in the group database */
+	gid_t gid;
+} om_conf_owner_t;
+
+enum om_conf_listen_type {
+	OM_CONF_LISTEN_UNIX = 1,
+};
+
+typedef struct {
+	char name[OM_CONF_LISTEN_NAME_MAX + 1];   /* NAME of [listen.NAME] */
+	enum om_conf_listen_type type;
+	char path[OM_CONF_SOCKET_PATH_MAX + 1];   /* absolute */
+	mode_t mode;                              /* of the socket file; default 0660 */
+	om_conf_owner_t owner;                    /* default: the daemon's user and group */
+	uint32_t backlog;                         /* listen(2); default 511 */
+	uint64_t inline_threshold;                /* bytes; default 64K */
+	unsigned line;                            /* of its section header, for messages */
+} om_conf_listen_t;
+
+typedef struct {
+	char file[PATH_MAX];                      /* the file it was loaded from, as given */
+
+	struct {
+		unsigned workers;                     /* 1..256, resolved even if auto */
+		int workers_auto;                     /* workers = auto (the online CPUs) */
+		om_conf_owner_t run_as;               /* user, group; empty = do not change */
+		char pid_file[PATH_MAX];
+		uint32_t shutdown_timeout_ms;         /* graceful stop and reload wait */
+		uint32_t max_connections;             /* per worker */
+	} daemon;
+
+	struct {
+		enum om_log_target target;            /* default OM_LOG_SYSLOG */
+		char file[PATH_MAX];                  /* for OM_LOG_FILE */
+		enum om_log_level level;              /* default OM_LOG_INFO */
+	} log;
+
+	struct {
+		uint32_t capacity;                    /* objects */
+		uint32_t max_uri;                     /* bytes */
+		uint64_t arena_bytes;                 /* 0 = 112 bytes per object */
+		uint32_t atime_res_ms;
+	} index;
+
+	struct {
+		char path[PATH_MAX];
+		uint64_t size;                        /* bytes; 0 = no limit */
+	} memory;
+
+	struct {
+		char path[PATH_MAX];
+		uint64_t size;                        /* bytes; 0 = no limit */
+		enum om_durability durability;
+	} persistent;
+
+	struct {
+		uint32_t interval_ms;                 /* between manager passes */
+		uint32_t promote_hits;                /* 0 = never promote */
+		uint64_t promote_max_size;            /* 0 = a quarter of the memory tier */
+		uint32_t evict_samples;
+		uint32_t max_metadata;                /* bytes; 0 = PUTs carry no metadata */
+	} cache;
+
+	unsigned nlisten;                         /* at least 1 */
+	om_conf_listen_t listen[OM_CONF_LISTEN_MAX];
+} om_conf_t;
+
+/*
+ * Loads and checks the file at path. Relative paths in it are resolved
+ * against the real path of the file's directory; user and group names are
+ * resolved to ids now, so that a reload fails, rather than a later
+ * setuid(), when one has gone.
+ *
+ * 0 and *out (free with om_conf_free), or -errno: -EINVAL for a mistake
+ * in the file, otherwise the system error (cannot open, cannot read, a
+ * failed user database lookup, -ENOMEM). On error *out is NULL and err
+ * holds one line, the first error of the file:
+ *   "FILE:LINE: [section] key: message", or "FILE:LINE: [section]: message",
+ *   or "FILE: message" for errors without a line (cannot open, no listener).
+ */
+int om_conf_load(const char *path, om_conf_t **out, char *err, size_t errlen);
+void om_conf_free(om_conf_t *c);
+
+#endif
