@@ -304,7 +304,7 @@ bench_put_get(uint32_t n)
 			}
 		}
 		put.v[put.n++] = n / (now_s() - t0);
-		a.flags = OM_PUT_EPHEMERAL;
+		a.flags = OM_STORE_EPHEMERAL;
 		t0 = now_s();
 		for (uint32_t i = 0; i < n; i++) {
 			key(k, n + i);
@@ -330,7 +330,7 @@ bench_put_get(uint32_t n)
 
 			key(k, rnd_next(&s) % n);
 			if (om_store_get(st, k, URI_LEN, 0, &g) != 0 ||
-			    om_store_read_meta(st, g.fd, meta, sizeof(meta), &ml) != 0)
+			    om_store_read_meta(st, g.fd, meta, sizeof(meta), &ml, NULL) != 0)
 				exit(1);
 			close(g.fd);
 		}

@@ -1,1 +1,8 @@
 # objmapperd: the daemon.
+SERVER_SRCS := src/server/main.c src/server/master.c src/server/worker.c src/server/conn.c \
+               src/server/manager.c src/server/stats.c
+SERVER_OBJS := $(SERVER_SRCS:%.c=$(O)/%.o)
+PROGRAMS    += $(O)/objmapperd
+
+$(O)/objmapperd: $(SERVER_OBJS) $(ENGINE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

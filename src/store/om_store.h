@@ -55,8 +55,8 @@ typedef struct {
 } om_store_params_t;
 
 /* PUT flags */
-#define OM_PUT_EPHEMERAL 0x1u /* memory tier only, dropped when evicted */
-#define OM_PUT_EVICT     0x2u /* if the index is full, evict LRU objects to make room */
+#define OM_STORE_EPHEMERAL 0x1u /* memory tier only, dropped when evicted */
+#define OM_STORE_EVICT     0x2u /* if the index is full, evict LRU objects to make room */
 
 typedef struct {
 	uint64_t size;    /* exact number of bytes the PUT will bring */

@@ -352,7 +352,7 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 		return -EMSGSIZE;
 	if (a->meta_len && a->meta == NULL)
 		return -EINVAL;
-	tier = (a->flags & OM_PUT_EPHEMERAL) ? OM_TIER_MEM : OM_TIER_DISK;
+	tier = (a->flags & OM_STORE_EPHEMERAL) ? OM_TIER_MEM : OM_TIER_DISK;
 	if (st->tier[tier].limit && a->size > st->tier[tier].limit)
 		return -EFBIG;
 	if ((rc = om_store_make_room(st, tier, a->size)) != 0)
@@ -547,7 +547,7 @@ om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
 
 	for (int tries = 0;; tries++) {
 		rc = om_index_put(st->ix, t->uri, t->uri_len, &o, OM_IX_UPSERT, &old);
-		if ((rc != -ENOSPC && rc != -ENOMEM) || !(t->flags & OM_PUT_EVICT) || tries >= 64)
+		if ((rc != -ENOSPC && rc != -ENOMEM) || !(t->flags & OM_STORE_EVICT) || tries >= 64)
 			break;
 		/* Full by count: any object makes room. Full arena: only an
 		 * object whose block has the size this URI needs. */

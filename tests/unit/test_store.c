@@ -131,7 +131,7 @@ test_put_get_sizes(void **state)
 
 			snprintf(uri, sizeof(uri), "/size/%zu/%d", sizes[i], eph);
 			om_test_fill(buf, sizes[i], i * 2 + (size_t)eph);
-			assert_int_equal(put_buf(f, uri, buf, sizes[i], eph ? OM_PUT_EPHEMERAL : 0, &o), 0);
+			assert_int_equal(put_buf(f, uri, buf, sizes[i], eph ? OM_STORE_EPHEMERAL : 0, &o), 0);
 			assert_int_equal(o.crc, om_crc32c(0, buf, sizes[i]));
 			assert_int_equal(om_store_get(f->st, uri, strlen(uri), 0, &g), 0);
 			assert_int_equal(g.tier, eph ? OM_TIER_MEM : OM_TIER_DISK);
@@ -169,7 +169,7 @@ test_put_from_fd(void **state)
 	assert_int_equal(lseek(fd, 100, SEEK_SET), 100);
 	for (int eph = 0; eph < 2; eph++) {
 		/* Same filesystem (copy_file_range) and tmpfs (fallback). */
-		om_put_args_t a = { .size = size, .flags = eph ? OM_PUT_EPHEMERAL : 0 };
+		om_put_args_t a = { .size = size, .flags = eph ? OM_STORE_EPHEMERAL : 0 };
 		const char *uri = eph ? "/fd/eph" : "/fd/disk";
 		om_ix_obj_t o;
 		om_get_t g;
@@ -225,10 +225,10 @@ test_stream_txn(void **state)
 	assert_int_equal(om_store_get(f->st, "/txn", 4, 0, &g), 0);
 	assert_fd_bytes(g.fd, buf, sizeof(buf));
 	assert_int_equal(g.obj.crc, om_crc32c(0, buf, sizeof(buf)));
-	assert_int_equal(om_store_read_meta(f->st, g.fd, meta, sizeof(meta), &mlen), 0);
+	assert_int_equal(om_store_read_meta(f->st, g.fd, meta, sizeof(meta), &mlen, NULL), 0);
 	assert_int_equal(mlen, 17);
 	assert_memory_equal(meta, "Content-Type: x/y", 17);
-	assert_int_equal(om_store_read_meta(f->st, g.fd, meta, 5, &mlen), -ERANGE);
+	assert_int_equal(om_store_read_meta(f->st, g.fd, meta, 5, &mlen, NULL), -ERANGE);
 	close(g.fd);
 
 	/* Short commit and abort leave nothing behind. */
@@ -264,7 +264,7 @@ test_bad_arguments(void **state)
 	a.meta_len = 0;
 	a.size = (1 << 20) + 1;
 	assert_int_equal(om_store_put(f->st, "/big", 4, NULL, &a, NULL), -EFBIG);
-	a.flags = OM_PUT_EPHEMERAL;
+	a.flags = OM_STORE_EPHEMERAL;
 	assert_int_equal(om_store_put(f->st, "/big", 4, NULL, &a, NULL), -EFBIG);
 	/* The maximum URI and metadata together fit the on-disk record. */
 	{
@@ -278,7 +278,7 @@ test_bad_arguments(void **state)
 		a.meta_len = OM_STORE_META_MAX;
 		assert_int_equal(om_store_put(f->st, uri, 256, "x", &a, NULL), 0);
 		assert_int_equal(om_store_get(f->st, uri, 256, 0, &g), 0);
-		assert_int_equal(om_store_read_meta(f->st, g.fd, mb, sizeof(mb), &mlen), 0);
+		assert_int_equal(om_store_read_meta(f->st, g.fd, mb, sizeof(mb), &mlen, NULL), 0);
 		assert_int_equal(mlen, OM_STORE_META_MAX);
 		close(g.fd);
 	}
@@ -589,7 +589,7 @@ test_memory_pressure_drops_copies_first(void **state)
 	f->p.promote_max_size = 4096;
 	fx_open(f);
 	om_test_fill(buf, sizeof(buf), 13);
-	assert_int_equal(put_buf(f, "/e1", buf, sizeof(buf), OM_PUT_EPHEMERAL, NULL), 0);
+	assert_int_equal(put_buf(f, "/e1", buf, sizeof(buf), OM_STORE_EPHEMERAL, NULL), 0);
 	assert_int_equal(put_buf(f, "/p1", buf, sizeof(buf), 0, NULL), 0);
 	assert_int_equal(put_buf(f, "/p2", buf, sizeof(buf), 0, NULL), 0);
 	assert_int_equal(om_store_get(f->st, "/p1", 3, 0, &g), 0);
@@ -602,7 +602,7 @@ test_memory_pressure_drops_copies_first(void **state)
 	assert_int_equal(u.used[OM_TIER_MEM], 3 * 4096);
 	/* The memory tier is full: a new ephemeral object costs a copy,
 	 * never the other ephemeral object. */
-	assert_int_equal(put_buf(f, "/e2", buf, sizeof(buf), OM_PUT_EPHEMERAL, NULL), 0);
+	assert_int_equal(put_buf(f, "/e2", buf, sizeof(buf), OM_STORE_EPHEMERAL, NULL), 0);
 	om_store_usage(f->st, &u);
 	assert_int_equal(u.copies, 1);
 	assert_int_equal(u.ephemeral, 2);
@@ -617,7 +617,7 @@ test_memory_pressure_drops_copies_first(void **state)
 	close(g.fd);
 	/* Another: the last copy goes. Then ephemeral objects are evicted
 	 * least recently used first and are gone for good. */
-	assert_int_equal(put_buf(f, "/e3", buf, sizeof(buf), OM_PUT_EPHEMERAL, NULL), 0);
+	assert_int_equal(put_buf(f, "/e3", buf, sizeof(buf), OM_STORE_EPHEMERAL, NULL), 0);
 	om_store_usage(f->st, &u);
 	assert_int_equal(u.copies, 0);
 	assert_int_equal(u.ephemeral, 3);
@@ -626,7 +626,7 @@ test_memory_pressure_drops_copies_first(void **state)
 	close(g.fd);
 	assert_int_equal(om_store_get(f->st, "/e3", 3, 0, &g), 0);
 	close(g.fd);
-	assert_int_equal(put_buf(f, "/e4", buf, sizeof(buf), OM_PUT_EPHEMERAL, NULL), 0);
+	assert_int_equal(put_buf(f, "/e4", buf, sizeof(buf), OM_STORE_EPHEMERAL, NULL), 0);
 	assert_int_equal(om_store_get(f->st, "/e2", 3, 0, &g), -ENOENT);
 	assert_int_equal(om_store_stat(f->st, "/e1", 3, NULL), 0);
 	assert_int_equal(om_store_stat(f->st, "/e3", 3, NULL), 0);
@@ -658,7 +658,7 @@ test_index_full(void **state)
 	assert_int_equal(om_test_count_files(f->disk, NULL, NULL), 4);
 	assert_int_equal(om_store_stat(f->st, "/full/4", 7, NULL), -ENOENT);
 	/* Asked to evict, it makes room with the least recently read. */
-	assert_int_equal(put_buf(f, "/full/4", "y", 1, OM_PUT_EVICT, NULL), 0);
+	assert_int_equal(put_buf(f, "/full/4", "y", 1, OM_STORE_EVICT, NULL), 0);
 	assert_int_equal(om_store_stat(f->st, "/full/0", 7, NULL), -ENOENT);
 	assert_int_equal(om_store_stat(f->st, "/full/4", 7, NULL), 0);
 	assert_int_equal(om_test_count_files(f->disk, NULL, NULL), 4);

@@ -127,7 +127,7 @@ put_state(om_store_t *st, int k, const state_t *s)
 	a.meta = meta;
 	a.meta_len = (uint32_t)strlen(meta);
 	a.expires = s->expires;
-	a.flags = s->eph ? OM_PUT_EPHEMERAL : 0;
+	a.flags = s->eph ? OM_STORE_EPHEMERAL : 0;
 	return om_store_put(st, uri, strlen(uri), buf, &a, NULL);
 }
 
@@ -173,7 +173,7 @@ read_check(om_store_t *st, int k, state_t *got, char *why, size_t whylen)
 	if (rc != 0)
 		return rc;
 	rc = -EBADMSG;
-	if (om_store_read_meta(st, g.fd, meta, sizeof(meta) - 1, &mlen) != 0) {
+	if (om_store_read_meta(st, g.fd, meta, sizeof(meta) - 1, &mlen, NULL) != 0) {
 		snprintf(why, whylen, "key %d: no metadata", k);
 		goto out;
 	}

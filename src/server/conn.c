@@ -1,0 +1,1333 @@
+/*
+ * One client connection in a worker: reads pipelined requests
+ * (docs/PROTOCOL.md), runs them against the store, and queues responses,
+ * sent in order: buffers, descriptors (SCM_RIGHTS with the header), file
+ * ranges copied (pread + write) or spliced (sendfile). Worker processes.
+ *
+ * A connection never blocks the worker: sockets are non-blocking, output
+ * waits in the queue, and a client that does not read has its reading
+ * stopped once too much waits for it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "core/om_core.h"
+#include "core/om_log.h"
+#include "server/worker_int.h"
+
+#define IN_CAP        (64u * 1024u)
+#define OUT_MAX_BYTES (4u * 1024u * 1024u) /* buffered output before reading stops */
+#define INLINE_READ   (64u * 1024u)        /* copy-mode objects up to this go in one buffer */
+#define SKIP_MAX      (64ull * 1024 * 1024) /* a refused PUT body up to this is read and dropped */
+#define RUN_BUDGET    32                   /* requests per turn before others get theirs */
+#define SCRATCH_SIZE  (256u * 1024u)
+#define RFD_MAX       8
+
+enum out_kind {
+	OUT_BUF,
+	OUT_COPY,   /* a file range, read and written */
+	OUT_SPLICE, /* a file range, sendfile */
+};
+
+typedef struct out {
+	struct out *next;
+	enum out_kind kind;
+	int fd;            /* BUF: descriptor to pass with the first byte, or -1; else the file */
+	fdc_entry_t *fdc;  /* the descriptor belongs to the cache: release, do not close */
+	bool resp_end;     /* the last part of a response */
+	uint64_t off;      /* file ranges: next offset */
+	uint64_t len;      /* BUF: bytes of data; ranges: bytes left */
+	uint64_t done;     /* BUF: bytes sent */
+	uint8_t data[];
+} out_t;
+
+enum in_state {
+	ST_HEADER, /* reading a request's header, URI and metadata */
+	ST_BODY,   /* a PUT's bytes go to its transaction */
+	ST_SKIP,   /* a refused request's bytes are dropped */
+};
+
+struct conn {
+	ev_tag_t tag;
+	worker_t *w;
+	om_listener_t *ls;
+	int fd;
+	conn_t *next, *prev;      /* worker's list */
+	conn_t *ready_next;
+	bool in_ready;
+	uint8_t *in;
+	size_t in_off, in_len;
+	int rfds[RFD_MAX];        /* descriptors received, not yet used */
+	unsigned nrfds;
+	enum in_state state;
+	om_req_t req;             /* ST_BODY: the PUT */
+	om_put_txn_t *txn;
+	uint64_t left;            /* ST_BODY, ST_SKIP: bytes still to come */
+	out_t *out_head, *out_tail;
+	uint64_t out_bytes;
+	unsigned inflight;        /* responses queued, not fully sent */
+	uint32_t last_id;         /* the last request accepted */
+	uint32_t events;          /* epoll interest */
+	bool offset_reads;
+	bool eof;                 /* the client will send nothing more */
+	bool closing;             /* close once the queue is sent */
+	bool draining;
+	bool goaway_sent;
+	bool dead;
+	uint8_t *bounce;          /* copy mode: bytes read, not yet written */
+	size_t bounce_off, bounce_len;
+};
+
+/* ---- output ------------------------------------------------------------ */
+
+static out_t *
+out_new(enum out_kind kind, size_t datalen)
+{
+	out_t *o = malloc(sizeof(*o) + datalen);
+
+	if (o == NULL)
+		return NULL;
+	memset(o, 0, sizeof(*o));
+	o->kind = kind;
+	o->fd = -1;
+	o->len = datalen;
+	return o;
+}
+
+static void
+out_free(out_t *o)
+{
+	if (o->fdc != NULL)
+		o->fdc->refs--;
+	else if (o->fd >= 0)
+		close(o->fd);
+	free(o);
+}
+
+static void
+out_push(conn_t *c, out_t *o)
+{
+	o->next = NULL;
+	if (c->out_tail != NULL)
+		c->out_tail->next = o;
+	else
+		c->out_head = o;
+	c->out_tail = o;
+	if (o->kind == OUT_BUF)
+		c->out_bytes += o->len;
+	if (o->resp_end)
+		c->inflight++;
+}
+
+static void
+set_events(conn_t *c)
+{
+	uint32_t ev = 0;
+	struct epoll_event e;
+
+	if (c->dead)
+		return;
+	/* Read while a request is being received, or while there is room for
+	 * more responses; not at all once closing or drained. */
+	if (!c->eof && !c->closing &&
+	    (c->state != ST_HEADER ||
+		(!c->draining && c->inflight < OM_MAX_PIPELINE && c->out_bytes < OUT_MAX_BYTES)))
+		ev |= EPOLLIN;
+	if (c->out_head != NULL)
+		ev |= EPOLLOUT;
+	if (ev == c->events)
+		return;
+	e.events = ev;
+	e.data.ptr = c;
+	if (epoll_ctl(c->w->ep, EPOLL_CTL_MOD, c->fd, &e) != 0)
+		om_log_err(errno, "epoll_ctl(MOD) failed");
+	c->events = ev;
+}
+
+static void
+finish_out(conn_t *c)
+{
+	out_t *o = c->out_head;
+
+	c->out_head = o->next;
+	if (c->out_head == NULL)
+		c->out_tail = NULL;
+	if (o->kind == OUT_BUF)
+		c->out_bytes -= o->len;
+	if (o->resp_end)
+		c->inflight--;
+	out_free(o);
+}
+
+/* Sends what the socket takes. Returns false if the connection failed. */
+static bool
+flush(conn_t *c)
+{
+	om_srv_stats_sh_t *stats = c->w->stats;
+
+	while (c->out_head != NULL) {
+		out_t *o = c->out_head;
+		ssize_t n;
+
+		if (o->kind == OUT_BUF && o->fd >= 0 && o->done == 0) {
+			/* A descriptor goes in the same sendmsg as its header's first
+			 * byte, and alone: no other descriptor-carrying header shares
+			 * that sendmsg. */
+			union {
+				struct cmsghdr h;
+				char buf[CMSG_SPACE(sizeof(int))];
+			} ctl;
+			struct iovec iov = { o->data, (size_t)o->len };
+			struct msghdr mh = { 0 };
+			struct cmsghdr *cm;
+
+			mh.msg_iov = &iov;
+			mh.msg_iovlen = 1;
+			mh.msg_control = ctl.buf;
+			mh.msg_controllen = sizeof(ctl.buf);
+			cm = CMSG_FIRSTHDR(&mh);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(cm), &o->fd, sizeof(int));
+			n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (n > 0) {
+				OM_STORE(&stats->fds_passed, stats->fds_passed + 1);
+				/* Passed: the kernel holds its own reference now. */
+				if (o->fdc != NULL) {
+					o->fdc->refs--;
+					o->fdc = NULL;
+				} else {
+					close(o->fd);
+				}
+				o->fd = -1;
+			}
+		} else if (o->kind == OUT_BUF) {
+			/* Gather buffers up to the next descriptor or file range. */
+			struct iovec iov[64];
+			int cnt = 0;
+
+			for (out_t *p = o; p != NULL && cnt < 64 && p->kind == OUT_BUF &&
+			    (p == o || p->fd < 0); p = p->next) {
+				iov[cnt].iov_base = p->data + p->done;
+				iov[cnt].iov_len = (size_t)(p->len - p->done);
+				cnt++;
+			}
+			n = writev(c->fd, iov, cnt);
+			if (n > 0) {
+				size_t left = (size_t)n;
+
+				OM_STORE(&stats->bytes_out, stats->bytes_out + (uint64_t)n);
+				while (left > 0) {
+					out_t *p = c->out_head;
+					size_t k = (size_t)(p->len - p->done);
+
+					if (left < k) {
+						p->done += left;
+						break;
+					}
+					left -= k;
+					p->done = p->len;
+					finish_out(c);
+				}
+				continue;
+			}
+		} else if (o->kind == OUT_SPLICE) {
+			off_t off = (off_t)o->off;
+
+			n = sendfile(c->fd, o->fd, &off, o->len > (1u << 30) ? (1u << 30) : (size_t)o->len);
+			if (n == 0) {
+				om_log_err(0, "object file shorter than its size");
+				return false;
+			}
+			if (n > 0) {
+				OM_STORE(&stats->bytes_out, stats->bytes_out + (uint64_t)n);
+				o->off += (uint64_t)n;
+				o->len -= (uint64_t)n;
+				if (o->len == 0)
+					finish_out(c);
+				continue;
+			}
+		} else {
+			/* Copy mode: through a buffer, as a client without sendfile
+			 * would do it. */
+			if (c->bounce_len == 0) {
+				size_t want = o->len < SCRATCH_SIZE ? (size_t)o->len : SCRATCH_SIZE;
+				ssize_t r;
+
+				if (c->bounce == NULL && (c->bounce = malloc(SCRATCH_SIZE)) == NULL)
+					return false;
+				r = pread(o->fd, c->bounce, want, (off_t)o->off);
+				if (r <= 0) {
+					om_log_err(r < 0 ? errno : 0, "reading an object file failed");
+					return false;
+				}
+				c->bounce_off = 0;
+				c->bounce_len = (size_t)r;
+				o->off += (uint64_t)r;
+			}
+			n = write(c->fd, c->bounce + c->bounce_off, c->bounce_len);
+			if (n > 0) {
+				OM_STORE(&stats->bytes_out, stats->bytes_out + (uint64_t)n);
+				c->bounce_off += (size_t)n;
+				c->bounce_len -= (size_t)n;
+				o->len -= (uint64_t)n;
+				if (c->bounce_len == 0 && o->len == 0)
+					finish_out(c);
+				continue;
+			}
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n > 0) {
+			/* Part of a descriptor's message went: the rest is a buffer. */
+			o->done = (uint64_t)n;
+			OM_STORE(&stats->bytes_out, stats->bytes_out + (uint64_t)n);
+			if (o->done == o->len)
+				finish_out(c);
+			continue;
+		}
+		if (n < 0 && errno != EPIPE && errno != ECONNRESET)
+			om_log_warn(errno, "send failed");
+		return false;
+	}
+	if (c->bounce != NULL && c->out_head == NULL) {
+		free(c->bounce);
+		c->bounce = NULL;
+	}
+	return true;
+}
+
+/* ---- responses --------------------------------------------------------- */
+
+typedef struct {
+	uint16_t status;
+	uint8_t body;
+	uint8_t tier;
+	uint64_t body_len;
+	const om_ix_obj_t *obj;
+	uint32_t mtime;
+	const void *meta;
+	uint16_t meta_len;
+	const char *msg;
+	size_t inline_len; /* bytes of body to reserve after the header */
+} resp_t;
+
+static out_t *
+respond(conn_t *c, const om_req_t *q, const resp_t *r, bool last)
+{
+	size_t msg_len = r->msg ? strlen(r->msg) : 0;
+	om_srv_stats_sh_t *stats = c->w->stats;
+	om_resp_t h = { 0 };
+	out_t *o;
+
+	if (msg_len > OM_PROTO_MSG_MAX)
+		msg_len = OM_PROTO_MSG_MAX;
+	o = out_new(OUT_BUF, OM_RESP_HDR_LEN + msg_len + r->meta_len + r->inline_len);
+	if (o == NULL)
+		return NULL;
+	h.op = q->op;
+	h.id = q->id;
+	h.status = r->status;
+	h.body = r->body;
+	h.tier = r->tier;
+	h.msg_len = (uint16_t)msg_len;
+	h.meta_len = r->meta_len;
+	h.body_len = r->body_len;
+	h.mtime = r->mtime;
+	if (r->obj != NULL) {
+		h.obj_id = r->obj->id;
+		h.expires = r->obj->expires;
+		h.crc = r->obj->crc;
+	}
+	om_proto_put_resp(o->data, &h);
+	if (msg_len)
+		memcpy(o->data + OM_RESP_HDR_LEN, r->msg, msg_len);
+	if (r->meta_len)
+		memcpy(o->data + OM_RESP_HDR_LEN + msg_len, r->meta, r->meta_len);
+	o->resp_end = last;
+	if (r->status <= OM_STATUS_MAX)
+		OM_STORE(&stats->status[r->status], stats->status[r->status] + 1);
+	return o;
+}
+
+static size_t
+resp_data_at(const resp_t *r)
+{
+	size_t msg_len = r->msg ? strlen(r->msg) : 0;
+
+	return OM_RESP_HDR_LEN + (msg_len > OM_PROTO_MSG_MAX ? OM_PROTO_MSG_MAX : msg_len) + r->meta_len;
+}
+
+static void fatal(conn_t *c, const char *why);
+
+__attribute__((format(printf, 4, 5))) static void
+respond_err(conn_t *c, const om_req_t *q, uint16_t status, const char *fmt, ...)
+{
+	char msg[OM_PROTO_MSG_MAX + 1];
+	resp_t r = { .status = status, .msg = msg };
+	va_list ap;
+	out_t *o;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	o = respond(c, q, &r, true);
+	if (o == NULL) {
+		fatal(c, "out of memory for a response");
+		return;
+	}
+	out_push(c, o);
+}
+
+/* An error that leaves the stream unusable: answer, then close. */
+static void
+fatal(conn_t *c, const char *why)
+{
+	c->closing = true;
+	if (c->txn != NULL) {
+		om_store_put_abort(c->txn);
+		c->txn = NULL;
+	}
+	om_log_debug(0, "closing a connection: %s", why);
+}
+
+/* A URI for messages: printable, cut short. */
+static const char *
+shown(const uint8_t *uri, size_t len, char *buf, size_t n)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < len && k + 5 < n; i++)
+		buf[k++] = (uri[i] >= 0x20 && uri[i] < 0x7f) ? (char)uri[i] : '?';
+	if (i < len && k + 4 < n) {
+		memcpy(buf + k, "...", 3);
+		k += 3;
+	}
+	buf[k] = '\0';
+	return buf;
+}
+
+static uint16_t
+status_of(int rc)
+{
+	switch (rc) {
+	case -ENOENT: return OM_STATUS_NOT_FOUND;
+	case -EINVAL: return OM_STATUS_BAD_REQUEST;
+	case -ENAMETOOLONG: return OM_STATUS_URI_INVALID;
+	case -EMSGSIZE: return OM_STATUS_META_TOO_LARGE;
+	case -EFBIG: return OM_STATUS_TOO_LARGE;
+	case -ENOSPC: case -EDQUOT: return OM_STATUS_NO_SPACE;
+	case -EMFILE: case -ENFILE: case -ENOMEM: case -EAGAIN: return OM_STATUS_BUSY;
+	case -ENODATA: return OM_STATUS_SHORT_BODY;
+	default: return OM_STATUS_INTERNAL;
+	}
+}
+
+/* ---- operations -------------------------------------------------------- */
+
+static uint64_t
+max_object(const om_conf_t *conf)
+{
+	uint64_t a = conf->memory.size, b = conf->persistent.size;
+
+	if (a == 0 || b == 0)
+		return 0;
+	return a > b ? a : b;
+}
+
+static void
+do_hello(conn_t *c, const om_req_t *q)
+{
+	const om_conf_t *conf = c->w->srv->conf;
+	om_hello_caps_t caps = { 0 };
+	resp_t r = { .status = OM_STATUS_OK, .body = OM_BODY_INLINE };
+	size_t name_len = strlen(OM_SERVER_NAME);
+	out_t *o;
+
+	if (q->arg != 0 && q->arg < 1) {
+		respond_err(c, q, OM_STATUS_VERSION, "no common protocol version");
+		return;
+	}
+	if (q->flags & ~(uint32_t)OM_HELLO_OFFSET_READS) {
+		respond_err(c, q, OM_STATUS_BAD_REQUEST, "unknown HELLO flags 0x%x", q->flags);
+		return;
+	}
+	c->offset_reads = (q->flags & OM_HELLO_OFFSET_READS) != 0;
+	caps.version = OM_PROTO_VERSION;
+	caps.transport = (uint8_t)c->ls->transport;
+	caps.modes = (uint16_t)c->ls->modes;
+	caps.max_uri = conf->index.max_uri;
+	caps.max_meta = conf->cache.max_metadata;
+	caps.max_pipeline = OM_MAX_PIPELINE;
+	caps.max_object = max_object(conf);
+	caps.inline_threshold = c->ls->inline_threshold;
+	caps.flags = c->offset_reads ? OM_CAPS_SHARED_DESCRIPTIONS : 0;
+	r.body_len = OM_HELLO_CAPS_LEN + name_len;
+	r.inline_len = (size_t)r.body_len;
+	o = respond(c, q, &r, true);
+	if (o == NULL) {
+		fatal(c, "out of memory");
+		return;
+	}
+	om_proto_put_caps(o->data + resp_data_at(&r), &caps);
+	memcpy(o->data + resp_data_at(&r) + OM_HELLO_CAPS_LEN, OM_SERVER_NAME, name_len);
+	out_push(c, o);
+}
+
+/*
+ * The descriptor of a GET. For a client that reads only at explicit
+ * offsets, from the worker's cache (the same open file description for
+ * everyone); for others a new description at offset 0.
+ */
+static int
+get_descriptor(conn_t *c, const uint8_t *uri, size_t len, unsigned sflags, om_get_t *g,
+    fdc_entry_t **fdc)
+{
+	om_store_t *st = c->w->srv->st;
+	fdc_entry_t *e;
+	int rc;
+
+	*fdc = NULL;
+	if (!c->offset_reads)
+		return om_store_get(st, uri, len, sflags, g);
+	if ((rc = om_store_locate(st, uri, len, sflags, g)) != 0)
+		return rc;
+	if ((e = fdc_get(c->w, g->tier, g->obj.id)) != NULL) {
+		g->fd = e->fd;
+		*fdc = e;
+		return 0;
+	}
+	g->fd = om_store_open_obj(st, g->tier, g->obj.id);
+	if (g->fd == -ENOENT) /* raced with a replace, or a copy dropped */
+		return om_store_get(st, uri, len, sflags | OM_GET_NOTOUCH, g);
+	if (g->fd < 0)
+		return g->fd;
+	if ((e = fdc_put(c->w, g->tier, g->obj.id, g->fd)) != NULL)
+		*fdc = e;
+	return 0;
+}
+
+static void
+do_get(conn_t *c, const om_req_t *q, const uint8_t *uri)
+{
+	om_store_t *st = c->w->srv->st;
+	unsigned mode = q->flags & OM_MODE_MASK, sflags = 0;
+	bool want_meta = (q->flags & OM_GET_WANT_META) != 0, as_fd;
+	uint8_t meta[OM_PROTO_META_MAX];
+	uint32_t meta_len = 0;
+	int64_t mtime = 0;
+	fdc_entry_t *fdc = NULL;
+	char ub[96];
+	resp_t r = { .status = OM_STATUS_OK };
+	om_get_t g;
+	out_t *o;
+	int rc;
+
+	if (q->flags & ~(uint32_t)(OM_MODE_MASK | OM_GET_WANT_META | OM_GET_NO_TOUCH)) {
+		respond_err(c, q, OM_STATUS_BAD_REQUEST, "unknown GET flags 0x%x", q->flags);
+		return;
+	}
+	if (!(c->ls->modes & (1u << mode))) {
+		respond_err(c, q, OM_STATUS_MODE_UNSUPPORTED, "mode %u is not supported on this transport",
+		    mode);
+		return;
+	}
+	if (q->flags & OM_GET_NO_TOUCH)
+		sflags |= OM_GET_NOTOUCH;
+	if (mode == OM_MODE_FDPASS || mode == OM_MODE_AUTO)
+		rc = get_descriptor(c, uri, q->uri_len, sflags, &g, &fdc);
+	else
+		rc = om_store_get(st, uri, q->uri_len, sflags, &g);
+	if (rc != 0) {
+		if (rc == -ENOENT)
+			respond_err(c, q, OM_STATUS_NOT_FOUND, "no such object: %s",
+			    shown(uri, q->uri_len, ub, sizeof(ub)));
+		else
+			respond_err(c, q, status_of(rc), "cannot open the object: %s", om_strerror(rc));
+		return;
+	}
+	if (fdc != NULL)
+		fdc->refs++;
+	if (want_meta && (rc = om_store_read_meta(st, g.fd, meta, sizeof(meta), &meta_len, &mtime)) != 0) {
+		respond_err(c, q, OM_STATUS_INTERNAL, "cannot read the object's record: %s", om_strerror(rc));
+		goto drop;
+	}
+	as_fd = mode == OM_MODE_FDPASS || (mode == OM_MODE_AUTO && g.obj.size > c->ls->inline_threshold);
+	r.tier = g.tier == OM_TIER_MEM ? OM_TIER_MEMORY : OM_TIER_PERSISTENT;
+	r.obj = &g.obj;
+	r.body_len = g.obj.size;
+	r.meta = meta;
+	r.meta_len = (uint16_t)meta_len;
+	r.mtime = (uint32_t)mtime;
+
+	if (as_fd) {
+		r.body = OM_BODY_DESCRIPTOR;
+		if ((o = respond(c, q, &r, true)) == NULL)
+			goto oom;
+		o->fd = g.fd;
+		o->fdc = fdc;
+		out_push(c, o);
+		return;
+	}
+	r.body = OM_BODY_INLINE;
+	if (mode != OM_MODE_SPLICE && g.obj.size <= INLINE_READ) {
+		/* Small: header and bytes in one buffer, one write. */
+		ssize_t n;
+
+		r.inline_len = (size_t)g.obj.size;
+		if ((o = respond(c, q, &r, true)) == NULL)
+			goto oom;
+		n = r.inline_len ? pread(g.fd, o->data + resp_data_at(&r), r.inline_len, 0) : 0;
+		if (n != (ssize_t)r.inline_len) {
+			free(o);
+			respond_err(c, q, OM_STATUS_INTERNAL, "short read of the object's file");
+			goto drop;
+		}
+		out_push(c, o);
+		goto drop;
+	}
+	if ((o = respond(c, q, &r, g.obj.size == 0)) == NULL)
+		goto oom;
+	out_push(c, o);
+	if (g.obj.size > 0) {
+		out_t *f = out_new(mode == OM_MODE_SPLICE ? OUT_SPLICE : OUT_COPY, 0);
+
+		if (f == NULL)
+			goto oom_fatal;
+		f->fd = g.fd;
+		f->fdc = fdc;
+		f->off = 0;
+		f->len = g.obj.size;
+		f->resp_end = true;
+		out_push(c, f);
+		return;
+	}
+	goto drop;
+oom:
+	respond_err(c, q, OM_STATUS_BUSY, "out of memory");
+	goto drop;
+oom_fatal:
+	fatal(c, "out of memory");
+drop:
+	if (fdc != NULL)
+		fdc->refs--;
+	else
+		close(g.fd);
+}
+
+static void
+put_done(conn_t *c, const om_req_t *q, int rc, const om_ix_obj_t *obj)
+{
+	resp_t r = { .status = OM_STATUS_OK };
+	out_t *o;
+
+	if (rc != 0) {
+		if (rc == -ENODATA)
+			respond_err(c, q, OM_STATUS_SHORT_BODY, "the descriptor holds fewer than %llu bytes",
+			    (unsigned long long)q->body_len);
+		else
+			respond_err(c, q, status_of(rc), "PUT failed: %s", om_strerror(rc));
+		if (status_of(rc) == OM_STATUS_INTERNAL)
+			om_log_err(-rc, "PUT failed");
+		return;
+	}
+	r.obj = obj;
+	r.body_len = obj->size;
+	r.tier = (obj->flags & OM_IX_F_EPHEMERAL) ? OM_TIER_MEMORY : OM_TIER_PERSISTENT;
+	if ((o = respond(c, q, &r, true)) == NULL) {
+		fatal(c, "out of memory");
+		return;
+	}
+	out_push(c, o);
+}
+
+static void
+put_begin(conn_t *c, const om_req_t *q, const uint8_t *uri, const uint8_t *meta)
+{
+	om_store_t *st = c->w->srv->st;
+	om_put_args_t a = { 0 };
+	om_ix_obj_t obj;
+	int rc;
+
+	a.size = q->body_len;
+	a.meta = meta;
+	a.meta_len = q->meta_len;
+	a.expires = q->arg;
+	a.flags = (q->flags & OM_PUT_EPHEMERAL) ? OM_STORE_EPHEMERAL : 0;
+
+	if (q->flags & OM_PUT_FD) {
+		int fd;
+
+		if (c->nrfds == 0) {
+			respond_err(c, q, OM_STATUS_BAD_REQUEST, "PUT with FD but no descriptor came with it");
+			fatal(c, "PUT without its descriptor");
+			return;
+		}
+		fd = c->rfds[0];
+		memmove(c->rfds, c->rfds + 1, (c->nrfds - 1) * sizeof(int));
+		c->nrfds--;
+		rc = om_store_put_begin(st, uri, q->uri_len, &a, &c->txn);
+		if (rc == 0) {
+			rc = om_store_put_copy(c->txn, fd, 0, q->body_len);
+			if (rc != 0) {
+				om_store_put_abort(c->txn);
+			} else {
+				rc = om_store_put_commit(c->txn, &obj);
+			}
+			c->txn = NULL;
+		}
+		close(fd);
+		put_done(c, q, rc, &obj);
+		return;
+	}
+	rc = om_store_put_begin(st, uri, q->uri_len, &a, &c->txn);
+	if (rc != 0) {
+		put_done(c, q, rc, NULL);
+		/* Drop the bytes that follow, or close if there are too many. */
+		if (q->body_len > SKIP_MAX) {
+			fatal(c, "refused PUT body too large to skip");
+		} else {
+			c->state = ST_SKIP;
+			c->left = q->body_len;
+		}
+		return;
+	}
+	c->req = *q;
+	c->left = q->body_len;
+	c->state = ST_BODY;
+	if (c->left == 0) {
+		rc = om_store_put_commit(c->txn, &obj);
+		c->txn = NULL;
+		c->state = ST_HEADER;
+		put_done(c, q, rc, &obj);
+	}
+}
+
+static void
+do_stat(conn_t *c, const om_req_t *q, const uint8_t *uri)
+{
+	om_store_t *st = c->w->srv->st;
+	uint8_t meta[OM_PROTO_META_MAX];
+	uint32_t meta_len = 0;
+	int64_t mtime = 0;
+	resp_t r = { .status = OM_STATUS_OK };
+	char ub[96];
+	om_ix_obj_t o;
+	out_t *out;
+
+	if (q->flags & ~(uint32_t)OM_GET_WANT_META) {
+		respond_err(c, q, OM_STATUS_BAD_REQUEST, "unknown STAT flags 0x%x", q->flags);
+		return;
+	}
+	if (om_store_stat(st, uri, q->uri_len, &o) != 0) {
+		respond_err(c, q, OM_STATUS_NOT_FOUND, "no such object: %s",
+		    shown(uri, q->uri_len, ub, sizeof(ub)));
+		return;
+	}
+	if (q->flags & OM_GET_WANT_META) {
+		om_get_t g;
+		int rc = om_store_get(st, uri, q->uri_len, OM_GET_NOTOUCH, &g);
+
+		if (rc == 0) {
+			rc = om_store_read_meta(st, g.fd, meta, sizeof(meta), &meta_len, &mtime);
+			o = g.obj;
+			close(g.fd);
+		}
+		if (rc != 0) {
+			respond_err(c, q, status_of(rc), "cannot read the object's record: %s", om_strerror(rc));
+			return;
+		}
+	}
+	r.obj = &o;
+	r.body_len = o.size;
+	r.tier = (o.flags & (OM_IX_F_EPHEMERAL | OM_IX_F_COPY)) ? OM_TIER_MEMORY : OM_TIER_PERSISTENT;
+	r.meta = meta;
+	r.meta_len = (uint16_t)meta_len;
+	r.mtime = (uint32_t)mtime;
+	if ((out = respond(c, q, &r, true)) == NULL) {
+		fatal(c, "out of memory");
+		return;
+	}
+	out_push(c, out);
+}
+
+static void
+do_simple(conn_t *c, const om_req_t *q, const uint8_t *uri)
+{
+	resp_t r = { .status = OM_STATUS_OK };
+	char ub[96];
+	out_t *o;
+
+	if (q->op == OM_OP_DELETE) {
+		int rc = om_store_delete(c->w->srv->st, uri, q->uri_len);
+
+		if (rc != 0) {
+			respond_err(c, q, status_of(rc), "%s: %s",
+			    rc == -ENOENT ? "no such object" : "cannot delete",
+			    shown(uri, q->uri_len, ub, sizeof(ub)));
+			return;
+		}
+	} else if (q->op == OM_OP_STATS) {
+		size_t len = 0;
+		char *text = om_srv_stats_text(c->w->srv, &len);
+
+		if (text == NULL) {
+			respond_err(c, q, OM_STATUS_BUSY, "out of memory");
+			return;
+		}
+		r.body = OM_BODY_INLINE;
+		r.body_len = len;
+		r.inline_len = len;
+		o = respond(c, q, &r, true);
+		if (o != NULL)
+			memcpy(o->data + resp_data_at(&r), text, len);
+		free(text);
+		if (o == NULL) {
+			fatal(c, "out of memory");
+			return;
+		}
+		out_push(c, o);
+		return;
+	}
+	if ((o = respond(c, q, &r, true)) == NULL) {
+		fatal(c, "out of memory");
+		return;
+	}
+	out_push(c, o);
+}
+
+/* ---- input ------------------------------------------------------------- */
+
+/* A PUT with FD that is refused before it runs still takes its descriptor. */
+static void
+drop_put_fd(conn_t *c, const om_req_t *q)
+{
+	if (q->op == OM_OP_PUT && (q->flags & OM_PUT_FD) && c->nrfds > 0) {
+		close(c->rfds[0]);
+		memmove(c->rfds, c->rfds + 1, (c->nrfds - 1) * sizeof(int));
+		c->nrfds--;
+	}
+}
+
+static void
+consume(conn_t *c, size_t n)
+{
+	c->in_off += n;
+	if (c->in_off == c->in_len)
+		c->in_off = c->in_len = 0;
+}
+
+/*
+ * Checks a header whose lengths are sane enough to skip the frame: returns
+ * 0 to run it, or answers it (and arranges to drop its bytes).
+ */
+static int
+check_request(conn_t *c, const om_req_t *q)
+{
+	const om_conf_t *conf = c->w->srv->conf;
+	uint64_t rest = (uint64_t)q->uri_len + q->meta_len + q->body_len;
+	bool has_uri = q->op == OM_OP_GET || q->op == OM_OP_PUT || q->op == OM_OP_DELETE ||
+	    q->op == OM_OP_STAT;
+	uint16_t status = OM_STATUS_OK;
+	char why[160] = "";
+
+	if (q->op < OM_OP_HELLO || q->op >= OM_OP_GOAWAY) {
+		status = OM_STATUS_UNKNOWN_OP;
+		snprintf(why, sizeof(why), "unknown operation %u", q->op);
+	} else if (has_uri && (q->uri_len == 0 || q->uri_len > conf->index.max_uri)) {
+		status = OM_STATUS_URI_INVALID;
+		snprintf(why, sizeof(why), "URI of %u bytes (1 to %u allowed)", q->uri_len,
+		    conf->index.max_uri);
+	} else if (!has_uri && q->uri_len != 0) {
+		status = OM_STATUS_BAD_REQUEST;
+		snprintf(why, sizeof(why), "%s takes no URI", om_proto_op_name(q->op));
+	} else if (q->op != OM_OP_PUT && q->meta_len != 0) {
+		status = OM_STATUS_BAD_REQUEST;
+		snprintf(why, sizeof(why), "%s takes no metadata", om_proto_op_name(q->op));
+	} else if (q->op == OM_OP_PUT && q->meta_len > conf->cache.max_metadata) {
+		status = OM_STATUS_META_TOO_LARGE;
+		snprintf(why, sizeof(why), "metadata of %u bytes (at most %u)", q->meta_len,
+		    conf->cache.max_metadata);
+	} else if (q->op == OM_OP_HELLO && q->body_len > OM_PROTO_HELLO_MAX) {
+		status = OM_STATUS_BAD_REQUEST;
+		snprintf(why, sizeof(why), "HELLO body of %llu bytes", (unsigned long long)q->body_len);
+	} else if (q->op != OM_OP_PUT && q->op != OM_OP_HELLO && q->body_len != 0) {
+		/* Without a body this frame may be garbage: do not trust it. */
+		respond_err(c, q, OM_STATUS_BAD_REQUEST, "%s takes no body", om_proto_op_name(q->op));
+		fatal(c, "unexpected body");
+		return -1;
+	} else if (q->op == OM_OP_PUT && (q->flags & ~(uint32_t)(OM_PUT_EPHEMERAL | OM_PUT_FD))) {
+		status = OM_STATUS_BAD_REQUEST;
+		snprintf(why, sizeof(why), "unknown PUT flags 0x%x", q->flags);
+	} else if (q->op == OM_OP_PUT && (q->flags & OM_PUT_FD) && c->ls->transport != OM_TRANSPORT_UNIX) {
+		status = OM_STATUS_MODE_UNSUPPORTED;
+		snprintf(why, sizeof(why), "descriptors do not cross this transport");
+	} else if (q->op == OM_OP_PUT && max_object(conf) && q->body_len > max_object(conf)) {
+		status = OM_STATUS_TOO_LARGE;
+		snprintf(why, sizeof(why), "object of %llu bytes (at most %llu)",
+		    (unsigned long long)q->body_len, (unsigned long long)max_object(conf));
+	}
+	if (status == OM_STATUS_OK)
+		return 0;
+	respond_err(c, q, status, "%s", why);
+	drop_put_fd(c, q);
+	if (q->op == OM_OP_PUT && (q->flags & OM_PUT_FD))
+		rest -= q->body_len;
+	if (rest > SKIP_MAX) {
+		fatal(c, "refused request too large to skip");
+		return -1;
+	}
+	c->state = ST_SKIP;
+	c->left = rest;
+	return -1;
+}
+
+/* Runs one request whose header, URI and metadata are in the buffer. */
+static void
+dispatch(conn_t *c, const om_req_t *q, const uint8_t *uri, const uint8_t *meta)
+{
+	om_srv_stats_sh_t *stats = c->w->stats;
+	const char *bad;
+
+	OM_STORE(&stats->requests[q->op], stats->requests[q->op] + 1);
+	c->last_id = q->id;
+	if ((q->op == OM_OP_GET || q->op == OM_OP_PUT || q->op == OM_OP_DELETE || q->op == OM_OP_STAT) &&
+	    (bad = om_proto_uri_error(uri, q->uri_len, c->w->srv->conf->index.max_uri)) != NULL) {
+		respond_err(c, q, OM_STATUS_URI_INVALID, "%s", bad);
+		drop_put_fd(c, q);
+		if (q->op == OM_OP_PUT && !(q->flags & OM_PUT_FD) && q->body_len) {
+			c->state = ST_SKIP;
+			c->left = q->body_len;
+		}
+		return;
+	}
+	switch (q->op) {
+	case OM_OP_HELLO: do_hello(c, q); break;
+	case OM_OP_GET: do_get(c, q, uri); break;
+	case OM_OP_PUT: put_begin(c, q, uri, meta); break;
+	case OM_OP_STAT: do_stat(c, q, uri); break;
+	default: do_simple(c, q, uri); break;
+	}
+}
+
+/* The buffer holds a whole request header, URI and metadata. */
+static bool
+frame_complete(const conn_t *c)
+{
+	size_t have = c->in_len - c->in_off;
+
+	if (have < OM_REQ_HDR_LEN)
+		return false;
+	return have >= OM_REQ_HDR_LEN + (size_t)om_get16(c->in + c->in_off + 12) +
+	    om_get16(c->in + c->in_off + 14);
+}
+
+static void
+send_goaway(conn_t *c)
+{
+	om_req_t q = { .op = OM_OP_GOAWAY, .id = c->last_id };
+	resp_t r = { .status = OM_STATUS_OK, .msg = c->w->draining ? "the server is reloading or stopping" :
+		"closing the connection" };
+	out_t *o = respond(c, &q, &r, true);
+
+	c->goaway_sent = true;
+	c->closing = true;
+	OM_STORE(&c->w->stats->goaways, c->w->stats->goaways + 1);
+	if (o != NULL)
+		out_push(c, o);
+}
+
+/* Handles what the buffer holds, within the pipeline limit. Returns true
+ * if there is more to do right away (budget spent). */
+static bool
+process(conn_t *c)
+{
+	int budget = RUN_BUDGET;
+
+	while (!c->closing && !c->dead) {
+		size_t have = c->in_len - c->in_off;
+
+		if (c->state == ST_BODY) {
+			size_t n = have < c->left ? have : (size_t)c->left;
+			int rc;
+
+			if (n == 0)
+				return false;
+			rc = om_store_put_write(c->txn, c->in + c->in_off, n);
+			consume(c, n);
+			c->left -= n;
+			if (rc != 0) {
+				om_store_put_abort(c->txn);
+				c->txn = NULL;
+				put_done(c, &c->req, rc, NULL);
+				c->state = c->left ? ST_SKIP : ST_HEADER;
+				if (c->left > SKIP_MAX)
+					fatal(c, "failed PUT body too large to skip");
+				continue;
+			}
+			if (c->left == 0) {
+				om_ix_obj_t obj;
+
+				rc = om_store_put_commit(c->txn, &obj);
+				c->txn = NULL;
+				c->state = ST_HEADER;
+				put_done(c, &c->req, rc, &obj);
+			}
+			continue;
+		}
+		if (c->state == ST_SKIP) {
+			size_t n = have < c->left ? have : (size_t)c->left;
+
+			if (n == 0)
+				return false;
+			consume(c, n);
+			c->left -= n;
+			if (c->left == 0)
+				c->state = ST_HEADER;
+			continue;
+		}
+
+		/* ST_HEADER */
+		if (c->inflight >= OM_MAX_PIPELINE || c->out_bytes >= OUT_MAX_BYTES)
+			return false;
+		if (budget-- == 0)
+			return true;
+		if (c->draining && !c->goaway_sent && !frame_complete(c)) {
+			/* Nothing more is accepted: a request half received was not
+			 * accepted either (the GOAWAY tells the client which were). */
+			c->in_off = c->in_len = 0;
+			send_goaway(c);
+			return false;
+		}
+		if (have < OM_REQ_HDR_LEN)
+			return false;
+		{
+			om_req_t q;
+			int rc = om_proto_get_req(c->in + c->in_off, &q);
+			size_t parts;
+
+			if (rc != 0) {
+				om_req_t z = { .op = 0, .id = 0 };
+				om_srv_stats_sh_t *stats = c->w->stats;
+
+				OM_STORE(&stats->bad_frames, stats->bad_frames + 1);
+				if (rc == -EPROTONOSUPPORT) {
+					z.op = q.op;
+					z.id = q.id;
+					respond_err(c, &z, OM_STATUS_VERSION, "protocol version %u is not supported "
+					    "(this server speaks %u)", q.version, OM_PROTO_VERSION);
+				} else {
+					respond_err(c, &z, OM_STATUS_BAD_REQUEST, "not an objmapper frame (bad magic)");
+				}
+				fatal(c, "bad frame");
+				return false;
+			}
+			if (q.uri_len > OM_PROTO_URI_MAX || q.meta_len > OM_PROTO_META_MAX) {
+				/* Too large to gather in the buffer; answer and skip. */
+				consume(c, OM_REQ_HDR_LEN);
+				(void)check_request(c, &q);
+				if (c->state != ST_SKIP && !c->closing) {
+					respond_err(c, &q, q.uri_len > OM_PROTO_URI_MAX ? OM_STATUS_URI_INVALID :
+					    OM_STATUS_META_TOO_LARGE, "URI or metadata over the protocol's limit");
+					c->state = ST_SKIP;
+					c->left = (uint64_t)q.uri_len + q.meta_len +
+					    ((q.op == OM_OP_PUT && !(q.flags & OM_PUT_FD)) ? q.body_len : 0);
+					if (c->left > SKIP_MAX)
+						fatal(c, "oversized frame");
+				}
+				continue;
+			}
+			parts = OM_REQ_HDR_LEN + q.uri_len + q.meta_len;
+			if (have < parts) {
+				/* Wait for the rest; make room if the buffer is full. */
+				if (c->in_off > 0 && c->in_len == IN_CAP) {
+					memmove(c->in, c->in + c->in_off, have);
+					c->in_len = have;
+					c->in_off = 0;
+				}
+				return false;
+			}
+			if (check_request(c, &q) != 0) {
+				if (c->state == ST_SKIP) {
+					/* The skip counted the URI and metadata too. */
+					consume(c, OM_REQ_HDR_LEN);
+				}
+				continue;
+			}
+			{
+				const uint8_t *uri = c->in + c->in_off + OM_REQ_HDR_LEN;
+				const uint8_t *meta = uri + q.uri_len;
+
+				if (q.op == OM_OP_HELLO && q.body_len) {
+					/* The client's name: skipped with the frame. */
+					c->state = ST_SKIP;
+					c->left = q.body_len;
+				}
+				dispatch(c, &q, uri, meta);
+				/* The URI and metadata were copied where kept. */
+				consume(c, parts);
+			}
+		}
+	}
+	return false;
+}
+
+/* Reads what the socket has, with any descriptors. */
+static int
+read_in(conn_t *c)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int) * RFD_MAX)];
+	} ctl;
+	om_srv_stats_sh_t *stats = c->w->stats;
+	struct msghdr mh = { 0 };
+	struct iovec iov;
+	ssize_t n;
+
+	if (c->in_off > 0 && c->in_len == IN_CAP) {
+		memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+		c->in_len -= c->in_off;
+		c->in_off = 0;
+	}
+	if (c->in_len == IN_CAP)
+		return 0;
+	iov.iov_base = c->in + c->in_len;
+	iov.iov_len = IN_CAP - c->in_len;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = ctl.buf;
+	mh.msg_controllen = sizeof(ctl.buf);
+	n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			OM_STORE(&stats->fds_received, stats->fds_received + 1);
+			if (c->nrfds == RFD_MAX) {
+				close(fd);
+				continue;
+			}
+			c->rfds[c->nrfds++] = fd;
+		}
+	}
+	if (mh.msg_flags & MSG_CTRUNC)
+		return -EPROTO;
+	if (n == 0) {
+		c->eof = true;
+		return 0;
+	}
+	OM_STORE(&stats->bytes_in, stats->bytes_in + (uint64_t)n);
+	c->in_len += (size_t)n;
+	return (int)n;
+}
+
+/* ---- life cycle -------------------------------------------------------- */
+
+conn_t *
+conn_new(worker_t *w, int fd, om_listener_t *ls)
+{
+	conn_t *c = calloc(1, sizeof(*c));
+	struct epoll_event e;
+
+	if (c == NULL || (c->in = malloc(IN_CAP)) == NULL) {
+		free(c);
+		return NULL;
+	}
+	c->tag.kind = EV_CONN;
+	c->w = w;
+	c->ls = ls;
+	c->fd = fd;
+	c->state = ST_HEADER;
+	c->events = EPOLLIN;
+	e.events = EPOLLIN;
+	e.data.ptr = c;
+	if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &e) != 0) {
+		om_log_err(errno, "epoll_ctl(ADD) failed");
+		free(c->in);
+		free(c);
+		return NULL;
+	}
+	c->next = w->conns;
+	if (w->conns != NULL)
+		w->conns->prev = c;
+	w->conns = c;
+	c->draining = w->draining;
+	return c;
+}
+
+void
+conn_close(conn_t *c)
+{
+	worker_t *w = c->w;
+
+	if (c->dead)
+		return;
+	c->dead = true;
+	if (c->txn != NULL)
+		om_store_put_abort(c->txn);
+	while (c->out_head != NULL)
+		finish_out(c);
+	for (unsigned i = 0; i < c->nrfds; i++)
+		close(c->rfds[i]);
+	epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	free(c->in);
+	free(c->bounce);
+	worker_conn_gone(w, c);
+	/* Freed by the worker once off its ready list. */
+	if (!c->in_ready)
+		free(c);
+}
+
+/* After any progress: send, decide whether to go on, update interest. */
+static void
+settle(conn_t *c, bool more)
+{
+	if (c->dead)
+		return;
+	if (!flush(c)) {
+		conn_close(c);
+		return;
+	}
+	/* Descriptors that no request took are a protocol error. */
+	if (c->nrfds > 0 && c->state == ST_HEADER && c->in_off == c->in_len && !c->closing) {
+		om_req_t z = { 0 };
+
+		respond_err(c, &z, OM_STATUS_BAD_REQUEST, "a descriptor came without a PUT that wants it");
+		fatal(c, "stray descriptor");
+		(void)flush(c);
+	}
+	if ((c->closing || (c->eof && c->state == ST_HEADER && !more && !frame_complete(c))) &&
+	    c->out_head == NULL) {
+		conn_close(c);
+		return;
+	}
+	if (c->eof && c->state != ST_HEADER && c->in_off == c->in_len) {
+		/* The client left in the middle of a request. */
+		conn_close(c);
+		return;
+	}
+	if (more || (c->state == ST_HEADER && c->in_len - c->in_off >= OM_REQ_HDR_LEN &&
+	    c->inflight < OM_MAX_PIPELINE && c->out_bytes < OUT_MAX_BYTES) ||
+	    (c->draining && !c->goaway_sent))
+		conn_ready_push(c->w, c);
+	set_events(c);
+}
+
+void
+conn_run(conn_t *c)
+{
+	settle(c, process(c));
+}
+
+void
+conn_event(conn_t *c, uint32_t events)
+{
+	bool more = false;
+
+	if (events & (EPOLLERR | EPOLLHUP)) {
+		if (!(events & EPOLLIN)) {
+			conn_close(c);
+			return;
+		}
+	}
+	if (events & EPOLLOUT) {
+		if (!flush(c)) {
+			conn_close(c);
+			return;
+		}
+	}
+	if (events & EPOLLIN) {
+		/* Read and process until the socket is empty, the buffer is full
+		 * or the pipeline limit stops us. */
+		for (int i = 0; i < 16 && !c->dead && !c->closing && !c->eof; i++) {
+			int rc = read_in(c);
+
+			if (rc < 0) {
+				if (rc != -ECONNRESET)
+					om_log_debug(-rc, "receive failed");
+				conn_close(c);
+				return;
+			}
+			more = process(c);
+			if (rc == 0 || more || c->inflight >= OM_MAX_PIPELINE || c->out_bytes >= OUT_MAX_BYTES)
+				break;
+			if (c->draining && c->state == ST_HEADER)
+				break;
+		}
+	}
+	settle(c, more);
+}
+
+void
+conn_drain(conn_t *c)
+{
+	c->draining = true;
+	if (!c->dead)
+		conn_ready_push(c->w, c);
+}
+
+void
+conn_ready_push(worker_t *w, conn_t *c)
+{
+	if (c->in_ready || c->dead)
+		return;
+	c->in_ready = true;
+	c->ready_next = w->ready;
+	w->ready = c;
+}
+
+conn_t *
+conn_ready_pop(worker_t *w)
+{
+	conn_t *c = w->ready;
+
+	if (c != NULL)
+		w->ready = c->ready_next;
+	return c;
+}
+
+conn_t *
+conn_next(const conn_t *c)
+{
+	return c->next;
+}
+
+/* Off the ready list: true if the connection was closed meanwhile and is
+ * now freed. */
+bool
+conn_reap(conn_t *c)
+{
+	c->in_ready = false;
+	if (c->dead) {
+		free(c);
+		return true;
+	}
+	return false;
+}

@@ -1,0 +1,862 @@
+/*
+ * The master process: builds the index over the tiers, binds the
+ * listeners, forks the workers and the cache manager, and supervises
+ * them. Signals arrive through a signalfd and are handled in one place:
+ * HUP reloads (a new generation of workers, the old one drained), QUIT
+ * stops gracefully, TERM and INT at once, USR1 reopens the logs, CHLD
+ * reaps and replaces. It never serves a request.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <bsd/libutil.h>
+#include <bsd/unistd.h>
+
+#include "core/om_core.h"
+#include "core/om_log.h"
+#include "os/om_os.h"
+#include "server/om_master.h"
+#include "server/om_server.h"
+
+#define CHILD_MAX   (OM_CONF_WORKERS_MAX * 4 + 8)
+#define KILL_GRACE_MS 5000
+
+enum child_kind { CH_WORKER, CH_MANAGER };
+enum child_state { CH_FREE = 0, CH_RUNNING, CH_DRAINING, CH_WAITING };
+
+typedef struct {
+	enum child_state state;
+	enum child_kind kind;
+	pid_t pid;
+	unsigned worker_no;
+	unsigned generation;
+	unsigned slot;
+	uint64_t started_ms;
+	uint64_t respawn_at_ms; /* CH_WAITING */
+	uint64_t kill_at_ms;    /* CH_DRAINING: SIGKILL if still there */
+	unsigned quick_deaths;  /* consecutive exits soon after start */
+} child_t;
+
+typedef struct {
+	const char *conf_path;
+	bool foreground;
+	om_srv_t srv;
+	om_conf_t *conf;
+	struct pidfh *pfh;
+	int ep;
+	int sigfd;
+	pid_t pid;
+	om_listener_t *ls[OM_CONF_LISTEN_MAX];
+	unsigned nls;
+	child_t ch[CHILD_MAX];
+	uint8_t *slots; /* in use, by slot */
+	unsigned nslots;
+	int stopping;   /* 1 graceful, 2 fast */
+	uint64_t stop_deadline_ms;
+	int exit_status;
+} master_t;
+
+/* ---- listeners --------------------------------------------------------- */
+
+static void
+listener_close(om_listener_t *l, bool unlink_file)
+{
+	struct stat sb;
+
+	if (l->fd >= 0)
+		close(l->fd);
+	/* Only our own socket file: a new daemon may have bound the path. */
+	if (unlink_file && stat(l->path, &sb) == 0 && sb.st_dev == l->dev && sb.st_ino == l->ino)
+		unlink(l->path);
+	free(l);
+}
+
+static int
+listener_apply(om_listener_t *l, const om_conf_listen_t *cl, char *err, size_t errlen)
+{
+	if (chmod(cl->path, cl->mode) != 0) {
+		snprintf(err, errlen, "[listen.%s] chmod(\"%s\") failed: %s", cl->name, cl->path,
+		    strerror(errno));
+		return -errno;
+	}
+	if ((cl->owner.uid != (uid_t)-1 || cl->owner.gid != (gid_t)-1) &&
+	    chown(cl->path, cl->owner.uid, cl->owner.gid) != 0) {
+		snprintf(err, errlen, "[listen.%s] chown(\"%s\") failed: %s", cl->name, cl->path,
+		    strerror(errno));
+		return -errno;
+	}
+	if (listen(l->fd, (int)cl->backlog) != 0) {
+		snprintf(err, errlen, "[listen.%s] listen(\"%s\") failed: %s", cl->name, cl->path,
+		    strerror(errno));
+		return -errno;
+	}
+	snprintf(l->name, sizeof(l->name), "%s", cl->name);
+	l->inline_threshold = cl->inline_threshold;
+	l->transport = OM_TRANSPORT_UNIX;
+	l->modes = 1u << OM_MODE_AUTO | 1u << OM_MODE_FDPASS | 1u << OM_MODE_COPY | 1u << OM_MODE_SPLICE;
+	return 0;
+}
+
+static int
+listener_bind(const om_conf_listen_t *cl, om_listener_t **out, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	om_listener_t *l;
+	struct stat sb;
+	mode_t um;
+	int rc;
+
+	if (lstat(cl->path, &sb) == 0) {
+		int probe;
+
+		if (!S_ISSOCK(sb.st_mode)) {
+			snprintf(err, errlen, "[listen.%s] %s exists and is not a socket", cl->name, cl->path);
+			return -EEXIST;
+		}
+		/* A socket someone answers on belongs to a running daemon. */
+		memcpy(sa.sun_path, cl->path, strlen(cl->path));
+		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(probe);
+			snprintf(err, errlen, "[listen.%s] %s is in use by another process", cl->name, cl->path);
+			return -EADDRINUSE;
+		}
+		if (probe >= 0)
+			close(probe);
+		unlink(cl->path);
+	}
+	{
+		/* The socket's directory, one level (e.g. /run/objmapper). */
+		char dir[sizeof(cl->path)];
+		char *slash;
+
+		snprintf(dir, sizeof(dir), "%s", cl->path);
+		slash = strrchr(dir, '/');
+		if (slash != NULL && slash != dir) {
+			*slash = '\0';
+			(void)om_os_mkdir(AT_FDCWD, dir, 0755);
+		}
+	}
+	l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		return -ENOMEM;
+	snprintf(l->path, sizeof(l->path), "%s", cl->path);
+	l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (l->fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "[listen.%s] socket: %s", cl->name, strerror(errno));
+		free(l);
+		return rc;
+	}
+	memset(sa.sun_path, 0, sizeof(sa.sun_path));
+	memcpy(sa.sun_path, cl->path, strlen(cl->path));
+	/* Born with the right mode: no moment in which others may connect. */
+	um = umask(0777 & ~cl->mode);
+	rc = bind(l->fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(um);
+	if (rc != 0) {
+		rc = -errno;
+		snprintf(err, errlen, "[listen.%s] bind(\"%s\") failed: %s", cl->name, cl->path, strerror(errno));
+		close(l->fd);
+		free(l);
+		return rc;
+	}
+	if (stat(cl->path, &sb) == 0) {
+		l->dev = sb.st_dev;
+		l->ino = sb.st_ino;
+	}
+	if ((rc = listener_apply(l, cl, err, errlen)) != 0) {
+		listener_close(l, true);
+		return rc;
+	}
+	*out = l;
+	return 0;
+}
+
+/*
+ * Builds the listener set of a configuration: a listener whose path the
+ * running set already has keeps its socket (no connection attempt is ever
+ * refused across a reload); others are bound. On failure nothing changes.
+ */
+static int
+listeners_build(master_t *m, const om_conf_t *conf, om_listener_t **out, char *err, size_t errlen)
+{
+	bool reused[OM_CONF_LISTEN_MAX] = { false };
+	unsigned n = 0;
+	int rc = 0;
+
+	for (unsigned i = 0; i < conf->nlisten; i++) {
+		const om_conf_listen_t *cl = &conf->listen[i];
+		unsigned j;
+
+		for (j = 0; j < m->nls; j++)
+			if (!reused[j] && strcmp(m->ls[j]->path, cl->path) == 0)
+				break;
+		if (j < m->nls) {
+			reused[j] = true;
+			if ((rc = listener_apply(m->ls[j], cl, err, errlen)) != 0)
+				break;
+			out[n++] = m->ls[j];
+		} else {
+			if ((rc = listener_bind(cl, &out[n], err, errlen)) != 0)
+				break;
+			n++;
+		}
+	}
+	if (rc != 0) {
+		/* Undo: close what this call bound, keep what it reused. */
+		for (unsigned k = 0; k < n; k++) {
+			bool old = false;
+
+			for (unsigned j = 0; j < m->nls; j++)
+				old |= out[k] == m->ls[j];
+			if (!old)
+				listener_close(out[k], true);
+		}
+		return rc;
+	}
+	/* Listeners the new configuration dropped. */
+	for (unsigned j = 0; j < m->nls; j++) {
+		if (!reused[j]) {
+			om_log_info(0, "closing listener %s (%s)", m->ls[j]->name, m->ls[j]->path);
+			listener_close(m->ls[j], true);
+		}
+	}
+	memcpy(m->ls, out, n * sizeof(*out));
+	m->nls = n;
+	return 0;
+}
+
+/* ---- children ---------------------------------------------------------- */
+
+static int
+slot_alloc(master_t *m)
+{
+	for (unsigned s = OM_SLOT_FIRST; s < m->nslots; s++) {
+		if (!m->slots[s]) {
+			m->slots[s] = 1;
+			return (int)s;
+		}
+	}
+	return -1;
+}
+
+static child_t *
+child_find(master_t *m, pid_t pid)
+{
+	for (unsigned i = 0; i < CHILD_MAX; i++)
+		if (m->ch[i].state != CH_FREE && m->ch[i].state != CH_WAITING && m->ch[i].pid == pid)
+			return &m->ch[i];
+	return NULL;
+}
+
+static const char *
+kind_name(const child_t *c, char *buf, size_t n)
+{
+	if (c->kind == CH_MANAGER)
+		snprintf(buf, n, "cache manager");
+	else
+		snprintf(buf, n, "worker %u", c->worker_no);
+	return buf;
+}
+
+int
+om_srv_drop_privileges(const om_conf_t *conf)
+{
+	const om_conf_owner_t *o = &conf->daemon.run_as;
+
+	if (o->uid == (uid_t)-1 && o->gid == (gid_t)-1)
+		return 0;
+	if (geteuid() != 0) {
+		if ((o->uid == (uid_t)-1 || o->uid == geteuid()) && (o->gid == (gid_t)-1 || o->gid == getegid()))
+			return 0;
+		om_log_err(0, "cannot run as %s%s%s: not started as root", o->user, o->group[0] ? ":" : "",
+		    o->group);
+		return -EPERM;
+	}
+	if (o->gid != (gid_t)-1) {
+		if ((o->user[0] ? initgroups(o->user, o->gid) : setgroups(0, NULL)) != 0 ||
+		    setgid(o->gid) != 0) {
+			om_log_err(errno, "cannot take group %u", (unsigned)o->gid);
+			return -EPERM;
+		}
+	}
+	if (o->uid != (uid_t)-1 && setuid(o->uid) != 0) {
+		om_log_err(errno, "cannot take user %s", o->user);
+		return -EPERM;
+	}
+	return 0;
+}
+
+static void
+child_main(master_t *m, child_t *c)
+{
+	char name[32];
+	int rc;
+
+	/* What only the master uses. */
+	close(m->ep);
+	close(m->sigfd);
+	if (m->pfh != NULL)
+		pidfile_close(m->pfh);
+	/* Nobody serves without a master to supervise it. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != m->pid)
+		_exit(0);
+	kind_name(c, name, sizeof(name));
+	om_log_set_process(name);
+	setproctitle("%s process", c->kind == CH_MANAGER ? "cache manager" : "worker");
+	if (om_srv_drop_privileges(m->conf) != 0)
+		_exit(OM_EXIT_FATAL);
+	m->srv.slot = c->slot;
+	m->srv.worker_no = c->worker_no;
+	m->srv.generation = c->generation;
+	m->srv.conf = m->conf;
+	m->srv.nlisteners = m->nls;
+	memcpy(m->srv.listeners, m->ls, m->nls * sizeof(m->ls[0]));
+	om_store_set_slot(m->srv.st, c->slot);
+	rc = c->kind == CH_MANAGER ? om_manager_run(&m->srv) : om_worker_run(&m->srv);
+	_exit(rc);
+}
+
+static int
+spawn(master_t *m, child_t *c)
+{
+	char name[32];
+	int slot = slot_alloc(m);
+	pid_t pid;
+
+	if (slot < 0) {
+		om_log_err(0, "no free process slot for %s; retrying in 1 s", kind_name(c, name, sizeof(name)));
+		c->state = CH_WAITING;
+		c->respawn_at_ms = om_clock_ms() + 1000;
+		return -EAGAIN;
+	}
+	c->slot = (unsigned)slot;
+	c->started_ms = om_clock_ms();
+	pid = fork();
+	if (pid < 0) {
+		om_log_err(errno, "fork failed; retrying in 1 s");
+		m->slots[slot] = 0;
+		c->state = CH_WAITING;
+		c->respawn_at_ms = om_clock_ms() + 1000;
+		return -errno;
+	}
+	if (pid == 0)
+		child_main(m, c);
+	c->pid = pid;
+	c->state = CH_RUNNING;
+	om_log_debug(0, "started %s (pid %d, generation %u)", kind_name(c, name, sizeof(name)),
+	    (int)pid, c->generation);
+	return 0;
+}
+
+static child_t *
+child_new(master_t *m, enum child_kind kind, unsigned worker_no)
+{
+	for (unsigned i = 0; i < CHILD_MAX; i++) {
+		if (m->ch[i].state == CH_FREE) {
+			child_t *c = &m->ch[i];
+
+			memset(c, 0, sizeof(*c));
+			c->kind = kind;
+			c->worker_no = worker_no;
+			c->generation = m->srv.generation;
+			return c;
+		}
+	}
+	return NULL;
+}
+
+static void
+spawn_generation(master_t *m)
+{
+	for (unsigned w = 0; w <= m->conf->daemon.workers; w++) {
+		child_t *c = child_new(m, w < m->conf->daemon.workers ? CH_WORKER : CH_MANAGER, w);
+
+		if (c == NULL) {
+			om_log_err(0, "too many processes");
+			return;
+		}
+		(void)spawn(m, c);
+	}
+}
+
+static void
+signal_children(master_t *m, int sig, bool old_only)
+{
+	for (unsigned i = 0; i < CHILD_MAX; i++) {
+		child_t *c = &m->ch[i];
+
+		if (c->state != CH_RUNNING && c->state != CH_DRAINING)
+			continue;
+		if (old_only && c->generation == m->srv.generation)
+			continue;
+		kill(c->pid, sig);
+	}
+}
+
+static void
+drain_old(master_t *m)
+{
+	uint64_t kill_at = om_clock_ms() + m->conf->daemon.shutdown_timeout_ms + KILL_GRACE_MS;
+
+	for (unsigned i = 0; i < CHILD_MAX; i++) {
+		child_t *c = &m->ch[i];
+
+		if (c->generation == m->srv.generation)
+			continue;
+		if (c->state == CH_RUNNING) {
+			kill(c->pid, SIGQUIT);
+			c->state = CH_DRAINING;
+			c->kill_at_ms = kill_at;
+		} else if (c->state == CH_WAITING) {
+			c->state = CH_FREE; /* not replaced: its generation is gone */
+		}
+	}
+}
+
+static void
+reap(master_t *m)
+{
+	om_srv_stats_sh_t *ms = om_srv_stats(&m->srv, OM_SLOT_MASTER);
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		child_t *c = child_find(m, pid);
+		uint64_t now = om_clock_ms();
+		char name[32], how[64];
+
+		if (c == NULL)
+			continue;
+		/* A file it published but did not index, and its counters. */
+		om_store_reclaim_slot(m->srv.st, c->slot);
+		om_srv_stats_retire(&m->srv, c->slot);
+		m->slots[c->slot] = 0;
+		if (WIFSIGNALED(status))
+			snprintf(how, sizeof(how), "killed by signal %d", WTERMSIG(status));
+		else
+			snprintf(how, sizeof(how), "exited with status %d", WEXITSTATUS(status));
+		kind_name(c, name, sizeof(name));
+		if (c->state == CH_DRAINING || m->stopping || c->generation != m->srv.generation) {
+			om_log_info(0, "%s (pid %d, generation %u) %s", name, (int)pid, c->generation, how);
+			c->state = CH_FREE;
+			continue;
+		}
+		OM_STORE(&ms->worker_restarts, ms->worker_restarts + 1);
+		if (WIFEXITED(status) && WEXITSTATUS(status) == OM_EXIT_FATAL) {
+			om_log_err(0, "%s (pid %d) %s: it cannot run with this configuration; "
+			    "not restarting it", name, (int)pid, how);
+			c->state = CH_FREE;
+			continue;
+		}
+		/* Replace at once; a child that keeps dying young waits longer
+		 * each time (up to 30 s), never a respawn storm. */
+		c->quick_deaths = now - c->started_ms < 2000 ? c->quick_deaths + 1 : 0;
+		c->respawn_at_ms = now;
+		if (c->quick_deaths > 1) {
+			uint64_t delay = 250ull << (c->quick_deaths - 2 > 7 ? 7 : c->quick_deaths - 2);
+
+			c->respawn_at_ms = now + (delay > 30000 ? 30000 : delay);
+		}
+		om_log_warn(0, "%s (pid %d) %s; restarting it%s", name, (int)pid, how,
+		    c->respawn_at_ms > now ? " after a pause" : "");
+		c->state = CH_WAITING;
+	}
+}
+
+/* ---- reload ------------------------------------------------------------ */
+
+static void
+store_params(const om_conf_t *conf, om_store_params_t *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->mem.path = conf->memory.path;
+	p->mem.limit = conf->memory.size;
+	p->disk.path = conf->persistent.path;
+	p->disk.limit = conf->persistent.size;
+	p->durability = conf->persistent.durability;
+	p->promote_hits = conf->cache.promote_hits;
+	p->promote_max_size = conf->cache.promote_max_size;
+	p->evict_samples = conf->cache.evict_samples;
+	/* The protocol checks the configured limit; the store keeps its own. */
+	p->max_meta = OM_STORE_META_MAX;
+	p->proc_slot = OM_SLOT_MASTER;
+	if (geteuid() == 0 && (conf->daemon.run_as.uid != (uid_t)-1 || conf->daemon.run_as.gid != (gid_t)-1)) {
+		p->set_owner = 1;
+		p->owner_uid = conf->daemon.run_as.uid;
+		p->owner_gid = conf->daemon.run_as.gid;
+	}
+}
+
+#define KEEP(field, what) \
+	do { \
+		if (memcmp(&nc->field, &oc->field, sizeof(nc->field)) != 0) { \
+			om_log_warn(0, "reload: %s changes only at restart; keeping the running value", what); \
+			memcpy(&nc->field, &oc->field, sizeof(nc->field)); \
+		} \
+	} while (0)
+
+static void
+reload(master_t *m)
+{
+	om_srv_stats_sh_t *ms = om_srv_stats(&m->srv, OM_SLOT_MASTER);
+	om_listener_t *ls[OM_CONF_LISTEN_MAX];
+	om_conf_t *nc, *oc = m->conf;
+	om_store_params_t sp;
+	char err[1024];
+	int rc;
+
+	om_log_info(0, "reloading %s", m->conf_path);
+	if ((rc = om_conf_load(m->conf_path, &nc, err, sizeof(err))) != 0) {
+		om_log_err(0, "reload failed: %s; the running configuration stays", err);
+		OM_STORE(&ms->reload_failures, ms->reload_failures + 1);
+		return;
+	}
+	KEEP(index, "[index]");
+	KEEP(memory.path, "[memory] path");
+	KEEP(persistent.path, "[persistent] path");
+	KEEP(daemon.run_as, "[daemon] user and group");
+	KEEP(daemon.pid_file, "[daemon] pid_file");
+	if (nc->cache.promote_hits > oc->cache.promote_hits &&
+	    nc->cache.promote_hits > om_index_hits_max(m->srv.ix)) {
+		om_log_warn(0, "reload: [cache] promote_hits above %u needs a restart; using %u",
+		    om_index_hits_max(m->srv.ix), om_index_hits_max(m->srv.ix));
+		nc->cache.promote_hits = om_index_hits_max(m->srv.ix);
+	}
+	if ((rc = listeners_build(m, nc, ls, err, sizeof(err))) != 0) {
+		om_log_err(0, "reload failed: %s; the running configuration stays", err);
+		OM_STORE(&ms->reload_failures, ms->reload_failures + 1);
+		om_conf_free(nc);
+		return;
+	}
+	if (!m->foreground && (nc->log.target != oc->log.target || strcmp(nc->log.file, oc->log.file) != 0 ||
+	    nc->log.level != oc->log.level)) {
+		if ((rc = om_log_open(nc->log.target, nc->log.file, (int)nc->log.level)) != 0)
+			om_log_err(-rc, "reload: cannot open log %s; logging as before", nc->log.file);
+	} else if (m->foreground) {
+		om_log_set_level((int)nc->log.level);
+	}
+	store_params(nc, &sp);
+	om_store_reconfigure(m->srv.st, &sp);
+	m->conf = nc;
+	m->srv.conf = nc;
+	om_conf_free(oc);
+	m->srv.generation++;
+	OM_STORE(&ms->reloads, ms->reloads + 1);
+	spawn_generation(m);
+	drain_old(m);
+	om_log_info(0, "generation %u running with %u workers; draining the previous one",
+	    m->srv.generation, m->conf->daemon.workers);
+}
+
+/* ---- start and stop ---------------------------------------------------- */
+
+static void
+stop(master_t *m, int how)
+{
+	if (m->stopping >= how)
+		return;
+	om_log_info(0, "%s stop", how == 1 ? "graceful" : "fast");
+	m->stopping = how;
+	if (how == 1) {
+		m->stop_deadline_ms = om_clock_ms() + m->conf->daemon.shutdown_timeout_ms + KILL_GRACE_MS;
+		signal_children(m, SIGQUIT, false);
+	} else {
+		m->stop_deadline_ms = om_clock_ms() + 3000;
+		signal_children(m, SIGTERM, false);
+	}
+	/* No new connections: the workers close their copies as they go. */
+	for (unsigned i = 0; i < m->nls; i++) {
+		close(m->ls[i]->fd);
+		m->ls[i]->fd = -1;
+	}
+}
+
+static bool
+children_left(master_t *m)
+{
+	for (unsigned i = 0; i < CHILD_MAX; i++)
+		if (m->ch[i].state == CH_RUNNING || m->ch[i].state == CH_DRAINING)
+			return true;
+	return false;
+}
+
+static void
+handle_signals(master_t *m)
+{
+	struct signalfd_siginfo si;
+
+	while (read(m->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGCHLD:
+			reap(m);
+			break;
+		case SIGHUP:
+			if (!m->stopping)
+				reload(m);
+			break;
+		case SIGQUIT:
+			stop(m, 1);
+			break;
+		case SIGTERM:
+		case SIGINT:
+			stop(m, 2);
+			break;
+		case SIGUSR1:
+			if (om_log_reopen() != 0)
+				om_log_err(errno, "reopening the log failed");
+			signal_children(m, SIGUSR1, false);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static void
+timers(master_t *m)
+{
+	uint64_t now = om_clock_ms();
+
+	for (unsigned i = 0; i < CHILD_MAX; i++) {
+		child_t *c = &m->ch[i];
+
+		if (c->state == CH_WAITING && now >= c->respawn_at_ms && !m->stopping)
+			(void)spawn(m, c);
+		if (c->state == CH_DRAINING && now >= c->kill_at_ms) {
+			om_log_warn(0, "pid %d still draining after the shutdown timeout; killing it",
+			    (int)c->pid);
+			kill(c->pid, SIGKILL);
+			c->kill_at_ms = UINT64_MAX;
+		}
+	}
+	if (m->stopping && now >= m->stop_deadline_ms) {
+		om_log_warn(0, "children still running after the timeout; killing them");
+		signal_children(m, SIGKILL, false);
+		m->stop_deadline_ms = UINT64_MAX;
+	}
+}
+
+static int
+next_timeout(master_t *m)
+{
+	uint64_t now = om_clock_ms(), next = now + 1000;
+
+	for (unsigned i = 0; i < CHILD_MAX; i++) {
+		if (m->ch[i].state == CH_WAITING && m->ch[i].respawn_at_ms < next)
+			next = m->ch[i].respawn_at_ms;
+		if (m->ch[i].state == CH_DRAINING && m->ch[i].kill_at_ms < next)
+			next = m->ch[i].kill_at_ms;
+	}
+	if (m->stopping && m->stop_deadline_ms < next)
+		next = m->stop_deadline_ms;
+	return next > now ? (int)(next - now) : 0;
+}
+
+static void
+raise_nofile(const om_conf_t *conf)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)conf->daemon.max_connections * 2 + 1024;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur >= want)
+		return;
+	if (rl.rlim_max < want && geteuid() == 0)
+		rl.rlim_max = want;
+	rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		om_log_warn(errno, "cannot raise the descriptor limit to %llu",
+		    (unsigned long long)want);
+}
+
+static int
+open_pidfile(master_t *m)
+{
+	char dir[PATH_MAX], *slash;
+	pid_t other = 0;
+
+	snprintf(dir, sizeof(dir), "%s", m->conf->daemon.pid_file);
+	slash = strrchr(dir, '/');
+	if (slash != NULL && slash != dir) {
+		*slash = '\0';
+		(void)om_os_mkdir(AT_FDCWD, dir, 0755);
+	}
+	m->pfh = pidfile_open(m->conf->daemon.pid_file, 0644, &other);
+	if (m->pfh == NULL) {
+		if (errno == EEXIST)
+			fprintf(stderr, "objmapperd: already running (pid %d, pid file %s)\n", (int)other,
+			    m->conf->daemon.pid_file);
+		else
+			fprintf(stderr, "objmapperd: pid file %s: %s\n", m->conf->daemon.pid_file, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+build_store(master_t *m)
+{
+	const om_conf_t *conf = m->conf;
+	om_ix_params_t ip = { 0 };
+	om_store_params_t sp;
+	om_rebuild_stats_t rs;
+	char err[512];
+	int rc;
+
+	ip.capacity = conf->index.capacity;
+	ip.max_uri = conf->index.max_uri;
+	ip.arena_bytes = conf->index.arena_bytes;
+	ip.atime_res_ms = conf->index.atime_res_ms;
+	ip.hits_max = conf->cache.promote_hits;
+	/* Every process has a slot: the master, the retired counters, and
+	 * workers and managers of up to four generations at once. */
+	ip.procs = OM_SLOT_FIRST + 4 * (conf->daemon.workers + 1) + 4;
+	ip.proc_bytes = 1024;
+	if ((rc = om_index_create(&ip, &m->srv.ix)) != 0) {
+		fprintf(stderr, "objmapperd: cannot create the index (%u objects): %s\n", ip.capacity,
+		    strerror(-rc));
+		return rc;
+	}
+	m->nslots = ip.procs;
+	m->slots = calloc(m->nslots, 1);
+	if (m->slots == NULL)
+		return -ENOMEM;
+	store_params(conf, &sp);
+	if ((rc = om_store_open(&sp, m->srv.ix, &m->srv.st, err, sizeof(err))) != 0) {
+		fprintf(stderr, "objmapperd: %s\n", err);
+		return rc;
+	}
+	if ((rc = om_store_rebuild(m->srv.st, &rs)) != 0) {
+		fprintf(stderr, "objmapperd: rebuilding the index from %s and %s failed: %s\n",
+		    conf->persistent.path, conf->memory.path, strerror(-rc));
+		return rc;
+	}
+	om_log_info(0, "index rebuilt in %.3f s: %llu objects (%llu ephemeral, %llu copies), "
+	    "%llu bytes; removed %llu stale, %llu expired, %llu temporary; %llu moved to corrupt/",
+	    rs.seconds, (unsigned long long)rs.objects, (unsigned long long)rs.ephemeral,
+	    (unsigned long long)rs.copies, (unsigned long long)rs.bytes,
+	    (unsigned long long)rs.stale_removed, (unsigned long long)rs.expired_removed,
+	    (unsigned long long)rs.temp_removed, (unsigned long long)rs.corrupt_moved);
+	return 0;
+}
+
+int
+om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
+{
+	master_t *m = calloc(1, sizeof(*m));
+	om_listener_t *ls[OM_CONF_LISTEN_MAX];
+	struct epoll_event e;
+	sigset_t set;
+	char err[1024];
+	int rc;
+
+	if (m == NULL)
+		return 1;
+	m->conf_path = conf_path;
+	m->foreground = foreground != 0;
+	m->conf = conf;
+	m->srv.conf = conf;
+	m->srv.generation = 1;
+	m->ep = m->sigfd = -1;
+
+	if (foreground)
+		rc = om_log_open(OM_LOG_STDERR, NULL, (int)conf->log.level);
+	else
+		rc = om_log_open(conf->log.target, conf->log.file, (int)conf->log.level);
+	if (rc != 0) {
+		fprintf(stderr, "objmapperd: cannot open log %s: %s\n", conf->log.file, strerror(-rc));
+		return 1;
+	}
+	om_log_set_process("master");
+	if (open_pidfile(m) != 0)
+		return 1;
+	raise_nofile(conf);
+	signal(SIGPIPE, SIG_IGN);
+	if (build_store(m) != 0)
+		goto fail;
+	if (listeners_build(m, conf, ls, err, sizeof(err)) != 0) {
+		fprintf(stderr, "objmapperd: %s\n", err);
+		goto fail;
+	}
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGQUIT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	m->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	m->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (m->sigfd < 0 || m->ep < 0) {
+		fprintf(stderr, "objmapperd: signalfd/epoll: %s\n", strerror(errno));
+		goto fail;
+	}
+	e.events = EPOLLIN;
+	e.data.fd = m->sigfd;
+	epoll_ctl(m->ep, EPOLL_CTL_ADD, m->sigfd, &e);
+
+	if (!foreground && daemon(0, 0) != 0) {
+		fprintf(stderr, "objmapperd: daemon: %s\n", strerror(errno));
+		goto fail;
+	}
+	m->pid = getpid();
+	if (pidfile_write(m->pfh) != 0)
+		om_log_warn(errno, "writing the pid file failed");
+	setproctitle("master process %s", conf_path);
+	OM_STORE(&om_srv_stats(&m->srv, OM_SLOT_MASTER)->started_at, (uint64_t)om_time_s());
+	om_log_info(0, "%s started: %u workers, %u listeners (%s%s)", OM_SERVER_NAME,
+	    conf->daemon.workers, m->nls, m->ls[0]->path, m->nls > 1 ? ", ..." : "");
+
+	spawn_generation(m);
+	for (;;) {
+		struct epoll_event ev[4];
+		int n = epoll_wait(m->ep, ev, 4, next_timeout(m));
+
+		if (n < 0 && errno != EINTR) {
+			om_log_err(errno, "epoll_wait failed");
+			break;
+		}
+		if (n > 0)
+			handle_signals(m);
+		timers(m);
+		if (m->stopping && !children_left(m))
+			break;
+	}
+	om_log_info(0, "exiting");
+	for (unsigned i = 0; i < m->nls; i++)
+		listener_close(m->ls[i], true);
+	pidfile_remove(m->pfh);
+	om_store_close(m->srv.st);
+	om_index_close(m->srv.ix);
+	om_conf_free(m->conf);
+	free(m->slots);
+	free(m);
+	return 0;
+fail:
+	for (unsigned i = 0; i < m->nls; i++)
+		listener_close(m->ls[i], true);
+	if (m->pfh != NULL)
+		pidfile_remove(m->pfh);
+	return 1;
+}

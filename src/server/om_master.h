@@ -1,0 +1,13 @@
+/*
+ * The master process's entry point (master.c), called by main.
+ */
+#ifndef OM_MASTER_H
+#define OM_MASTER_H
+
+#include "conf/om_conf.h"
+
+/* Runs the daemon with a loaded configuration (which it takes over);
+ * returns the process exit status. */
+int om_master_run(const char *conf_path, om_conf_t *conf, int foreground);
+
+#endif

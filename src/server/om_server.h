@@ -1,0 +1,89 @@
+/*
+ * objmapperd internals shared by its processes: the master (master.c), the
+ * workers (worker.c, conn.c) and the cache manager (manager.c).
+ */
+#ifndef OM_SERVER_H
+#define OM_SERVER_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <objmapper/protocol.h>
+
+#include "conf/om_conf.h"
+#include "index/om_index.h"
+#include "store/om_store.h"
+
+#define OM_SERVER_NAME "objmapperd " OM_VERSION
+
+/* Exit status of a child that must not be restarted (it cannot work with
+ * this configuration: e.g. the user to run as cannot be assumed). */
+#define OM_EXIT_FATAL 3
+
+/* Process slots in the index segment. */
+#define OM_SLOT_MASTER  0
+#define OM_SLOT_RETIRED 1 /* counters of processes that have exited */
+#define OM_SLOT_FIRST   2
+
+/* Requests a connection may have in flight before its worker stops reading. */
+#define OM_MAX_PIPELINE 128
+
+/* A listening socket, created by the master and inherited by workers. */
+typedef struct {
+	char name[OM_CONF_LISTEN_NAME_MAX + 1];
+	char path[OM_CONF_SOCKET_PATH_MAX + 1];
+	int fd;
+	dev_t dev;          /* identity of the socket file we created */
+	ino_t ino;
+	uint64_t inline_threshold;
+	unsigned transport; /* OM_TRANSPORT_* */
+	unsigned modes;     /* bit (1 << mode) for each GET mode it supports */
+} om_listener_t;
+
+/* Per-process counters, in the process's slot of the index segment after
+ * the store's part; one writer (the process), summed by STATS. */
+typedef struct {
+	uint64_t conns_current;
+	uint64_t conns_total;
+	uint64_t requests[OM_OP_GOAWAY + 1];
+	uint64_t status[OM_STATUS_MAX + 1];
+	uint64_t bytes_in;
+	uint64_t bytes_out;
+	uint64_t fds_passed;
+	uint64_t fds_received;
+	uint64_t goaways;
+	uint64_t bad_frames;
+	/* master only */
+	uint64_t reloads;
+	uint64_t reload_failures;
+	uint64_t worker_restarts;
+	uint64_t started_at; /* unix seconds */
+	uint64_t maint_passes;
+} om_srv_stats_sh_t;
+
+/* What every process of one generation shares (inherited from the master). */
+typedef struct {
+	om_conf_t *conf;
+	om_index_t *ix;
+	om_store_t *st;
+	om_listener_t *listeners[OM_CONF_LISTEN_MAX];
+	unsigned nlisteners;
+	unsigned generation;
+	unsigned slot;      /* this process's slot */
+	unsigned worker_no; /* workers: 0..N-1 */
+} om_srv_t;
+
+om_srv_stats_sh_t *om_srv_stats(om_srv_t *srv, unsigned slot);
+/* Adds a slot's counters to the retired totals and zeroes it. */
+void om_srv_stats_retire(om_srv_t *srv, unsigned slot);
+/* The STATS text: "name value\n" lines, summed over every process. */
+char *om_srv_stats_text(om_srv_t *srv, size_t *len);
+
+/* Runs a worker process until it has drained; returns its exit status. */
+int om_worker_run(om_srv_t *srv);
+/* Runs the cache manager; returns its exit status. */
+int om_manager_run(om_srv_t *srv);
+/* Drops root for the configured user and group (children only). */
+int om_srv_drop_privileges(const om_conf_t *conf);
+
+#endif

@@ -1,0 +1,318 @@
+/*
+ * A worker process: one epoll loop over the inherited listeners (accepting
+ * with EPOLLEXCLUSIVE, so that one worker wakes per connection), its
+ * connections and a signalfd. QUIT drains it (finish what was accepted,
+ * GOAWAY, exit); TERM and INT stop it at once.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/om_core.h"
+#include "core/om_log.h"
+#include "server/worker_int.h"
+
+#define ACCEPT_BATCH 64
+#define SWEEP_MS 1000
+
+/* ---- descriptor cache -------------------------------------------------- */
+
+static fdc_entry_t *
+fdc_slot(worker_t *w, int tier, uint64_t id)
+{
+	uint64_t h = (id ^ ((uint64_t)tier << 63)) * 0x9e3779b97f4a7c15ull;
+
+	return &w->fdc[h >> 54 & (FDC_SIZE - 1)];
+}
+
+fdc_entry_t *
+fdc_get(worker_t *w, int tier, uint64_t id)
+{
+	fdc_entry_t *e = fdc_slot(w, tier, id);
+
+	return e->id == id && e->tier == tier ? e : NULL;
+}
+
+/* Takes fd into the cache, or returns NULL (the slot is busy: the caller
+ * keeps its descriptor). */
+fdc_entry_t *
+fdc_put(worker_t *w, int tier, uint64_t id, int fd)
+{
+	fdc_entry_t *e = fdc_slot(w, tier, id);
+
+	if (e->id != 0) {
+		if (e->refs > 0)
+			return NULL;
+		close(e->fd);
+	}
+	e->id = id;
+	e->tier = tier;
+	e->fd = fd;
+	e->refs = 0;
+	return e;
+}
+
+/* Closes cached descriptors of objects that were replaced or deleted, so
+ * that their space is given back. */
+static void
+fdc_sweep(worker_t *w)
+{
+	for (unsigned i = 0; i < FDC_SIZE; i++) {
+		fdc_entry_t *e = &w->fdc[i];
+		struct stat sb;
+
+		if (e->id == 0 || e->refs > 0)
+			continue;
+		if (fstat(e->fd, &sb) != 0 || sb.st_nlink == 0) {
+			close(e->fd);
+			e->id = 0;
+		}
+	}
+}
+
+static void
+fdc_clear(worker_t *w)
+{
+	for (unsigned i = 0; i < FDC_SIZE; i++) {
+		if (w->fdc[i].id != 0 && w->fdc[i].refs == 0) {
+			close(w->fdc[i].fd);
+			w->fdc[i].id = 0;
+		}
+	}
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+static void
+listeners_set(worker_t *w, int on)
+{
+	for (unsigned i = 0; i < w->nls; i++) {
+		wlistener_t *l = &w->ls[i];
+		struct epoll_event e;
+
+		if (on && !l->in_epoll) {
+			e.events = EPOLLIN | EPOLLEXCLUSIVE;
+			e.data.ptr = l;
+			if (epoll_ctl(w->ep, EPOLL_CTL_ADD, l->ls->fd, &e) == 0)
+				l->in_epoll = 1;
+			else
+				om_log_err(errno, "epoll_ctl(ADD listener) failed");
+		} else if (!on && l->in_epoll) {
+			epoll_ctl(w->ep, EPOLL_CTL_DEL, l->ls->fd, NULL);
+			l->in_epoll = 0;
+		}
+	}
+	w->accepting = on;
+}
+
+void
+worker_conn_gone(worker_t *w, conn_t *c)
+{
+	(void)c;
+	w->nconns--;
+	OM_STORE(&w->stats->conns_current, w->stats->conns_current - 1);
+	if (!w->draining && !w->accepting && w->accept_resume_ms == 0 &&
+	    w->nconns < w->srv->conf->daemon.max_connections)
+		listeners_set(w, 1);
+}
+
+static void
+accept_some(worker_t *w, wlistener_t *l)
+{
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		int fd;
+		conn_t *c;
+
+		if (w->nconns >= w->srv->conf->daemon.max_connections) {
+			/* At the limit: leave the rest to other workers. */
+			listeners_set(w, 0);
+			return;
+		}
+		fd = accept4(l->ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+			    errno == ECONNABORTED)
+				return;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				/* Out of descriptors: pause accepting rather than spin. */
+				om_log_warn(errno, "accept on %s failed; pausing accepts for 100 ms",
+				    l->ls->path);
+				listeners_set(w, 0);
+				w->accept_resume_ms = om_clock_ms() + 100;
+				return;
+			}
+			om_log_err(errno, "accept on %s failed", l->ls->path);
+			return;
+		}
+		c = conn_new(w, fd, l->ls);
+		if (c == NULL) {
+			close(fd);
+			continue;
+		}
+		w->nconns++;
+		OM_STORE(&w->stats->conns_current, w->stats->conns_current + 1);
+		OM_STORE(&w->stats->conns_total, w->stats->conns_total + 1);
+	}
+}
+
+/* ---- the loop ---------------------------------------------------------- */
+
+static void
+start_drain(worker_t *w)
+{
+	if (w->draining)
+		return;
+	om_log_info(0, "draining (%u connections)", w->nconns);
+	w->draining = 1;
+	w->drain_deadline_ms = om_clock_ms() + w->srv->conf->daemon.shutdown_timeout_ms;
+	listeners_set(w, 0);
+	/* Stop listening for good: the socket stays open in the master and
+	 * the next generation. */
+	for (unsigned i = 0; i < w->nls; i++)
+		close(w->ls[i].ls->fd);
+	w->nls = 0;
+	for (conn_t *c = w->conns; c != NULL;) {
+		conn_t *n = conn_next(c);
+
+		conn_drain(c);
+		c = n;
+	}
+}
+
+static int
+handle_signals(worker_t *w)
+{
+	struct signalfd_siginfo si;
+
+	while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGQUIT:
+			start_drain(w);
+			break;
+		case SIGTERM:
+		case SIGINT:
+			return -1;
+		case SIGUSR1:
+			if (om_log_reopen() != 0)
+				om_log_err(errno, "reopening the log failed");
+			break;
+		default:
+			break;
+		}
+	}
+	return 0;
+}
+
+int
+om_worker_run(om_srv_t *srv)
+{
+	worker_t *w = calloc(1, sizeof(*w));
+	struct epoll_event evs[128];
+	sigset_t set;
+	int rc = 0;
+
+	if (w == NULL)
+		return OM_EXIT_FATAL;
+	w->srv = srv;
+	w->stats = om_srv_stats(srv, srv->slot);
+	w->ep = epoll_create1(EPOLL_CLOEXEC);
+	sigemptyset(&set);
+	sigaddset(&set, SIGQUIT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGHUP);
+	w->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (w->ep < 0 || w->sigfd < 0) {
+		om_log_err(errno, "epoll or signalfd failed");
+		return OM_EXIT_FATAL;
+	}
+	w->sig_tag.kind = EV_SIGNAL;
+	{
+		struct epoll_event e = { .events = EPOLLIN, .data.ptr = &w->sig_tag };
+
+		epoll_ctl(w->ep, EPOLL_CTL_ADD, w->sigfd, &e);
+	}
+	for (unsigned i = 0; i < srv->nlisteners; i++) {
+		w->ls[i].tag.kind = EV_LISTENER;
+		w->ls[i].ls = srv->listeners[i];
+	}
+	w->nls = srv->nlisteners;
+	listeners_set(w, 1);
+	w->next_sweep_ms = om_clock_ms() + SWEEP_MS;
+
+	for (;;) {
+		uint64_t now = om_clock_ms();
+		int timeout = (int)(w->next_sweep_ms > now ? w->next_sweep_ms - now : 0);
+		conn_t *c;
+		int n;
+
+		if (w->draining) {
+			if (w->nconns == 0)
+				break;
+			if (now >= w->drain_deadline_ms) {
+				om_log_warn(0, "shutdown timeout: closing %u connections", w->nconns);
+				break;
+			}
+			if ((int)(w->drain_deadline_ms - now) < timeout)
+				timeout = (int)(w->drain_deadline_ms - now);
+		}
+		if (w->accept_resume_ms && (int)(w->accept_resume_ms - now) < timeout)
+			timeout = w->accept_resume_ms > now ? (int)(w->accept_resume_ms - now) : 0;
+		if (w->ready != NULL)
+			timeout = 0;
+		n = epoll_wait(w->ep, evs, 128, timeout);
+		if (n < 0 && errno != EINTR) {
+			om_log_err(errno, "epoll_wait failed");
+			rc = OM_EXIT_FATAL;
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			ev_tag_t *t = evs[i].data.ptr;
+
+			if (t->kind == EV_CONN) {
+				conn_event((conn_t *)t, evs[i].events);
+			} else if (t->kind == EV_LISTENER) {
+				if (!w->draining)
+					accept_some(w, (wlistener_t *)t);
+			} else if (handle_signals(w) != 0) {
+				goto out;
+			}
+		}
+		/* Connections with buffered requests get their turn. */
+		for (unsigned k = 0, m = w->nconns + 1; k < m && (c = conn_ready_pop(w)) != NULL; k++) {
+			if (!conn_reap(c))
+				conn_run(c);
+		}
+		now = om_clock_ms();
+		if (w->accept_resume_ms && now >= w->accept_resume_ms) {
+			w->accept_resume_ms = 0;
+			if (!w->draining && w->nconns < srv->conf->daemon.max_connections)
+				listeners_set(w, 1);
+		}
+		if (now >= w->next_sweep_ms) {
+			fdc_sweep(w);
+			w->next_sweep_ms = now + SWEEP_MS;
+		}
+	}
+out:
+	while (w->conns != NULL)
+		conn_close(w->conns);
+	{
+		conn_t *c;
+
+		while ((c = conn_ready_pop(w)) != NULL)
+			(void)conn_reap(c);
+	}
+	fdc_clear(w);
+	om_log_info(0, "exiting");
+	return rc;
+}

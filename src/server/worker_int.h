@@ -1,0 +1,88 @@
+/*
+ * Internals of a worker process: the event loop (worker.c), connections
+ * and the protocol (conn.c), the descriptor cache. Worker processes only.
+ */
+#ifndef OM_WORKER_INT_H
+#define OM_WORKER_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proto/om_proto.h"
+#include "server/om_server.h"
+
+enum ev_kind {
+	EV_LISTENER = 1,
+	EV_SIGNAL,
+	EV_CONN,
+};
+
+/* What an epoll event points at: each of these structures begins with one. */
+typedef struct {
+	enum ev_kind kind;
+} ev_tag_t;
+
+typedef struct {
+	ev_tag_t tag;
+	om_listener_t *ls;
+	int in_epoll;
+} wlistener_t;
+
+/*
+ * Descriptors kept open for clients that read only at explicit offsets
+ * (HELLO OFFSET_READS): direct-mapped by (tier, id). Objects are immutable
+ * and ids never reused, so an entry never serves wrong bytes; a replaced or
+ * deleted object's entry is closed by the periodic sweep (link count 0),
+ * so that its space is freed.
+ */
+#define FDC_SIZE 1024
+typedef struct {
+	uint64_t id;   /* 0 = empty */
+	int tier;
+	int fd;
+	unsigned refs; /* responses queued with this descriptor */
+} fdc_entry_t;
+
+typedef struct conn conn_t;
+
+typedef struct {
+	om_srv_t *srv;
+	om_srv_stats_sh_t *stats;
+	int ep;
+	int sigfd;
+	ev_tag_t sig_tag;
+	wlistener_t ls[OM_CONF_LISTEN_MAX];
+	unsigned nls;
+	int accepting;
+	unsigned nconns;
+	conn_t *conns;        /* every connection */
+	conn_t *ready;        /* connections with buffered input to process */
+	int draining;
+	uint64_t drain_deadline_ms;
+	uint64_t accept_resume_ms; /* accepting paused until (EMFILE) */
+	uint64_t next_sweep_ms;
+	fdc_entry_t fdc[FDC_SIZE];
+	uint8_t *scratch;     /* a copy-mode bounce buffer shared by connections */
+} worker_t;
+
+/* conn.c */
+conn_t *conn_new(worker_t *w, int fd, om_listener_t *ls);
+/* The ready list: connections with buffered work, run after the events.
+ * A connection closed while on it is freed when popped (conn_reap). */
+void conn_ready_push(worker_t *w, conn_t *c);
+conn_t *conn_ready_pop(worker_t *w);
+bool conn_reap(conn_t *c);
+conn_t *conn_next(const conn_t *c);
+void conn_event(conn_t *c, uint32_t events);
+/* Processes buffered input (from the ready list or after an event). */
+void conn_run(conn_t *c);
+/* The worker is draining: finish what was accepted, then GOAWAY. */
+void conn_drain(conn_t *c);
+void conn_close(conn_t *c);
+
+/* worker.c */
+void worker_conn_gone(worker_t *w, conn_t *c);
+fdc_entry_t *fdc_get(worker_t *w, int tier, uint64_t id);
+fdc_entry_t *fdc_put(worker_t *w, int tier, uint64_t id, int fd);
+
+#endif
