@@ -1,11 +1,23 @@
 # Test binaries: one cmocka program per part, each run as its own process.
-TEST_LIB_SRCS := tests/lib/om_test.c
-TEST_LIB_OBJS := $(TEST_LIB_SRCS:%.c=$(O)/%.o)
-TEST_NAMES    := test_core test_index test_index_crash test_index_stress test_store test_store_rebuild test_conf
-TEST_BINS     += $(TEST_NAMES:%=$(O)/tests/%)
+# Unit tests link the engine; integration tests start the real daemon
+# (and the CLI) and talk to it through libobjmapper.
+TEST_LIB_OBJS := $(O)/tests/lib/om_test.o
+INTEG_LIB_OBJS := $(TEST_LIB_OBJS) $(O)/tests/lib/om_daemon.o
 
-$(O)/tests/%: $(O)/tests/unit/%.o $(TEST_LIB_OBJS) $(ENGINE_LIB)
+UNIT_NAMES  := test_core test_index test_index_crash test_index_stress test_store \
+               test_store_rebuild test_conf
+INTEG_NAMES := test_daemon
+UNIT_BINS   := $(UNIT_NAMES:%=$(O)/tests/%)
+INTEG_BINS  := $(INTEG_NAMES:%=$(O)/tests/%)
+TEST_BINS   += $(UNIT_BINS) $(INTEG_BINS)
+
+$(UNIT_BINS): $(O)/tests/%: $(O)/tests/unit/%.o $(TEST_LIB_OBJS) $(ENGINE_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(INTEG_BINS): $(O)/tests/%: $(O)/tests/integration/%.o $(INTEG_LIB_OBJS) $(CLIENT_A) $(ENGINE_LIB) \
+		| $(PROGRAMS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS) -lcmocka
 
 $(O)/tests/%.o: CPPFLAGS += -Itests/lib

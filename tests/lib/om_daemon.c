@@ -1,0 +1,273 @@
+/*
+ * Integration-test harness (see om_daemon.h): the real objmapperd on
+ * private directories, started and stopped by the tests themselves.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "om_daemon.h"
+#include "om_test.h"
+
+const char *
+om_test_program(const char *name)
+{
+	static char path[PATH_MAX + 64];
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *slash;
+
+	assert_true(n > 0);
+	self[n] = '\0';
+	/* build/tests/test_x -> build/NAME (build/asan/... alike). */
+	slash = strrchr(self, '/');
+	*slash = '\0';
+	slash = strrchr(self, '/');
+	*slash = '\0';
+	snprintf(path, sizeof(path), "%s/%s", self, name);
+	return path;
+}
+
+void
+om_daemon_write_conf(om_daemon_t *d, unsigned workers, const char *extra)
+{
+	FILE *f = fopen(d->conf, "w");
+
+	assert_non_null(f);
+	fprintf(f,
+	    "[daemon]\n"
+	    "workers = %u\n"
+	    "pid_file = objmapperd.pid\n"
+	    "shutdown_timeout = 10s\n"
+	    "[log]\n"
+	    "target = stderr\n"
+	    "level = info\n"
+	    "[index]\n"
+	    "capacity = 100000\n"
+	    "[memory]\n"
+	    "path = %s\n"
+	    "size = 256M\n"
+	    "[persistent]\n"
+	    "path = objects\n"
+	    "size = 2G\n"
+	    "[listen.local]\n"
+	    "type = unix\n"
+	    "path = objmapper.sock\n"
+	    "%s\n",
+	    workers, d->mem, extra ? extra : "");
+	fclose(f);
+}
+
+void
+om_daemon_init(om_daemon_t *d, unsigned workers, const char *extra)
+{
+	const char *m = getenv("OM_TEST_MEMDIR");
+
+	memset(d, 0, sizeof(*d));
+	om_test_mkdtemp(d->dir, sizeof(d->dir), NULL);
+	om_test_mkdtemp(d->mem, sizeof(d->mem), m ? m : "/dev/shm");
+	snprintf(d->conf, sizeof(d->conf), "%s/objmapper.conf", d->dir);
+	snprintf(d->sock, sizeof(d->sock), "%s/objmapper.sock", d->dir);
+	snprintf(d->pidfile, sizeof(d->pidfile), "%s/objmapperd.pid", d->dir);
+	snprintf(d->log, sizeof(d->log), "%s/daemon.log", d->dir);
+	om_daemon_write_conf(d, workers, extra);
+}
+
+static int
+answers(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return 0;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
+void
+om_daemon_start(om_daemon_t *d)
+{
+	const char *prog = om_test_program("objmapperd");
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execl(prog, "objmapperd", "-F", "-f", d->conf, (char *)NULL);
+		_exit(127);
+	}
+	d->pid = pid;
+	for (int i = 0; i < 1000; i++) {
+		int status;
+
+		if (answers(d->sock))
+			return;
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			fail_msg("objmapperd exited at start (status %d):\n%s", status, om_daemon_log(d));
+		usleep(10000);
+	}
+	fail_msg("objmapperd did not answer on %s within 10 s:\n%s", d->sock, om_daemon_log(d));
+}
+
+void
+om_daemon_kill(om_daemon_t *d, int sig)
+{
+	assert_int_equal(kill(d->pid, sig), 0);
+}
+
+int
+om_daemon_wait(om_daemon_t *d, int timeout_ms)
+{
+	for (int t = 0; t < timeout_ms; t += 10) {
+		int status;
+
+		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+			d->pid = 0;
+			return status;
+		}
+		usleep(10000);
+	}
+	kill(d->pid, SIGKILL);
+	waitpid(d->pid, NULL, 0);
+	d->pid = 0;
+	return -1;
+}
+
+void
+om_daemon_stop(om_daemon_t *d)
+{
+	int status;
+
+	if (d->pid <= 0)
+		return;
+	om_daemon_kill(d, SIGQUIT);
+	status = om_daemon_wait(d, 20000);
+	if (!(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0))
+		fail_msg("objmapperd did not stop cleanly (status %d):\n%s", status, om_daemon_log(d));
+}
+
+void
+om_daemon_cleanup(om_daemon_t *d)
+{
+	if (d->pid > 0) {
+		kill(d->pid, SIGKILL);
+		waitpid(d->pid, NULL, 0);
+		d->pid = 0;
+	}
+	om_test_rmtree(d->dir);
+	om_test_rmtree(d->mem);
+}
+
+int
+om_proc_title(pid_t pid, char *buf, size_t n)
+{
+	char path[64];
+	ssize_t r;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	r = read(fd, buf, n - 1);
+	close(fd);
+	if (r < 0)
+		return -1;
+	for (ssize_t i = 0; i < r; i++)
+		if (buf[i] == '\0')
+			buf[i] = ' ';
+	buf[r] = '\0';
+	return 0;
+}
+
+int
+om_daemon_children(const om_daemon_t *d, pid_t *pids, int n, const char *title)
+{
+	DIR *dir = opendir("/proc");
+	struct dirent *de;
+	int found = 0;
+
+	assert_non_null(dir);
+	while ((de = readdir(dir)) != NULL && found < n) {
+		char path[300], buf[512];
+		int ppid = -1, fd;
+		ssize_t r;
+		char *p;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		r = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (r <= 0)
+			continue;
+		buf[r] = '\0';
+		/* pid (comm) state ppid: comm may hold spaces, so from the last ')'. */
+		p = strrchr(buf, ')');
+		if (p == NULL || sscanf(p + 1, " %*c %d", &ppid) != 1 || ppid != d->pid)
+			continue;
+		if (title != NULL) {
+			if (om_proc_title((pid_t)atoi(de->d_name), buf, sizeof(buf)) != 0 || !strstr(buf, title))
+				continue;
+		}
+		pids[found++] = (pid_t)atoi(de->d_name);
+	}
+	closedir(dir);
+	return found;
+}
+
+int
+om_wait_until(int (*fn)(void *), void *arg, int timeout_ms)
+{
+	for (int t = 0; t <= timeout_ms; t += 20) {
+		if (fn(arg))
+			return 1;
+		usleep(20000);
+	}
+	return 0;
+}
+
+const char *
+om_daemon_log(const om_daemon_t *d)
+{
+	static char buf[16384];
+	int fd = open(d->log, O_RDONLY | O_CLOEXEC);
+	ssize_t n = 0;
+	off_t size;
+
+	buf[0] = '\0';
+	if (fd < 0)
+		return buf;
+	/* The end of it, where the news is. */
+	size = lseek(fd, 0, SEEK_END);
+	if (size > (off_t)sizeof(buf) - 1)
+		lseek(fd, size - (off_t)sizeof(buf) + 1, SEEK_SET);
+	else
+		lseek(fd, 0, SEEK_SET);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}

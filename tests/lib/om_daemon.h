@@ -1,0 +1,52 @@
+/*
+ * Starts and stops the real objmapperd for integration tests: a private
+ * directory with the configuration, the socket and the persistent tier
+ * (under $TMPDIR or /tmp), the memory tier under /dev/shm.
+ */
+#ifndef OM_DAEMON_H
+#define OM_DAEMON_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct {
+	char dir[256];   /* configuration, socket, pid file, log, persistent tier */
+	char mem[256];   /* memory tier */
+	char conf[320];
+	char sock[320];
+	char pidfile[320];
+	char log[320];
+	char extra[4096]; /* configuration text appended by the test */
+	pid_t pid;       /* the master */
+} om_daemon_t;
+
+/* Path of a program built beside the tests (objmapperd, objmapper). */
+const char *om_test_program(const char *name);
+
+/* Prepares directories and writes the configuration (workers, extra
+ * lines); does not start anything. */
+void om_daemon_init(om_daemon_t *d, unsigned workers, const char *extra);
+/* (Re)writes the configuration file with the given extra text. */
+void om_daemon_write_conf(om_daemon_t *d, unsigned workers, const char *extra);
+/* Starts objmapperd -F and waits until its socket answers (asserts). */
+void om_daemon_start(om_daemon_t *d);
+/* Signals the master. */
+void om_daemon_kill(om_daemon_t *d, int sig);
+/* Waits for the master to exit; returns its wait status, or -1 after
+ * timeout_ms (the daemon is then killed). */
+int om_daemon_wait(om_daemon_t *d, int timeout_ms);
+/* QUIT and wait; asserts a clean exit. */
+void om_daemon_stop(om_daemon_t *d);
+/* Removes every directory. */
+void om_daemon_cleanup(om_daemon_t *d);
+/* The master's children: fills pids, returns how many (at most n). With
+ * title non-NULL, only those whose process title contains it. */
+int om_daemon_children(const om_daemon_t *d, pid_t *pids, int n, const char *title);
+/* Process title (cmdline) of a pid, spaces for NULs. */
+int om_proc_title(pid_t pid, char *buf, size_t n);
+/* Waits until fn(arg) returns true, polling every 20 ms; false on timeout. */
+int om_wait_until(int (*fn)(void *), void *arg, int timeout_ms);
+/* The daemon's log so far (static buffer). */
+const char *om_daemon_log(const om_daemon_t *d);
+
+#endif
