@@ -2,11 +2,11 @@
 # Unit tests link the engine; integration tests start the real daemon
 # (and the CLI) and talk to it through libobjmapper.
 TEST_LIB_OBJS := $(O)/tests/lib/om_test.o
-INTEG_LIB_OBJS := $(TEST_LIB_OBJS) $(O)/tests/lib/om_daemon.o
+INTEG_LIB_OBJS := $(TEST_LIB_OBJS) $(O)/tests/lib/om_daemon.o $(O)/tests/lib/om_load.o
 
 UNIT_NAMES  := test_core test_index test_index_crash test_index_stress test_store \
                test_store_rebuild test_conf
-INTEG_NAMES := test_daemon
+INTEG_NAMES := test_daemon test_reload
 UNIT_BINS   := $(UNIT_NAMES:%=$(O)/tests/%)
 INTEG_BINS  := $(INTEG_NAMES:%=$(O)/tests/%)
 TEST_BINS   += $(UNIT_BINS) $(INTEG_BINS)

@@ -107,6 +107,10 @@ const char *om_client_strerror(int code);
 const om_caps_t *om_client_caps(const om_client_t *c);
 /* The connection's socket descriptor (for poll; do not read or write it). */
 int om_client_fd(const om_client_t *c);
+/* Requests this handle has sent again: after a GOAWAY (never processed),
+ * or after a lost connection (outcome unknown; GET, STAT, STATS, PING,
+ * PUT and DELETE are repeated once). */
+unsigned long om_client_retries(const om_client_t *c);
 
 /*
  * GET in any mode (enum om_mode). flags: OM_GET_WANT_META, OM_GET_NO_TOUCH.

@@ -31,6 +31,8 @@ struct om_client {
 	uint32_t next_id;
 	int goaway;             /* a GOAWAY was read: reconnect before the next request */
 	uint32_t goaway_last;
+	int refused;            /* the last send failed: the daemon had closed */
+	unsigned long retries;
 	om_caps_t caps;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char msg[OM_PROTO_MSG_MAX + 128];
@@ -88,6 +90,12 @@ API int
 om_client_fd(const om_client_t *c)
 {
 	return c->fd;
+}
+
+API unsigned long
+om_client_retries(const om_client_t *c)
+{
+	return c->retries;
 }
 
 /* ---- the connection ---------------------------------------------------- */
@@ -238,6 +246,9 @@ send_all(om_client_t *c, struct iovec *iov, int iovcnt, int fd)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
+			/* The daemon closed its end (after a GOAWAY): nothing of
+			 * this request was taken. */
+			c->refused = errno == EPIPE || errno == ECONNRESET;
 			return fail(c, OM_EIO, "send to %s: %s", c->path, strerror(errno));
 		}
 		/* The descriptor went with the first bytes. */
@@ -373,10 +384,9 @@ hello(om_client_t *c)
 }
 
 static int
-reconnect(om_client_t *c)
+connect_once(om_client_t *c)
 {
 	struct sockaddr_un sa;
-	int rc;
 
 	disconnect(c);
 	memset(&sa, 0, sizeof(sa));
@@ -386,15 +396,39 @@ reconnect(om_client_t *c)
 	if (c->fd < 0)
 		return fail(c, OM_ECONNECT, "socket: %s", strerror(errno));
 	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		rc = fail(c, OM_ECONNECT, "connect to %s: %s", c->path, strerror(errno));
+		int rc = fail(c, OM_ECONNECT, "connect to %s: %s", c->path, strerror(errno));
+
 		disconnect(c);
 		return rc;
 	}
-	if ((rc = hello(c)) != 0) {
+	return hello(c);
+}
+
+/*
+ * Connects and says HELLO. A connection that a draining worker took just
+ * before it stopped accepting gets a GOAWAY (or is closed) at once: the
+ * daemon has another generation, so try again.
+ */
+static int
+reconnect(om_client_t *c)
+{
+	int rc = 0;
+
+	for (int attempt = 0; attempt < 8; attempt++) {
+		rc = connect_once(c);
+		if (rc == 0)
+			return 0;
 		disconnect(c);
-		return rc == -OM_EIO ? fail(c, OM_ECONNECT, "%s", c->msg) : rc;
+		if (rc != -OM_EIO)
+			return rc;
+		usleep(1000u << attempt);
 	}
-	return 0;
+	{
+		char why[sizeof(c->msg)];
+
+		memcpy(why, c->msg, sizeof(why));
+		return fail(c, OM_ECONNECT, "%s", why);
+	}
 }
 
 API int
@@ -547,6 +581,9 @@ call(om_client_t *c, om_req_t *q, struct iovec *parts, int nparts, int send_fd, 
 			if ((rc = reconnect(c)) != 0)
 				return rc;
 		}
+		if (round > 0)
+			c->retries++;
+		c->refused = 0;
 		q->id = c->next_id++;
 		if (c->next_id == 0)
 			c->next_id = 1;
@@ -569,8 +606,12 @@ call(om_client_t *c, om_req_t *q, struct iovec *parts, int nparts, int send_fd, 
 		}
 		if (rc != -OM_EIO)
 			return rc;
-		/* The connection broke with the request unanswered. */
+		/* The connection broke with the request unanswered. A refused
+		 * send was not processed and goes again; otherwise the outcome is
+		 * unknown and only a repeatable request goes again, once. */
 		disconnect(c);
+		if (c->refused)
+			continue;
 		if (!retry || lost++)
 			return rc;
 	}
@@ -800,6 +841,8 @@ om_client_get_batch(om_client_t *c, unsigned n, const char *const *uris, int mod
 			bool goaway = c->goaway;
 
 			disconnect(c);
+			for (unsigned i = 0; i < n; i++)
+				c->retries += rcs[i] == 1;
 			/* GOAWAY: the rest was not processed, send it again.
 			 * A lost connection: GETs are safe to repeat, once. */
 			if ((!goaway && tries++ > 0) || (goaway && goaways++ >= 4)) {

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "index/om_index.h"
 #include "om_daemon.h"
 #include "om_test.h"
 
@@ -247,6 +248,41 @@ om_wait_until(int (*fn)(void *), void *arg, int timeout_ms)
 		usleep(20000);
 	}
 	return 0;
+}
+
+int
+om_daemon_check_index(const om_daemon_t *d, char *err, size_t n)
+{
+	char dir[64];
+	struct dirent *de;
+	DIR *fds;
+	int rc = -ENOENT;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)d->pid);
+	fds = opendir(dir);
+	assert_non_null(fds);
+	while ((de = readdir(fds)) != NULL) {
+		char link[600], target[256];
+		ssize_t r;
+
+		snprintf(link, sizeof(link), "%s/%s", dir, de->d_name);
+		r = readlink(link, target, sizeof(target) - 1);
+		if (r <= 0)
+			continue;
+		target[r] = '\0';
+		if (strstr(target, "memfd:objmapper-index") != NULL) {
+			om_index_t *ix;
+			int fd = open(link, O_RDWR | O_CLOEXEC);
+
+			assert_true(fd >= 0);
+			assert_int_equal(om_index_attach(fd, &ix), 0);
+			rc = om_index_check(ix, err, n);
+			om_index_close(ix);
+			break;
+		}
+	}
+	closedir(fds);
+	return rc;
 }
 
 const char *

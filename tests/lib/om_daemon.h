@@ -46,6 +46,9 @@ int om_daemon_children(const om_daemon_t *d, pid_t *pids, int n, const char *tit
 int om_proc_title(pid_t pid, char *buf, size_t n);
 /* Waits until fn(arg) returns true, polling every 20 ms; false on timeout. */
 int om_wait_until(int (*fn)(void *), void *arg, int timeout_ms);
+/* Maps the running daemon's index (the master's memfd, through /proc)
+ * and runs the full consistency check on it: 0, or -EUCLEAN with err. */
+int om_daemon_check_index(const om_daemon_t *d, char *err, size_t n);
 /* The daemon's log so far (static buffer). */
 const char *om_daemon_log(const om_daemon_t *d);
 

@@ -1,0 +1,157 @@
+/*
+ * Reloads under load: 20 SIGHUPs while client processes run GET/PUT loops
+ * through libobjmapper: zero failed requests, zero wrong bytes, a new
+ * generation of workers each time; a broken configuration changes nothing
+ * and the daemon keeps answering.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <objmapper/objmapper.h>
+
+#include "om_daemon.h"
+#include "om_load.h"
+#include "om_test.h"
+
+#define KEYS 200
+
+static om_daemon_t D;
+
+static int
+count_workers_not_in(const pid_t *old, int nold)
+{
+	pid_t now[64];
+	int n = om_daemon_children(&D, now, 64, "worker process"), fresh = 0;
+
+	for (int i = 0; i < n; i++) {
+		int seen = 0;
+
+		for (int j = 0; j < nold; j++)
+			seen |= now[i] == old[j];
+		fresh += !seen;
+	}
+	return fresh;
+}
+
+typedef struct {
+	pid_t old[64];
+	int nold;
+	int want;
+} gen_t;
+
+/* The new generation is up and the old one gone. */
+static int
+new_generation(void *arg)
+{
+	gen_t *g = arg;
+	pid_t now[64];
+	int n = om_daemon_children(&D, now, 64, "worker process");
+
+	return n == g->want && count_workers_not_in(g->old, g->nold) == g->want;
+}
+
+static uint64_t
+stat_value(const char *name)
+{
+	om_client_t *c = NULL;
+	char *text = NULL, key[80];
+	uint64_t v = UINT64_MAX;
+	const char *p;
+
+	assert_int_equal(om_client_connect(D.sock, 0, &c), 0);
+	assert_int_equal(om_client_stats(c, &text), 0);
+	snprintf(key, sizeof(key), "\n%s ", name);
+	if ((p = strstr(text, key)) != NULL)
+		v = strtoull(p + strlen(key), NULL, 10);
+	free(text);
+	om_client_close(c);
+	return v;
+}
+
+static void
+test_reload_under_load(void **state)
+{
+	om_load_result_t res;
+	om_load_t *load;
+	pid_t first[64];
+	int nfirst;
+	uint64_t ops;
+
+	(void)state;
+	om_daemon_init(&D, 2, NULL);
+	om_daemon_start(&D);
+	assert_int_equal(om_load_preload(D.sock, KEYS), 0);
+	nfirst = om_daemon_children(&D, first, 64, "worker process");
+	assert_int_equal(nfirst, 2);
+	load = om_load_start(D.sock, 6, KEYS, 20);
+	for (int r = 0; r < 20; r++) {
+		gen_t g = { .want = r % 2 ? 2 : 3 };
+
+		/* Alternate the worker count: every reload really changes the
+		 * generation. */
+		g.nold = om_daemon_children(&D, g.old, 64, "worker process");
+		om_daemon_write_conf(&D, (unsigned)g.want, NULL);
+		ops = om_load_ops(load);
+		om_daemon_kill(&D, SIGHUP);
+		if (!om_wait_until(new_generation, &g, 20000))
+			fail_msg("reload %d: no new generation of %d workers:\n%s", r, g.want, om_daemon_log(&D));
+		/* Clients go on through the change. */
+		while (om_load_ops(load) < ops + 200)
+			usleep(5000);
+	}
+	assert_int_equal(count_workers_not_in(first, nfirst), 2);
+
+	/* A broken configuration: logged, nothing changes, still serving. */
+	{
+		gen_t g = { .want = 2 };
+		pid_t after[64];
+		int n;
+		FILE *f = fopen(D.conf, "a");
+
+		g.nold = om_daemon_children(&D, g.old, 64, "worker process");
+		fprintf(f, "[index]\ncapacity = lots\n");
+		fclose(f);
+		ops = om_load_ops(load);
+		om_daemon_kill(&D, SIGHUP);
+		usleep(500000);
+		n = om_daemon_children(&D, after, 64, "worker process");
+		assert_int_equal(n, g.nold);
+		assert_int_equal(count_workers_not_in(g.old, g.nold), 0);
+		assert_non_null(strstr(om_daemon_log(&D), "reload failed"));
+		while (om_load_ops(load) < ops + 200)
+			usleep(5000);
+		assert_int_equal(stat_value("reload_failures_total"), 1);
+		assert_int_equal(stat_value("reloads_total"), 20);
+	}
+	om_load_stop(load, &res);
+	print_message("20 reloads under load: %llu requests (%llu GET, %llu PUT), %llu failed, %llu wrong, "
+	    "%llu re-sent after GOAWAY\n", (unsigned long long)res.ops, (unsigned long long)res.gets,
+	    (unsigned long long)res.puts, (unsigned long long)res.failures, (unsigned long long)res.wrong,
+	    (unsigned long long)res.retries_total);
+	if (res.failures || res.wrong)
+		fail_msg("%s", res.why);
+	assert_true(res.ops > 4000);
+	{
+		char err[256];
+
+		if (om_daemon_check_index(&D, err, sizeof(err)) != 0)
+			fail_msg("index: %s", err);
+	}
+	om_daemon_write_conf(&D, 2, NULL);
+	om_daemon_stop(&D);
+	om_daemon_cleanup(&D);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_reload_under_load),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
