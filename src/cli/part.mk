@@ -1,1 +1,8 @@
-# The objmapper command-line client.
+# The objmapper command-line client, linked with the static libobjmapper
+# so that it runs without the shared library installed.
+CLI_SRCS := src/cli/objmapper.c src/cli/cli_io.c
+CLI_OBJS := $(CLI_SRCS:%.c=$(O)/%.o)
+PROGRAMS += $(O)/objmapper
+
+$(O)/objmapper: $(CLI_OBJS) $(CLIENT_A)
+	$(CC) $(LDFLAGS) -o $@ $^
