@@ -992,6 +992,10 @@ process(conn_t *c)
 		if (c->state == ST_SKIP) {
 			size_t n = have < c->left ? have : (size_t)c->left;
 
+			if (c->left == 0) {
+				c->state = ST_HEADER;
+				continue;
+			}
 			if (n == 0)
 				return false;
 			consume(c, n);

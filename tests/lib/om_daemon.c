@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -99,6 +100,20 @@ answers(const char *path)
 	return ok;
 }
 
+static pid_t started[16];
+static unsigned nstarted;
+static int atexit_set;
+
+/* At exit, daemons a failed test left running go too (with their children,
+ * which die with their master). */
+static void
+kill_started(void)
+{
+	for (unsigned i = 0; i < 16 && i < nstarted; i++)
+		if (started[i] > 0 && kill(started[i], 0) == 0 && waitpid(started[i], NULL, WNOHANG) == 0)
+			kill(started[i], SIGKILL);
+}
+
 void
 om_daemon_start(om_daemon_t *d)
 {
@@ -109,6 +124,10 @@ om_daemon_start(om_daemon_t *d)
 	if (pid == 0) {
 		int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
 
+		/* A test that dies (or fails an assertion and exits) takes its
+		 * daemon with it. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+
 		if (fd >= 0) {
 			dup2(fd, 1);
 			dup2(fd, 2);
@@ -117,6 +136,11 @@ om_daemon_start(om_daemon_t *d)
 		_exit(127);
 	}
 	d->pid = pid;
+	if (!atexit_set) {
+		atexit(kill_started);
+		atexit_set = 1;
+	}
+	started[nstarted++ % 16] = pid;
 	for (int i = 0; i < 1000; i++) {
 		int status;
 
