@@ -35,6 +35,7 @@
 #define IN_CAP       (16u * 1024u) /* >= a whole request: 32 + URI + meta + HELLO body */
 #define OUT_HIGH     (256u * 1024u) /* buffered responses before reading stops */
 #define EVENTS       256
+#define SNDBUF       (2 << 20)      /* capped by net.core.wmem_max */
 
 typedef struct {
 	int fd;
@@ -124,7 +125,8 @@ resp_simple(conn_t *c, uint8_t op, uint32_t id, uint16_t status, const char *msg
 		return -ENOMEM;
 	r.msg_len = (uint16_t)ml;
 	om_proto_put_resp(p, &r);
-	memcpy(p + OM_RESP_HDR_LEN, msg, ml);
+	if (ml > 0)
+		memcpy(p + OM_RESP_HDR_LEN, msg, ml);
 	c->out_len += OM_RESP_HDR_LEN + ml;
 	return 0;
 }
@@ -257,6 +259,12 @@ do_hello(conn_t *c, const om_req_t *q)
 }
 
 static int
+reject(conn_t *c, const om_req_t *q, uint16_t status, const char *msg)
+{
+	return resp_simple(c, q->op, q->id, status, msg) == 0 ? REQ_DONE : REQ_CLOSE;
+}
+
+static int
 get_error(conn_t *c, const om_req_t *q, int err, const char *name)
 {
 	char msg[160];
@@ -282,7 +290,7 @@ get_error(conn_t *c, const om_req_t *q, int err, const char *name)
 		logmsg(err, "GET: %s", name);
 		break;
 	}
-	return resp_simple(c, OM_OP_GET, q->id, st, msg) == 0 ? REQ_DONE : REQ_CLOSE;
+	return reject(c, q, st, msg);
 }
 
 /* Whole copy-mode bodies go into the output buffer: pread, then write. */
@@ -333,11 +341,11 @@ do_get(conn_t *c, const om_req_t *q, const uint8_t *uri)
 	if ((mode != OM_MODE_COPY && c->pass_fd >= 0) || c->sf_fd >= 0)
 		return REQ_FLUSH;
 	if (q->flags & ~(uint32_t)(OM_MODE_MASK | OM_GET_WANT_META | OM_GET_NO_TOUCH))
-		return resp_simple(c, OM_OP_GET, q->id, OM_STATUS_BAD_REQUEST, "unknown GET flag") ? REQ_CLOSE : REQ_DONE;
+		return reject(c, q, OM_STATUS_BAD_REQUEST, "unknown GET flag");
 	if (q->meta_len != 0 || q->body_len != 0)
-		return resp_simple(c, OM_OP_GET, q->id, OM_STATUS_BAD_REQUEST, "GET has no metadata or body") ? REQ_CLOSE : REQ_DONE;
+		return reject(c, q, OM_STATUS_BAD_REQUEST, "GET has no metadata or body");
 	if ((why = om_proto_uri_error(uri, q->uri_len, OM_PROTO_URI_MAX)) != NULL)
-		return resp_simple(c, OM_OP_GET, q->id, OM_STATUS_URI_INVALID, why) ? REQ_CLOSE : REQ_DONE;
+		return reject(c, q, OM_STATUS_URI_INVALID, why);
 	if (uri_to_name(uri, q->uri_len, name, sizeof(name)) != 0)
 		return get_error(c, q, ENOENT, "");
 	if ((fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC)) < 0)
@@ -403,7 +411,12 @@ one_request(conn_t *c)
 		if (q.uri_len > OM_PROTO_URI_MAX || q.meta_len > OM_PROTO_META_MAX ||
 		    q.body_len > OM_PROTO_HELLO_MAX) {
 			/* Answered, and its bytes dropped as they come. */
-			if (resp_simple(c, q.op, q.id, OM_STATUS_BAD_REQUEST, "length over the limit") != 0)
+			uint16_t st = q.uri_len > OM_PROTO_URI_MAX ? OM_STATUS_URI_INVALID :
+			    q.meta_len > OM_PROTO_META_MAX ? OM_STATUS_META_TOO_LARGE : OM_STATUS_BAD_REQUEST;
+
+			if (resp_simple(c, q.op, q.id, st, q.uri_len > OM_PROTO_URI_MAX ?
+			    "URI longer than the limit" : q.meta_len > OM_PROTO_META_MAX ?
+			    "metadata over the limit" : "body over the limit") != 0)
 				return REQ_CLOSE;
 			c->in_off += OM_REQ_HDR_LEN;
 			c->skip = rest;
@@ -526,6 +539,8 @@ conn_read(conn_t *c)
 		c->in_len -= c->in_off;
 		c->in_off = 0;
 	}
+	if (c->in_len == IN_CAP)
+		return -1; /* cannot happen: any frame we keep is smaller than the buffer */
 	do
 		n = recv(c->fd, c->in + c->in_len, IN_CAP - c->in_len, MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
@@ -551,6 +566,10 @@ accept_one(int ep, int lfd)
 			logmsg(errno, "accept4");
 		return;
 	}
+	/* Whole large inline responses in one write: the default (wmem_default,
+	 * 208 KiB) makes a 1 MiB copy-mode response five round trips. */
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &(int){ SNDBUF }, sizeof(int)) != 0)
+		logmsg(errno, "setsockopt(SO_SNDBUF)");
 	if ((c = malloc(sizeof(*c))) == NULL) {
 		logmsg(ENOMEM, "new connection");
 		close(fd);

@@ -9,3 +9,15 @@ bench-engine: $(O)/bench/bench_engine
 	$(O)/bench/bench_engine $(BENCH_ARGS)
 
 .PHONY: bench-engine
+
+# Protocol-level benchmarks: loadgen drives a server through libobjmapper
+# (linked statically); floor_server is the least any fd-passing server does.
+BENCH_BINS += $(O)/bench/loadgen $(O)/bench/floor_server
+
+$(O)/bench/loadgen: $(O)/bench/loadgen.o $(CLIENT_A)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ -lpthread
+
+$(O)/bench/floor_server: $(O)/bench/floor_server.o $(O)/src/proto/proto.o
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^

@@ -301,7 +301,8 @@ om_store_maintain(om_store_t *st, om_maint_stats_t *ms)
 		c.max_size = st->promote_max_size;
 		if ((rc = om_index_scan(st->ix, collect_hot, &c)) != 0)
 			goto out;
-		qsort(c.v, c.n, sizeof(*c.v), by_hits_desc);
+		if (c.n > 1)
+			qsort(c.v, c.n, sizeof(*c.v), by_hits_desc);
 		for (size_t i = 0; i < c.n; i++) {
 			/* Room comes only from colder copies, never from
 			 * ephemeral objects. */

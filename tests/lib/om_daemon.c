@@ -177,6 +177,43 @@ om_daemon_wait(om_daemon_t *d, int timeout_ms)
 	return -1;
 }
 
+/* A sanitizer report in any of the daemon's processes fails the test
+ * (make check-asan builds the daemon with them too). */
+static void
+assert_no_sanitizer_report(const om_daemon_t *d)
+{
+	static const char *const marks[] = { "AddressSanitizer", "LeakSanitizer", "runtime error:",
+		"assertion failed" };
+	char *all = NULL;
+	size_t len = 0;
+	FILE *f = fopen(d->log, "r");
+
+	if (f == NULL)
+		return;
+	for (;;) {
+		char chunk[65536];
+		size_t n = fread(chunk, 1, sizeof(chunk), f);
+		char *p;
+
+		if (n == 0)
+			break;
+		p = realloc(all, len + n + 1);
+		assert_non_null(p);
+		all = p;
+		memcpy(all + len, chunk, n);
+		len += n;
+		all[len] = '\0';
+	}
+	fclose(f);
+	for (size_t i = 0; all != NULL && i < sizeof(marks) / sizeof(marks[0]); i++) {
+		if (strstr(all, marks[i]) != NULL) {
+			free(all);
+			fail_msg("objmapperd reported \"%s\":\n%s", marks[i], om_daemon_log(d));
+		}
+	}
+	free(all);
+}
+
 void
 om_daemon_stop(om_daemon_t *d)
 {
@@ -188,6 +225,7 @@ om_daemon_stop(om_daemon_t *d)
 	status = om_daemon_wait(d, 20000);
 	if (!(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0))
 		fail_msg("objmapperd did not stop cleanly (status %d):\n%s", status, om_daemon_log(d));
+	assert_no_sanitizer_report(d);
 }
 
 void
@@ -198,6 +236,7 @@ om_daemon_cleanup(om_daemon_t *d)
 		waitpid(d->pid, NULL, 0);
 		d->pid = 0;
 	}
+	assert_no_sanitizer_report(d);
 	om_test_rmtree(d->dir);
 	om_test_rmtree(d->mem);
 }
