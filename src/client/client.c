@@ -229,6 +229,7 @@ send_all(om_client_t *c, struct iovec *iov, int iovcnt, int fd)
 	if (fd >= 0) {
 		struct cmsghdr *cm;
 
+		memset(&ctl, 0, sizeof(ctl));
 		mh.msg_control = ctl.buf;
 		mh.msg_controllen = sizeof(ctl.buf);
 		cm = CMSG_FIRSTHDR(&mh);

@@ -192,6 +192,7 @@ flush(conn_t *c)
 			struct msghdr mh = { 0 };
 			struct cmsghdr *cm;
 
+			memset(&ctl, 0, sizeof(ctl));
 			mh.msg_iov = &iov;
 			mh.msg_iovlen = 1;
 			mh.msg_control = ctl.buf;
