@@ -300,6 +300,13 @@ om_srv_drop_privileges(const om_conf_t *conf)
 		om_log_err(errno, "cannot take user %s", o->user);
 		return -EPERM;
 	}
+	/* A change of user leaves the process not dumpable, which makes its
+	 * own /proc/self/fd belong to root: publishing links O_TMPFILE files
+	 * through there. */
+	if (prctl(PR_SET_DUMPABLE, 1) != 0) {
+		om_log_err(errno, "prctl(PR_SET_DUMPABLE) failed");
+		return -EPERM;
+	}
 	return 0;
 }
 
@@ -314,15 +321,16 @@ child_main(master_t *m, child_t *c)
 	close(m->sigfd);
 	if (m->pfh != NULL)
 		pidfile_close(m->pfh);
-	/* Nobody serves without a master to supervise it. */
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getppid() != m->pid)
-		_exit(0);
 	kind_name(c, name, sizeof(name));
 	om_log_set_process(name);
 	setproctitle("%s process", c->kind == CH_MANAGER ? "cache manager" : "worker");
 	if (om_srv_drop_privileges(m->conf) != 0)
 		_exit(OM_EXIT_FATAL);
+	/* Nobody serves without a master to supervise it. After the change
+	 * of user: the kernel forgets this setting when credentials change. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != m->pid)
+		_exit(0);
 	m->srv.slot = c->slot;
 	m->srv.worker_no = c->worker_no;
 	m->srv.generation = c->generation;
@@ -798,6 +806,12 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 		goto fail;
 	}
 
+	/* Detach before the signalfd and epoll exist: an epoll set made by
+	 * the process that forks is not woken by signals to the child. */
+	if (!foreground && daemon(0, 0) != 0) {
+		fprintf(stderr, "objmapperd: daemon: %s\n", strerror(errno));
+		goto fail;
+	}
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGHUP);
@@ -816,10 +830,6 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 	e.data.fd = m->sigfd;
 	epoll_ctl(m->ep, EPOLL_CTL_ADD, m->sigfd, &e);
 
-	if (!foreground && daemon(0, 0) != 0) {
-		fprintf(stderr, "objmapperd: daemon: %s\n", strerror(errno));
-		goto fail;
-	}
 	m->pid = getpid();
 	if (pidfile_write(m->pfh) != 0)
 		om_log_warn(errno, "writing the pid file failed");

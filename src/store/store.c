@@ -209,7 +209,7 @@ tier_open(om_tier_t *t, const char *name, const om_tier_params_t *tp, int no_tmp
 	}
 
 	/* Probe: O_TMPFILE (else temporary names) and user xattrs (required). */
-	fd = openat(t->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0440);
+	fd = openat(t->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	t->tmpfile_ok = fd >= 0 && !no_tmpfile;
 	if (fd < 0) {
 		char probe[32];
@@ -242,7 +242,6 @@ om_store_open(const om_store_params_t *p, om_index_t *ix, om_store_t **out,
     char *err, size_t errlen)
 {
 	om_store_t *st;
-	mode_t um;
 	int rc;
 
 	if (errlen)
@@ -275,9 +274,6 @@ om_store_open(const om_store_params_t *p, om_index_t *ix, om_store_t **out,
 	st->max_meta = p->max_meta ? p->max_meta : OM_STORE_META_MAX;
 	st->slot = p->proc_slot;
 	bind_stats(st);
-	um = umask(0);
-	umask(um);
-	st->need_fchmod = (um & 0440) != 0;
 
 	if ((rc = tier_open(&st->tier[OM_TIER_MEM], "memory", &p->mem, p->no_tmpfile, err, errlen)) != 0)
 		goto fail;
@@ -378,10 +374,10 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 	memcpy(t->uri, uri, len);
 
 	if (st->tier[tier].tmpfile_ok) {
-		t->fd = openat(st->tier[tier].dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0440);
+		t->fd = openat(st->tier[tier].dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	} else {
 		snprintf(t->tmpname, sizeof(t->tmpname), "tmp/%016" PRIx64 ".tmp", t->id);
-		t->fd = openat(st->tier[tier].dirfd, t->tmpname, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0440);
+		t->fd = openat(st->tier[tier].dirfd, t->tmpname, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
 	}
 	if (t->fd < 0) {
 		rc = -errno;
@@ -523,7 +519,9 @@ om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
 		rc = errno == E2BIG || errno == ERANGE ? -EMSGSIZE : -errno;
 		goto fail;
 	}
-	if (st->need_fchmod && fchmod(t->fd, 0440) != 0) {
+	/* Writable by its owner until now (setting a user attribute needs
+	 * that); read-only from publication on. */
+	if (fchmod(t->fd, 0440) != 0) {
 		rc = -errno;
 		goto fail;
 	}

@@ -227,10 +227,10 @@ promote_one(om_store_t *st, const om_ix_obj_t *o)
 		n = (ssize_t)len;
 	}
 	if (mem->tmpfile_ok) {
-		dst = openat(mem->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0440);
+		dst = openat(mem->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	} else {
 		snprintf(tmp, sizeof(tmp), "tmp/%016" PRIx64 ".copy", o->id);
-		dst = openat(mem->dirfd, tmp, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0440);
+		dst = openat(mem->dirfd, tmp, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0600);
 	}
 	if (dst < 0) {
 		rc = -errno;
@@ -239,7 +239,7 @@ promote_one(om_store_t *st, const om_ix_obj_t *o)
 	if ((rc = om_os_copy_range(dst, src, 0, o->size)) != 0)
 		goto out;
 	if (fsetxattr(dst, OM_META_XATTR, rec, (size_t)n, 0) != 0 ||
-	    (st->need_fchmod && fchmod(dst, 0440) != 0)) {
+	    fchmod(dst, 0440) != 0) {
 		rc = -errno;
 		goto out;
 	}

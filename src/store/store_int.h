@@ -47,7 +47,6 @@ struct om_store {
 	uint32_t evict_samples;
 	uint32_t max_meta;
 	unsigned slot;
-	int need_fchmod; /* the umask would strip 0440 */
 	int set_owner;
 	uid_t owner_uid;
 	gid_t owner_gid;

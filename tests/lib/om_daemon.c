@@ -41,20 +41,26 @@ om_test_program(const char *name)
 	return path;
 }
 
+static pid_t started[16];
+static unsigned nstarted;
+static int atexit_set;
+
 void
 om_daemon_write_conf(om_daemon_t *d, unsigned workers, const char *extra)
 {
 	FILE *f = fopen(d->conf, "w");
 
 	assert_non_null(f);
+	/* The test may bring its own [log] or [daemon] lines. */
+	int own_log = extra != NULL && strstr(extra, "[log]") != NULL;
+	int own_daemon = extra != NULL && strstr(extra, "[daemon]") != NULL;
+
+	if (!own_daemon)
+		fprintf(f, "[daemon]\nworkers = %u\npid_file = objmapperd.pid\nshutdown_timeout = 10s\n",
+		    workers);
+	if (!own_log)
+		fprintf(f, "[log]\ntarget = stderr\nlevel = info\n");
 	fprintf(f,
-	    "[daemon]\n"
-	    "workers = %u\n"
-	    "pid_file = objmapperd.pid\n"
-	    "shutdown_timeout = 10s\n"
-	    "[log]\n"
-	    "target = stderr\n"
-	    "level = info\n"
 	    "[index]\n"
 	    "capacity = 100000\n"
 	    "[memory]\n"
@@ -67,7 +73,7 @@ om_daemon_write_conf(om_daemon_t *d, unsigned workers, const char *extra)
 	    "type = unix\n"
 	    "path = objmapper.sock\n"
 	    "%s\n",
-	    workers, d->mem, extra ? extra : "");
+	    d->mem, extra ? extra : "");
 	fclose(f);
 }
 
@@ -100,9 +106,6 @@ answers(const char *path)
 	return ok;
 }
 
-static pid_t started[16];
-static unsigned nstarted;
-static int atexit_set;
 
 /* At exit, daemons a failed test left running go too (with their children,
  * which die with their master). */
@@ -110,7 +113,7 @@ static void
 kill_started(void)
 {
 	for (unsigned i = 0; i < 16 && i < nstarted; i++)
-		if (started[i] > 0 && kill(started[i], 0) == 0 && waitpid(started[i], NULL, WNOHANG) == 0)
+		if (started[i] > 0 && kill(started[i], 0) == 0)
 			kill(started[i], SIGKILL);
 }
 
@@ -132,8 +135,34 @@ om_daemon_start(om_daemon_t *d)
 			dup2(fd, 1);
 			dup2(fd, 2);
 		}
-		execl(prog, "objmapperd", "-F", "-f", d->conf, (char *)NULL);
+		if (d->detached)
+			execl(prog, "objmapperd", "-f", d->conf, (char *)NULL);
+		else
+			execl(prog, "objmapperd", "-F", "-f", d->conf, (char *)NULL);
 		_exit(127);
+	}
+	if (d->detached) {
+		/* It forks and its first process exits; the master writes its pid. */
+		int status = om_test_wait(pid);
+		FILE *f;
+
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			fail_msg("objmapperd failed to start (status %d):\n%s", status, om_daemon_log(d));
+		for (int i = 0; i < 500 && (f = fopen(d->pidfile, "r")) == NULL; i++)
+			usleep(10000);
+		assert_non_null(f);
+		for (int i = 0; i < 500; i++) {
+			int p = 0;
+
+			rewind(f);
+			if (fscanf(f, "%d", &p) == 1 && p > 0) {
+				pid = p;
+				break;
+			}
+			usleep(10000);
+		}
+		fclose(f);
+		started[nstarted++ % 16] = pid;
 	}
 	d->pid = pid;
 	if (!atexit_set) {
@@ -165,7 +194,14 @@ om_daemon_wait(om_daemon_t *d, int timeout_ms)
 	for (int t = 0; t < timeout_ms; t += 10) {
 		int status;
 
-		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+		if (d->detached) {
+			/* Not our child: gone when kill(0) fails; its status is
+			 * taken as a clean exit. */
+			if (kill(d->pid, 0) != 0) {
+				d->pid = 0;
+				return 0;
+			}
+		} else if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
 			d->pid = 0;
 			return status;
 		}

@@ -18,6 +18,7 @@ typedef struct {
 	char log[320];
 	char extra[4096]; /* configuration text appended by the test */
 	pid_t pid;       /* the master */
+	int detached;    /* start it as a daemon (no -F): its pid from the pid file */
 } om_daemon_t;
 
 /* Path of a program built beside the tests (objmapperd, objmapper). */

@@ -10,7 +10,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <pwd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -385,6 +387,54 @@ test_other_uid_cannot_modify(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 	assert_fd_bytes(g.fd, buf, sizeof(buf));
 	close(g.fd);
+	fx_free(f);
+}
+
+/* The daemon's workers run as an unprivileged user that owns the tiers:
+ * publishing, replacing and promoting must work without root. */
+static void
+test_unprivileged_owner_publishes(void **state)
+{
+	struct passwd *pw = getpwnam("nobody");
+	fx_t *f;
+	pid_t pid;
+	int status;
+
+	(void)state;
+	if (geteuid() != 0 || pw == NULL)
+		skip();
+	f = fx_new(100, 1 << 20, 0);
+	om_store_close(f->st);
+	f->p.set_owner = 1;
+	f->p.owner_uid = pw->pw_uid;
+	f->p.owner_gid = pw->pw_gid;
+	f->p.promote_hits = 1;
+	f->p.promote_max_size = 4096;
+	fx_open(f);
+	/* Parents of the private tiers must be reachable. */
+	assert_int_equal(chmod(f->disk, 0755), 0);
+	assert_int_equal(chmod(f->mem, 0755), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		om_maint_stats_t ms;
+		om_get_t g;
+		int bad = 0;
+
+		if (setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0 || prctl(PR_SET_DUMPABLE, 1) != 0)
+			_exit(100);
+		bad |= (put_buf(f, "/mine", "abc", 3, 0, NULL) != 0) << 0;
+		bad |= (put_buf(f, "/mine", "abcd", 4, 0, NULL) != 0) << 1;
+		bad |= (put_buf(f, "/eph", "e", 1, OM_STORE_EPHEMERAL, NULL) != 0) << 2;
+		bad |= (om_store_get(f->st, "/mine", 5, 0, &g) != 0) << 3;
+		close(g.fd);
+		bad |= (om_store_maintain(f->st, &ms) != 0 || ms.promoted != 1) << 4;
+		bad |= (om_store_delete(f->st, "/mine", 5) != 0) << 5;
+		_exit(bad);
+	}
+	status = om_test_wait(pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
 	fx_free(f);
 }
 
@@ -806,6 +856,7 @@ main(void)
 		cmocka_unit_test(test_each_get_private_description),
 		cmocka_unit_test(test_cannot_write_through_descriptor),
 		cmocka_unit_test(test_other_uid_cannot_modify),
+		cmocka_unit_test(test_unprivileged_owner_publishes),
 		cmocka_unit_test(test_replace_and_delete_keep_old_descriptor),
 		cmocka_unit_test(test_expiry),
 		cmocka_unit_test(test_disk_limit_evicts_lru),
