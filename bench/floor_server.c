@@ -1,9 +1,10 @@
 /*
- * The floor: the least any descriptor-passing server must do per GET (open,
- * fstat, sendmsg with SCM_RIGHTS, close), speaking protocol v1 (HELLO, GET,
- * PING) on a Unix socket. A master forks -w workers, each an epoll loop.
+ * The floor: the least a descriptor-passing server does per GET (open,
+ * fstat, sendmsg with SCM_RIGHTS, close; with -S only the sendmsg of a cached
+ * descriptor), speaking protocol v1 (HELLO, GET, PING) on a Unix socket. A
+ * master forks -w workers, each an epoll loop.
  *
- *   floor_server -s SOCKET [-d DIR] [-w WORKERS] [-t INLINE_THRESHOLD]
+ *   floor_server -s SOCKET [-d DIR] [-w WORKERS] [-t INLINE_THRESHOLD] [-S]
  *
  * URI "/a/b" is the file DIR/a_b. loadgen --prepare-dir writes such files.
  */
@@ -39,6 +40,7 @@
 
 typedef struct {
 	int fd;
+	bool shared;          /* -S and the client promised OFFSET_READS */
 	bool closing;         /* close once the output is sent (fatal protocol error) */
 	bool want_out;        /* registered for EPOLLOUT (reading stopped) */
 	uint8_t in[IN_CAP];
@@ -48,7 +50,9 @@ typedef struct {
 	size_t out_off, out_len, out_cap;
 	int pass_fd;          /* descriptor to send with the byte at out[pass_at] */
 	size_t pass_at;
+	bool pass_own;        /* close pass_fd once sent (not a cached one) */
 	int sf_fd;            /* mode splice: file bytes to send after out */
+	bool sf_own;
 	off_t sf_off;
 	uint64_t sf_left;
 } conn_t;
@@ -56,6 +60,7 @@ typedef struct {
 static const char *sock_path;
 static int dir_fd = -1;
 static uint64_t inline_threshold = 65536;
+static bool share_fds;     /* -S: a per-worker cache of open files */
 static int worker_no = -1; /* -1 in the master */
 
 static uint64_t stat_conns, stat_reqs;
@@ -176,7 +181,8 @@ flush(conn_t *c)
 				return errno == EAGAIN ? 0 : -1;
 			}
 			if (with_fd) {
-				close(c->pass_fd);
+				if (c->pass_own)
+					close(c->pass_fd);
 				c->pass_fd = -1;
 			}
 			c->out_off += (size_t)n;
@@ -196,7 +202,8 @@ flush(conn_t *c)
 				return -1; /* the file shrank: the stream cannot be completed */
 			c->sf_left -= (uint64_t)n;
 			if (c->sf_left == 0) {
-				close(c->sf_fd);
+				if (c->sf_own)
+					close(c->sf_fd);
 				c->sf_fd = -1;
 			}
 			continue;
@@ -227,6 +234,109 @@ uri_to_name(const uint8_t *uri, size_t len, char *name, size_t cap)
 	return 0;
 }
 
+/*
+ * -S: each worker keeps its files open, as a daemon's descriptor cache
+ * does, so a GET costs no open, fstat or close. The files must not change
+ * while the server runs.
+ */
+typedef struct {
+	char *name;      /* NULL: free slot */
+	int fd;
+	uint64_t size, ino;
+} file_t;
+
+static file_t *files;
+static size_t files_cap, files_n;
+
+static uint64_t
+name_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+	return h;
+}
+
+static file_t *
+files_slot(file_t *tab, size_t cap, const char *name)
+{
+	size_t i = (size_t)name_hash(name) & (cap - 1);
+
+	while (tab[i].name != NULL && strcmp(tab[i].name, name) != 0)
+		i = (i + 1) & (cap - 1);
+	return &tab[i];
+}
+
+/* Keeps an open file; a failure only means the next GET opens it again. */
+static void
+files_add(const char *name, int fd, const struct stat *st)
+{
+	file_t *f;
+
+	if ((files_n + 1) * 4 > files_cap * 3) {
+		size_t cap = files_cap ? files_cap * 2 : 1024;
+		file_t *tab = calloc(cap, sizeof(*tab));
+
+		if (tab == NULL)
+			return;
+		for (size_t i = 0; i < files_cap; i++)
+			if (files[i].name != NULL)
+				*files_slot(tab, cap, files[i].name) = files[i];
+		free(files);
+		files = tab;
+		files_cap = cap;
+	}
+	f = files_slot(files, files_cap, name);
+	if ((f->name = strdup(name)) == NULL)
+		return;
+	f->fd = fd;
+	f->size = (uint64_t)st->st_size;
+	f->ino = (uint64_t)st->st_ino;
+	files_n++;
+}
+
+/*
+ * The object's file: a cached descriptor (*own false) if -S and `shared`,
+ * else a new open file description the caller closes. 0 or an errno.
+ */
+static int
+file_open(const char *name, bool shared, int *fd, uint64_t *size, uint64_t *ino, bool *own)
+{
+	struct stat st;
+	int err;
+
+	if (shared && files_cap > 0) {
+		file_t *f = files_slot(files, files_cap, name);
+
+		if (f->name != NULL) {
+			*fd = f->fd;
+			*size = f->size;
+			*ino = f->ino;
+			*own = false;
+			return 0;
+		}
+	}
+	if ((*fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC)) < 0)
+		return errno;
+	/* A directory (URI "/.") is no object. */
+	err = fstat(*fd, &st) != 0 ? errno : !S_ISREG(st.st_mode) ? ENOENT : 0;
+	if (err != 0) {
+		close(*fd);
+		return err;
+	}
+	*size = (uint64_t)st.st_size;
+	*ino = (uint64_t)st.st_ino;
+	*own = true;
+	if (shared) {
+		size_t before = files_n;
+
+		files_add(name, *fd, &st);
+		*own = files_n == before;
+	}
+	return 0;
+}
+
 static int
 do_hello(conn_t *c, const om_req_t *q)
 {
@@ -244,6 +354,11 @@ do_hello(conn_t *c, const om_req_t *q)
 	om_resp_t r = { .op = OM_OP_HELLO, .id = q->id, .body = OM_BODY_INLINE };
 	uint8_t *p;
 
+	/* Descriptions are shared only with clients that read at offsets. */
+	if (share_fds && (q->flags & OM_HELLO_OFFSET_READS)) {
+		c->shared = true;
+		hc.flags = OM_CAPS_SHARED_DESCRIPTIONS;
+	}
 	if (q->arg < 1) {
 		resp_simple(c, OM_OP_HELLO, q->id, OM_STATUS_VERSION, "the floor server speaks version 1");
 		return REQ_CLOSE;
@@ -295,31 +410,31 @@ get_error(conn_t *c, const om_req_t *q, int err, const char *name)
 
 /* Whole copy-mode bodies go into the output buffer: pread, then write. */
 static int
-get_copy(conn_t *c, const om_req_t *q, int fd, const struct stat *st, const char *name)
+get_copy(conn_t *c, const om_req_t *q, int fd, bool own, uint64_t size, uint64_t ino,
+    const char *name)
 {
 	om_resp_t r = { .op = OM_OP_GET, .id = q->id, .body = OM_BODY_INLINE,
-		.tier = OM_TIER_PERSISTENT, .obj_id = (uint64_t)st->st_ino };
-	uint64_t size = (uint64_t)st->st_size, got = 0;
+		.tier = OM_TIER_PERSISTENT, .obj_id = ino };
+	uint64_t got = 0;
 	uint8_t *p;
+	int err = 0;
 
-	if ((p = out_reserve(c, OM_RESP_HDR_LEN + size)) == NULL) {
-		close(fd);
-		return get_error(c, q, ENOMEM, name);
-	}
-	while (got < size) {
+	if ((p = out_reserve(c, OM_RESP_HDR_LEN + size)) == NULL)
+		err = ENOMEM;
+	while (err == 0 && got < size) {
 		ssize_t n = pread(fd, p + OM_RESP_HDR_LEN + got, (size_t)(size - got), (off_t)got);
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0) {
-			int err = n < 0 ? errno : EIO;
-
-			close(fd);
-			return get_error(c, q, err, name);
-		}
-		got += (uint64_t)n;
+		if (n <= 0)
+			err = n < 0 ? errno : EIO;
+		else
+			got += (uint64_t)n;
 	}
-	close(fd);
+	if (own)
+		close(fd);
+	if (err != 0)
+		return get_error(c, q, err, name);
 	r.body_len = size;
 	om_proto_put_resp(p, &r);
 	c->out_len += OM_RESP_HDR_LEN + size;
@@ -333,9 +448,10 @@ do_get(conn_t *c, const om_req_t *q, const uint8_t *uri)
 	unsigned mode = q->flags & OM_MODE_MASK;
 	char name[OM_PROTO_URI_MAX + 1];
 	const char *why;
-	struct stat st;
+	uint64_t size, ino;
 	uint8_t *p;
 	int fd, err;
+	bool own;
 
 	/* Both of these need the queue to themselves: flush first. */
 	if ((mode != OM_MODE_COPY && c->pass_fd >= 0) || c->sf_fd >= 0)
@@ -348,34 +464,40 @@ do_get(conn_t *c, const om_req_t *q, const uint8_t *uri)
 		return reject(c, q, OM_STATUS_URI_INVALID, why);
 	if (uri_to_name(uri, q->uri_len, name, sizeof(name)) != 0)
 		return get_error(c, q, ENOENT, "");
-	if ((fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC)) < 0)
-		return get_error(c, q, errno, name);
-	/* A directory (URI "/.") is no object. */
-	err = fstat(fd, &st) != 0 ? errno : !S_ISREG(st.st_mode) ? ENOENT : 0;
-	if (err != 0) {
-		close(fd);
+	/* The server's own reads are at offsets: the cache serves them all.
+	 * A descriptor handed out is shared only with a client that promised. */
+	if ((err = file_open(name, share_fds && (mode != OM_MODE_FDPASS || c->shared), &fd,
+	    &size, &ino, &own)) != 0)
 		return get_error(c, q, err, name);
+	if (mode == OM_MODE_AUTO && size > inline_threshold && !own && !c->shared) {
+		/* A cached file, but this client gets a private description. */
+		if ((err = file_open(name, false, &fd, &size, &ino, &own)) != 0)
+			return get_error(c, q, err, name);
 	}
-	if (mode == OM_MODE_COPY || (mode == OM_MODE_AUTO && (uint64_t)st.st_size <= inline_threshold))
-		return get_copy(c, q, fd, &st, name);
+	if (mode == OM_MODE_COPY || (mode == OM_MODE_AUTO && size <= inline_threshold))
+		return get_copy(c, q, fd, own, size, ino, name);
 	if ((p = out_reserve(c, OM_RESP_HDR_LEN)) == NULL) {
-		close(fd);
+		if (own)
+			close(fd);
 		return get_error(c, q, ENOMEM, name);
 	}
-	r.obj_id = (uint64_t)st.st_ino;
-	r.body_len = (uint64_t)st.st_size;
+	r.obj_id = ino;
+	r.body_len = size;
 	if (mode == OM_MODE_SPLICE) {
 		r.body = OM_BODY_INLINE;
 		c->sf_fd = fd;
+		c->sf_own = own;
 		c->sf_off = 0;
-		c->sf_left = (uint64_t)st.st_size;
+		c->sf_left = size;
 		if (c->sf_left == 0) {
-			close(fd);
+			if (own)
+				close(fd);
 			c->sf_fd = -1;
 		}
 	} else {
 		r.body = OM_BODY_DESCRIPTOR;
 		c->pass_fd = fd;
+		c->pass_own = own;
 		c->pass_at = c->out_len;
 	}
 	om_proto_put_resp(p, &r);
@@ -460,9 +582,9 @@ static void
 conn_close(conn_t *c)
 {
 	close(c->fd);
-	if (c->pass_fd >= 0)
+	if (c->pass_fd >= 0 && c->pass_own)
 		close(c->pass_fd);
-	if (c->sf_fd >= 0)
+	if (c->sf_fd >= 0 && c->sf_own)
 		close(c->sf_fd);
 	free(c->out);
 	free(c);
@@ -664,11 +786,13 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: floor_server -s SOCKET [-d DIR] [-w WORKERS] [-t INLINE_THRESHOLD]\n"
+	    "usage: floor_server -s SOCKET [-d DIR] [-w WORKERS] [-t INLINE_THRESHOLD] [-S]\n"
 	    "  -s SOCKET  Unix socket to listen on (replaced if it exists)\n"
 	    "  -d DIR     directory of the objects: URI /a/b is the file DIR/a_b (default .)\n"
 	    "  -w N       worker processes (default 1)\n"
-	    "  -t BYTES   inline threshold of mode auto (default 65536)\n");
+	    "  -t BYTES   inline threshold of mode auto (default 65536)\n"
+	    "  -S         keep files open (a descriptor cache) and pass shared descriptions\n"
+	    "             to clients that promise OFFSET_READS; files must not change\n");
 	exit(2);
 }
 
@@ -693,7 +817,7 @@ main(int argc, char **argv)
 	sigset_t ss;
 	char *end;
 
-	while ((opt = getopt(argc, argv, "s:d:w:t:h")) != -1) {
+	while ((opt = getopt(argc, argv, "s:d:w:t:Sh")) != -1) {
 		switch (opt) {
 		case 's':
 			sock_path = optarg;
@@ -705,6 +829,9 @@ main(int argc, char **argv)
 			nworkers = (int)strtol(optarg, &end, 10);
 			if (*end != '\0' || nworkers < 1 || nworkers > WORKERS_MAX)
 				die(0, "-w: 1 to %d workers", WORKERS_MAX);
+			break;
+		case 'S':
+			share_fds = true;
 			break;
 		case 't':
 			inline_threshold = strtoull(optarg, &end, 10);
@@ -748,8 +875,8 @@ main(int argc, char **argv)
 			worker(lfd);
 		}
 	}
-	logmsg(0, "%d workers on %s, objects in %s, inline threshold %" PRIu64,
-	    nworkers, sock_path, dir, inline_threshold);
+	logmsg(0, "%d workers on %s, objects in %s, inline threshold %" PRIu64 "%s",
+	    nworkers, sock_path, dir, inline_threshold, share_fds ? ", shared descriptions" : "");
 
 	if ((sfd = signalfd(-1, &ss, SFD_CLOEXEC)) < 0)
 		die(errno, "signalfd");

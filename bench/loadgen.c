@@ -67,6 +67,7 @@ static uint32_t nkeys = 1000;
 static uint64_t obj_size = 4096;
 static double duration = 5.0;
 static bool preload, json;
+static unsigned connect_flags = OM_CLIENT_OFFSET_READS; /* loadgen only preads */
 static const char *prepare_dir;
 static const char *prefix = "/bench/";
 static int cpus[CPU_SETSIZE], ncpus;
@@ -535,7 +536,7 @@ thr_main(void *arg)
 	uint64_t t_measure, t_end;
 	int rc;
 
-	rc = om_client_connect(sock_path, OM_CLIENT_OFFSET_READS, &t->c);
+	rc = om_client_connect(sock_path, connect_flags, &t->c);
 	if (rc != 0) {
 		/* The library's message names the socket. */
 		thr_fail(t, "%s", t->c ? om_client_message(t->c) : om_client_strerror(rc));
@@ -729,7 +730,9 @@ usage(void)
 	    "  -u PREFIX      URI prefix; key i is PREFIX + 8-digit i (default /bench/)\n"
 	    "  -C CPUS        pin client process i to the i-th CPU of the list (e.g. 1 or 0-1)\n"
 	    "  -b BATCH       GETs per om_client_get_batch call (default 1: om_client_get*)\n"
-	    "  -j             print one JSON line instead of the table\n");
+	    "  -j             print one JSON line instead of the table\n"
+	    "  --private      do not promise offset reads: every descriptor must be a\n"
+	    "                 private open file description (no shared descriptions)\n");
 	exit(2);
 }
 
@@ -804,6 +807,7 @@ main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "prepare-dir", required_argument, NULL, 'D' },
+		{ "private", no_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -839,6 +843,7 @@ main(int argc, char **argv)
 		case 'w': put_pct = parse_uint(optarg, "-w", 0, 100); break;
 		case 'P': preload = true; break;
 		case 'D': prepare_dir = optarg; break;
+		case 'O': connect_flags &= ~OM_CLIENT_OFFSET_READS; break;
 		case 'u': prefix = optarg; break;
 		case 'C': parse_cpus(optarg); break;
 		case 'j': json = true; break;
