@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -149,9 +150,18 @@ fill(om_client_t *c)
 	mh.msg_iovlen = 1;
 	mh.msg_control = ctl.buf;
 	mh.msg_controllen = sizeof(ctl.buf);
-	do
-		n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
+	/* Wait in poll for input only: a recvmsg asleep on the socket is also
+	 * woken each time the daemon reads our request (write space), a
+	 * wasted context switch per request. */
+	for (;;) {
+		struct pollfd p = { c->fd, POLLIN, 0 };
+
+		n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			break;
+		if (errno != EINTR && poll(&p, 1, -1) < 0 && errno != EINTR)
+			return fail(c, OM_EIO, "poll on %s: %s", c->path, strerror(errno));
+	}
 	if (n < 0)
 		return fail(c, OM_EIO, "receive from %s: %s", c->path, strerror(errno));
 	for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
@@ -783,21 +793,30 @@ om_client_get_batch(om_client_t *c, unsigned n, const char *const *uris, int mod
 				continue;
 			}
 			if (i < n && sent - got < window) {
-				om_req_t q;
-				struct iovec iov[2];
+				/* As many requests as the window allows, in one send. */
+				struct iovec iov[64];
+				int cnt = 0;
 
-				req_init(c, &q, OM_OP_GET, lens[i]);
-				q.flags = (uint32_t)mode | flags;
-				ids[i] = q.id;
-				om_proto_put_req(hdrs + (size_t)i * OM_REQ_HDR_LEN, &q);
-				iov[0] = (struct iovec){ hdrs + (size_t)i * OM_REQ_HDR_LEN, OM_REQ_HDR_LEN };
-				iov[1] = (struct iovec){ (void *)uris[i], lens[i] };
-				if (send_all(c, iov, 2, -1) != 0) {
+				while (i < n && sent - got < window && cnt < 64) {
+					om_req_t q;
+
+					if (rcs[i] != 1) {
+						i++;
+						continue;
+					}
+					req_init(c, &q, OM_OP_GET, lens[i]);
+					q.flags = (uint32_t)mode | flags;
+					ids[i] = q.id;
+					om_proto_put_req(hdrs + (size_t)i * OM_REQ_HDR_LEN, &q);
+					iov[cnt++] = (struct iovec){ hdrs + (size_t)i * OM_REQ_HDR_LEN, OM_REQ_HDR_LEN };
+					iov[cnt++] = (struct iovec){ (void *)uris[i], lens[i] };
+					sent++;
+					i++;
+				}
+				if (send_all(c, iov, cnt, -1) != 0) {
 					broken = true;
 					break;
 				}
-				sent++;
-				i++;
 				continue;
 			}
 			/* Read the answer to the oldest request in flight. */
