@@ -21,3 +21,9 @@ $(O)/bench/loadgen: $(O)/bench/loadgen.o $(CLIENT_A)
 $(O)/bench/floor_server: $(O)/bench/floor_server.o $(O)/src/proto/proto.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^
+
+# objmapperd against the floor under the same load (a table; ~3 minutes).
+bench-daemon: $(O)/bench/loadgen $(O)/bench/floor_server $(O)/objmapperd
+	O=$(O) bench/daemon-vs-floor $(BENCH_ARGS)
+
+.PHONY: bench-daemon

@@ -1091,9 +1091,11 @@ process(conn_t *c)
 	return false;
 }
 
-/* Reads what the socket has, with any descriptors. */
+/* Reads what the socket has, with any descriptors. Returns the bytes
+ * read (0 for nothing yet or end of stream) or -errno; *drained is set
+ * when the read took less than it had room for (the socket is empty). */
 static int
-read_in(conn_t *c)
+read_in(conn_t *c, bool *drained)
 {
 	union {
 		struct cmsghdr h;
@@ -1109,6 +1111,7 @@ read_in(conn_t *c)
 		c->in_len -= c->in_off;
 		c->in_off = 0;
 	}
+	*drained = false;
 	if (c->in_len == IN_CAP)
 		return 0;
 	iov.iov_base = c->in + c->in_len;
@@ -1118,6 +1121,7 @@ read_in(conn_t *c)
 	mh.msg_control = ctl.buf;
 	mh.msg_controllen = sizeof(ctl.buf);
 	n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	*drained = n < (ssize_t)iov.iov_len;
 	if (n < 0)
 		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
@@ -1272,7 +1276,8 @@ conn_event(conn_t *c, uint32_t events)
 		/* Read and process until the socket is empty, the buffer is full
 		 * or the pipeline limit stops us. */
 		for (int i = 0; i < 16 && !c->dead && !c->closing && !c->eof; i++) {
-			int rc = read_in(c);
+			bool drained;
+			int rc = read_in(c, &drained);
 
 			if (rc < 0) {
 				if (rc != -ECONNRESET)
@@ -1281,7 +1286,10 @@ conn_event(conn_t *c, uint32_t events)
 				return;
 			}
 			more = process(c);
-			if (rc == 0 || more || c->inflight >= OM_MAX_PIPELINE || c->out_bytes >= OUT_MAX_BYTES)
+			/* Level-triggered: an emptied socket is reported again when
+			 * more arrives, so no second read that would only say EAGAIN. */
+			if (rc == 0 || drained || more || c->inflight >= OM_MAX_PIPELINE ||
+			    c->out_bytes >= OUT_MAX_BYTES)
 				break;
 			if (c->draining && c->state == ST_HEADER)
 				break;
