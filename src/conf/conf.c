@@ -147,6 +147,7 @@ static const struct conf_key listen_keys[] = {
 	{ "group", K_GROUP, 0, L(owner), 0, 0, NULL },
 	{ "backlog", K_UINT, 0, L(backlog), 1, 65535, NULL },
 	{ "inline_threshold", K_SIZE, 0, L(inline_threshold), 0, 64u << 20, NULL },
+	{ "send_buffer", K_SIZE, 0, L(send_buffer), 0, 64u << 20, NULL },
 	{ NULL, 0, 0, 0, 0, 0, 0, NULL },
 };
 
@@ -720,6 +721,7 @@ listener_init(om_conf_listen_t *l, const char *name, unsigned line)
 	l->owner.gid = (gid_t)-1;
 	l->backlog = 511;
 	l->inline_threshold = 64u << 10;
+	l->send_buffer = 2u << 20;
 	l->line = line;
 }
 

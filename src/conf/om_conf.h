@@ -48,6 +48,8 @@ typedef struct {
 	om_conf_owner_t owner;                    /* default: the daemon's user and group */
 	uint32_t backlog;                         /* listen(2); default 511 */
 	uint64_t inline_threshold;                /* bytes; default 64K */
+	uint64_t send_buffer;                     /* SO_SNDBUF of connections; default 2M,
+	                                           * 0 = the kernel's default */
 	unsigned line;                            /* of its section header, for messages */
 } om_conf_listen_t;
 

@@ -107,6 +107,7 @@ listener_apply(om_listener_t *l, const om_conf_listen_t *cl, char *err, size_t e
 	}
 	snprintf(l->name, sizeof(l->name), "%s", cl->name);
 	l->inline_threshold = cl->inline_threshold;
+	l->send_buffer = cl->send_buffer;
 	l->transport = OM_TRANSPORT_UNIX;
 	l->modes = 1u << OM_MODE_AUTO | 1u << OM_MODE_FDPASS | 1u << OM_MODE_COPY | 1u << OM_MODE_SPLICE;
 	return 0;

@@ -36,6 +36,7 @@ typedef struct {
 	dev_t dev;          /* identity of the socket file we created */
 	ino_t ino;
 	uint64_t inline_threshold;
+	uint64_t send_buffer; /* SO_SNDBUF of accepted connections, 0 = default */
 	unsigned transport; /* OM_TRANSPORT_* */
 	unsigned modes;     /* bit (1 << mode) for each GET mode it supports */
 } om_listener_t;

@@ -20,7 +20,10 @@
 #include "core/om_log.h"
 #include "server/worker_int.h"
 
-#define ACCEPT_BATCH 64
+/* One connection per wake-up: the listener stays readable, and with
+ * EPOLLEXCLUSIVE an idle worker gets the next one, so that connections
+ * spread over the workers instead of piling on whichever woke first. */
+#define ACCEPT_BATCH 1
 #define SWEEP_MS 1000
 
 /* ---- descriptor cache -------------------------------------------------- */
@@ -152,6 +155,10 @@ accept_some(worker_t *w, wlistener_t *l)
 			om_log_err(errno, "accept on %s failed", l->ls->path);
 			return;
 		}
+		/* A large inline response leaves in one write. */
+		if (l->ls->send_buffer && setsockopt(fd, SOL_SOCKET, SO_SNDBUF,
+		    &(int){ (int)l->ls->send_buffer }, sizeof(int)) != 0)
+			om_log_debug(errno, "setsockopt(SO_SNDBUF) failed");
 		c = conn_new(w, fd, l->ls);
 		if (c == NULL) {
 			close(fd);

@@ -146,6 +146,7 @@ check_defaults(const om_conf_t *c)
 	assert_int_equal(c->listen[0].owner.gid, (gid_t)-1);
 	assert_int_equal(c->listen[0].backlog, 511);
 	assert_int_equal(c->listen[0].inline_threshold, 64 << 10);
+	assert_int_equal(c->listen[0].send_buffer, 2u << 20);
 }
 
 static void
@@ -217,6 +218,7 @@ test_every_key(void **state)
 	    "group = nogroup\n"
 	    "backlog = 65535\n"
 	    "inline_threshold = 64M\n"
+	    "send_buffer = 0\n"
 	    "[listen.b]\n"
 	    "type = unix\n"
 	    "path = /x/b.sock\n"
@@ -267,6 +269,7 @@ test_every_key(void **state)
 	assert_int_equal(c->listen[0].owner.gid, getgrnam("nogroup")->gr_gid);
 	assert_int_equal(c->listen[0].backlog, 65535);
 	assert_int_equal(c->listen[0].inline_threshold, 64ull << 20);
+	assert_int_equal(c->listen[0].send_buffer, 0);
 
 	/* The second listener takes the daemon's user and group. */
 	assert_string_equal(c->listen[1].name, "b");
@@ -279,6 +282,7 @@ test_every_key(void **state)
 	assert_int_equal(c->listen[1].owner.gid, root_gid);
 	assert_int_equal(c->listen[1].backlog, 511);
 	assert_int_equal(c->listen[1].inline_threshold, 0);
+	assert_int_equal(c->listen[1].send_buffer, 2u << 20);
 	om_conf_free(c);
 
 	c = load_ok(f, "[daemon]\nworkers = auto\n" LISTEN);
@@ -828,7 +832,7 @@ find_example(char *out, size_t n)
 static void
 test_example(void **state)
 {
-	static const char *const keys[][8] = {
+	static const char *const keys[][10] = {
 		{ "[daemon]", "workers", "user", "group", "pid_file", "shutdown_timeout",
 		    "max_connections", NULL },
 		{ "[log]", "target", "file", "level", NULL },
@@ -838,7 +842,7 @@ test_example(void **state)
 		{ "[cache]", "interval", "promote_hits", "promote_max_size", "evict_samples",
 		    "max_metadata", NULL },
 		{ "[listen.local]", "type", "path", "mode", "owner", "group", "backlog",
-		    "inline_threshold" },
+		    "inline_threshold", "send_buffer" },
 	};
 	char path[PATH_MAX], err[1024], *text, *sec, *end, *line;
 	om_conf_t *c = NULL;
