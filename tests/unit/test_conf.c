@@ -273,7 +273,7 @@ test_every_key(void **state)
 
 	/* The second listener takes the daemon's user and group. */
 	assert_string_equal(c->listen[1].name, "b");
-	assert_int_equal(c->listen[1].line, 38);
+	assert_int_equal(c->listen[1].line, 39);
 	assert_string_equal(c->listen[1].path, "/x/b.sock");
 	assert_int_equal(c->listen[1].mode, 0755);
 	assert_string_equal(c->listen[1].owner.user, "nobody");
