@@ -871,6 +871,9 @@ check_request(conn_t *c, const om_req_t *q)
 		respond_err(c, q, OM_STATUS_BAD_REQUEST, "%s takes no body", om_proto_op_name(q->op));
 		fatal(c, "unexpected body");
 		return -1;
+	} else if ((q->op == OM_OP_DELETE || q->op == OM_OP_STATS || q->op == OM_OP_PING) && q->flags) {
+		status = OM_STATUS_BAD_REQUEST;
+		snprintf(why, sizeof(why), "%s takes no flags (0x%x)", om_proto_op_name(q->op), q->flags);
 	} else if (q->op == OM_OP_PUT && (q->flags & ~(uint32_t)(OM_PUT_EPHEMERAL | OM_PUT_FD))) {
 		status = OM_STATUS_BAD_REQUEST;
 		snprintf(why, sizeof(why), "unknown PUT flags 0x%x", q->flags);
@@ -1041,19 +1044,12 @@ process(conn_t *c)
 				fatal(c, "bad frame");
 				return false;
 			}
-			if (q.uri_len > OM_PROTO_URI_MAX || q.meta_len > OM_PROTO_META_MAX) {
-				/* Too large to gather in the buffer; answer and skip. */
-				consume(c, OM_REQ_HDR_LEN);
-				(void)check_request(c, &q);
-				if (c->state != ST_SKIP && !c->closing) {
-					respond_err(c, &q, q.uri_len > OM_PROTO_URI_MAX ? OM_STATUS_URI_INVALID :
-					    OM_STATUS_META_TOO_LARGE, "URI or metadata over the protocol's limit");
-					c->state = ST_SKIP;
-					c->left = (uint64_t)q.uri_len + q.meta_len +
-					    ((q.op == OM_OP_PUT && !(q.flags & OM_PUT_FD)) ? q.body_len : 0);
-					if (c->left > SKIP_MAX)
-						fatal(c, "oversized frame");
-				}
+			/* Checked before its URI and metadata arrive: a refused frame
+			 * is skipped whatever its lengths, an accepted one has at
+			 * most 1024 + 2048 bytes to gather. */
+			if (check_request(c, &q) != 0) {
+				if (c->state == ST_SKIP)
+					consume(c, OM_REQ_HDR_LEN); /* the skip counts the rest */
 				continue;
 			}
 			parts = OM_REQ_HDR_LEN + q.uri_len + q.meta_len;
@@ -1065,13 +1061,6 @@ process(conn_t *c)
 					c->in_off = 0;
 				}
 				return false;
-			}
-			if (check_request(c, &q) != 0) {
-				if (c->state == ST_SKIP) {
-					/* The skip counted the URI and metadata too. */
-					consume(c, OM_REQ_HDR_LEN);
-				}
-				continue;
 			}
 			{
 				const uint8_t *uri = c->in + c->in_off + OM_REQ_HDR_LEN;

@@ -286,6 +286,11 @@ test_recoverable_errors(void **state)
 	send_all(fd, buf, n);
 	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
 	assert_non_null(strstr(msg, "flags"));
+	/* Flags on an operation that takes none. */
+	n = req(buf, OM_OP_PING, 18, 0x1, NULL, 0, 0);
+	send_all(fd, buf, n);
+	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
+	assert_int_equal(r.id, 18);
 	/* Metadata over the limit (3000 > 2048), with a body: both skipped. */
 	n = req(buf, OM_OP_PUT, 16, 0, "/meta", 3000, 10);
 	memset(buf + n, 'm', 3010);
