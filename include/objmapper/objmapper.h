@@ -142,8 +142,11 @@ int om_client_delete(om_client_t *c, const char *uri);
 /* STAT; with OM_GET_WANT_META also the metadata (*meta malloc'd, may be NULL). */
 int om_client_stat(om_client_t *c, const char *uri, unsigned flags, om_info_t *info,
     void **meta, uint32_t *meta_len);
-/* STATS: *text (malloc'd, NUL-terminated) holds "name value\n" lines. */
+/* STATS: *text (malloc'd, NUL-terminated) holds "name value\n" lines
+ * (a name may carry labels: name{op="get",status="ok"}). */
 int om_client_stats(om_client_t *c, char **text);
+/* STATS with flags: OM_STATS_PROMETHEUS for the Prometheus text format. */
+int om_client_stats_ex(om_client_t *c, unsigned flags, char **text);
 int om_client_ping(om_client_t *c);
 
 #ifdef __cplusplus

@@ -41,6 +41,7 @@ enum om_mode {
 #define OM_GET_NO_TOUCH   0x20u /* GET: do not count the read (LRU, promotion) */
 #define OM_PUT_EPHEMERAL  0x01u /* PUT: memory tier only, dropped when evicted */
 #define OM_PUT_FD         0x02u /* PUT: the bytes are a descriptor sent with the header */
+#define OM_STATS_PROMETHEUS 0x01u /* STATS: the Prometheus text format */
 #define OM_HELLO_OFFSET_READS 0x01u /* HELLO: the client reads descriptors only at
                                      * explicit offsets (may share descriptions) */
 

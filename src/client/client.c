@@ -1001,8 +1001,14 @@ om_client_stat(om_client_t *c, const char *uri, unsigned flags, om_info_t *info,
 API int
 om_client_stats(om_client_t *c, char **text)
 {
+	return om_client_stats_ex(c, 0, text);
+}
+
+API int
+om_client_stats_ex(om_client_t *c, unsigned flags, char **text)
+{
 	sink_t s = { .want_data = 1 };
-	int rc = simple(c, OM_OP_STATS, NULL, 0, &s);
+	int rc = simple(c, OM_OP_STATS, NULL, flags, &s);
 
 	*text = NULL;
 	if (rc == 0) {

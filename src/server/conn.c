@@ -360,8 +360,8 @@ respond(conn_t *c, const om_req_t *q, const resp_t *r, bool last)
 	if (r->meta_len)
 		memcpy(o->data + OM_RESP_HDR_LEN + msg_len, r->meta, r->meta_len);
 	o->resp_end = last;
-	if (r->status <= OM_STATUS_MAX)
-		OM_STORE(&stats->status[r->status], stats->status[r->status] + 1);
+	if (r->status <= OM_STATUS_MAX && q->op <= OM_OP_GOAWAY)
+		OM_STORE(&stats->responses[q->op][r->status], stats->responses[q->op][r->status] + 1);
 	return o;
 }
 
@@ -784,7 +784,7 @@ do_simple(conn_t *c, const om_req_t *q, const uint8_t *uri)
 		}
 	} else if (q->op == OM_OP_STATS) {
 		size_t len = 0;
-		char *text = om_srv_stats_text(c->w->srv, &len);
+		char *text = om_srv_stats_text(c->w->srv, q->flags, &len);
 
 		if (text == NULL) {
 			respond_err(c, q, OM_STATUS_BUSY, "out of memory");
@@ -871,7 +871,10 @@ check_request(conn_t *c, const om_req_t *q)
 		respond_err(c, q, OM_STATUS_BAD_REQUEST, "%s takes no body", om_proto_op_name(q->op));
 		fatal(c, "unexpected body");
 		return -1;
-	} else if ((q->op == OM_OP_DELETE || q->op == OM_OP_STATS || q->op == OM_OP_PING) && q->flags) {
+	} else if (q->op == OM_OP_STATS && (q->flags & ~(uint32_t)OM_STATS_PROMETHEUS)) {
+		status = OM_STATUS_BAD_REQUEST;
+		snprintf(why, sizeof(why), "unknown STATS flags 0x%x", q->flags);
+	} else if ((q->op == OM_OP_DELETE || q->op == OM_OP_PING) && q->flags) {
 		status = OM_STATUS_BAD_REQUEST;
 		snprintf(why, sizeof(why), "%s takes no flags (0x%x)", om_proto_op_name(q->op), q->flags);
 	} else if (q->op == OM_OP_PUT && (q->flags & ~(uint32_t)(OM_PUT_EPHEMERAL | OM_PUT_FD))) {
@@ -904,10 +907,8 @@ check_request(conn_t *c, const om_req_t *q)
 static void
 dispatch(conn_t *c, const om_req_t *q, const uint8_t *uri, const uint8_t *meta)
 {
-	om_srv_stats_sh_t *stats = c->w->stats;
 	const char *bad;
 
-	OM_STORE(&stats->requests[q->op], stats->requests[q->op] + 1);
 	c->last_id = q->id;
 	if ((q->op == OM_OP_GET || q->op == OM_OP_PUT || q->op == OM_OP_DELETE || q->op == OM_OP_STAT) &&
 	    (bad = om_proto_uri_error(uri, q->uri_len, c->w->srv->conf->index.max_uri)) != NULL) {

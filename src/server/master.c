@@ -739,7 +739,7 @@ build_store(master_t *m)
 	/* Every process has a slot: the master, the retired counters, and
 	 * workers and managers of up to four generations at once. */
 	ip.procs = OM_SLOT_FIRST + 4 * (conf->daemon.workers + 1) + 4;
-	ip.proc_bytes = 1024;
+	ip.proc_bytes = 4096;
 	if ((rc = om_index_create(&ip, &m->srv.ix)) != 0) {
 		fprintf(stderr, "objmapperd: cannot create the index (%u objects): %s\n", ip.capacity,
 		    strerror(-rc));

@@ -46,14 +46,23 @@ typedef struct {
 typedef struct {
 	uint64_t conns_current;
 	uint64_t conns_total;
-	uint64_t requests[OM_OP_GOAWAY + 1];
-	uint64_t status[OM_STATUS_MAX + 1];
+	/* responses by the request's op and their status (GOAWAY: op 8) */
+	uint64_t responses[OM_OP_GOAWAY + 1][OM_STATUS_MAX + 1];
 	uint64_t bytes_in;
 	uint64_t bytes_out;
 	uint64_t fds_passed;
 	uint64_t fds_received;
 	uint64_t goaways;
 	uint64_t bad_frames;
+	uint64_t denied;            /* requests refused by a listener's allow lists */
+	uint64_t conns_rejected;    /* over max_connections: answered BUSY and closed */
+	uint64_t timeouts_idle;     /* connections closed by idle_timeout */
+	uint64_t timeouts_request;  /* connections closed by request_timeout */
+	uint64_t accept_pauses;     /* accept failed (EMFILE, ENFILE...): paused */
+	uint64_t dgrams_in;         /* UDP datagrams received */
+	uint64_t dgrams_out;        /* UDP datagrams sent */
+	uint64_t dgrams_dropped;    /* UDP datagrams dropped unanswered (not a frame) */
+	uint64_t dgrams_limited;    /* UDP responses cut to the amplification limit */
 	/* master only */
 	uint64_t reloads;
 	uint64_t reload_failures;
@@ -77,8 +86,10 @@ typedef struct {
 om_srv_stats_sh_t *om_srv_stats(om_srv_t *srv, unsigned slot);
 /* Adds a slot's counters to the retired totals and zeroes it. */
 void om_srv_stats_retire(om_srv_t *srv, unsigned slot);
-/* The STATS text: "name value\n" lines, summed over every process. */
-char *om_srv_stats_text(om_srv_t *srv, size_t *len);
+/* The STATS body, summed over every process: flags 0 for the text of
+ * "name{labels} value" lines, OM_STATS_PROMETHEUS for the Prometheus text
+ * exposition format (docs/PROTOCOL.md). malloc'd; NULL if out of memory. */
+char *om_srv_stats_text(om_srv_t *srv, unsigned flags, size_t *len);
 
 /* Runs a worker process until it has drained; returns its exit status. */
 int om_worker_run(om_srv_t *srv);

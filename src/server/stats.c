@@ -88,7 +88,7 @@ lower(char *dst, const char *src, size_t n)
 }
 
 char *
-om_srv_stats_text(om_srv_t *srv, size_t *len)
+om_srv_stats_text(om_srv_t *srv, unsigned flags, size_t *len)
 {
 	om_srv_stats_sh_t sum;
 	om_store_stats_t ss;
@@ -98,6 +98,7 @@ om_srv_stats_text(om_srv_t *srv, size_t *len)
 	char name[64], low[32];
 	uint64_t now = (uint64_t)om_time_s();
 
+	(void)flags;
 	memset(&sum, 0, sizeof(sum));
 	memset(&ss, 0, sizeof(ss));
 	for (unsigned s = 0; s < om_index_procs(srv->ix); s++) {
@@ -120,14 +121,22 @@ om_srv_stats_text(om_srv_t *srv, size_t *len)
 	line(&t, "connections_current", sum.conns_current);
 	line(&t, "connections_total", sum.conns_total);
 	for (unsigned op = OM_OP_HELLO; op < OM_OP_GOAWAY; op++) {
+		uint64_t n = 0;
+
+		for (unsigned st = 0; st <= OM_STATUS_MAX; st++)
+			n += sum.responses[op][st];
 		lower(low, om_proto_op_name(op), sizeof(low));
 		snprintf(name, sizeof(name), "requests_%s_total", low);
-		line(&t, name, sum.requests[op]);
+		line(&t, name, n);
 	}
 	for (unsigned st = 0; st <= OM_STATUS_MAX; st++) {
+		uint64_t n = 0;
+
+		for (unsigned op = 0; op <= OM_OP_GOAWAY; op++)
+			n += sum.responses[op][st];
 		lower(low, om_proto_status_name(st), sizeof(low));
 		snprintf(name, sizeof(name), "responses_%s_total", low);
-		line(&t, name, sum.status[st]);
+		line(&t, name, n);
 	}
 	line(&t, "goaways_total", sum.goaways);
 	line(&t, "bad_frames_total", sum.bad_frames);
