@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -532,55 +533,55 @@ cmd_stat(cli_t *cl, int argc, char **argv)
 	return rc;
 }
 
-/*
- * Walks the "name value" lines of STATS: without m, measures the widest
- * name and value; with m, prints them in those two columns. Names are
- * [a-z0-9_] and values decimal, but a line of another shape is kept.
- */
-static void
-stats_lines(const char *text, FILE *m, int name_w, int value_w, int *max_name, int *max_value)
-{
-	const char *p = text;
-
-	while (*p != '\0') {
-		const char *nl = strchr(p, '\n');
-		size_t len = nl ? (size_t)(nl - p) : strlen(p);
-		const char *sp = memchr(p, ' ', len);
-		int nlen = (int)(sp ? (size_t)(sp - p) : len);
-		int vlen = sp ? (int)(len - (size_t)nlen - 1) : 0;
-
-		if (len > 0 && m == NULL) {
-			if (nlen > *max_name)
-				*max_name = nlen;
-			if (vlen > *max_value)
-				*max_value = vlen;
-		} else if (len > 0 && sp == NULL) {
-			fprintf(m, "%.*s\n", nlen, p);
-		} else if (len > 0) {
-			fprintf(m, "%-*.*s  %*.*s\n", name_w, nlen, p, value_w, vlen, sp + 1);
-		}
-		p += len + (nl != NULL);
-	}
-}
-
+/* stats: the daemon's lines as a table or as JSON, or its Prometheus text
+ * as it came. */
 static int
 cmd_stats(cli_t *cl, int argc, char **argv)
 {
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "prometheus", no_argument, NULL, 'p' },
+		{ NULL, 0, NULL, 0 },
+	};
 	char *stats = NULL, *text = NULL;
-	int name_w = 0, value_w = 0, rc;
+	int format = 0, ch, rc;
 	size_t len = 0;
 	FILE *m;
 
-	if ((rc = no_options(cl, &argc, &argv)) != 0 || (rc = operands(cl, argc, argv, 0, 0)) != 0 ||
-	    (rc = connect_daemon(cl)) != 0)
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "+:", longopts, NULL)) != -1) {
+		if (ch == 'j' || ch == 'p') {
+			if (format != 0 && format != ch)
+				return usage_error(cl, "--json and --prometheus exclude each other");
+			format = ch;
+		} else if (strncmp(argv[optind - 1], "--", 2) == 0) {
+			/* A long option has no optopt letter to show; it is set
+			 * only for a known one given an argument. */
+			return usage_error(cl, optopt ? "option %s takes no argument" : "unknown option %s",
+			    argv[optind - 1]);
+		} else {
+			return option_error(cl, ch);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if ((rc = operands(cl, argc, argv, 0, 0)) != 0 || (rc = connect_daemon(cl)) != 0)
 		return rc;
-	if ((rc = om_client_stats(cl->c, &stats)) != 0)
+	rc = om_client_stats_ex(cl->c, format == 'p' ? OM_STATS_PROMETHEUS : 0, &stats);
+	if (rc != 0)
 		return fail_client(cl, rc);
-	stats_lines(stats, NULL, 0, 0, &name_w, &value_w);
-	if ((m = open_memstream(&text, &len)) == NULL) {
+	if (format == 'p') {
+		if ((rc = om_cli_write_all(STDOUT_FILENO, stats, strlen(stats))) != 0)
+			rc = fail(cl, "write to standard output: %s", strerror(-rc));
+	} else if ((m = open_memstream(&text, &len)) == NULL) {
 		rc = fail(cl, "%s", strerror(errno));
+	} else if (format == 'j' && om_cli_stats_json(m, stats) != 0) {
+		fclose(m);
+		free(text);
+		rc = fail(cl, "%s", strerror(ENOMEM));
 	} else {
-		stats_lines(stats, m, name_w, value_w, NULL, NULL);
+		if (format != 'j')
+			om_cli_stats_table(m, stats);
 		rc = emit(cl, STDOUT_FILENO, m, &text, &len);
 	}
 	free(stats);
@@ -616,7 +617,7 @@ static const command_t commands[] = {
 	{ "get", "get [-i] URI [FILE]", cmd_get },
 	{ "delete", "delete URI", cmd_delete },
 	{ "stat", "stat URI", cmd_stat },
-	{ "stats", "stats", cmd_stats },
+	{ "stats", "stats [--json | --prometheus]", cmd_stats },
 	{ "ping", "ping", cmd_ping },
 };
 
@@ -670,7 +671,11 @@ static const char help[] =
     "      -i          also print the object's fields on standard error\n"
     "  delete URI      remove the object\n"
     "  stat URI        print the object's fields\n"
-    "  stats           print the daemon's statistics\n"
+    "  stats [--json | --prometheus]\n"
+    "                  print the daemon's statistics as a table\n"
+    "      --json      as one JSON object\n"
+    "      --prometheus\n"
+    "                  in the Prometheus text exposition format\n"
     "  ping            check the daemon; print the round trip in microseconds\n"
     "\n"
     "options:\n"

@@ -1,6 +1,6 @@
 # The objmapper command-line client, linked with the static libobjmapper
 # so that it runs without the shared library installed.
-CLI_SRCS := src/cli/objmapper.c src/cli/cli_io.c
+CLI_SRCS := src/cli/objmapper.c src/cli/cli_io.c src/cli/cli_stats.c
 CLI_OBJS := $(CLI_SRCS:%.c=$(O)/%.o)
 PROGRAMS += $(O)/objmapper
 

@@ -1,10 +1,14 @@
 /*
  * Statistics: every process counts in its own slot of the index segment
- * (no shared atomic on the hot path); STATS sums the slots. Called in
- * workers (counting, STATS) and in the master (retiring a dead child's
- * counters).
+ * (no shared atomic on the hot path); STATS sums the slots and renders
+ * them as "name{labels} value" lines or in the Prometheus text format.
+ * Called in workers (counting, STATS) and in the master (retiring a dead
+ * child's counters).
  */
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/om_core.h"
@@ -53,29 +57,142 @@ om_srv_stats_retire(om_srv_t *srv, unsigned slot)
 	add_u64s((uint64_t *)sto, (const uint64_t *)sfrom, sizeof(*sfrom) / 8, 1);
 }
 
-typedef struct {
-	char *buf;
-	size_t len, cap;
-} text_t;
+/* ---- the STATS body -------------------------------------------------------- */
 
-static void
-line(text_t *t, const char *name, uint64_t v)
+/*
+ * Label sets. A labeled family has one series per combination, in a fixed
+ * order; the text form may leave out the zero ones of requests_total (98
+ * lines, most of them zero), the Prometheus form never does: a series that
+ * comes and goes breaks rate().
+ */
+enum { LS_NONE, LS_OP_STATUS, LS_TIER, LS_KIND, LS_DIR };
+
+/* Ops HELLO..PING, then "other": frames refused before their op was known
+ * (bad magic, version) and client frames with op GOAWAY. */
+#define NOPS    (OM_OP_PING + 1)
+#define NSTATUS (OM_STATUS_MAX + 1)
+
+static const char *const tier_values[] = { "memory", "persistent" };
+static const char *const kind_values[] = { "idle", "request" };
+static const char *const dir_values[] = { "in", "out" };
+
+static unsigned
+series(unsigned ls)
 {
-	int n;
-
-	if (t->cap - t->len < 128) {
-		size_t cap = t->cap ? t->cap * 2 : 4096;
-		char *p = realloc(t->buf, cap);
-
-		if (p == NULL)
-			return;
-		t->buf = p;
-		t->cap = cap;
+	switch (ls) {
+	case LS_OP_STATUS: return NOPS * NSTATUS;
+	case LS_TIER:
+	case LS_KIND:
+	case LS_DIR: return 2;
+	default: return 1;
 	}
-	n = snprintf(t->buf + t->len, t->cap - t->len, "%s %llu\n", name, (unsigned long long)v);
-	if (n > 0)
-		t->len += (size_t)n;
 }
+
+/* Everything STATS reports, summed once; labeled families are arrays in
+ * their label set's order (tiers: memory, persistent). */
+typedef struct {
+	uint64_t uptime, generation, workers;
+	uint64_t reloads, reload_failures, worker_restarts, maint_passes;
+	uint64_t conns_current, conns_total, conns_rejected, accept_pauses;
+	uint64_t timeouts[2];
+	uint64_t requests[NOPS][NSTATUS];
+	uint64_t denied, goaways, bad_frames;
+	uint64_t bytes_in, bytes_out, fds_passed, fds_received;
+	uint64_t dgrams[2];
+	uint64_t dgrams_dropped, dgrams_limited;
+	uint64_t gets, hits[2], misses;
+	uint64_t puts, put_bytes, superseded, deletes;
+	uint64_t evicted[2];
+	uint64_t copies_dropped, promoted, expired, lost_files;
+	uint64_t objects[2], ephemeral, copies, ix_objects;
+	uint64_t bytes[2], limit[2];
+	uint64_t ix_capacity, ix_arena, ix_arena_used, ix_segment, owner_deaths;
+} snap_t;
+
+enum { COUNTER, GAUGE };
+
+typedef struct {
+	const char *name; /* [a-z0-9_]; units in the name: _seconds, _bytes, _total */
+	unsigned type;
+	unsigned ls;      /* LS_* */
+	size_t off;       /* of its value, or its array of values, in snap_t */
+	const char *help;
+} metric_t;
+
+#define M(name, type, ls, field, help) { name, type, ls, offsetof(snap_t, field), help }
+
+/* docs/STATISTICS.md describes each of these; keep the two in step. */
+static const metric_t metrics[] = {
+	M("uptime_seconds", GAUGE, LS_NONE, uptime, "Seconds since the master started."),
+	M("generation", GAUGE, LS_NONE, generation,
+	    "Generation of the configuration (one more with each reload that took effect)."),
+	M("workers", GAUGE, LS_NONE, workers, "Worker processes configured."),
+	M("reloads_total", COUNTER, LS_NONE, reloads, "Reloads of the configuration that took effect."),
+	M("reload_failures_total", COUNTER, LS_NONE, reload_failures,
+	    "Reloads refused; the running configuration stayed."),
+	M("worker_restarts_total", COUNTER, LS_NONE, worker_restarts,
+	    "Worker processes started again after they died."),
+	M("manager_passes_total", COUNTER, LS_NONE, maint_passes,
+	    "Maintenance passes of the cache manager (expiry, eviction, promotion)."),
+	M("connections_current", GAUGE, LS_NONE, conns_current, "Client connections open now."),
+	M("connections_total", COUNTER, LS_NONE, conns_total, "Client connections accepted."),
+	M("connections_rejected_total", COUNTER, LS_NONE, conns_rejected,
+	    "Connections over max_connections, answered BUSY and closed."),
+	M("accept_pauses_total", COUNTER, LS_NONE, accept_pauses,
+	    "Times a worker stopped accepting for a while because accept failed (EMFILE, ENFILE)."),
+	M("timeouts_total", COUNTER, LS_KIND, timeouts,
+	    "Connections closed by idle_timeout (kind idle) or request_timeout (kind request)."),
+	M("requests_total", COUNTER, LS_OP_STATUS, requests,
+	    "Requests answered, by operation and response status."),
+	M("requests_denied_total", COUNTER, LS_NONE, denied,
+	    "Requests refused by a listener's allow lists (also counted as status denied)."),
+	M("goaways_total", COUNTER, LS_NONE, goaways,
+	    "GOAWAY frames sent (reload, stop, or a connection the server closes)."),
+	M("bad_frames_total", COUNTER, LS_NONE, bad_frames,
+	    "Frames with a bad magic or an unsupported version; their connection was closed."),
+	M("bytes_in_total", COUNTER, LS_NONE, bytes_in, "Bytes read from client sockets."),
+	M("bytes_out_total", COUNTER, LS_NONE, bytes_out,
+	    "Bytes written to client sockets (not those read through passed descriptors)."),
+	M("descriptors_passed_total", COUNTER, LS_NONE, fds_passed, "Descriptors sent to clients."),
+	M("descriptors_received_total", COUNTER, LS_NONE, fds_received,
+	    "Descriptors received from clients (PUT from a descriptor)."),
+	M("datagrams_total", COUNTER, LS_DIR, dgrams, "UDP datagrams received (dir in) and sent (dir out)."),
+	M("datagrams_dropped_total", COUNTER, LS_NONE, dgrams_dropped,
+	    "UDP datagrams dropped unanswered (not a frame)."),
+	M("datagrams_limited_total", COUNTER, LS_NONE, dgrams_limited,
+	    "UDP responses cut to the amplification limit."),
+	M("gets_total", COUNTER, LS_NONE, gets, "Objects looked up to be read (hits and misses)."),
+	M("hits_total", COUNTER, LS_TIER, hits, "Objects found and opened, by the tier they were read from."),
+	M("misses_total", COUNTER, LS_NONE, misses, "Objects looked up that did not exist or had expired."),
+	M("puts_total", COUNTER, LS_NONE, puts, "Objects stored."),
+	M("put_bytes_total", COUNTER, LS_NONE, put_bytes, "Bytes of the objects stored."),
+	M("puts_superseded_total", COUNTER, LS_NONE, superseded,
+	    "PUTs overtaken by a newer concurrent PUT of the same URI."),
+	M("deletes_total", COUNTER, LS_NONE, deletes, "Objects removed by DELETE."),
+	M("evictions_total", COUNTER, LS_TIER, evicted, "Objects evicted to make room, by tier."),
+	M("copies_dropped_total", COUNTER, LS_NONE, copies_dropped,
+	    "Memory-tier copies of persistent objects dropped."),
+	M("promotions_total", COUNTER, LS_NONE, promoted,
+	    "Persistent objects copied into the memory tier."),
+	M("expirations_total", COUNTER, LS_NONE, expired, "Expired objects removed."),
+	M("lost_files_total", COUNTER, LS_NONE, lost_files,
+	    "Index entries removed because their file had vanished."),
+	M("objects", GAUGE, LS_TIER, objects,
+	    "Objects held, by tier: memory has ephemeral objects and copies, persistent the rest."),
+	M("objects_ephemeral", GAUGE, LS_NONE, ephemeral, "Ephemeral objects (memory tier only)."),
+	M("objects_copies", GAUGE, LS_NONE, copies, "Persistent objects with a copy in the memory tier."),
+	M("index_objects", GAUGE, LS_NONE, ix_objects,
+	    "Index entries: every object once, whatever copies it has."),
+	M("bytes", GAUGE, LS_TIER, bytes, "Bytes of the objects held, by tier."),
+	M("limit_bytes", GAUGE, LS_TIER, limit, "Configured size of each tier."),
+	M("index_capacity", GAUGE, LS_NONE, ix_capacity, "Objects the index can hold."),
+	M("index_arena_bytes", GAUGE, LS_NONE, ix_arena, "Bytes of the index's block storage."),
+	M("index_arena_used_bytes", GAUGE, LS_NONE, ix_arena_used,
+	    "Bytes of the block storage carved into blocks (live or free)."),
+	M("index_segment_bytes", GAUGE, LS_NONE, ix_segment, "Bytes of the shared index segment."),
+	M("lock_owner_deaths_repaired_total", COUNTER, LS_NONE, owner_deaths,
+	    "Index locks whose owner died holding them, repaired."),
+};
 
 static void
 lower(char *dst, const char *src, size_t n)
@@ -87,90 +204,182 @@ lower(char *dst, const char *src, size_t n)
 	dst[i] = '\0';
 }
 
-char *
-om_srv_stats_text(om_srv_t *srv, unsigned flags, size_t *len)
+/* The labels of series i of a set: "" or {k="v",...}. */
+static void
+labels(char *buf, size_t n, unsigned ls, unsigned i)
+{
+	char op[16], st[32];
+
+	switch (ls) {
+	case LS_OP_STATUS:
+		if (i / NSTATUS + 1 < NOPS)
+			lower(op, om_proto_op_name(i / NSTATUS + 1), sizeof(op));
+		else
+			snprintf(op, sizeof(op), "other");
+		lower(st, om_proto_status_name(i % NSTATUS), sizeof(st));
+		snprintf(buf, n, "{op=\"%s\",status=\"%s\"}", op, st);
+		break;
+	case LS_TIER: snprintf(buf, n, "{tier=\"%s\"}", tier_values[i]); break;
+	case LS_KIND: snprintf(buf, n, "{kind=\"%s\"}", kind_values[i]); break;
+	case LS_DIR: snprintf(buf, n, "{dir=\"%s\"}", dir_values[i]); break;
+	default: buf[0] = '\0'; break;
+	}
+}
+
+/* Sums every process's slot (workers, manager, master, the retired) and
+ * reads the shared usage. */
+static void
+snapshot(om_srv_t *srv, snap_t *s)
 {
 	om_srv_stats_sh_t sum;
 	om_store_stats_t ss;
 	om_ix_usage_t iu;
 	om_store_usage_t su;
-	text_t t = { NULL, 0, 0 };
-	char name[64], low[32];
+	om_srv_stats_sh_t *master;
 	uint64_t now = (uint64_t)om_time_s();
 
-	(void)flags;
 	memset(&sum, 0, sizeof(sum));
 	memset(&ss, 0, sizeof(ss));
-	for (unsigned s = 0; s < om_index_procs(srv->ix); s++) {
-		const om_store_stats_t *p = om_store_slot_stats(srv->st, s);
+	for (unsigned slot = 0; slot < om_index_procs(srv->ix); slot++) {
+		const om_srv_stats_sh_t *p = om_srv_stats(srv, slot);
+		const om_store_stats_t *q = om_store_slot_stats(srv->st, slot);
 
-		add_u64s((uint64_t *)&sum, (const uint64_t *)om_srv_stats(srv, s), sizeof(sum) / 8, 0);
 		if (p != NULL)
-			add_u64s((uint64_t *)&ss, (const uint64_t *)p, sizeof(ss) / 8, 0);
+			add_u64s((uint64_t *)&sum, (const uint64_t *)p, sizeof(sum) / 8, 0);
+		if (q != NULL)
+			add_u64s((uint64_t *)&ss, (const uint64_t *)q, sizeof(ss) / 8, 0);
 	}
-	sum.started_at = OM_LOAD(&om_srv_stats(srv, OM_SLOT_MASTER)->started_at);
+	master = om_srv_stats(srv, OM_SLOT_MASTER);
+	sum.started_at = master != NULL ? OM_LOAD(&master->started_at) : 0;
 	om_index_usage(srv->ix, &iu);
 	om_store_usage(srv->st, &su);
 
-	line(&t, "uptime_seconds", sum.started_at && now > sum.started_at ? now - sum.started_at : 0);
-	line(&t, "generation", srv->generation);
-	line(&t, "workers", srv->conf->daemon.workers);
-	line(&t, "reloads_total", sum.reloads);
-	line(&t, "reload_failures_total", sum.reload_failures);
-	line(&t, "worker_restarts_total", sum.worker_restarts);
-	line(&t, "connections_current", sum.conns_current);
-	line(&t, "connections_total", sum.conns_total);
-	for (unsigned op = OM_OP_HELLO; op < OM_OP_GOAWAY; op++) {
-		uint64_t n = 0;
-
-		for (unsigned st = 0; st <= OM_STATUS_MAX; st++)
-			n += sum.responses[op][st];
-		lower(low, om_proto_op_name(op), sizeof(low));
-		snprintf(name, sizeof(name), "requests_%s_total", low);
-		line(&t, name, n);
+	memset(s, 0, sizeof(*s));
+	s->uptime = sum.started_at && now > sum.started_at ? now - sum.started_at : 0;
+	s->generation = srv->generation;
+	s->workers = srv->conf->daemon.workers;
+	s->reloads = sum.reloads;
+	s->reload_failures = sum.reload_failures;
+	s->worker_restarts = sum.worker_restarts;
+	s->maint_passes = sum.maint_passes;
+	s->conns_current = sum.conns_current;
+	s->conns_total = sum.conns_total;
+	s->conns_rejected = sum.conns_rejected;
+	s->accept_pauses = sum.accept_pauses;
+	s->timeouts[0] = sum.timeouts_idle;
+	s->timeouts[1] = sum.timeouts_request;
+	for (unsigned st = 0; st < NSTATUS; st++) {
+		for (unsigned op = OM_OP_HELLO; op <= OM_OP_PING; op++)
+			s->requests[op - 1][st] = sum.responses[op][st];
+		/* Op 0 holds refused frames. Under GOAWAY the server's own
+		 * GOAWAYs (status OK, goaways_total has them) and a client's
+		 * GOAWAY frames, refused as UNKNOWN_OP. */
+		s->requests[NOPS - 1][st] = sum.responses[0][st] +
+		    (st != OM_STATUS_OK ? sum.responses[OM_OP_GOAWAY][st] : 0);
 	}
-	for (unsigned st = 0; st <= OM_STATUS_MAX; st++) {
-		uint64_t n = 0;
+	s->denied = sum.denied;
+	s->goaways = sum.goaways;
+	s->bad_frames = sum.bad_frames;
+	s->bytes_in = sum.bytes_in;
+	s->bytes_out = sum.bytes_out;
+	s->fds_passed = sum.fds_passed;
+	s->fds_received = sum.fds_received;
+	s->dgrams[0] = sum.dgrams_in;
+	s->dgrams[1] = sum.dgrams_out;
+	s->dgrams_dropped = sum.dgrams_dropped;
+	s->dgrams_limited = sum.dgrams_limited;
+	s->gets = ss.gets;
+	s->hits[0] = ss.hits_mem;
+	s->hits[1] = ss.hits_disk;
+	s->misses = ss.misses;
+	s->puts = ss.puts;
+	s->put_bytes = ss.put_bytes;
+	s->superseded = ss.superseded;
+	s->deletes = ss.deletes;
+	s->evicted[0] = ss.evicted[OM_TIER_MEM];
+	s->evicted[1] = ss.evicted[OM_TIER_DISK];
+	s->copies_dropped = ss.copies_dropped;
+	s->promoted = ss.promoted;
+	s->expired = ss.expired;
+	s->lost_files = ss.lost_files;
+	/* A promoted object is in both tiers; an ephemeral one only in memory. */
+	s->objects[0] = su.ephemeral + su.copies;
+	s->objects[1] = su.objects > su.ephemeral ? su.objects - su.ephemeral : 0;
+	s->ephemeral = su.ephemeral;
+	s->copies = su.copies;
+	s->ix_objects = iu.objects;
+	s->bytes[0] = su.used[OM_TIER_MEM];
+	s->bytes[1] = su.used[OM_TIER_DISK];
+	s->limit[0] = su.limit[OM_TIER_MEM];
+	s->limit[1] = su.limit[OM_TIER_DISK];
+	s->ix_capacity = iu.capacity;
+	s->ix_arena = iu.arena_bytes;
+	s->ix_arena_used = iu.arena_used;
+	s->ix_segment = iu.segment_bytes;
+	s->owner_deaths = iu.owner_deaths;
+}
 
-		for (unsigned op = 0; op <= OM_OP_GOAWAY; op++)
-			n += sum.responses[op][st];
-		lower(low, om_proto_status_name(st), sizeof(low));
-		snprintf(name, sizeof(name), "responses_%s_total", low);
-		line(&t, name, n);
+typedef struct {
+	char *buf;
+	size_t len, cap;
+	int failed;
+} text_t;
+
+/* Appends to t, growing it; a failure sticks and is checked at the end. */
+__attribute__((format(printf, 2, 3))) static void
+put(text_t *t, const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+	int n;
+
+	while (!t->failed) {
+		va_start(ap, fmt);
+		n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+		va_end(ap);
+		if (n >= 0 && (size_t)n < t->cap - t->len) {
+			t->len += (size_t)n;
+			return;
+		}
+		if (n < 0 || (p = realloc(t->buf, t->cap * 2)) == NULL) {
+			t->failed = 1;
+			return;
+		}
+		t->buf = p;
+		t->cap *= 2;
 	}
-	line(&t, "goaways_total", sum.goaways);
-	line(&t, "bad_frames_total", sum.bad_frames);
-	line(&t, "bytes_in_total", sum.bytes_in);
-	line(&t, "bytes_out_total", sum.bytes_out);
-	line(&t, "descriptors_passed_total", sum.fds_passed);
-	line(&t, "descriptors_received_total", sum.fds_received);
-	line(&t, "gets_total", ss.gets);
-	line(&t, "hits_memory_total", ss.hits_mem);
-	line(&t, "hits_persistent_total", ss.hits_disk);
-	line(&t, "misses_total", ss.misses);
-	line(&t, "puts_total", ss.puts);
-	line(&t, "put_bytes_total", ss.put_bytes);
-	line(&t, "puts_superseded_total", ss.superseded);
-	line(&t, "deletes_total", ss.deletes);
-	line(&t, "evictions_persistent_total", ss.evicted[OM_TIER_DISK]);
-	line(&t, "evictions_memory_total", ss.evicted[OM_TIER_MEM]);
-	line(&t, "copies_dropped_total", ss.copies_dropped);
-	line(&t, "promotions_total", ss.promoted);
-	line(&t, "expirations_total", ss.expired);
-	line(&t, "lost_files_total", ss.lost_files);
-	line(&t, "manager_passes_total", sum.maint_passes);
-	line(&t, "objects", iu.objects);
-	line(&t, "objects_ephemeral", su.ephemeral);
-	line(&t, "objects_copies", su.copies);
-	line(&t, "bytes_persistent", su.used[OM_TIER_DISK]);
-	line(&t, "bytes_memory", su.used[OM_TIER_MEM]);
-	line(&t, "limit_persistent_bytes", su.limit[OM_TIER_DISK]);
-	line(&t, "limit_memory_bytes", su.limit[OM_TIER_MEM]);
-	line(&t, "index_capacity", iu.capacity);
-	line(&t, "index_arena_bytes", iu.arena_bytes);
-	line(&t, "index_arena_used_bytes", iu.arena_used);
-	line(&t, "index_segment_bytes", iu.segment_bytes);
-	line(&t, "lock_owner_deaths_repaired_total", iu.owner_deaths);
+}
+
+char *
+om_srv_stats_text(om_srv_t *srv, unsigned flags, size_t *len)
+{
+	int prom = (flags & OM_STATS_PROMETHEUS) != 0;
+	const char *prefix = prom ? "objmapper_" : "";
+	text_t t = { malloc(8192), 0, 8192, 0 };
+	char lb[64];
+	snap_t s;
+
+	if (t.buf == NULL)
+		return NULL;
+	snapshot(srv, &s);
+	for (size_t m = 0; m < sizeof(metrics) / sizeof(metrics[0]); m++) {
+		const metric_t *d = &metrics[m];
+		const uint64_t *v = (const uint64_t *)(const void *)((const char *)&s + d->off);
+
+		if (prom)
+			put(&t, "# HELP objmapper_%s %s\n# TYPE objmapper_%s %s\n", d->name, d->help, d->name,
+			    d->type == COUNTER ? "counter" : "gauge");
+		for (unsigned i = 0; i < series(d->ls); i++) {
+			if (!prom && d->ls == LS_OP_STATUS && v[i] == 0)
+				continue;
+			labels(lb, sizeof(lb), d->ls, i);
+			put(&t, "%s%s%s %llu\n", prefix, d->name, lb, (unsigned long long)v[i]);
+		}
+	}
+	if (t.failed) {
+		free(t.buf);
+		return NULL;
+	}
 	*len = t.len;
 	return t.buf;
 }

@@ -253,8 +253,8 @@ test_stats_table(void **state)
 
 	(void)state;
 	assert_int_equal(cli(NULL, NULL, out, sizeof(out), err, sizeof(err), ARGV("stats")), 0);
-	assert_non_null(strstr(out, "requests_get_total"));
-	assert_non_null(strstr(out, "objects"));
+	assert_non_null(strstr(out, "requests_total{op=\"get\",status=\"ok\"}"));
+	assert_non_null(strstr(out, "objects{tier=\"memory\"}"));
 	assert_non_null(strstr(out, "descriptors_passed_total"));
 }
 

@@ -385,10 +385,10 @@ test_stats(void **state)
 
 	(void)state;
 	assert_int_equal(om_client_stats(c, &text), 0);
-	assert_non_null(strstr(text, "\nrequests_get_total "));
+	assert_non_null(strstr(text, "\nrequests_total{op=\"get\",status=\"ok\"} "));
 	assert_non_null(strstr(text, "\ndescriptors_passed_total "));
-	assert_non_null(strstr(text, "\nobjects "));
-	assert_null(strstr(text, "\nrequests_get_total 0\n"));
+	assert_non_null(strstr(text, "\nobjects{tier=\"persistent\"} "));
+	assert_null(strstr(text, "\nrequests_total{op=\"get\",status=\"ok\"} 0\n"));
 	free(text);
 	om_client_close(c);
 }
