@@ -3,13 +3,16 @@
  * om_conf_t and checked completely before it is returned. Run by the
  * master, at start and on every reload.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <grp.h>
 #include <ini.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,10 +67,19 @@ enum conf_kind {
 	K_GROUP,    /* group name, into an om_conf_owner_t */
 	K_WORKERS,  /* "auto" or a K_UINT */
 	K_LTYPE,    /* listener type */
+	K_ADDRESS,  /* numeric IPv4 or IPv6 address */
+	K_ACL,      /* allow list: who may read or write */
 };
 
 #define KEY_REQUIRED 0x1u
 #define KEY_ZERO_OK  0x2u /* K_SIZE: 0 (the default) is allowed below min */
+/* Listener keys: the types they belong to (none = every type). */
+#define KEY_UNIX     0x10u
+#define KEY_TCP      0x20u
+#define KEY_UDP      0x40u
+#define KEY_STREAM   (KEY_UNIX | KEY_TCP)
+#define KEY_NET      (KEY_TCP | KEY_UDP)
+#define KEY_TYPES    (KEY_UNIX | KEY_TCP | KEY_UDP)
 
 struct conf_key {
 	const char *name;
@@ -99,6 +111,7 @@ static const struct conf_key daemon_keys[] = {
 	{ "pid_file", K_PATH, 0, C(daemon.pid_file), 0, 0, NULL },
 	{ "shutdown_timeout", K_DURATION, 0, C(daemon.shutdown_timeout_ms), 0, HOUR_MS, NULL },
 	{ "max_connections", K_UINT, 0, C(daemon.max_connections), 1, 1000000, NULL },
+	{ "max_files", K_UINT, KEY_ZERO_OK, C(daemon.max_files), 64, 1u << 24, NULL },
 	{ NULL, 0, 0, 0, 0, 0, 0, NULL },
 };
 
@@ -139,15 +152,27 @@ static const struct conf_key cache_keys[] = {
 	{ NULL, 0, 0, 0, 0, 0, 0, NULL },
 };
 
+/* KEY_REQUIRED with types: required for those types only. */
 static const struct conf_key listen_keys[] = {
 	{ "type", K_LTYPE, KEY_REQUIRED, L(type), 0, 0, NULL },
-	{ "path", K_SOCKET, KEY_REQUIRED, L(path), 0, 0, NULL },
-	{ "mode", K_MODE, 0, L(mode), 0, 07777, NULL },
-	{ "owner", K_USER, 0, L(owner), 0, 0, NULL },
-	{ "group", K_GROUP, 0, L(owner), 0, 0, NULL },
-	{ "backlog", K_UINT, 0, L(backlog), 1, 65535, NULL },
-	{ "inline_threshold", K_SIZE, 0, L(inline_threshold), 0, 64u << 20, NULL },
-	{ "send_buffer", K_SIZE, 0, L(send_buffer), 0, 64u << 20, NULL },
+	{ "path", K_SOCKET, KEY_REQUIRED | KEY_UNIX, L(path), 0, 0, NULL },
+	{ "mode", K_MODE, KEY_UNIX, L(mode), 0, 07777, NULL },
+	{ "owner", K_USER, KEY_UNIX, L(owner), 0, 0, NULL },
+	{ "group", K_GROUP, KEY_UNIX, L(owner), 0, 0, NULL },
+	{ "address", K_ADDRESS, KEY_NET, L(address), 0, 0, NULL },
+	{ "port", K_UINT, KEY_REQUIRED | KEY_NET, L(port), 1, 65535, NULL },
+	{ "backlog", K_UINT, KEY_STREAM, L(backlog), 1, 65535, NULL },
+	{ "inline_threshold", K_SIZE, KEY_STREAM, L(inline_threshold), 0, 64u << 20, NULL },
+	{ "send_buffer", K_SIZE, KEY_STREAM, L(send_buffer), 0, 64u << 20, NULL },
+	{ "allow_read", K_ACL, 0, L(allow_read), 0, 0, NULL },
+	{ "allow_write", K_ACL, 0, L(allow_write), 0, 0, NULL },
+	{ "idle_timeout", K_DURATION, KEY_STREAM, L(idle_timeout_ms), 0, 24 * HOUR_MS, NULL },
+	{ "request_timeout", K_DURATION, KEY_STREAM, L(request_timeout_ms), 0, HOUR_MS, NULL },
+	{ "max_object_size", K_SIZE, 0, L(max_object_size), 0, UINT64_MAX, NULL },
+	{ "max_pipeline", K_UINT, KEY_STREAM, L(max_pipeline), 1, 65536, NULL },
+	{ "max_buffer", K_SIZE, KEY_STREAM, L(max_buffer), 64u << 10, 1u << 30, NULL },
+	{ "max_datagram", K_UINT, KEY_UDP, L(max_datagram), 512, 65507, NULL },
+	{ "amplification", K_UINT, KEY_UDP, L(amplification), 1, 100, NULL },
 	{ NULL, 0, 0, 0, 0, 0, 0, NULL },
 };
 
@@ -168,7 +193,7 @@ static const struct {
 #define SEC_LISTEN NSECTIONS
 
 /* Keys per section, for the line each was first seen on (duplicates). */
-#define KEYS_MAX 8
+#define KEYS_MAX 24
 _Static_assert(OM_ARRAY_LEN(daemon_keys) <= KEYS_MAX + 1 &&
     OM_ARRAY_LEN(listen_keys) <= KEYS_MAX + 1 &&
     OM_ARRAY_LEN(cache_keys) <= KEYS_MAX + 1, "KEYS_MAX");
@@ -623,6 +648,133 @@ set_mode(struct parse *p, const struct conf_key *k, void *base, const char *v)
 	    "\"%s\" is not an octal mode (3 or 4 octal digits, e.g. 0660)", v);
 }
 
+/* A numeric address, IPv4 mapped into IPv6 (::ffff:a.b.c.d). */
+static int
+parse_address(const char *v, uint8_t addr[16], int *family)
+{
+	struct in_addr a4;
+
+	if (inet_pton(AF_INET, v, &a4) == 1) {
+		memset(addr, 0, 10);
+		addr[10] = addr[11] = 0xff;
+		memcpy(addr + 12, &a4, 4);
+		*family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, v, addr) == 1) {
+		*family = AF_INET6;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* An id after "uid:" or "gid:", or a name after "user:" or "group:". */
+static int
+acl_id(struct parse *p, const struct conf_key *k, const char *what, const char *v, bool group,
+    bool numeric, uint32_t *id)
+{
+	uint64_t n;
+	uid_t uid;
+	gid_t gid;
+	int rc;
+
+	if (numeric) {
+		if (parse_uint(v, &n) != 0 || n >= UINT32_MAX) {
+			key_fail(p, k->name, -EINVAL, "\"%s\": not a numeric id", what);
+			return -EINVAL;
+		}
+		*id = (uint32_t)n;
+		return 0;
+	}
+	rc = group ? lookup_group(v, &gid) : lookup_user(v, &uid, &gid);
+	if (rc == -ENOENT) {
+		key_fail(p, k->name, -EINVAL, "\"%s\": unknown %s", what, group ? "group" : "user");
+		return rc;
+	}
+	if (rc < 0) {
+		key_fail(p, k->name, rc, "\"%s\": cannot look it up: %s", what, om_strerror(rc));
+		return rc;
+	}
+	*id = group ? (uint32_t)gid : (uint32_t)uid;
+	return 0;
+}
+
+/*
+ * An allow list: entries separated by spaces or commas. "any"; for Unix
+ * listeners "user:NAME", "uid:N", "group:NAME", "gid:N"; for TCP and UDP
+ * listeners "ADDRESS" or "ADDRESS/PREFIX". Which kinds fit the listener's
+ * type is checked at the end (the type may come later in the section).
+ */
+static void
+set_acl(struct parse *p, const struct conf_key *k, om_conf_acl_list_t *l, const char *v)
+{
+	char buf[512], *tok, *save = NULL;
+
+	l->n = 0;
+	if (strlen(v) >= sizeof(buf)) {
+		key_fail(p, k->name, -EINVAL, "list too long");
+		return;
+	}
+	snprintf(buf, sizeof(buf), "%s", v);
+	for (tok = strtok_r(buf, " \t,", &save); tok != NULL; tok = strtok_r(NULL, " \t,", &save)) {
+		om_conf_acl_t *e;
+		char *colon = strchr(tok, ':'), *slash;
+
+		if (l->n == OM_CONF_ACL_MAX) {
+			key_fail(p, k->name, -EINVAL, "more than %d entries", OM_CONF_ACL_MAX);
+			return;
+		}
+		e = &l->e[l->n];
+		memset(e, 0, sizeof(*e));
+		if (strcmp(tok, "any") == 0) {
+			e->kind = OM_ACL_ANY;
+		} else if (colon != NULL && (strncmp(tok, "user:", 5) == 0 || strncmp(tok, "uid:", 4) == 0 ||
+		    strncmp(tok, "group:", 6) == 0 || strncmp(tok, "gid:", 4) == 0)) {
+			bool group = tok[0] == 'g';
+
+			e->kind = group ? OM_ACL_GID : OM_ACL_UID;
+			if (acl_id(p, k, tok, colon + 1, group, tok[1] == 'i', &e->id) != 0)
+				return;
+		} else {
+			uint64_t bits = 128;
+			int family;
+
+			e->kind = OM_ACL_NET;
+			if ((slash = strchr(tok, '/')) != NULL)
+				*slash = '\0';
+			if (parse_address(tok, e->addr, &family) != 0) {
+				if (slash != NULL)
+					*slash = '/';
+				key_fail(p, k->name, -EINVAL, "\"%s\" is not any, user:NAME, uid:N, group:NAME, "
+				    "gid:N, or an address with an optional /PREFIX", tok);
+				return;
+			}
+			if (slash != NULL && (parse_uint(slash + 1, &bits) != 0 ||
+			    bits > (family == AF_INET ? 32u : 128u))) {
+				*slash = '/';
+				key_fail(p, k->name, -EINVAL, "\"%s\": bad prefix length", tok);
+				return;
+			}
+			if (slash == NULL)
+				bits = family == AF_INET ? 32 : 128;
+			e->prefix = (unsigned)bits + (family == AF_INET ? 96u : 0u);
+			/* The host bits must be zero: 10.1.2.3/8 is most likely a typo. */
+			for (unsigned b = e->prefix; b < 128; b++) {
+				if (e->addr[b / 8] & (0x80u >> (b % 8))) {
+					if (slash != NULL)
+						*slash = '/';
+					key_fail(p, k->name, -EINVAL, "\"%s\": address has bits set after the "
+					    "prefix", tok);
+					return;
+				}
+			}
+		}
+		l->n++;
+	}
+	if (l->n == 0)
+		key_fail(p, k->name, -EINVAL, "empty list (leave the key out, or say any)");
+}
+
 /* Parses v into the field of key k of base (the conf or a listener). */
 static void
 conf_set(struct parse *p, const struct conf_key *k, void *base, const char *v)
@@ -693,9 +845,24 @@ conf_set(struct parse *p, const struct conf_key *k, void *base, const char *v)
 	case K_LTYPE:
 		if (strcmp(v, "unix") == 0)
 			p->lis->type = OM_CONF_LISTEN_UNIX;
+		else if (strcmp(v, "tcp") == 0)
+			p->lis->type = OM_CONF_LISTEN_TCP;
+		else if (strcmp(v, "udp") == 0)
+			p->lis->type = OM_CONF_LISTEN_UDP;
 		else
 			key_fail(p, k->name, -EINVAL,
-			    "unsupported listener type '%s' (supported: unix)", v);
+			    "unsupported listener type '%s' (supported: unix, tcp, udp)", v);
+		return;
+	case K_ADDRESS:
+		if (parse_address(v, p->lis->addr, &p->lis->family) != 0 ||
+		    strlen(v) >= sizeof(p->lis->address))
+			key_fail(p, k->name, -EINVAL,
+			    "\"%s\" is not a numeric IPv4 or IPv6 address (e.g. 127.0.0.1, ::1, 0.0.0.0, ::)", v);
+		else
+			snprintf(p->lis->address, sizeof(p->lis->address), "%s", v);
+		return;
+	case K_ACL:
+		set_acl(p, k, (om_conf_acl_list_t *)(void *)((char *)base + k->off), v);
 		return;
 	}
 	OM_ASSERT(0);
@@ -722,6 +889,15 @@ listener_init(om_conf_listen_t *l, const char *name, unsigned line)
 	l->backlog = 511;
 	l->inline_threshold = 64u << 10;
 	l->send_buffer = 2u << 20;
+	snprintf(l->address, sizeof(l->address), "127.0.0.1");
+	(void)parse_address(l->address, l->addr, &l->family);
+	l->idle_timeout_ms = 60 * 1000;
+	l->request_timeout_ms = 10 * 1000;
+	l->max_object_size = 0;
+	l->max_pipeline = 128;
+	l->max_buffer = 4u << 20;
+	l->max_datagram = 1472;
+	l->amplification = 3;
 	l->line = line;
 }
 
@@ -899,13 +1075,108 @@ conf_reader(char *str, int num, void *arg)
 	return str;
 }
 
+static const char *const type_names[] = { "", "unix", "tcp", "udp" };
+
+static unsigned
+type_flag(enum om_conf_listen_type t)
+{
+	return t == OM_CONF_LISTEN_UNIX ? KEY_UNIX : t == OM_CONF_LISTEN_TCP ? KEY_TCP : KEY_UDP;
+}
+
+/* An allow list's entries must suit the listener's type. */
+static int
+acl_check(struct parse *p, unsigned i, const char *key, const om_conf_acl_list_t *l)
+{
+	om_conf_listen_t *lis = &p->c->listen[i];
+	const struct conf_key *k;
+
+	for (k = listen_keys; strcmp(k->name, key) != 0; k++)
+		;
+	for (unsigned j = 0; j < l->n; j++) {
+		bool net = l->e[j].kind == OM_ACL_NET, cred = l->e[j].kind == OM_ACL_UID ||
+		    l->e[j].kind == OM_ACL_GID;
+
+		if ((lis->type == OM_CONF_LISTEN_UNIX && net) || (lis->type != OM_CONF_LISTEN_UNIX && cred)) {
+			conf_fail(p, p->seen_lis[i][k - listen_keys], -EINVAL,
+			    "[listen.%s] %s: entry %u: %s listeners take %s", lis->name, key, j + 1,
+			    type_names[lis->type], lis->type == OM_CONF_LISTEN_UNIX ?
+			    "any, user:NAME, uid:N, group:NAME or gid:N" : "any or ADDRESS[/PREFIX]");
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* A listener's keys against its type, and the defaults that depend on it. */
+static int
+listener_finish(struct parse *p, unsigned i)
+{
+	om_conf_t *c = p->c;
+	om_conf_listen_t *l = &c->listen[i];
+	const struct conf_key *k;
+
+	if (p->seen_lis[i][0] == 0) {
+		conf_fail(p, l->line, -EINVAL, "[listen.%s] type: required key missing", l->name);
+		return -EINVAL;
+	}
+	for (k = listen_keys; k->name != NULL; k++) {
+		unsigned seen = p->seen_lis[i][k - listen_keys];
+		unsigned types = k->flags & KEY_TYPES;
+
+		if (seen != 0 && types != 0 && !(types & type_flag(l->type))) {
+			conf_fail(p, seen, -EINVAL, "[listen.%s] %s: not a key of %s listeners",
+			    l->name, k->name, type_names[l->type]);
+			return -EINVAL;
+		}
+		if (seen == 0 && (k->flags & KEY_REQUIRED) && (types == 0 || (types & type_flag(l->type)))) {
+			conf_fail(p, l->line, -EINVAL, "[listen.%s] %s: required key missing", l->name,
+			    k->name);
+			return -EINVAL;
+		}
+	}
+	if (acl_check(p, i, "allow_read", &l->allow_read) != 0 ||
+	    acl_check(p, i, "allow_write", &l->allow_write) != 0)
+		return -EINVAL;
+	if (l->allow_read.n == 0 && l->allow_write.n == 0) {
+		/* Unix: the socket file's mode decides who connects. TCP, UDP:
+		 * the loopback networks, whatever the address bound. */
+		if (l->type == OM_CONF_LISTEN_UNIX) {
+			l->allow_write.n = 1;
+			l->allow_write.e[0].kind = OM_ACL_ANY;
+		} else {
+			int fam;
+
+			l->allow_write.n = 2;
+			l->allow_write.e[0].kind = OM_ACL_NET;
+			(void)parse_address("127.0.0.0", l->allow_write.e[0].addr, &fam);
+			l->allow_write.e[0].prefix = 96 + 8;
+			l->allow_write.e[1].kind = OM_ACL_NET;
+			(void)parse_address("::1", l->allow_write.e[1].addr, &fam);
+			l->allow_write.e[1].prefix = 128;
+		}
+	}
+	if (l->type != OM_CONF_LISTEN_UNIX) {
+		l->path[0] = '\0';
+		for (unsigned j = 0; j < i; j++) {
+			const om_conf_listen_t *o = &c->listen[j];
+
+			if (o->type == l->type && o->port == l->port && memcmp(o->addr, l->addr, 16) == 0) {
+				conf_fail(p, l->line, -EINVAL, "[listen.%s]: %s %s port %u is also [listen.%s] "
+				    "(line %u)", l->name, type_names[l->type], l->address, l->port, o->name,
+				    o->line);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
 /* Checks that need the whole file, and defaults that depend on other keys. */
 static void
 conf_finish(struct parse *p)
 {
 	om_conf_t *c = p->c;
 	om_conf_owner_t *d = &c->daemon.run_as;
-	const struct conf_key *k;
 	unsigned i;
 
 	if (c->nlisten == 0) {
@@ -913,13 +1184,8 @@ conf_finish(struct parse *p)
 		return;
 	}
 	for (i = 0; i < c->nlisten; i++) {
-		for (k = listen_keys; k->name != NULL; k++) {
-			if ((k->flags & KEY_REQUIRED) && p->seen_lis[i][k - listen_keys] == 0) {
-				conf_fail(p, c->listen[i].line, -EINVAL,
-				    "[listen.%s] %s: required key missing", c->listen[i].name, k->name);
-				return;
-			}
-		}
+		if (listener_finish(p, i) != 0)
+			return;
 	}
 
 	if (c->daemon.workers_auto) {

@@ -38,18 +38,65 @@ typedef struct {
 
 enum om_conf_listen_type {
 	OM_CONF_LISTEN_UNIX = 1,
+	OM_CONF_LISTEN_TCP = 2,
+	OM_CONF_LISTEN_UDP = 3,
 };
+
+/*
+ * One entry of a listener's allow_read or allow_write list: who it
+ * matches. Unix listeners match the peer's credentials (SO_PEERCRED and
+ * SO_PEERGROUPS); TCP and UDP listeners the peer's address.
+ */
+enum om_conf_acl_kind {
+	OM_ACL_ANY = 1,   /* "any" */
+	OM_ACL_UID,       /* "user:NAME" or "uid:N" */
+	OM_ACL_GID,       /* "group:NAME" or "gid:N": primary or supplementary */
+	OM_ACL_NET,       /* "ADDRESS[/PREFIX]", IPv4 as IPv4-mapped IPv6 */
+};
+
+#define OM_CONF_ACL_MAX 32 /* entries per list */
+
+typedef struct {
+	enum om_conf_acl_kind kind;
+	uint32_t id;          /* UID, GID */
+	uint8_t addr[16];     /* NET: network, IPv6 (IPv4 mapped: ::ffff:a.b.c.d) */
+	unsigned prefix;      /* NET: bits of addr that must match, 0..128 */
+} om_conf_acl_t;
+
+typedef struct {
+	unsigned n;
+	om_conf_acl_t e[OM_CONF_ACL_MAX];
+} om_conf_acl_list_t;
 
 typedef struct {
 	char name[OM_CONF_LISTEN_NAME_MAX + 1];   /* NAME of [listen.NAME] */
 	enum om_conf_listen_type type;
+	/* unix */
 	char path[OM_CONF_SOCKET_PATH_MAX + 1];   /* absolute */
 	mode_t mode;                              /* of the socket file; default 0660 */
 	om_conf_owner_t owner;                    /* default: the daemon's user and group */
+	/* tcp, udp */
+	char address[64];                         /* numeric IPv4 or IPv6; default 127.0.0.1 */
+	uint8_t addr[16];                         /* address, IPv4 mapped into IPv6 */
+	int family;                               /* AF_INET or AF_INET6 */
+	uint32_t port;
+	/* stream listeners */
 	uint32_t backlog;                         /* listen(2); default 511 */
 	uint64_t inline_threshold;                /* bytes; default 64K */
 	uint64_t send_buffer;                     /* SO_SNDBUF of connections; default 2M,
 	                                           * 0 = the kernel's default */
+	/* who may do what: read = allow_read + allow_write, write = allow_write */
+	om_conf_acl_list_t allow_read;
+	om_conf_acl_list_t allow_write;
+	/* limits */
+	uint32_t idle_timeout_ms;                 /* default 60s, 0 = none */
+	uint32_t request_timeout_ms;              /* default 10s, 0 = none */
+	uint64_t max_object_size;                 /* bytes; 0 = the tiers' sizes */
+	uint32_t max_pipeline;                    /* requests in flight; default 128 */
+	uint64_t max_buffer;                      /* queued output bytes; default 4M */
+	/* udp */
+	uint32_t max_datagram;                    /* response bytes; default 1472 */
+	uint32_t amplification;                   /* response <= this x request; default 3 */
 	unsigned line;                            /* of its section header, for messages */
 } om_conf_listen_t;
 
@@ -63,6 +110,7 @@ typedef struct {
 		char pid_file[PATH_MAX];
 		uint32_t shutdown_timeout_ms;         /* graceful stop and reload wait */
 		uint32_t max_connections;             /* per worker */
+		uint32_t max_files;                   /* RLIMIT_NOFILE; 0 = raise to the hard limit */
 	} daemon;
 
 	struct {

@@ -48,6 +48,8 @@ typedef struct {
 	uint64_t max_object;
 	uint64_t inline_threshold;
 	uint32_t flags;
+	uint16_t max_datagram;   /* UDP: largest response datagram; else 0 */
+	uint8_t amplification;   /* UDP: response <= this x the request's bytes; else 0 */
 } om_hello_caps_t;
 
 void om_proto_put_req(uint8_t *buf, const om_req_t *r);

@@ -90,7 +90,9 @@ om_proto_put_caps(uint8_t *b, const om_hello_caps_t *c)
 	om_le64(b + 16, c->max_object);
 	om_le64(b + 24, c->inline_threshold);
 	om_le32(b + 32, c->flags);
-	om_le32(b + 36, 0);
+	om_le16(b + 36, c->max_datagram);
+	b[38] = c->amplification;
+	b[39] = 0;
 }
 
 void
@@ -105,6 +107,8 @@ om_proto_get_caps(const uint8_t *b, om_hello_caps_t *c)
 	c->max_object = om_get64(b + 16);
 	c->inline_threshold = om_get64(b + 24);
 	c->flags = om_get32(b + 32);
+	c->max_datagram = om_get16(b + 36);
+	c->amplification = b[38];
 }
 
 const char *

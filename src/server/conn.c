@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -26,8 +28,7 @@
 #include "core/om_log.h"
 #include "server/worker_int.h"
 
-#define IN_CAP        (64u * 1024u)
-#define OUT_MAX_BYTES (4u * 1024u * 1024u) /* buffered output before reading stops */
+#define IN_CAP        (64u * 1024u)            /* holds any datagram (65,507 bytes) */
 #define INLINE_READ   (64u * 1024u)        /* copy-mode objects up to this go in one buffer */
 #define SKIP_MAX      (64ull * 1024 * 1024) /* a refused PUT body up to this is read and dropped */
 #define RUN_BUDGET    32                   /* requests per turn before others get theirs */
@@ -87,6 +88,13 @@ struct conn {
 	bool dead;
 	uint8_t *bounce;          /* copy mode: bytes read, not yet written */
 	size_t bounce_off, bounce_len;
+	om_peer_t peer;
+	enum om_access access;
+	uint64_t active_ms;       /* last byte read or written */
+	uint64_t req_start_ms;    /* the request being received began (0: none) */
+	uint64_t frames;          /* requests received whole */
+	bool dgram;               /* a UDP listener's pseudo-connection */
+	bool dgram_done;          /* its datagram's request was taken */
 };
 
 /* ---- output ------------------------------------------------------------ */
@@ -142,7 +150,7 @@ set_events(conn_t *c)
 	 * more responses; not at all once closing or drained. */
 	if (!c->eof && !c->closing &&
 	    (c->state != ST_HEADER ||
-		(!c->draining && c->inflight < OM_MAX_PIPELINE && c->out_bytes < OUT_MAX_BYTES)))
+		(!c->draining && c->inflight < c->ls->max_pipeline && c->out_bytes < c->ls->max_buffer)))
 		ev |= EPOLLIN;
 	if (c->out_head != NULL)
 		ev |= EPOLLOUT;
@@ -176,6 +184,8 @@ flush(conn_t *c)
 {
 	om_srv_stats_sh_t *stats = c->w->stats;
 
+	if (c->out_head != NULL)
+		c->active_ms = om_clock_ms(); /* a client that reads keeps it alive */
 	while (c->out_head != NULL) {
 		out_t *o = c->out_head;
 		ssize_t n;
@@ -440,16 +450,6 @@ status_of(int rc)
 
 /* ---- operations -------------------------------------------------------- */
 
-static uint64_t
-max_object(const om_conf_t *conf)
-{
-	uint64_t a = conf->memory.size, b = conf->persistent.size;
-
-	if (a == 0 || b == 0)
-		return 0;
-	return a > b ? a : b;
-}
-
 static void
 do_hello(conn_t *c, const om_req_t *q)
 {
@@ -473,8 +473,12 @@ do_hello(conn_t *c, const om_req_t *q)
 	caps.modes = (uint16_t)c->ls->modes;
 	caps.max_uri = conf->index.max_uri;
 	caps.max_meta = conf->cache.max_metadata;
-	caps.max_pipeline = OM_MAX_PIPELINE;
-	caps.max_object = max_object(conf);
+	caps.max_pipeline = c->dgram ? 1 : c->ls->max_pipeline;
+	caps.max_object = c->ls->max_object;
+	if (c->dgram) {
+		caps.max_datagram = (uint16_t)c->ls->max_datagram;
+		caps.amplification = (uint8_t)c->ls->amplification;
+	}
 	caps.inline_threshold = c->ls->inline_threshold;
 	caps.flags = c->offset_reads ? OM_CAPS_SHARED_DESCRIPTIONS : 0;
 	r.body_len = OM_HELLO_CAPS_LEN + name_len;
@@ -567,7 +571,14 @@ do_get(conn_t *c, const om_req_t *q, const uint8_t *uri)
 		respond_err(c, q, OM_STATUS_INTERNAL, "cannot read the object's record: %s", om_strerror(rc));
 		goto drop;
 	}
-	as_fd = mode == OM_MODE_FDPASS || (mode == OM_MODE_AUTO && g.obj.size > c->ls->inline_threshold);
+	if (c->dgram && OM_RESP_HDR_LEN + meta_len + g.obj.size > c->ls->max_datagram) {
+		respond_err(c, q, OM_STATUS_TOO_LARGE, "too large for UDP: %llu bytes (at most %llu here)",
+		    (unsigned long long)g.obj.size,
+		    (unsigned long long)(c->ls->max_datagram - OM_RESP_HDR_LEN - meta_len));
+		goto drop;
+	}
+	as_fd = !c->dgram && (mode == OM_MODE_FDPASS ||
+	    (mode == OM_MODE_AUTO && g.obj.size > c->ls->inline_threshold));
 	r.tier = g.tier == OM_TIER_MEM ? OM_TIER_MEMORY : OM_TIER_PERSISTENT;
 	r.obj = &g.obj;
 	r.body_len = g.obj.size;
@@ -832,6 +843,24 @@ consume(conn_t *c, size_t n)
 		c->in_off = c->in_len = 0;
 }
 
+/* What an operation needs of the allow lists. HELLO and PING need nothing:
+ * they tell nothing about the objects. */
+static enum om_access
+need_access(unsigned op)
+{
+	switch (op) {
+	case OM_OP_PUT:
+	case OM_OP_DELETE:
+		return OM_ACCESS_WRITE;
+	case OM_OP_GET:
+	case OM_OP_STAT:
+	case OM_OP_STATS:
+		return OM_ACCESS_READ;
+	default:
+		return OM_ACCESS_NONE;
+	}
+}
+
 /*
  * Checks a header whose lengths are sane enough to skip the frame: returns
  * 0 to run it, or answers it (and arranges to drop its bytes).
@@ -883,10 +912,15 @@ check_request(conn_t *c, const om_req_t *q)
 	} else if (q->op == OM_OP_PUT && (q->flags & OM_PUT_FD) && c->ls->transport != OM_TRANSPORT_UNIX) {
 		status = OM_STATUS_MODE_UNSUPPORTED;
 		snprintf(why, sizeof(why), "descriptors do not cross this transport");
-	} else if (q->op == OM_OP_PUT && max_object(conf) && q->body_len > max_object(conf)) {
+	} else if (q->op == OM_OP_PUT && c->ls->max_object && q->body_len > c->ls->max_object) {
 		status = OM_STATUS_TOO_LARGE;
 		snprintf(why, sizeof(why), "object of %llu bytes (at most %llu)",
-		    (unsigned long long)q->body_len, (unsigned long long)max_object(conf));
+		    (unsigned long long)q->body_len, (unsigned long long)c->ls->max_object);
+	} else if (c->access < need_access(q->op)) {
+		status = OM_STATUS_DENIED;
+		snprintf(why, sizeof(why), "%s may not %s on listener %s", c->peer.name,
+		    need_access(q->op) == OM_ACCESS_WRITE ? "write" : "read", c->ls->name);
+		OM_STORE(&c->w->stats->denied, c->w->stats->denied + 1);
 	}
 	if (status == OM_STATUS_OK)
 		return 0;
@@ -987,6 +1021,7 @@ process(conn_t *c)
 			if (c->left == 0) {
 				om_ix_obj_t obj;
 
+				c->frames++;
 				rc = om_store_put_commit(c->txn, &obj);
 				c->txn = NULL;
 				c->state = ST_HEADER;
@@ -1005,14 +1040,18 @@ process(conn_t *c)
 				return false;
 			consume(c, n);
 			c->left -= n;
-			if (c->left == 0)
+			if (c->left == 0) {
 				c->state = ST_HEADER;
+				c->frames++;
+			}
 			continue;
 		}
 
 		/* ST_HEADER */
-		if (c->inflight >= OM_MAX_PIPELINE || c->out_bytes >= OUT_MAX_BYTES)
+		if (c->inflight >= c->ls->max_pipeline || c->out_bytes >= c->ls->max_buffer)
 			return false;
+		if (c->dgram && c->dgram_done)
+			return false; /* what follows the request is padding */
 		if (budget-- == 0)
 			return true;
 		if (c->draining && !c->goaway_sent && !frame_complete(c)) {
@@ -1045,10 +1084,12 @@ process(conn_t *c)
 				fatal(c, "bad frame");
 				return false;
 			}
+			c->dgram_done = true;
 			/* Checked before its URI and metadata arrive: a refused frame
 			 * is skipped whatever its lengths, an accepted one has at
 			 * most 1024 + 2048 bytes to gather. */
 			if (check_request(c, &q) != 0) {
+				c->frames++;
 				if (c->state == ST_SKIP)
 					consume(c, OM_REQ_HDR_LEN); /* the skip counts the rest */
 				continue;
@@ -1073,6 +1114,7 @@ process(conn_t *c)
 					c->left = q.body_len;
 				}
 				dispatch(c, &q, uri, meta);
+				c->frames++;
 				/* The URI and metadata were copied where kept. */
 				consume(c, parts);
 			}
@@ -1136,6 +1178,9 @@ read_in(conn_t *c, bool *drained)
 		return 0;
 	}
 	OM_STORE(&stats->bytes_in, stats->bytes_in + (uint64_t)n);
+	c->active_ms = om_clock_ms();
+	if (c->req_start_ms == 0)
+		c->req_start_ms = c->active_ms;
 	c->in_len += (size_t)n;
 	return (int)n;
 }
@@ -1143,7 +1188,7 @@ read_in(conn_t *c, bool *drained)
 /* ---- life cycle -------------------------------------------------------- */
 
 conn_t *
-conn_new(worker_t *w, int fd, om_listener_t *ls)
+conn_new(worker_t *w, int fd, om_listener_t *ls, const om_peer_t *peer)
 {
 	conn_t *c = calloc(1, sizeof(*c));
 	struct epoll_event e;
@@ -1156,6 +1201,9 @@ conn_new(worker_t *w, int fd, om_listener_t *ls)
 	c->w = w;
 	c->ls = ls;
 	c->fd = fd;
+	c->peer = *peer;
+	c->access = om_peer_access(ls, peer);
+	c->active_ms = om_clock_ms();
 	c->state = ST_HEADER;
 	c->events = EPOLLIN;
 	e.events = EPOLLIN;
@@ -1233,16 +1281,31 @@ settle(conn_t *c, bool more)
 		return;
 	}
 	if (more || (c->state == ST_HEADER && c->in_len - c->in_off >= OM_REQ_HDR_LEN &&
-	    c->inflight < OM_MAX_PIPELINE && c->out_bytes < OUT_MAX_BYTES) ||
+	    c->inflight < c->ls->max_pipeline && c->out_bytes < c->ls->max_buffer) ||
 	    (c->draining && !c->goaway_sent))
 		conn_ready_push(c->w, c);
 	set_events(c);
 }
 
+/* The request being received: when it began, for request_timeout. A
+ * request that completed restarts the clock for the next one. */
+static bool
+process_tracked(conn_t *c)
+{
+	uint64_t before = c->frames;
+	bool more = process(c);
+
+	if (c->state == ST_HEADER && c->in_off == c->in_len)
+		c->req_start_ms = 0;
+	else if (c->frames != before || c->req_start_ms == 0)
+		c->req_start_ms = om_clock_ms();
+	return more;
+}
+
 void
 conn_run(conn_t *c)
 {
-	settle(c, process(c));
+	settle(c, process_tracked(c));
 }
 
 void
@@ -1275,11 +1338,11 @@ conn_event(conn_t *c, uint32_t events)
 				conn_close(c);
 				return;
 			}
-			more = process(c);
+			more = process_tracked(c);
 			/* Level-triggered: an emptied socket is reported again when
 			 * more arrives, so no second read that would only say EAGAIN. */
-			if (rc == 0 || drained || more || c->inflight >= OM_MAX_PIPELINE ||
-			    c->out_bytes >= OUT_MAX_BYTES)
+			if (rc == 0 || drained || more || c->inflight >= c->ls->max_pipeline ||
+			    c->out_bytes >= c->ls->max_buffer)
 				break;
 			if (c->draining && c->state == ST_HEADER)
 				break;
@@ -1333,4 +1396,259 @@ conn_reap(conn_t *c)
 		return true;
 	}
 	return false;
+}
+
+/* ---- limits ------------------------------------------------------------ */
+
+/* GOAWAY with a reason, one try to send what is queued, then close: a
+ * client that does not read gets nothing more. */
+static void
+close_with(conn_t *c, uint16_t status, const char *why)
+{
+	om_req_t q = { .op = OM_OP_GOAWAY, .id = c->last_id };
+	resp_t r = { .status = status, .msg = why };
+	out_t *o;
+
+	om_log_debug(0, "closing a connection from %s on %s: %s", c->peer.name, c->ls->name, why);
+	if (!c->goaway_sent && (o = respond(c, &q, &r, true)) != NULL) {
+		c->goaway_sent = true;
+		OM_STORE(&c->w->stats->goaways, c->w->stats->goaways + 1);
+		out_push(c, o);
+	}
+	(void)flush(c);
+	conn_close(c);
+}
+
+void
+conn_tick(conn_t *c, uint64_t now)
+{
+	const om_listener_t *ls = c->ls;
+	om_srv_stats_sh_t *stats = c->w->stats;
+	bool held = c->inflight >= ls->max_pipeline || c->out_bytes >= ls->max_buffer;
+	char why[128];
+
+	if (c->dead || c->dgram)
+		return;
+	/* A request must arrive in full in time; a PUT's bytes get a second
+	 * more per 256 KiB. Not while we are the ones not reading. */
+	if (ls->request_timeout_ms && c->req_start_ms && !held) {
+		uint64_t body = c->state == ST_BODY ? c->req.body_len : c->state == ST_SKIP ? c->left : 0;
+		uint64_t limit = ls->request_timeout_ms + (body >> 18) * 1000;
+
+		if (now - c->req_start_ms > limit) {
+			OM_STORE(&stats->timeouts_request, stats->timeouts_request + 1);
+			snprintf(why, sizeof(why), "request not received in full within %llu ms",
+			    (unsigned long long)limit);
+			close_with(c, OM_STATUS_BAD_REQUEST, why);
+			return;
+		}
+	}
+	/* Nothing read or written for idle_timeout: an idle client, or one
+	 * that does not read what it asked for. */
+	if (ls->idle_timeout_ms && now - c->active_ms > ls->idle_timeout_ms) {
+		OM_STORE(&stats->timeouts_idle, stats->timeouts_idle + 1);
+		snprintf(why, sizeof(why), "idle for %u ms", ls->idle_timeout_ms);
+		close_with(c, OM_STATUS_OK, why);
+	}
+}
+
+void
+conn_reject(worker_t *w, int fd, const char *why)
+{
+	uint8_t buf[OM_RESP_HDR_LEN + 128];
+	size_t len = strlen(why) < 128 ? strlen(why) : 128;
+	om_resp_t h = { 0 };
+
+	h.op = OM_OP_GOAWAY;
+	h.status = OM_STATUS_BUSY;
+	h.msg_len = (uint16_t)len;
+	om_proto_put_resp(buf, &h);
+	memcpy(buf + OM_RESP_HDR_LEN, why, len);
+	(void)send(fd, buf, OM_RESP_HDR_LEN + len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	close(fd);
+	OM_STORE(&w->stats->conns_rejected, w->stats->conns_rejected + 1);
+	OM_STORE(&w->stats->responses[OM_OP_GOAWAY][OM_STATUS_BUSY],
+	    w->stats->responses[OM_OP_GOAWAY][OM_STATUS_BUSY] + 1);
+}
+
+/* ---- UDP --------------------------------------------------------------- */
+
+/*
+ * A UDP listener runs each datagram on a pseudo-connection: the same
+ * checks and operations as a stream, one request per datagram (bytes after
+ * its frame are padding), and the response gathered into one datagram of
+ * at most max_datagram bytes and at most `amplification` times the
+ * request's bytes. A response over that limit is replaced by a short
+ * TOO_LARGE (or dropped if even that does not fit), so that a forged
+ * source address never gets more than that factor of what was sent.
+ */
+static conn_t *
+udp_conn(worker_t *w, wlistener_t *l)
+{
+	conn_t *c;
+
+	if (l->dgram != NULL)
+		return l->dgram;
+	c = calloc(1, sizeof(*c));
+	if (c == NULL || (c->in = malloc(IN_CAP)) == NULL) {
+		free(c);
+		return NULL;
+	}
+	c->w = w;
+	c->ls = l->ls;
+	c->fd = l->ls->fd;
+	c->dgram = true;
+	l->dgram = c;
+	return c;
+}
+
+void
+conn_udp_free(wlistener_t *l)
+{
+	conn_t *c = l->dgram;
+
+	if (c == NULL)
+		return;
+	while (c->out_head != NULL)
+		finish_out(c);
+	free(c->in);
+	free(c->bounce);
+	free(c);
+	l->dgram = NULL;
+}
+
+/* What the request's answer became, for the count by status. */
+static void
+recount(conn_t *c, unsigned op, unsigned from, unsigned to)
+{
+	om_srv_stats_sh_t *stats = c->w->stats;
+
+	if (op > OM_OP_GOAWAY)
+		return;
+	OM_STORE(&stats->responses[op][from], stats->responses[op][from] - 1);
+	OM_STORE(&stats->responses[op][to], stats->responses[op][to] + 1);
+}
+
+static void
+udp_one(conn_t *c, size_t n, const struct sockaddr *from, socklen_t fromlen)
+{
+	static uint8_t dg[IN_CAP];
+	om_srv_stats_sh_t *stats = c->w->stats;
+	const om_listener_t *ls = c->ls;
+	size_t limit = ls->max_datagram, len = 0;
+	bool whole = true;
+	om_req_t q;
+
+	c->in_off = 0;
+	c->in_len = n;
+	c->state = ST_HEADER;
+	c->closing = false;
+	c->dgram_done = false;
+	c->offset_reads = false;
+	c->left = 0;
+	om_peer_from_sockaddr(&c->peer, from);
+	c->access = om_peer_access(ls, &c->peer);
+	if ((uint64_t)ls->amplification * n < limit)
+		limit = ls->amplification * n;
+
+	/* Not a frame: no answer to whoever it claims to come from. */
+	if (n < OM_REQ_HDR_LEN || om_get16(c->in) != OM_PROTO_MAGIC) {
+		OM_STORE(&stats->dgrams_dropped, stats->dgrams_dropped + 1);
+		return;
+	}
+	(void)om_proto_get_req(c->in, &q);
+	(void)process(c);
+	if (c->state == ST_BODY) {
+		/* The datagram ended inside the PUT's bytes: nothing is stored. */
+		om_store_put_abort(c->txn);
+		c->txn = NULL;
+		respond_err(c, &c->req, OM_STATUS_BAD_REQUEST, "the datagram holds %llu of the %llu bytes",
+		    (unsigned long long)(c->req.body_len - c->left), (unsigned long long)c->req.body_len);
+	} else if (c->out_head == NULL) {
+		respond_err(c, &q, OM_STATUS_BAD_REQUEST, "the datagram ends inside the request");
+	}
+	c->state = ST_HEADER;
+
+	for (out_t *o = c->out_head; o != NULL; o = o->next) {
+		if (o->kind != OUT_BUF || o->fd >= 0 || len + o->len > sizeof(dg)) {
+			whole = false; /* cannot happen: GETs over UDP are inline buffers */
+			break;
+		}
+		memcpy(dg + len, o->data, (size_t)o->len);
+		len += (size_t)o->len;
+	}
+	if (!whole || len > limit) {
+		om_resp_t h = { 0 };
+		char msg[200];
+		int m;
+		unsigned old = om_get16(dg + 8);
+
+		if (!whole)
+			m = snprintf(msg, sizeof(msg), "cannot answer this over UDP");
+		else if (len > ls->max_datagram)
+			m = snprintf(msg, sizeof(msg), "response of %zu bytes is too large for UDP (max %u)",
+			    len, ls->max_datagram);
+		else
+			m = snprintf(msg, sizeof(msg), "response of %zu bytes is over %u times the request's "
+			    "%zu: pad the request to %zu bytes", len, ls->amplification, n,
+			    (len + ls->amplification - 1) / ls->amplification);
+		OM_STORE(&stats->dgrams_limited, stats->dgrams_limited + 1);
+		if (limit < OM_RESP_HDR_LEN || m < 0) {
+			recount(c, q.op, old, OM_STATUS_TOO_LARGE);
+			goto done; /* not even a header fits: silence */
+		}
+		if ((size_t)m > limit - OM_RESP_HDR_LEN)
+			m = (int)(limit - OM_RESP_HDR_LEN);
+		h.op = q.op;
+		h.id = q.id;
+		h.status = OM_STATUS_TOO_LARGE;
+		h.msg_len = (uint16_t)m;
+		om_proto_put_resp(dg, &h);
+		memcpy(dg + OM_RESP_HDR_LEN, msg, (size_t)m);
+		len = OM_RESP_HDR_LEN + (size_t)m;
+		if (whole)
+			recount(c, q.op, old, OM_STATUS_TOO_LARGE);
+	}
+	if (sendto(c->fd, dg, len, MSG_DONTWAIT | MSG_NOSIGNAL, from, fromlen) == (ssize_t)len) {
+		OM_STORE(&stats->dgrams_out, stats->dgrams_out + 1);
+		OM_STORE(&stats->bytes_out, stats->bytes_out + len);
+	} else {
+		om_log_debug(errno, "sendto %s failed", c->peer.name);
+	}
+done:
+	while (c->out_head != NULL)
+		finish_out(c);
+	c->out_bytes = 0;
+	c->inflight = 0;
+}
+
+void
+conn_udp_input(worker_t *w, wlistener_t *l)
+{
+	conn_t *c = udp_conn(w, l);
+
+	if (c == NULL)
+		return;
+	/* A bounded batch: the other events of this worker get their turn. */
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage from;
+		socklen_t fromlen = sizeof(from);
+		ssize_t n = recvfrom(l->ls->fd, c->in, IN_CAP, MSG_DONTWAIT | MSG_TRUNC,
+		    (struct sockaddr *)&from, &fromlen);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				om_log_warn(errno, "recvfrom on %s failed", l->ls->where);
+			return;
+		}
+		OM_STORE(&w->stats->dgrams_in, w->stats->dgrams_in + 1);
+		OM_STORE(&w->stats->bytes_in, w->stats->bytes_in + (uint64_t)n);
+		if ((size_t)n > IN_CAP) {
+			OM_STORE(&w->stats->dgrams_dropped, w->stats->dgrams_dropped + 1);
+			continue;
+		}
+		udp_one(c, (size_t)n, (struct sockaddr *)&from, fromlen);
+	}
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -81,43 +82,97 @@ listener_close(om_listener_t *l, bool unlink_file)
 	if (l->fd >= 0)
 		close(l->fd);
 	/* Only our own socket file: a new daemon may have bound the path. */
-	if (unlink_file && stat(l->path, &sb) == 0 && sb.st_dev == l->dev && sb.st_ino == l->ino)
+	if (unlink_file && l->transport == OM_TRANSPORT_UNIX && stat(l->path, &sb) == 0 &&
+	    sb.st_dev == l->dev && sb.st_ino == l->ino)
 		unlink(l->path);
 	free(l);
 }
 
-static int
-listener_apply(om_listener_t *l, const om_conf_listen_t *cl, char *err, size_t errlen)
+static unsigned
+transport_of(const om_conf_listen_t *cl)
 {
-	if (chmod(cl->path, cl->mode) != 0) {
-		snprintf(err, errlen, "[listen.%s] chmod(\"%s\") failed: %s", cl->name, cl->path,
-		    strerror(errno));
-		return -errno;
+	return cl->type == OM_CONF_LISTEN_UNIX ? OM_TRANSPORT_UNIX :
+	    cl->type == OM_CONF_LISTEN_TCP ? OM_TRANSPORT_TCP : OM_TRANSPORT_UDP;
+}
+
+/* The same socket: a reload keeps it open. */
+static bool
+listener_same(const om_listener_t *l, const om_conf_listen_t *cl)
+{
+	if (l->transport != transport_of(cl))
+		return false;
+	if (l->transport == OM_TRANSPORT_UNIX)
+		return strcmp(l->path, cl->path) == 0;
+	return l->port == cl->port && memcmp(l->addr, cl->addr, 16) == 0;
+}
+
+static uint64_t
+max_object(const om_conf_t *conf, const om_conf_listen_t *cl)
+{
+	uint64_t a = conf->memory.size, b = conf->persistent.size;
+	uint64_t tiers = (a == 0 || b == 0) ? 0 : a > b ? a : b;
+
+	if (cl->max_object_size == 0)
+		return tiers;
+	return tiers != 0 && tiers < cl->max_object_size ? tiers : cl->max_object_size;
+}
+
+/* Applies the section's settings to a bound (or kept) listener. */
+static int
+listener_apply(om_listener_t *l, const om_conf_t *conf, const om_conf_listen_t *cl, char *err,
+    size_t errlen)
+{
+	if (l->transport == OM_TRANSPORT_UNIX) {
+		if (chmod(cl->path, cl->mode) != 0) {
+			snprintf(err, errlen, "[listen.%s] chmod(\"%s\") failed: %s", cl->name, cl->path,
+			    strerror(errno));
+			return -errno;
+		}
+		if ((cl->owner.uid != (uid_t)-1 || cl->owner.gid != (gid_t)-1) &&
+		    chown(cl->path, cl->owner.uid, cl->owner.gid) != 0) {
+			snprintf(err, errlen, "[listen.%s] chown(\"%s\") failed: %s", cl->name, cl->path,
+			    strerror(errno));
+			return -errno;
+		}
 	}
-	if ((cl->owner.uid != (uid_t)-1 || cl->owner.gid != (gid_t)-1) &&
-	    chown(cl->path, cl->owner.uid, cl->owner.gid) != 0) {
-		snprintf(err, errlen, "[listen.%s] chown(\"%s\") failed: %s", cl->name, cl->path,
-		    strerror(errno));
-		return -errno;
-	}
-	if (listen(l->fd, (int)cl->backlog) != 0) {
-		snprintf(err, errlen, "[listen.%s] listen(\"%s\") failed: %s", cl->name, cl->path,
+	if (l->transport != OM_TRANSPORT_UDP && listen(l->fd, (int)cl->backlog) != 0) {
+		snprintf(err, errlen, "[listen.%s] listen(%s) failed: %s", cl->name, l->where,
 		    strerror(errno));
 		return -errno;
 	}
 	snprintf(l->name, sizeof(l->name), "%s", cl->name);
 	l->inline_threshold = cl->inline_threshold;
 	l->send_buffer = cl->send_buffer;
-	l->transport = OM_TRANSPORT_UNIX;
-	l->modes = 1u << OM_MODE_AUTO | 1u << OM_MODE_FDPASS | 1u << OM_MODE_COPY | 1u << OM_MODE_SPLICE;
+	l->allow_read = cl->allow_read;
+	l->allow_write = cl->allow_write;
+	l->idle_timeout_ms = cl->idle_timeout_ms;
+	l->request_timeout_ms = cl->request_timeout_ms;
+	l->max_object = max_object(conf, cl);
+	l->max_pipeline = cl->max_pipeline;
+	l->max_buffer = cl->max_buffer;
+	l->max_datagram = cl->max_datagram;
+	l->amplification = cl->amplification;
+	switch (l->transport) {
+	case OM_TRANSPORT_UNIX:
+		l->modes = 1u << OM_MODE_AUTO | 1u << OM_MODE_FDPASS | 1u << OM_MODE_COPY |
+		    1u << OM_MODE_SPLICE;
+		break;
+	case OM_TRANSPORT_TCP:
+		l->modes = 1u << OM_MODE_AUTO | 1u << OM_MODE_COPY | 1u << OM_MODE_SPLICE;
+		break;
+	default:
+		l->modes = 1u << OM_MODE_AUTO | 1u << OM_MODE_COPY;
+		/* A datagram is one response: nothing is sent as a descriptor. */
+		l->inline_threshold = cl->max_datagram;
+		break;
+	}
 	return 0;
 }
 
 static int
-listener_bind(const om_conf_listen_t *cl, om_listener_t **out, char *err, size_t errlen)
+listener_bind_unix(const om_conf_listen_t *cl, om_listener_t *l, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	om_listener_t *l;
 	struct stat sb;
 	mode_t um;
 	int rc;
@@ -153,15 +208,11 @@ listener_bind(const om_conf_listen_t *cl, om_listener_t **out, char *err, size_t
 			(void)om_os_mkdir(AT_FDCWD, dir, 0755);
 		}
 	}
-	l = calloc(1, sizeof(*l));
-	if (l == NULL)
-		return -ENOMEM;
 	snprintf(l->path, sizeof(l->path), "%s", cl->path);
 	l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (l->fd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "[listen.%s] socket: %s", cl->name, strerror(errno));
-		free(l);
 		return rc;
 	}
 	memset(sa.sun_path, 0, sizeof(sa.sun_path));
@@ -173,15 +224,84 @@ listener_bind(const om_conf_listen_t *cl, om_listener_t **out, char *err, size_t
 	if (rc != 0) {
 		rc = -errno;
 		snprintf(err, errlen, "[listen.%s] bind(\"%s\") failed: %s", cl->name, cl->path, strerror(errno));
-		close(l->fd);
-		free(l);
 		return rc;
 	}
 	if (stat(cl->path, &sb) == 0) {
 		l->dev = sb.st_dev;
 		l->ino = sb.st_ino;
 	}
-	if ((rc = listener_apply(l, cl, err, errlen)) != 0) {
+	return 0;
+}
+
+static int
+listener_bind_inet(const om_conf_listen_t *cl, om_listener_t *l, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t slen;
+	int type = cl->type == OM_CONF_LISTEN_TCP ? SOCK_STREAM : SOCK_DGRAM;
+	int on = 1, rc;
+
+	memset(&ss, 0, sizeof(ss));
+	if (cl->family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)cl->port);
+		memcpy(&sin->sin_addr, cl->addr + 12, 4);
+		slen = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)cl->port);
+		memcpy(&sin6->sin6_addr, cl->addr, 16);
+		slen = sizeof(*sin6);
+	}
+	memcpy(l->addr, cl->addr, 16);
+	l->port = cl->port;
+	l->fd = socket(cl->family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (l->fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "[listen.%s] socket: %s", cl->name, strerror(errno));
+		return rc;
+	}
+	/* "::" means IPv6 only: IPv4 gets a listener of its own, so that
+	 * what is bound is what the file says. */
+	if (cl->family == AF_INET6)
+		(void)setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+	if (type == SOCK_STREAM)
+		(void)setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (bind(l->fd, (struct sockaddr *)&ss, slen) != 0) {
+		rc = -errno;
+		snprintf(err, errlen, "[listen.%s] bind(%s) failed: %s", cl->name, l->where,
+		    strerror(errno));
+		return rc;
+	}
+	return 0;
+}
+
+static int
+listener_bind(const om_conf_t *conf, const om_conf_listen_t *cl, om_listener_t **out, char *err,
+    size_t errlen)
+{
+	om_listener_t *l = calloc(1, sizeof(*l));
+	int rc;
+
+	if (l == NULL)
+		return -ENOMEM;
+	l->fd = -1;
+	l->transport = transport_of(cl);
+	if (cl->type == OM_CONF_LISTEN_UNIX)
+		snprintf(l->where, sizeof(l->where), "%s", cl->path);
+	else
+		snprintf(l->where, sizeof(l->where), "%s %s%s%s port %u",
+		    cl->type == OM_CONF_LISTEN_TCP ? "tcp" : "udp", cl->family == AF_INET6 ? "[" : "",
+		    cl->address, cl->family == AF_INET6 ? "]" : "", cl->port);
+	rc = cl->type == OM_CONF_LISTEN_UNIX ? listener_bind_unix(cl, l, err, errlen) :
+	    listener_bind_inet(cl, l, err, errlen);
+	if (rc == 0)
+		rc = listener_apply(l, conf, cl, err, errlen);
+	if (rc != 0) {
 		listener_close(l, true);
 		return rc;
 	}
@@ -206,15 +326,15 @@ listeners_build(master_t *m, const om_conf_t *conf, om_listener_t **out, char *e
 		unsigned j;
 
 		for (j = 0; j < m->nls; j++)
-			if (!reused[j] && strcmp(m->ls[j]->path, cl->path) == 0)
+			if (!reused[j] && listener_same(m->ls[j], cl))
 				break;
 		if (j < m->nls) {
 			reused[j] = true;
-			if ((rc = listener_apply(m->ls[j], cl, err, errlen)) != 0)
+			if ((rc = listener_apply(m->ls[j], conf, cl, err, errlen)) != 0)
 				break;
 			out[n++] = m->ls[j];
 		} else {
-			if ((rc = listener_bind(cl, &out[n], err, errlen)) != 0)
+			if ((rc = listener_bind(conf, cl, &out[n], err, errlen)) != 0)
 				break;
 			n++;
 		}
@@ -234,7 +354,7 @@ listeners_build(master_t *m, const om_conf_t *conf, om_listener_t **out, char *e
 	/* Listeners the new configuration dropped. */
 	for (unsigned j = 0; j < m->nls; j++) {
 		if (!reused[j]) {
-			om_log_info(0, "closing listener %s (%s)", m->ls[j]->name, m->ls[j]->path);
+			om_log_info(0, "closing listener %s (%s)", m->ls[j]->name, m->ls[j]->where);
 			listener_close(m->ls[j], true);
 		}
 	}
@@ -679,22 +799,25 @@ next_timeout(master_t *m)
 	return next > now ? (int)(next - now) : 0;
 }
 
+/* Descriptors: max_files if set (lowered or raised), else enough for
+ * max_connections per worker, raised as far as allowed. */
 static void
 raise_nofile(const om_conf_t *conf)
 {
 	struct rlimit rl;
-	rlim_t want = (rlim_t)conf->daemon.max_connections * 2 + 1024;
+	rlim_t want = conf->daemon.max_files ? (rlim_t)conf->daemon.max_files :
+	    (rlim_t)conf->daemon.max_connections * 2 + 1024;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
 		return;
-	if (rl.rlim_cur >= want)
+	if (rl.rlim_cur == want || (conf->daemon.max_files == 0 && rl.rlim_cur >= want))
 		return;
 	if (rl.rlim_max < want && geteuid() == 0)
 		rl.rlim_max = want;
 	rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
-	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-		om_log_warn(errno, "cannot raise the descriptor limit to %llu",
-		    (unsigned long long)want);
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want)
+		om_log_warn(errno, "cannot set the descriptor limit to %llu (it is %llu)",
+		    (unsigned long long)want, (unsigned long long)rl.rlim_cur);
 }
 
 static int
@@ -837,7 +960,7 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 	setproctitle("master process %s", conf_path);
 	OM_STORE(&om_srv_stats(&m->srv, OM_SLOT_MASTER)->started_at, (uint64_t)om_time_s());
 	om_log_info(0, "%s started: %u workers, %u listeners (%s%s)", OM_SERVER_NAME,
-	    conf->daemon.workers, m->nls, m->ls[0]->path, m->nls > 1 ? ", ..." : "");
+	    conf->daemon.workers, m->nls, m->ls[0]->where, m->nls > 1 ? ", ..." : "");
 
 	spawn_generation(m);
 	for (;;) {

@@ -31,15 +31,31 @@
 /* A listening socket, created by the master and inherited by workers. */
 typedef struct {
 	char name[OM_CONF_LISTEN_NAME_MAX + 1];
-	char path[OM_CONF_SOCKET_PATH_MAX + 1];
+	char path[OM_CONF_SOCKET_PATH_MAX + 1]; /* unix */
+	char where[OM_CONF_SOCKET_PATH_MAX + 16]; /* for messages: the path, or tcp ADDR port N */
 	int fd;
 	dev_t dev;          /* identity of the socket file we created */
 	ino_t ino;
-	uint64_t inline_threshold;
-	uint64_t send_buffer; /* SO_SNDBUF of accepted connections, 0 = default */
 	unsigned transport; /* OM_TRANSPORT_* */
 	unsigned modes;     /* bit (1 << mode) for each GET mode it supports */
+	uint8_t addr[16];   /* tcp, udp: bound address (IPv4 mapped), and port */
+	uint32_t port;
+	/* From the listener's section, updated on reload. */
+	uint64_t inline_threshold;
+	uint64_t send_buffer; /* SO_SNDBUF of accepted connections, 0 = default */
+	om_conf_acl_list_t allow_read;
+	om_conf_acl_list_t allow_write;
+	uint32_t idle_timeout_ms;
+	uint32_t request_timeout_ms;
+	uint64_t max_object;  /* 0 = only the tiers limit it */
+	uint32_t max_pipeline;
+	uint64_t max_buffer;
+	uint32_t max_datagram;
+	uint32_t amplification;
 } om_listener_t;
+
+/* What a peer may do on a listener (from its allow lists). */
+enum om_access { OM_ACCESS_NONE = 0, OM_ACCESS_READ = 1, OM_ACCESS_WRITE = 2 };
 
 /* Per-process counters, in the process's slot of the index segment after
  * the store's part; one writer (the process), summed by STATS. */

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -94,6 +96,8 @@ fdc_clear(worker_t *w)
 
 /* ---- connections ------------------------------------------------------- */
 
+/* Stream listeners on or off (accepting); UDP listeners stay on until
+ * the worker drains. */
 static void
 listeners_set(worker_t *w, int on)
 {
@@ -101,6 +105,8 @@ listeners_set(worker_t *w, int on)
 		wlistener_t *l = &w->ls[i];
 		struct epoll_event e;
 
+		if (l->ls->transport == OM_TRANSPORT_UDP && !on && !w->draining)
+			continue;
 		if (on && !l->in_epoll) {
 			e.events = EPOLLIN | EPOLLEXCLUSIVE;
 			e.data.ptr = l;
@@ -131,14 +137,10 @@ static void
 accept_some(worker_t *w, wlistener_t *l)
 {
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		om_peer_t peer;
 		int fd;
 		conn_t *c;
 
-		if (w->nconns >= w->srv->conf->daemon.max_connections) {
-			/* At the limit: leave the rest to other workers. */
-			listeners_set(w, 0);
-			return;
-		}
 		fd = accept4(l->ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
@@ -147,19 +149,36 @@ accept_some(worker_t *w, wlistener_t *l)
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
 				/* Out of descriptors: pause accepting rather than spin. */
 				om_log_warn(errno, "accept on %s failed; pausing accepts for 100 ms",
-				    l->ls->path);
+				    l->ls->where);
+				OM_STORE(&w->stats->accept_pauses, w->stats->accept_pauses + 1);
 				listeners_set(w, 0);
 				w->accept_resume_ms = om_clock_ms() + 100;
 				return;
 			}
-			om_log_err(errno, "accept on %s failed", l->ls->path);
+			om_log_err(errno, "accept on %s failed", l->ls->where);
 			return;
 		}
+		if (w->nconns >= w->srv->conf->daemon.max_connections) {
+			/* Over the limit: told so and closed. Then this worker stays
+			 * out of accepting for a while, so that workers with room
+			 * take the next ones. */
+			conn_reject(w, fd, "too many connections: try again later");
+			listeners_set(w, 0);
+			w->accept_resume_ms = om_clock_ms() + 100;
+			return;
+		}
+		if (om_peer_from_socket(&peer, fd, l->ls->transport) != 0) {
+			om_log_debug(errno, "a peer on %s left before it was known", l->ls->where);
+			close(fd);
+			continue;
+		}
+		if (l->ls->transport == OM_TRANSPORT_TCP)
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 		/* A large inline response leaves in one write. */
 		if (l->ls->send_buffer && setsockopt(fd, SOL_SOCKET, SO_SNDBUF,
 		    &(int){ (int)l->ls->send_buffer }, sizeof(int)) != 0)
 			om_log_debug(errno, "setsockopt(SO_SNDBUF) failed");
-		c = conn_new(w, fd, l->ls);
+		c = conn_new(w, fd, l->ls, &peer);
 		if (c == NULL) {
 			close(fd);
 			continue;
@@ -288,8 +307,14 @@ om_worker_run(om_srv_t *srv)
 			if (t->kind == EV_CONN) {
 				conn_event((conn_t *)t, evs[i].events);
 			} else if (t->kind == EV_LISTENER) {
-				if (!w->draining)
-					accept_some(w, (wlistener_t *)t);
+				wlistener_t *l = (wlistener_t *)t;
+
+				if (w->draining)
+					continue;
+				if (l->ls->transport == OM_TRANSPORT_UDP)
+					conn_udp_input(w, l);
+				else
+					accept_some(w, l);
 			} else if (handle_signals(w) != 0) {
 				goto out;
 			}
@@ -307,6 +332,12 @@ om_worker_run(om_srv_t *srv)
 		}
 		if (now >= w->next_sweep_ms) {
 			fdc_sweep(w);
+			for (conn_t *k = w->conns; k != NULL;) {
+				conn_t *next = conn_next(k);
+
+				conn_tick(k, now);
+				k = next;
+			}
 			w->next_sweep_ms = now + SWEEP_MS;
 		}
 	}
@@ -320,6 +351,8 @@ out:
 			(void)conn_reap(c);
 	}
 	fdc_clear(w);
+	for (unsigned i = 0; i < OM_CONF_LISTEN_MAX; i++)
+		conn_udp_free(&w->ls[i]);
 	om_log_info(0, "exiting");
 	return rc;
 }

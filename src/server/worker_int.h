@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "proto/om_proto.h"
 #include "server/om_server.h"
@@ -22,11 +23,26 @@ typedef struct {
 	enum ev_kind kind;
 } ev_tag_t;
 
+typedef struct conn conn_t;
+
 typedef struct {
 	ev_tag_t tag;
 	om_listener_t *ls;
 	int in_epoll;
+	conn_t *dgram;        /* UDP: the pseudo-connection each datagram runs on */
 } wlistener_t;
+
+/* Who is at the other end: credentials (Unix) or an address (TCP, UDP). */
+typedef struct {
+	bool has_cred, has_addr;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	gid_t groups[64];
+	unsigned ngroups;
+	uint8_t addr[16];     /* IPv4 mapped into IPv6 */
+	char name[64];        /* "uid 1000", "127.0.0.2", for messages */
+} om_peer_t;
 
 /*
  * Descriptors kept open for clients that read only at explicit offsets
@@ -42,8 +58,6 @@ typedef struct {
 	int fd;
 	unsigned refs; /* responses queued with this descriptor */
 } fdc_entry_t;
-
-typedef struct conn conn_t;
 
 typedef struct {
 	om_srv_t *srv;
@@ -65,8 +79,20 @@ typedef struct {
 	uint8_t *scratch;     /* a copy-mode bounce buffer shared by connections */
 } worker_t;
 
+/* access.c */
+int om_peer_from_socket(om_peer_t *p, int fd, unsigned transport);
+void om_peer_from_sockaddr(om_peer_t *p, const struct sockaddr *sa);
+enum om_access om_peer_access(const om_listener_t *ls, const om_peer_t *p);
+
 /* conn.c */
-conn_t *conn_new(worker_t *w, int fd, om_listener_t *ls);
+conn_t *conn_new(worker_t *w, int fd, om_listener_t *ls, const om_peer_t *peer);
+/* Answers a connection over the limit (GOAWAY, BUSY) and closes it. */
+void conn_reject(worker_t *w, int fd, const char *why);
+/* Once a second: idle and request timeouts. */
+void conn_tick(conn_t *c, uint64_t now_ms);
+/* UDP: reads and answers the datagrams waiting on the listener. */
+void conn_udp_input(worker_t *w, wlistener_t *l);
+void conn_udp_free(wlistener_t *l);
 /* The ready list: connections with buffered work, run after the events.
  * A connection closed while on it is freed when popped (conn_reap). */
 void conn_ready_push(worker_t *w, conn_t *c);

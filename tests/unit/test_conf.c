@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "conf/om_conf.h"
@@ -147,6 +148,87 @@ check_defaults(const om_conf_t *c)
 	assert_int_equal(c->listen[0].backlog, 511);
 	assert_int_equal(c->listen[0].inline_threshold, 64 << 10);
 	assert_int_equal(c->listen[0].send_buffer, 2u << 20);
+	assert_int_equal(c->listen[0].allow_read.n, 0);
+	assert_int_equal(c->listen[0].allow_write.n, 1);
+	assert_int_equal(c->listen[0].allow_write.e[0].kind, OM_ACL_ANY);
+	assert_int_equal(c->listen[0].idle_timeout_ms, 60000);
+	assert_int_equal(c->listen[0].request_timeout_ms, 10000);
+	assert_int_equal(c->listen[0].max_object_size, 0);
+	assert_int_equal(c->listen[0].max_pipeline, 128);
+	assert_int_equal(c->listen[0].max_buffer, 4u << 20);
+	assert_int_equal(c->daemon.max_files, 0);
+}
+
+/* TCP and UDP listeners, allow lists of every kind. */
+static void
+test_net_listeners(void **state)
+{
+	struct fx *f = *state;
+	static const uint8_t lo4[16] = { [10] = 0xff, [11] = 0xff, [12] = 127 };
+	static const uint8_t net10[16] = { [10] = 0xff, [11] = 0xff, [12] = 10, [13] = 1 };
+	static const uint8_t v6[16] = { 0xfd, 0x00, 0x12, 0x34 };
+	static const uint8_t any6[16] = { 0 };
+	om_conf_t *c = load_ok(f,
+	    "[daemon]\nmax_files = 4096\n"
+	    "[listen.t]\ntype = tcp\nport = 7070\n"
+	    "[listen.t6]\ntype = tcp\naddress = ::\nport = 7070\nallow_read = any\n"
+	    "allow_write = 10.1.0.0/16, fd00:1234::/32 127.0.0.1\n"
+	    "idle_timeout = 5s\nrequest_timeout = 250ms\nmax_object_size = 1M\n"
+	    "max_pipeline = 1\nmax_buffer = 64K\n"
+	    "[listen.u]\ntype = udp\naddress = 127.0.0.1\nport = 7070\nmax_datagram = 65507\n"
+	    "amplification = 1\n"
+	    "[listen.x]\ntype = unix\npath = /tmp/x.sock\n"
+	    "allow_read = user:nobody uid:4242 group:root\nallow_write = gid:4243\n");
+	const om_conf_listen_t *t = &c->listen[0], *t6 = &c->listen[1], *u = &c->listen[2];
+	const om_conf_listen_t *x = &c->listen[3];
+
+	assert_int_equal(c->daemon.max_files, 4096);
+	assert_int_equal(c->nlisten, 4);
+	assert_int_equal(t->type, OM_CONF_LISTEN_TCP);
+	assert_string_equal(t->address, "127.0.0.1");
+	assert_int_equal(t->family, AF_INET);
+	assert_memory_equal(t->addr, lo4, 13);
+	assert_int_equal(t->port, 7070);
+	assert_string_equal(t->path, "");
+	/* Default: the loopback networks may read and write. */
+	assert_int_equal(t->allow_read.n, 0);
+	assert_int_equal(t->allow_write.n, 2);
+	assert_int_equal(t->allow_write.e[0].kind, OM_ACL_NET);
+	assert_int_equal(t->allow_write.e[0].prefix, 104);
+	assert_memory_equal(t->allow_write.e[0].addr, lo4, 16);
+	assert_int_equal(t->allow_write.e[1].prefix, 128);
+
+	assert_int_equal(t6->family, AF_INET6);
+	assert_memory_equal(t6->addr, any6, 16);
+	assert_int_equal(t6->allow_read.n, 1);
+	assert_int_equal(t6->allow_read.e[0].kind, OM_ACL_ANY);
+	assert_int_equal(t6->allow_write.n, 3);
+	assert_int_equal(t6->allow_write.e[0].prefix, 96 + 16);
+	assert_memory_equal(t6->allow_write.e[0].addr, net10, 16);
+	assert_int_equal(t6->allow_write.e[1].prefix, 32);
+	assert_memory_equal(t6->allow_write.e[1].addr, v6, 16);
+	assert_int_equal(t6->allow_write.e[2].prefix, 128);
+	assert_int_equal(t6->idle_timeout_ms, 5000);
+	assert_int_equal(t6->request_timeout_ms, 250);
+	assert_int_equal(t6->max_object_size, 1u << 20);
+	assert_int_equal(t6->max_pipeline, 1);
+	assert_int_equal(t6->max_buffer, 64u << 10);
+
+	assert_int_equal(u->type, OM_CONF_LISTEN_UDP);
+	assert_int_equal(u->max_datagram, 65507);
+	assert_int_equal(u->amplification, 1);
+
+	assert_int_equal(x->allow_read.n, 3);
+	assert_int_equal(x->allow_read.e[0].kind, OM_ACL_UID);
+	assert_int_equal(x->allow_read.e[0].id, getpwnam("nobody")->pw_uid);
+	assert_int_equal(x->allow_read.e[1].kind, OM_ACL_UID);
+	assert_int_equal(x->allow_read.e[1].id, 4242);
+	assert_int_equal(x->allow_read.e[2].kind, OM_ACL_GID);
+	assert_int_equal(x->allow_read.e[2].id, 0);
+	assert_int_equal(x->allow_write.n, 1);
+	assert_int_equal(x->allow_write.e[0].kind, OM_ACL_GID);
+	assert_int_equal(x->allow_write.e[0].id, 4243);
+	om_conf_free(c);
 }
 
 static void
@@ -660,7 +742,8 @@ static const struct err_case errors[] = {
 	{ "[memory]\npath =   ; nothing\n" LISTEN, 2, "[memory] path: empty path" },
 	/* Keys. */
 	{ "[daemon]\nworkers = 2\nwrkers = 3\n" LISTEN, 3, "[daemon] wrkers: unknown key" },
-	{ LISTEN "port = 80\n", 4, "[listen.l] port: unknown key" },
+	{ LISTEN "prot = 80\n", 4, "[listen.l] prot: unknown key" },
+	{ LISTEN "port = 80\n", 4, "[listen.l] port: not a key of unix listeners" },
 	{ "[daemon]\n\nworkers = 4\nuser =\n\nworkers = 2\n" LISTEN, 6,
 	    "[daemon] workers: duplicate key (first on line 3)" },
 	{ "[listen.l]\ntype = unix\npath = /a\npath = /b\n", 4,
@@ -688,8 +771,37 @@ static const struct err_case errors[] = {
 	    "[listen.local] path: required key missing" },
 	{ "[listen.local]\npath = /x.sock\n", 1, "[listen.local] type: required key missing" },
 	{ LISTEN "[listen.e]\n", 4, "[listen.e] type: required key missing" },
-	{ "[listen.l]\ntype = tcp\npath = /x.sock\n", 2,
-	    "[listen.l] type: unsupported listener type 'tcp' (supported: unix)" },
+	{ "[listen.l]\ntype = sctp\npath = /x.sock\n", 2,
+	    "[listen.l] type: unsupported listener type 'sctp' (supported: unix, tcp, udp)" },
+	{ "[listen.l]\ntype = tcp\npath = /x.sock\nport = 1\n", 3,
+	    "[listen.l] path: not a key of tcp listeners" },
+	{ "[listen.l]\ntype = tcp\n", 1, "[listen.l] port: required key missing" },
+	{ "[listen.l]\ntype = udp\nport = 70000\n", 3,
+	    "[listen.l] port: 70000 is out of range (1..65535)" },
+	{ "[listen.l]\ntype = tcp\nport = 1\naddress = localhost\n", 4,
+	    "[listen.l] address: \"localhost\" is not a numeric IPv4 or IPv6 address "
+	    "(e.g. 127.0.0.1, ::1, 0.0.0.0, ::)" },
+	{ "[listen.l]\ntype = udp\nport = 1\nbacklog = 5\n", 4,
+	    "[listen.l] backlog: not a key of udp listeners" },
+	{ "[listen.l]\ntype = tcp\nport = 1\nmax_datagram = 600\n", 4,
+	    "[listen.l] max_datagram: not a key of tcp listeners" },
+	{ "[listen.a]\ntype = tcp\nport = 9\n[listen.b]\ntype = tcp\naddress = 127.0.0.1\nport = 9\n", 4,
+	    "[listen.b]: tcp 127.0.0.1 port 9 is also [listen.a] (line 1)" },
+	{ "[listen.l]\ntype = tcp\nport = 1\nallow_read = 10.0.0.0/33\n", 4,
+	    "[listen.l] allow_read: \"10.0.0.0/33\": bad prefix length" },
+	{ "[listen.l]\ntype = tcp\nport = 1\nallow_read = 10.1.0.0/8\n", 4,
+	    "[listen.l] allow_read: \"10.1.0.0/8\": address has bits set after the prefix" },
+	{ "[listen.l]\ntype = tcp\nport = 1\nallow_write = everyone\n", 4,
+	    "[listen.l] allow_write: \"everyone\" is not any, user:NAME, uid:N, group:NAME, gid:N, "
+	    "or an address with an optional /PREFIX" },
+	{ "[listen.l]\ntype = tcp\nport = 1\nallow_write = uid:0\n", 4,
+	    "[listen.l] allow_write: entry 1: tcp listeners take any or ADDRESS[/PREFIX]" },
+	{ LISTEN "allow_read = any ::1\n", 4,
+	    "[listen.l] allow_read: entry 2: unix listeners take any, user:NAME, uid:N, group:NAME or gid:N" },
+	{ LISTEN "allow_read = user:no-such-user-here\n", 4,
+	    "[listen.l] allow_read: \"user:no-such-user-here\": unknown user" },
+	{ LISTEN "allow_read = ,\n", 4,
+	    "[listen.l] allow_read: empty list (leave the key out, or say any)" },
 	{ LISTEN "[listen.m]\ntype = unix\npath = /tmp/om.sock\n", 6,
 	    "[listen.m] path: \"/tmp/om.sock\" is also the path of [listen.l] (line 3)" },
 	{ LISTEN "[listen.m]\ntype = unix\npath =\n", 6, "[listen.m] path: empty path" },
@@ -832,9 +944,9 @@ find_example(char *out, size_t n)
 static void
 test_example(void **state)
 {
-	static const char *const keys[][10] = {
+	static const char *const keys[][24] = {
 		{ "[daemon]", "workers", "user", "group", "pid_file", "shutdown_timeout",
-		    "max_connections", NULL },
+		    "max_connections", "max_files", NULL },
 		{ "[log]", "target", "file", "level", NULL },
 		{ "[index]", "capacity", "max_uri", "arena", "atime_resolution", NULL },
 		{ "[memory]", "path", "size", NULL },
@@ -842,7 +954,13 @@ test_example(void **state)
 		{ "[cache]", "interval", "promote_hits", "promote_max_size", "evict_samples",
 		    "max_metadata", NULL },
 		{ "[listen.local]", "type", "path", "mode", "owner", "group", "backlog",
-		    "inline_threshold", "send_buffer" },
+		    "inline_threshold", "send_buffer", "allow_read", "allow_write", "idle_timeout",
+		    "request_timeout", "max_object_size", "max_pipeline", "max_buffer", NULL },
+		{ "[listen.tcp]", "type", "address", "port", "backlog", "inline_threshold",
+		    "send_buffer", "allow_read", "allow_write", "idle_timeout", "request_timeout",
+		    "max_object_size", "max_pipeline", "max_buffer", NULL },
+		{ "[listen.udp]", "type", "address", "port", "allow_read", "allow_write",
+		    "max_object_size", "max_datagram", "amplification", NULL },
 	};
 	char path[PATH_MAX], err[1024], *text, *sec, *end, *line;
 	om_conf_t *c = NULL;
@@ -876,7 +994,7 @@ test_example(void **state)
 		end = strstr(sec + 1, "\n[");
 		if (end == NULL)
 			end = text + size;
-		for (j = 1; j < 8 && keys[i][j] != NULL; j++) {
+		for (j = 1; j < OM_ARRAY_LEN(keys[i]) && keys[i][j] != NULL; j++) {
 			int found = 0;
 
 			for (line = sec; line != NULL && line < end; line = strchr(line + 1, '\n')) {
@@ -901,6 +1019,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_every_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_net_listeners, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_values, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_relative_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_socket_path_limit, setup, teardown),
