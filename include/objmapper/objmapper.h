@@ -69,6 +69,8 @@ typedef struct {
 	uint64_t inline_threshold;
 	int shared_descriptions;   /* OFFSET_READS was granted */
 	char server[64];           /* name and version */
+	unsigned max_datagram;     /* UDP: largest response datagram; else 0 */
+	unsigned amplification;    /* UDP: response <= this x request bytes; else 0 */
 } om_caps_t;
 
 /* A GET's result. Exactly one of fd >= 0 or data (possibly empty) holds
@@ -94,9 +96,13 @@ typedef struct {
                                      * offsets (pread, mmap, sendfile with offset):
                                      * the server may then share descriptions */
 
-/* Connects to a Unix socket (NULL: $OBJMAPPER_SOCKET, else OM_DEFAULT_SOCKET)
- * and says HELLO. On failure *out may still hold a handle whose message
- * explains; close it. */
+/* Connects and says HELLO. address: a Unix socket's path (or "unix:PATH"),
+ * "tcp://HOST:PORT" or "udp://HOST:PORT" (an IPv6 HOST in brackets); NULL:
+ * $OBJMAPPER_SOCKET, else OM_DEFAULT_SOCKET. Over TCP and UDP, GETs take
+ * modes auto, copy (and splice, TCP); om_client_put_fd sends the bytes.
+ * Over UDP each request is one datagram, sent again if no answer comes
+ * (up to 6 times in about 6 s); batches run one GET at a time. On failure
+ * *out may still hold a handle whose message explains; close it. */
 int om_client_connect(const char *path, unsigned flags, om_client_t **out);
 void om_client_close(om_client_t *c);
 /* The last failure in a sentence ("" if none). */

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -29,7 +30,8 @@ enum {
 	EXIT_ERROR = 3,
 };
 
-#define GLOBAL_SYNOPSIS "objmapper [-s SOCKET] [-m auto|fdpass|copy|splice]"
+#define GLOBAL_SYNOPSIS "objmapper [-s ADDRESS | [-u] -H HOST -p PORT] [-m auto|fdpass|copy|splice]"
+#define DEFAULT_PORT "7070"
 
 typedef struct cli cli_t;
 
@@ -679,8 +681,11 @@ static const char help[] =
     "  ping            check the daemon; print the round trip in microseconds\n"
     "\n"
     "options:\n"
-    "  -s SOCKET  the daemon's socket (default: $OBJMAPPER_SOCKET, else\n"
-    "             " OM_DEFAULT_SOCKET ")\n"
+    "  -s ADDRESS the daemon's socket path, or tcp://HOST:PORT, udp://HOST:PORT\n"
+    "             (default: $OBJMAPPER_SOCKET, else " OM_DEFAULT_SOCKET ")\n"
+    "  -H HOST    connect over TCP to HOST (default 127.0.0.1 with -p or -u)\n"
+    "  -p PORT    the TCP or UDP port (default " DEFAULT_PORT ")\n"
+    "  -u         over UDP instead of TCP (small objects only)\n"
     "  -m MODE    how get receives the bytes: auto (default), fdpass, copy, splice\n"
     "  -v         print the version and exit\n"
     "  -h         print this help and exit\n"
@@ -693,6 +698,9 @@ main(int argc, char **argv)
 	static const char version[] = "objmapper " OM_CLIENT_VERSION "\n";
 	cli_t cl = { .mode = OM_MODE_AUTO };
 	const command_t *cmd;
+	const char *host = NULL, *port = NULL;
+	char addr[sizeof("udp://[]:") + 256 + 16];
+	bool udp = false;
 	int ch, rc;
 
 	/* A closed output is an error to report (EPIPE), not a death. */
@@ -700,10 +708,22 @@ main(int argc, char **argv)
 	if (hold_std_fds() != 0)
 		return fail(&cl, "cannot open /dev/null: %s", strerror(errno));
 	opterr = 0;
-	while ((ch = getopt(argc, argv, "+:s:m:vh")) != -1) {
+	while ((ch = getopt(argc, argv, "+:s:m:H:p:uvh")) != -1) {
 		switch (ch) {
 		case 's':
 			cl.socket = optarg;
+			break;
+		case 'H':
+			host = optarg;
+			break;
+		case 'p':
+			port = optarg;
+			if (*port == '\0' || strspn(port, "0123456789") != strlen(port) ||
+			    strlen(port) > 5 || atoi(port) < 1 || atoi(port) > 65535)
+				return usage_error(&cl, "bad port %s", optarg);
+			break;
+		case 'u':
+			udp = true;
 			break;
 		case 'm':
 			if (parse_mode(optarg, &cl.mode) != 0)
@@ -719,6 +739,18 @@ main(int argc, char **argv)
 		default:
 			return option_error(&cl, ch);
 		}
+	}
+	if (host != NULL || port != NULL || udp) {
+		if (cl.socket != NULL)
+			return usage_error(&cl, "-s and -H, -p or -u exclude each other");
+		if (host == NULL)
+			host = "127.0.0.1";
+		if (strlen(host) > 255)
+			return usage_error(&cl, "host name too long");
+		snprintf(addr, sizeof(addr), "%s://%s%s%s:%s", udp ? "udp" : "tcp",
+		    strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+		    port ? port : DEFAULT_PORT);
+		cl.socket = addr;
 	}
 	if (optind >= argc)
 		return usage_error(&cl, "missing command");

@@ -1,16 +1,20 @@
 /*
- * libobjmapper: a synchronous client of objmapperd over its Unix socket
- * (docs/PROTOCOL.md). Runs in the caller's process; a handle is used by
- * one thread at a time.
+ * libobjmapper: a synchronous client of objmapperd over a Unix socket, TCP
+ * or UDP (docs/PROTOCOL.md). Runs in the caller's process; a handle is
+ * used by one thread at a time.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -35,7 +39,10 @@ struct om_client {
 	int refused;            /* the last send failed: the daemon had closed */
 	unsigned long retries;
 	om_caps_t caps;
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	unsigned transport;     /* OM_TRANSPORT_*: how `path` is reached */
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* or tcp://HOST:PORT */
+	char host[256], port[16];
+	uint8_t *dgram;         /* UDP: the request being sent */
 	char msg[OM_PROTO_MSG_MAX + 128];
 	uint8_t *rbuf;          /* received, not yet consumed: rbuf[roff, rlen) */
 	size_t roff, rlen;
@@ -136,6 +143,8 @@ fill(om_client_t *c)
 	struct cmsghdr *cm;
 	ssize_t n;
 
+	if (c->transport == OM_TRANSPORT_UDP)
+		return fail(c, OM_EPROTO, "a response from %s is longer than its datagram", c->path);
 	if (c->roff > 0 && c->roff == c->rlen)
 		c->roff = c->rlen = 0;
 	if (c->rlen == RBUF_SIZE) {
@@ -343,6 +352,61 @@ req_init(om_client_t *c, om_req_t *q, uint8_t op, size_t uri_len)
 	q->uri_len = (uint16_t)uri_len;
 }
 
+/*
+ * UDP: sends the request as one datagram and puts the datagram of its
+ * response in rbuf. The request is padded so that the server may answer
+ * with a full datagram under its amplification limit (docs/PROTOCOL.md);
+ * it is sent again after 100, 200, 400... ms without an answer (UDP loses
+ * datagrams), and answers to other ids (late ones) are dropped.
+ */
+#define UDP_TRIES 6
+static int
+udp_exchange(om_client_t *c, const struct iovec *iov, int iovcnt, uint32_t id)
+{
+	size_t len = 0, pad = 256; /* before HELLO: room for its answer */
+	int timeout = 100;
+
+	if (c->caps.max_datagram && c->caps.amplification)
+		pad = (c->caps.max_datagram + c->caps.amplification - 1u) / c->caps.amplification;
+	for (int i = 0; i < iovcnt; i++) {
+		if (len + iov[i].iov_len > 65507)
+			return fail(c, OM_EINVAL, "request too large for UDP (%zu bytes or more)",
+			    len + iov[i].iov_len);
+		if (iov[i].iov_len)
+			memcpy(c->dgram + len, iov[i].iov_base, iov[i].iov_len);
+		len += iov[i].iov_len;
+	}
+	if (len < pad) {
+		memset(c->dgram + len, 0, pad - len);
+		len = pad;
+	}
+	for (int tries = 0; tries < UDP_TRIES; tries++, timeout *= 2) {
+		if (send(c->fd, c->dgram, len, MSG_NOSIGNAL) != (ssize_t)len)
+			return fail(c, OM_EIO, "send to %s: %s", c->path, strerror(errno));
+		for (;;) {
+			struct pollfd p = { c->fd, POLLIN, 0 };
+			ssize_t n;
+			int rc = poll(&p, 1, timeout);
+
+			if (rc < 0 && errno == EINTR)
+				continue;
+			if (rc <= 0)
+				break;
+			n = recv(c->fd, c->rbuf, RBUF_SIZE, MSG_DONTWAIT);
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				continue;
+			if (n < 0)
+				return fail(c, OM_EIO, "receive from %s: %s", c->path, strerror(errno));
+			if ((size_t)n < OM_RESP_HDR_LEN || om_get32(c->rbuf + 4) != id)
+				continue; /* an answer to an earlier try */
+			c->roff = 0;
+			c->rlen = (size_t)n;
+			return 0;
+		}
+	}
+	return fail(c, OM_EIO, "no answer from %s", c->path);
+}
+
 static int
 hello(om_client_t *c)
 {
@@ -362,7 +426,11 @@ hello(om_client_t *c)
 	om_proto_put_req(h, &q);
 	iov[0] = (struct iovec){ h, sizeof(h) };
 	iov[1] = (struct iovec){ (void *)name, sizeof(name) - 1 };
-	if ((rc = send_all(c, iov, 2, -1)) != 0 || (rc = read_resp(c, &r)) != 0)
+	if (c->transport == OM_TRANSPORT_UDP)
+		rc = udp_exchange(c, iov, 2, q.id);
+	else
+		rc = send_all(c, iov, 2, -1);
+	if (rc != 0 || (rc = read_resp(c, &r)) != 0)
 		return rc;
 	if (r.op == OM_OP_GOAWAY)
 		return fail(c, OM_EIO, "the daemon is going away");
@@ -383,6 +451,8 @@ hello(om_client_t *c)
 	c->caps.max_object = hc.max_object;
 	c->caps.inline_threshold = hc.inline_threshold;
 	c->caps.shared_descriptions = (hc.flags & OM_CAPS_SHARED_DESCRIPTIONS) != 0;
+	c->caps.max_datagram = hc.max_datagram;
+	c->caps.amplification = hc.amplification;
 	rest = r.body_len - OM_HELLO_CAPS_LEN;
 	{
 		size_t n = rest < sizeof(c->caps.server) - 1 ? (size_t)rest : sizeof(c->caps.server) - 1;
@@ -394,12 +464,46 @@ hello(om_client_t *c)
 	return 0;
 }
 
+/* TCP or UDP: the first address of HOST that takes a connection. */
+static int
+connect_inet(om_client_t *c)
+{
+	struct addrinfo hints = { 0 }, *res = NULL, *ai;
+	int rc, err = 0;
+
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = c->transport == OM_TRANSPORT_TCP ? SOCK_STREAM : SOCK_DGRAM;
+	rc = getaddrinfo(c->host, c->port, &hints, &res);
+	if (rc != 0)
+		return fail(c, OM_ECONNECT, "%s: %s", c->path, gai_strerror(rc));
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		c->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (c->fd < 0) {
+			err = errno;
+			continue;
+		}
+		if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		err = errno;
+		close(c->fd);
+		c->fd = -1;
+	}
+	freeaddrinfo(res);
+	if (c->fd < 0)
+		return fail(c, OM_ECONNECT, "connect to %s: %s", c->path, strerror(err));
+	if (c->transport == OM_TRANSPORT_TCP)
+		(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
+	return hello(c);
+}
+
 static int
 connect_once(om_client_t *c)
 {
 	struct sockaddr_un sa;
 
 	disconnect(c);
+	if (c->transport != OM_TRANSPORT_UNIX)
+		return connect_inet(c);
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
 	memcpy(sa.sun_path, c->path, strlen(c->path));
@@ -442,10 +546,60 @@ reconnect(om_client_t *c)
 	}
 }
 
+/*
+ * "tcp://HOST:PORT", "udp://HOST:PORT" (HOST a name, an IPv4 address or an
+ * IPv6 one in brackets), "unix:PATH", or a path.
+ */
+static int
+parse_address(om_client_t *c, const char *a)
+{
+	const char *hp, *colon;
+	size_t hl;
+
+	if (strlen(a) >= sizeof(c->path))
+		return fail(c, OM_EINVAL, "address too long: %s", a);
+	strcpy(c->path, a);
+	if (strncmp(a, "unix:", 5) == 0) {
+		memmove(c->path, c->path + 5, strlen(c->path + 5) + 1);
+		if (strncmp(c->path, "//", 2) == 0)
+			memmove(c->path, c->path + 2, strlen(c->path + 2) + 1);
+		c->transport = OM_TRANSPORT_UNIX;
+		return c->path[0] ? 0 : fail(c, OM_EINVAL, "no path in %s", a);
+	}
+	if (strncmp(a, "tcp://", 6) != 0 && strncmp(a, "udp://", 6) != 0) {
+		c->transport = OM_TRANSPORT_UNIX;
+		return 0;
+	}
+	c->transport = a[0] == 't' ? OM_TRANSPORT_TCP : OM_TRANSPORT_UDP;
+	hp = a + 6;
+	if (*hp == '[') {
+		const char *end = strchr(hp, ']');
+
+		if (end == NULL || end[1] != ':')
+			return fail(c, OM_EINVAL, "bad address %s (tcp://[IPV6]:PORT)", a);
+		hp++;
+		hl = (size_t)(end - hp);
+		colon = end + 1;
+	} else {
+		colon = strrchr(hp, ':');
+		if (colon == NULL)
+			return fail(c, OM_EINVAL, "bad address %s (no :PORT)", a);
+		hl = (size_t)(colon - hp);
+	}
+	if (hl == 0 || hl >= sizeof(c->host) || strlen(colon + 1) == 0 ||
+	    strlen(colon + 1) >= sizeof(c->port) || strspn(colon + 1, "0123456789") != strlen(colon + 1))
+		return fail(c, OM_EINVAL, "bad address %s (HOST:PORT)", a);
+	memcpy(c->host, hp, hl);
+	c->host[hl] = '\0';
+	strcpy(c->port, colon + 1);
+	return 0;
+}
+
 API int
 om_client_connect(const char *path, unsigned flags, om_client_t **out)
 {
 	om_client_t *c;
+	int rc;
 
 	*out = NULL;
 	if (path == NULL || *path == '\0')
@@ -459,11 +613,12 @@ om_client_connect(const char *path, unsigned flags, om_client_t **out)
 	c->flags = flags;
 	c->next_id = 1;
 	*out = c;
-	if (strlen(path) >= sizeof(c->path))
-		return fail(c, OM_EINVAL, "socket path too long: %s", path);
-	strcpy(c->path, path);
+	if ((rc = parse_address(c, path)) != 0)
+		return rc;
 	c->rbuf = malloc(RBUF_SIZE);
 	if (c->rbuf == NULL)
+		return fail(c, OM_ENOMEM, "out of memory");
+	if (c->transport == OM_TRANSPORT_UDP && (c->dgram = malloc(65536)) == NULL)
 		return fail(c, OM_ENOMEM, "out of memory");
 	return reconnect(c);
 }
@@ -475,6 +630,7 @@ om_client_close(om_client_t *c)
 		return;
 	disconnect(c);
 	free(c->rbuf);
+	free(c->dgram);
 	free(c);
 }
 
@@ -585,6 +741,23 @@ call(om_client_t *c, om_req_t *q, struct iovec *parts, int nparts, int send_fd, 
 	uint8_t h[OM_REQ_HDR_LEN];
 	int lost = 0;
 
+	if (c->transport == OM_TRANSPORT_UDP) {
+		int rc;
+
+		if (c->fd < 0 && (rc = reconnect(c)) != 0)
+			return rc;
+		q->id = c->next_id++;
+		if (c->next_id == 0)
+			c->next_id = 1;
+		om_proto_put_req(h, q);
+		iov[0] = (struct iovec){ h, sizeof(h) };
+		for (int i = 0; i < nparts; i++)
+			iov[i + 1] = parts[i];
+		if ((rc = udp_exchange(c, iov, nparts + 1, q->id)) != 0 ||
+		    (rc = read_resp(c, &s->r)) != 0)
+			return rc;
+		return read_parts(c, s);
+	}
 	for (int round = 0; round < 4; round++) {
 		int rc;
 
@@ -753,6 +926,15 @@ om_client_get_batch(om_client_t *c, unsigned n, const char *const *uris, int mod
 	if (mode < OM_MODE_AUTO || mode > OM_MODE_SPLICE ||
 	    (flags & ~(unsigned)(OM_GET_WANT_META | OM_GET_NO_TOUCH)) != 0)
 		return fail(c, OM_EINVAL, "bad mode or flags");
+	if (c->transport == OM_TRANSPORT_UDP) {
+		/* A datagram is one request: one at a time. */
+		for (unsigned i = 0; i < n; i++) {
+			rcs[i] = om_client_get(c, uris[i], mode, flags, &objs[i]);
+			if (rcs[i] == -OM_EIO || rcs[i] == -OM_ECONNECT)
+				return rcs[i];
+		}
+		return 0;
+	}
 	for (unsigned i = 0; i < n; i++) {
 		memset(&objs[i], 0, sizeof(objs[i]));
 		objs[i].fd = -1;
@@ -914,6 +1096,47 @@ om_client_put(om_client_t *c, const char *uri, const void *data, size_t len,
 	return rc;
 }
 
+/* Descriptors do not cross TCP or UDP: the bytes go instead, mapped from
+ * the file (or read, if it cannot be mapped). */
+static int
+put_fd_bytes(om_client_t *c, const char *uri, int fd, uint64_t len, const om_put_opts_t *opts,
+    om_info_t *info)
+{
+	void *p = NULL;
+	bool mapped = false;
+	int rc;
+
+	if (len > SIZE_MAX / 2)
+		return fail(c, OM_EINVAL, "object too large");
+	if (len > 0) {
+		p = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED, fd, 0);
+		if (p != MAP_FAILED) {
+			mapped = true;
+		} else if ((p = malloc((size_t)len)) == NULL) {
+			return fail(c, OM_ENOMEM, "out of memory for %llu bytes", (unsigned long long)len);
+		} else {
+			for (size_t got = 0; got < len;) {
+				ssize_t n = pread(fd, (char *)p + got, (size_t)len - got, (off_t)got);
+
+				if (n < 0 && errno == EINTR)
+					continue;
+				if (n <= 0) {
+					free(p);
+					return fail(c, OM_ESOURCE, "reading the descriptor: %s",
+					    n == 0 ? "fewer bytes than asked for" : strerror(errno));
+				}
+				got += (size_t)n;
+			}
+		}
+	}
+	rc = om_client_put(c, uri, p, (size_t)len, opts, info);
+	if (mapped)
+		munmap(p, (size_t)len);
+	else
+		free(p);
+	return rc;
+}
+
 API int
 om_client_put_fd(om_client_t *c, const char *uri, int fd, uint64_t len, const om_put_opts_t *opts,
     om_info_t *info)
@@ -938,6 +1161,8 @@ om_client_put_fd(om_client_t *c, const char *uri, int fd, uint64_t len, const om
 		q.arg = opts->expires;
 		q.flags |= opts->flags;
 	}
+	if (c->transport != OM_TRANSPORT_UNIX)
+		return put_fd_bytes(c, uri, fd, len, opts, info);
 	parts[0] = (struct iovec){ (void *)uri, ulen };
 	parts[1] = (struct iovec){ (void *)(opts ? opts->meta : NULL), q.meta_len };
 	rc = call(c, &q, parts, 2, fd, true, &s);

@@ -370,8 +370,10 @@ respond(conn_t *c, const om_req_t *q, const resp_t *r, bool last)
 	if (r->meta_len)
 		memcpy(o->data + OM_RESP_HDR_LEN + msg_len, r->meta, r->meta_len);
 	o->resp_end = last;
-	if (r->status <= OM_STATUS_MAX && q->op <= OM_OP_GOAWAY)
-		OM_STORE(&stats->responses[q->op][r->status], stats->responses[q->op][r->status] + 1);
+	/* Unknown ops (answered UNKNOWN_OP) count with op 0, "other". */
+	if (r->status <= OM_STATUS_MAX)
+		OM_STORE(&stats->responses[q->op <= OM_OP_GOAWAY ? q->op : 0][r->status],
+		    stats->responses[q->op <= OM_OP_GOAWAY ? q->op : 0][r->status] + 1);
 	return o;
 }
 
@@ -517,8 +519,8 @@ get_descriptor(conn_t *c, const uint8_t *uri, size_t len, unsigned sflags, om_ge
 		return 0;
 	}
 	g->fd = om_store_open_obj(st, g->tier, g->obj.id);
-	if (g->fd == -ENOENT) /* raced with a replace, or a copy dropped */
-		return om_store_get(st, uri, len, sflags | OM_GET_NOTOUCH, g);
+	if (g->fd == -ENOENT) /* raced with a replace, or a copy dropped: counted already */
+		return om_store_get(st, uri, len, sflags | OM_GET_NOTOUCH | OM_GET_NOCOUNT, g);
 	if (g->fd < 0)
 		return g->fd;
 	if ((e = fdc_put(c->w, g->tier, g->obj.id, g->fd)) != NULL)
@@ -577,8 +579,11 @@ do_get(conn_t *c, const om_req_t *q, const uint8_t *uri)
 		    (unsigned long long)(c->ls->max_datagram - OM_RESP_HDR_LEN - meta_len));
 		goto drop;
 	}
-	as_fd = !c->dgram && (mode == OM_MODE_FDPASS ||
+	as_fd = c->ls->transport == OM_TRANSPORT_UNIX && (mode == OM_MODE_FDPASS ||
 	    (mode == OM_MODE_AUTO && g.obj.size > c->ls->inline_threshold));
+	/* TCP auto: small objects through one buffer, large ones sendfile'd. */
+	if (mode == OM_MODE_AUTO && c->ls->transport == OM_TRANSPORT_TCP)
+		mode = g.obj.size > c->ls->inline_threshold ? OM_MODE_SPLICE : OM_MODE_COPY;
 	r.tier = g.tier == OM_TIER_MEM ? OM_TIER_MEMORY : OM_TIER_PERSISTENT;
 	r.obj = &g.obj;
 	r.body_len = g.obj.size;
@@ -752,7 +757,7 @@ do_stat(conn_t *c, const om_req_t *q, const uint8_t *uri)
 	}
 	if (q->flags & OM_GET_WANT_META) {
 		om_get_t g;
-		int rc = om_store_get(st, uri, q->uri_len, OM_GET_NOTOUCH, &g);
+		int rc = om_store_get(st, uri, q->uri_len, OM_GET_NOTOUCH | OM_GET_NOCOUNT, &g);
 
 		if (rc == 0) {
 			rc = om_store_read_meta(st, g.fd, meta, sizeof(meta), &meta_len, &mtime);

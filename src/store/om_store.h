@@ -168,6 +168,7 @@ int om_store_put_from_fd(om_store_t *st, const void *uri, size_t len, int fd,
     const om_put_args_t *a, om_ix_obj_t *out);
 
 #define OM_GET_NOTOUCH 0x1u /* do not count the read (LRU, promotion) */
+#define OM_GET_NOCOUNT 0x2u /* not a GET: leave the statistics alone */
 
 /* 0 with out->fd, or -ENOENT (absent or expired), or -errno. */
 int om_store_get(om_store_t *st, const void *uri, size_t len, unsigned flags,

@@ -631,8 +631,10 @@ om_store_get(om_store_t *st, const void *uri, size_t len, unsigned flags, om_get
 {
 	int64_t now = om_time_s();
 	unsigned lflags = (flags & OM_GET_NOTOUCH) ? 0 : OM_IX_TOUCH;
+	bool count = !(flags & OM_GET_NOCOUNT);
 
-	st->stats->gets++;
+	if (count)
+		st->stats->gets++;
 	for (int attempt = 0; attempt < 4; attempt++) {
 		om_ix_obj_t o, again;
 		int fd = -ENOENT, tier;
@@ -653,9 +655,9 @@ om_store_get(om_store_t *st, const void *uri, size_t len, unsigned flags, om_get
 			out->fd = fd;
 			out->tier = tier;
 			out->obj = o;
-			if (tier == OM_TIER_MEM)
+			if (count && tier == OM_TIER_MEM)
 				st->stats->hits_mem++;
-			else
+			else if (count)
 				st->stats->hits_disk++;
 			return 0;
 		}
@@ -671,7 +673,8 @@ om_store_get(om_store_t *st, const void *uri, size_t len, unsigned flags, om_get
 			}
 		}
 	}
-	st->stats->misses++;
+	if (count)
+		st->stats->misses++;
 	return -ENOENT;
 }
 
@@ -679,13 +682,23 @@ int
 om_store_locate(om_store_t *st, const void *uri, size_t len, unsigned flags, om_get_t *out)
 {
 	om_ix_obj_t o;
+	bool count = !(flags & OM_GET_NOCOUNT);
 
+	if (count)
+		st->stats->gets++;
 	if (om_index_lookup(st->ix, uri, len, &o, (flags & OM_GET_NOTOUCH) ? 0 : OM_IX_TOUCH) != 0 ||
-	    expired(&o, om_time_s()))
+	    expired(&o, om_time_s())) {
+		if (count)
+			st->stats->misses++;
 		return -ENOENT;
+	}
 	out->fd = -1;
 	out->obj = o;
 	out->tier = (o.flags & OM_IX_F_COPY) ? OM_TIER_MEM : om_store_tier_of(o.flags);
+	if (count && out->tier == OM_TIER_MEM)
+		st->stats->hits_mem++;
+	else if (count)
+		st->stats->hits_disk++;
 	return 0;
 }
 
