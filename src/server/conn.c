@@ -921,6 +921,11 @@ check_request(conn_t *c, const om_req_t *q)
 		status = OM_STATUS_TOO_LARGE;
 		snprintf(why, sizeof(why), "object of %llu bytes (at most %llu)",
 		    (unsigned long long)q->body_len, (unsigned long long)c->ls->max_object);
+	} else if (q->op == OM_OP_PUT && c->dgram &&
+	    q->body_len + q->meta_len + OM_RESP_HDR_LEN > c->ls->max_datagram) {
+		status = OM_STATUS_TOO_LARGE;
+		snprintf(why, sizeof(why), "too large for UDP: %llu bytes (at most %u here)",
+		    (unsigned long long)q->body_len, c->ls->max_datagram - OM_RESP_HDR_LEN - q->meta_len);
 	} else if (c->access < need_access(q->op)) {
 		status = OM_STATUS_DENIED;
 		snprintf(why, sizeof(why), "%s may not %s on listener %s", c->peer.name,

@@ -1,0 +1,540 @@
+/*
+ * TCP and UDP listeners and who may do what: the real daemon with a Unix,
+ * a TCP (IPv4 and IPv6) and a UDP listener. Objects travel byte-exact in
+ * every mode a transport offers and a mode it does not offer is refused;
+ * UDP answers within its datagram and amplification limits and ignores
+ * garbage; allow lists are enforced for another uid on the Unix socket and
+ * for another loopback address (127.0.0.2) over TCP and UDP, each refusal
+ * answered DENIED, counted, and changing nothing.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <objmapper/objmapper.h>
+
+#include "core/om_core.h"
+#include "om_daemon.h"
+#include "om_test.h"
+#include "proto/om_proto.h"
+
+static om_daemon_t D;
+static int tcp_port, udp_port, tcp2_port;
+static char tcp_addr[64], tcp6_addr[64], udp_addr[64];
+
+/* A port free for both TCP and UDP on loopback, for now. */
+static int
+free_port(void)
+{
+	for (int tries = 0; tries < 50; tries++) {
+		struct sockaddr_in sa = { .sin_family = AF_INET };
+		socklen_t len = sizeof(sa);
+		int t = socket(AF_INET, SOCK_STREAM, 0), u = socket(AF_INET, SOCK_DGRAM, 0), port;
+
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		assert_int_equal(bind(t, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		assert_int_equal(getsockname(t, (struct sockaddr *)&sa, &len), 0);
+		port = ntohs(sa.sin_port);
+		sa.sin_addr.s_addr = htonl(INADDR_ANY);
+		if (bind(u, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(t);
+			close(u);
+			return port;
+		}
+		close(t);
+		close(u);
+	}
+	fail_msg("no free port");
+	return 0;
+}
+
+static void
+write_conf(const char *acl_unix, const char *acl_tcp, const char *acl_udp)
+{
+	char extra[3000];
+
+	snprintf(extra, sizeof(extra),
+	    "mode = 0666\n%s\n"
+	    "[listen.tcp]\ntype = tcp\naddress = 127.0.0.1\nport = %d\n%s\n"
+	    "[listen.tcp6]\ntype = tcp\naddress = ::1\nport = %d\n"
+	    "[listen.any]\ntype = tcp\naddress = 0.0.0.0\nport = %d\n%s\n"
+	    "[listen.udp]\ntype = udp\naddress = 0.0.0.0\nport = %d\nmax_datagram = 8192\n%s\n",
+	    acl_unix, tcp_port, acl_tcp, tcp_port, tcp2_port, acl_tcp, udp_port, acl_udp);
+	om_daemon_write_conf(&D, 2, extra);
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	tcp_port = free_port();
+	tcp2_port = free_port();
+	udp_port = free_port();
+	snprintf(tcp_addr, sizeof(tcp_addr), "tcp://127.0.0.1:%d", tcp_port);
+	snprintf(tcp6_addr, sizeof(tcp6_addr), "tcp://[::1]:%d", tcp_port);
+	snprintf(udp_addr, sizeof(udp_addr), "udp://127.0.0.1:%d", udp_port);
+	om_daemon_init(&D, 2, "");
+	write_conf("", "allow_write = 127.0.0.1 ::1", "allow_write = 127.0.0.1");
+	om_daemon_start(&D);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	om_daemon_stop(&D);
+	om_daemon_cleanup(&D);
+	return 0;
+}
+
+static om_client_t *
+connect_to(const char *addr)
+{
+	om_client_t *c = NULL;
+	int rc = om_client_connect(addr, 0, &c);
+
+	if (rc != 0)
+		fail_msg("connect %s: %s", addr, c ? om_client_message(c) : "?");
+	return c;
+}
+
+static uint8_t *
+pattern(size_t n, unsigned seed)
+{
+	uint8_t *p = malloc(n ? n : 1);
+
+	assert_non_null(p);
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)((i * 2654435761u + seed) >> 13);
+	return p;
+}
+
+/* ---- TCP ---------------------------------------------------------------- */
+
+static void
+test_tcp_modes(void **state)
+{
+	static const size_t sizes[] = { 0, 1, 4096, 65536, 65537, 1u << 20, 64u << 20 };
+	om_client_t *c = connect_to(tcp_addr), *c6 = connect_to(tcp6_addr);
+	const om_caps_t *caps = om_client_caps(c);
+
+	(void)state;
+	assert_int_equal(caps->transport, OM_TRANSPORT_TCP);
+	assert_int_equal(caps->modes, 1u << OM_MODE_AUTO | 1u << OM_MODE_COPY | 1u << OM_MODE_SPLICE);
+	assert_int_equal(om_client_caps(c6)->transport, OM_TRANSPORT_TCP);
+	for (size_t i = 0; i < OM_ARRAY_LEN(sizes); i++) {
+		uint8_t *data = pattern(sizes[i], (unsigned)i);
+		char uri[64];
+		om_info_t info;
+
+		snprintf(uri, sizeof(uri), "/tcp/%zu", sizes[i]);
+		assert_int_equal(om_client_put(c, uri, data, sizes[i], NULL, &info), 0);
+		assert_int_equal(info.size, sizes[i]);
+		for (int mode = OM_MODE_AUTO; mode <= OM_MODE_SPLICE; mode++) {
+			om_object_t o;
+
+			if (mode == OM_MODE_FDPASS)
+				continue;
+			assert_int_equal(om_client_get(i % 2 ? c6 : c, uri, mode, 0, &o), 0);
+			assert_int_equal(o.fd, -1);
+			assert_int_equal(o.len, sizes[i]);
+			assert_true(sizes[i] == 0 || memcmp(o.data, data, sizes[i]) == 0);
+			om_object_free(&o);
+		}
+		free(data);
+	}
+	/* Descriptors do not cross TCP: a clear status, and the connection
+	 * goes on. */
+	{
+		int fd = -1;
+
+		assert_int_equal(om_client_get_fd(c, "/tcp/1", &fd, NULL), -OM_STATUS_MODE_UNSUPPORTED);
+		assert_non_null(strstr(om_client_message(c), "not supported on this transport"));
+		assert_int_equal(fd, -1);
+		assert_int_equal(om_client_ping(c), 0);
+	}
+	/* put_fd over TCP sends the bytes. */
+	{
+		char tmpl[] = "/tmp/om-net-XXXXXX";
+		int fd = mkstemp(tmpl);
+		uint8_t *data = pattern(300000, 7);
+		om_object_t o;
+
+		assert_true(fd >= 0);
+		unlink(tmpl);
+		assert_int_equal(write(fd, data, 300000), 300000);
+		assert_int_equal(om_client_put_fd(c, "/tcp/fromfd", fd, 300000, NULL, NULL), 0);
+		assert_int_equal(om_client_get(c6, "/tcp/fromfd", OM_MODE_SPLICE, 0, &o), 0);
+		assert_int_equal(o.len, 300000);
+		assert_memory_equal(o.data, data, 300000);
+		om_object_free(&o);
+		close(fd);
+		free(data);
+	}
+	/* A batch is pipelined over TCP as over Unix. */
+	{
+		const char *uris[3] = { "/tcp/1", "/tcp/none", "/tcp/4096" };
+		om_object_t objs[3];
+		int rcs[3];
+
+		assert_int_equal(om_client_get_batch(c, 3, uris, OM_MODE_AUTO, 0, objs, rcs), 0);
+		assert_int_equal(rcs[0], 0);
+		assert_int_equal(rcs[1], -OM_STATUS_NOT_FOUND);
+		assert_int_equal(rcs[2], 0);
+		assert_int_equal(objs[2].len, 4096);
+		om_object_free(&objs[0]);
+		om_object_free(&objs[2]);
+	}
+	om_client_close(c);
+	om_client_close(c6);
+}
+
+/* ---- UDP ---------------------------------------------------------------- */
+
+static int
+udp_socket(const char *src)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	inet_pton(AF_INET, src, &sa.sin_addr);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	sa.sin_port = htons((uint16_t)udp_port);
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* One request datagram of `total` bytes (frame, then zero padding);
+ * returns the answer's length, or -1 if none came within 500 ms. */
+static ssize_t
+udp_ask(int fd, uint8_t op, uint32_t id, uint32_t flags, const char *uri, const void *body,
+    size_t body_len, size_t total, uint8_t *ans, size_t cap)
+{
+	uint8_t dg[70000] = { 0 };
+	om_req_t q = { .version = 1, .op = op, .id = id, .flags = flags, .body_len = body_len };
+	size_t ulen = uri ? strlen(uri) : 0, len = OM_REQ_HDR_LEN + ulen + body_len;
+	struct pollfd p = { fd, POLLIN, 0 };
+
+	q.uri_len = (uint16_t)ulen;
+	om_proto_put_req(dg, &q);
+	memcpy(dg + OM_REQ_HDR_LEN, uri, ulen);
+	if (body_len)
+		memcpy(dg + OM_REQ_HDR_LEN + ulen, body, body_len);
+	if (total < len)
+		total = len;
+	assert_int_equal(send(fd, dg, total, 0), (ssize_t)total);
+	if (poll(&p, 1, 500) != 1)
+		return -1;
+	return recv(fd, ans, cap, 0);
+}
+
+static void
+test_udp(void **state)
+{
+	om_client_t *c = connect_to(udp_addr), *t = connect_to(tcp_addr);
+	const om_caps_t *caps = om_client_caps(c);
+	uint8_t *small = pattern(5000, 3), ans[70000];
+	om_resp_t r;
+	om_object_t o;
+	om_info_t info;
+	ssize_t n;
+	int fd;
+
+	(void)state;
+	/* HELLO tells the limits; the library pads under them. */
+	assert_int_equal(caps->transport, OM_TRANSPORT_UDP);
+	assert_int_equal(caps->modes, 1u << OM_MODE_AUTO | 1u << OM_MODE_COPY);
+	assert_int_equal(caps->max_datagram, 8192);
+	assert_int_equal(caps->amplification, 3);
+	assert_int_equal(caps->max_pipeline, 1);
+
+	/* Every operation. */
+	assert_int_equal(om_client_put(c, "/udp/a", small, 5000, NULL, &info), 0);
+	assert_int_equal(info.size, 5000);
+	assert_int_equal(om_client_get(c, "/udp/a", OM_MODE_AUTO, 0, &o), 0);
+	assert_int_equal(o.len, 5000);
+	assert_memory_equal(o.data, small, 5000);
+	om_object_free(&o);
+	assert_int_equal(om_client_get(t, "/udp/a", OM_MODE_COPY, 0, &o), 0); /* the same store */
+	assert_memory_equal(o.data, small, 5000);
+	om_object_free(&o);
+	assert_int_equal(om_client_stat(c, "/udp/a", 0, &info, NULL, NULL), 0);
+	assert_int_equal(info.size, 5000);
+	assert_int_equal(om_client_ping(c), 0);
+	assert_int_equal(om_client_get(c, "/udp/a", OM_MODE_SPLICE, 0, &o), -OM_STATUS_MODE_UNSUPPORTED);
+	assert_int_equal(om_client_get(c, "/udp/a", OM_MODE_FDPASS, 0, &o), -OM_STATUS_MODE_UNSUPPORTED);
+	assert_int_equal(om_client_delete(c, "/udp/a"), 0);
+	assert_int_equal(om_client_get(c, "/udp/a", OM_MODE_AUTO, 0, &o), -OM_STATUS_NOT_FOUND);
+	assert_int_equal(om_client_delete(c, "/udp/a"), -OM_STATUS_NOT_FOUND);
+
+	/* Too large for a datagram: a clear status, whether stored over TCP
+	 * or refused on the way in. */
+	{
+		uint8_t *big = pattern(9000, 4);
+
+		assert_int_equal(om_client_put(t, "/udp/big", big, 9000, NULL, NULL), 0);
+		assert_int_equal(om_client_get(c, "/udp/big", OM_MODE_AUTO, 0, &o), -OM_STATUS_TOO_LARGE);
+		assert_non_null(strstr(om_client_message(c), "too large for UDP"));
+		assert_int_equal(om_client_put(c, "/udp/big2", big, 9000, NULL, NULL), -OM_STATUS_TOO_LARGE);
+		free(big);
+	}
+
+	/* The amplification limit, with raw datagrams: a 39-byte GET of a
+	 * 5000-byte object gets a short TOO_LARGE of at most 3 x 39 bytes that
+	 * says how far to pad; padded to that, it gets the object. */
+	assert_int_equal(om_client_put(t, "/udp/b", small, 5000, NULL, NULL), 0);
+	fd = udp_socket("127.0.0.1");
+	n = udp_ask(fd, OM_OP_GET, 77, OM_MODE_COPY, "/udp/b", NULL, 0, 0, ans, sizeof(ans));
+	assert_true(n >= (ssize_t)OM_RESP_HDR_LEN && n <= 3 * (OM_REQ_HDR_LEN + 6));
+	assert_int_equal(om_proto_get_resp(ans, &r), 0);
+	assert_int_equal(r.id, 77);
+	assert_int_equal(r.status, OM_STATUS_TOO_LARGE);
+	assert_true(r.msg_len > 0);
+	{
+		size_t need = (OM_RESP_HDR_LEN + 5000 + 2) / 3;
+
+		n = udp_ask(fd, OM_OP_GET, 78, OM_MODE_COPY, "/udp/b", NULL, 0, need, ans, sizeof(ans));
+		assert_int_equal(n, OM_RESP_HDR_LEN + 5000);
+		assert_int_equal(om_proto_get_resp(ans, &r), 0);
+		assert_int_equal(r.id, 78);
+		assert_int_equal(r.status, OM_STATUS_OK);
+		assert_memory_equal(ans + OM_RESP_HDR_LEN, small, 5000);
+	}
+	/* Every answer stays under 3x its request, whatever the request. */
+	n = udp_ask(fd, OM_OP_STATS, 79, 0, NULL, NULL, 0, 0, ans, sizeof(ans));
+	assert_true(n > 0 && n <= 3 * OM_REQ_HDR_LEN);
+	n = udp_ask(fd, OM_OP_PING, 80, 0, NULL, NULL, 0, 0, ans, sizeof(ans));
+	assert_int_equal(n, OM_RESP_HDR_LEN);
+	/* Garbage, a short datagram, and a frame cut short. */
+	assert_int_equal(send(fd, "GET / HTTP/1.0\r\n\r\n", 18, 0), 18);
+	assert_int_equal(send(fd, "OM", 2, 0), 2);
+	{
+		uint8_t junk[64];
+
+		memset(junk, 0x5a, sizeof(junk));
+		assert_int_equal(send(fd, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+		n = udp_ask(fd, OM_OP_PING, 81, 0, NULL, NULL, 0, 0, ans, sizeof(ans));
+		assert_int_equal(n, OM_RESP_HDR_LEN); /* only the PING was answered */
+		assert_int_equal(om_proto_get_resp(ans, &r), 0);
+		assert_int_equal(r.id, 81);
+	}
+	{
+		/* A PUT whose bytes the datagram does not hold: refused, not stored. */
+		uint8_t dg[200] = { 0 };
+		om_req_t q = { .version = 1, .op = OM_OP_PUT, .id = 82, .uri_len = 8, .body_len = 1000 };
+
+		om_proto_put_req(dg, &q);
+		memcpy(dg + OM_REQ_HDR_LEN, "/udp/cut", 8);
+		assert_int_equal(send(fd, dg, sizeof(dg), 0), (ssize_t)sizeof(dg));
+		assert_true(recv(fd, ans, sizeof(ans), 0) >= (ssize_t)OM_RESP_HDR_LEN);
+		assert_int_equal(om_proto_get_resp(ans, &r), 0);
+		assert_int_equal(r.id, 82);
+		assert_int_equal(r.status, OM_STATUS_BAD_REQUEST);
+		assert_int_equal(om_client_stat(t, "/udp/cut", 0, &info, NULL, NULL), -OM_STATUS_NOT_FOUND);
+	}
+	close(fd);
+	free(small);
+	om_client_close(c);
+	om_client_close(t);
+}
+
+/* ---- who may do what ---------------------------------------------------- */
+
+static long
+stat_value(om_client_t *c, const char *name)
+{
+	char *text = NULL, *p;
+	long v = -1;
+
+	assert_int_equal(om_client_stats(c, &text), 0);
+	p = strstr(text, name);
+	if (p != NULL && (p == text || p[-1] == '\n'))
+		v = strtol(p + strlen(name), NULL, 10);
+	free(text);
+	return v;
+}
+
+/* TCP and UDP from 127.0.0.2, which allow_write does not list. */
+static void
+test_acl_network(void **state)
+{
+	struct sockaddr_in src = { .sin_family = AF_INET }, dst = { .sin_family = AF_INET };
+	om_client_t *c = connect_to(tcp_addr);
+	uint8_t h[OM_REQ_HDR_LEN + 16], ans[4096];
+	long denied0 = stat_value(c, "requests_denied_total ");
+	om_resp_t r;
+	om_info_t info;
+	ssize_t n;
+	int fd;
+
+	(void)state;
+	assert_int_equal(om_client_put(c, "/acl/net", "secret", 6, NULL, NULL), 0);
+
+	/* TCP: a GET and a PUT from 127.0.0.2, each DENIED with a message; a
+	 * PING still answers. */
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	inet_pton(AF_INET, "127.0.0.2", &src.sin_addr);
+	assert_int_equal(bind(fd, (struct sockaddr *)&src, sizeof(src)), 0);
+	inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
+	dst.sin_port = htons((uint16_t)tcp2_port);
+	assert_int_equal(connect(fd, (struct sockaddr *)&dst, sizeof(dst)), 0);
+	{
+		om_req_t q = { .version = 1, .op = OM_OP_GET, .id = 5, .flags = OM_MODE_COPY, .uri_len = 9 };
+		om_req_t p = { .version = 1, .op = OM_OP_PUT, .id = 6, .uri_len = 9, .body_len = 3 };
+		om_req_t g = { .version = 1, .op = OM_OP_PING, .id = 7 };
+
+		om_proto_put_req(h, &q);
+		memcpy(h + OM_REQ_HDR_LEN, "/acl/net", 8);
+		memcpy(h + OM_REQ_HDR_LEN + 8, "x", 1); /* "/acl/netx" */
+		assert_int_equal(send(fd, h, OM_REQ_HDR_LEN + 9, 0), OM_REQ_HDR_LEN + 9);
+		om_proto_put_req(h, &p);
+		memcpy(h + OM_REQ_HDR_LEN, "/acl/net2abc", 12);
+		assert_int_equal(send(fd, h, OM_REQ_HDR_LEN + 12, 0), OM_REQ_HDR_LEN + 12);
+		om_proto_put_req(h, &g);
+		assert_int_equal(send(fd, h, OM_REQ_HDR_LEN, 0), OM_REQ_HDR_LEN);
+	}
+	for (int i = 0; i < 3; i++) {
+		size_t got = 0;
+
+		while (got < OM_RESP_HDR_LEN) {
+			n = recv(fd, ans + got, OM_RESP_HDR_LEN - got, 0);
+			assert_true(n > 0);
+			got += (size_t)n;
+		}
+		assert_int_equal(om_proto_get_resp(ans, &r), 0);
+		assert_int_equal(r.id, 5 + i);
+		assert_int_equal(r.status, i < 2 ? OM_STATUS_DENIED : OM_STATUS_OK);
+		if (r.msg_len > 0) /* a recv of 0 bytes would wait for more */
+			assert_int_equal(recv(fd, ans, r.msg_len, MSG_WAITALL), r.msg_len);
+		if (i < 2) {
+			ans[r.msg_len] = '\0';
+			assert_non_null(strstr((char *)ans, "127.0.0.2 may not"));
+		}
+	}
+	close(fd);
+	assert_int_equal(om_client_stat(c, "/acl/net2", 0, &info, NULL, NULL), -OM_STATUS_NOT_FOUND);
+
+	/* UDP: the same from 127.0.0.2; from 127.0.0.1 allowed. */
+	fd = udp_socket("127.0.0.2");
+	n = udp_ask(fd, OM_OP_GET, 9, OM_MODE_COPY, "/acl/net", NULL, 0, 100, ans, sizeof(ans));
+	assert_true(n >= (ssize_t)OM_RESP_HDR_LEN);
+	assert_int_equal(om_proto_get_resp(ans, &r), 0);
+	assert_int_equal(r.status, OM_STATUS_DENIED);
+	n = udp_ask(fd, OM_OP_PUT, 10, 0, "/acl/udp2", "abc", 3, 100, ans, sizeof(ans));
+	assert_int_equal(om_proto_get_resp(ans, &r), 0);
+	assert_int_equal(r.status, OM_STATUS_DENIED);
+	close(fd);
+	assert_int_equal(om_client_stat(c, "/acl/udp2", 0, &info, NULL, NULL), -OM_STATUS_NOT_FOUND);
+	fd = udp_socket("127.0.0.1");
+	n = udp_ask(fd, OM_OP_GET, 11, OM_MODE_COPY, "/acl/net", NULL, 0, 100, ans, sizeof(ans));
+	assert_int_equal(n, OM_RESP_HDR_LEN + 6);
+	assert_int_equal(om_proto_get_resp(ans, &r), 0);
+	assert_int_equal(r.status, OM_STATUS_OK);
+	assert_memory_equal(ans + OM_RESP_HDR_LEN, "secret", 6);
+	close(fd);
+
+	assert_int_equal(stat_value(c, "requests_denied_total "), denied0 + 4);
+	om_client_close(c);
+}
+
+/* A child as `nobody` against the Unix socket, where only root writes and
+ * nobody's primary group reads. Then a reload that takes the read right
+ * away applies to new connections. */
+static void
+test_acl_unix(void **state)
+{
+	struct passwd *pw = getpwnam("nobody");
+	om_client_t *c;
+	char acl[128];
+	int status;
+	pid_t pid;
+
+	(void)state;
+	if (geteuid() != 0 || pw == NULL)
+		skip();
+	assert_int_equal(chmod(D.dir, 0755), 0);
+	snprintf(acl, sizeof(acl), "allow_read = gid:%u\nallow_write = user:root", (unsigned)pw->pw_gid);
+	write_conf(acl, "allow_write = 127.0.0.1 ::1", "allow_write = 127.0.0.1");
+	om_daemon_kill(&D, SIGHUP);
+	usleep(500 * 1000);
+	c = connect_to(D.sock);
+	assert_int_equal(om_client_put(c, "/acl/unix", "root's", 6, NULL, NULL), 0);
+
+	for (int round = 0; round < 2; round++) {
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			om_client_t *n = NULL;
+			om_object_t o;
+			int rc;
+
+			if (setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
+				_exit(10);
+			if (om_client_connect(D.sock, 0, &n) != 0)
+				_exit(11);
+			rc = om_client_get(n, "/acl/unix", OM_MODE_FDPASS, 0, &o);
+			if (round == 0) {
+				/* May read, not write or delete. */
+				if (rc != 0 || o.len != 6)
+					_exit(12);
+				om_object_free(&o);
+				if (om_client_put(n, "/acl/unix", "nobody", 6, NULL, NULL) != -OM_STATUS_DENIED)
+					_exit(13);
+				if (strstr(om_client_message(n), "may not write") == NULL)
+					_exit(14);
+				if (om_client_delete(n, "/acl/unix") != -OM_STATUS_DENIED)
+					_exit(15);
+			} else if (rc != -OM_STATUS_DENIED || om_client_ping(n) != 0) {
+				_exit(16);
+			}
+			om_client_close(n);
+			_exit(0);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+		if (round == 0) {
+			/* Reload: nobody may no longer read. */
+			write_conf("allow_write = uid:0", "allow_write = 127.0.0.1 ::1", "allow_write = 127.0.0.1");
+			om_daemon_kill(&D, SIGHUP);
+			usleep(500 * 1000);
+		}
+	}
+	/* Nothing changed: root's bytes are still there. */
+	{
+		om_client_t *r = connect_to(D.sock);
+		om_object_t o;
+
+		assert_int_equal(om_client_get(r, "/acl/unix", OM_MODE_COPY, 0, &o), 0);
+		assert_memory_equal(o.data, "root's", 6);
+		om_object_free(&o);
+		om_client_close(r);
+	}
+	om_client_close(c);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_tcp_modes),
+		cmocka_unit_test(test_udp),
+		cmocka_unit_test(test_acl_network),
+		cmocka_unit_test(test_acl_unix),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
