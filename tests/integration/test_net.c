@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -526,6 +527,67 @@ test_acl_unix(void **state)
 	om_client_close(c);
 }
 
+/* The CLI reaches TCP and UDP listeners with -H, -p, -u or an address. */
+static int
+sh(const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void
+test_cli(void **state)
+{
+	const char *cli = om_test_program("objmapper");
+	char in[300], out[300];
+	uint8_t *data = pattern(200000, 9), *back;
+	FILE *f;
+
+	(void)state;
+	snprintf(in, sizeof(in), "%s/cli.in", D.dir);
+	snprintf(out, sizeof(out), "%s/cli.out", D.dir);
+	f = fopen(in, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, 200000, f), 200000);
+	fclose(f);
+	/* TCP by -H and -p; by address; IPv6. */
+	assert_int_equal(sh("%s -H 127.0.0.1 -p %d put /cli/a %s", cli, tcp_port, in), 0);
+	assert_int_equal(sh("%s -p %d get /cli/a %s", cli, tcp_port, out), 0);
+	assert_int_equal(sh("cmp -s %s %s", in, out), 0);
+	assert_int_equal(sh("%s -s tcp://[::1]:%d -m splice get /cli/a %s", cli, tcp_port, out), 0);
+	assert_int_equal(sh("cmp -s %s %s", in, out), 0);
+	assert_int_equal(sh("%s -H ::1 -p %d -m copy get /cli/a > %s", cli, tcp_port, out), 0);
+	assert_int_equal(sh("cmp -s %s %s", in, out), 0);
+	assert_int_equal(sh("%s -p %d -m fdpass get /cli/a %s 2>/dev/null", cli, tcp_port, out), 3);
+	/* UDP: small objects; a large one is a clear error. */
+	assert_int_equal(sh("head -c 1000 %s | %s -u -p %d put /cli/u", in, cli, udp_port), 0);
+	assert_int_equal(sh("%s -u -p %d get /cli/u %s", cli, udp_port, out), 0);
+	back = malloc(1000);
+	f = fopen(out, "r");
+	assert_non_null(f);
+	assert_int_equal(fread(back, 1, 1000, f), 1000);
+	assert_int_equal(fgetc(f), EOF);
+	fclose(f);
+	assert_memory_equal(back, data, 1000);
+	free(back);
+	assert_int_equal(sh("%s -s udp://127.0.0.1:%d get /cli/a %s 2>%s", cli, udp_port, out, in), 3);
+	assert_int_equal(sh("grep -q 'too large for UDP' %s", in), 0);
+	assert_int_equal(sh("%s -u -p %d delete /cli/u", cli, udp_port), 0);
+	assert_int_equal(sh("%s -u -p %d stat /cli/u >/dev/null 2>&1", cli, udp_port), 1);
+	/* Usage errors. */
+	assert_int_equal(sh("%s -s /x -p 1 ping 2>/dev/null", cli), 2);
+	assert_int_equal(sh("%s -p 70000 ping 2>/dev/null", cli), 2);
+	assert_int_equal(sh("%s -s tcp://nocolon ping 2>/dev/null", cli), 3);
+	free(data);
+}
+
 int
 main(void)
 {
@@ -534,6 +596,7 @@ main(void)
 		cmocka_unit_test(test_udp),
 		cmocka_unit_test(test_acl_network),
 		cmocka_unit_test(test_acl_unix),
+		cmocka_unit_test(test_cli),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
