@@ -716,7 +716,7 @@ usage(void)
 	fprintf(stderr,
 	    "usage: loadgen -s SOCKET [options]       measure\n"
 	    "       loadgen --prepare-dir DIR [-k KEYS] [-z SIZE] [-u PREFIX]\n"
-	    "  -s SOCKET      the server's Unix socket\n"
+	    "  -s ADDRESS     the server: a Unix socket path, tcp://HOST:PORT or udp://HOST:PORT\n"
 	    "  -m MODE        auto, fdpass, copy or splice (default fdpass)\n"
 	    "  -c N           connections, one thread each (default 1)\n"
 	    "  -p M           client processes the connections are spread over (default 1)\n"

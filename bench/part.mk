@@ -27,3 +27,9 @@ bench-daemon: $(O)/bench/loadgen $(O)/bench/floor_server $(O)/objmapperd
 	O=$(O) bench/daemon-vs-floor $(BENCH_ARGS)
 
 .PHONY: bench-daemon
+
+# GETs over Unix and TCP, every mode (a table; ~1 minute with --quick, ~3 without).
+bench-transports: $(O)/bench/loadgen $(O)/objmapperd
+	O=$(O) bench/transports $(BENCH_ARGS)
+
+.PHONY: bench-transports
