@@ -327,7 +327,9 @@ om_worker_run(om_srv_t *srv)
 		now = om_clock_ms();
 		if (w->accept_resume_ms && now >= w->accept_resume_ms) {
 			w->accept_resume_ms = 0;
-			if (!w->draining && w->nconns < srv->conf->daemon.max_connections)
+			/* Also at the limit: the next newcomer that wakes this worker
+			 * is told BUSY rather than left in the backlog. */
+			if (!w->draining)
 				listeners_set(w, 1);
 		}
 		if (now >= w->next_sweep_ms) {

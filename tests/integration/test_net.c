@@ -231,7 +231,8 @@ udp_ask(int fd, uint8_t op, uint32_t id, uint32_t flags, const char *uri, const 
 
 	q.uri_len = (uint16_t)ulen;
 	om_proto_put_req(dg, &q);
-	memcpy(dg + OM_REQ_HDR_LEN, uri, ulen);
+	if (ulen)
+		memcpy(dg + OM_REQ_HDR_LEN, uri, ulen);
 	if (body_len)
 		memcpy(dg + OM_REQ_HDR_LEN + ulen, body, body_len);
 	if (total < len)
