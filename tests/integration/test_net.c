@@ -449,6 +449,57 @@ test_acl_network(void **state)
 	close(fd);
 
 	assert_int_equal(stat_value(c, "requests_denied_total "), denied0 + 4);
+
+	/* Read-only for 127.0.0.2 after a reload: GET yes, PUT no. */
+	write_conf("", "allow_read = 127.0.0.2\nallow_write = 127.0.0.1 ::1",
+	    "allow_read = 127.0.0.2/32\nallow_write = 127.0.0.1");
+	om_daemon_kill(&D, SIGHUP);
+	usleep(500 * 1000);
+	fd = udp_socket("127.0.0.2");
+	n = udp_ask(fd, OM_OP_GET, 12, OM_MODE_COPY, "/acl/net", NULL, 0, 100, ans, sizeof(ans));
+	assert_int_equal(n, OM_RESP_HDR_LEN + 6);
+	assert_int_equal(om_proto_get_resp(ans, &r), 0);
+	assert_int_equal(r.status, OM_STATUS_OK);
+	n = udp_ask(fd, OM_OP_DELETE, 13, 0, "/acl/net", NULL, 0, 100, ans, sizeof(ans));
+	assert_int_equal(om_proto_get_resp(ans, &r), 0);
+	assert_int_equal(r.status, OM_STATUS_DENIED);
+	close(fd);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&src, sizeof(src)), 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&dst, sizeof(dst)), 0);
+	{
+		om_req_t q = { .version = 1, .op = OM_OP_GET, .id = 14, .flags = OM_MODE_COPY, .uri_len = 8 };
+		om_req_t d = { .version = 1, .op = OM_OP_DELETE, .id = 15, .uri_len = 8 };
+		size_t got = 0, want = 2 * OM_RESP_HDR_LEN + 6;
+
+		om_proto_put_req(h, &q);
+		memcpy(h + OM_REQ_HDR_LEN, "/acl/net", 8);
+		assert_int_equal(send(fd, h, OM_REQ_HDR_LEN + 8, 0), OM_REQ_HDR_LEN + 8);
+		om_proto_put_req(h, &d);
+		assert_int_equal(send(fd, h, OM_REQ_HDR_LEN + 8, 0), OM_REQ_HDR_LEN + 8);
+		while (got < want) {
+			n = recv(fd, ans + got, sizeof(ans) - got, 0);
+			assert_true(n > 0);
+			got += (size_t)n;
+			if (got >= OM_RESP_HDR_LEN + 6 + OM_RESP_HDR_LEN) {
+				om_resp_t d2;
+
+				assert_int_equal(om_proto_get_resp(ans + OM_RESP_HDR_LEN + 6, &d2), 0);
+				want = 2 * OM_RESP_HDR_LEN + 6 + d2.msg_len;
+			}
+		}
+		assert_int_equal(om_proto_get_resp(ans, &r), 0);
+		assert_int_equal(r.id, 14);
+		assert_int_equal(r.status, OM_STATUS_OK);
+		assert_memory_equal(ans + OM_RESP_HDR_LEN, "secret", 6);
+		assert_int_equal(om_proto_get_resp(ans + OM_RESP_HDR_LEN + 6, &r), 0);
+		assert_int_equal(r.id, 15);
+		assert_int_equal(r.status, OM_STATUS_DENIED);
+	}
+	close(fd);
+	/* The refused DELETEs changed nothing. */
+	assert_int_equal(om_client_stat(c, "/acl/net", 0, &info, NULL, NULL), 0);
+	assert_int_equal(info.size, 6);
 	om_client_close(c);
 }
 
