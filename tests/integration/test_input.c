@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +22,7 @@
 
 #include "core/om_core.h"
 #include "om_daemon.h"
+#include "om_raw.h"
 #include "om_test.h"
 #include "proto/om_proto.h"
 
@@ -44,88 +44,6 @@ teardown(void **state)
 	om_daemon_stop(&D);
 	om_daemon_cleanup(&D);
 	return 0;
-}
-
-static int
-raw_connect(void)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	memcpy(sa.sun_path, D.sock, strlen(D.sock) + 1);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	return fd;
-}
-
-static void
-send_all(int fd, const void *buf, size_t n)
-{
-	const char *p = buf;
-
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-
-		assert_true(w > 0);
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
-static size_t
-req(uint8_t *buf, uint8_t op, uint32_t id, uint32_t flags, const char *uri, uint16_t meta_len,
-    uint64_t body_len)
-{
-	om_req_t q = { .version = 1, .op = op, .id = id, .flags = flags, .meta_len = meta_len,
-		.body_len = body_len };
-	size_t ulen = uri ? strlen(uri) : 0;
-
-	q.uri_len = (uint16_t)ulen;
-	om_proto_put_req(buf, &q);
-	if (ulen)
-		memcpy(buf + OM_REQ_HDR_LEN, uri, ulen);
-	return OM_REQ_HDR_LEN + ulen;
-}
-
-/* Reads one response (header, message; drops the rest); returns its
- * status, or -1 if the connection closed first. */
-static int
-read_resp(int fd, om_resp_t *r, char *msg, size_t msgcap)
-{
-	uint8_t h[OM_RESP_HDR_LEN];
-	size_t got = 0;
-	uint64_t rest;
-
-	while (got < sizeof(h)) {
-		ssize_t n = recv(fd, h + got, sizeof(h) - got, 0);
-
-		if (n <= 0)
-			return -1;
-		got += (size_t)n;
-	}
-	assert_int_equal(om_proto_get_resp(h, r), 0);
-	rest = (uint64_t)r->msg_len + r->meta_len + (r->body == OM_BODY_INLINE ? r->body_len : 0);
-	for (uint64_t i = 0; i < rest; i++) {
-		char ch;
-
-		if (recv(fd, &ch, 1, 0) != 1)
-			return -1;
-		if (i < r->msg_len && i + 1 < msgcap) {
-			msg[i] = ch;
-			msg[i + 1] = '\0';
-		}
-	}
-	return r->status;
-}
-
-/* The connection is closed by the daemon (EOF within 5 s). */
-static void
-assert_closed(int fd)
-{
-	struct pollfd p = { fd, POLLIN, 0 };
-	char ch;
-
-	assert_int_equal(poll(&p, 1, 5000), 1);
-	assert_true(recv(fd, &ch, 1, 0) <= 0);
 }
 
 /* A well-behaved client is served. */
@@ -158,14 +76,14 @@ test_garbage(void **state)
 {
 	char msg[256] = "";
 	om_resp_t r;
-	int fd = raw_connect();
+	int fd = om_raw_connect_unix(D.sock);
 	const char junk[] = "GET / HTTP/1.1\r\nHost: example\r\n\r\n";
 
 	(void)state;
-	send_all(fd, junk, sizeof(junk) - 1);
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
+	om_raw_send_all(fd, junk, sizeof(junk) - 1);
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
 	assert_non_null(strstr(msg, "bad magic"));
-	assert_closed(fd);
+	om_raw_assert_closed(fd);
 	close(fd);
 	assert_serving();
 }
@@ -176,16 +94,16 @@ test_wrong_version(void **state)
 	uint8_t buf[64];
 	char msg[256] = "";
 	om_resp_t r;
-	int fd = raw_connect();
+	int fd = om_raw_connect_unix(D.sock);
 
 	(void)state;
-	req(buf, OM_OP_PING, 9, 0, NULL, 0, 0);
+	om_raw_req(buf, OM_OP_PING, 9, 0, NULL, 0, 0);
 	buf[2] = 7;
-	send_all(fd, buf, OM_REQ_HDR_LEN);
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_VERSION);
+	om_raw_send_all(fd, buf, OM_REQ_HDR_LEN);
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_VERSION);
 	assert_int_equal(r.id, 9);
 	assert_non_null(strstr(msg, "version 7"));
-	assert_closed(fd);
+	om_raw_assert_closed(fd);
 	close(fd);
 	assert_serving();
 }
@@ -198,14 +116,14 @@ test_truncated_frames(void **state)
 
 	(void)state;
 	/* Half a header, then gone. */
-	fd = raw_connect();
-	req(buf, OM_OP_GET, 1, 0, "/x", 0, 0);
-	send_all(fd, buf, 10);
+	fd = om_raw_connect_unix(D.sock);
+	om_raw_req(buf, OM_OP_GET, 1, 0, "/x", 0, 0);
+	om_raw_send_all(fd, buf, 10);
 	close(fd);
 	/* A header whose URI never comes. */
-	fd = raw_connect();
-	req(buf, OM_OP_GET, 1, 0, "/abcdef", 0, 0);
-	send_all(fd, buf, OM_REQ_HDR_LEN + 2);
+	fd = om_raw_connect_unix(D.sock);
+	om_raw_req(buf, OM_OP_GET, 1, 0, "/abcdef", 0, 0);
+	om_raw_send_all(fd, buf, OM_REQ_HDR_LEN + 2);
 	close(fd);
 	assert_serving();
 }
@@ -216,12 +134,12 @@ test_put_lengths_lie(void **state)
 {
 	uint8_t buf[4096];
 	size_t n;
-	int fd = raw_connect();
+	int fd = om_raw_connect_unix(D.sock);
 
 	(void)state;
-	n = req(buf, OM_OP_PUT, 1, 0, "/liar", 0, 1 << 20);
+	n = om_raw_req(buf, OM_OP_PUT, 1, 0, "/liar", 0, 1 << 20);
 	memset(buf + n, 'x', 100);
-	send_all(fd, buf, n + 100);
+	om_raw_send_all(fd, buf, n + 100);
 	usleep(100000);
 	close(fd);
 	usleep(100000);
@@ -235,10 +153,10 @@ test_put_lengths_lie(void **state)
 
 		assert_int_equal(om_client_connect(D.sock, 0, &c), 0);
 		assert_int_equal(om_client_put(c, "/keep", "the old bytes", 13, NULL, NULL), 0);
-		fd = raw_connect();
-		n = req(buf, OM_OP_PUT, 2, 0, "/keep", 0, 4 << 20);
-		send_all(fd, buf, n);
-		send_all(fd, body, sizeof(body));
+		fd = om_raw_connect_unix(D.sock);
+		n = om_raw_req(buf, OM_OP_PUT, 2, 0, "/keep", 0, 4 << 20);
+		om_raw_send_all(fd, buf, n);
+		om_raw_send_all(fd, body, sizeof(body));
 		close(fd);
 		usleep(100000);
 		assert_int_equal(om_client_get(c, "/keep", OM_MODE_COPY, 0, &o), 0);
@@ -258,48 +176,48 @@ test_recoverable_errors(void **state)
 	char msg[256], uri[2001];
 	om_resp_t r;
 	size_t n;
-	int fd = raw_connect();
+	int fd = om_raw_connect_unix(D.sock);
 
 	(void)state;
 	/* URI over the limit (2000 > 1024). */
 	memset(uri, 'u', 2000);
 	uri[0] = '/';
 	uri[2000] = '\0';
-	n = req(buf, OM_OP_GET, 11, 0, uri, 0, 0);
-	send_all(fd, buf, n);
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_URI_INVALID);
+	n = om_raw_req(buf, OM_OP_GET, 11, 0, uri, 0, 0);
+	om_raw_send_all(fd, buf, n);
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_URI_INVALID);
 	assert_int_equal(r.id, 11);
 	/* A URI with a control character, and one with a ".." segment. */
-	n = req(buf, OM_OP_GET, 12, 0, "/a\tb", 0, 0);
-	send_all(fd, buf, n);
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_URI_INVALID);
-	n = req(buf, OM_OP_DELETE, 13, 0, "/a/../b", 0, 0);
-	send_all(fd, buf, n);
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_URI_INVALID);
+	n = om_raw_req(buf, OM_OP_GET, 12, 0, "/a\tb", 0, 0);
+	om_raw_send_all(fd, buf, n);
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_URI_INVALID);
+	n = om_raw_req(buf, OM_OP_DELETE, 13, 0, "/a/../b", 0, 0);
+	om_raw_send_all(fd, buf, n);
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_URI_INVALID);
 	assert_non_null(strstr(msg, ".."));
 	/* Unknown operation. */
-	n = req(buf, 77, 14, 0, NULL, 0, 0);
-	send_all(fd, buf, n);
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_UNKNOWN_OP);
+	n = om_raw_req(buf, 77, 14, 0, NULL, 0, 0);
+	om_raw_send_all(fd, buf, n);
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_UNKNOWN_OP);
 	/* Unknown GET flags. */
-	n = req(buf, OM_OP_GET, 15, 0x4000, "/good", 0, 0);
-	send_all(fd, buf, n);
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
+	n = om_raw_req(buf, OM_OP_GET, 15, 0x4000, "/good", 0, 0);
+	om_raw_send_all(fd, buf, n);
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
 	assert_non_null(strstr(msg, "flags"));
 	/* Flags on an operation that takes none. */
-	n = req(buf, OM_OP_PING, 18, 0x1, NULL, 0, 0);
-	send_all(fd, buf, n);
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
+	n = om_raw_req(buf, OM_OP_PING, 18, 0x1, NULL, 0, 0);
+	om_raw_send_all(fd, buf, n);
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
 	assert_int_equal(r.id, 18);
 	/* Metadata over the limit (3000 > 2048), with a body: both skipped. */
-	n = req(buf, OM_OP_PUT, 16, 0, "/meta", 3000, 10);
+	n = om_raw_req(buf, OM_OP_PUT, 16, 0, "/meta", 3000, 10);
 	memset(buf + n, 'm', 3010);
-	send_all(fd, buf, n + 3010);
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_META_TOO_LARGE);
+	om_raw_send_all(fd, buf, n + 3010);
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_META_TOO_LARGE);
 	/* The stream is still in step: a PING answers with its id. */
-	n = req(buf, OM_OP_PING, 17, 0, NULL, 0, 0);
-	send_all(fd, buf, n);
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
+	n = om_raw_req(buf, OM_OP_PING, 17, 0, NULL, 0, 0);
+	om_raw_send_all(fd, buf, n);
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
 	assert_int_equal(r.id, 17);
 	close(fd);
 	assert_absent("/meta");
@@ -318,25 +236,25 @@ test_fatal_errors(void **state)
 
 	(void)state;
 	/* A GET with a body cannot be trusted. */
-	fd = raw_connect();
-	n = req(buf, OM_OP_GET, 21, 0, "/good", 0, 5);
-	send_all(fd, buf, n);
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
-	assert_closed(fd);
+	fd = om_raw_connect_unix(D.sock);
+	n = om_raw_req(buf, OM_OP_GET, 21, 0, "/good", 0, 5);
+	om_raw_send_all(fd, buf, n);
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
+	om_raw_assert_closed(fd);
 	close(fd);
 	/* A PUT larger than anything the tiers hold (2G) is not read. */
-	fd = raw_connect();
-	n = req(buf, OM_OP_PUT, 22, 0, "/huge", 0, 3ull << 30);
-	send_all(fd, buf, n);
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_TOO_LARGE);
-	assert_closed(fd);
+	fd = om_raw_connect_unix(D.sock);
+	n = om_raw_req(buf, OM_OP_PUT, 22, 0, "/huge", 0, 3ull << 30);
+	om_raw_send_all(fd, buf, n);
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_TOO_LARGE);
+	om_raw_assert_closed(fd);
 	close(fd);
 	/* A PUT with the FD flag and no descriptor. */
-	fd = raw_connect();
-	n = req(buf, OM_OP_PUT, 23, OM_PUT_FD, "/nofd", 0, 10);
-	send_all(fd, buf, n);
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
-	assert_closed(fd);
+	fd = om_raw_connect_unix(D.sock);
+	n = om_raw_req(buf, OM_OP_PUT, 23, OM_PUT_FD, "/nofd", 0, 10);
+	om_raw_send_all(fd, buf, n);
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
+	om_raw_assert_closed(fd);
 	close(fd);
 	/* A descriptor sent with a PING. */
 	{
@@ -349,8 +267,8 @@ test_fatal_errors(void **state)
 		struct cmsghdr *cm;
 		int devnull = open("/dev/null", O_RDONLY);
 
-		fd = raw_connect();
-		n = req(buf, OM_OP_PING, 24, 0, NULL, 0, 0);
+		fd = om_raw_connect_unix(D.sock);
+		n = om_raw_req(buf, OM_OP_PING, 24, 0, NULL, 0, 0);
 		iov.iov_base = buf;
 		iov.iov_len = n;
 		mh.msg_iov = &iov;
@@ -364,10 +282,10 @@ test_fatal_errors(void **state)
 		memcpy(CMSG_DATA(cm), &devnull, sizeof(int));
 		assert_int_equal(sendmsg(fd, &mh, 0), (ssize_t)n);
 		close(devnull);
-		assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
-		assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
+		assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
+		assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
 		assert_non_null(strstr(msg, "descriptor"));
-		assert_closed(fd);
+		om_raw_assert_closed(fd);
 		close(fd);
 	}
 	assert_absent("/huge");
@@ -414,10 +332,10 @@ test_sender_that_never_reads(void **state)
 	nw = om_daemon_children(&D, workers, 8, "worker process");
 	for (int i = 0; i < nw; i++)
 		before[i] = rss_kb(workers[i]);
-	fd = raw_connect();
+	fd = om_raw_connect_unix(D.sock);
 	flags = fcntl(fd, F_GETFL);
 	fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-	n = req(buf, OM_OP_GET, 1, OM_MODE_COPY, "/big", 0, 0);
+	n = om_raw_req(buf, OM_OP_GET, 1, OM_MODE_COPY, "/big", 0, 0);
 	/* Push requests until the daemon stops taking them (at most 20,000:
 	 * 20 GB of answers if it read them all). */
 	for (int i = 0; i < 20000; i++) {

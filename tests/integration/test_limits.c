@@ -15,13 +15,13 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <objmapper/objmapper.h>
 
 #include "om_daemon.h"
+#include "om_raw.h"
 #include "om_test.h"
 #include "proto/om_proto.h"
 
@@ -83,133 +83,6 @@ drop(om_client_t *c)
 		if (clients[i] == c)
 			clients[i] = NULL;
 	om_client_close(c);
-}
-
-/* ---- raw frames ---------------------------------------------------------- */
-
-static int
-raw_connect_flags(int flags)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
-
-	assert_true(fd >= 0);
-	memcpy(sa.sun_path, D.sock, strlen(D.sock) + 1);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-		fail_msg("connect(%s) failed: %s", D.sock, strerror(errno));
-	return fd;
-}
-
-static int
-raw_connect(void)
-{
-	return raw_connect_flags(0);
-}
-
-static void
-send_all(int fd, const void *buf, size_t n)
-{
-	const char *p = buf;
-
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-
-		assert_true(w > 0);
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
-static size_t
-req(uint8_t *buf, uint8_t op, uint32_t id, uint32_t flags, const char *uri, uint64_t body_len)
-{
-	om_req_t q = { .version = 1, .op = op, .id = id, .flags = flags, .body_len = body_len };
-	size_t ulen = uri ? strlen(uri) : 0;
-
-	q.uri_len = (uint16_t)ulen;
-	if (op == OM_OP_HELLO)
-		q.arg = 1;
-	om_proto_put_req(buf, &q);
-	if (ulen)
-		memcpy(buf + OM_REQ_HDR_LEN, uri, ulen);
-	return OM_REQ_HDR_LEN + ulen;
-}
-
-/* Exactly n bytes within timeout_ms: 0, or -1 on EOF, error or timeout. */
-static int
-read_full(int fd, void *buf, size_t n, int timeout_ms)
-{
-	uint8_t *p = buf;
-	uint64_t end = now_ms() + (uint64_t)timeout_ms;
-
-	while (n > 0) {
-		struct pollfd pf = { fd, POLLIN, 0 };
-		uint64_t t = now_ms();
-		ssize_t r;
-
-		if (t >= end || poll(&pf, 1, (int)(end - t)) != 1)
-			return -1;
-		r = recv(fd, p, n, MSG_DONTWAIT);
-		if (r < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (r <= 0)
-			return -1;
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
-/*
- * Reads one response within 5 s: its message (NUL-terminated, cut to
- * msgcap) and, with body non-NULL, its inline body (at most bodycap
- * bytes kept). Returns its status, or -1 if the connection closed first.
- */
-static int
-read_resp_body(int fd, om_resp_t *r, char *msg, size_t msgcap, void *body, size_t bodycap)
-{
-	uint8_t h[OM_RESP_HDR_LEN], chunk[4096];
-	uint64_t rest, at = 0;
-
-	msg[0] = '\0';
-	if (read_full(fd, h, sizeof(h), 5000) != 0)
-		return -1;
-	assert_int_equal(om_proto_get_resp(h, r), 0);
-	rest = (uint64_t)r->msg_len + r->meta_len + (r->body == OM_BODY_INLINE ? r->body_len : 0);
-	while (at < rest) {
-		size_t n = rest - at < sizeof(chunk) ? (size_t)(rest - at) : sizeof(chunk);
-
-		if (read_full(fd, chunk, n, 5000) != 0)
-			return -1;
-		for (size_t i = 0; i < n; i++, at++) {
-			uint64_t b = at - r->msg_len - r->meta_len;
-
-			if (at < r->msg_len && at + 1 < msgcap) {
-				msg[at] = (char)chunk[i];
-				msg[at + 1] = '\0';
-			} else if (body != NULL && at >= (uint64_t)r->msg_len + r->meta_len && b < bodycap) {
-				((uint8_t *)body)[b] = chunk[i];
-			}
-		}
-	}
-	return r->status;
-}
-
-static int
-read_resp(int fd, om_resp_t *r, char *msg, size_t msgcap)
-{
-	return read_resp_body(fd, r, msg, msgcap, NULL, 0);
-}
-
-/* The daemon closed the connection: EOF within 5 s, nothing before it. */
-static void
-assert_closed(int fd)
-{
-	struct pollfd p = { fd, POLLIN, 0 };
-	char ch;
-
-	assert_int_equal(poll(&p, 1, 5000), 1);
-	assert_true(recv(fd, &ch, 1, MSG_DONTWAIT) <= 0);
 }
 
 /* ---- statistics and processes -------------------------------------------- */
@@ -333,12 +206,12 @@ assert_rejected(int fd)
 	char msg[256];
 	om_resp_t r;
 
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BUSY);
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BUSY);
 	assert_int_equal(r.op, OM_OP_GOAWAY);
 	assert_int_equal(r.id, 0);
 	assert_int_equal(r.body, OM_BODY_NONE);
 	assert_string_equal(msg, BUSY_MSG);
-	assert_closed(fd);
+	om_raw_assert_closed(fd);
 }
 
 static void
@@ -352,7 +225,7 @@ test_max_connections(void **state)
 	for (int i = 0; i < 4; i++)
 		cs[i] = client();
 	/* The fifth is told and closed. */
-	fd = raw_connect();
+	fd = om_raw_connect_unix(D.sock);
 	assert_rejected(fd);
 	close(fd);
 	/* The four are served as before. */
@@ -400,19 +273,19 @@ test_max_connections_after_pause(void **state)
 	up(0, "[daemon]\nworkers = 1\npid_file = objmapperd.pid\nmax_connections = 4\n");
 	for (int i = 0; i < 4; i++)
 		cs[i] = client();
-	fd = raw_connect();
+	fd = om_raw_connect_unix(D.sock);
 	assert_rejected(fd);
 	close(fd);
 	usleep(300 * 1000);
-	fd = raw_connect();
-	st = read_resp(fd, &r, msg, sizeof(msg));
+	fd = om_raw_connect_unix(D.sock);
+	st = om_raw_read_resp(fd, &r, msg, sizeof(msg));
 	if (st != OM_STATUS_BUSY)
 		fail_msg("a connection over max_connections 300 ms after the first rejection got "
 		    "no GOAWAY BUSY within 5 s (read gave %d)", st);
 	assert_int_equal(r.op, OM_OP_GOAWAY);
 	assert_int_equal(r.id, 0);
 	assert_string_equal(msg, BUSY_MSG);
-	assert_closed(fd);
+	om_raw_assert_closed(fd);
 	close(fd);
 	assert_int_equal(stat_of(cs[0], "connections_rejected_total"), 2);
 	for (int i = 0; i < 4; i++) {
@@ -437,9 +310,9 @@ test_idle_timeout(void **state)
 	(void)state;
 	up(1, "idle_timeout = 2s\n");
 	keep = client();
-	fd = raw_connect();
-	send_all(fd, buf, req(buf, OM_OP_PING, 7, 0, NULL, 0));
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
+	fd = om_raw_connect_unix(D.sock);
+	om_raw_send_all(fd, buf, om_raw_req(buf, OM_OP_PING, 7, 0, NULL, 0, 0));
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
 	t0 = next_ping = now_ms();
 	/* One connection says nothing, the other PINGs every 500 ms. */
 	while (now_ms() - t0 < 4000 || (cut == 0 && now_ms() - t0 < 6000)) {
@@ -451,11 +324,11 @@ test_idle_timeout(void **state)
 		}
 		if (cut == 0 && poll(&p, 1, 20) == 1) {
 			cut = now_ms();
-			assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
+			assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
 			assert_int_equal(r.op, OM_OP_GOAWAY);
 			assert_int_equal(r.id, 7); /* the last request accepted */
 			assert_string_equal(msg, "idle for 2000 ms");
-			assert_closed(fd);
+			om_raw_assert_closed(fd);
 		} else if (cut != 0) {
 			usleep(20 * 1000);
 		}
@@ -495,10 +368,10 @@ test_request_timeout(void **state)
 	(void)state;
 	up(1, "request_timeout = 2s\n");
 	good = client();
-	fd = raw_connect();
-	flen = req(frame, OM_OP_GET, 9, OM_MODE_COPY, "/rt/slow", 0);
+	fd = om_raw_connect_unix(D.sock);
+	flen = om_raw_req(frame, OM_OP_GET, 9, OM_MODE_COPY, "/rt/slow", 0, 0);
 	t0 = now_ms();
-	send_all(fd, frame, 1);
+	om_raw_send_all(fd, frame, 1);
 	sent = 1;
 	next_byte = t0 + 1000;
 	for (unsigned i = 0; cut == 0 && now_ms() - t0 < 6000; i++) {
@@ -515,12 +388,12 @@ test_request_timeout(void **state)
 		}
 		if (poll(&p, 1, 0) == 1) {
 			cut = now_ms();
-			assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
+			assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
 			assert_int_equal(r.op, OM_OP_GOAWAY);
 			assert_int_equal(r.id, 0); /* nothing was accepted */
 			if (strncmp(msg, "request not received in full", 28) != 0)
 				fail_msg("GOAWAY message: \"%s\"", msg);
-			assert_closed(fd);
+			om_raw_assert_closed(fd);
 		}
 		usleep(2000);
 	}
@@ -560,15 +433,15 @@ test_request_timeout_put_body(void **state)
 	(void)state;
 	up(1, "request_timeout = 2s\n");
 	om_test_fill(body, sizeof(body), 11);
-	fd = raw_connect();
+	fd = om_raw_connect_unix(D.sock);
 	t0 = now_ms();
-	send_all(fd, buf, req(buf, OM_OP_PUT, 51, 0, "/rt/put", sizeof(body)));
+	om_raw_send_all(fd, buf, om_raw_req(buf, OM_OP_PUT, 51, 0, "/rt/put", 0, sizeof(body)));
 	for (size_t i = 0; i < 16; i++) {
 		usleep(260 * 1000);
-		send_all(fd, body + i * (64 << 10), 64 << 10);
+		om_raw_send_all(fd, body + i * (64 << 10), 64 << 10);
 	}
 	assert_true(now_ms() - t0 > 4000);
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
 	assert_int_equal(r.op, OM_OP_PUT);
 	assert_int_equal(r.id, 51);
 	assert_int_equal(r.body_len, sizeof(body));
@@ -637,15 +510,15 @@ test_many_idle_connections(void **state)
 		assert_int_equal(om_client_put(c, uris[i], data[i], 100 + 4000 * (size_t)i, NULL, NULL), 0);
 	}
 	for (int i = 0; i < IDLE_CONNS; i++)
-		fds[i] = raw_connect();
+		fds[i] = om_raw_connect_unix(D.sock);
 	a = (struct current_arg){ c, IDLE_CONNS + 1, 1 };
 	if (!om_wait_until(current_is, &a, 10000))
 		fail_msg("connections_current stayed under %d", IDLE_CONNS + 1);
 	/* Every one of them is there and answers. */
 	for (int i = 0; i < IDLE_CONNS; i++)
-		send_all(fds[i], buf, req(buf, OM_OP_PING, (uint32_t)i + 1, 0, NULL, 0));
+		om_raw_send_all(fds[i], buf, om_raw_req(buf, OM_OP_PING, (uint32_t)i + 1, 0, NULL, 0, 0));
 	for (int i = 0; i < IDLE_CONNS; i++) {
-		assert_int_equal(read_resp(fds[i], &r, msg, sizeof(msg)), OM_STATUS_OK);
+		assert_int_equal(om_raw_read_resp(fds[i], &r, msg, sizeof(msg)), OM_STATUS_OK);
 		assert_int_equal(r.op, OM_OP_PING);
 		assert_int_equal(r.id, (uint32_t)i + 1);
 	}
@@ -707,9 +580,9 @@ test_pipeline_bounded(void **state)
 	c = client();
 	assert_int_equal(om_client_caps(c)->max_pipeline, 4);
 	/* The capability record says so at offset 12. */
-	h = raw_connect();
-	send_all(h, hello, req(hello, OM_OP_HELLO, 1, 0, NULL, 0));
-	assert_int_equal(read_resp_body(h, &r, msg, sizeof(msg), caps, sizeof(caps)), OM_STATUS_OK);
+	h = om_raw_connect_unix(D.sock);
+	om_raw_send_all(h, hello, om_raw_req(hello, OM_OP_HELLO, 1, 0, NULL, 0, 0));
+	assert_int_equal(om_raw_read_resp_body(h, &r, msg, sizeof(msg), caps, sizeof(caps)), OM_STATUS_OK);
 	assert_int_equal(r.body, OM_BODY_INLINE);
 	assert_true(r.body_len >= OM_HELLO_CAPS_LEN);
 	assert_int_equal(om_get32(caps + 12), 4);
@@ -728,8 +601,8 @@ test_pipeline_bounded(void **state)
 	total = rl * PIPE_REQS;
 	assert_true(total <= sizeof(reqs));
 	for (unsigned i = 0; i < PIPE_REQS; i++)
-		req(reqs + i * rl, OM_OP_GET, i + 1, OM_MODE_COPY, uri, 0);
-	fd = raw_connect_flags(SOCK_NONBLOCK);
+		om_raw_req(reqs + i * rl, OM_OP_GET, i + 1, OM_MODE_COPY, uri, 0, 0);
+	fd = om_raw_connect_unix_flags(D.sock, SOCK_NONBLOCK);
 	/* Send, one request per write, until the daemon takes no more for
 	 * 500 ms. (Not poll: a Unix socket polls writable only while its
 	 * send buffer is three quarters empty, well before sends fail.) */
@@ -847,7 +720,7 @@ test_max_files(void **state)
 	w = the_worker();
 	c = client();
 	for (int i = 0; i < FILES_CONNS; i++)
-		fds[i] = raw_connect_flags(SOCK_NONBLOCK);
+		fds[i] = om_raw_connect_unix_flags(D.sock, SOCK_NONBLOCK);
 	if (!om_wait_until(log_has_pause, NULL, 5000))
 		fail_msg("no \"pausing accepts\" in the log:\n%s", om_daemon_log(&D));
 	assert_non_null(strstr(om_daemon_log(&D), "Too many open files"));
@@ -905,15 +778,15 @@ test_max_object_size(void **state)
 	assert_int_equal(om_client_caps(c)->max_object, 1 << 20);
 	om_test_fill(body, sizeof(body), 3);
 	/* 1 MiB + 1: refused with a message, its body skipped, the stream in step. */
-	fd = raw_connect();
-	send_all(fd, buf, req(buf, OM_OP_PUT, 31, 0, "/big", sizeof(body)));
-	send_all(fd, body, sizeof(body));
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_TOO_LARGE);
+	fd = om_raw_connect_unix(D.sock);
+	om_raw_send_all(fd, buf, om_raw_req(buf, OM_OP_PUT, 31, 0, "/big", 0, sizeof(body)));
+	om_raw_send_all(fd, body, sizeof(body));
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_TOO_LARGE);
 	assert_int_equal(r.id, 31);
 	assert_true(r.msg_len > 0);
 	assert_non_null(strstr(msg, "1048577"));
-	send_all(fd, buf, req(buf, OM_OP_PING, 32, 0, NULL, 0));
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
+	om_raw_send_all(fd, buf, om_raw_req(buf, OM_OP_PING, 32, 0, NULL, 0, 0));
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
 	assert_int_equal(r.id, 32);
 	close(fd);
 	assert_int_equal(om_client_stat(c, "/big", 0, NULL, NULL, NULL), -OM_STATUS_NOT_FOUND);
@@ -945,33 +818,33 @@ test_uri_limit(void **state)
 	memset(uri, 'u', 1025);
 	uri[0] = '/';
 	uri[1025] = '\0';
-	fd = raw_connect();
+	fd = om_raw_connect_unix(D.sock);
 	/* 1025 bytes: refused, a PUT's body skipped, the connection goes on. */
-	send_all(fd, buf, req(buf, OM_OP_GET, 41, 0, uri, 0));
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_URI_INVALID);
+	om_raw_send_all(fd, buf, om_raw_req(buf, OM_OP_GET, 41, 0, uri, 0, 0));
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_URI_INVALID);
 	assert_int_equal(r.id, 41);
 	assert_true(r.msg_len > 0);
-	n = req(buf, OM_OP_PUT, 42, 0, uri, 100);
+	n = om_raw_req(buf, OM_OP_PUT, 42, 0, uri, 0, 100);
 	memset(buf + n, 'b', 100);
-	send_all(fd, buf, n + 100);
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_URI_INVALID);
+	om_raw_send_all(fd, buf, n + 100);
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_URI_INVALID);
 	assert_int_equal(r.id, 42);
-	send_all(fd, buf, req(buf, OM_OP_PING, 43, 0, NULL, 0));
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
+	om_raw_send_all(fd, buf, om_raw_req(buf, OM_OP_PING, 43, 0, NULL, 0, 0));
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
 	assert_int_equal(r.id, 43);
 	/* Nothing was stored under its first 1024 bytes either; and 1024
 	 * bytes is a URI like any other. */
 	uri[1024] = '\0';
-	send_all(fd, buf, req(buf, OM_OP_STAT, 44, 0, uri, 0));
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_NOT_FOUND);
+	om_raw_send_all(fd, buf, om_raw_req(buf, OM_OP_STAT, 44, 0, uri, 0, 0));
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_NOT_FOUND);
 	c = client();
 	assert_int_equal(om_client_put(c, uri, "at the limit", 12, NULL, NULL), 0);
 	assert_int_equal(om_client_get(c, uri, OM_MODE_COPY, 0, &o), 0);
 	assert_int_equal(o.len, 12);
 	assert_memory_equal(o.data, "at the limit", 12);
 	om_object_free(&o);
-	send_all(fd, buf, req(buf, OM_OP_STAT, 45, 0, uri, 0));
-	assert_int_equal(read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
+	om_raw_send_all(fd, buf, om_raw_req(buf, OM_OP_STAT, 45, 0, uri, 0, 0));
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
 	assert_int_equal(r.body_len, 12);
 	close(fd);
 	drop(c);
