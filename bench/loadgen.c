@@ -1,5 +1,6 @@
 /*
- * Load generator over libobjmapper: -c connections in -p processes, each
+ * Load generator over libobjmapper, or over memcached's text protocol with
+ * the same structure (-s memcached:...): -c connections in -p processes, each
  * connection a thread in a closed loop (send, wait, consume every byte,
  * repeat) for -d seconds; prints ops/s, MB/s and latency percentiles.
  * --prepare-dir writes the objects as files for bench/floor_server.
@@ -9,6 +10,9 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <malloc.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -18,7 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +37,9 @@
 #define BATCH_MAX    1024
 #define URI_CAP      (OM_PROTO_URI_MAX + 1)
 #define PAGE         4096u
+#define TAIL_MAGIC   0x7461696c6d61726bull /* the last 8 bytes: key ^ this */
+#define MC_KEY_MAX   250                   /* memcached's longest key */
+#define MC_RBUF      (64u << 10)           /* memcached: a connection's input buffer */
 
 /*
  * Latency histogram, in nanoseconds: exact below 64 ns, then 64 buckets
@@ -60,8 +70,17 @@ typedef struct {
 	slot_sh_t slots[];
 } shm_sh_t;
 
+enum { DRV_OBJMAPPER, DRV_MEMCACHED };
+
 static const char *sock_path;
+static int driver = DRV_OBJMAPPER;
+static const char *mc_path;              /* memcached:PATH */
+static char *mc_host, *mc_port;          /* memcached://HOST:PORT */
 static int mode = OM_MODE_FDPASS;
+static bool mode_set, private_set;
+static double zipf_s;                    /* 0: keys uniform */
+static double *zipf_cdf;                 /* nkeys entries, zipf_cdf[nkeys-1] = 1 */
+static uint64_t zipf_mul;                /* rank r is key r * zipf_mul % nkeys */
 static unsigned nconns = 1, nprocs = 1, batch = 1, put_pct;
 static uint32_t nkeys = 1000;
 static uint64_t obj_size = 4096;
@@ -178,12 +197,144 @@ uri_to_name(const char *uri, char *name)
 	*name = '\0';
 }
 
-/* Makes the object bytes differ per key and per version. */
+/*
+ * Makes the object bytes differ per key and per version: key k, version ver
+ * is the word ver << 32 | k at every page and k ^ TAIL_MAGIC in the last 8
+ * bytes (objects of 16 bytes or more), which is what a GET checks.
+ */
 static void
-stamp(uint8_t *buf, uint64_t len, uint64_t v)
+stamp(uint8_t *buf, uint64_t len, uint32_t k, uint32_t ver)
 {
+	uint64_t v = (uint64_t)ver << 32 | k, tail = k ^ TAIL_MAGIC;
+
 	for (uint64_t o = 0; o + sizeof(v) <= len; o += PAGE)
 		memcpy(buf + o, &v, sizeof(v));
+	if (len >= 2 * sizeof(tail))
+		memcpy(buf + len - sizeof(tail), &tail, sizeof(tail));
+}
+
+/* Whether len bytes look like a version of key k (see stamp). */
+static bool
+stamp_ok(const uint8_t *buf, uint64_t len, uint32_t k)
+{
+	uint64_t v, tail;
+
+	if (len >= sizeof(v)) {
+		memcpy(&v, buf, sizeof(v));
+		if ((uint32_t)v != k)
+			return false;
+	}
+	if (len >= 2 * sizeof(tail)) {
+		memcpy(&tail, buf + len - sizeof(tail), sizeof(tail));
+		if (tail != (k ^ TAIL_MAGIC))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * ln and exp for the Zipf weights: loadgen does not link libm. Series to
+ * double precision: ln m = 2 atanh((m - 1) / (m + 1)) for m in [1, 2), and
+ * exp r by Taylor for r in [0, ln 2).
+ */
+#define LN2 0.69314718055994530942
+
+static double
+ln_ge1(double x)
+{
+	double z, z2, term, sum = 0;
+	int e = 0;
+
+	while (x >= 2) {
+		x /= 2;
+		e++;
+	}
+	z = (x - 1) / (x + 1);
+	z2 = z * z;
+	term = z;
+	for (int i = 1; i < 40; i += 2) {
+		sum += term / i;
+		term *= z2;
+	}
+	return e * LN2 + 2 * sum;
+}
+
+static double
+exp_le0(double y)
+{
+	double r, term = 1, sum = 1;
+	int k = 0;
+
+	while (y < 0) {
+		y += LN2;
+		k++;
+	}
+	r = y;
+	for (int i = 1; i < 22; i++) {
+		term *= r / i;
+		sum += term;
+	}
+	while (k-- > 0)
+		sum /= 2;
+	return sum;
+}
+
+static uint64_t
+gcd(uint64_t a, uint64_t b)
+{
+	while (b != 0) {
+		uint64_t r = a % b;
+
+		a = b;
+		b = r;
+	}
+	return a;
+}
+
+/*
+ * -Z: P(rank r) proportional to 1 / (r + 1)^s, as a cumulative table that a
+ * binary search inverts. Computed once before the forks (the children share
+ * its pages). Rank r is key r * zipf_mul mod nkeys, a permutation, so that the
+ * hot keys are not neighbours.
+ */
+static void
+zipf_init(void)
+{
+	double sum = 0;
+
+	if ((zipf_cdf = malloc((size_t)nkeys * sizeof(*zipf_cdf))) == NULL)
+		die("-Z: out of memory for a table of %u keys", nkeys);
+	for (uint32_t r = 0; r < nkeys; r++) {
+		sum += exp_le0(-zipf_s * ln_ge1((double)r + 1));
+		zipf_cdf[r] = sum;
+	}
+	for (uint32_t r = 0; r < nkeys; r++)
+		zipf_cdf[r] /= sum;
+	zipf_cdf[nkeys - 1] = 1;
+	zipf_mul = (uint64_t)((double)nkeys * 0.6180339887) | 1;
+	while (gcd(zipf_mul, nkeys) != 1)
+		zipf_mul++;
+}
+
+/* The next key: uniform, or Zipf with -Z. */
+static uint32_t
+key_draw(uint64_t *rng)
+{
+	double u;
+	uint32_t lo = 0, hi = nkeys - 1;
+
+	if (zipf_cdf == NULL)
+		return (uint32_t)(rnd_next(rng) % nkeys);
+	u = (double)(rnd_next(rng) >> 11) * 0x1p-53;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (zipf_cdf[mid] > u)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return (uint32_t)((uint64_t)lo * zipf_mul % nkeys);
 }
 
 /* A buffer of len bytes, faulted in now rather than while measuring. */
@@ -239,7 +390,7 @@ prepare_files(void)
 		key_set(uri + plen, k);
 		uri_to_name(uri, name);
 		snprintf(tmp, sizeof(tmp), "%s.tmp", name);
-		stamp(data, obj_size, k);
+		stamp(data, obj_size, k, 0);
 		/* Written aside and renamed: a running server never serves half a file. */
 		if ((fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
 			die("open(\"%s/%s\"): %s", prepare_dir, tmp, strerror(errno));
@@ -268,11 +419,17 @@ typedef struct {
 	unsigned no;             /* connection number, 0..nconns-1 */
 	slot_sh_t *s;
 	om_client_t *c;
+	int mfd;                 /* memcached: the connection, or -1 */
+	bool broken;             /* memcached: out of step with the server */
+	char *rbuf;              /* memcached: input, MC_RBUF bytes */
+	size_t rpos, rlen;       /* memcached: unread input is rbuf[rpos, rlen) */
+	char *cmd;               /* memcached: the request being built */
 	uint8_t *buf;            /* GET: the object's bytes land here */
 	uint8_t *put_data;       /* PUT: the bytes sent */
 	uint64_t rng;
 	uint64_t sink;
 	uint64_t puts_done;
+	uint32_t key;            /* the key in uri */
 	char uri[URI_CAP];
 	char *digits;            /* uri + strlen(prefix) */
 } thr_t;
@@ -324,15 +481,323 @@ consume_fd(thr_t *t, const char *uri, int fd, uint64_t size)
 	return (int64_t)size;
 }
 
+/* Key k's object, size bytes at data: the size, or -1. */
 static int64_t
-check_size(thr_t *t, const char *uri, uint64_t size)
+check_obj(thr_t *t, const char *uri, uint32_t k, const uint8_t *data, uint64_t size)
 {
 	if (size != obj_size) {
 		thr_fail(t, "GET %s: object of %" PRIu64 " bytes, expected %" PRIu64, uri, size, obj_size);
 		return -1;
 	}
+	if (!stamp_ok(data, size, k)) {
+		thr_fail(t, "GET %s: the first or last 8 bytes are not those loadgen wrote", uri);
+		return -1;
+	}
 	return (int64_t)size;
 }
+
+/* ---- memcached's text protocol ---------------------------------------------- */
+
+static int
+mc_connect(thr_t *t)
+{
+	int fd = -1;
+
+	if (mc_host == NULL) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+		memcpy(sa.sun_path, mc_path, strlen(mc_path) + 1);
+		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+		    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+			thr_fail(t, "connect(\"%s\"): %s", mc_path, strerror(errno));
+			goto fail;
+		}
+	} else {
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
+		int rc, one = 1, err = 0;
+
+		if ((rc = getaddrinfo(mc_host, mc_port, &hints, &res)) != 0) {
+			thr_fail(t, "%s:%s: %s", mc_host, mc_port, gai_strerror(rc));
+			return -1;
+		}
+		for (ai = res; ai != NULL; ai = ai->ai_next) {
+			fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+			if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+				break;
+			err = errno;
+			if (fd >= 0)
+				close(fd);
+			fd = -1;
+		}
+		freeaddrinfo(res);
+		if (fd < 0) {
+			thr_fail(t, "connect(%s:%s): %s", mc_host, mc_port, strerror(err));
+			return -1;
+		}
+		/* Requests are single writes: Nagle would only delay them. */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	/* A batch is one "get" line of up to BATCH_MAX keys. */
+	t->rbuf = malloc(MC_RBUF);
+	t->cmd = malloc((size_t)batch * (URI_CAP + 1) + 64);
+	if (t->rbuf == NULL || t->cmd == NULL) {
+		thr_fail(t, "out of memory for the buffers");
+		goto fail;
+	}
+	t->mfd = fd;
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+static void
+mc_close(thr_t *t)
+{
+	if (t->mfd >= 0)
+		close(t->mfd);
+	t->mfd = -1;
+	free(t->rbuf);
+	free(t->cmd);
+}
+
+/* Marks the connection unusable: the failure is already recorded. */
+static int
+mc_broken(thr_t *t)
+{
+	t->broken = true;
+	return -1;
+}
+
+static int
+mc_write(thr_t *t, struct iovec *iov, int iovcnt)
+{
+	while (iovcnt > 0) {
+		ssize_t n = writev(t->mfd, iov, iovcnt);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			thr_fail(t, "memcached: write: %s", strerror(errno));
+			return mc_broken(t);
+		}
+		while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+/* More input into rbuf, after what is unread. */
+static int
+mc_fill(thr_t *t)
+{
+	ssize_t n;
+
+	if (t->rpos > 0) {
+		memmove(t->rbuf, t->rbuf + t->rpos, t->rlen - t->rpos);
+		t->rlen -= t->rpos;
+		t->rpos = 0;
+	}
+	if (t->rlen == MC_RBUF) {
+		thr_fail(t, "memcached: a response line longer than %u bytes", MC_RBUF);
+		return mc_broken(t);
+	}
+	do
+		n = read(t->mfd, t->rbuf + t->rlen, MC_RBUF - t->rlen);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0) {
+		thr_fail(t, "memcached: read: %s", n ? strerror(errno) : "connection closed");
+		return mc_broken(t);
+	}
+	t->rlen += (size_t)n;
+	return 0;
+}
+
+/* The next response line, its "\r\n" replaced by a NUL; NULL on failure. */
+static char *
+mc_line(thr_t *t)
+{
+	for (;;) {
+		char *p = t->rbuf + t->rpos, *nl = memchr(p, '\n', t->rlen - t->rpos);
+
+		if (nl != NULL && nl > p && nl[-1] == '\r') {
+			nl[-1] = '\0';
+			t->rpos += (size_t)(nl - p) + 1;
+			return p;
+		}
+		if (nl != NULL) {
+			thr_fail(t, "memcached: a response line not ended by \\r\\n");
+			mc_broken(t);
+			return NULL;
+		}
+		if (mc_fill(t) != 0)
+			return NULL;
+	}
+}
+
+/* Exactly n bytes into dst: first what rbuf holds, then straight from the socket. */
+static int
+mc_read(thr_t *t, void *dst, size_t n)
+{
+	size_t have = t->rlen - t->rpos, off = have < n ? have : n;
+
+	memcpy(dst, t->rbuf + t->rpos, off);
+	t->rpos += off;
+	while (off < n) {
+		ssize_t r = read(t->mfd, (char *)dst + off, n - off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			thr_fail(t, "memcached: read: %s", r ? strerror(errno) : "connection closed");
+			return mc_broken(t);
+		}
+		off += (size_t)r;
+	}
+	return 0;
+}
+
+/*
+ * One VALUE block of a get response, its line already read: the bytes into
+ * t->buf, checked as key k's. The bytes consumed; -1 (the connection still
+ * usable) or -2 (broken).
+ */
+static int64_t
+mc_value(thr_t *t, char *line, const char *key, uint32_t k)
+{
+	char *p = line + 6, *end, crlf[2];
+	size_t klen = strlen(key);
+	uint64_t len;
+
+	if (strncmp(p, key, klen) != 0 || p[klen] != ' ')
+		goto bad;
+	p += klen + 1;
+	(void)strtoul(p, &end, 10);                 /* the flags */
+	if (end == p || *end != ' ')
+		goto bad;
+	p = end + 1;
+	errno = 0;
+	len = strtoull(p, &end, 10);
+	if (end == p || errno != 0 || (*end != '\0' && *end != ' '))
+		goto bad;
+	if (len > obj_size) {
+		thr_fail(t, "GET %s: object of %" PRIu64 " bytes, expected %" PRIu64, key, len, obj_size);
+		mc_broken(t);
+		return -2;
+	}
+	if (mc_read(t, t->buf, (size_t)len) != 0 || mc_read(t, crlf, 2) != 0)
+		return -2;
+	if (crlf[0] != '\r' || crlf[1] != '\n') {
+		thr_fail(t, "GET %s: memcached's value is not followed by \\r\\n", key);
+		mc_broken(t);
+		return -2;
+	}
+	t->sink += touch(t->buf, len);
+	return check_obj(t, key, k, t->buf, len);
+bad:
+	thr_fail(t, "GET %s: memcached answered \"%.80s\"", key, line);
+	mc_broken(t);
+	return -2;
+}
+
+/* n GETs in one "get" line (keys may repeat); gots[i]: bytes or -1. */
+static void
+mc_get(thr_t *t, unsigned n, const char *const *keys, const uint32_t *ks, int64_t *gots)
+{
+	size_t len = 3;
+	unsigned i = 0;
+	char *line;
+
+	for (unsigned j = 0; j < n; j++)
+		gots[j] = -1;
+	if (t->broken) {
+		thr_fail(t, "GET %s: the memcached connection is broken", keys[0]);
+		return;
+	}
+	memcpy(t->cmd, "get", 3);
+	for (unsigned j = 0; j < n; j++) {
+		size_t kl = strlen(keys[j]);
+
+		t->cmd[len++] = ' ';
+		memcpy(t->cmd + len, keys[j], kl);
+		len += kl;
+	}
+	t->cmd[len++] = '\r';
+	t->cmd[len++] = '\n';
+	if (mc_write(t, &(struct iovec){ .iov_base = t->cmd, .iov_len = len }, 1) != 0)
+		return;
+	/* Hits come in the order asked; a miss is just left out. */
+	for (;;) {
+		if ((line = mc_line(t)) == NULL)
+			return;
+		if (strcmp(line, "END") == 0)
+			break;
+		if (strncmp(line, "VALUE ", 6) != 0) {
+			thr_fail(t, "GET %s: memcached answered \"%.80s\"", keys[i < n ? i : 0], line);
+			mc_broken(t);
+			return;
+		}
+		while (i < n) {
+			size_t kl = strlen(keys[i]);
+
+			if (strncmp(line + 6, keys[i], kl) == 0 && line[6 + kl] == ' ')
+				break;
+			thr_fail(t, "GET %s: not found", keys[i]);
+			i++;
+		}
+		if (i == n) {
+			thr_fail(t, "GET: memcached answered \"%.80s\", not asked for", line);
+			mc_broken(t);
+			return;
+		}
+		if ((gots[i] = mc_value(t, line, keys[i], ks[i])) < -1) {
+			gots[i] = -1;
+			return;
+		}
+		i++;
+	}
+	if (i < n)
+		thr_fail(t, "GET %s: not found", keys[i]);
+}
+
+static int
+mc_set(thr_t *t, const char *key, const void *data, size_t len)
+{
+	char head[URI_CAP + 64], *line;
+	struct iovec iov[3];
+
+	if (t->broken) {
+		thr_fail(t, "PUT %s: the memcached connection is broken", key);
+		return -1;
+	}
+	iov[0].iov_base = head;
+	iov[0].iov_len = (size_t)snprintf(head, sizeof(head), "set %s 0 0 %zu\r\n", key, len);
+	iov[1].iov_base = (void *)data;
+	iov[1].iov_len = len;
+	iov[2].iov_base = "\r\n";
+	iov[2].iov_len = 2;
+	if (mc_write(t, iov, 3) != 0 || (line = mc_line(t)) == NULL)
+		return -1;
+	if (strcmp(line, "STORED") != 0) {
+		/* SERVER_ERROR (too large, out of memory): memcached swallowed the
+		 * bytes and the connection goes on; anything else is out of step. */
+		thr_fail(t, "PUT %s: memcached answered \"%.80s\"", key, line);
+		if (strncmp(line, "SERVER_ERROR ", 13) != 0)
+			mc_broken(t);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- GET and PUT through either driver -------------------------------------- */
 
 /* One GET of t->uri: the bytes consumed, or -1. */
 static int64_t
@@ -341,6 +806,12 @@ do_get(thr_t *t)
 	int64_t got;
 	int rc;
 
+	if (driver == DRV_MEMCACHED) {
+		const char *key = t->uri;
+
+		mc_get(t, 1, &key, &t->key, &got);
+		return got;
+	}
 	switch (mode) {
 	case OM_MODE_AUTO: {
 		om_object_t o;
@@ -349,12 +820,14 @@ do_get(thr_t *t)
 			break;
 		if (o.fd >= 0) {
 			got = consume_fd(t, t->uri, o.fd, o.len);
+			if (got >= 0)
+				got = check_obj(t, t->uri, t->key, t->buf, (uint64_t)got);
 		} else {
 			t->sink += touch(o.data, o.len);
-			got = (int64_t)o.len;
+			got = check_obj(t, t->uri, t->key, o.data, o.len);
 		}
 		om_object_free(&o);
-		return got < 0 ? got : check_size(t, t->uri, (uint64_t)got);
+		return got;
 	}
 	case OM_MODE_FDPASS: {
 		om_info_t info;
@@ -364,7 +837,7 @@ do_get(thr_t *t)
 			break;
 		got = consume_fd(t, t->uri, fd, info.size);
 		close(fd);
-		return got < 0 ? got : check_size(t, t->uri, (uint64_t)got);
+		return got < 0 ? got : check_obj(t, t->uri, t->key, t->buf, (uint64_t)got);
 	}
 	default: {
 		om_info_t info;
@@ -373,20 +846,24 @@ do_get(thr_t *t)
 		if ((rc = om_client_get_buf(t->c, t->uri, mode, t->buf, obj_size, &len, &info)) != 0)
 			break;
 		t->sink += touch(t->buf, len);
-		return check_size(t, t->uri, len);
+		return check_obj(t, t->uri, t->key, t->buf, len);
 	}
 	}
 	thr_fail(t, "GET %s: %s", t->uri, om_client_message(t->c));
 	return -1;
 }
 
+/* A PUT of t->uri: the object replaced (or, preloading, created). */
 static int64_t
-do_put(thr_t *t)
+do_put(thr_t *t, bool preloading)
 {
 	int rc;
 
 	/* Fresh bytes for every version. */
-	stamp(t->put_data, obj_size, ((uint64_t)t->no << 40) ^ ++t->puts_done);
+	stamp(t->put_data, obj_size, t->key,
+	    preloading ? 0 : (uint32_t)((uint64_t)(t->no + 1) << 20 ^ ++t->puts_done));
+	if (driver == DRV_MEMCACHED)
+		return mc_set(t, t->uri, t->put_data, (size_t)obj_size);
 	rc = om_client_put(t->c, t->uri, t->put_data, obj_size, NULL, NULL);
 	if (rc != 0) {
 		thr_fail(t, "PUT %s: %s", t->uri, om_client_message(t->c));
@@ -430,10 +907,12 @@ run_single(thr_t *t, uint64_t t_measure, uint64_t t_end)
 		uint64_t t0, t1;
 		int64_t got;
 
-		key_set(t->digits, (uint32_t)(rnd_next(&t->rng) % nkeys));
+		/* A PUT replaces one of the keys the GETs read, drawn alike. */
+		t->key = key_draw(&t->rng);
+		key_set(t->digits, t->key);
 		put = is_put(t);
 		t0 = now_ns();
-		got = put ? do_put(t) : do_get(t);
+		got = put ? do_put(t, false) : do_get(t);
 		t1 = now_ns();
 		account(t, t0, t1, put, got, t_measure, t_end);
 		if (t1 >= t_end || __atomic_load_n(&shm->abort, __ATOMIC_RELAXED))
@@ -441,9 +920,9 @@ run_single(thr_t *t, uint64_t t_measure, uint64_t t_end)
 	}
 }
 
-/* A batch's object i: the bytes consumed, or -1. */
+/* A batch's object i, key k: the bytes consumed, or -1. */
 static int64_t
-consume_obj(thr_t *t, const char *uri, int rc, int rci, om_object_t *o)
+consume_obj(thr_t *t, const char *uri, uint32_t k, int rc, int rci, om_object_t *o)
 {
 	int64_t got;
 
@@ -453,14 +932,16 @@ consume_obj(thr_t *t, const char *uri, int rc, int rci, om_object_t *o)
 	}
 	if (o->fd >= 0) {
 		got = consume_fd(t, uri, o->fd, o->len);
-	} else {
-		t->sink += touch(o->data, o->len);
-		got = (int64_t)o->len;
+		return got < 0 ? got : check_obj(t, uri, k, t->buf, (uint64_t)got);
 	}
-	return got < 0 ? got : check_size(t, uri, (uint64_t)got);
+	t->sink += touch(o->data, o->len);
+	return check_obj(t, uri, k, o->data, o->len);
 }
 
-/* -b: GETs in pipelined batches; a batch's time counts for each of its GETs. */
+/*
+ * -b: GETs in pipelined batches (memcached: one "get" line of many keys); a
+ * batch's time counts for each of its GETs.
+ */
 static void
 run_batch(thr_t *t, uint64_t t_measure, uint64_t t_end)
 {
@@ -471,8 +952,10 @@ run_batch(thr_t *t, uint64_t t_measure, uint64_t t_end)
 	int *rcs = calloc(batch, sizeof(*rcs));
 	int64_t *gots = calloc(batch, sizeof(*gots));
 	uint32_t *puts = calloc(batch, sizeof(*puts));
+	uint32_t *ks = calloc(batch, sizeof(*ks));
 
-	if (uris == NULL || up == NULL || objs == NULL || rcs == NULL || gots == NULL || puts == NULL) {
+	if (uris == NULL || up == NULL || objs == NULL || rcs == NULL || gots == NULL || puts == NULL ||
+	    ks == NULL) {
 		thr_fail(t, "out of memory");
 		__atomic_store_n(&shm->abort, 1, __ATOMIC_RELAXED);
 		goto out;
@@ -488,20 +971,28 @@ run_batch(thr_t *t, uint64_t t_measure, uint64_t t_end)
 
 		/* The mix is drawn per operation; PUTs go one by one after the batch. */
 		for (unsigned i = 0; i < batch; i++) {
-			uint32_t k = (uint32_t)(rnd_next(&t->rng) % nkeys);
+			uint32_t k = key_draw(&t->rng);
 
-			if (is_put(t))
+			if (is_put(t)) {
 				puts[np++] = k;
-			else
+			} else {
+				ks[n] = k;
 				key_set(uris[n++] + plen, k);
+			}
 		}
-		if (n > 0) {
+		if (n > 0 && driver == DRV_MEMCACHED) {
+			t0 = now_ns();
+			mc_get(t, n, up, ks, gots);
+			t1 = now_ns();
+			for (unsigned i = 0; i < n; i++)
+				account(t, t0, t1, false, gots[i], t_measure, t_end);
+		} else if (n > 0) {
 			int rc;
 
 			t0 = now_ns();
 			rc = om_client_get_batch(t->c, n, up, mode, 0, objs, rcs);
 			for (unsigned i = 0; i < n; i++) {
-				gots[i] = consume_obj(t, up[i], rc, rcs[i], &objs[i]);
+				gots[i] = consume_obj(t, up[i], ks[i], rc, rcs[i], &objs[i]);
 				om_object_free(&objs[i]);
 			}
 			t1 = now_ns();
@@ -511,9 +1002,10 @@ run_batch(thr_t *t, uint64_t t_measure, uint64_t t_end)
 		for (unsigned i = 0; i < np; i++) {
 			int64_t got;
 
-			key_set(t->digits, puts[i]);
+			t->key = puts[i];
+			key_set(t->digits, t->key);
 			t0 = now_ns();
-			got = do_put(t);
+			got = do_put(t, false);
 			t1 = now_ns();
 			account(t, t0, t1, true, got, t_measure, t_end);
 		}
@@ -527,6 +1019,7 @@ out:
 	free(rcs);
 	free(gots);
 	free(puts);
+	free(ks);
 }
 
 static void *
@@ -536,13 +1029,14 @@ thr_main(void *arg)
 	uint64_t t_measure, t_end;
 	int rc;
 
-	rc = om_client_connect(sock_path, connect_flags, &t->c);
-	if (rc != 0) {
+	if (driver == DRV_MEMCACHED) {
+		if (mc_connect(t) != 0)
+			goto failed;
+	} else if ((rc = om_client_connect(sock_path, connect_flags, &t->c)) != 0) {
 		/* The library's message names the socket. */
 		thr_fail(t, "%s", t->c ? om_client_message(t->c) : om_client_strerror(rc));
 		goto failed;
-	}
-	if (!(om_client_caps(t->c)->modes & (1u << mode))) {
+	} else if (!(om_client_caps(t->c)->modes & (1u << mode))) {
 		thr_fail(t, "%s does not support mode %s", sock_path, mode_names[mode]);
 		goto failed;
 	}
@@ -560,8 +1054,9 @@ thr_main(void *arg)
 	if (preload) {
 		/* Every thread puts its share of the keys. */
 		for (uint32_t k = t->no; k < nkeys; k += nconns) {
+			t->key = k;
 			key_set(t->digits, k);
-			if (do_put(t) != 0)
+			if (do_put(t, true) != 0)
 				goto failed;
 		}
 	}
@@ -582,6 +1077,7 @@ failed:
 	__atomic_add_fetch(&shm->failed, 1, __ATOMIC_RELEASE);
 out:
 	om_client_close(t->c);
+	mc_close(t);
 	return NULL;
 }
 
@@ -613,6 +1109,7 @@ child(unsigned p)
 
 		t->no = i;
 		t->s = &shm->slots[i];
+		t->mfd = -1;
 		t->rng = (now_ns() ^ ((uint64_t)getpid() << 32) ^ ((uint64_t)i * 0x9e3779b97f4a7c15ull)) | 1;
 		memcpy(t->uri, prefix, plen);
 		t->digits = t->uri + plen;
@@ -716,24 +1213,72 @@ usage(void)
 	fprintf(stderr,
 	    "usage: loadgen -s SOCKET [options]       measure\n"
 	    "       loadgen --prepare-dir DIR [-k KEYS] [-z SIZE] [-u PREFIX]\n"
-	    "  -s ADDRESS     the server: a Unix socket path, tcp://HOST:PORT or udp://HOST:PORT\n"
-	    "  -m MODE        auto, fdpass, copy or splice (default fdpass)\n"
+	    "  -s ADDRESS     the server: a Unix socket path, tcp://HOST:PORT or udp://HOST:PORT;\n"
+	    "                 memcached:PATH or memcached://HOST:PORT for memcached's text protocol\n"
+	    "  -m MODE        auto, fdpass, copy or splice (default fdpass; not with memcached)\n"
 	    "  -c N           connections, one thread each (default 1)\n"
 	    "  -p M           client processes the connections are spread over (default 1)\n"
-	    "  -k KEYS        distinct keys, chosen uniformly (default 1000)\n"
+	    "  -k KEYS        distinct keys, chosen uniformly unless -Z (default 1000)\n"
+	    "  -Z S           Zipf-distributed keys: rank r drawn with weight 1/(r+1)^S (e.g. 0.99)\n"
 	    "  -z SIZE        object size, K/M/G suffixes (default 4K)\n"
 	    "  -d SECONDS     measured duration, after a warm-up of 10%% (>= 0.2 s) (default 5)\n"
-	    "  -w PERCENT     PUTs in the mix, 0-100 (default 0)\n"
-	    "  -P             preload: PUT every key through the server first\n"
+	    "  -w PERCENT     PUTs in the mix, 0-100, each replacing a key the GETs read (default 0)\n"
+	    "  -P             preload: PUT (memcached: set) every key through the server first\n"
 	    "  --prepare-dir DIR  write the objects as files for floor_server, then measure\n"
 	    "                 if -s is given, else exit\n"
 	    "  -u PREFIX      URI prefix; key i is PREFIX + 8-digit i (default /bench/)\n"
 	    "  -C CPUS        pin client process i to the i-th CPU of the list (e.g. 1 or 0-1)\n"
-	    "  -b BATCH       GETs per om_client_get_batch call (default 1: om_client_get*)\n"
+	    "  -b BATCH       GETs per om_client_get_batch call, or per memcached \"get\" line\n"
+	    "                 (default 1: om_client_get*)\n"
 	    "  -j             print one JSON line instead of the table\n"
 	    "  --private      do not promise offset reads: every descriptor must be a\n"
 	    "                 private open file description (no shared descriptions)\n");
 	exit(2);
+}
+
+/* -s memcached:PATH or memcached://HOST:PORT (an IPv6 HOST in brackets). */
+static void
+mc_parse(const char *a)
+{
+	size_t plen = strlen(prefix);
+
+	driver = DRV_MEMCACHED;
+	if (mode_set || private_set)
+		die("-s %s: memcached takes neither -m nor --private", sock_path);
+	if (plen + 8 > MC_KEY_MAX)
+		die("-u: memcached keys are at most %d bytes", MC_KEY_MAX);
+	for (size_t i = 0; i < plen; i++)
+		if ((unsigned char)prefix[i] <= ' ' || prefix[i] == 0x7f)
+			die("-u: memcached keys hold no spaces or control characters");
+	if (strncmp(a, "//", 2) == 0) {
+		char *colon;
+
+		a += 2;
+		if ((mc_host = strdup(*a == '[' ? a + 1 : a)) == NULL)
+			die("out of memory");
+		colon = strrchr(mc_host, ':');
+		if (colon == NULL || colon[1] == '\0' || colon == mc_host)
+			die("-s %s: memcached://HOST:PORT", sock_path);
+		*colon = '\0';
+		mc_port = colon + 1;
+		if (*a == '[') {
+			if (colon[-1] != ']')
+				die("-s %s: memcached://[IPV6]:PORT", sock_path);
+			colon[-1] = '\0';
+		}
+		return;
+	}
+	if (*a == '\0' || strlen(a) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		die("-s %s: memcached:PATH, a Unix socket path of at most %zu bytes", sock_path,
+		    sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+	mc_path = a;
+}
+
+/* The mode column: memcached has one way to GET. */
+static const char *
+mode_label(void)
+{
+	return driver == DRV_MEMCACHED ? "mc" : mode_names[mode];
 }
 
 static void
@@ -742,7 +1287,7 @@ report(double secs)
 	uint64_t *h = calloc(HIST_BUCKETS, sizeof(*h));
 	uint64_t gets = 0, puts = 0, errors = 0, bytes = 0, ops_all = 0, errors_all = 0, n;
 	double p50, p99, p999, ops_s, mb_s;
-	char sz[32];
+	char sz[32], zs[32];
 
 	if (h == NULL)
 		die("out of memory");
@@ -775,21 +1320,25 @@ report(double secs)
 	ops_s = (double)n / secs;
 	mb_s = (double)bytes / secs / 1e6;
 	size_text(obj_size, sz, sizeof(sz));
+	if (zipf_s > 0)
+		snprintf(zs, sizeof(zs), "%.3g", zipf_s);
+	else
+		snprintf(zs, sizeof(zs), "unif");
 	if (json) {
-		printf("{\"connections\":%u,\"processes\":%u,\"mode\":\"%s\",\"size\":%" PRIu64
-		    ",\"batch\":%u,\"put_percent\":%u,\"keys\":%u,\"duration_s\":%.3f,\"gets\":%" PRIu64
-		    ",\"puts\":%" PRIu64 ",\"ops_per_s\":%.1f,\"mb_per_s\":%.1f,\"p50_us\":%.1f"
-		    ",\"p99_us\":%.1f,\"p999_us\":%.1f,\"errors\":%" PRIu64 "}\n",
-		    nconns, nprocs, mode_names[mode], obj_size, batch, put_pct, nkeys, secs, gets, puts,
-		    ops_s, mb_s, p50, p99, p999, errors);
+		printf("{\"server\":\"%s\",\"connections\":%u,\"processes\":%u,\"mode\":\"%s\",\"size\":%"
+		    PRIu64 ",\"batch\":%u,\"put_percent\":%u,\"keys\":%u,\"zipf\":%g,\"duration_s\":%.3f"
+		    ",\"gets\":%" PRIu64 ",\"puts\":%" PRIu64 ",\"ops_per_s\":%.1f,\"mb_per_s\":%.1f"
+		    ",\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"errors\":%" PRIu64 "}\n",
+		    driver == DRV_MEMCACHED ? "memcached" : "objmapper", nconns, nprocs, mode_label(), obj_size,
+		    batch, put_pct, nkeys, zipf_s, secs, gets, puts, ops_s, mb_s, p50, p99, p999, errors);
 	} else {
-		printf("| conns | procs | mode   |  size | batch | put%% |      ops/s |     MB/s |"
+		printf("| conns | procs | mode   |  size | batch | put%% |      keys | zipf |      ops/s |     MB/s |"
 		    "  p50 us |  p99 us | p999 us | errors |\n");
-		printf("|------:|------:|--------|------:|------:|-----:|-----------:|---------:|"
+		printf("|------:|------:|--------|------:|------:|-----:|----------:|-----:|-----------:|---------:|"
 		    "--------:|--------:|--------:|-------:|\n");
-		printf("| %5u | %5u | %-6s | %5s | %5u | %4u | %10.0f | %8.1f | %7.1f | %7.1f | %7.1f |"
-		    " %6" PRIu64 " |\n", nconns, nprocs, mode_names[mode], sz, batch, put_pct, ops_s, mb_s,
-		    p50, p99, p999, errors);
+		printf("| %5u | %5u | %-6s | %5s | %5u | %4u | %9u | %4s | %10.0f | %8.1f | %7.1f | %7.1f |"
+		    " %7.1f | %6" PRIu64 " |\n", nconns, nprocs, mode_label(), sz, batch, put_pct,
+		    nkeys, zs, ops_s, mb_s, p50, p99, p999, errors);
 	}
 	if (errors > 0) {
 		for (unsigned i = 0; i < nconns; i++)
@@ -817,7 +1366,7 @@ main(int argc, char **argv)
 	double warm;
 	int opt, bad = 0;
 
-	while ((opt = getopt_long(argc, argv, "s:m:c:p:k:z:d:w:Pu:C:jb:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "s:m:c:p:k:z:d:w:Pu:C:jb:Z:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's': sock_path = optarg; break;
 		case 'm':
@@ -827,6 +1376,7 @@ main(int argc, char **argv)
 					mode = i;
 			if (mode < 0)
 				die("-m: auto, fdpass, copy or splice, not %s", optarg);
+			mode_set = true;
 			break;
 		case 'c': nconns = parse_uint(optarg, "-c", 1, CONNS_MAX); break;
 		case 'p': nprocs = parse_uint(optarg, "-p", 1, CONNS_MAX); break;
@@ -843,11 +1393,22 @@ main(int argc, char **argv)
 		case 'w': put_pct = parse_uint(optarg, "-w", 0, 100); break;
 		case 'P': preload = true; break;
 		case 'D': prepare_dir = optarg; break;
-		case 'O': connect_flags &= ~OM_CLIENT_OFFSET_READS; break;
+		case 'O':
+			connect_flags &= ~OM_CLIENT_OFFSET_READS;
+			private_set = true;
+			break;
 		case 'u': prefix = optarg; break;
 		case 'C': parse_cpus(optarg); break;
 		case 'j': json = true; break;
 		case 'b': batch = parse_uint(optarg, "-b", 1, BATCH_MAX); break;
+		case 'Z': {
+			char *end;
+
+			zipf_s = strtod(optarg, &end);
+			if (end == optarg || *end != '\0' || !(zipf_s >= 0) || zipf_s > 100)
+				die("-Z: an exponent from 0 (uniform) to 100, not %s", optarg);
+			break;
+		}
 		default: bad = 1; break;
 		}
 	}
@@ -855,6 +1416,8 @@ main(int argc, char **argv)
 		usage();
 	if (strlen(prefix) + 8 >= URI_CAP)
 		die("-u: prefix too long");
+	if (sock_path != NULL && strncmp(sock_path, "memcached:", 10) == 0)
+		mc_parse(sock_path + 10);
 	if (obj_size > SIZE_MAX / 2)
 		die("-z: too large");
 	/*
@@ -872,6 +1435,8 @@ main(int argc, char **argv)
 	}
 	if (nprocs > nconns)
 		nprocs = nconns;
+	if (zipf_s > 0)
+		zipf_init();
 
 	shm_len = sizeof(shm_sh_t) + (size_t)nconns * sizeof(slot_sh_t);
 	shm = mmap(NULL, shm_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
