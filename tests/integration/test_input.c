@@ -267,6 +267,7 @@ test_fatal_errors(void **state)
 		struct cmsghdr *cm;
 		int devnull = open("/dev/null", O_RDONLY);
 
+		memset(&ctl, 0, sizeof(ctl)); /* the control message's padding too */
 		fd = om_raw_connect_unix(D.sock);
 		n = om_raw_req(buf, OM_OP_PING, 24, 0, NULL, 0, 0);
 		iov.iov_base = buf;
