@@ -33,3 +33,14 @@ bench-transports: $(O)/bench/loadgen $(O)/objmapperd
 	O=$(O) bench/transports $(BENCH_ARGS)
 
 .PHONY: bench-transports
+
+# One comparison, results in bench/results/YYYYmmdd-HHMMSS/ (runs.csv,
+# summary.csv, table.md, plots): objmapperd (Unix auto/fdpass/copy, TCP
+# copy/splice), memcached and the floor, the same loadgen for all; restart
+# time and resident memory. `make bench` takes about 9 minutes on 2 CPUs,
+# `make bench-quick` under one. Installs memcached and gnuplot first.
+bench bench-quick: $(O)/bench/loadgen $(O)/bench/floor_server $(O)/objmapperd $(O)/objmapper
+	@scripts/install-deps bench gnuplot-nox
+	O=$(O) bench/compare $(if $(filter bench-quick,$@),--quick) $(BENCH_ARGS)
+
+.PHONY: bench bench-quick
