@@ -1208,10 +1208,12 @@ conf_finish(struct parse *p)
 			memcpy(o->user, d->user, sizeof(o->user));
 			o->uid = d->uid;
 			o->user_gid = d->user_gid;
+			c->listen[i].owner_user_default = 1;
 		}
 		if (o->gid == (gid_t)-1 && d->gid != (gid_t)-1) {
 			memcpy(o->group, d->group, sizeof(o->group));
 			o->gid = d->gid;
+			c->listen[i].owner_group_default = 1;
 		}
 	}
 }

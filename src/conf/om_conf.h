@@ -75,6 +75,7 @@ typedef struct {
 	char path[OM_CONF_SOCKET_PATH_MAX + 1];   /* absolute */
 	mode_t mode;                              /* of the socket file; default 0660 */
 	om_conf_owner_t owner;                    /* default: the daemon's user and group */
+	int owner_user_default, owner_group_default; /* owner came from [daemon] */
 	/* tcp, udp */
 	char address[64];                         /* numeric IPv4 or IPv6; default 127.0.0.1 */
 	uint8_t addr[16];                         /* address, IPv4 mapped into IPv6 */

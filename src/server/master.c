@@ -318,9 +318,11 @@ static int
 listeners_build(master_t *m, const om_conf_t *conf, om_listener_t **out, char *err, size_t errlen)
 {
 	bool reused[OM_CONF_LISTEN_MAX] = { false };
+	int kept_as[OM_CONF_LISTEN_MAX]; /* out[k] is m->ls[kept_as[k]], or -1 if new */
 	unsigned n = 0;
 	int rc = 0;
 
+	/* First the new sockets: a failure leaves the running ones untouched. */
 	for (unsigned i = 0; i < conf->nlisten; i++) {
 		const om_conf_listen_t *cl = &conf->listen[i];
 		unsigned j;
@@ -330,26 +332,29 @@ listeners_build(master_t *m, const om_conf_t *conf, om_listener_t **out, char *e
 				break;
 		if (j < m->nls) {
 			reused[j] = true;
-			if ((rc = listener_apply(m->ls[j], conf, cl, err, errlen)) != 0)
-				break;
+			kept_as[n] = (int)j;
 			out[n++] = m->ls[j];
 		} else {
 			if ((rc = listener_bind(conf, cl, &out[n], err, errlen)) != 0)
 				break;
-			n++;
+			kept_as[n++] = -1;
 		}
 	}
 	if (rc != 0) {
-		/* Undo: close what this call bound, keep what it reused. */
-		for (unsigned k = 0; k < n; k++) {
-			bool old = false;
-
-			for (unsigned j = 0; j < m->nls; j++)
-				old |= out[k] == m->ls[j];
-			if (!old)
+		for (unsigned k = 0; k < n; k++)
+			if (kept_as[k] < 0)
 				listener_close(out[k], true);
-		}
 		return rc;
+	}
+	/* Then the kept ones take their new settings (mode, owner, backlog,
+	 * limits); these calls fail only if the system does. */
+	for (unsigned k = 0; k < n; k++) {
+		if (kept_as[k] >= 0 && (rc = listener_apply(out[k], conf, &conf->listen[k], err, errlen)) != 0) {
+			for (unsigned q = 0; q < n; q++)
+				if (kept_as[q] < 0)
+					listener_close(out[q], true);
+			return rc;
+		}
 	}
 	/* Listeners the new configuration dropped. */
 	for (unsigned j = 0; j < m->nls; j++) {
@@ -662,6 +667,21 @@ reload(master_t *m)
 	KEEP(memory.path, "[memory] path");
 	KEEP(persistent.path, "[persistent] path");
 	KEEP(daemon.run_as, "[daemon] user and group");
+	/* Socket files whose owner defaults to the daemon's user follow the
+	 * user kept, not the one in the file. */
+	for (unsigned i = 0; i < nc->nlisten; i++) {
+		om_conf_owner_t *o = &nc->listen[i].owner;
+
+		if (nc->listen[i].owner_user_default) {
+			memcpy(o->user, nc->daemon.run_as.user, sizeof(o->user));
+			o->uid = nc->daemon.run_as.uid;
+			o->user_gid = nc->daemon.run_as.user_gid;
+		}
+		if (nc->listen[i].owner_group_default) {
+			memcpy(o->group, nc->daemon.run_as.group, sizeof(o->group));
+			o->gid = nc->daemon.run_as.gid;
+		}
+	}
 	KEEP(daemon.pid_file, "[daemon] pid_file");
 	if (nc->cache.promote_hits > oc->cache.promote_hits &&
 	    nc->cache.promote_hits > om_index_hits_max(m->srv.ix)) {
