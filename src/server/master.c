@@ -988,7 +988,10 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 		int n = epoll_wait(m->ep, ev, 4, next_timeout(m));
 
 		if (n < 0 && errno != EINTR) {
-			om_log_err(errno, "epoll_wait failed");
+			/* Deaf to signals from now on: stop everything, and say so. */
+			om_log_err(errno, "epoll_wait failed; stopping");
+			signal_children(m, SIGTERM, false);
+			m->exit_status = 1;
 			break;
 		}
 		if (n > 0)
@@ -1005,8 +1008,9 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 	om_index_close(m->srv.ix);
 	om_conf_free(m->conf);
 	free(m->slots);
+	rc = m->exit_status;
 	free(m);
-	return 0;
+	return rc;
 fail:
 	for (unsigned i = 0; i < m->nls; i++)
 		listener_close(m->ls[i], true);
