@@ -495,25 +495,36 @@ do_hello(conn_t *c, const om_req_t *q)
 	out_push(c, o);
 }
 
+/* Whether a GET's bytes go to the client as a descriptor of the file. */
+static bool
+get_as_fd(const conn_t *c, unsigned mode, uint64_t size)
+{
+	return c->ls->transport == OM_TRANSPORT_UNIX && (mode == OM_MODE_FDPASS ||
+	    (mode == OM_MODE_AUTO && size > c->ls->inline_threshold));
+}
+
 /*
- * The descriptor of a GET. For a client that reads only at explicit
- * offsets, from the worker's cache (the same open file description for
- * everyone); for others a new description at offset 0.
+ * The descriptor of a GET. The worker's cache of open descriptors (one
+ * open file description for all) serves every GET whose bytes the worker
+ * reads itself (pread, sendfile: at explicit offsets), and the descriptors
+ * passed to clients that read only at explicit offsets; a client that may
+ * read(2) gets a new description at offset 0. A hit in the cache saves
+ * the open(2) and close(2) of the object's file.
  */
 static int
-get_descriptor(conn_t *c, const uint8_t *uri, size_t len, unsigned sflags, om_get_t *g,
-    fdc_entry_t **fdc)
+get_descriptor(conn_t *c, const uint8_t *uri, size_t len, unsigned mode, unsigned sflags,
+    om_get_t *g, fdc_entry_t **fdc)
 {
 	om_store_t *st = c->w->srv->st;
 	fdc_entry_t *e;
+	bool shared;
 	int rc;
 
 	*fdc = NULL;
-	if (!c->offset_reads)
-		return om_store_get(st, uri, len, sflags, g);
 	if ((rc = om_store_locate(st, uri, len, sflags, g)) != 0)
 		return rc;
-	if ((e = fdc_get(c->w, g->tier, g->obj.id)) != NULL) {
+	shared = c->offset_reads || !get_as_fd(c, mode, g->obj.size);
+	if (shared && (e = fdc_get(c->w, g->tier, g->obj.id)) != NULL) {
 		g->fd = e->fd;
 		*fdc = e;
 		return 0;
@@ -523,7 +534,7 @@ get_descriptor(conn_t *c, const uint8_t *uri, size_t len, unsigned sflags, om_ge
 		return om_store_get(st, uri, len, sflags | OM_GET_NOTOUCH | OM_GET_NOCOUNT, g);
 	if (g->fd < 0)
 		return g->fd;
-	if ((e = fdc_put(c->w, g->tier, g->obj.id, g->fd)) != NULL)
+	if (shared && (e = fdc_put(c->w, g->tier, g->obj.id, g->fd)) != NULL)
 		*fdc = e;
 	return 0;
 }
@@ -555,10 +566,7 @@ do_get(conn_t *c, const om_req_t *q, const uint8_t *uri)
 	}
 	if (q->flags & OM_GET_NO_TOUCH)
 		sflags |= OM_GET_NOTOUCH;
-	if (mode == OM_MODE_FDPASS || mode == OM_MODE_AUTO)
-		rc = get_descriptor(c, uri, q->uri_len, sflags, &g, &fdc);
-	else
-		rc = om_store_get(st, uri, q->uri_len, sflags, &g);
+	rc = get_descriptor(c, uri, q->uri_len, mode, sflags, &g, &fdc);
 	if (rc != 0) {
 		if (rc == -ENOENT)
 			respond_err(c, q, OM_STATUS_NOT_FOUND, "no such object: %s",
@@ -579,8 +587,7 @@ do_get(conn_t *c, const om_req_t *q, const uint8_t *uri)
 		    (unsigned long long)(c->ls->max_datagram - OM_RESP_HDR_LEN - meta_len));
 		goto drop;
 	}
-	as_fd = c->ls->transport == OM_TRANSPORT_UNIX && (mode == OM_MODE_FDPASS ||
-	    (mode == OM_MODE_AUTO && g.obj.size > c->ls->inline_threshold));
+	as_fd = get_as_fd(c, mode, g.obj.size);
 	/* TCP auto: small objects through one buffer, large ones sendfile'd. */
 	if (mode == OM_MODE_AUTO && c->ls->transport == OM_TRANSPORT_TCP)
 		mode = g.obj.size > c->ls->inline_threshold ? OM_MODE_SPLICE : OM_MODE_COPY;
