@@ -80,6 +80,7 @@ enum conf_kind {
 #define KEY_STREAM   (KEY_UNIX | KEY_TCP)
 #define KEY_NET      (KEY_TCP | KEY_UDP)
 #define KEY_TYPES    (KEY_UNIX | KEY_TCP | KEY_UDP)
+#define KEY_HTTP     0x80u /* http listeners only */
 
 struct conf_key {
 	const char *name;
@@ -173,6 +174,7 @@ static const struct conf_key listen_keys[] = {
 	{ "max_buffer", K_SIZE, KEY_STREAM, L(max_buffer), 64u << 10, 1u << 30, NULL },
 	{ "max_datagram", K_UINT, KEY_UDP, L(max_datagram), 512, 65507, NULL },
 	{ "amplification", K_UINT, KEY_UDP, L(amplification), 1, 100, NULL },
+	{ "max_header", K_SIZE, KEY_HTTP, L(max_header), 1024, 60u << 10, NULL },
 	{ NULL, 0, 0, 0, 0, 0, 0, NULL },
 };
 
@@ -849,9 +851,11 @@ conf_set(struct parse *p, const struct conf_key *k, void *base, const char *v)
 			p->lis->type = OM_CONF_LISTEN_TCP;
 		else if (strcmp(v, "udp") == 0)
 			p->lis->type = OM_CONF_LISTEN_UDP;
+		else if (strcmp(v, "http") == 0)
+			p->lis->type = OM_CONF_LISTEN_HTTP;
 		else
 			key_fail(p, k->name, -EINVAL,
-			    "unsupported listener type '%s' (supported: unix, tcp, udp)", v);
+			    "unsupported listener type '%s' (supported: unix, tcp, udp, http)", v);
 		return;
 	case K_ADDRESS:
 		if (parse_address(v, p->lis->addr, &p->lis->family) != 0 ||
@@ -898,6 +902,7 @@ listener_init(om_conf_listen_t *l, const char *name, unsigned line)
 	l->max_buffer = 4u << 20;
 	l->max_datagram = 1472;
 	l->amplification = 3;
+	l->max_header = 8u << 10;
 	l->line = line;
 }
 
@@ -1119,9 +1124,33 @@ listener_finish(struct parse *p, unsigned i)
 		conf_fail(p, l->line, -EINVAL, "[listen.%s] type: required key missing", l->name);
 		return -EINVAL;
 	}
+	if (l->type == OM_CONF_LISTEN_HTTP) {
+		/* HTTP over a Unix socket (path) or TCP (port), not both. */
+		unsigned path = 0, port = 0;
+
+		for (k = listen_keys; k->name != NULL; k++) {
+			if (strcmp(k->name, "path") == 0)
+				path = p->seen_lis[i][k - listen_keys];
+			else if (strcmp(k->name, "port") == 0)
+				port = p->seen_lis[i][k - listen_keys];
+		}
+		if ((path != 0) == (port != 0)) {
+			conf_fail(p, path ? path : l->line, -EINVAL, "[listen.%s] type http: give either "
+			    "path (a Unix socket) or port (TCP)%s", l->name, path ? ", not both" : "");
+			return -EINVAL;
+		}
+		l->http = 1;
+		l->type = path ? OM_CONF_LISTEN_UNIX : OM_CONF_LISTEN_TCP;
+	}
 	for (k = listen_keys; k->name != NULL; k++) {
 		unsigned seen = p->seen_lis[i][k - listen_keys];
 		unsigned types = k->flags & KEY_TYPES;
+
+		if (seen != 0 && (k->flags & KEY_HTTP) && !l->http) {
+			conf_fail(p, seen, -EINVAL, "[listen.%s] %s: a key of http listeners only",
+			    l->name, k->name);
+			return -EINVAL;
+		}
 
 		if (seen != 0 && types != 0 && !(types & type_flag(l->type))) {
 			conf_fail(p, seen, -EINVAL, "[listen.%s] %s: not a key of %s listeners",

@@ -40,6 +40,7 @@ enum om_conf_listen_type {
 	OM_CONF_LISTEN_UNIX = 1,
 	OM_CONF_LISTEN_TCP = 2,
 	OM_CONF_LISTEN_UDP = 3,
+	OM_CONF_LISTEN_HTTP = 4, /* while parsing only: then UNIX or TCP with http set */
 };
 
 /*
@@ -98,6 +99,9 @@ typedef struct {
 	/* udp */
 	uint32_t max_datagram;                    /* response bytes; default 1472 */
 	uint32_t amplification;                   /* response <= this x request; default 3 */
+	/* http (type = http: a unix listener if it has a path, else tcp) */
+	int http;                                 /* speaks HTTP/1.1, not objmapper frames */
+	uint32_t max_header;                      /* bytes of a request head; default 8K */
 	unsigned line;                            /* of its section header, for messages */
 } om_conf_listen_t;
 

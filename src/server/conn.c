@@ -26,80 +26,11 @@
 
 #include "core/om_core.h"
 #include "core/om_log.h"
-#include "server/worker_int.h"
-
-#define IN_CAP        (64u * 1024u)            /* holds any datagram (65,507 bytes) */
-#define INLINE_READ   (64u * 1024u)        /* copy-mode objects up to this go in one buffer */
-#define SKIP_MAX      (64ull * 1024 * 1024) /* a refused PUT body up to this is read and dropped */
-#define RUN_BUDGET    32                   /* requests per turn before others get theirs */
-#define SCRATCH_SIZE  (256u * 1024u)
-#define RFD_MAX       8
-
-enum out_kind {
-	OUT_BUF,
-	OUT_COPY,   /* a file range, read and written */
-	OUT_SPLICE, /* a file range, sendfile */
-};
-
-typedef struct out {
-	struct out *next;
-	enum out_kind kind;
-	int fd;            /* BUF: descriptor to pass with the first byte, or -1; else the file */
-	fdc_entry_t *fdc;  /* the descriptor belongs to the cache: release, do not close */
-	bool resp_end;     /* the last part of a response */
-	uint64_t off;      /* file ranges: next offset */
-	uint64_t len;      /* BUF: bytes of data; ranges: bytes left */
-	uint64_t done;     /* BUF: bytes sent */
-	uint8_t data[];
-} out_t;
-
-enum in_state {
-	ST_HEADER, /* reading a request's header, URI and metadata */
-	ST_BODY,   /* a PUT's bytes go to its transaction */
-	ST_SKIP,   /* a refused request's bytes are dropped */
-};
-
-struct conn {
-	ev_tag_t tag;
-	worker_t *w;
-	om_listener_t *ls;
-	int fd;
-	conn_t *next, *prev;      /* worker's list */
-	conn_t *ready_next;
-	bool in_ready;
-	uint8_t *in;
-	size_t in_off, in_len;
-	int rfds[RFD_MAX];        /* descriptors received, not yet used */
-	unsigned nrfds;
-	enum in_state state;
-	om_req_t req;             /* ST_BODY: the PUT */
-	om_put_txn_t *txn;
-	uint64_t left;            /* ST_BODY, ST_SKIP: bytes still to come */
-	out_t *out_head, *out_tail;
-	uint64_t out_bytes;
-	unsigned inflight;        /* responses queued, not fully sent */
-	uint32_t last_id;         /* the last request accepted */
-	uint32_t events;          /* epoll interest */
-	bool offset_reads;
-	bool eof;                 /* the client will send nothing more */
-	bool closing;             /* close once the queue is sent */
-	bool draining;
-	bool goaway_sent;
-	bool dead;
-	uint8_t *bounce;          /* copy mode: bytes read, not yet written */
-	size_t bounce_off, bounce_len;
-	om_peer_t peer;
-	enum om_access access;
-	uint64_t active_ms;       /* last byte read or written */
-	uint64_t req_start_ms;    /* the request being received began (0: none) */
-	uint64_t frames;          /* requests received whole */
-	bool dgram;               /* a UDP listener's pseudo-connection */
-	bool dgram_done;          /* its datagram's request was taken */
-};
+#include "server/conn_int.h"
 
 /* ---- output ------------------------------------------------------------ */
 
-static out_t *
+out_t *
 out_new(enum out_kind kind, size_t datalen)
 {
 	out_t *o = malloc(sizeof(*o) + datalen);
@@ -123,7 +54,7 @@ out_free(out_t *o)
 	free(o);
 }
 
-static void
+void
 out_push(conn_t *c, out_t *o)
 {
 	o->next = NULL;
@@ -385,7 +316,6 @@ resp_data_at(const resp_t *r)
 	return OM_RESP_HDR_LEN + (msg_len > OM_PROTO_MSG_MAX ? OM_PROTO_MSG_MAX : msg_len) + r->meta_len;
 }
 
-static void fatal(conn_t *c, const char *why);
 
 __attribute__((format(printf, 4, 5))) static void
 respond_err(conn_t *c, const om_req_t *q, uint16_t status, const char *fmt, ...)
@@ -407,7 +337,7 @@ respond_err(conn_t *c, const om_req_t *q, uint16_t status, const char *fmt, ...)
 }
 
 /* An error that leaves the stream unusable: answer, then close. */
-static void
+void
 fatal(conn_t *c, const char *why)
 {
 	c->closing = true;
@@ -419,7 +349,7 @@ fatal(conn_t *c, const char *why)
 }
 
 /* A URI for messages: printable, cut short. */
-static const char *
+const char *
 shown(const uint8_t *uri, size_t len, char *buf, size_t n)
 {
 	size_t i, k = 0;
@@ -511,7 +441,7 @@ get_as_fd(const conn_t *c, unsigned mode, uint64_t size)
  * read(2) gets a new description at offset 0. A hit in the cache saves
  * the open(2) and close(2) of the object's file.
  */
-static int
+int
 get_descriptor(conn_t *c, const uint8_t *uri, size_t len, unsigned mode, unsigned sflags,
     om_get_t *g, fdc_entry_t **fdc)
 {
@@ -847,7 +777,7 @@ drop_put_fd(conn_t *c, const om_req_t *q)
 	}
 }
 
-static void
+void
 consume(conn_t *c, size_t n)
 {
 	c->in_off += n;
@@ -1013,6 +943,9 @@ static bool
 process(conn_t *c)
 {
 	int budget = RUN_BUDGET;
+
+	if (c->ls->http)
+		return http_process(c);
 
 	while (!c->closing && !c->dead) {
 		size_t have = c->in_len - c->in_off;
@@ -1269,6 +1202,13 @@ conn_close(conn_t *c)
 		free(c);
 }
 
+/* A whole request waits in the buffer. */
+static bool
+request_ready(const conn_t *c)
+{
+	return c->ls->http ? http_request_ready(c) : frame_complete(c);
+}
+
 /* After any progress: send, decide whether to go on, update interest. */
 static void
 settle(conn_t *c, bool more)
@@ -1280,14 +1220,15 @@ settle(conn_t *c, bool more)
 		return;
 	}
 	/* Descriptors that no request took are a protocol error. */
-	if (c->nrfds > 0 && c->state == ST_HEADER && c->in_off == c->in_len && !c->closing) {
+	if (c->nrfds > 0 && c->state == ST_HEADER && c->in_off == c->in_len && !c->closing &&
+	    !c->ls->http) {
 		om_req_t z = { 0 };
 
 		respond_err(c, &z, OM_STATUS_BAD_REQUEST, "a descriptor came without a PUT that wants it");
 		fatal(c, "stray descriptor");
 		(void)flush(c);
 	}
-	if ((c->closing || (c->eof && c->state == ST_HEADER && !more && !frame_complete(c))) &&
+	if ((c->closing || (c->eof && c->state == ST_HEADER && !more && !request_ready(c))) &&
 	    c->out_head == NULL) {
 		conn_close(c);
 		return;
@@ -1297,7 +1238,7 @@ settle(conn_t *c, bool more)
 		conn_close(c);
 		return;
 	}
-	if (more || (c->state == ST_HEADER && c->in_len - c->in_off >= OM_REQ_HDR_LEN &&
+	if (more || (c->state == ST_HEADER && c->in_len - c->in_off >= (c->ls->http ? 1 : OM_REQ_HDR_LEN) &&
 	    c->inflight < c->ls->max_pipeline && c->out_bytes < c->ls->max_buffer) ||
 	    (c->draining && !c->goaway_sent))
 		conn_ready_push(c->w, c);
@@ -1427,6 +1368,8 @@ close_with(conn_t *c, uint16_t status, const char *why)
 	out_t *o;
 
 	om_log_debug(0, "closing a connection from %s on %s: %s", c->peer.name, c->ls->name, why);
+	if (c->ls->http)
+		http_close_timeout(c, status != OM_STATUS_OK);
 	if (!c->goaway_sent && (o = respond(c, &q, &r, true)) != NULL) {
 		c->goaway_sent = true;
 		OM_STORE(&c->w->stats->goaways, c->w->stats->goaways + 1);
@@ -1449,7 +1392,9 @@ conn_tick(conn_t *c, uint64_t now)
 	/* A request must arrive in full in time; a PUT's bytes get a second
 	 * more per 256 KiB. Not while we are the ones not reading. */
 	if (ls->request_timeout_ms && c->req_start_ms && !held) {
-		uint64_t body = c->state == ST_BODY ? c->req.body_len : c->state == ST_SKIP ? c->left : 0;
+		uint64_t body = c->state == ST_BODY ? c->req.body_len :
+		    c->state == ST_SKIP || c->state == ST_HTTP_BODY ? c->left :
+		    c->state == ST_HTTP_CHUNKED ? c->left + (1u << 18) : 0;
 		uint64_t limit = ls->request_timeout_ms + (body >> 18) * 1000;
 
 		if (now - c->req_start_ms > limit) {
@@ -1470,11 +1415,18 @@ conn_tick(conn_t *c, uint64_t now)
 }
 
 void
-conn_reject(worker_t *w, int fd, const char *why)
+conn_reject(worker_t *w, int fd, const om_listener_t *ls, const char *why)
 {
 	uint8_t buf[OM_RESP_HDR_LEN + 128];
 	size_t len = strlen(why) < 128 ? strlen(why) : 128;
 	om_resp_t h = { 0 };
+
+	if (ls->http) {
+		http_reject(w, fd, why);
+		close(fd);
+		OM_STORE(&w->stats->conns_rejected, w->stats->conns_rejected + 1);
+		return;
+	}
 
 	h.op = OM_OP_GOAWAY;
 	h.status = OM_STATUS_BUSY;

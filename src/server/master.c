@@ -152,6 +152,10 @@ listener_apply(om_listener_t *l, const om_conf_t *conf, const om_conf_listen_t *
 	l->max_buffer = cl->max_buffer;
 	l->max_datagram = cl->max_datagram;
 	l->amplification = cl->amplification;
+	/* New connections speak what the section says; connections of the
+	 * previous generation keep what they spoke (their workers' copy). */
+	l->http = cl->http != 0;
+	l->max_header = cl->max_header;
 	switch (l->transport) {
 	case OM_TRANSPORT_UNIX:
 		l->modes = 1u << OM_MODE_AUTO | 1u << OM_MODE_FDPASS | 1u << OM_MODE_COPY |

@@ -5,6 +5,7 @@
 #ifndef OM_SERVER_H
 #define OM_SERVER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -52,6 +53,8 @@ typedef struct {
 	uint64_t max_buffer;
 	uint32_t max_datagram;
 	uint32_t amplification;
+	bool http;            /* HTTP/1.1 (src/server/http.c), not objmapper frames */
+	uint32_t max_header;  /* http: bytes of a request head */
 } om_listener_t;
 
 /* What a peer may do on a listener (from its allow lists). */
@@ -79,6 +82,7 @@ typedef struct {
 	uint64_t dgrams_out;        /* UDP datagrams sent */
 	uint64_t dgrams_dropped;    /* UDP datagrams dropped unanswered (not a frame) */
 	uint64_t dgrams_limited;    /* UDP responses cut to the amplification limit */
+	uint64_t http_responses[5]; /* HTTP responses by class: 1xx .. 5xx */
 	/* master only */
 	uint64_t reloads;
 	uint64_t reload_failures;

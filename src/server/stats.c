@@ -65,7 +65,7 @@ om_srv_stats_retire(om_srv_t *srv, unsigned slot)
  * lines, most of them zero), the Prometheus form never does: a series that
  * comes and goes breaks rate().
  */
-enum { LS_NONE, LS_OP_STATUS, LS_TIER, LS_KIND, LS_DIR };
+enum { LS_NONE, LS_OP_STATUS, LS_TIER, LS_KIND, LS_DIR, LS_CLASS };
 
 /* Ops HELLO..PING, then "other": frames refused before their op was known
  * (bad magic, version) and client frames with op GOAWAY. */
@@ -75,6 +75,7 @@ enum { LS_NONE, LS_OP_STATUS, LS_TIER, LS_KIND, LS_DIR };
 static const char *const tier_values[] = { "memory", "persistent" };
 static const char *const kind_values[] = { "idle", "request" };
 static const char *const dir_values[] = { "in", "out" };
+static const char *const class_values[] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
 
 static unsigned
 series(unsigned ls)
@@ -84,6 +85,7 @@ series(unsigned ls)
 	case LS_TIER:
 	case LS_KIND:
 	case LS_DIR: return 2;
+	case LS_CLASS: return 5;
 	default: return 1;
 	}
 }
@@ -100,6 +102,7 @@ typedef struct {
 	uint64_t bytes_in, bytes_out, fds_passed, fds_received;
 	uint64_t dgrams[2];
 	uint64_t dgrams_dropped, dgrams_limited;
+	uint64_t http[5];
 	uint64_t gets, hits[2], misses;
 	uint64_t puts, put_bytes, superseded, deletes;
 	uint64_t evicted[2];
@@ -161,6 +164,8 @@ static const metric_t metrics[] = {
 	    "UDP datagrams dropped unanswered (not a frame)."),
 	M("datagrams_limited_total", COUNTER, LS_NONE, dgrams_limited,
 	    "UDP responses cut to the amplification limit."),
+	M("http_responses_total", COUNTER, LS_CLASS, http,
+	    "HTTP responses (http listeners), by status class; also counted in requests_total."),
 	M("gets_total", COUNTER, LS_NONE, gets, "Objects looked up to be read (hits and misses)."),
 	M("hits_total", COUNTER, LS_TIER, hits, "Objects found and opened, by the tier they were read from."),
 	M("misses_total", COUNTER, LS_NONE, misses, "Objects looked up that did not exist or had expired."),
@@ -222,6 +227,7 @@ labels(char *buf, size_t n, unsigned ls, unsigned i)
 	case LS_TIER: snprintf(buf, n, "{tier=\"%s\"}", tier_values[i]); break;
 	case LS_KIND: snprintf(buf, n, "{kind=\"%s\"}", kind_values[i]); break;
 	case LS_DIR: snprintf(buf, n, "{dir=\"%s\"}", dir_values[i]); break;
+	case LS_CLASS: snprintf(buf, n, "{class=\"%s\"}", class_values[i]); break;
 	default: buf[0] = '\0'; break;
 	}
 }
@@ -288,6 +294,8 @@ snapshot(om_srv_t *srv, snap_t *s)
 	s->dgrams[1] = sum.dgrams_out;
 	s->dgrams_dropped = sum.dgrams_dropped;
 	s->dgrams_limited = sum.dgrams_limited;
+	for (unsigned k = 0; k < 5; k++)
+		s->http[k] = sum.http_responses[k];
 	s->gets = ss.gets;
 	s->hits[0] = ss.hits_mem;
 	s->hits[1] = ss.hits_disk;

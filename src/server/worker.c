@@ -162,7 +162,7 @@ accept_some(worker_t *w, wlistener_t *l)
 			/* Over the limit: told so and closed. Then this worker stays
 			 * out of accepting for a while, so that workers with room
 			 * take the next ones. */
-			conn_reject(w, fd, "too many connections: try again later");
+			conn_reject(w, fd, l->ls, "too many connections: try again later");
 			listeners_set(w, 0);
 			w->accept_resume_ms = om_clock_ms() + 100;
 			return;

@@ -87,7 +87,7 @@ enum om_access om_peer_access(const om_listener_t *ls, const om_peer_t *p);
 /* conn.c */
 conn_t *conn_new(worker_t *w, int fd, om_listener_t *ls, const om_peer_t *peer);
 /* Answers a connection over the limit (GOAWAY, BUSY) and closes it. */
-void conn_reject(worker_t *w, int fd, const char *why);
+void conn_reject(worker_t *w, int fd, const om_listener_t *ls, const char *why);
 /* Once a second: idle and request timeouts. */
 void conn_tick(conn_t *c, uint64_t now_ms);
 /* UDP: reads and answers the datagrams waiting on the listener. */

@@ -57,6 +57,8 @@ typedef struct {
 /* PUT flags */
 #define OM_STORE_EPHEMERAL 0x1u /* memory tier only, dropped when evicted */
 #define OM_STORE_EVICT     0x2u /* if the index is full, evict LRU objects to make room */
+#define OM_STORE_SIZE_OPEN 0x4u /* size is only a bound: the object is what was written
+                                 * by the commit (room is made then) */
 
 typedef struct {
 	uint64_t size;    /* exact number of bytes the PUT will bring */

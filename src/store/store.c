@@ -351,7 +351,7 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 	tier = (a->flags & OM_STORE_EPHEMERAL) ? OM_TIER_MEM : OM_TIER_DISK;
 	if (st->tier[tier].limit && a->size > st->tier[tier].limit)
 		return -EFBIG;
-	if ((rc = om_store_make_room(st, tier, a->size)) != 0)
+	if ((rc = om_store_make_room(st, tier, (a->flags & OM_STORE_SIZE_OPEN) ? 0 : a->size)) != 0)
 		return rc;
 
 	t = malloc(sizeof(*t));
@@ -386,7 +386,8 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 	}
 	/* Reserve the space of large objects now: a full filesystem fails
 	 * here rather than half-way through the bytes. */
-	if (a->size >= 65536 && fallocate(t->fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)a->size) != 0 &&
+	if (a->size >= 65536 && !(a->flags & OM_STORE_SIZE_OPEN) &&
+	    fallocate(t->fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)a->size) != 0 &&
 	    (errno == ENOSPC || errno == EDQUOT)) {
 		rc = -errno;
 		om_store_put_abort(t);
@@ -495,6 +496,11 @@ om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
 	size_t rlen;
 	int rc, kind;
 
+	if (t->flags & OM_STORE_SIZE_OPEN) {
+		t->size = t->written;
+		if ((rc = om_store_make_room(st, t->tier, t->size)) != 0)
+			goto fail;
+	}
 	if (t->written != t->size) {
 		rc = -EINVAL;
 		goto fail;

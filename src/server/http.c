@@ -1,0 +1,729 @@
+/*
+ * HTTP/1.1 on a listener of type http: GET and HEAD (with conditional and
+ * single-range requests), PUT (Content-Length or chunked) and DELETE over
+ * the same store, access rules and limits as the objmapper protocol.
+ * Responses are queued like the protocol's (conn.c sends them in order);
+ * a body is sent with sendfile(2) from the object's file, through the
+ * worker's descriptor cache. Worker processes.
+ *
+ * Errors that leave the stream's framing in doubt (a malformed head, a
+ * body we will not read) are answered with "Connection: close" and the
+ * connection is closed once the answer is sent; the others keep it.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#include "core/om_core.h"
+#include "core/om_log.h"
+#include "server/conn_int.h"
+
+#define ALLOW       "GET, HEAD, PUT, DELETE"
+#define HEAD_CAP    1024 /* a response head without the object's metadata */
+#define CONTINUE    "HTTP/1.1 100 Continue\r\n\r\n"
+
+/* ---- statistics -------------------------------------------------------- */
+
+static unsigned
+op_of(enum om_http_method m)
+{
+	switch (m) {
+	case OM_HTTP_GET:
+	case OM_HTTP_HEAD: return OM_OP_GET;
+	case OM_HTTP_PUT: return OM_OP_PUT;
+	case OM_HTTP_DELETE: return OM_OP_DELETE;
+	default: return 0;
+	}
+}
+
+static unsigned
+status_om(int status)
+{
+	switch (status) {
+	case 200: case 201: case 204: case 206: case 304: return OM_STATUS_OK;
+	case 403: return OM_STATUS_DENIED;
+	case 404: return OM_STATUS_NOT_FOUND;
+	case 413: return OM_STATUS_TOO_LARGE;
+	case 414: return OM_STATUS_URI_INVALID;
+	case 503: return OM_STATUS_BUSY;
+	case 507: return OM_STATUS_NO_SPACE;
+	default: return status >= 500 ? OM_STATUS_INTERNAL : OM_STATUS_BAD_REQUEST;
+	}
+}
+
+static void
+count(conn_t *c, enum om_http_method m, int status)
+{
+	om_srv_stats_sh_t *st = c->w->stats;
+	unsigned op = op_of(m), s = status_om(status), k = (unsigned)status / 100 - 1;
+
+	OM_STORE(&st->responses[op][s], st->responses[op][s] + 1);
+	if (k < 5)
+		OM_STORE(&st->http_responses[k], st->http_responses[k] + 1);
+}
+
+/* ---- response heads ---------------------------------------------------- */
+
+typedef struct {
+	out_t *o;
+	size_t cap;
+	bool overflow;
+} head_t;
+
+static const char *
+http_date_now(void)
+{
+	static char buf[OM_HTTP_DATE_LEN];
+	static int64_t at = -1;
+	int64_t now = om_time_s();
+
+	if (now != at) {
+		om_http_date_format(now, buf);
+		at = now;
+	}
+	return buf;
+}
+
+__attribute__((format(printf, 2, 3))) static void
+add(head_t *h, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (h->o == NULL || h->overflow)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf((char *)h->o->data + h->o->len, h->cap - h->o->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= h->cap - h->o->len)
+		h->overflow = true;
+	else
+		h->o->len += (size_t)n;
+}
+
+/* A head with its status line and the fields every response has; extra is
+ * room for more (metadata, a body). */
+static head_t
+head_begin(conn_t *c, int status, bool close, size_t extra)
+{
+	head_t h = { NULL, HEAD_CAP + extra, false };
+
+	h.o = out_new(OUT_BUF, h.cap);
+	if (h.o == NULL)
+		return h;
+	h.o->len = 0;
+	add(&h, "HTTP/1.1 %d %s\r\nServer: objmapper\r\nDate: %s\r\n", status, om_http_reason(status),
+	    http_date_now());
+	if (close)
+		add(&h, "Connection: close\r\n");
+	(void)c;
+	return h;
+}
+
+/* Queues the head (the last part of its response unless a body follows). */
+static bool
+head_push(conn_t *c, head_t *h, bool last)
+{
+	if (h->o == NULL || h->overflow) {
+		free(h->o);
+		h->o = NULL;
+		fatal(c, "out of memory for a response");
+		return false;
+	}
+	h->o->resp_end = last;
+	out_push(c, h->o);
+	h->o = NULL;
+	return true;
+}
+
+/*
+ * A response without an object: the status, a short text body saying why
+ * (none for HEAD, 204 and 304), and extra fields. With close, the
+ * connection closes once it is sent.
+ */
+__attribute__((format(printf, 6, 7))) static void
+reply(conn_t *c, enum om_http_method m, int status, bool close, const char *fields,
+    const char *fmt, ...)
+{
+	char why[400], text[512] = "";
+	int n = 0;
+	head_t h;
+	va_list ap;
+
+	why[0] = '\0';
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		vsnprintf(why, sizeof(why), fmt, ap);
+		va_end(ap);
+	}
+	if (status >= 400)
+		n = snprintf(text, sizeof(text), "%d %s%s%s\n", status, om_http_reason(status),
+		    why[0] ? ": " : "", why);
+	h = head_begin(c, status, close, sizeof(text) + 64);
+	if (fields != NULL)
+		add(&h, "%s", fields);
+	if (status == 204 || status == 304) {
+		add(&h, "\r\n");
+	} else if (status >= 400) {
+		/* HEAD: the length a GET would have, without the body. */
+		add(&h, "Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", n,
+		    m == OM_HTTP_HEAD ? "" : text);
+	} else {
+		add(&h, "Content-Length: 0\r\n\r\n");
+	}
+	count(c, m, status);
+	if (status >= 400 && why[0])
+		om_log_debug(0, "http %d to %s on %s: %s", status, c->peer.name, c->ls->name, why);
+	if (close) {
+		c->http.close = true;
+		c->closing = true;
+	}
+	(void)head_push(c, &h, true);
+}
+
+/* ---- GET and HEAD ------------------------------------------------------ */
+
+/* Fields of the object's metadata that may not be sent as they are: they
+ * frame the message or are the server's own. */
+static bool
+reserved_field(const char *name, size_t n)
+{
+	static const char *const names[] = { "content-length", "transfer-encoding", "connection",
+		"keep-alive", "upgrade", "trailer", "te", "date", "server", "etag", "last-modified",
+		"accept-ranges", "content-range", "proxy-connection" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strlen(names[i]) == n && strncasecmp(names[i], name, n) == 0)
+			return true;
+	return false;
+}
+
+/* Appends the metadata's header lines; tells which of Content-Type,
+ * Expires and Cache-Control it had. */
+static void
+add_meta(head_t *h, const char *meta, size_t n, bool *has_type, bool *has_freshness)
+{
+	size_t i = 0;
+
+	*has_type = *has_freshness = false;
+	if (!om_http_meta_is_headers(meta, n))
+		return;
+	while (i < n) {
+		const char *colon = memchr(meta + i, ':', n - i);
+		const char *eol = memchr(meta + i, '\r', n - i);
+		size_t name = (size_t)(colon - (meta + i));
+
+		if (!reserved_field(meta + i, name)) {
+			if (name == 12 && strncasecmp(meta + i, "content-type", 12) == 0)
+				*has_type = true;
+			if ((name == 7 && strncasecmp(meta + i, "expires", 7) == 0) ||
+			    (name == 13 && strncasecmp(meta + i, "cache-control", 13) == 0))
+				*has_freshness = true;
+			add(h, "%.*s\r\n", (int)(eol - (meta + i)), meta + i);
+		}
+		i = (size_t)(eol - meta) + 2;
+	}
+}
+
+/* If-Range: the range applies only to the representation it names. */
+static bool
+if_range_holds(const om_http_req_t *r, const char *etag, int64_t mtime)
+{
+	int64_t t;
+
+	if (r->if_range.p == NULL)
+		return true;
+	if (r->if_range.n > 0 && r->if_range.p[0] == '"')
+		return r->if_range.n == strlen(etag) && memcmp(r->if_range.p, etag, r->if_range.n) == 0;
+	return om_http_date_parse(r->if_range.p, r->if_range.n, &t) == 0 && t == mtime;
+}
+
+static void
+do_get(conn_t *c, const om_http_req_t *r, bool bye)
+{
+	om_store_t *st = c->w->srv->st;
+	bool head = r->method == OM_HTTP_HEAD, has_type, has_fresh, not_modified = false;
+	uint8_t meta[OM_PROTO_META_MAX];
+	uint32_t meta_len = 0;
+	int64_t mtime = 0, ims;
+	uint64_t first = 0, last = 0, len;
+	char etag[24], lm[OM_HTTP_DATE_LEN], ub[96];
+	fdc_entry_t *fdc = NULL;
+	int status = 200, rng = 0, rc;
+	om_get_t g;
+	head_t h;
+
+	rc = get_descriptor(c, (const uint8_t *)r->path.p, r->path.n, OM_MODE_COPY,
+	    head ? OM_GET_NOTOUCH : 0, &g, &fdc);
+	if (rc == -ENOENT) {
+		reply(c, r->method, 404, bye, NULL, "no such object: %s",
+		    shown((const uint8_t *)r->path.p, r->path.n, ub, sizeof(ub)));
+		return;
+	}
+	if (rc != 0) {
+		reply(c, r->method, 500, bye, NULL, "cannot open the object: %s", om_strerror(rc));
+		return;
+	}
+	if (fdc != NULL)
+		fdc->refs++;
+	if ((rc = om_store_read_meta(st, g.fd, meta, sizeof(meta), &meta_len, &mtime)) != 0) {
+		reply(c, r->method, 500, bye, NULL, "cannot read the object's record: %s",
+		    om_strerror(rc));
+		goto drop;
+	}
+	snprintf(etag, sizeof(etag), "\"%" PRIx64 "\"", g.obj.id);
+	om_http_date_format(mtime, lm);
+
+	/* Conditions (RFC 9110 13.2.2): If-None-Match, else If-Modified-Since. */
+	if (r->if_none_match.p != NULL)
+		not_modified = om_http_etag_match(r->if_none_match.p, r->if_none_match.n, etag);
+	else if (r->if_modified_since.p != NULL &&
+	    om_http_date_parse(r->if_modified_since.p, r->if_modified_since.n, &ims) == 0)
+		not_modified = mtime <= ims;
+	if (not_modified)
+		status = 304;
+	else if (r->range.p != NULL && if_range_holds(r, etag, mtime))
+		rng = om_http_range(r->range.p, r->range.n, g.obj.size, &first, &last);
+	if (rng < 0) {
+		char f[64];
+
+		snprintf(f, sizeof(f), "Content-Range: bytes */%" PRIu64 "\r\n", g.obj.size);
+		reply(c, r->method, 416, bye, f, "the range is outside the object's %" PRIu64 " bytes",
+		    g.obj.size);
+		goto drop;
+	}
+	if (rng > 0)
+		status = 206;
+	else
+		last = g.obj.size ? g.obj.size - 1 : 0;
+	len = g.obj.size ? last - first + 1 : 0;
+
+	h = head_begin(c, status, bye, meta_len + 2 * meta_len / 16);
+	add(&h, "ETag: %s\r\nLast-Modified: %s\r\n", etag, lm);
+	add_meta(&h, (const char *)meta, meta_len, &has_type, &has_fresh);
+	if (!has_fresh && g.obj.expires > 0) {
+		char ex[OM_HTTP_DATE_LEN];
+
+		om_http_date_format(g.obj.expires, ex);
+		add(&h, "Expires: %s\r\n", ex);
+	}
+	if (status == 304) {
+		add(&h, "\r\n");
+		count(c, r->method, 304);
+		(void)head_push(c, &h, true);
+		goto drop;
+	}
+	if (!has_type)
+		add(&h, "Content-Type: application/octet-stream\r\n");
+	add(&h, "Accept-Ranges: bytes\r\n");
+	if (status == 206)
+		add(&h, "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n", first, last,
+		    g.obj.size);
+	add(&h, "Content-Length: %" PRIu64 "\r\n\r\n", len);
+	count(c, r->method, status);
+	if (head || len == 0) {
+		(void)head_push(c, &h, true);
+		goto drop;
+	}
+	if (!head_push(c, &h, false))
+		goto drop;
+	{
+		out_t *f = out_new(OUT_SPLICE, 0);
+
+		if (f == NULL) {
+			fatal(c, "out of memory");
+			goto drop;
+		}
+		f->fd = g.fd;
+		f->fdc = fdc;
+		f->off = first;
+		f->len = len;
+		f->resp_end = true;
+		out_push(c, f);
+	}
+	return;
+drop:
+	if (fdc != NULL)
+		fdc->refs--;
+	else
+		close(g.fd);
+}
+
+/* ---- PUT --------------------------------------------------------------- */
+
+static int
+status_of_store(int rc)
+{
+	switch (rc) {
+	case -EFBIG: return 413;
+	case -ENOSPC:
+	case -EDQUOT: return 507;
+	case -ENAMETOOLONG: return 414;
+	case -EMSGSIZE:
+	case -EINVAL: return 400;
+	case -ENOMEM:
+	case -EMFILE:
+	case -ENFILE:
+	case -EAGAIN: return 503;
+	default: return 500;
+	}
+}
+
+/* The request's fields an object keeps, as header lines. */
+static int
+put_meta(const om_http_req_t *r, char *out, size_t cap, size_t *len)
+{
+	const struct {
+		const char *name;
+		om_http_str_t v;
+	} keep[] = {
+		{ "Content-Type", r->content_type },
+		{ "Cache-Control", r->cache_control },
+		{ "Expires", r->expires },
+		{ "Content-Encoding", r->content_encoding },
+		{ "Content-Language", r->content_language },
+		{ "Content-Disposition", r->content_disposition },
+	};
+	size_t n = 0;
+
+	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+		int k;
+
+		if (keep[i].v.p == NULL)
+			continue;
+		k = snprintf(out + n, cap - n, "%s: %.*s\r\n", keep[i].name, (int)keep[i].v.n, keep[i].v.p);
+		if (k < 0 || (size_t)k >= cap - n)
+			return -1;
+		n += (size_t)k;
+	}
+	*len = n;
+	return 0;
+}
+
+/* Expiry from Cache-Control (max-age, s-maxage), else Expires; 0 none. */
+static int64_t
+put_expires(const om_http_req_t *r)
+{
+	int64_t now = om_time_s(), age, t;
+
+	if (r->cache_control.p != NULL && (age = om_http_max_age(r->cache_control.p, r->cache_control.n)) >= 0)
+		return now + (age > 0 ? age : 0) + (age == 0);
+	if (r->expires.p != NULL && om_http_date_parse(r->expires.p, r->expires.n, &t) == 0)
+		return t > 0 ? t : 1;
+	return 0;
+}
+
+static void
+put_finish(conn_t *c)
+{
+	om_ix_obj_t obj;
+	int rc = om_store_put_commit(c->txn, &obj);
+	char f[64];
+
+	c->txn = NULL;
+	c->state = ST_HEADER;
+	c->frames++;
+	if (rc != 0) {
+		reply(c, OM_HTTP_PUT, status_of_store(rc), c->http.close, NULL, "PUT failed: %s",
+		    om_strerror(rc));
+		if (status_of_store(rc) == 500)
+			om_log_err(-rc, "PUT failed");
+		return;
+	}
+	snprintf(f, sizeof(f), "ETag: \"%" PRIx64 "\"\r\n", obj.id);
+	reply(c, OM_HTTP_PUT, c->http.existed ? 204 : 201, c->http.close, f, NULL);
+}
+
+static void
+put_fail(conn_t *c, int status, const char *why)
+{
+	om_store_put_abort(c->txn);
+	c->txn = NULL;
+	c->state = ST_HEADER;
+	/* The rest of the body is not read: the connection ends. */
+	reply(c, OM_HTTP_PUT, status, true, NULL, "%s", why);
+}
+
+static void
+do_put(conn_t *c, const om_http_req_t *r, bool bye)
+{
+	om_store_t *st = c->w->srv->st;
+	uint64_t max = c->ls->max_object;
+	bool body = r->chunked || r->content_length > 0;
+	char meta[OM_PROTO_META_MAX];
+	om_put_args_t a = { 0 };
+	size_t meta_len = 0;
+	int rc;
+
+	if (!r->has_length && !r->chunked) {
+		reply(c, r->method, 411, bye, NULL, "a PUT needs Content-Length or a chunked body");
+		return;
+	}
+	if (r->has_length && max && r->content_length > max) {
+		reply(c, r->method, 413, true, NULL, "object of %" PRIu64 " bytes (at most %" PRIu64 ")",
+		    r->content_length, max);
+		return;
+	}
+	if (put_meta(r, meta, sizeof(meta), &meta_len) != 0 || meta_len > c->w->srv->conf->cache.max_metadata) {
+		reply(c, r->method, 400, body || bye, NULL,
+		    "the fields kept with the object exceed max_metadata (%u bytes)",
+		    c->w->srv->conf->cache.max_metadata);
+		return;
+	}
+	a.meta = meta;
+	a.meta_len = (uint16_t)meta_len;
+	a.expires = put_expires(r);
+	if (r->chunked) {
+		a.size = max ? max : UINT64_MAX;
+		a.flags = OM_STORE_SIZE_OPEN;
+	} else {
+		a.size = r->content_length;
+	}
+	c->http.existed = om_store_stat(st, r->path.p, r->path.n, NULL) == 0;
+	if ((rc = om_store_put_begin(st, r->path.p, r->path.n, &a, &c->txn)) != 0) {
+		c->txn = NULL;
+		reply(c, r->method, status_of_store(rc), body || bye, NULL, "PUT failed: %s",
+		    om_strerror(rc));
+		return;
+	}
+	c->http.close = bye;
+	if (r->expect_continue && body) {
+		out_t *o = out_new(OUT_BUF, sizeof(CONTINUE) - 1);
+
+		if (o == NULL) {
+			put_fail(c, 503, "out of memory");
+			return;
+		}
+		memcpy(o->data, CONTINUE, sizeof(CONTINUE) - 1);
+		out_push(c, o);
+	}
+	if (r->chunked) {
+		memset(&c->http.ch, 0, sizeof(c->http.ch));
+		c->left = 0;
+		c->state = ST_HTTP_CHUNKED;
+	} else if (r->content_length > 0) {
+		c->left = r->content_length;
+		c->state = ST_HTTP_BODY;
+	} else {
+		put_finish(c);
+	}
+}
+
+/* Body bytes in the buffer to the transaction. Returns false to wait. */
+static bool
+put_body(conn_t *c)
+{
+	size_t have = c->in_len - c->in_off;
+
+	if (c->state == ST_HTTP_BODY) {
+		size_t n = have < c->left ? have : (size_t)c->left;
+		int rc;
+
+		if (n == 0)
+			return false;
+		rc = om_store_put_write(c->txn, c->in + c->in_off, n);
+		consume(c, n);
+		c->left -= n;
+		if (rc != 0) {
+			put_fail(c, status_of_store(rc), om_strerror(rc));
+			return true;
+		}
+		if (c->left == 0)
+			put_finish(c);
+		return true;
+	}
+	/* Chunked. */
+	for (;;) {
+		const char *data, *why = "";
+		size_t dlen;
+		bool done;
+		long k;
+		int rc;
+
+		have = c->in_len - c->in_off;
+		if (have == 0)
+			return false;
+		k = om_http_chunked_feed(&c->http.ch, (const char *)c->in + c->in_off, have, &data, &dlen,
+		    &done, &why);
+		if (k < 0) {
+			put_fail(c, 400, why);
+			return true;
+		}
+		if (dlen > 0 && (rc = om_store_put_write(c->txn, data, dlen)) != 0) {
+			if (rc == -EFBIG)
+				put_fail(c, 413, "the chunked body exceeds the object size limit");
+			else
+				put_fail(c, status_of_store(rc), om_strerror(rc));
+			return true;
+		}
+		consume(c, (size_t)k);
+		c->left += dlen; /* received: request_timeout grows with it */
+		if (done) {
+			put_finish(c);
+			return true;
+		}
+		if (k == 0)
+			return false;
+	}
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static void
+do_delete(conn_t *c, const om_http_req_t *r, bool bye)
+{
+	char ub[96];
+	int rc = om_store_delete(c->w->srv->st, r->path.p, r->path.n);
+
+	if (rc == -ENOENT)
+		reply(c, r->method, 404, bye, NULL, "no such object: %s",
+		    shown((const uint8_t *)r->path.p, r->path.n, ub, sizeof(ub)));
+	else if (rc != 0)
+		reply(c, r->method, status_of_store(rc), bye, NULL, "cannot delete: %s", om_strerror(rc));
+	else
+		reply(c, r->method, 204, bye, NULL, NULL);
+}
+
+static void
+dispatch(conn_t *c, const om_http_req_t *r)
+{
+	const om_conf_t *conf = c->w->srv->conf;
+	bool body = r->chunked || r->content_length > 0;
+	bool close = r->close || c->draining || c->w->draining;
+	enum om_access need;
+	const char *bad;
+
+	if (r->method == OM_HTTP_OTHER) {
+		reply(c, r->method, 405, close || body, "Allow: " ALLOW "\r\n", "%.*s is not served here",
+		    (int)(r->method_name.n < 32 ? r->method_name.n : 32), r->method_name.p);
+		return;
+	}
+	if (r->path.n > conf->index.max_uri) {
+		reply(c, r->method, 414, close || body, NULL,
+		    "URI of %zu bytes (at most %u)", r->path.n, conf->index.max_uri);
+		return;
+	}
+	if ((bad = om_proto_uri_error(r->path.p, r->path.n, conf->index.max_uri)) != NULL) {
+		reply(c, r->method, 400, close || body, NULL, "%s", bad);
+		return;
+	}
+	need = r->method == OM_HTTP_PUT || r->method == OM_HTTP_DELETE ? OM_ACCESS_WRITE : OM_ACCESS_READ;
+	if (c->access < need) {
+		OM_STORE(&c->w->stats->denied, c->w->stats->denied + 1);
+		reply(c, r->method, 403, close || body, NULL, "%s may not %s on listener %s", c->peer.name,
+		    need == OM_ACCESS_WRITE ? "write" : "read", c->ls->name);
+		return;
+	}
+	if (r->method != OM_HTTP_PUT && body) {
+		/* A body where none is expected is not read: answered, then
+		 * the connection ends. */
+		close = true;
+	}
+	switch (r->method) {
+	case OM_HTTP_GET:
+	case OM_HTTP_HEAD: do_get(c, r, close); break;
+	case OM_HTTP_PUT: do_put(c, r, close); break;
+	case OM_HTTP_DELETE: do_delete(c, r, close); break;
+	default: break;
+	}
+	if (close && c->state == ST_HEADER)
+		c->closing = true;
+}
+
+bool
+http_request_ready(const conn_t *c)
+{
+	om_http_req_t r;
+	const char *why;
+
+	if (c->state != ST_HEADER || c->in_len == c->in_off)
+		return false;
+	return om_http_parse_head((const char *)c->in + c->in_off, c->in_len - c->in_off,
+	    c->ls->max_header, &r, &why) != 0;
+}
+
+bool
+http_process(conn_t *c)
+{
+	int budget = RUN_BUDGET;
+
+	if (c->nrfds > 0) {
+		/* Descriptors mean nothing here. */
+		for (unsigned i = 0; i < c->nrfds; i++)
+			close(c->rfds[i]);
+		c->nrfds = 0;
+		reply(c, OM_HTTP_OTHER, 400, true, NULL, "descriptors are not taken on an HTTP listener");
+		return false;
+	}
+	while (!c->closing && !c->dead) {
+		size_t have = c->in_len - c->in_off;
+		om_http_req_t r;
+		const char *why;
+		int rc;
+
+		if (c->state == ST_HTTP_BODY || c->state == ST_HTTP_CHUNKED) {
+			if (!put_body(c))
+				return false;
+			continue;
+		}
+		if (c->inflight >= c->ls->max_pipeline || c->out_bytes >= c->ls->max_buffer)
+			return false;
+		if (budget-- == 0)
+			return true;
+		rc = have ? om_http_parse_head((const char *)c->in + c->in_off, have, c->ls->max_header, &r,
+		    &why) : 0;
+		if (rc == 0) {
+			if (c->draining) {
+				/* Nothing more is taken; a request half received gets
+				 * no answer (the client sees the connection close
+				 * before its response, and may retry). */
+				c->goaway_sent = true;
+				c->closing = true;
+			} else if (c->in_off > 0 && c->in_len == IN_CAP) {
+				memmove(c->in, c->in + c->in_off, have);
+				c->in_len = have;
+				c->in_off = 0;
+			}
+			return false;
+		}
+		if (rc < 0) {
+			OM_STORE(&c->w->stats->bad_frames, c->w->stats->bad_frames + 1);
+			if (rc == -431 || r.method_name.p == NULL)
+				r.method = OM_HTTP_OTHER;
+			reply(c, r.method, -rc, true, NULL, "%s", why);
+			return false;
+		}
+		c->frames++;
+		dispatch(c, &r);
+		consume(c, (size_t)rc);
+	}
+	return false;
+}
+
+void
+http_close_timeout(conn_t *c, bool request)
+{
+	if (request && c->out_head == NULL && !c->goaway_sent)
+		reply(c, OM_HTTP_OTHER, 408, true, NULL, "the request was not received in time");
+	c->goaway_sent = true;
+}
+
+void
+http_reject(worker_t *w, int fd, const char *why)
+{
+	char buf[512];
+	int n;
+
+	n = snprintf(buf, sizeof(buf), "HTTP/1.1 503 Service Unavailable\r\nServer: objmapper\r\n"
+	    "Date: %s\r\nRetry-After: 1\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+	    "Content-Length: %zu\r\n\r\n503 Service Unavailable: %s\n", http_date_now(),
+	    strlen("503 Service Unavailable: \n") + strlen(why), why);
+	if (n > 0 && (size_t)n < sizeof(buf))
+		(void)send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	OM_STORE(&w->stats->http_responses[4], w->stats->http_responses[4] + 1);
+}
