@@ -1,9 +1,10 @@
 /*
- * Load generator over libobjmapper, or over memcached's text protocol with
- * the same structure (-s memcached:...): -c connections in -p processes, each
- * connection a thread in a closed loop (send, wait, consume every byte,
- * repeat) for -d seconds; prints ops/s, MB/s and latency percentiles.
- * --prepare-dir writes the objects as files for bench/floor_server.
+ * Load generator over libobjmapper, or over memcached's text protocol or
+ * HTTP/1.1 with the same structure (-s memcached:..., -s http:...): -c
+ * connections in -p processes, each connection a thread in a closed loop
+ * (send, wait, consume every byte, repeat) for -d seconds; prints ops/s, MB/s
+ * and latency percentiles. --prepare-dir writes the objects as files for
+ * bench/floor_server (or a web server's document root).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -39,7 +41,9 @@
 #define PAGE         4096u
 #define TAIL_MAGIC   0x7461696c6d61726bull /* the last 8 bytes: key ^ this */
 #define MC_KEY_MAX   250                   /* memcached's longest key */
-#define MC_RBUF      (64u << 10)           /* memcached: a connection's input buffer */
+#define MC_RBUF      (64u << 10)           /* memcached, HTTP: a connection's input buffer */
+#define HTTP_REQ_MAX (URI_CAP + 128)        /* HTTP: one request head, PUT included */
+#define HTTP_GET_TAIL " HTTP/1.1\r\nHost: localhost\r\n\r\n" /* after GET URI */
 
 /*
  * Latency histogram, in nanoseconds: exact below 64 ns, then 64 buckets
@@ -70,12 +74,12 @@ typedef struct {
 	slot_sh_t slots[];
 } shm_sh_t;
 
-enum { DRV_OBJMAPPER, DRV_MEMCACHED };
+enum { DRV_OBJMAPPER, DRV_MEMCACHED, DRV_HTTP };
 
 static const char *sock_path;
 static int driver = DRV_OBJMAPPER;
-static const char *mc_path;              /* memcached:PATH */
-static char *mc_host, *mc_port;          /* memcached://HOST:PORT */
+static const char *net_path;             /* memcached:PATH, http:PATH */
+static char *net_host, *net_port;        /* memcached://HOST:PORT, http://HOST:PORT */
 static int mode = OM_MODE_FDPASS;
 static bool mode_set, private_set;
 static double zipf_s;                    /* 0: keys uniform */
@@ -419,11 +423,11 @@ typedef struct {
 	unsigned no;             /* connection number, 0..nconns-1 */
 	slot_sh_t *s;
 	om_client_t *c;
-	int mfd;                 /* memcached: the connection, or -1 */
-	bool broken;             /* memcached: out of step with the server */
-	char *rbuf;              /* memcached: input, MC_RBUF bytes */
-	size_t rpos, rlen;       /* memcached: unread input is rbuf[rpos, rlen) */
-	char *cmd;               /* memcached: the request being built */
+	int mfd;                 /* memcached, HTTP: the connection, or -1 */
+	bool broken;             /* memcached, HTTP: out of step with the server */
+	char *rbuf;              /* memcached, HTTP: input, MC_RBUF bytes */
+	size_t rpos, rlen;       /* memcached, HTTP: unread input is rbuf[rpos, rlen) */
+	char *cmd;               /* memcached, HTTP: the request being built */
 	uint8_t *buf;            /* GET: the object's bytes land here */
 	uint8_t *put_data;       /* PUT: the bytes sent */
 	uint64_t rng;
@@ -496,28 +500,38 @@ check_obj(thr_t *t, const char *uri, uint32_t k, const uint8_t *data, uint64_t s
 	return (int64_t)size;
 }
 
-/* ---- memcached's text protocol ---------------------------------------------- */
+/* ---- memcached's text protocol and HTTP/1.1: a stream connection ------------- */
 
+/* The name of the driver, in messages. */
+static const char *
+net_name(void)
+{
+	return driver == DRV_HTTP ? "http" : "memcached";
+}
+
+/* The socket of a connection (TCP: TCP_NODELAY), into t->mfd; 0 or -1. */
 static int
-mc_connect(thr_t *t)
+net_dial(thr_t *t)
 {
 	int fd = -1;
 
-	if (mc_host == NULL) {
+	if (net_host == NULL) {
 		struct sockaddr_un sa = { .sun_family = AF_UNIX };
 
-		memcpy(sa.sun_path, mc_path, strlen(mc_path) + 1);
+		memcpy(sa.sun_path, net_path, strlen(net_path) + 1);
 		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 		    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-			thr_fail(t, "connect(\"%s\"): %s", mc_path, strerror(errno));
-			goto fail;
+			thr_fail(t, "connect(\"%s\"): %s", net_path, strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return -1;
 		}
 	} else {
 		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
 		int rc, one = 1, err = 0;
 
-		if ((rc = getaddrinfo(mc_host, mc_port, &hints, &res)) != 0) {
-			thr_fail(t, "%s:%s: %s", mc_host, mc_port, gai_strerror(rc));
+		if ((rc = getaddrinfo(net_host, net_port, &hints, &res)) != 0) {
+			thr_fail(t, "%s:%s: %s", net_host, net_port, gai_strerror(rc));
 			return -1;
 		}
 		for (ai = res; ai != NULL; ai = ai->ai_next) {
@@ -531,47 +545,59 @@ mc_connect(thr_t *t)
 		}
 		freeaddrinfo(res);
 		if (fd < 0) {
-			thr_fail(t, "connect(%s:%s): %s", mc_host, mc_port, strerror(err));
+			thr_fail(t, "connect(%s:%s): %s", net_host, net_port, strerror(err));
 			return -1;
 		}
 		/* Requests are single writes: Nagle would only delay them. */
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
-	/* A batch is one "get" line of up to BATCH_MAX keys. */
-	t->rbuf = malloc(MC_RBUF);
-	t->cmd = malloc((size_t)batch * (URI_CAP + 1) + 64);
-	if (t->rbuf == NULL || t->cmd == NULL) {
-		thr_fail(t, "out of memory for the buffers");
-		goto fail;
-	}
 	t->mfd = fd;
+	t->rpos = t->rlen = 0;
 	return 0;
-fail:
-	if (fd >= 0)
-		close(fd);
-	return -1;
 }
 
+static int
+net_connect(thr_t *t)
+{
+	/* A batch is one "get" line of up to BATCH_MAX keys, or BATCH_MAX
+	 * pipelined HTTP requests. */
+	t->rbuf = malloc(MC_RBUF);
+	t->cmd = malloc((size_t)batch * (driver == DRV_HTTP ? HTTP_REQ_MAX : URI_CAP + 1) + 64);
+	if (t->rbuf == NULL || t->cmd == NULL) {
+		thr_fail(t, "out of memory for the buffers");
+		return -1;
+	}
+	return net_dial(t);
+}
+
+/* The socket closed (HTTP: the server said it closes); buffers kept. */
 static void
-mc_close(thr_t *t)
+net_hangup(thr_t *t)
 {
 	if (t->mfd >= 0)
 		close(t->mfd);
 	t->mfd = -1;
+	t->rpos = t->rlen = 0;
+}
+
+static void
+net_close(thr_t *t)
+{
+	net_hangup(t);
 	free(t->rbuf);
 	free(t->cmd);
 }
 
 /* Marks the connection unusable: the failure is already recorded. */
 static int
-mc_broken(thr_t *t)
+net_broken(thr_t *t)
 {
 	t->broken = true;
 	return -1;
 }
 
 static int
-mc_write(thr_t *t, struct iovec *iov, int iovcnt)
+net_write(thr_t *t, struct iovec *iov, int iovcnt)
 {
 	while (iovcnt > 0) {
 		ssize_t n = writev(t->mfd, iov, iovcnt);
@@ -579,8 +605,8 @@ mc_write(thr_t *t, struct iovec *iov, int iovcnt)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			thr_fail(t, "memcached: write: %s", strerror(errno));
-			return mc_broken(t);
+			thr_fail(t, "%s: write: %s", net_name(), strerror(errno));
+			return net_broken(t);
 		}
 		while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
 			n -= (ssize_t)iov->iov_len;
@@ -597,7 +623,7 @@ mc_write(thr_t *t, struct iovec *iov, int iovcnt)
 
 /* More input into rbuf, after what is unread. */
 static int
-mc_fill(thr_t *t)
+net_fill(thr_t *t)
 {
 	ssize_t n;
 
@@ -607,15 +633,16 @@ mc_fill(thr_t *t)
 		t->rpos = 0;
 	}
 	if (t->rlen == MC_RBUF) {
-		thr_fail(t, "memcached: a response line longer than %u bytes", MC_RBUF);
-		return mc_broken(t);
+		thr_fail(t, "%s: a response %s longer than %u bytes", net_name(),
+		    driver == DRV_HTTP ? "head" : "line", MC_RBUF);
+		return net_broken(t);
 	}
 	do
 		n = read(t->mfd, t->rbuf + t->rlen, MC_RBUF - t->rlen);
 	while (n < 0 && errno == EINTR);
 	if (n <= 0) {
-		thr_fail(t, "memcached: read: %s", n ? strerror(errno) : "connection closed");
-		return mc_broken(t);
+		thr_fail(t, "%s: read: %s", net_name(), n ? strerror(errno) : "connection closed");
+		return net_broken(t);
 	}
 	t->rlen += (size_t)n;
 	return 0;
@@ -635,17 +662,17 @@ mc_line(thr_t *t)
 		}
 		if (nl != NULL) {
 			thr_fail(t, "memcached: a response line not ended by \\r\\n");
-			mc_broken(t);
+			net_broken(t);
 			return NULL;
 		}
-		if (mc_fill(t) != 0)
+		if (net_fill(t) != 0)
 			return NULL;
 	}
 }
 
 /* Exactly n bytes into dst: first what rbuf holds, then straight from the socket. */
 static int
-mc_read(thr_t *t, void *dst, size_t n)
+net_read(thr_t *t, void *dst, size_t n)
 {
 	size_t have = t->rlen - t->rpos, off = have < n ? have : n;
 
@@ -657,8 +684,8 @@ mc_read(thr_t *t, void *dst, size_t n)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
-			thr_fail(t, "memcached: read: %s", r ? strerror(errno) : "connection closed");
-			return mc_broken(t);
+			thr_fail(t, "%s: read: %s", net_name(), r ? strerror(errno) : "connection closed");
+			return net_broken(t);
 		}
 		off += (size_t)r;
 	}
@@ -690,21 +717,21 @@ mc_value(thr_t *t, char *line, const char *key, uint32_t k)
 		goto bad;
 	if (len > obj_size) {
 		thr_fail(t, "GET %s: object of %" PRIu64 " bytes, expected %" PRIu64, key, len, obj_size);
-		mc_broken(t);
+		net_broken(t);
 		return -2;
 	}
-	if (mc_read(t, t->buf, (size_t)len) != 0 || mc_read(t, crlf, 2) != 0)
+	if (net_read(t, t->buf, (size_t)len) != 0 || net_read(t, crlf, 2) != 0)
 		return -2;
 	if (crlf[0] != '\r' || crlf[1] != '\n') {
 		thr_fail(t, "GET %s: memcached's value is not followed by \\r\\n", key);
-		mc_broken(t);
+		net_broken(t);
 		return -2;
 	}
 	t->sink += touch(t->buf, len);
 	return check_obj(t, key, k, t->buf, len);
 bad:
 	thr_fail(t, "GET %s: memcached answered \"%.80s\"", key, line);
-	mc_broken(t);
+	net_broken(t);
 	return -2;
 }
 
@@ -732,7 +759,7 @@ mc_get(thr_t *t, unsigned n, const char *const *keys, const uint32_t *ks, int64_
 	}
 	t->cmd[len++] = '\r';
 	t->cmd[len++] = '\n';
-	if (mc_write(t, &(struct iovec){ .iov_base = t->cmd, .iov_len = len }, 1) != 0)
+	if (net_write(t, &(struct iovec){ .iov_base = t->cmd, .iov_len = len }, 1) != 0)
 		return;
 	/* Hits come in the order asked; a miss is just left out. */
 	for (;;) {
@@ -742,7 +769,7 @@ mc_get(thr_t *t, unsigned n, const char *const *keys, const uint32_t *ks, int64_
 			break;
 		if (strncmp(line, "VALUE ", 6) != 0) {
 			thr_fail(t, "GET %s: memcached answered \"%.80s\"", keys[i < n ? i : 0], line);
-			mc_broken(t);
+			net_broken(t);
 			return;
 		}
 		while (i < n) {
@@ -755,7 +782,7 @@ mc_get(thr_t *t, unsigned n, const char *const *keys, const uint32_t *ks, int64_
 		}
 		if (i == n) {
 			thr_fail(t, "GET: memcached answered \"%.80s\", not asked for", line);
-			mc_broken(t);
+			net_broken(t);
 			return;
 		}
 		if ((gots[i] = mc_value(t, line, keys[i], ks[i])) < -1) {
@@ -784,14 +811,279 @@ mc_set(thr_t *t, const char *key, const void *data, size_t len)
 	iov[1].iov_len = len;
 	iov[2].iov_base = "\r\n";
 	iov[2].iov_len = 2;
-	if (mc_write(t, iov, 3) != 0 || (line = mc_line(t)) == NULL)
+	if (net_write(t, iov, 3) != 0 || (line = mc_line(t)) == NULL)
 		return -1;
 	if (strcmp(line, "STORED") != 0) {
 		/* SERVER_ERROR (too large, out of memory): memcached swallowed the
 		 * bytes and the connection goes on; anything else is out of step. */
 		thr_fail(t, "PUT %s: memcached answered \"%.80s\"", key, line);
 		if (strncmp(line, "SERVER_ERROR ", 13) != 0)
-			mc_broken(t);
+			net_broken(t);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- HTTP/1.1 ------------------------------------------------------------------ */
+
+/* A response head, parsed. */
+typedef struct {
+	int status;
+	int64_t clen;            /* Content-Length, or -1 */
+	bool chunked;            /* Transfer-Encoding other than identity */
+	bool close;              /* the server closes the connection after it */
+} http_resp_t;
+
+/* Whether the comma-separated list [v, end) holds token tok (any case). */
+static bool
+http_has_token(const char *v, const char *end, const char *tok)
+{
+	size_t tl = strlen(tok);
+
+	while (v < end) {
+		const char *e = memchr(v, ',', (size_t)(end - v)), *b = v;
+
+		if (e == NULL)
+			e = end;
+		while (b < e && (*b == ' ' || *b == '\t'))
+			b++;
+		const char *te = e;
+		while (te > b && (te[-1] == ' ' || te[-1] == '\t'))
+			te--;
+		if ((size_t)(te - b) == tl && strncasecmp(b, tok, tl) == 0)
+			return true;
+		v = e + 1;
+	}
+	return false;
+}
+
+/*
+ * Reads a response head (status line and headers, which may arrive over
+ * several reads, up to MC_RBUF bytes) and parses it into r; 1xx interim
+ * responses are skipped. rbuf[rpos...] is then the body. 0, or -1 (broken).
+ */
+static int
+http_head(thr_t *t, const char *what, const char *uri, http_resp_t *r)
+{
+	for (;;) {
+		char *p, *end, *eol;
+		size_t scanned = 0;
+		bool http10;
+
+		for (;;) {
+			size_t have = t->rlen - t->rpos;
+
+			/* Only the new bytes (and the 3 before them) are searched again. */
+			p = t->rbuf + t->rpos;
+			end = memmem(p + scanned, have - scanned, "\r\n\r\n", 4);
+			if (end != NULL)
+				break;
+			scanned = have < 3 ? 0 : have - 3;
+			if (net_fill(t) != 0)
+				return -1;
+		}
+		/* Status line: HTTP/1.x SSS reason */
+		eol = memmem(p, (size_t)(end + 2 - p), "\r\n", 2);
+		if (eol - p < 12 || strncmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') ||
+		    p[8] != ' ' || p[9] < '1' || p[9] > '5' || p[10] < '0' || p[10] > '9' ||
+		    p[11] < '0' || p[11] > '9' || (eol - p > 12 && p[12] != ' ')) {
+			thr_fail(t, "%s %s: not an HTTP/1.x status line: \"%.*s\"", what, uri,
+			    (int)(eol - p < 80 ? eol - p : 80), p);
+			return net_broken(t);
+		}
+		http10 = p[7] == '0';
+		r->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+		r->clen = -1;
+		r->chunked = false;
+		r->close = http10;
+		/* Header lines: name: value */
+		for (char *l = eol + 2; l < end + 2; l = eol + 2) {
+			char *colon, *v, *ve;
+
+			eol = memmem(l, (size_t)(end + 2 - l), "\r\n", 2);
+			if (*l == ' ' || *l == '\t')
+				continue;            /* obsolete line folding: nothing we need */
+			colon = memchr(l, ':', (size_t)(eol - l));
+			if (colon == NULL || colon == l) {
+				thr_fail(t, "%s %s: a malformed header line: \"%.*s\"", what, uri,
+				    (int)(eol - l < 80 ? eol - l : 80), l);
+				return net_broken(t);
+			}
+			for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++)
+				;
+			for (ve = eol; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
+				;
+#define HDR_IS(name) ((size_t)(colon - l) == sizeof(name) - 1 && strncasecmp(l, name, sizeof(name) - 1) == 0)
+			if (HDR_IS("content-length")) {
+				int64_t n = 0;
+
+				if (v == ve)
+					goto bad_length;
+				for (const char *c = v; c < ve; c++) {
+					if (*c < '0' || *c > '9' || n > (INT64_MAX - 9) / 10)
+						goto bad_length;
+					n = n * 10 + (*c - '0');
+				}
+				if (r->clen >= 0 && r->clen != n)
+					goto bad_length;
+				r->clen = n;
+			} else if (HDR_IS("transfer-encoding")) {
+				if (!http_has_token(v, ve, "identity"))
+					r->chunked = true;
+			} else if (HDR_IS("connection")) {
+				if (http_has_token(v, ve, "close"))
+					r->close = true;
+				else if (http_has_token(v, ve, "keep-alive"))
+					r->close = false;
+			}
+#undef HDR_IS
+		}
+		t->rpos = (size_t)(end + 4 - t->rbuf);
+		if (r->status >= 200 || r->status == 101)
+			break;
+	}
+	/* No body by definition; a body without a length we cannot frame. */
+	if (r->status == 204 || r->status == 304)
+		r->clen = 0;
+	if (r->chunked) {
+		thr_fail(t, "%s %s: HTTP %d with Transfer-Encoding (loadgen reads Content-Length bodies only)",
+		    what, uri, r->status);
+		return net_broken(t);
+	}
+	if (r->clen < 0 && !r->close) {
+		thr_fail(t, "%s %s: HTTP %d without Content-Length", what, uri, r->status);
+		return net_broken(t);
+	}
+	return 0;
+bad_length:
+	thr_fail(t, "%s %s: a bad Content-Length", what, uri);
+	return net_broken(t);
+}
+
+/* Drops n body bytes (-1: until the server closes); 0, or -1 (broken). */
+static int
+http_skip(thr_t *t, int64_t n)
+{
+	while (n != 0) {
+		size_t have = t->rlen - t->rpos, k;
+		ssize_t got;
+
+		if (have == 0) {
+			do
+				got = read(t->mfd, t->rbuf, MC_RBUF);
+			while (got < 0 && errno == EINTR);
+			if (got == 0 && n < 0)
+				return 0;
+			if (got <= 0) {
+				thr_fail(t, "http: read: %s", got ? strerror(errno) : "connection closed");
+				return net_broken(t);
+			}
+			t->rpos = 0;
+			t->rlen = (size_t)got;
+			continue;
+		}
+		k = n >= 0 && (uint64_t)n < have ? (size_t)n : have;
+		t->rpos += k;
+		if (n > 0)
+			n -= (int64_t)k;
+	}
+	return 0;
+}
+
+/* Connects again if the server closed the last connection; 0 or -1. */
+static int
+http_ready(thr_t *t, const char *what, const char *uri)
+{
+	if (t->broken) {
+		thr_fail(t, "%s %s: the HTTP connection is broken", what, uri);
+		return -1;
+	}
+	if (t->mfd < 0 && net_dial(t) != 0)
+		return net_broken(t);
+	return 0;
+}
+
+/*
+ * n GETs (pipelined in one write when n > 1; URIs may repeat); gots[i]:
+ * the bytes of object i consumed and checked as key ks[i]'s, or -1. Status
+ * 200 and a Content-Length of the object size are required.
+ */
+static void
+http_get(thr_t *t, unsigned n, const char *const *uris, const uint32_t *ks, int64_t *gots)
+{
+	size_t len = 0;
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		gots[i] = -1;
+	if (http_ready(t, "GET", uris[0]) != 0)
+		return;
+	for (i = 0; i < n; i++) {
+		size_t ul = strlen(uris[i]);
+
+		memcpy(t->cmd + len, "GET ", 4);
+		memcpy(t->cmd + len + 4, uris[i], ul);
+		len += 4 + ul;
+		memcpy(t->cmd + len, HTTP_GET_TAIL, sizeof(HTTP_GET_TAIL) - 1);
+		len += sizeof(HTTP_GET_TAIL) - 1;
+	}
+	if (net_write(t, &(struct iovec){ .iov_base = t->cmd, .iov_len = len }, 1) != 0)
+		return;
+	for (i = 0; i < n; i++) {
+		http_resp_t r;
+
+		if (http_head(t, "GET", uris[i], &r) != 0)
+			return;
+		if (r.status != 200 || r.clen != (int64_t)obj_size) {
+			if (r.status != 200)
+				thr_fail(t, "GET %s: HTTP %d%s", uris[i], r.status,
+				    r.status == 404 ? " (not found)" : "");
+			else if (r.clen < 0)
+				thr_fail(t, "GET %s: HTTP 200 without Content-Length", uris[i]);
+			else
+				thr_fail(t, "GET %s: object of %" PRId64 " bytes, expected %" PRIu64, uris[i],
+				    r.clen, obj_size);
+			if (http_skip(t, r.clen) != 0)
+				return;
+		} else {
+			if (net_read(t, t->buf, (size_t)obj_size) != 0)
+				return;
+			t->sink += touch(t->buf, obj_size);
+			gots[i] = check_obj(t, uris[i], ks[i], t->buf, obj_size);
+		}
+		if (r.close) {
+			/* The next request connects again. */
+			net_hangup(t);
+			if (i + 1 < n)
+				thr_fail(t, "GET %s: the server closed the connection with requests pending",
+				    uris[i + 1]);
+			return;
+		}
+	}
+}
+
+/* PUT of len bytes at uri (Content-Length); a 2xx answer is success. */
+static int
+http_put(thr_t *t, const char *uri, const void *data, size_t len)
+{
+	char head[HTTP_REQ_MAX];
+	struct iovec iov[2];
+	http_resp_t r;
+
+	if (http_ready(t, "PUT", uri) != 0)
+		return -1;
+	iov[0].iov_base = head;
+	iov[0].iov_len = (size_t)snprintf(head, sizeof(head),
+	    "PUT %s HTTP/1.1\r\nHost: localhost\r\nContent-Length: %zu\r\n\r\n", uri, len);
+	iov[1].iov_base = (void *)data;
+	iov[1].iov_len = len;
+	if (net_write(t, iov, len > 0 ? 2 : 1) != 0 || http_head(t, "PUT", uri, &r) != 0 ||
+	    http_skip(t, r.clen) != 0)
+		return -1;
+	if (r.close)
+		net_hangup(t);
+	if (r.status < 200 || r.status > 299) {
+		thr_fail(t, "PUT %s: HTTP %d", uri, r.status);
 		return -1;
 	}
 	return 0;
@@ -810,6 +1102,12 @@ do_get(thr_t *t)
 		const char *key = t->uri;
 
 		mc_get(t, 1, &key, &t->key, &got);
+		return got;
+	}
+	if (driver == DRV_HTTP) {
+		const char *uri = t->uri;
+
+		http_get(t, 1, &uri, &t->key, &got);
 		return got;
 	}
 	switch (mode) {
@@ -864,6 +1162,8 @@ do_put(thr_t *t, bool preloading)
 	    preloading ? 0 : (uint32_t)((uint64_t)(t->no + 1) << 20 ^ ++t->puts_done));
 	if (driver == DRV_MEMCACHED)
 		return mc_set(t, t->uri, t->put_data, (size_t)obj_size);
+	if (driver == DRV_HTTP)
+		return http_put(t, t->uri, t->put_data, (size_t)obj_size);
 	rc = om_client_put(t->c, t->uri, t->put_data, obj_size, NULL, NULL);
 	if (rc != 0) {
 		thr_fail(t, "PUT %s: %s", t->uri, om_client_message(t->c));
@@ -939,8 +1239,9 @@ consume_obj(thr_t *t, const char *uri, uint32_t k, int rc, int rci, om_object_t 
 }
 
 /*
- * -b: GETs in pipelined batches (memcached: one "get" line of many keys); a
- * batch's time counts for each of its GETs.
+ * -b: GETs in pipelined batches (memcached: one "get" line of many keys;
+ * HTTP: the requests in one write, the responses read in order); a batch's
+ * time counts for each of its GETs.
  */
 static void
 run_batch(thr_t *t, uint64_t t_measure, uint64_t t_end)
@@ -980,9 +1281,12 @@ run_batch(thr_t *t, uint64_t t_measure, uint64_t t_end)
 				key_set(uris[n++] + plen, k);
 			}
 		}
-		if (n > 0 && driver == DRV_MEMCACHED) {
+		if (n > 0 && driver != DRV_OBJMAPPER) {
 			t0 = now_ns();
-			mc_get(t, n, up, ks, gots);
+			if (driver == DRV_MEMCACHED)
+				mc_get(t, n, up, ks, gots);
+			else
+				http_get(t, n, up, ks, gots);
 			t1 = now_ns();
 			for (unsigned i = 0; i < n; i++)
 				account(t, t0, t1, false, gots[i], t_measure, t_end);
@@ -1029,8 +1333,8 @@ thr_main(void *arg)
 	uint64_t t_measure, t_end;
 	int rc;
 
-	if (driver == DRV_MEMCACHED) {
-		if (mc_connect(t) != 0)
+	if (driver != DRV_OBJMAPPER) {
+		if (net_connect(t) != 0)
 			goto failed;
 	} else if ((rc = om_client_connect(sock_path, connect_flags, &t->c)) != 0) {
 		/* The library's message names the socket. */
@@ -1077,7 +1381,7 @@ failed:
 	__atomic_add_fetch(&shm->failed, 1, __ATOMIC_RELEASE);
 out:
 	om_client_close(t->c);
-	mc_close(t);
+	net_close(t);
 	return NULL;
 }
 
@@ -1214,8 +1518,9 @@ usage(void)
 	    "usage: loadgen -s SOCKET [options]       measure\n"
 	    "       loadgen --prepare-dir DIR [-k KEYS] [-z SIZE] [-u PREFIX]\n"
 	    "  -s ADDRESS     the server: a Unix socket path, tcp://HOST:PORT or udp://HOST:PORT;\n"
-	    "                 memcached:PATH or memcached://HOST:PORT for memcached's text protocol\n"
-	    "  -m MODE        auto, fdpass, copy or splice (default fdpass; not with memcached)\n"
+	    "                 memcached:PATH or memcached://HOST:PORT for memcached's text protocol;\n"
+	    "                 http:PATH or http://HOST:PORT for HTTP/1.1 (GET and PUT of PREFIX + key)\n"
+	    "  -m MODE        auto, fdpass, copy or splice (default fdpass; not with memcached or http)\n"
 	    "  -c N           connections, one thread each (default 1)\n"
 	    "  -p M           client processes the connections are spread over (default 1)\n"
 	    "  -k KEYS        distinct keys, chosen uniformly unless -Z (default 1000)\n"
@@ -1228,57 +1533,64 @@ usage(void)
 	    "                 if -s is given, else exit\n"
 	    "  -u PREFIX      URI prefix; key i is PREFIX + 8-digit i (default /bench/)\n"
 	    "  -C CPUS        pin client process i to the i-th CPU of the list (e.g. 1 or 0-1)\n"
-	    "  -b BATCH       GETs per om_client_get_batch call, or per memcached \"get\" line\n"
-	    "                 (default 1: om_client_get*)\n"
+	    "  -b BATCH       GETs per om_client_get_batch call, per memcached \"get\" line, or\n"
+	    "                 pipelined HTTP requests per write (default 1: om_client_get*)\n"
 	    "  -j             print one JSON line instead of the table\n"
 	    "  --private      do not promise offset reads: every descriptor must be a\n"
 	    "                 private open file description (no shared descriptions)\n");
 	exit(2);
 }
 
-/* -s memcached:PATH or memcached://HOST:PORT (an IPv6 HOST in brackets). */
+/*
+ * -s memcached:PATH or memcached://HOST:PORT, http:PATH or http://HOST:PORT
+ * (an IPv6 HOST in brackets); a is what follows "memcached:" or "http:".
+ */
 static void
-mc_parse(const char *a)
+net_parse(int drv, const char *a)
 {
+	const char *name = drv == DRV_HTTP ? "http" : "memcached";
 	size_t plen = strlen(prefix);
 
-	driver = DRV_MEMCACHED;
+	driver = drv;
 	if (mode_set || private_set)
-		die("-s %s: memcached takes neither -m nor --private", sock_path);
-	if (plen + 8 > MC_KEY_MAX)
+		die("-s %s: %s takes neither -m nor --private", sock_path, name);
+	if (drv == DRV_MEMCACHED && plen + 8 > MC_KEY_MAX)
 		die("-u: memcached keys are at most %d bytes", MC_KEY_MAX);
+	if (drv == DRV_HTTP && prefix[0] != '/')
+		die("-u: an HTTP request target starts with /");
 	for (size_t i = 0; i < plen; i++)
 		if ((unsigned char)prefix[i] <= ' ' || prefix[i] == 0x7f)
-			die("-u: memcached keys hold no spaces or control characters");
+			die("-u: %s hold no spaces or control characters",
+			    drv == DRV_HTTP ? "URIs" : "memcached keys");
 	if (strncmp(a, "//", 2) == 0) {
 		char *colon;
 
 		a += 2;
-		if ((mc_host = strdup(*a == '[' ? a + 1 : a)) == NULL)
+		if ((net_host = strdup(*a == '[' ? a + 1 : a)) == NULL)
 			die("out of memory");
-		colon = strrchr(mc_host, ':');
-		if (colon == NULL || colon[1] == '\0' || colon == mc_host)
-			die("-s %s: memcached://HOST:PORT", sock_path);
+		colon = strrchr(net_host, ':');
+		if (colon == NULL || colon[1] == '\0' || colon == net_host)
+			die("-s %s: %s://HOST:PORT", sock_path, name);
 		*colon = '\0';
-		mc_port = colon + 1;
+		net_port = colon + 1;
 		if (*a == '[') {
 			if (colon[-1] != ']')
-				die("-s %s: memcached://[IPV6]:PORT", sock_path);
+				die("-s %s: %s://[IPV6]:PORT", sock_path, name);
 			colon[-1] = '\0';
 		}
 		return;
 	}
 	if (*a == '\0' || strlen(a) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-		die("-s %s: memcached:PATH, a Unix socket path of at most %zu bytes", sock_path,
+		die("-s %s: %s:PATH, a Unix socket path of at most %zu bytes", sock_path, name,
 		    sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
-	mc_path = a;
+	net_path = a;
 }
 
-/* The mode column: memcached has one way to GET. */
+/* The mode column: memcached and HTTP have one way to GET. */
 static const char *
 mode_label(void)
 {
-	return driver == DRV_MEMCACHED ? "mc" : mode_names[mode];
+	return driver == DRV_MEMCACHED ? "mc" : driver == DRV_HTTP ? "http" : mode_names[mode];
 }
 
 static void
@@ -1329,7 +1641,7 @@ report(double secs)
 		    PRIu64 ",\"batch\":%u,\"put_percent\":%u,\"keys\":%u,\"zipf\":%g,\"duration_s\":%.3f"
 		    ",\"gets\":%" PRIu64 ",\"puts\":%" PRIu64 ",\"ops_per_s\":%.1f,\"mb_per_s\":%.1f"
 		    ",\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"errors\":%" PRIu64 "}\n",
-		    driver == DRV_MEMCACHED ? "memcached" : "objmapper", nconns, nprocs, mode_label(), obj_size,
+		    driver == DRV_MEMCACHED ? "memcached" : driver == DRV_HTTP ? "http" : "objmapper", nconns, nprocs, mode_label(), obj_size,
 		    batch, put_pct, nkeys, zipf_s, secs, gets, puts, ops_s, mb_s, p50, p99, p999, errors);
 	} else {
 		printf("| conns | procs | mode   |  size | batch | put%% |      keys | zipf |      ops/s |     MB/s |"
@@ -1417,7 +1729,9 @@ main(int argc, char **argv)
 	if (strlen(prefix) + 8 >= URI_CAP)
 		die("-u: prefix too long");
 	if (sock_path != NULL && strncmp(sock_path, "memcached:", 10) == 0)
-		mc_parse(sock_path + 10);
+		net_parse(DRV_MEMCACHED, sock_path + 10);
+	else if (sock_path != NULL && strncmp(sock_path, "http:", 5) == 0)
+		net_parse(DRV_HTTP, sock_path + 5);
 	if (obj_size > SIZE_MAX / 2)
 		die("-z: too large");
 	/*
