@@ -758,12 +758,13 @@ om_http_meta_is_headers(const char *meta, size_t n)
 			j++;
 		if (j == i || j == n || meta[j] != ':')
 			return false;
-		for (j++; j < n && meta[j] != '\r'; j++)
+		for (j++; j < n && meta[j] != '\n'; j++) {
+			if (meta[j] == '\r' && j + 1 < n && meta[j + 1] == '\n')
+				continue;
 			if (!is_vchar((unsigned char)meta[j]))
 				return false;
-		if (j + 1 >= n || meta[j + 1] != '\n')
-			return false;
-		i = j + 2;
+		}
+		i = j + 1;
 	}
 	return true;
 }

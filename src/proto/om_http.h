@@ -97,9 +97,10 @@ bool om_http_etag_match(const char *list, size_t n, const char *etag);
 /* Cache-Control max-age (s-maxage wins) in seconds, or -1 if absent. */
 int64_t om_http_max_age(const char *s, size_t n);
 
-/* Whether meta[0, n) is a block of header lines "Name: value\r\n" that
- * may be sent as they are (tokens, visible characters, no CR or LF
- * inside). Objects stored over HTTP keep selected headers so. */
+/* Whether meta[0, n) is a block of header lines "Name: value" that may be
+ * sent (a token, a colon, visible characters; lines ended by CRLF or LF,
+ * the last one perhaps by nothing). Objects stored over HTTP keep selected
+ * headers so, each line ended by CRLF. */
 bool om_http_meta_is_headers(const char *meta, size_t n);
 
 const char *om_http_reason(int status);

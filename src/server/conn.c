@@ -77,6 +77,10 @@ set_events(conn_t *c)
 
 	if (c->dead)
 		return;
+	if (c->lingering) {
+		ev = EPOLLIN;
+		goto set;
+	}
 	/* Read while a request is being received, or while there is room for
 	 * more responses; not at all once closing or drained. */
 	if (!c->eof && !c->closing &&
@@ -85,6 +89,7 @@ set_events(conn_t *c)
 		ev |= EPOLLIN;
 	if (c->out_head != NULL)
 		ev |= EPOLLOUT;
+set:
 	if (ev == c->events)
 		return;
 	e.events = ev;
@@ -1202,6 +1207,45 @@ conn_close(conn_t *c)
 		free(c);
 }
 
+#define LINGER_MS    2000               /* http: how long a closing connection reads on */
+#define LINGER_BYTES (8u * 1024 * 1024) /* and how much */
+
+/*
+ * HTTP: a response that ends the connection (a refused body, a malformed
+ * request) may be followed by bytes the client is still sending. Closing
+ * with them unread makes the kernel send a reset, which can destroy the
+ * response before the client reads it. So: shut down our side, read and
+ * drop what comes for a while, then close (what nginx calls a lingering
+ * close). Returns false if the connection should be closed now.
+ */
+static bool
+linger(conn_t *c)
+{
+	if (shutdown(c->fd, SHUT_WR) != 0)
+		return false;
+	c->lingering = true;
+	c->linger_until_ms = om_clock_ms() + LINGER_MS;
+	c->linger_bytes = 0;
+	set_events(c);
+	return true;
+}
+
+/* Reads and drops; closes at the end of the stream or past the limits. */
+static void
+linger_read(conn_t *c)
+{
+	for (int i = 0; i < 16; i++) {
+		ssize_t n = read(c->fd, c->in, IN_CAP);
+
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return;
+		if (n <= 0 || (c->linger_bytes += (uint64_t)n) > LINGER_BYTES) {
+			conn_close(c);
+			return;
+		}
+	}
+}
+
 /* A whole request waits in the buffer. */
 static bool
 request_ready(const conn_t *c)
@@ -1228,8 +1272,12 @@ settle(conn_t *c, bool more)
 		fatal(c, "stray descriptor");
 		(void)flush(c);
 	}
+	if (c->lingering)
+		return;
 	if ((c->closing || (c->eof && c->state == ST_HEADER && !more && !request_ready(c))) &&
 	    c->out_head == NULL) {
+		if (c->ls->http && c->closing && !c->eof && linger(c))
+			return;
 		conn_close(c);
 		return;
 	}
@@ -1276,6 +1324,11 @@ conn_event(conn_t *c, uint32_t events)
 			conn_close(c);
 			return;
 		}
+	}
+	if (c->lingering) {
+		if (events & EPOLLIN)
+			linger_read(c);
+		return;
 	}
 	if (events & EPOLLOUT) {
 		if (!flush(c)) {
@@ -1389,6 +1442,11 @@ conn_tick(conn_t *c, uint64_t now)
 
 	if (c->dead || c->dgram)
 		return;
+	if (c->lingering) {
+		if (now >= c->linger_until_ms)
+			conn_close(c);
+		return;
+	}
 	/* A request must arrive in full in time; a PUT's bytes get a second
 	 * more per 256 KiB. Not while we are the ones not reading. */
 	if (ls->request_timeout_ms && c->req_start_ms && !held) {

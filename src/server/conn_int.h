@@ -90,6 +90,10 @@ struct conn {
 	bool dgram;               /* a UDP listener's pseudo-connection */
 	bool dgram_done;          /* its datagram's request was taken */
 	http_req_state_t http;    /* http listeners */
+	bool lingering;           /* http: answered and shut down for writing; reading
+	                           * what the client still sends, then closing */
+	uint64_t linger_until_ms;
+	uint64_t linger_bytes;
 };
 
 /* conn.c, for http.c */

@@ -188,6 +188,19 @@ reply(conn_t *c, enum om_http_method m, int status, bool close, const char *fiel
 
 /* ---- GET and HEAD ------------------------------------------------------ */
 
+/*
+ * An object's entity tag: its id and the CRC32C of its bytes. The id alone
+ * is not enough: ids are unique among the objects that exist, but after a
+ * restart the next id is the highest one found + 1, so the id of an object
+ * deleted before the restart can come back for other bytes; the CRC tells
+ * those apart (and Last-Modified, from the record, too).
+ */
+static void
+http_etag(char *buf, size_t n, const om_ix_obj_t *o)
+{
+	snprintf(buf, n, "\"%" PRIx64 "-%08" PRIx32 "\"", o->id, o->crc);
+}
+
 /* Fields of the object's metadata that may not be sent as they are: they
  * frame the message or are the server's own. */
 static bool
@@ -203,7 +216,8 @@ reserved_field(const char *name, size_t n)
 	return false;
 }
 
-/* Appends the metadata's header lines; tells which of Content-Type,
+/* Appends the metadata's header lines (each ended by CRLF or LF, the
+ * last one perhaps by nothing) with CRLF; tells which of Content-Type,
  * Expires and Cache-Control it had. */
 static void
 add_meta(head_t *h, const char *meta, size_t n, bool *has_type, bool *has_freshness)
@@ -215,18 +229,21 @@ add_meta(head_t *h, const char *meta, size_t n, bool *has_type, bool *has_freshn
 		return;
 	while (i < n) {
 		const char *colon = memchr(meta + i, ':', n - i);
-		const char *eol = memchr(meta + i, '\r', n - i);
+		const char *nl = memchr(meta + i, '\n', n - i);
 		size_t name = (size_t)(colon - (meta + i));
+		size_t end = nl != NULL ? (size_t)(nl - meta) : n, len = end - i;
 
+		if (len > 0 && meta[i + len - 1] == '\r')
+			len--;
 		if (!reserved_field(meta + i, name)) {
 			if (name == 12 && strncasecmp(meta + i, "content-type", 12) == 0)
 				*has_type = true;
 			if ((name == 7 && strncasecmp(meta + i, "expires", 7) == 0) ||
 			    (name == 13 && strncasecmp(meta + i, "cache-control", 13) == 0))
 				*has_freshness = true;
-			add(h, "%.*s\r\n", (int)(eol - (meta + i)), meta + i);
+			add(h, "%.*s\r\n", (int)len, meta + i);
 		}
-		i = (size_t)(eol - meta) + 2;
+		i = end + 1;
 	}
 }
 
@@ -252,7 +269,7 @@ do_get(conn_t *c, const om_http_req_t *r, bool bye)
 	uint32_t meta_len = 0;
 	int64_t mtime = 0, ims;
 	uint64_t first = 0, last = 0, len;
-	char etag[24], lm[OM_HTTP_DATE_LEN], ub[96];
+	char etag[48], lm[OM_HTTP_DATE_LEN], ub[96];
 	fdc_entry_t *fdc = NULL;
 	int status = 200, rng = 0, rc;
 	om_get_t g;
@@ -276,7 +293,7 @@ do_get(conn_t *c, const om_http_req_t *r, bool bye)
 		    om_strerror(rc));
 		goto drop;
 	}
-	snprintf(etag, sizeof(etag), "\"%" PRIx64 "\"", g.obj.id);
+	http_etag(etag, sizeof(etag), &g.obj);
 	om_http_date_format(mtime, lm);
 
 	/* Conditions (RFC 9110 13.2.2): If-None-Match, else If-Modified-Since. */
@@ -423,7 +440,7 @@ put_finish(conn_t *c)
 {
 	om_ix_obj_t obj;
 	int rc = om_store_put_commit(c->txn, &obj);
-	char f[64];
+	char f[80];
 
 	c->txn = NULL;
 	c->state = ST_HEADER;
@@ -435,7 +452,12 @@ put_finish(conn_t *c)
 			om_log_err(-rc, "PUT failed");
 		return;
 	}
-	snprintf(f, sizeof(f), "ETag: \"%" PRIx64 "\"\r\n", obj.id);
+	{
+		char etag[48];
+
+		http_etag(etag, sizeof(etag), &obj);
+		snprintf(f, sizeof(f), "ETag: %s\r\n", etag);
+	}
 	reply(c, OM_HTTP_PUT, c->http.existed ? 204 : 201, c->http.close, f, NULL);
 }
 
