@@ -541,7 +541,10 @@ days_from_civil(int64_t y, unsigned m, unsigned d)
 void
 om_http_date_format(int64_t t, char out[OM_HTTP_DATE_LEN])
 {
-	int64_t days = t >= 0 ? t / 86400 : (t - 86399) / 86400, secs = t - days * 86400;
+	/* Floor division, written so that no time overflows (t - 86399 did
+	 * near INT64_MIN). */
+	int64_t days = t >= 0 ? t / 86400 : -1 - -(t + 1) / 86400;
+	int64_t secs = t >= 0 ? t % 86400 : 86399 - -(t + 1) % 86400;
 	int64_t z = days + 719468, era = (z >= 0 ? z : z - 146096) / 146097;
 	unsigned doe = (unsigned)(z - era * 146097);
 	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
