@@ -805,7 +805,7 @@ call(om_client_t *c, om_req_t *q, struct iovec *parts, int nparts, int send_fd, 
 API int
 om_client_get(om_client_t *c, const char *uri, int mode, unsigned flags, om_object_t *obj)
 {
-	sink_t s = { .want_data = 1, .want_meta = (flags & OM_GET_WANT_META) != 0 };
+	sink_t s = { .fd = -1, .want_data = 1, .want_meta = (flags & OM_GET_WANT_META) != 0 };
 	struct iovec part;
 	om_req_t q;
 	size_t len;
@@ -871,7 +871,7 @@ API int
 om_client_get_buf(om_client_t *c, const char *uri, int mode, void *buf, size_t cap, size_t *len,
     om_info_t *info)
 {
-	sink_t s = { .want_data = 1, .buf = buf, .cap = cap };
+	sink_t s = { .fd = -1, .want_data = 1, .buf = buf, .cap = cap };
 	struct iovec part;
 	om_req_t q;
 	size_t ulen;
@@ -1007,7 +1007,8 @@ om_client_get_batch(om_client_t *c, unsigned n, const char *const *uris, int mod
 			if (next >= n)
 				break;
 			{
-				sink_t s = { .want_data = 1, .want_meta = (flags & OM_GET_WANT_META) != 0 };
+				sink_t s = { .fd = -1, .want_data = 1,
+					.want_meta = (flags & OM_GET_WANT_META) != 0 };
 				int r = read_resp(c, &s.r);
 
 				if (r == 0 && s.r.op == OM_OP_GOAWAY) {
@@ -1067,7 +1068,7 @@ API int
 om_client_put(om_client_t *c, const char *uri, const void *data, size_t len,
     const om_put_opts_t *opts, om_info_t *info)
 {
-	sink_t s = { 0 };
+	sink_t s = { .fd = -1 };
 	struct iovec parts[3];
 	om_req_t q;
 	size_t ulen;
@@ -1141,7 +1142,7 @@ API int
 om_client_put_fd(om_client_t *c, const char *uri, int fd, uint64_t len, const om_put_opts_t *opts,
     om_info_t *info)
 {
-	sink_t s = { 0 };
+	sink_t s = { .fd = -1 };
 	struct iovec parts[2];
 	om_req_t q;
 	size_t ulen;
@@ -1191,7 +1192,7 @@ simple(om_client_t *c, uint8_t op, const char *uri, unsigned flags, sink_t *s)
 API int
 om_client_delete(om_client_t *c, const char *uri)
 {
-	sink_t s = { 0 };
+	sink_t s = { .fd = -1 };
 	int rc = simple(c, OM_OP_DELETE, uri, 0, &s);
 
 	sink_release(&s);
@@ -1202,7 +1203,7 @@ API int
 om_client_stat(om_client_t *c, const char *uri, unsigned flags, om_info_t *info, void **meta,
     uint32_t *meta_len)
 {
-	sink_t s = { .want_meta = meta != NULL };
+	sink_t s = { .fd = -1, .want_meta = meta != NULL };
 	int rc;
 
 	if (flags & ~(unsigned)OM_GET_WANT_META)
@@ -1232,7 +1233,7 @@ om_client_stats(om_client_t *c, char **text)
 API int
 om_client_stats_ex(om_client_t *c, unsigned flags, char **text)
 {
-	sink_t s = { .want_data = 1 };
+	sink_t s = { .fd = -1, .want_data = 1 };
 	int rc = simple(c, OM_OP_STATS, NULL, flags, &s);
 
 	*text = NULL;
@@ -1254,7 +1255,7 @@ om_client_stats_ex(om_client_t *c, unsigned flags, char **text)
 API int
 om_client_ping(om_client_t *c)
 {
-	sink_t s = { 0 };
+	sink_t s = { .fd = -1 };
 	int rc = simple(c, OM_OP_PING, NULL, 0, &s);
 
 	sink_release(&s);

@@ -17,7 +17,7 @@
 FUZZ_CC         ?= clang
 FUZZ_TIME       ?= 300
 FUZZ_SMOKE_TIME ?= 15
-FUZZ_TARGETS    := proto http conf meta index
+FUZZ_TARGETS    := proto http conf meta index client
 FUZZ_O          := $(O)/fuzz
 FUZZ_SAN        := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS     := -std=c11 $(WARN) -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link
@@ -30,7 +30,10 @@ FUZZ_SRCS_http  := src/proto/http.c
 FUZZ_SRCS_conf  := src/conf/conf.c src/core/core.c src/core/log.c
 FUZZ_SRCS_meta  := src/store/store_meta.c src/core/crc32c.c
 FUZZ_SRCS_index := src/index/index.c src/core/hash.c src/core/core.c src/core/log.c
+FUZZ_SRCS_client := src/client/client.c src/proto/proto.c
 FUZZ_LIBS_conf  := -linih
+# test_fuzz_NAME links the engine library, and the client's the client library.
+FUZZ_REPLAY_LIBS_client := $(CLIENT_A)
 
 # Debian packages: clang, its runtimes (libclang-rt-dev: libFuzzer and the
 # sanitizers) and llvm (llvm-symbolizer, for the stack trace of a crash).
@@ -53,7 +56,8 @@ $(O)/tests/fuzz/replay_$(1).o: tests/fuzz/replay.c | $$(DEPSTAMP)
 	@mkdir -p $$(@D)
 	$$(CC) $$(CPPFLAGS) $$(CFLAGS) -DFUZZ_TARGET='"$(1)"' -MMD -MP -c -o $$@ $$<
 
-$(O)/tests/test_fuzz_$(1): $(O)/tests/fuzz/replay_$(1).o $(O)/tests/fuzz/fuzz_$(1).o $$(ENGINE_LIB)
+$(O)/tests/test_fuzz_$(1): $(O)/tests/fuzz/replay_$(1).o $(O)/tests/fuzz/fuzz_$(1).o \
+		$(FUZZ_REPLAY_LIBS_$(1)) $$(ENGINE_LIB)
 	@mkdir -p $$(@D)
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) -lcmocka
 endef

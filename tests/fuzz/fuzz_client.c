@@ -1,0 +1,237 @@
+/*
+ * libobjmapper's reading of what the daemon sends (src/client/client.c):
+ * response headers, messages, metadata, inline bodies, descriptors, HELLO
+ * capabilities, GOAWAY, and the reconnect and retry rules around them.
+ *
+ * The client connects to "unix:/fuzz/objmapper.sock"; this program's
+ * connect() (it takes the place of libc's for the library linked in) hands
+ * it one end of a socketpair whose other end already holds the next
+ * "server stream" of the input and is then shut for writing. usleep() (the
+ * reconnect back-off) returns at once. Input:
+ *
+ *   u8 n, then n operation bytes (GET in each form, STAT, STATS, PING,
+ *   DELETE, PUT, PUT of a descriptor, a pipelined batch); then the streams,
+ *   one per connection: u8 flags (bit 0: a descriptor comes with the first
+ *   byte), u16 length, the bytes. A connection past the last stream is
+ *   refused.
+ *
+ * Checks: no memory error, leak or undefined behaviour; results inside
+ * their bounds (a buffer GET's length within the buffer, a descriptor
+ * GET's descriptor valid, STATS text terminated); no descriptor is left
+ * open once the handle is closed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <objmapper/objmapper.h>
+
+#include "fuzz.h"
+
+#define SOCK_PATH "/fuzz/objmapper.sock"
+#define MAX_STREAMS 8
+
+static fz_in_t streams;          /* what is left of the input's streams */
+static int server_ends[MAX_STREAMS + 1];
+static unsigned nserver;
+
+int
+usleep(useconds_t us)
+{
+	(void)us;
+	return 0;
+}
+
+int
+connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	const struct sockaddr_un *su = (const struct sockaddr_un *)(const void *)sa;
+	uint8_t flags, data[65536];
+	uint16_t n;
+	int sv[2];
+
+	FZ_ASSERT(len >= sizeof(sa_family_t) && sa->sa_family == AF_UNIX &&
+	    strcmp(su->sun_path, SOCK_PATH) == 0, "connect to something else");
+	if (streams.n < 3 || nserver == MAX_STREAMS) {
+		errno = ECONNREFUSED;
+		return -1;
+	}
+	flags = fz_u8(&streams);
+	n = fz_u16(&streams);
+	if (n > streams.n)
+		n = (uint16_t)streams.n;
+	memcpy(data, streams.p, n);
+	streams.p += n;
+	streams.n -= n;
+	FZ_ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+	FZ_ASSERT(dup3(sv[0], fd, O_CLOEXEC) == fd, "dup3");
+	close(sv[0]);
+	/* Room for the whole stream: it is written before the client reads. */
+	FZ_ASSERT(setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &(int){ 1 << 20 }, sizeof(int)) == 0,
+	    "SO_SNDBUF");
+	if (n > 0) {
+		struct iovec iov = { data, n };
+		struct msghdr mh;
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(sizeof(int))];
+		} ctl;
+		int mfd = -1;
+
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		if (flags & 1) {
+			struct cmsghdr *cm;
+
+			mfd = memfd_create("fuzz_client", MFD_CLOEXEC);
+			FZ_ASSERT(mfd >= 0 && write(mfd, "object bytes", 12) == 12, "memfd");
+			memset(&ctl, 0, sizeof(ctl));
+			mh.msg_control = ctl.buf;
+			mh.msg_controllen = sizeof(ctl.buf);
+			cm = CMSG_FIRSTHDR(&mh);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(cm), &mfd, sizeof(int));
+		}
+		FZ_ASSERT(sendmsg(sv[1], &mh, MSG_NOSIGNAL) == (ssize_t)n, "sendmsg: %s",
+		    strerror(errno));
+		if (mfd >= 0)
+			close(mfd);
+	}
+	shutdown(sv[1], SHUT_WR);
+	server_ends[nserver++] = sv[1];
+	return 0;
+}
+
+static int
+lowest_free_fd(void)
+{
+	int fd = dup(2);
+
+	FZ_ASSERT(fd >= 0, "dup");
+	close(fd);
+	return fd;
+}
+
+static void
+run_op(om_client_t *c, uint8_t op)
+{
+	static const char *const uris[] = { "/a", "/b/c", "/d" };
+	const char *uri = uris[(op >> 6) % 3];
+	int mode = (op >> 4) & 3, rc;
+	om_info_t info;
+	om_object_t obj, objs[3];
+
+	switch (op % 10) {
+	case 0: {
+		char buf[256];
+		size_t len = 9999;
+
+		rc = om_client_get_buf(c, uri, mode, buf, sizeof(buf), &len, &info);
+		if (rc == 0)
+			FZ_ASSERT(len <= sizeof(buf), "%zu bytes in a buffer of %zu", len, sizeof(buf));
+		break;
+	}
+	case 1:
+		rc = om_client_get(c, uri, mode, (op & 8) ? OM_GET_WANT_META : 0, &obj);
+		if (rc == 0)
+			FZ_ASSERT(obj.fd >= 0 || obj.data != NULL || obj.len == 0, "a GET without bytes");
+		om_object_free(&obj);
+		break;
+	case 2: {
+		int fd = -1;
+
+		rc = om_client_get_fd(c, uri, &fd, &info);
+		if (rc == 0) {
+			FZ_ASSERT(fd >= 0 && fcntl(fd, F_GETFD) >= 0, "descriptor %d", fd);
+			close(fd);
+		}
+		break;
+	}
+	case 3: {
+		void *meta = NULL;
+		uint32_t mlen = 0;
+
+		rc = om_client_stat(c, uri, (op & 8) ? OM_GET_WANT_META : 0, &info, &meta, &mlen);
+		free(meta);
+		break;
+	}
+	case 4: {
+		char *text = NULL;
+
+		rc = om_client_stats_ex(c, (op & 8) ? OM_STATS_PROMETHEUS : 0, &text);
+		if (rc == 0)
+			FZ_ASSERT(text != NULL && strlen(text) < (1u << 30), "stats text");
+		free(text);
+		break;
+	}
+	case 5:
+		rc = om_client_ping(c);
+		break;
+	case 6:
+		rc = om_client_delete(c, uri);
+		break;
+	case 7: {
+		om_put_opts_t o = { "k: v\r\n", 6, 1800000000, (op & 8) ? 1u : 0u };
+
+		rc = om_client_put(c, uri, "hello", 5, (op & 16) ? &o : NULL, &info);
+		break;
+	}
+	case 8: {
+		int mfd = memfd_create("fuzz_put", MFD_CLOEXEC);
+
+		FZ_ASSERT(mfd >= 0 && write(mfd, "hello", 5) == 5, "memfd");
+		rc = om_client_put_fd(c, uri, mfd, 5, NULL, &info);
+		close(mfd);
+		break;
+	}
+	default: {
+		int rcs[3];
+
+		rc = om_client_get_batch(c, 3, uris, mode, 0, objs, rcs);
+		for (int i = 0; i < 3; i++)
+			if (rc == 0 && rcs[i] == 0)
+				om_object_free(&objs[i]);
+		break;
+	}
+	}
+	(void)rc;
+	FZ_ASSERT(om_client_message(c) != NULL, "message");
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	fz_in_t in = { data, size };
+	uint8_t ops[8], first = fz_u8(&in);
+	unsigned nops = first % 9;
+	int before = lowest_free_fd(), rc;
+	om_client_t *c = NULL;
+
+	for (unsigned i = 0; i < nops; i++)
+		ops[i] = fz_u8(&in);
+	streams = in;
+	nserver = 0;
+	rc = om_client_connect("unix:" SOCK_PATH, first & 0x80 ? OM_CLIENT_OFFSET_READS : 0, &c);
+	if (rc == 0) {
+		const om_caps_t *caps = om_client_caps(c);
+
+		FZ_ASSERT(caps != NULL && strnlen(caps->server, sizeof(caps->server)) <
+		    sizeof(caps->server), "caps");
+		for (unsigned i = 0; i < nops; i++)
+			run_op(c, ops[i]);
+	}
+	om_client_close(c);
+	for (unsigned i = 0; i < nserver; i++)
+		close(server_ends[i]);
+	/* Higher: one was left open; lower: one not the client's was closed. */
+	FZ_ASSERT(lowest_free_fd() == before, "lowest free descriptor %d before, %d after", before,
+	    lowest_free_fd());
+	return 0;
+}
