@@ -37,9 +37,10 @@ bench-transports: $(O)/bench/loadgen $(O)/objmapperd
 # One comparison, results in bench/results/YYYYmmdd-HHMMSS/ (runs.csv,
 # summary.csv, table.md, plots): objmapperd (Unix auto/fdpass/copy, TCP
 # copy/splice), memcached and the floor, the same loadgen for all; restart
-# time and resident memory. `make bench` takes about 9 minutes on 2 CPUs,
-# `make bench-quick` under one. Installs memcached and gnuplot first.
-bench bench-quick: $(O)/bench/loadgen $(O)/bench/floor_server $(O)/objmapperd $(O)/objmapper
+# time and resident memory; objmapperd's HTTP listener against nginx (read-only,
+# 16 connections, 4 KiB and 1 MiB). `make bench` takes about 9 minutes on 2 CPUs,
+# `make bench-quick` under one. Installs memcached, nginx and gnuplot first.
+bench bench-quick: $(O)/bench/loadgen $(O)/bench/floor_server $(O)/bench/bench_engine $(O)/objmapperd $(O)/objmapper
 	@scripts/install-deps bench gnuplot-nox
 	O=$(O) bench/compare $(if $(filter bench-quick,$@),--quick) $(BENCH_ARGS)
 

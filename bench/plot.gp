@@ -18,6 +18,10 @@ if (term eq "png") {
 	set terminal svg size 1400,600 dynamic font "sans,10"
 }
 set output out
+# Ten systems: two line types past gnuplot's cycle of eight, so that the 9th
+# and 10th (om-http, nginx) do not take the colours of the 1st and 2nd.
+set linetype 9 lc rgb "#8b4513" pt 10
+set linetype 10 lc rgb "#708090" pt 12
 
 if (sweep eq "size") {
 	cond = "$3 == 16"
