@@ -865,6 +865,10 @@ open_pidfile(master_t *m)
 			fprintf(stderr, "objmapperd: pid file %s: %s\n", m->conf->daemon.pid_file, strerror(errno));
 		return -1;
 	}
+	/* libbsd opens it without O_CLOEXEC; every descriptor of the daemon
+	 * is close-on-exec (tests/integration/test_hygiene.c). */
+	if (fcntl(pidfile_fileno(m->pfh), F_SETFD, FD_CLOEXEC) != 0)
+		om_log_warn(errno, "pid file: fcntl(FD_CLOEXEC) failed");
 	return 0;
 }
 
