@@ -125,7 +125,9 @@ om_daemon_start(om_daemon_t *d)
 
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		/* Close-on-exec: dup2 gives 1 and 2 to the daemon, and the
+		 * original must not pass into it as a stray descriptor. */
+		int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 
 		/* A test that dies (or fails an assertion and exits) takes its
 		 * daemon with it. */
