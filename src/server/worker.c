@@ -175,9 +175,12 @@ accept_some(worker_t *w, wlistener_t *l)
 		if (l->ls->transport == OM_TRANSPORT_TCP)
 			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 		/* A large inline response leaves in one write. */
-		if (l->ls->send_buffer && setsockopt(fd, SOL_SOCKET, SO_SNDBUF,
-		    &(int){ (int)l->ls->send_buffer }, sizeof(int)) != 0)
-			om_log_debug(errno, "setsockopt(SO_SNDBUF) failed");
+		if (l->ls->send_buffer) {
+			int sndbuf = (int)l->ls->send_buffer;
+
+			if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) != 0)
+				om_log_debug(errno, "setsockopt(SO_SNDBUF) failed");
+		}
 		c = conn_new(w, fd, l->ls, &peer);
 		if (c == NULL) {
 			close(fd);
