@@ -262,6 +262,9 @@ om_worker_run(om_srv_t *srv)
 	w->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (w->ep < 0 || w->sigfd < 0) {
 		om_log_err(errno, "epoll or signalfd failed");
+		if (w->ep >= 0)
+			close(w->ep);
+		free(w);
 		return OM_EXIT_FATAL;
 	}
 	w->sig_tag.kind = EV_SIGNAL;
