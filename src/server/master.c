@@ -944,11 +944,11 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 		rc = om_log_open(conf->log.target, conf->log.file, (int)conf->log.level);
 	if (rc != 0) {
 		fprintf(stderr, "objmapperd: cannot open log %s: %s\n", conf->log.file, strerror(-rc));
-		return 1;
+		goto fail;
 	}
 	om_log_set_process("master");
 	if (open_pidfile(m) != 0)
-		return 1;
+		goto fail;
 	raise_nofile(conf);
 	signal(SIGPIPE, SIG_IGN);
 	if (build_store(m) != 0)
@@ -1024,5 +1024,6 @@ fail:
 		listener_close(m->ls[i], true);
 	if (m->pfh != NULL)
 		pidfile_remove(m->pfh);
+	free(m);
 	return 1;
 }
