@@ -662,7 +662,7 @@ reload(master_t *m)
 	int rc;
 
 	om_log_info(0, "reloading %s", m->conf_path);
-	if ((rc = om_conf_load(m->conf_path, &nc, err, sizeof(err))) != 0) {
+	if (om_conf_load(m->conf_path, &nc, err, sizeof(err)) != 0) {
 		om_log_err(0, "reload failed: %s; the running configuration stays", err);
 		OM_STORE(&ms->reload_failures, ms->reload_failures + 1);
 		return;
@@ -693,7 +693,7 @@ reload(master_t *m)
 		    om_index_hits_max(m->srv.ix), om_index_hits_max(m->srv.ix));
 		nc->cache.promote_hits = om_index_hits_max(m->srv.ix);
 	}
-	if ((rc = listeners_build(m, nc, ls, err, sizeof(err))) != 0) {
+	if (listeners_build(m, nc, ls, err, sizeof(err)) != 0) {
 		om_log_err(0, "reload failed: %s; the running configuration stays", err);
 		OM_STORE(&ms->reload_failures, ms->reload_failures + 1);
 		om_conf_free(nc);
