@@ -258,7 +258,7 @@ om_store_open(const om_store_params_t *p, om_index_t *ix, om_store_t **out,
 	}
 	if (p->max_meta > OM_STORE_META_MAX) {
 		snprintf(err, errlen, "metadata limit %u is above the maximum %u", p->max_meta,
-		    OM_STORE_META_MAX);
+		    (unsigned)OM_STORE_META_MAX);
 		return -EINVAL;
 	}
 	st = calloc(1, sizeof(*st));
