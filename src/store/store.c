@@ -565,7 +565,6 @@ om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
 		 * ours is ordered before it and its file is not needed. */
 		om_store_unlink_obj(st, t->tier, t->id);
 		st->stats->superseded++;
-		rc = 0;
 	} else if (rc < 0) {
 		goto fail_published;
 	} else if (rc == 1 && st->durability == OM_DURABLE_FSYNC) {
