@@ -380,7 +380,8 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 		t->fd = openat(st->tier[tier].dirfd, t->tmpname, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
 	}
 	if (t->fd < 0) {
-		rc = -errno;
+		/* Never 0: callers take 0 as "*out is set". */
+		rc = errno ? -errno : -EIO;
 		free(t);
 		return rc;
 	}
