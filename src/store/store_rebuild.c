@@ -37,7 +37,6 @@ typedef struct {
 
 /* Shared by the threads of one rebuild. */
 typedef struct {
-	om_store_t *st;
 	int64_t now;
 	unsigned next_dir; /* atomic: next of the 2 x 256 directories */
 	int error;         /* atomic: first fatal error, stops everyone */
@@ -334,7 +333,7 @@ stats_add(om_rebuild_stats_t *to, const om_rebuild_stats_t *from)
 int
 om_store_rebuild(om_store_t *st, om_rebuild_stats_t *rs)
 {
-	rebuild_job_t job = { st, om_time_s(), 0, 0 };
+	rebuild_job_t job = { om_time_s(), 0, 0 };
 	rebuild_t *rb;
 	pthread_t tid[RB_THREADS_MAX];
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
