@@ -457,7 +457,9 @@ nss_result(int rc, const void *res)
 		return 0;
 	if (rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM)
 		return -ENOENT;
-	return -rc;
+	/* Negative whatever the library returned: callers read the id only
+	 * on 0 and take any other value as an error. */
+	return rc > 0 ? -rc : -EIO;
 }
 
 static int
