@@ -108,7 +108,7 @@ om_peer_from_socket(om_peer_t *p, int fd, unsigned transport)
 		snprintf(p->name, sizeof(p->name), "uid %u", (unsigned)uc.uid);
 		return 0;
 	} else {
-		struct sockaddr_storage ss;
+		struct sockaddr_storage ss = { .ss_family = AF_UNSPEC };
 		socklen_t len = sizeof(ss);
 
 		if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
