@@ -874,7 +874,7 @@ om_index_iterate(om_index_t *ix, om_ix_iter_fn fn, void *arg)
 					items = p;
 					icap = c;
 				}
-				if (ulen + len > ucap) {
+				if (uris == NULL || ulen + len > ucap) {
 					size_t c = ucap ? ucap * 2 : 16384;
 					char *p;
 
