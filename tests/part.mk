@@ -21,3 +21,22 @@ $(INTEG_BINS): $(O)/tests/%: $(O)/tests/integration/%.o $(INTEG_LIB_OBJS) $(CLIE
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS) -lcmocka
 
 $(O)/tests/%.o: CPPFLAGS += -Itests/lib
+
+# Fault injection (tests/lib/om_fault.h): the wrappers are linked into
+# test_faults, and built as om_fault.so (without sanitizers, so that it can
+# be preloaded into any build of objmapperd) for test_faults_daemon.
+FAULT_CTL_OBJ := $(O)/tests/lib/om_fault_ctl.o
+FAULT_SO      := $(O)/tests/om_fault.so
+$(O)/tests/test_faults: $(O)/tests/unit/test_faults.o $(TEST_LIB_OBJS) $(ENGINE_LIB) \
+		$(O)/tests/lib/om_fault.o $(FAULT_CTL_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+$(FAULT_SO): tests/lib/om_fault.c tests/lib/om_fault_ctl.c tests/lib/om_fault.h | $(DEPSTAMP)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(filter-out -fsanitize% -fno-sanitize%,$(CFLAGS)) -shared -o $@ \
+		tests/lib/om_fault.c tests/lib/om_fault_ctl.c
+
+# Every crash point of the directory walks too (a few minutes).
+check-faults: $(O)/tests/test_faults | $(DEPSTAMP)
+	@OM_FAULTS_FULL=1 scripts/run-tests --timeout 1800 --logs $(O)/test-logs-faults $^
+.PHONY: check-faults

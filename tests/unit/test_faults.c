@@ -1,0 +1,1273 @@
+/*
+ * Crash points and injected faults in the storage engine, through the
+ * fault layer (tests/lib/om_fault.c, linked into this binary: the
+ * engine's system calls go through its wrappers).
+ *
+ * For each operation (PUT from a buffer, streamed, from a descriptor on
+ * the same and on another filesystem, ephemeral, replace, replace with
+ * temporary names and with fsync, delete, promotion, eviction by a PUT and
+ * by the cache manager, the rebuild and the opening of the tiers), a child
+ * first runs it with the layer counting, which gives the N calls it makes;
+ * then, for every k = 1 .. N, a fresh copy of the same world is built and
+ * a child runs the operation with the k-th call hit:
+ *
+ *  - kill: the child dies with SIGKILL at the call. "Restart": a new
+ *    index is rebuilt from the files as they were left. "Survivor": the
+ *    index the child shared is kept, the dead child's slot is reclaimed
+ *    (as the master does) and the locks repaired; then a restart too,
+ *    which must find the same state.
+ *  - ENOSPC, EIO, EMFILE, EINTR: the call fails without doing anything;
+ *    short: a data call moves half the bytes. The operation must return
+ *    the injected error (or succeed if it absorbed it; a short write or
+ *    an EINTR on a data call must be absorbed), leak no descriptor, and
+ *    leave the store serving; then a restart too.
+ *
+ * After each: the index passes its consistency check; every object is
+ * the old or the new version (only the one the operation touches may be
+ * new; after a failure, only the old), byte for byte, with its checksum,
+ * metadata, record, mode and copy; the index holds nothing else; and the
+ * tiers hold exactly the files of the indexed objects, nothing in tmp/
+ * or corrupt/.
+ *
+ * make check enumerates every k of every operation except the directory
+ * walk of the rebuild and the directory creation of the opening, which it
+ * samples; make check-faults (OM_FAULTS_FULL=1) takes every k of those
+ * too. A last test fills tiers on small tmpfs mounts of their own.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "core/om_core.h"
+#include "index/om_index.h"
+#include "store/om_store.h"
+#include "store/store_meta.h"
+#include "om_fault.h"
+#include "om_test.h"
+
+#define NK        12
+#define MAXOBJ    (320 * 1024)
+#define SLOT_KID  1
+
+typedef struct {
+	uint64_t seed;   /* 0 = absent */
+	uint32_t size;
+	uint8_t eph;
+	uint8_t copy;    /* a promoted copy in the memory tier */
+	int64_t expires;
+} ver_t;
+
+typedef struct {
+	char uri[48];
+	ver_t base;      /* before the operation */
+	ver_t done;      /* after it */
+	uint8_t victim;  /* may be evicted or expired, whatever the outcome */
+} fkey_t;
+
+enum op {
+	OP_PUT, OP_PUT_STREAM, OP_PUT_FD, OP_PUT_FD_XDEV, OP_PUT_EPH, OP_REPLACE, OP_REPLACE_EPH,
+	OP_PUT_TMPNAME, OP_REPLACE_FSYNC, OP_DELETE, OP_DELETE_FSYNC, OP_PROMOTE, OP_EVICT_PUT,
+	OP_MAINTAIN, OP_REBUILD, OP_OPEN, OP_N
+};
+
+static const char *const op_names[OP_N] = {
+	"PUT (buffer)", "PUT (streamed, 300 KiB)", "PUT (descriptor)", "PUT (descriptor, other fs)",
+	"PUT (ephemeral)", "replace (with copy)", "replace (ephemeral)", "replace (temporary names)",
+	"replace (fsync)", "delete (with copy)", "delete (fsync)", "promotion", "eviction by a PUT",
+	"eviction + expiry (manager)", "rebuild", "opening the tiers",
+};
+
+enum kind { K_KILL, K_ENOSPC, K_EIO, K_EMFILE, K_EINTR, K_SHORT, K_N };
+static const char *const kind_names[K_N] = { "kill", "ENOSPC", "EIO", "EMFILE", "EINTR", "short" };
+static const int kind_err[K_N] = { 0, ENOSPC, EIO, EMFILE, EINTR, 0 };
+
+enum outcome { O_OK, O_FAILED, O_KILLED };
+enum view { V_INPLACE, V_RESTART, V_SURVIVOR };
+
+typedef struct {
+	char root[256];    /* $TMPDIR/omtest.X */
+	char memroot[256]; /* /dev/shm/omtest.X */
+	char disk[300], mem[300];
+	char src_disk[300], src_mem[300];
+	char aside_disk[300], aside_mem[300];
+	om_index_t *ix;
+	om_store_t *st;
+	om_store_params_t p;
+	fkey_t keys[NK];
+	int nkeys;
+	int target;       /* key the operation changes, or -1 */
+	enum op op;
+	uint64_t garbage[8]; /* rebuild: ids of files it should remove */
+	int ngarbage;
+	uint64_t id_hi;   /* above every id issued in this run */
+} world_t;
+
+/* Shared with the children. */
+typedef struct {
+	int rc;
+	int fd_leak;
+	int verified;     /* rebuild, opening: the child checked its own index */
+	char why[1024];
+	om_maint_stats_t ms;
+} shared_t;
+
+/* Figures for the summary (and docs/ARCHITECTURE.md). */
+typedef struct {
+	unsigned calls[OP_N];        /* N of the op (all its passes) */
+	unsigned ks[OP_N];           /* k values enumerated */
+	unsigned runs[OP_N][K_N];
+	unsigned absorbed[OP_N][K_N];
+	unsigned call_hits[OM_FC_NCALLS];
+} figures_t;
+
+static shared_t *sh;
+static om_fault_ctl_t *ctl;
+static world_t *W;
+static figures_t fig;
+static int full_mode;
+static unsigned char obj_buf[MAXOBJ + 1], want_buf[MAXOBJ];
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static int
+whyf(char *why, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int
+whyf(char *why, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static void
+meta_of(char *buf, size_t n, uint64_t seed)
+{
+	snprintf(buf, n, "seed=%" PRIu64, seed);
+}
+
+static int
+count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int n = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL)
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static void
+make_file(const char *path, uint64_t seed, size_t size)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	assert_true(fd >= 0);
+	om_test_fill(obj_buf, size, seed);
+	assert_int_equal(write(fd, obj_buf, size), (ssize_t)size);
+	close(fd);
+}
+
+/* ---- the world ---------------------------------------------------------- */
+
+/* Notes the ids issued so far: files can only be named by them. */
+static void
+note_ids(world_t *w)
+{
+	if (w->ix != NULL) {
+		uint64_t id = om_index_next_id(w->ix);
+
+		if (id > w->id_hi)
+			w->id_hi = id;
+	}
+}
+
+static void
+world_open(world_t *w)
+{
+	om_ix_params_t ip = { .capacity = 64, .max_uri = 128, .hits_max = 16,
+		.atime_res_ms = OM_IX_TICK_MS };
+	char err[256];
+	int rc;
+
+	assert_int_equal(om_index_create(&ip, &w->ix), 0);
+	w->p.disk.path = w->disk;
+	w->p.mem.path = w->mem;
+	rc = om_store_open(&w->p, w->ix, &w->st, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("om_store_open: %s", err);
+}
+
+static void
+world_close(world_t *w)
+{
+	if (w->st != NULL)
+		om_store_close(w->st);
+	if (w->ix != NULL)
+		om_index_close(w->ix);
+	w->st = NULL;
+	w->ix = NULL;
+}
+
+static int
+put_ver(om_store_t *st, const char *uri, const ver_t *v)
+{
+	char meta[64];
+	om_put_args_t a = { 0 };
+
+	meta_of(meta, sizeof(meta), v->seed);
+	om_test_fill(obj_buf, v->size, v->seed);
+	a.size = v->size;
+	a.meta = meta;
+	a.meta_len = (uint32_t)strlen(meta);
+	a.expires = v->expires;
+	a.flags = v->eph ? OM_STORE_EPHEMERAL : 0;
+	return om_store_put(st, uri, strlen(uri), obj_buf, &a, NULL);
+}
+
+static int
+add_key(world_t *w, const char *uri, uint64_t seed, uint32_t size, int eph, int64_t expires)
+{
+	fkey_t *k = &w->keys[w->nkeys];
+
+	assert_true(w->nkeys < NK);
+	memset(k, 0, sizeof(*k));
+	snprintf(k->uri, sizeof(k->uri), "%s", uri);
+	k->base = (ver_t){ seed, size, (uint8_t)eph, 0, expires };
+	if (seed != 0)
+		assert_int_equal(put_ver(w->st, uri, &k->base), 0);
+	k->done = k->base;
+	return w->nkeys++;
+}
+
+static void
+touch(world_t *w, const char *uri, int times)
+{
+	for (int i = 0; i < times; i++) {
+		om_get_t g;
+
+		assert_int_equal(om_store_get(w->st, uri, strlen(uri), 0, &g), 0);
+		close(g.fd);
+	}
+}
+
+static uint64_t
+id_of(world_t *w, const char *uri)
+{
+	om_ix_obj_t o;
+
+	assert_int_equal(om_index_lookup(w->ix, uri, strlen(uri), &o, 0), 0);
+	return o.id;
+}
+
+static void
+obj_path(char *buf, size_t n, const char *tier, uint64_t id)
+{
+	char name[32];
+
+	om_store_object_name(id, name, sizeof(name));
+	snprintf(buf, n, "%s/%s", tier, name);
+}
+
+/* Files the rebuild must clean up: an older version of a URI (a crash
+ * during a replace), a copy of an older version, an expired object and
+ * temporary files. */
+static void
+make_garbage(world_t *w)
+{
+	om_maint_stats_t ms;
+	char from[700], to[700];
+	uint64_t id;
+	ver_t v;
+	int s, o;
+
+	s = add_key(w, "/f/stale", 201, 1200, 0, 0);
+	id = id_of(w, "/f/stale");
+	obj_path(from, sizeof(from), w->disk, id);
+	snprintf(to, sizeof(to), "%s/stale", w->aside_disk);
+	assert_int_equal(link(from, to), 0);
+	v = (ver_t){ 202, 1300, 0, 0, 0 };
+	assert_int_equal(put_ver(w->st, "/f/stale", &v), 0);
+	w->keys[s].base = w->keys[s].done = v;
+	assert_int_equal(link(to, from), 0);
+	assert_int_equal(unlink(to), 0);
+	w->garbage[w->ngarbage++] = id;
+
+	o = add_key(w, "/f/orphan", 203, 1400, 0, 0);
+	touch(w, "/f/orphan", 2);
+	assert_int_equal(om_store_maintain(w->st, &ms), 0);
+	assert_int_equal(ms.promoted, 1);
+	id = id_of(w, "/f/orphan");
+	obj_path(from, sizeof(from), w->mem, id);
+	snprintf(to, sizeof(to), "%s/orphan", w->aside_mem);
+	assert_int_equal(link(from, to), 0);
+	v = (ver_t){ 204, 1500, 0, 0, 0 };
+	assert_int_equal(put_ver(w->st, "/f/orphan", &v), 0);
+	w->keys[o].base = w->keys[o].done = v;
+	assert_int_equal(link(to, from), 0);
+	assert_int_equal(unlink(to), 0);
+	w->garbage[w->ngarbage++] = id;
+
+	v = (ver_t){ 205, 900, 0, 0, om_time_s() - 1 };
+	assert_int_equal(put_ver(w->st, "/f/expired", &v), 0);
+	w->garbage[w->ngarbage++] = id_of(w, "/f/expired");
+
+	snprintf(to, sizeof(to), "%s/tmp/00000000000000aa.tmp", w->disk);
+	make_file(to, 206, 5000);
+	snprintf(to, sizeof(to), "%s/tmp/00000000000000bb.copy", w->mem);
+	make_file(to, 207, 5000);
+}
+
+static uint64_t
+disk_used(world_t *w)
+{
+	om_store_usage_t u;
+
+	om_store_usage(w->st, &u);
+	return u.used[OM_TIER_DISK];
+}
+
+/* The same starting state for every k of an operation. */
+static void
+world_setup(world_t *w, enum op op)
+{
+	om_maint_stats_t ms;
+	int plain, hot, eph, nk;
+
+	memset(&w->p, 0, sizeof(w->p));
+	w->p.promote_hits = 2;
+	w->p.no_tmpfile = op == OP_PUT_TMPNAME;
+	w->p.durability = (op == OP_REPLACE_FSYNC || op == OP_DELETE_FSYNC) ? OM_DURABLE_FSYNC :
+	    OM_DURABLE_NONE;
+	w->nkeys = 0;
+	w->ngarbage = 0;
+	w->target = -1;
+	w->op = op;
+	world_open(w);
+
+	plain = add_key(w, "/f/plain", 11, 3000, 0, 0);
+	hot = add_key(w, "/f/hot", 12, 5000, 0, 0);
+	eph = add_key(w, "/f/eph", 13, 2000, 1, 0);
+	add_key(w, "/f/big", 14, 100000, 0, 0);
+	add_key(w, "/f/a", 15, 1000, 0, 0);
+	add_key(w, "/f/b", 16, 1500, 0, 0);
+	add_key(w, "/f/c", 17, 2500, 0, om_time_s() + 36000);
+	nk = add_key(w, "/f/new", 0, 0, 0, 0);
+	/* /f/hot has a copy in the memory tier. */
+	touch(w, "/f/hot", 2);
+	assert_int_equal(om_store_maintain(w->st, &ms), 0);
+	assert_int_equal(ms.promoted, 1);
+	w->keys[hot].base.copy = w->keys[hot].done.copy = 1;
+
+	switch (op) {
+	case OP_PUT:
+		w->target = nk;
+		w->keys[nk].done = (ver_t){ 101, 3000, 0, 0, 0 };
+		break;
+	case OP_PUT_STREAM:
+		w->target = nk;
+		w->keys[nk].done = (ver_t){ 102, 300000, 0, 0, 0 };
+		break;
+	case OP_PUT_FD:
+		w->target = nk;
+		w->keys[nk].done = (ver_t){ 103, 200000, 0, 0, 0 };
+		make_file(w->src_disk, 103, 200000);
+		break;
+	case OP_PUT_FD_XDEV:
+		w->target = nk;
+		w->keys[nk].done = (ver_t){ 104, 150000, 0, 0, 0 };
+		make_file(w->src_mem, 104, 150000);
+		break;
+	case OP_PUT_EPH:
+		w->target = nk;
+		w->keys[nk].done = (ver_t){ 105, 2500, 1, 0, 0 };
+		break;
+	case OP_REPLACE:
+		w->target = hot;
+		w->keys[hot].done = (ver_t){ 106, 4000, 0, 0, 0 };
+		break;
+	case OP_REPLACE_EPH:
+		w->target = eph;
+		w->keys[eph].done = (ver_t){ 107, 2200, 1, 0, 0 };
+		break;
+	case OP_PUT_TMPNAME:
+		w->target = plain;
+		w->keys[plain].done = (ver_t){ 108, 3300, 0, 0, 0 };
+		break;
+	case OP_REPLACE_FSYNC:
+		w->target = plain;
+		w->keys[plain].done = (ver_t){ 109, 80000, 0, 0, 0 };
+		break;
+	case OP_DELETE:
+		w->target = hot;
+		w->keys[hot].done = (ver_t){ 0 };
+		break;
+	case OP_DELETE_FSYNC:
+		w->target = plain;
+		w->keys[plain].done = (ver_t){ 0 };
+		break;
+	case OP_PROMOTE:
+		w->target = plain;
+		w->keys[plain].done.copy = 1;
+		touch(w, "/f/plain", 2);
+		break;
+	case OP_EVICT_PUT:
+	case OP_MAINTAIN:
+		for (int k = 0; k < w->nkeys; k++)
+			if (w->keys[k].base.seed != 0 && !w->keys[k].base.eph) {
+				w->keys[k].victim = 1;
+				w->keys[k].done = (ver_t){ 0 };
+			}
+		if (op == OP_EVICT_PUT) {
+			w->target = nk;
+			w->keys[nk].done = (ver_t){ 110, 30000, 0, 0, 0 };
+			w->p.disk.limit = disk_used(w) + 30000 - 1;
+		} else {
+			w->p.disk.limit = disk_used(w) - 1;
+			w->target = add_key(w, "/f/expired", 111, 700, 0, om_time_s() - 1);
+			w->keys[w->target].done = (ver_t){ 0 };
+		}
+		om_store_reconfigure(w->st, &w->p);
+		break;
+	case OP_REBUILD:
+	case OP_OPEN:
+		make_garbage(w);
+		note_ids(w);
+		world_close(w);
+		break;
+	default:
+		break;
+	}
+}
+
+/*
+ * Lists the object files of a tier; with wipe, removes every file
+ * instead. Anything in corrupt/, or in tmp/ unless tolerated, is an
+ * error. Every object file is named by an id the index issued, so only
+ * the directories of ids below w->id_hi are looked at (all 256 once ids
+ * wrap around them).
+ */
+static int
+list_tier(const world_t *w, const char *tier, uint64_t *ids, int cap, int *n, int wipe, int tmp_ok,
+    char *why, size_t wn)
+{
+	static const char *const extra[] = { "tmp", "corrupt" };
+	int tfd = open(tier, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	*n = 0;
+	if (tfd < 0)
+		return whyf(why, wn, "open(%s): %s", tier, strerror(errno));
+	for (unsigned i = 0; i < 256 + 2; i++) {
+		char sub[8];
+		struct dirent *de;
+		DIR *d;
+		int fd;
+
+		if (i < 256 && w->id_hi < 256 && i >= w->id_hi)
+			continue;
+		if (i < 256)
+			snprintf(sub, sizeof(sub), "%02x", i);
+		else
+			snprintf(sub, sizeof(sub), "%s", extra[i - 256]);
+		fd = openat(tfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0) {
+			close(tfd);
+			return whyf(why, wn, "open(%s/%s): %s", tier, sub, strerror(errno));
+		}
+		d = fdopendir(fd);
+		while ((de = readdir(d)) != NULL) {
+			uint64_t id = 0;
+			char *end;
+
+			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+				continue;
+			if (wipe) {
+				unlinkat(dirfd(d), de->d_name, 0);
+				continue;
+			}
+			if (i == 256 && tmp_ok)
+				continue;
+			if (i >= 256) {
+				closedir(d);
+				close(tfd);
+				return whyf(why, wn, "%s/%s/%s is left", tier, sub, de->d_name);
+			}
+			id = strtoull(de->d_name, &end, 16);
+			if (*end != '\0' || strlen(de->d_name) != 16 || (id & 0xff) != i) {
+				closedir(d);
+				close(tfd);
+				return whyf(why, wn, "%s/%s/%s: not an object name", tier, sub, de->d_name);
+			}
+			if (*n < cap)
+				ids[(*n)++] = id;
+		}
+		closedir(d);
+	}
+	close(tfd);
+	return 0;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int
+same_set(uint64_t *a, int na, uint64_t *b, int nb)
+{
+	qsort(a, (size_t)na, sizeof(*a), cmp_u64);
+	qsort(b, (size_t)nb, sizeof(*b), cmp_u64);
+	return na == nb && memcmp(a, b, (size_t)na * sizeof(*a)) == 0;
+}
+
+static int
+read_all(int fd, uint64_t size, char *why, size_t n)
+{
+	struct stat sb;
+	size_t off = 0;
+
+	if (fstat(fd, &sb) != 0 || (uint64_t)sb.st_size != size || size > MAXOBJ)
+		return whyf(why, n, "file of %lld bytes, the index says %" PRIu64, (long long)sb.st_size, size);
+	if ((sb.st_mode & 07777) != 0440)
+		return whyf(why, n, "file mode %o, not 0440", (unsigned)(sb.st_mode & 07777));
+	while (off < size) {
+		ssize_t r = pread(fd, obj_buf + off, size - off, (off_t)off);
+
+		if (r <= 0)
+			return whyf(why, n, "read stopped at %zu of %" PRIu64, off, size);
+		off += (size_t)r;
+	}
+	return 0;
+}
+
+static int
+check_record(int fd, const char *uri, uint64_t id, int kind, char *why, size_t n)
+{
+	uint8_t rec[OM_META_REC_MAX];
+	om_meta_rec_t r;
+	ssize_t len = fgetxattr(fd, OM_META_XATTR, rec, sizeof(rec));
+
+	if (len < 0 || om_meta_decode(rec, (size_t)len, &r) != 0)
+		return whyf(why, n, "%s: no valid record", uri);
+	if (r.id != id || r.kind != kind || r.uri_len != strlen(uri) || memcmp(r.uri, uri, r.uri_len) != 0)
+		return whyf(why, n, "%s: record of id %" PRIx64 " kind %d", uri, r.id, r.kind);
+	return 0;
+}
+
+/* Reads the object the index holds for key k: which version it is, and
+ * that it is that version whole. */
+static int
+read_version(world_t *w, const fkey_t *k, const om_ix_obj_t *o, ver_t *got, char *why, size_t n)
+{
+	int tier = (o->flags & OM_IX_F_EPHEMERAL) ? OM_TIER_MEM : OM_TIER_DISK;
+	char meta[128], wn[600];
+	uint32_t mlen = 0;
+	uint64_t seed = 0;
+	int fd = om_store_open_obj(w->st, tier, o->id), rc = -1;
+
+	if (fd < 0)
+		return whyf(why, n, "%s: id %" PRIx64 " indexed, its file cannot be opened: %s", k->uri, o->id,
+		    om_strerror(fd));
+	if (read_all(fd, o->size, wn, sizeof(wn)) != 0) {
+		whyf(why, n, "%s: %s", k->uri, wn);
+		goto out;
+	}
+	if (om_crc32c(0, obj_buf, o->size) != o->crc) {
+		whyf(why, n, "%s: checksum differs", k->uri);
+		goto out;
+	}
+	if (om_store_read_meta(w->st, fd, meta, sizeof(meta) - 1, &mlen, NULL) != 0) {
+		whyf(why, n, "%s: no metadata", k->uri);
+		goto out;
+	}
+	meta[mlen] = '\0';
+	if (sscanf(meta, "seed=%" SCNu64, &seed) != 1) {
+		whyf(why, n, "%s: metadata \"%s\"", k->uri, meta);
+		goto out;
+	}
+	om_test_fill(want_buf, o->size, seed);
+	if (memcmp(want_buf, obj_buf, o->size) != 0) {
+		whyf(why, n, "%s: bytes are not those of seed %" PRIu64, k->uri, seed);
+		goto out;
+	}
+	if (check_record(fd, k->uri, o->id, tier == OM_TIER_MEM ? OM_KIND_EPHEMERAL : OM_KIND_PERSIST,
+	    why, n) != 0)
+		goto out;
+	if (o->flags & OM_IX_F_COPY) {
+		int cfd = om_store_open_obj(w->st, OM_TIER_MEM, o->id);
+
+		if (cfd < 0) {
+			whyf(why, n, "%s: flagged with a copy, but it has none", k->uri);
+			goto out;
+		}
+		if (read_all(cfd, o->size, wn, sizeof(wn)) != 0 || memcmp(want_buf, obj_buf, o->size) != 0 ||
+		    check_record(cfd, k->uri, o->id, OM_KIND_COPY, wn, sizeof(wn)) != 0) {
+			close(cfd);
+			whyf(why, n, "%s: its copy differs: %s", k->uri, wn);
+			goto out;
+		}
+		close(cfd);
+	}
+	*got = (ver_t){ seed, (uint32_t)o->size, (uint8_t)(tier == OM_TIER_MEM),
+		(uint8_t)((o->flags & OM_IX_F_COPY) != 0), o->expires };
+	rc = 0;
+out:
+	close(fd);
+	return rc;
+}
+
+static int
+same_ver(const ver_t *a, const ver_t *b)
+{
+	if (a->seed != b->seed)
+		return 0;
+	return a->seed == 0 || (a->size == b->size && a->eph == b->eph && a->copy == b->copy &&
+	    a->expires == b->expires);
+}
+
+static void
+ver_str(char *buf, size_t n, const ver_t *v)
+{
+	if (v->seed == 0)
+		snprintf(buf, n, "absent");
+	else
+		snprintf(buf, n, "seed %" PRIu64 " (%u bytes%s%s)", v->seed, v->size, v->eph ? ", ephemeral" : "",
+		    v->copy ? ", with copy" : "");
+}
+
+#define A_BASE 1u
+#define A_DONE 2u
+
+/*
+ * The state check. allow[k]: the versions key k may be in (A_BASE,
+ * A_DONE); observed[k] gets the one it is in. With garbage, files of the
+ * world's garbage ids and leftovers in tmp/ are tolerated (a rebuild that
+ * could not remove them; the next one must).
+ */
+static int
+verify(world_t *w, const unsigned *allow, unsigned *observed, int garbage, char *why, size_t n)
+{
+	uint64_t want[2][2 * NK], have[2][2 * NK + 512];
+	int nwant[2] = { 0, 0 }, nhave[2], present = 0;
+	char err[256];
+	om_ix_usage_t u;
+
+	if (om_index_check(w->ix, err, sizeof(err)) != 0)
+		return whyf(why, n, "index check: %s", err);
+	for (int i = 0; i < w->nkeys; i++) {
+		const fkey_t *k = &w->keys[i];
+		ver_t got = { 0 };
+		om_ix_obj_t o;
+		unsigned m = 0;
+
+		if (om_index_lookup(w->ix, k->uri, strlen(k->uri), &o, 0) == 0) {
+			if (read_version(w, k, &o, &got, why, n) != 0)
+				return -1;
+			present++;
+			want[(o.flags & OM_IX_F_EPHEMERAL) ? OM_TIER_MEM : OM_TIER_DISK][nwant[(o.flags &
+			    OM_IX_F_EPHEMERAL) ? OM_TIER_MEM : OM_TIER_DISK]++] = o.id;
+			if (o.flags & OM_IX_F_COPY)
+				want[OM_TIER_MEM][nwant[OM_TIER_MEM]++] = o.id;
+		}
+		if (same_ver(&got, &k->base))
+			m |= A_BASE;
+		if (same_ver(&got, &k->done))
+			m |= A_DONE;
+		if (!(m & allow[i])) {
+			char g[96], b[96], d[96];
+
+			ver_str(g, sizeof(g), &got);
+			ver_str(b, sizeof(b), &k->base);
+			ver_str(d, sizeof(d), &k->done);
+			return whyf(why, n, "%s is %s; it may be only %s%s%s", k->uri, g,
+			    (allow[i] & A_BASE) ? b : "", allow[i] == (A_BASE | A_DONE) ? " or " : "",
+			    (allow[i] & A_DONE) ? d : "");
+		}
+		if (observed != NULL)
+			observed[i] = m & allow[i];
+	}
+	om_index_usage(w->ix, &u);
+	if (u.objects != (uint64_t)present)
+		return whyf(why, n, "the index holds %" PRIu64 " objects, %d expected", u.objects, present);
+	for (int t = 0; t < 2; t++) {
+		const char *path = t == OM_TIER_MEM ? w->mem : w->disk;
+		char lw[512];
+
+		note_ids(w);
+		if (list_tier(w, path, have[t], 2 * NK + 512, &nhave[t], 0, garbage, lw, sizeof(lw)) != 0)
+			return whyf(why, n, "%s", lw);
+		if (garbage) {
+			int j = 0;
+
+			for (int i = 0; i < nhave[t]; i++) {
+				int g = 0;
+
+				for (int x = 0; x < w->ngarbage; x++)
+					g |= have[t][i] == w->garbage[x];
+				if (!g)
+					have[t][j++] = have[t][i];
+			}
+			nhave[t] = j;
+		}
+		if (!same_set(want[t], nwant[t], have[t], nhave[t]))
+			return whyf(why, n, "the %s tier holds %d object files, the index %d", t ? "persistent" :
+			    "memory", nhave[t], nwant[t]);
+	}
+	return 0;
+}
+
+static void
+world_wipe(world_t *w)
+{
+	uint64_t ids[4];
+	char why[256];
+	int n;
+
+	note_ids(w);
+	world_close(w);
+	list_tier(w, w->disk, ids, 4, &n, 1, 1, why, sizeof(why));
+	list_tier(w, w->mem, ids, 4, &n, 1, 1, why, sizeof(why));
+	w->id_hi = 0;
+}
+
+static void
+world_restart(world_t *w)
+{
+	om_rebuild_stats_t rs;
+	int rc;
+
+	note_ids(w);
+	world_close(w);
+	world_open(w);
+	if ((rc = om_store_rebuild(w->st, &rs)) != 0)
+		fail_msg("%s: rebuild after the fault: %s", op_names[w->op], om_strerror(rc));
+}
+
+/* The store still takes, serves and deletes an object (limits lifted, so
+ * that it evicts nothing the check after it expects). */
+static void
+assert_serves(world_t *w, const char *ctx)
+{
+	om_store_params_t p = w->p;
+	ver_t v = { 999, 1234, 0, 0, 0 };
+	char why[256];
+	om_ix_obj_t o;
+	fkey_t k = { .uri = "/f/serves" };
+
+	p.disk.limit = p.mem.limit = 0;
+	om_store_reconfigure(w->st, &p);
+	if (put_ver(w->st, k.uri, &v) != 0)
+		fail_msg("%s: the store no longer takes a PUT", ctx);
+	assert_int_equal(om_index_lookup(w->ix, k.uri, strlen(k.uri), &o, 0), 0);
+	{
+		ver_t got;
+
+		if (read_version(w, &k, &o, &got, why, sizeof(why)) != 0)
+			fail_msg("%s: a PUT after the fault: %s", ctx, why);
+	}
+	assert_int_equal(om_store_delete(w->st, k.uri, strlen(k.uri)), 0);
+	om_store_reconfigure(w->st, &w->p);
+}
+
+/* ---- the operation, in a child ------------------------------------------ */
+
+static int
+do_op(world_t *w, int src_fd)
+{
+	const fkey_t *t = w->target >= 0 ? &w->keys[w->target] : NULL;
+	om_put_args_t a = { 0 };
+	char meta[64];
+	int rc;
+
+	if (t != NULL) {
+		meta_of(meta, sizeof(meta), t->done.seed);
+		a.size = t->done.size;
+		a.meta = meta;
+		a.meta_len = (uint32_t)strlen(meta);
+		a.flags = t->done.eph ? OM_STORE_EPHEMERAL : 0;
+	}
+	switch (w->op) {
+	case OP_PUT_STREAM: {
+		om_put_txn_t *txn;
+
+		if ((rc = om_store_put_begin(w->st, t->uri, strlen(t->uri), &a, &txn)) != 0)
+			return rc;
+		for (uint64_t off = 0; off < a.size; off += 60000) {
+			size_t n = a.size - off < 60000 ? (size_t)(a.size - off) : 60000;
+
+			if ((rc = om_store_put_write(txn, obj_buf + off, n)) != 0) {
+				om_store_put_abort(txn);
+				return rc;
+			}
+		}
+		return om_store_put_commit(txn, NULL);
+	}
+	case OP_PUT_FD:
+	case OP_PUT_FD_XDEV:
+		return om_store_put_from_fd(w->st, t->uri, strlen(t->uri), src_fd, &a, NULL);
+	case OP_DELETE:
+	case OP_DELETE_FSYNC:
+		return om_store_delete(w->st, t->uri, strlen(t->uri));
+	case OP_PROMOTE:
+	case OP_MAINTAIN:
+		return om_store_maintain(w->st, &sh->ms);
+	default:
+		return om_store_put(w->st, t->uri, strlen(t->uri), obj_buf, &a, NULL);
+	}
+}
+
+static void
+child_run(world_t *w, uint32_t mask, uint64_t at, enum om_fault_action action, int err)
+{
+	int src = -1, fds;
+
+	alarm(60);
+	sh->rc = 0;
+	sh->fd_leak = 0;
+	sh->verified = 0;
+	sh->why[0] = '\0';
+	if (w->op == OP_REBUILD || w->op == OP_OPEN) {
+		om_ix_params_t ip = { .capacity = 64, .max_uri = 128, .hits_max = 16 };
+		unsigned allow[NK];
+		om_rebuild_stats_t rs;
+		char err2[256];
+		int rc;
+
+		fds = count_fds();
+		if (om_index_create(&ip, &w->ix) != 0)
+			_exit(3);
+		w->p.disk.path = w->disk;
+		w->p.mem.path = w->mem;
+		if (w->op == OP_OPEN)
+			om_fault_arm(ctl, getpid(), mask, at, action, err);
+		rc = om_store_open(&w->p, w->ix, &w->st, err2, sizeof(err2));
+		if (rc != 0) {
+			om_fault_disarm(ctl);
+			sh->rc = rc;
+			/* The message must say what failed, with the error. */
+			if (action == OM_FA_ERRNO && strstr(err2, strerror(err)) == NULL)
+				snprintf(sh->why, sizeof(sh->why), "om_store_open says \"%s\"", err2);
+			w->st = NULL;
+		} else {
+			om_store_set_slot(w->st, SLOT_KID);
+			if (w->op == OP_REBUILD)
+				om_fault_arm(ctl, getpid(), mask, at, action, err);
+			else
+				om_fault_disarm(ctl);
+			rc = om_store_rebuild(w->st, &rs);
+			om_fault_disarm(ctl);
+			sh->rc = rc;
+			if (rc == 0) {
+				for (int i = 0; i < w->nkeys; i++)
+					allow[i] = A_BASE;
+				if (verify(w, allow, NULL, 1, sh->why, sizeof(sh->why)) == 0)
+					sh->verified = 1;
+			}
+		}
+		world_close(w);
+		sh->fd_leak = count_fds() - fds;
+		_exit(0);
+	}
+
+	om_store_set_slot(w->st, SLOT_KID);
+	if (w->op == OP_PUT_FD || w->op == OP_PUT_FD_XDEV) {
+		src = open(w->op == OP_PUT_FD ? w->src_disk : w->src_mem, O_RDONLY | O_CLOEXEC);
+		if (src < 0)
+			_exit(3);
+	} else if (w->target >= 0 && w->keys[w->target].done.seed != 0) {
+		om_test_fill(obj_buf, w->keys[w->target].done.size, w->keys[w->target].done.seed);
+	}
+	fds = count_fds();
+	om_fault_arm(ctl, getpid(), mask, at, action, err);
+	sh->rc = do_op(w, src);
+	om_fault_disarm(ctl);
+	sh->fd_leak = count_fds() - fds;
+	_exit(0);
+}
+
+static enum outcome
+run_child(world_t *w, uint32_t mask, uint64_t at, enum om_fault_action action, int err)
+{
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0)
+		child_run(w, mask, at, action, err);
+	status = om_test_wait(pid);
+	om_fault_disarm(ctl); /* a child killed while armed could not */
+	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && ctl->fired != 0)
+		return O_KILLED;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("%s: the child ended with status %#x (k = %" PRIu64 ", %s)", op_names[w->op], status,
+		    at, om_fault_kind_name(action, err));
+	return sh->rc == 0 ? O_OK : O_FAILED;
+}
+
+/* ---- one k -------------------------------------------------------------- */
+
+static void
+allow_for(const world_t *w, enum outcome oc, unsigned *allow)
+{
+	int either = w->op == OP_PROMOTE || w->op == OP_MAINTAIN;
+
+	for (int i = 0; i < w->nkeys; i++) {
+		const fkey_t *k = &w->keys[i];
+
+		if (k->victim || oc == O_KILLED || (i == w->target && either))
+			allow[i] = A_BASE | A_DONE;
+		else if (i == w->target)
+			allow[i] = oc == O_OK ? A_DONE : A_BASE;
+		else
+			allow[i] = A_BASE;
+	}
+}
+
+/* Fails the test, or with OM_FAULTS_KEEP_GOING prints and goes on to the
+ * next k (to see every finding at once while fixing them). */
+static int keep_going;
+static unsigned findings;
+
+static int
+bad(const char *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int
+bad(const char *ctx, const char *fmt, ...)
+{
+	char msg[1536];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	findings++;
+	if (!keep_going)
+		fail_msg("%s: %s", ctx, msg);
+	print_message("FINDING: %s: %s\n", ctx, msg);
+	return -1;
+}
+
+static int
+check_k(world_t *w, enum outcome oc, enum kind kind, enum view view, const char *ctx)
+{
+	int err = kind_err[kind];
+	unsigned allow[NK], observed[NK];
+	unsigned fired_call = ctl->fired ? ctl->fired_call : OM_FC_NCALLS;
+	char why[1024];
+	int rebuildish = w->op == OP_REBUILD || w->op == OP_OPEN;
+
+	if (oc != O_KILLED) {
+		if (sh->fd_leak != 0)
+			return bad(ctx, "%d descriptors left open", sh->fd_leak);
+		if (sh->why[0] != '\0')
+			return bad(ctx, "%s", sh->why);
+		if (oc == O_FAILED && !ctl->fired)
+			return bad(ctx, "failed (%s) without a fault", om_strerror(sh->rc));
+		if (oc == O_FAILED && (kind == K_SHORT ||
+		    (kind == K_EINTR && (OM_FC_DATA & OM_FC_BIT(fired_call)))))
+			return bad(ctx, "%s (a data call must be retried)", om_strerror(sh->rc));
+		if (oc == O_FAILED && sh->rc != -err)
+			return bad(ctx, "the operation returned %s, not the error injected", om_strerror(sh->rc));
+		if (rebuildish && oc == O_OK && !sh->verified)
+			return bad(ctx, "the rebuild succeeded, but did not check");
+		/* A PUT that made room keeps its tier within the limit. */
+		if (oc == O_OK && w->p.disk.limit && disk_used(w) > w->p.disk.limit)
+			return bad(ctx, "the persistent tier is over its limit");
+		if (oc == O_OK && ctl->fired)
+			fig.absorbed[w->op][kind]++;
+	}
+
+	if (rebuildish) {
+		/* Whatever the child did, a clean start finds the whole world. */
+		world_restart(w);
+		for (int i = 0; i < w->nkeys; i++)
+			allow[i] = A_BASE;
+		if (verify(w, allow, NULL, 0, why, sizeof(why)) != 0)
+			return bad(ctx, "after a clean restart: %s", why);
+		return 0;
+	}
+
+	allow_for(w, oc, allow);
+	if (view == V_RESTART) {
+		world_restart(w);
+		if (verify(w, allow, NULL, 0, why, sizeof(why)) != 0)
+			return bad(ctx, "after the restart: %s", why);
+		assert_serves(w, ctx);
+		return 0;
+	}
+	if (view == V_SURVIVOR)
+		om_store_reclaim_slot(w->st, SLOT_KID);
+	if (verify(w, allow, observed, 0, why, sizeof(why)) != 0)
+		return bad(ctx, "%s", why);
+	assert_serves(w, ctx);
+	/* A restart then finds the same state. */
+	world_restart(w);
+	for (int i = 0; i < w->nkeys; i++)
+		allow[i] = observed[i];
+	if (verify(w, allow, NULL, 0, why, sizeof(why)) != 0)
+		return bad(ctx, "the restart after it disagrees: %s", why);
+	return 0;
+}
+
+static void
+one_k(world_t *w, uint32_t mask, uint64_t k, enum kind kind, enum view view)
+{
+	enum om_fault_action action = kind == K_KILL ? OM_FA_KILL : kind == K_SHORT ? OM_FA_SHORT :
+	    OM_FA_ERRNO;
+	enum outcome oc;
+	char ctx[256];
+	unsigned fired_call;
+
+	world_setup(w, w->op);
+	oc = run_child(w, mask, k, action, kind_err[kind]);
+	fired_call = ctl->fired ? ctl->fired_call : OM_FC_NCALLS;
+	snprintf(ctx, sizeof(ctx), "%s, %s at call %" PRIu64 " (%s)%s", op_names[w->op], kind_names[kind], k,
+	    fired_call < OM_FC_NCALLS ? om_fault_call_name(fired_call) : "not reached",
+	    view == V_SURVIVOR ? ", survivor" : view == V_RESTART ? ", restart" : "");
+	fig.runs[w->op][kind]++;
+	if (fired_call < OM_FC_NCALLS)
+		fig.call_hits[fired_call]++;
+	check_k(w, oc, kind, view, ctx);
+	world_wipe(w);
+}
+
+/* ---- enumeration -------------------------------------------------------- */
+
+typedef struct {
+	uint32_t mask;   /* calls counted; 0 = all */
+	unsigned stride; /* every stride-th k (1 = all) */
+} pass_t;
+
+static unsigned
+passes_of(enum op op, pass_t *ps)
+{
+	const uint32_t walk = OM_FC_BIT(OM_FC_OPEN) | OM_FC_BIT(OM_FC_READDIR);
+	const uint32_t mk = OM_FC_BIT(OM_FC_MKDIRAT) | OM_FC_BIT(OM_FC_FSTATAT);
+	const uint32_t all = (1u << OM_FC_NCALLS) - 1;
+
+	if (full_mode || (op != OP_REBUILD && op != OP_OPEN)) {
+		ps[0] = (pass_t){ 0, 1 };
+		return 1;
+	}
+	/* Quick: every call but the directory walk (or the creation of the
+	 * fan-out directories), and a sample of those. */
+	if (op == OP_REBUILD) {
+		ps[0] = (pass_t){ all & ~walk, 1 };
+		ps[1] = (pass_t){ walk, 41 };
+	} else {
+		ps[0] = (pass_t){ all & ~mk, 1 };
+		ps[1] = (pass_t){ mk, 53 };
+	}
+	return 2;
+}
+
+static void
+enumerate(enum op op)
+{
+	world_t *w = W;
+	pass_t ps[2];
+	unsigned np = passes_of(op, ps);
+	int rebuildish = op == OP_REBUILD || op == OP_OPEN;
+
+	w->id_hi = 256;
+	world_wipe(w); /* after a test that failed half-way */
+	for (unsigned p = 0; p < np; p++) {
+		uint8_t seq[OM_FAULT_SEQ_MAX];
+		uint64_t n;
+		unsigned allow[NK];
+		char why[1024];
+		enum outcome oc;
+
+		/* Count: N calls, and which. */
+		world_setup(w, op);
+		oc = run_child(w, ps[p].mask, 0, OM_FA_COUNT, 0);
+		n = ctl->count;
+		memcpy(seq, ctl->seq, sizeof(seq));
+		if (oc != O_OK || (rebuildish && !sh->verified))
+			fail_msg("%s without faults: %s %s", op_names[op], om_strerror(sh->rc), sh->why);
+		if (!rebuildish) {
+			allow_for(w, O_OK, allow);
+			if (verify(w, allow, NULL, 0, why, sizeof(why)) != 0)
+				fail_msg("%s without faults: %s", op_names[op], why);
+		}
+		world_wipe(w);
+		assert_true(n > 0);
+		fig.calls[op] += (unsigned)n;
+
+		if (p == 0) {
+			char list[1024];
+			size_t len = 0;
+
+			for (uint64_t i = 0; i < n && i < OM_FAULT_SEQ_MAX && len < 900; i++)
+				len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i ? " " :
+				    "", om_fault_call_name(seq[i]));
+			print_message("%s: %" PRIu64 " calls%s%s%s\n", op_names[op], n, rebuildish ? "" : ": ",
+			    rebuildish ? "" : list, n > 60 && !rebuildish ? " ..." : "");
+		}
+		for (uint64_t k = 1; k <= n; k += ps[p].stride) {
+			fig.ks[op]++;
+			for (int kind = 0; kind < K_N; kind++) {
+				if (kind == K_SHORT && (rebuildish || k > OM_FAULT_SEQ_MAX ||
+				    !(OM_FC_DATA & OM_FC_BIT(seq[k - 1]))))
+					continue;
+				if (kind == K_KILL && !rebuildish) {
+					one_k(w, ps[p].mask, k, K_KILL, V_RESTART);
+					one_k(w, ps[p].mask, k, K_KILL, V_SURVIVOR);
+				} else {
+					one_k(w, ps[p].mask, k, (enum kind)kind, rebuildish ? V_RESTART : V_INPLACE);
+				}
+			}
+		}
+	}
+	{
+		char line[512];
+		size_t len = 0;
+
+		for (int kind = 0; kind < K_N; kind++)
+			len += (size_t)snprintf(line + len, sizeof(line) - len, " %s %u (%u absorbed)",
+			    kind_names[kind], fig.runs[op][kind], fig.absorbed[op][kind]);
+		print_message("  %u crash points:%s\n", fig.ks[op], line);
+	}
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	full_mode = getenv("OM_FAULTS_FULL") != NULL;
+	keep_going = getenv("OM_FAULTS_KEEP_GOING") != NULL;
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(sh != MAP_FAILED);
+	ctl = om_fault_create(NULL);
+	assert_non_null(ctl);
+	om_fault_use(ctl);
+	W = calloc(1, sizeof(*W));
+	om_test_mkdtemp(W->root, sizeof(W->root), NULL);
+	om_test_mkdtemp(W->memroot, sizeof(W->memroot), getenv("OM_TEST_MEMDIR") ? getenv("OM_TEST_MEMDIR") :
+	    "/dev/shm");
+	snprintf(W->disk, sizeof(W->disk), "%s/disk", W->root);
+	snprintf(W->mem, sizeof(W->mem), "%s/mem", W->memroot);
+	snprintf(W->src_disk, sizeof(W->src_disk), "%s/source", W->root);
+	snprintf(W->src_mem, sizeof(W->src_mem), "%s/source", W->memroot);
+	snprintf(W->aside_disk, sizeof(W->aside_disk), "%s/aside", W->root);
+	snprintf(W->aside_mem, sizeof(W->aside_mem), "%s/aside", W->memroot);
+	assert_int_equal(mkdir(W->aside_disk, 0700), 0);
+	assert_int_equal(mkdir(W->aside_mem, 0700), 0);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	world_close(W);
+	om_test_rmtree(W->root);
+	om_test_rmtree(W->memroot);
+	free(W);
+	om_fault_use(NULL);
+	om_fault_destroy(ctl);
+	munmap(sh, sizeof(*sh));
+	return 0;
+}
+
+#define OP_TEST(name, op) \
+	static void name(void **state) { (void)state; enumerate(op); }
+
+OP_TEST(test_put, OP_PUT)
+OP_TEST(test_put_stream, OP_PUT_STREAM)
+OP_TEST(test_put_fd, OP_PUT_FD)
+OP_TEST(test_put_fd_xdev, OP_PUT_FD_XDEV)
+OP_TEST(test_put_ephemeral, OP_PUT_EPH)
+OP_TEST(test_replace, OP_REPLACE)
+OP_TEST(test_replace_ephemeral, OP_REPLACE_EPH)
+OP_TEST(test_replace_tmpname, OP_PUT_TMPNAME)
+OP_TEST(test_replace_fsync, OP_REPLACE_FSYNC)
+OP_TEST(test_delete, OP_DELETE)
+OP_TEST(test_delete_fsync, OP_DELETE_FSYNC)
+OP_TEST(test_promote, OP_PROMOTE)
+OP_TEST(test_evict_put, OP_EVICT_PUT)
+OP_TEST(test_maintain, OP_MAINTAIN)
+OP_TEST(test_rebuild, OP_REBUILD)
+OP_TEST(test_open, OP_OPEN)
+
+static void
+test_summary(void **state)
+{
+	unsigned ks = 0, runs[K_N] = { 0 }, total = 0, absorbed = 0;
+	char line[1024];
+	size_t len = 0;
+
+	(void)state;
+	for (int op = 0; op < OP_N; op++) {
+		ks += fig.ks[op];
+		for (int k = 0; k < K_N; k++) {
+			runs[k] += fig.runs[op][k];
+			total += fig.runs[op][k];
+			absorbed += fig.absorbed[op][k];
+		}
+	}
+	for (int k = 0; k < K_N; k++)
+		len += (size_t)snprintf(line + len, sizeof(line) - len, "%s%s %u", k ? ", " : "", kind_names[k],
+		    runs[k]);
+	print_message("fault injection%s: %u crash points, %u runs (%s); %u faults absorbed (the "
+	    "operation succeeded)\n", full_mode ? " (full)" : "", ks, total, line, absorbed);
+	len = 0;
+	for (int c = 0; c < OM_FC_NCALLS; c++)
+		if (fig.call_hits[c])
+			len += (size_t)snprintf(line + len, sizeof(line) - len, " %s %u", om_fault_call_name(c),
+			    fig.call_hits[c]);
+	print_message("faults hit, by call:%s\n", line);
+	if (findings)
+		fail_msg("%u findings (OM_FAULTS_KEEP_GOING)", findings);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_put),
+		cmocka_unit_test(test_put_stream),
+		cmocka_unit_test(test_put_fd),
+		cmocka_unit_test(test_put_fd_xdev),
+		cmocka_unit_test(test_put_ephemeral),
+		cmocka_unit_test(test_replace),
+		cmocka_unit_test(test_replace_ephemeral),
+		cmocka_unit_test(test_replace_tmpname),
+		cmocka_unit_test(test_replace_fsync),
+		cmocka_unit_test(test_delete),
+		cmocka_unit_test(test_delete_fsync),
+		cmocka_unit_test(test_promote),
+		cmocka_unit_test(test_evict_put),
+		cmocka_unit_test(test_maintain),
+		cmocka_unit_test(test_rebuild),
+		cmocka_unit_test(test_open),
+		cmocka_unit_test(test_summary),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	if (getenv("OM_FAULTS_ONLY") != NULL) /* a glob over the test names */
+		cmocka_set_test_filter(getenv("OM_FAULTS_ONLY"));
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
