@@ -527,7 +527,7 @@ connect_once(om_client_t *c)
 static int
 reconnect(om_client_t *c)
 {
-	int rc = 0;
+	int rc;
 
 	for (int attempt = 0; attempt < 8; attempt++) {
 		rc = connect_once(c);
