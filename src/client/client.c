@@ -641,6 +641,7 @@ check_uri(om_client_t *c, const char *uri, size_t *len)
 {
 	const char *why;
 
+	*len = 0;
 	if (uri == NULL)
 		return fail(c, OM_EINVAL, "no URI");
 	*len = strlen(uri);
