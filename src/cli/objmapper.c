@@ -719,7 +719,7 @@ main(int argc, char **argv)
 		case 'p':
 			port = optarg;
 			if (*port == '\0' || strspn(port, "0123456789") != strlen(port) ||
-			    strlen(port) > 5 || atoi(port) < 1 || atoi(port) > 65535)
+			    strlen(port) > 5 || strtol(port, NULL, 10) < 1 || strtol(port, NULL, 10) > 65535)
 				return usage_error(&cl, "bad port %s", optarg);
 			break;
 		case 'u':
