@@ -217,12 +217,20 @@ clean_tmp(rebuild_t *rb, int tier)
 		close(fd);
 		return -errno;
 	}
-	while ((de = readdir(d)) != NULL) {
+	for (;;) {
+		errno = 0;
+		if ((de = readdir(d)) == NULL)
+			break;
 		if (de->d_name[0] == '.')
 			continue;
 		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
 			rb->rs->temp_removed++;
 	}
+	/* What could not be listed stays until the next start: nothing reads
+	 * tmp/, so this is no reason to refuse this one. */
+	if (de == NULL && errno != 0)
+		om_log_warn(errno, "store: rebuild: reading %s/tmp failed; temporary files may be left",
+		    rb->st->tier[tier].path);
 	closedir(d);
 	return 0;
 }
@@ -249,9 +257,19 @@ scan_dir(rebuild_t *rb, int tier, unsigned fan)
 		close(fd);
 		return -ENOMEM;
 	}
-	while ((de = readdir(d)) != NULL) {
+	for (;;) {
 		uint64_t id;
 
+		/* readdir says end and error alike with NULL: an error taken for
+		 * the end would leave the rest of the directory unindexed. */
+		errno = 0;
+		if ((de = readdir(d)) == NULL) {
+			if (errno != 0) {
+				rc = -errno;
+				om_log_err(errno, "store: rebuild: reading \"%s/%s\" failed", t->path, sub);
+			}
+			break;
+		}
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
 		if (parse_id(de->d_name, fan, &id) != 0) {
