@@ -147,9 +147,15 @@ rebuild_file(rebuild_t *rb, int tier, int dfd, const char *name, uint64_t id)
 	    fchownat(dfd, name, st->owner_uid, st->owner_gid, AT_SYMLINK_NOFOLLOW) != 0)
 		om_log_warn(errno, "store: rebuild: chown of %s/%s failed", rb->dirpath, name);
 	n = om_os_getxattr_at(dfd, rb->dirpath, name, OM_META_XATTR, rec, sizeof(rec));
-	if (n < 0) {
-		quarantine(rb, tier, dfd, name, "no objmapper record");
+	if (n == -ENODATA || n == -ERANGE) {
+		quarantine(rb, tier, dfd, name, n == -ENODATA ? "no objmapper record" : "record too large");
 		return 0;
+	}
+	if (n < 0) {
+		/* Not the file's fault (EIO, EMFILE, ENOMEM ...): moving a good
+		 * object aside would lose it. The start fails and says why. */
+		om_log_err((int)-n, "store: rebuild: reading the record of %s/%s failed", rb->dirpath, name);
+		return (int)n;
 	}
 	if (om_meta_decode(rec, (size_t)n, &r) != 0) {
 		quarantine(rb, tier, dfd, name, "damaged record");
