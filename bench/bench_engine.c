@@ -228,7 +228,7 @@ bench_lookups(uint32_t n)
 	series_t two = { .n = 0 }, two_total = { .n = 0 }, two16 = { .n = 0 }, two16_total = { .n = 0 };
 	double t0 = now_s();
 	om_index_t *ix = fill_index(n);
-	double fill = now_s() - t0;
+	double fill_s = now_s() - t0;
 	char *keys = make_keys(n, 12345);
 	char what[80];
 
@@ -244,7 +244,7 @@ bench_lookups(uint32_t n)
 	{
 		series_t f = { .n = 1 };
 
-		f.v[0] = n / fill;
+		f.v[0] = n / fill_s;
 		row(what, "ops/s", &f);
 	}
 	row("lookup, 1 process", "ops/s", &one);
@@ -427,10 +427,13 @@ fill(const char *dir, uint32_t n, uint32_t size)
 	if ((mkdir(dir, 0750) != 0 && errno != EEXIST) || (mkdir(mem, 0750) != 0 && errno != EEXIST) ||
 	    (mkdir(disk, 0750) != 0 && errno != EEXIST)) {
 		perror(dir);
+		free(data);
 		return 1;
 	}
-	if (om_index_create(&ip, &ix) != 0)
+	if (om_index_create(&ip, &ix) != 0) {
+		free(data);
 		return 1;
+	}
 	st = open_store(ix, mem, disk);
 	for (uint32_t i = 0; i < n; i++) {
 		int len = snprintf(k, sizeof(k), "/r/%08" PRIu32, i);
@@ -439,6 +442,7 @@ fill(const char *dir, uint32_t n, uint32_t size)
 			memcpy(data, &i, sizeof(i));
 		if (om_store_put(st, k, (size_t)len, data, &a, NULL) != 0) {
 			fprintf(stderr, "put failed at %u\n", i);
+			free(data);
 			return 1;
 		}
 	}
