@@ -1096,7 +1096,6 @@ static int64_t
 do_get(thr_t *t)
 {
 	int64_t got;
-	int rc;
 
 	if (driver == DRV_MEMCACHED) {
 		const char *key = t->uri;
@@ -1114,7 +1113,7 @@ do_get(thr_t *t)
 	case OM_MODE_AUTO: {
 		om_object_t o;
 
-		if ((rc = om_client_get(t->c, t->uri, OM_MODE_AUTO, 0, &o)) != 0)
+		if (om_client_get(t->c, t->uri, OM_MODE_AUTO, 0, &o) != 0)
 			break;
 		if (o.fd >= 0) {
 			got = consume_fd(t, t->uri, o.fd, o.len);
@@ -1131,7 +1130,7 @@ do_get(thr_t *t)
 		om_info_t info;
 		int fd;
 
-		if ((rc = om_client_get_fd(t->c, t->uri, &fd, &info)) != 0)
+		if (om_client_get_fd(t->c, t->uri, &fd, &info) != 0)
 			break;
 		got = consume_fd(t, t->uri, fd, info.size);
 		close(fd);
@@ -1141,7 +1140,7 @@ do_get(thr_t *t)
 		om_info_t info;
 		size_t len;
 
-		if ((rc = om_client_get_buf(t->c, t->uri, mode, t->buf, obj_size, &len, &info)) != 0)
+		if (om_client_get_buf(t->c, t->uri, mode, t->buf, obj_size, &len, &info) != 0)
 			break;
 		t->sink += touch(t->buf, len);
 		return check_obj(t, t->uri, t->key, t->buf, len);
