@@ -735,7 +735,7 @@ read_parts(om_client_t *c, sink_t *s)
  * connection; after a lost connection, once, if `retry` allows.
  */
 static int
-call(om_client_t *c, om_req_t *q, struct iovec *parts, int nparts, int send_fd, bool retry,
+call(om_client_t *c, om_req_t *q, const struct iovec *parts, int nparts, int send_fd, bool retry,
     sink_t *s)
 {
 	struct iovec iov[5];
