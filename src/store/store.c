@@ -64,16 +64,33 @@ om_store_open_obj(om_store_t *st, int tier, uint64_t id)
 int
 om_store_unlink_obj(om_store_t *st, int tier, uint64_t id)
 {
-	char name[OM_NAME_MAX];
+	om_tier_t *t = &st->tier[tier];
+	char name[OM_NAME_MAX], aside[48];
+	int e;
 
 	om_store_object_name(id, name, sizeof(name));
-	if (unlinkat(st->tier[tier].dirfd, name, 0) != 0 && errno != ENOENT) {
-		int e = errno;
-
-		om_log_warn(e, "store: unlinkat(\"%s/%s\") failed", st->tier[tier].path, name);
-		return -e;
+	for (int tries = 0; tries < 8; tries++) {
+		if (unlinkat(t->dirfd, name, 0) == 0 || errno == ENOENT)
+			return 0;
+		if (errno != EINTR)
+			break;
 	}
-	return 0;
+	e = errno;
+	/*
+	 * The file must not outlive its entry where a rebuild would find it:
+	 * a deleted object would come back at the next start (and a PUT
+	 * refused after publishing would appear). tmp/ is emptied at every
+	 * start, and nothing else reads it.
+	 */
+	snprintf(aside, sizeof(aside), "tmp/%016" PRIx64 ".dropped", id);
+	if (renameat(t->dirfd, name, t->dirfd, aside) == 0) {
+		om_log_warn(e, "store: unlinkat(\"%s/%s\") failed; moved to %s/%s, removed at the next start",
+		    t->path, name, t->path, aside);
+		return 0;
+	}
+	om_log_err(e, "store: unlinkat(\"%s/%s\") failed, and so did moving it to tmp/ (%s); the object "
+	    "may come back at the next start", t->path, name, om_strerror(-errno));
+	return -e;
 }
 
 static om_store_proc_sh_t *
