@@ -114,13 +114,16 @@ om_store_slot_stats(om_store_t *st, unsigned slot)
 }
 
 /* Counters live in the process's slot of the segment, where STATS can sum
- * them across processes; without a slot, in the handle. */
+ * them across processes; without a slot, in the handle. The slot also
+ * says which process uses it (its temporary files carry the pid). */
 static void
 bind_stats(om_store_t *st)
 {
 	om_store_proc_sh_t *p = proc_sh(st, st->slot);
 
 	st->stats = p != NULL ? &p->stats : &st->local_stats;
+	if (p != NULL)
+		OM_STORE(&p->pid, (uint32_t)getpid());
 }
 
 void
@@ -393,7 +396,8 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 	if (st->tier[tier].tmpfile_ok) {
 		t->fd = openat(st->tier[tier].dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	} else {
-		snprintf(t->tmpname, sizeof(t->tmpname), "tmp/%016" PRIx64 ".tmp", t->id);
+		/* The pid lets the master remove it if this process dies. */
+		snprintf(t->tmpname, sizeof(t->tmpname), "tmp/%016" PRIx64 ".%d.tmp", t->id, (int)getpid());
 		t->fd = openat(st->tier[tier].dirfd, t->tmpname, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
 	}
 	if (t->fd < 0) {
@@ -783,6 +787,37 @@ om_store_delete(om_store_t *st, const void *uri, size_t len)
 
 /* ---- recovery of a dead process's publish ------------------------------ */
 
+/* Temporary files of a dead process (tmp/ID.PID.tmp, tmp/ID.PID.copy),
+ * where the tiers use temporary names; with O_TMPFILE there are none. */
+static void
+reclaim_temp(om_store_t *st, pid_t pid)
+{
+	char mark[24];
+
+	if (pid <= 0)
+		return;
+	snprintf(mark, sizeof(mark), ".%d.", (int)pid);
+	for (int tier = 0; tier < 2; tier++) {
+		struct dirent *de;
+		DIR *d;
+		int fd;
+
+		if (st->tier[tier].tmpfile_ok)
+			continue;
+		fd = openat(st->tier[tier].dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if ((d = fdopendir(fd)) == NULL) {
+			close(fd);
+			continue;
+		}
+		while ((de = readdir(d)) != NULL)
+			if (strlen(de->d_name) > 16 && strncmp(de->d_name + 16, mark, strlen(mark)) == 0)
+				unlinkat(dirfd(d), de->d_name, 0);
+		closedir(d);
+	}
+}
+
 int
 om_store_reclaim_slot(om_store_t *st, unsigned slot)
 {
@@ -794,7 +829,10 @@ om_store_reclaim_slot(om_store_t *st, unsigned slot)
 	int tier, kind, fd, keep = 0;
 	ssize_t n;
 
-	if (p == NULL || (id = OM_LOAD_ACQ(&p->intent_id)) == 0)
+	if (p == NULL)
+		return 0;
+	reclaim_temp(st, (pid_t)OM_LOAD(&p->pid));
+	if ((id = OM_LOAD_ACQ(&p->intent_id)) == 0)
 		return 0;
 	tier = (int)OM_LOAD(&p->intent_tier) == OM_TIER_MEM ? OM_TIER_MEM : OM_TIER_DISK;
 	kind = (int)OM_LOAD(&p->intent_kind);

@@ -229,7 +229,7 @@ promote_one(om_store_t *st, const om_ix_obj_t *o)
 	if (mem->tmpfile_ok) {
 		dst = openat(mem->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	} else {
-		snprintf(tmp, sizeof(tmp), "tmp/%016" PRIx64 ".copy", o->id);
+		snprintf(tmp, sizeof(tmp), "tmp/%016" PRIx64 ".%d.copy", o->id, (int)getpid());
 		dst = openat(mem->dirfd, tmp, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0600);
 	}
 	if (dst < 0) {

@@ -28,13 +28,16 @@ typedef struct {
 /*
  * In the process's slot of the index segment (shared memory): the object
  * this process has published but not yet indexed. If the process dies in
- * that window, the master removes the file (om_store_reclaim_slot).
+ * that window, the master removes the file (om_store_reclaim_slot), and
+ * with it the process's temporary files (named with its pid) if the
+ * tiers use temporary names.
  */
 typedef struct {
 	uint64_t intent_id;
 	uint32_t intent_tier;
 	uint32_t intent_kind;
-	uint8_t pad[48];
+	uint32_t pid;
+	uint8_t pad[44];
 	om_store_stats_t stats; /* this process's counters (one writer) */
 } om_store_proc_sh_t;
 
