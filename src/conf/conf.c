@@ -695,7 +695,7 @@ acl_id(struct parse *p, const struct conf_key *k, const char *what, const char *
 		key_fail(p, k->name, -EINVAL, "\"%s\": unknown %s", what, group ? "group" : "user");
 		return rc;
 	}
-	if (rc < 0) {
+	if (rc != 0) {
 		key_fail(p, k->name, rc, "\"%s\": cannot look it up: %s", what, om_strerror(rc));
 		return rc;
 	}
