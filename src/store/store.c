@@ -28,6 +28,8 @@ struct om_put_txn {
 	uint64_t size;
 	uint64_t written;
 	uint64_t crc_upto; /* bytes covered by crc */
+	uint64_t evicted;  /* bytes evicted because the filesystem was full */
+	unsigned evictions;
 	uint32_t crc;
 	int64_t expires;
 	unsigned flags;
@@ -353,6 +355,28 @@ om_store_stats(const om_store_t *st)
 
 /* ---- PUT --------------------------------------------------------------- */
 
+/*
+ * ENOSPC or EDQUOT from the filesystem although the tier is within its
+ * limit (the filesystem is shared, or smaller than the limit): evict from
+ * the tier as a PUT over its limit would, and the caller tries again. At
+ * most as many bytes as this PUT brings (and 64 objects): past that the
+ * space is taken by something else, and the PUT fails with "no space".
+ * 0 if an object went.
+ */
+static int
+fs_full(om_put_txn_t *t)
+{
+	om_store_t *st = t->st;
+	uint64_t before = om_store_tier_used(st, t->tier), after;
+
+	if (t->evicted >= t->size || t->evictions >= 64 || om_store_evict_one(st, t->tier) != 0)
+		return -ENOSPC;
+	after = om_store_tier_used(st, t->tier);
+	t->evicted += before > after ? before - after : 0;
+	t->evictions++;
+	return 0;
+}
+
 int
 om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_args_t *a,
     om_put_txn_t **out)
@@ -383,6 +407,8 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 	t->size = a->size;
 	t->written = 0;
 	t->crc_upto = 0;
+	t->evicted = 0;
+	t->evictions = 0;
 	t->crc = 0;
 	t->expires = a->expires;
 	t->flags = a->flags;
@@ -407,13 +433,20 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 		return rc;
 	}
 	/* Reserve the space of large objects now: a full filesystem fails
-	 * here rather than half-way through the bytes. */
-	if (a->size >= 65536 && !(a->flags & OM_STORE_SIZE_OPEN) &&
-	    fallocate(t->fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)a->size) != 0 &&
-	    (errno == ENOSPC || errno == EDQUOT)) {
-		rc = -errno;
-		om_store_put_abort(t);
-		return rc;
+	 * here rather than half-way through the bytes. Other errors (not
+	 * supported ...) leave it to the writes. */
+	if (a->size >= 65536 && !(a->flags & OM_STORE_SIZE_OPEN)) {
+		while (fallocate(t->fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)a->size) != 0) {
+			int e = errno;
+
+			if (e == EINTR || ((e == ENOSPC || e == EDQUOT) && fs_full(t) == 0))
+				continue;
+			if (e == ENOSPC || e == EDQUOT) {
+				om_store_put_abort(t);
+				return -e;
+			}
+			break;
+		}
 	}
 	*out = t;
 	return 0;
@@ -422,12 +455,26 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 int
 om_store_put_write(om_put_txn_t *t, const void *buf, size_t n)
 {
-	int rc;
+	const char *p = buf;
+	size_t left = n;
 
 	if (n > t->size - t->written)
 		return -EFBIG;
-	if ((rc = om_os_write_all(t->fd, buf, n)) != 0)
-		return rc;
+	while (left > 0) {
+		ssize_t w = write(t->fd, p, left);
+
+		if (w < 0) {
+			int e = errno;
+
+			if (e == EINTR || ((e == ENOSPC || e == EDQUOT) && fs_full(t) == 0))
+				continue;
+			return -e;
+		}
+		if (w == 0)
+			return -EIO;
+		p += w;
+		left -= (size_t)w;
+	}
 	if (t->crc_upto == t->written) {
 		t->crc = om_crc32c(t->crc, buf, n);
 		t->crc_upto += n;
@@ -439,11 +486,22 @@ om_store_put_write(om_put_txn_t *t, const void *buf, size_t n)
 int
 om_store_put_copy(om_put_txn_t *t, int fd, uint64_t off, uint64_t n)
 {
+	uint64_t done = 0;
 	int rc;
 
 	if (n > t->size - t->written)
 		return -EFBIG;
-	if ((rc = om_os_copy_range(t->fd, fd, off, n)) != 0)
+	while ((rc = om_os_copy_range(t->fd, fd, off + done, n - done)) == -ENOSPC || rc == -EDQUOT) {
+		/* Go on where the copy stopped: the file is written in order
+		 * from its start, so its offset says how far. */
+		off_t pos = lseek(t->fd, 0, SEEK_CUR);
+
+		if (pos < 0 || (uint64_t)pos < t->written || (uint64_t)pos - t->written > n ||
+		    fs_full(t) != 0)
+			return rc;
+		done = (uint64_t)pos - t->written;
+	}
+	if (rc != 0)
 		return rc;
 	t->written += n;
 	return 0;

@@ -46,6 +46,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -664,8 +665,10 @@ ver_str(char *buf, size_t n, const ver_t *v)
 		    v->copy ? ", with copy" : "");
 }
 
-#define A_BASE 1u
-#define A_DONE 2u
+#define A_BASE   1u
+#define A_DONE   2u
+#define A_GONE   4u /* evicted */
+#define A_NOCOPY 8u /* the base version, its copy dropped */
 
 /* What verify tolerates besides the indexed objects' files. */
 enum {
@@ -710,15 +713,25 @@ verify(world_t *w, const unsigned *allow, unsigned *observed, int tolerate, char
 			m |= A_BASE;
 		if (same_ver(&got, &k->done))
 			m |= A_DONE;
+		if (got.seed == 0)
+			m |= A_GONE;
+		if (k->base.copy && got.seed == k->base.seed && !got.copy) {
+			ver_t nc = k->base;
+
+			nc.copy = 0;
+			if (same_ver(&got, &nc))
+				m |= A_NOCOPY;
+		}
 		if (!(m & allow[i])) {
 			char g[96], b[96], d[96];
 
 			ver_str(g, sizeof(g), &got);
 			ver_str(b, sizeof(b), &k->base);
 			ver_str(d, sizeof(d), &k->done);
-			return whyf(why, n, "%s is %s; it may be only %s%s%s", k->uri, g,
-			    (allow[i] & A_BASE) ? b : "", allow[i] == (A_BASE | A_DONE) ? " or " : "",
-			    (allow[i] & A_DONE) ? d : "");
+			return whyf(why, n, "%s is %s; it may be only%s%s%s%s%s%s", k->uri, g,
+			    (allow[i] & A_BASE) ? " " : "", (allow[i] & A_BASE) ? b : "",
+			    (allow[i] & A_DONE) ? " or " : "", (allow[i] & A_DONE) ? d : "",
+			    (allow[i] & A_GONE) ? " or absent" : "", (allow[i] & A_NOCOPY) ? " or without copy" : "");
 		}
 		if (observed != NULL)
 			observed[i] = m & allow[i];
@@ -943,10 +956,20 @@ run_child(world_t *w, uint32_t mask, uint64_t at, enum om_fault_action action, i
 
 /* ---- one k -------------------------------------------------------------- */
 
+static int
+is_put(enum op op)
+{
+	return op <= OP_REPLACE_FSYNC || op == OP_EVICT_PUT;
+}
+
 static void
-allow_for(const world_t *w, enum outcome oc, unsigned *allow)
+allow_for(const world_t *w, enum outcome oc, enum kind kind, unsigned fired_call, unsigned *allow)
 {
 	int either = w->op == OP_PROMOTE || w->op == OP_MAINTAIN;
+	/* A PUT that finds the filesystem full evicts from its tier. */
+	int fs_full = kind == K_ENOSPC && is_put(w->op) && fired_call < OM_FC_NCALLS &&
+	    ((OM_FC_DATA | OM_FC_BIT(OM_FC_FALLOCATE)) & OM_FC_BIT(fired_call));
+	int eph = w->target >= 0 && w->keys[w->target].done.eph;
 
 	for (int i = 0; i < w->nkeys; i++) {
 		const fkey_t *k = &w->keys[i];
@@ -957,6 +980,14 @@ allow_for(const world_t *w, enum outcome oc, unsigned *allow)
 			allow[i] = oc == O_OK ? A_DONE : A_BASE;
 		else
 			allow[i] = A_BASE;
+		if (fs_full && i != w->target && k->base.seed != 0) {
+			if (!eph && !k->base.eph)
+				allow[i] |= A_GONE;
+			if (eph && k->base.eph)
+				allow[i] |= A_GONE;
+			if (eph && k->base.copy)
+				allow[i] |= A_NOCOPY;
+		}
 	}
 }
 
@@ -1025,7 +1056,7 @@ check_k(world_t *w, enum outcome oc, enum kind kind, enum view view, const char 
 		return 0;
 	}
 
-	allow_for(w, oc, allow);
+	allow_for(w, oc, kind, fired_call, allow);
 	if (view == V_RESTART) {
 		world_restart(w);
 		if (verify(w, allow, NULL, 0, why, sizeof(why)) != 0)
@@ -1126,7 +1157,7 @@ enumerate(enum op op)
 		if (oc != O_OK || (rebuildish && !sh->verified))
 			fail_msg("%s without faults: %s %s", op_names[op], om_strerror(sh->rc), sh->why);
 		if (!rebuildish) {
-			allow_for(w, O_OK, allow);
+			allow_for(w, O_OK, K_KILL, OM_FC_NCALLS, allow);
 			if (verify(w, allow, NULL, 0, why, sizeof(why)) != 0)
 				fail_msg("%s without faults: %s", op_names[op], why);
 		}
@@ -1230,6 +1261,223 @@ OP_TEST(test_maintain, OP_MAINTAIN)
 OP_TEST(test_rebuild, OP_REBUILD)
 OP_TEST(test_open, OP_OPEN)
 
+/* ---- a full tier ---------------------------------------------------------- */
+
+typedef struct {
+	world_t *w;
+	unsigned objects;
+	char *why;
+	size_t n;
+} full_check_t;
+
+static int
+full_check_one(void *arg, const char *uri, size_t len, const om_ix_obj_t *o)
+{
+	full_check_t *c = arg;
+	fkey_t k;
+	ver_t got;
+
+	memset(&k, 0, sizeof(k));
+	if (len >= sizeof(k.uri))
+		return whyf(c->why, c->n, "URI of %zu bytes", len);
+	memcpy(k.uri, uri, len);
+	c->objects++;
+	return read_version(c->w, &k, o, &got, c->why, c->n) != 0 ? -1 : 0;
+}
+
+/* Every indexed object whole, the tiers' files exactly those. */
+static void
+full_check(world_t *w, const char *when)
+{
+	full_check_t c = { w, 0, NULL, 0 };
+	uint64_t ids[2][600];
+	int nids[2];
+	char why[1024], err[256];
+	om_store_usage_t u;
+
+	c.why = why;
+	c.n = sizeof(why);
+	if (om_index_check(w->ix, err, sizeof(err)) != 0)
+		fail_msg("%s: index check: %s", when, err);
+	if (om_index_iterate(w->ix, full_check_one, &c) != 0)
+		fail_msg("%s: %s", when, why);
+	w->id_hi = 256;
+	for (int t = 0; t < 2; t++)
+		if (list_tier(w, t == OM_TIER_MEM ? w->mem : w->disk, ids[t], 600, &nids[t], 0, T_STRICT, why,
+		    sizeof(why)) != 0)
+			fail_msg("%s: %s", when, why);
+	om_store_usage(w->st, &u);
+	if ((uint64_t)(nids[0] + nids[1]) != u.objects + u.copies || c.objects != u.objects)
+		fail_msg("%s: %d files for %u objects", when, nids[0] + nids[1], c.objects);
+}
+
+static int
+full_put(world_t *w, const char *uri, uint64_t seed, uint32_t size, int eph, int how)
+{
+	ver_t v = { seed, size, (uint8_t)eph, 0, 0 };
+	om_put_args_t a = { 0 };
+	om_put_txn_t *t;
+	char meta[64];
+	int rc, fd;
+
+	if (how == 0)
+		return put_ver(w->st, uri, &v);
+	meta_of(meta, sizeof(meta), seed);
+	a.size = size;
+	a.meta = meta;
+	a.meta_len = (uint32_t)strlen(meta);
+	a.flags = eph ? OM_STORE_EPHEMERAL : 0;
+	if (how == 1) { /* by descriptor, from the disk */
+		make_file(w->src_disk, seed, size);
+		fd = open(w->src_disk, O_RDONLY | O_CLOEXEC);
+		assert_true(fd >= 0);
+		rc = om_store_put_from_fd(w->st, uri, strlen(uri), fd, &a, NULL);
+		close(fd);
+		return rc;
+	}
+	/* streamed in pieces of 10,000 bytes */
+	om_test_fill(obj_buf, size, seed);
+	if ((rc = om_store_put_begin(w->st, uri, strlen(uri), &a, &t)) != 0)
+		return rc;
+	for (uint32_t off = 0; off < size; off += 10000) {
+		if ((rc = om_store_put_write(t, obj_buf + off, size - off < 10000 ? size - off : 10000)) != 0) {
+			om_store_put_abort(t);
+			return rc;
+		}
+	}
+	return om_store_put_commit(t, NULL);
+}
+
+/*
+ * Tiers on tmpfs mounts of 2 MiB (persistent) and 1 MiB (memory), with
+ * limits far above: the filesystem fills first. Every PUT then evicts
+ * least recently used objects of its tier and succeeds, whatever its way
+ * in (buffer, descriptor, streamed, ephemeral); with the space taken by
+ * something else, it evicts what it may and fails with ENOSPC (NO_SPACE
+ * in the protocol). Every object the index holds is whole throughout, and
+ * after a restart.
+ */
+static void
+test_full_tier(void **state)
+{
+	world_t *w = calloc(1, sizeof(*w));
+	char uri[64], path[400];
+	struct statvfs sv;
+	int rc, fd;
+
+	(void)state;
+	if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+		print_message("full tier: skipped: no mount namespace of our own (%s)\n", strerror(errno));
+		free(w);
+		skip();
+	}
+	*w = *W;
+	w->ix = NULL;
+	w->st = NULL;
+	snprintf(w->disk, sizeof(w->disk), "%s/fulldisk", W->root);
+	snprintf(w->mem, sizeof(w->mem), "%s/fullmem", W->root);
+	assert_int_equal(mkdir(w->disk, 0700), 0);
+	assert_int_equal(mkdir(w->mem, 0700), 0);
+	if (mount("tmpfs", w->disk, "tmpfs", 0, "size=2m,mode=0700") != 0 ||
+	    mount("tmpfs", w->mem, "tmpfs", 0, "size=1m,mode=0700") != 0) {
+		print_message("full tier: skipped: cannot mount tmpfs (%s)\n", strerror(errno));
+		umount2(w->disk, MNT_DETACH);
+		free(w);
+		skip();
+	}
+	memset(&w->p, 0, sizeof(w->p));
+	w->p.disk.limit = w->p.mem.limit = 64u << 20;
+	world_open(w);
+
+	/* Large objects (space reserved at the start), then small ones,
+	 * by descriptor, streamed, ephemeral: about 4 times what fits. */
+	for (int i = 0; i < 24; i++) {
+		snprintf(uri, sizeof(uri), "/full/large/%d", i);
+		if ((rc = full_put(w, uri, 1000 + (uint64_t)i, 300000, 0, 0)) != 0)
+			fail_msg("%s: %s", uri, om_strerror(rc));
+	}
+	full_check(w, "large objects");
+	assert_int_equal(om_store_stat(w->st, "/full/large/23", 14, NULL), 0);
+	for (int i = 0; i < 60; i++) {
+		snprintf(uri, sizeof(uri), "/full/small/%d", i);
+		if ((rc = full_put(w, uri, 2000 + (uint64_t)i, 40000, 0, 0)) != 0)
+			fail_msg("%s: %s", uri, om_strerror(rc));
+	}
+	full_check(w, "small objects");
+	for (int i = 0; i < 30; i++) {
+		snprintf(uri, sizeof(uri), "/full/fd/%d", i);
+		if ((rc = full_put(w, uri, 3000 + (uint64_t)i, i % 3 ? 50000 : 200000, 0, 1)) != 0)
+			fail_msg("%s: %s", uri, om_strerror(rc));
+	}
+	full_check(w, "by descriptor");
+	for (int i = 0; i < 20; i++) {
+		snprintf(uri, sizeof(uri), "/full/stream/%d", i);
+		if ((rc = full_put(w, uri, 4000 + (uint64_t)i, 100000, 0, 2)) != 0)
+			fail_msg("%s: %s", uri, om_strerror(rc));
+	}
+	full_check(w, "streamed");
+	for (int i = 0; i < 30; i++) {
+		snprintf(uri, sizeof(uri), "/full/eph/%d", i);
+		if ((rc = full_put(w, uri, 5000 + (uint64_t)i, i % 2 ? 30000 : 100000, 1, i % 3 == 0 ? 2 : 0)) != 0)
+			fail_msg("%s: %s", uri, om_strerror(rc));
+	}
+	full_check(w, "ephemeral");
+	print_message("full tier: %u PUTs of about 4 times the tiers' space, every one stored "
+	    "(%" PRIu64 " + %" PRIu64 " objects evicted)\n", 24 + 60 + 30 + 20 + 30,
+	    om_store_stats(w->st)->evicted[OM_TIER_DISK], om_store_stats(w->st)->evicted[OM_TIER_MEM]);
+
+	/* The space taken by something else: two small objects are all the
+	 * tier may give up, not enough. */
+	for (int i = 0; i < 114; i++) {
+		snprintf(uri, sizeof(uri), "/full/%s/%d", i < 24 ? "large" : i < 84 ? "small" : "fd", i < 24 ? i :
+		    i < 84 ? i - 24 : i - 84);
+		(void)om_store_delete(w->st, uri, strlen(uri));
+	}
+	for (int i = 0; i < 20; i++) {
+		snprintf(uri, sizeof(uri), "/full/stream/%d", i);
+		(void)om_store_delete(w->st, uri, strlen(uri));
+	}
+	assert_int_equal(full_put(w, "/full/keep/1", 6001, 4000, 0, 0), 0);
+	assert_int_equal(full_put(w, "/full/keep/2", 6002, 4000, 0, 0), 0);
+	snprintf(path, sizeof(path), "%s/ballast", w->disk);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(statvfs(w->disk, &sv), 0);
+	assert_int_equal(fallocate(fd, 0, 0, (off_t)(sv.f_bavail * sv.f_frsize) - 8192), 0);
+	close(fd);
+	rc = full_put(w, "/full/no/large", 7001, 300000, 0, 0);
+	if (rc != -ENOSPC)
+		fail_msg("a large PUT into a full filesystem: %s, not ENOSPC", om_strerror(rc));
+	rc = full_put(w, "/full/no/small", 7002, 40000, 0, 0);
+	if (rc != -ENOSPC)
+		fail_msg("a small PUT into a full filesystem: %s, not ENOSPC", om_strerror(rc));
+	rc = full_put(w, "/full/no/fd", 7003, 40000, 0, 1);
+	if (rc != -ENOSPC)
+		fail_msg("a PUT by descriptor into a full filesystem: %s, not ENOSPC", om_strerror(rc));
+	assert_int_equal(om_store_stat(w->st, "/full/keep/1", 12, NULL), -ENOENT);
+	full_check(w, "no space");
+	/* It still serves, and takes what fits. */
+	assert_int_equal(full_put(w, "/full/fits", 7004, 1000, 0, 0), 0);
+	full_check(w, "a PUT that fits");
+
+	/* A restart over the full tiers. */
+	{
+		om_rebuild_stats_t rs;
+
+		world_close(w);
+		world_open(w);
+		assert_int_equal(om_store_rebuild(w->st, &rs), 0);
+		full_check(w, "after a restart");
+		assert_int_equal(om_store_stat(w->st, "/full/fits", 10, NULL), 0);
+	}
+	world_close(w);
+	assert_int_equal(umount2(w->disk, MNT_DETACH), 0);
+	assert_int_equal(umount2(w->mem, MNT_DETACH), 0);
+	rmdir(w->disk);
+	rmdir(w->mem);
+	free(w);
+}
+
 static void
 test_summary(void **state)
 {
@@ -1284,6 +1532,7 @@ main(void)
 		cmocka_unit_test(test_rebuild),
 		cmocka_unit_test(test_open),
 		cmocka_unit_test(test_summary),
+		cmocka_unit_test(test_full_tier),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
