@@ -288,10 +288,17 @@ do_get(conn_t *c, const om_http_req_t *r, bool bye)
 	}
 	if (fdc != NULL)
 		fdc->refs++;
-	if ((rc = om_store_read_meta(st, g.fd, meta, sizeof(meta), &meta_len, &mtime)) != 0) {
+	if (fdc != NULL && fdc->has_meta) {
+		meta_len = fdc->meta_len;
+		mtime = fdc->mtime;
+		if (meta_len)
+			memcpy(meta, fdc->meta, meta_len);
+	} else if ((rc = om_store_read_meta(st, g.fd, meta, sizeof(meta), &meta_len, &mtime)) != 0) {
 		reply(c, r->method, 500, bye, NULL, "cannot read the object's record: %s",
 		    om_strerror(rc));
 		goto drop;
+	} else if (fdc != NULL) {
+		fdc_set_meta(fdc, meta, meta_len, mtime);
 	}
 	http_etag(etag, sizeof(etag), &g.obj);
 	om_http_date_format(mtime, lm);

@@ -46,6 +46,32 @@ fdc_get(worker_t *w, int tier, uint64_t id)
 	return e->id == id && e->tier == tier ? e : NULL;
 }
 
+static void
+fdc_drop(fdc_entry_t *e)
+{
+	close(e->fd);
+	free(e->meta);
+	e->meta = NULL;
+	e->has_meta = false;
+	e->id = 0;
+}
+
+void
+fdc_set_meta(fdc_entry_t *e, const void *meta, size_t len, int64_t mtime)
+{
+	uint8_t *copy = NULL;
+
+	if (len > 0 && (copy = malloc(len)) == NULL)
+		return;
+	if (len > 0)
+		memcpy(copy, meta, len);
+	free(e->meta);
+	e->meta = copy;
+	e->meta_len = (uint16_t)len;
+	e->mtime = mtime;
+	e->has_meta = true;
+}
+
 /* Takes fd into the cache, or returns NULL (the slot is busy: the caller
  * keeps its descriptor). */
 fdc_entry_t *
@@ -56,7 +82,7 @@ fdc_put(worker_t *w, int tier, uint64_t id, int fd)
 	if (e->id != 0) {
 		if (e->refs > 0)
 			return NULL;
-		close(e->fd);
+		fdc_drop(e);
 	}
 	e->id = id;
 	e->tier = tier;
@@ -76,10 +102,8 @@ fdc_sweep(worker_t *w)
 
 		if (e->id == 0 || e->refs > 0)
 			continue;
-		if (fstat(e->fd, &sb) != 0 || sb.st_nlink == 0) {
-			close(e->fd);
-			e->id = 0;
-		}
+		if (fstat(e->fd, &sb) != 0 || sb.st_nlink == 0)
+			fdc_drop(e);
 	}
 }
 
@@ -87,10 +111,8 @@ static void
 fdc_clear(worker_t *w)
 {
 	for (unsigned i = 0; i < FDC_SIZE; i++) {
-		if (w->fdc[i].id != 0 && w->fdc[i].refs == 0) {
-			close(w->fdc[i].fd);
-			w->fdc[i].id = 0;
-		}
+		if (w->fdc[i].id != 0 && w->fdc[i].refs == 0)
+			fdc_drop(&w->fdc[i]);
 	}
 }
 

@@ -57,6 +57,12 @@ typedef struct {
 	int tier;
 	int fd;
 	unsigned refs; /* responses queued with this descriptor */
+	/* The object's record, once read (HTTP sends its metadata and mtime
+	 * with every GET; an object never changes, so one read serves all). */
+	bool has_meta;
+	uint16_t meta_len;
+	int64_t mtime;
+	uint8_t *meta; /* malloc'd, meta_len bytes (NULL if none) */
 } fdc_entry_t;
 
 typedef struct {
@@ -110,5 +116,7 @@ void conn_close(conn_t *c);
 void worker_conn_gone(worker_t *w, conn_t *c);
 fdc_entry_t *fdc_get(worker_t *w, int tier, uint64_t id);
 fdc_entry_t *fdc_put(worker_t *w, int tier, uint64_t id, int fd);
+/* Keeps a copy of the object's record in its entry (if memory allows). */
+void fdc_set_meta(fdc_entry_t *e, const void *meta, size_t len, int64_t mtime);
 
 #endif
