@@ -428,7 +428,9 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 	}
 	if (t->fd < 0) {
 		/* Never 0: callers take 0 as "*out is set". */
-		rc = errno ? -errno : -EIO;
+		rc = -errno;
+		if (rc >= 0)
+			rc = -EIO;
 		free(t);
 		return rc;
 	}
