@@ -179,7 +179,7 @@ test_put_get_every_mode_and_size(void **state)
 static void
 test_put_from_a_pipe(void **state)
 {
-	char err[1024], out[400], cmd[1200];
+	char out[400], cmd[1200];
 	const char *prog = om_test_program("objmapper");
 	int st;
 
@@ -190,7 +190,6 @@ test_put_from_a_pipe(void **state)
 	st = system(cmd);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	assert_file(out, "from a pipe\n", 12);
-	(void)err;
 }
 
 static void

@@ -436,6 +436,7 @@ test_acl_network(void **state)
 	assert_int_equal(om_proto_get_resp(ans, &r), 0);
 	assert_int_equal(r.status, OM_STATUS_DENIED);
 	n = udp_ask(fd, OM_OP_PUT, 10, 0, "/acl/udp2", "abc", 3, 100, ans, sizeof(ans));
+	assert_true(n >= (ssize_t)OM_RESP_HDR_LEN);
 	assert_int_equal(om_proto_get_resp(ans, &r), 0);
 	assert_int_equal(r.status, OM_STATUS_DENIED);
 	close(fd);
@@ -461,6 +462,7 @@ test_acl_network(void **state)
 	assert_int_equal(om_proto_get_resp(ans, &r), 0);
 	assert_int_equal(r.status, OM_STATUS_OK);
 	n = udp_ask(fd, OM_OP_DELETE, 13, 0, "/acl/net", NULL, 0, 100, ans, sizeof(ans));
+	assert_true(n >= (ssize_t)OM_RESP_HDR_LEN);
 	assert_int_equal(om_proto_get_resp(ans, &r), 0);
 	assert_int_equal(r.status, OM_STATUS_DENIED);
 	close(fd);

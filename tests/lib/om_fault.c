@@ -28,6 +28,7 @@
 #include "om_fault.h"
 
 #ifndef __NR_getxattrat
+/* NOLINTNEXTLINE(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp): the kernel's name, for headers older than the call */
 #define __NR_getxattrat 464
 #endif
 

@@ -829,6 +829,9 @@ do_op(world_t *w, int src_fd)
 	char meta[64];
 	int rc;
 
+	/* Only the cache manager's passes have no target. */
+	if (t == NULL && w->op != OP_PROMOTE && w->op != OP_MAINTAIN)
+		return -EINVAL;
 	if (t != NULL) {
 		meta_of(meta, sizeof(meta), t->done.seed);
 		a.size = t->done.size;
@@ -878,7 +881,7 @@ child_run(world_t *w, uint32_t mask, uint64_t at, enum om_fault_action action, i
 	sh->why[0] = '\0';
 	if (w->op == OP_REBUILD || w->op == OP_OPEN) {
 		om_ix_params_t ip = { .capacity = 64, .max_uri = 128, .hits_max = 16 };
-		unsigned allow[NK];
+		unsigned allow[NK] = { 0 };
 		om_rebuild_stats_t rs;
 		char err2[256];
 		int rc;
@@ -1019,7 +1022,7 @@ static int
 check_k(world_t *w, enum outcome oc, enum kind kind, enum view view, const char *ctx)
 {
 	int err = kind_err[kind];
-	unsigned allow[NK], observed[NK];
+	unsigned allow[NK] = { 0 }, observed[NK];
 	unsigned fired_call = ctl->fired ? ctl->fired_call : OM_FC_NCALLS;
 	char why[1024];
 	int rebuildish = w->op == OP_REBUILD || w->op == OP_OPEN;
@@ -1145,7 +1148,7 @@ enumerate(enum op op)
 	for (unsigned p = 0; p < np; p++) {
 		uint8_t seq[OM_FAULT_SEQ_MAX];
 		uint64_t n;
-		unsigned allow[NK];
+		unsigned allow[NK] = { 0 };
 		char why[1024];
 		enum outcome oc;
 
@@ -1307,7 +1310,7 @@ full_check(world_t *w, const char *when)
 		    sizeof(why)) != 0)
 			fail_msg("%s: %s", when, why);
 	om_store_usage(w->st, &u);
-	if ((uint64_t)(nids[0] + nids[1]) != u.objects + u.copies || c.objects != u.objects)
+	if ((uint64_t)nids[0] + (uint64_t)nids[1] != u.objects + u.copies || c.objects != u.objects)
 		fail_msg("%s: %d files for %u objects", when, nids[0] + nids[1], c.objects);
 }
 
@@ -1370,6 +1373,7 @@ test_full_tier(void **state)
 		print_message("full tier: skipped: no mount namespace of our own (%s)\n", strerror(errno));
 		free(w);
 		skip();
+		return;
 	}
 	*w = *W;
 	w->ix = NULL;
@@ -1384,6 +1388,7 @@ test_full_tier(void **state)
 		umount2(w->disk, MNT_DETACH);
 		free(w);
 		skip();
+		return;
 	}
 	memset(&w->p, 0, sizeof(w->p));
 	w->p.disk.limit = w->p.mem.limit = 64u << 20;

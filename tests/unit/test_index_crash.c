@@ -139,9 +139,9 @@ run_op(world_t *w, enum op op)
 	case OP_DELETE:
 		return om_index_delete(w->ix, w->target, len, 0, NULL);
 	case OP_DELETE_SLOT:
-		return om_index_delete_slot(w->ix, t->slot, t->id, NULL);
+		return t == NULL ? -1 : om_index_delete_slot(w->ix, t->slot, t->id, NULL);
 	case OP_SET_COPY:
-		return om_index_update_flags(w->ix, t->slot, t->id, OM_IX_F_COPY, 0);
+		return t == NULL ? -1 : om_index_update_flags(w->ix, t->slot, t->id, OM_IX_F_COPY, 0);
 	default:
 		return -1;
 	}

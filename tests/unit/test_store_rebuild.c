@@ -168,6 +168,7 @@ read_check(om_store_t *st, int k, state_t *got, char *why, size_t whylen)
 	om_get_t g;
 	ssize_t n;
 
+	memset(got, 0, sizeof(*got)); /* absent, whatever happens below */
 	key_uri(uri, sizeof(uri), k);
 	rc = om_store_get(st, uri, strlen(uri), OM_GET_NOTOUCH, &g);
 	if (rc != 0)
