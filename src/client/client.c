@@ -1239,6 +1239,7 @@ om_client_stats_ex(om_client_t *c, unsigned flags, char **text)
 
 	*text = NULL;
 	if (rc == 0) {
+		/* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI): read_parts refused body_len > SIZE_MAX - 1 */
 		char *t = realloc(s.data, (size_t)s.r.body_len + 1);
 
 		if (t == NULL) {

@@ -1097,6 +1097,7 @@ acl_check(struct parse *p, unsigned i, const char *key, const om_conf_acl_list_t
 	om_conf_listen_t *lis = &p->c->listen[i];
 	const struct conf_key *k;
 
+	/* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker): key is always one of listen_keys */
 	for (k = listen_keys; strcmp(k->name, key) != 0; k++)
 		;
 	for (unsigned j = 0; j < l->n; j++) {

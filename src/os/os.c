@@ -152,13 +152,15 @@ om_os_fsync_dir(int dirfd, const char *name)
 }
 
 #ifndef __NR_getxattrat
+/* NOLINTNEXTLINE(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp): the kernel's name, for headers older than the call */
 #define __NR_getxattrat 464 /* the same number on every architecture */
 #endif
 
+/* The kernel's struct xattr_args: only the kernel reads its members. */
 struct om_xattr_args {
-	uint64_t value;
-	uint32_t size;
-	uint32_t flags;
+	uint64_t value; /* cppcheck-suppress unusedStructMember ; read by the kernel */
+	uint32_t size;  /* cppcheck-suppress unusedStructMember ; read by the kernel */
+	uint32_t flags; /* cppcheck-suppress unusedStructMember ; read by the kernel */
 };
 
 ssize_t

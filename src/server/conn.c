@@ -605,6 +605,7 @@ put_done(conn_t *c, const om_req_t *q, int rc, const om_ix_obj_t *obj)
 		return;
 	}
 	r.obj = obj;
+	/* cppcheck-suppress nullPointer ; obj is NULL only with rc != 0 (returned above) */
 	r.body_len = obj->size;
 	r.tier = (obj->flags & OM_IX_F_EPHEMERAL) ? OM_TIER_MEMORY : OM_TIER_PERSISTENT;
 	if ((o = respond(c, q, &r, true)) == NULL) {

@@ -367,6 +367,7 @@ listeners_build(master_t *m, const om_conf_t *conf, om_listener_t **out, char *e
 			listener_close(m->ls[j], true);
 		}
 	}
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers, copied as such */
 	memcpy(m->ls, out, n * sizeof(*out));
 	m->nls = n;
 	return 0;
@@ -466,6 +467,7 @@ child_main(master_t *m, child_t *c)
 	m->srv.generation = c->generation;
 	m->srv.conf = m->conf;
 	m->srv.nlisteners = m->nls;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers, copied as such */
 	memcpy(m->srv.listeners, m->ls, m->nls * sizeof(m->ls[0]));
 	om_store_set_slot(m->srv.st, c->slot);
 	rc = c->kind == CH_MANAGER ? om_manager_run(&m->srv) : om_worker_run(&m->srv);
@@ -667,6 +669,7 @@ reload(master_t *m)
 		OM_STORE(&ms->reload_failures, ms->reload_failures + 1);
 		return;
 	}
+	/* NOLINTNEXTLINE(bugprone-suspicious-memory-comparison,cert-exp42-c,cert-flp37-c): both come from om_conf_load's calloc: padding is zero */
 	KEEP(index, "[index]");
 	KEEP(memory.path, "[memory] path");
 	KEEP(persistent.path, "[persistent] path");
