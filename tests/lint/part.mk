@@ -1,0 +1,59 @@
+# Static checks: `make lint` runs cppcheck and clang-tidy over every C file
+# of src/, tests/ and bench/ and fails on any finding; .ci/run runs it.
+#
+# The profile (docs/ARCHITECTURE.md, "Static checks"):
+#   cppcheck    --enable=warning,style,performance,portability --std=c11,
+#               inline suppressions, tests/lint/cppcheck.supp (reasons there)
+#   clang-tidy  .clang-tidy at the top (the checks and why some are off),
+#               tests/.clang-tidy and bench/.clang-tidy (test code relaxed)
+# Both see the sources as the build does (-std=c11 -D_GNU_SOURCE, the
+# include directories). A false positive is silenced on its own line,
+# with the reason: /* NOLINT(check): why */, /* cppcheck-suppress id ; why */.
+#
+#   make lint            both (installed first by scripts/install-deps)
+#   make lint-cppcheck   cppcheck only (about 10 s)
+#   make lint-tidy       clang-tidy only: one run per file, in parallel with
+#                        -j, and only for files changed since their last
+#                        clean run ($(O)/lint/tidy/FILE.ok)
+
+LINT_SRCS := $(sort $(wildcard src/*/*.c tests/lib/*.c tests/unit/*.c tests/integration/*.c \
+               tests/soak/*.c tests/fuzz/*.c bench/*.c))
+LINT_HDRS := $(wildcard include/objmapper/*.h src/*/*.h tests/lib/*.h tests/fuzz/*.h)
+# FUZZ_TARGET: tests/fuzz/replay.c is built once per target with its name.
+LINT_CPPFLAGS := -D_GNU_SOURCE '-DFUZZ_TARGET="lint"' -Iinclude -Isrc -Itests/lib -Itests/fuzz
+LINT_STAMP := $(O)/.lint-deps-ok
+TIDY_CONFS := .clang-tidy tests/.clang-tidy bench/.clang-tidy
+TIDY_OKS   := $(LINT_SRCS:%=$(O)/lint/tidy/%.ok)
+
+CPPCHECK_FLAGS := --enable=warning,style,performance,portability --std=c11 --inline-suppr \
+	--error-exitcode=1 --quiet --suppressions-list=tests/lint/cppcheck.supp \
+	--cppcheck-build-dir=$(O)/lint/cppcheck \
+	--template='{file}:{line}: {severity} ({id}): {message}'
+
+$(LINT_STAMP): scripts/install-deps
+	@mkdir -p $(@D)
+	@scripts/install-deps cppcheck clang-tidy
+	@touch $@
+
+lint: lint-cppcheck lint-tidy
+	@echo "lint: cppcheck and clang-tidy found nothing in $(words $(LINT_SRCS)) files"
+
+lint-cppcheck: | $(LINT_STAMP)
+	@mkdir -p $(O)/lint/cppcheck
+	@echo "cppcheck: $(words $(LINT_SRCS)) files"
+	@cppcheck $(CPPCHECK_FLAGS) $(LINT_CPPFLAGS) $(LINT_SRCS)
+
+lint-tidy: $(TIDY_OKS)
+
+# Test files see cmocka's fail() and skip() as noreturn (the header says why).
+$(O)/lint/tidy/tests/%.ok: TIDY_FLAGS := -include tests/lint/cmocka-noreturn.h
+
+# clang-tidy prints "N warnings generated." for what its filters hid.
+$(O)/lint/tidy/%.ok: % $(LINT_HDRS) $(TIDY_CONFS) tests/lint/cmocka-noreturn.h | $(LINT_STAMP)
+	@mkdir -p $(@D)
+	@echo "clang-tidy $<"
+	@set -o pipefail; clang-tidy --quiet $< -- -std=c11 $(LINT_CPPFLAGS) $(TIDY_FLAGS) 2>&1 | \
+		{ grep -v '^[0-9]* warnings\? generated\.$$' || true; }
+	@touch $@
+
+.PHONY: lint lint-cppcheck lint-tidy
