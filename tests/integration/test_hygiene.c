@@ -539,7 +539,7 @@ test_wire_descriptors(void **state)
 		char head[4096];
 		size_t have = 0, clen = 0;
 		int fdv[8];
-		char *end, *cl;
+		char *cl;
 
 		nfds = 0;
 		om_raw_send_all(fd, q, strlen(q));
@@ -548,7 +548,7 @@ test_wire_descriptors(void **state)
 			assert_int_equal(recv_counting(fd, head + have, 1, &nfds, fdv, 8), 0);
 			have++;
 			head[have] = '\0';
-			if ((end = strstr(head, "\r\n\r\n")) != NULL)
+			if (strstr(head, "\r\n\r\n") != NULL)
 				break;
 		}
 		if ((cl = strcasestr(head, "\r\nContent-Length:")) != NULL)
@@ -796,7 +796,8 @@ snapshot(snap_t *s)
 
 			for (char *p = strtok(part, "\n"); p != NULL && nl < 4096; p = strtok(NULL, "\n"))
 				lines[nl++] = p;
-			qsort(lines, nl, sizeof(lines[0]), line_cmp);
+			if (nl > 1)
+				qsort(lines, nl, sizeof(lines[0]), line_cmp);
 			for (size_t i = 0; i < nl; i++) {
 				size_t k = strlen(lines[i]);
 
