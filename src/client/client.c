@@ -1059,6 +1059,11 @@ om_client_get_batch(om_client_t *c, unsigned n, const char *const *uris, int mod
 		}
 	}
 out:
+	/* The connection failed (a reconnect, say): what it left unanswered
+	 * gets its code, never the "not answered yet" mark. */
+	for (unsigned i = 0; rc < 0 && i < n; i++)
+		if (rcs[i] == 1)
+			rcs[i] = rc;
 	free(hdrs);
 	free(lens);
 	free(ids);

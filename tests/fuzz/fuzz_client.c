@@ -194,10 +194,14 @@ run_op(om_client_t *c, uint8_t op)
 	default: {
 		int rcs[3];
 
+		/* objs[i] is the caller's where rcs[i] is 0, even if the
+		 * connection failed later (rc < 0); every rcs[i] is 0 or an error. */
 		rc = om_client_get_batch(c, 3, uris, mode, 0, objs, rcs);
-		for (int i = 0; i < 3; i++)
-			if (rc == 0 && rcs[i] == 0)
+		for (int i = 0; i < 3; i++) {
+			FZ_ASSERT(rcs[i] <= 0, "batch: rcs[%d] = %d (rc %d)", i, rcs[i], rc);
+			if (rcs[i] == 0)
 				om_object_free(&objs[i]);
+		}
 		break;
 	}
 	}
