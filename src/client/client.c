@@ -726,6 +726,10 @@ read_parts(om_client_t *c, sink_t *s)
 	}
 	if (r->status != OM_STATUS_OK)
 		return -(int)r->status;
+	/* A GET or STATS answered without its bytes: the callers would take
+	 * body_len bytes from a buffer that holds none. */
+	if (s->want_data && r->body == OM_BODY_NONE)
+		return fail(c, OM_EPROTO, "a response without the bytes it announces");
 	return 0;
 }
 
