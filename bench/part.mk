@@ -38,8 +38,9 @@ bench-transports: $(O)/bench/loadgen $(O)/objmapperd
 # summary.csv, table.md, plots): objmapperd (Unix auto/fdpass/copy, TCP
 # copy/splice), memcached and the floor, the same loadgen for all; restart
 # time and resident memory; objmapperd's HTTP listener against nginx (read-only,
-# 16 connections, 4 KiB and 1 MiB). `make bench` takes about 9 minutes on 2 CPUs,
-# `make bench-quick` under one. Installs memcached, nginx and gnuplot first.
+# 16 connections, 4 KiB and 1 MiB). `make bench` is planned for under 10 minutes
+# on 2 idle CPUs, `make bench-quick` for under one. Installs memcached, nginx and
+# gnuplot first.
 bench bench-quick: $(O)/bench/loadgen $(O)/bench/floor_server $(O)/bench/bench_engine $(O)/objmapperd $(O)/objmapper
 	@scripts/install-deps bench gnuplot-nox
 	O=$(O) bench/compare $(if $(filter bench-quick,$@),--quick) $(BENCH_ARGS)
