@@ -28,7 +28,7 @@
  * began). Anything else is a mismatch, and one mismatch fails the soak.
  *
  * Environment: SOAK_SECONDS (600), SOAK_THREADS (4), SOAK_RATE (operations
- * per second over all threads, 600; 0 = no limit), SOAK_KEYS (96),
+ * per second over all threads, 1500; 0 = no limit), SOAK_KEYS (96),
  * SOAK_HUP_EVERY (20 s), SOAK_KILL_EVERY (7 s), SOAK_SAMPLE_EVERY (5 s),
  * SOAK_WARMUP (a quarter of the run, at most 60 s), SOAK_RSS_MARGIN_PCT
  * (20), SOAK_RSS_MARGIN_KIB (8192), SOAK_FD_MARGIN (16).
@@ -98,7 +98,7 @@ read_config(void)
 {
 	cfg_seconds = env_u("SOAK_SECONDS", 600);
 	cfg_threads = env_u("SOAK_THREADS", 4);
-	cfg_rate = env_u("SOAK_RATE", 600);
+	cfg_rate = env_u("SOAK_RATE", 1500);
 	cfg_keys = env_u("SOAK_KEYS", 96);
 	cfg_hup = env_u("SOAK_HUP_EVERY", 20);
 	cfg_kill = env_u("SOAK_KILL_EVERY", 7);
