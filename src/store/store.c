@@ -230,8 +230,18 @@ tier_open(om_tier_t *t, const char *name, const om_tier_params_t *tp, int no_tmp
 		return rc;
 	}
 
-	/* Probe: O_TMPFILE (else temporary names) and user xattrs (required). */
+	/* Probe: O_TMPFILE (else temporary names) and user xattrs (required).
+	 * Only a filesystem or kernel without O_TMPFILE means temporary names
+	 * (EOPNOTSUPP; EISDIR or EINVAL from kernels that do not know the
+	 * flag): any other error fails here rather than change how every PUT
+	 * publishes until the next start. */
 	fd = openat(t->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0 && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) {
+		rc = -errno;
+		snprintf(err, errlen, "%s tier: cannot create files in \"%s\": %s", name, t->path,
+		    om_strerror(rc));
+		return rc;
+	}
 	t->tmpfile_ok = fd >= 0 && !no_tmpfile;
 	if (fd < 0) {
 		char probe[32];

@@ -933,6 +933,27 @@ child_run(world_t *w, uint32_t mask, uint64_t at, enum om_fault_action action, i
 				if (verify(w, allow, NULL, T_GARBAGE, sh->why, sizeof(sh->why)) == 0)
 					sh->verified = 1;
 			}
+			/* A store opened despite a fault publishes as any other:
+			 * with O_TMPFILE and linkat, not temporary names. */
+			if (rc == 0 && sh->verified && w->op == OP_OPEN) {
+				ver_t v = { 998, 100, 0, 0, 0 };
+				uint64_t fired = ctl->fired;
+				uint32_t fired_call = ctl->fired_call;
+				int linked;
+
+				om_fault_arm(ctl, getpid(), 0, 0, OM_FA_COUNT, 0);
+				rc = put_ver(w->st, "/f/probe", &v);
+				om_fault_disarm(ctl);
+				ctl->fired_call = fired_call; /* for the parent's report */
+				ctl->fired = fired;
+				linked = ctl->per_call[OM_FC_LINKAT] != 0 && ctl->per_call[OM_FC_RENAMEAT] == 0;
+				if (rc != 0 || om_store_delete(w->st, "/f/probe", 8) != 0 || !linked) {
+					sh->verified = 0;
+					snprintf(sh->why, sizeof(sh->why), "after the fault, a PUT %s",
+					    rc != 0 ? "fails" : !linked ? "publishes through a temporary name" :
+					    "cannot be deleted");
+				}
+			}
 		}
 		world_close(w);
 		sh->fd_leak = count_fds() - fds;
