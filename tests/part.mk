@@ -31,6 +31,10 @@ $(O)/tests/test_faults: $(O)/tests/unit/test_faults.o $(TEST_LIB_OBJS) $(ENGINE_
 		$(O)/tests/lib/om_fault.o $(FAULT_CTL_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+$(O)/tests/test_faults_daemon: $(O)/tests/integration/test_faults_daemon.o $(INTEG_LIB_OBJS) \
+		$(FAULT_CTL_OBJ) $(CLIENT_A) $(ENGINE_LIB) | $(PROGRAMS) $(FAULT_SO)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS) -lcmocka
 $(FAULT_SO): tests/lib/om_fault.c tests/lib/om_fault_ctl.c tests/lib/om_fault.h | $(DEPSTAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(filter-out -fsanitize% -fno-sanitize%,$(CFLAGS)) -shared -o $@ \
