@@ -1247,6 +1247,10 @@ om_client_stats_ex(om_client_t *c, unsigned flags, char **text)
 	int rc = simple(c, OM_OP_STATS, NULL, flags, &s);
 
 	*text = NULL;
+	/* The text comes inline: a descriptor instead left s.data NULL and
+	 * body_len anything (SIZE_MAX: t[body_len] below wrote before t). */
+	if (rc == 0 && s.r.body != OM_BODY_INLINE)
+		rc = fail(c, OM_EPROTO, "STATS answered without its text");
 	if (rc == 0) {
 		/* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI): read_parts refused body_len > SIZE_MAX - 1 */
 		char *t = realloc(s.data, (size_t)s.r.body_len + 1);
