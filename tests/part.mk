@@ -40,6 +40,10 @@ $(FAULT_SO): tests/lib/om_fault.c tests/lib/om_fault_ctl.c tests/lib/om_fault.h 
 	$(CC) $(CPPFLAGS) $(filter-out -fsanitize% -fno-sanitize%,$(CFLAGS)) -shared -o $@ \
 		tests/lib/om_fault.c tests/lib/om_fault_ctl.c
 
+# In make check (about a minute together; test_faults samples the
+# directory walks of the rebuild and of the opening).
+TEST_BINS += $(O)/tests/test_faults $(O)/tests/test_faults_daemon
+
 # Every crash point of the directory walks too (a few minutes).
 check-faults: $(O)/tests/test_faults | $(DEPSTAMP)
 	@OM_FAULTS_FULL=1 scripts/run-tests --timeout 1800 --logs $(O)/test-logs-faults $^
