@@ -386,7 +386,9 @@ lgetxattr(const char *path, const char *name, void *value, size_t size)
 	    value, size);
 }
 
-/* Only getxattrat is watched; every other number passes. */
+/* Only getxattrat is watched; every other number passes. The arguments
+ * are taken as six longs whatever the call, as glibc's own syscall()
+ * does: those the caller did not pass are values the kernel ignores. */
 EXPORT long
 syscall(long nr, ...)
 {

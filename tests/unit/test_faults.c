@@ -33,6 +33,10 @@
  * walk of the rebuild and the directory creation of the opening, which it
  * samples; make check-faults (OM_FAULTS_FULL=1) takes every k of those
  * too. A last test fills tiers on small tmpfs mounts of their own.
+ *
+ * While working on a finding: OM_FAULTS_ONLY=GLOB runs the tests whose
+ * names match (test_replace*), and OM_FAULTS_KEEP_GOING=1 prints every
+ * failed check ("FINDING: ...") instead of stopping at the first.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -935,7 +939,7 @@ child_run(world_t *w, uint32_t mask, uint64_t at, enum om_fault_action action, i
 			}
 			/* A store opened despite a fault publishes as any other:
 			 * with O_TMPFILE and linkat, not temporary names. */
-			if (rc == 0 && sh->verified && w->op == OP_OPEN) {
+			if (rc == 0 && sh->verified && w->op == OP_OPEN && ctl->fired != 0) {
 				ver_t v = { 998, 100, 0, 0, 0 };
 				uint64_t fired = ctl->fired;
 				uint32_t fired_call = ctl->fired_call;
