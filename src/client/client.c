@@ -709,7 +709,7 @@ read_parts(om_client_t *c, sink_t *s)
 				}
 				dst = s->buf;
 			} else {
-				if (r->body_len > SIZE_MAX - 1 ||
+				if (r->body_len > PTRDIFF_MAX ||
 				    (s->data = malloc(r->body_len ? (size_t)r->body_len : 1)) == NULL) {
 					if ((rc = take(c, NULL, r->body_len)) != 0)
 						return rc;
