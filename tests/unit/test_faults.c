@@ -31,8 +31,9 @@
  *
  * make check enumerates every k of every operation except the directory
  * walk of the rebuild and the directory creation of the opening, which it
- * samples; make check-faults (OM_FAULTS_FULL=1) takes every k of those
- * too. A last test fills tiers on small tmpfs mounts of their own.
+ * samples; make check-faults (OM_FAULTS_FULL=1) takes every k of the
+ * walk and every 4th of the creation. A last test fills tiers on small
+ * tmpfs mounts of their own.
  *
  * While working on a finding: OM_FAULTS_ONLY=GLOB runs the tests whose
  * names match (test_replace*), and OM_FAULTS_KEEP_GOING=1 prints every
@@ -1168,16 +1169,17 @@ passes_of(enum op op, pass_t *ps)
 	}
 	/*
 	 * Every call but the directory walk (or the creation of the fan-out
-	 * directories), then those: a sample of them in make check, every one
-	 * in check-faults (there with kill and EIO only: each is the same
-	 * call on another directory, and every errno takes the same path).
+	 * directories), then those: a sample of them in make check; in
+	 * check-faults every k of the walk and every 4th of the creation, with
+	 * kill and EIO only (each is the same call on another directory, and
+	 * every errno takes the same path).
 	 */
 	if (op == OP_REBUILD) {
 		ps[0] = (pass_t){ all & ~walk, reduced == 2 ? 4 : 1, 0 };
 		ps[1] = (pass_t){ walk, full_mode ? 1 : 41, 0 };
 	} else {
 		ps[0] = (pass_t){ all & ~mk, 1, 0 };
-		ps[1] = (pass_t){ mk, full_mode ? 1 : 53, 0 };
+		ps[1] = (pass_t){ mk, full_mode ? 4 : 53, 0 };
 	}
 	if (full_mode)
 		ps[1].kinds = 1u << K_KILL | 1u << K_EIO;
