@@ -791,6 +791,19 @@ consume(conn_t *c, size_t n)
 		c->in_off = c->in_len = 0;
 }
 
+/* A PUT's bytes in the buffer, up to the c->left still expected, to its
+ * transaction (both protocols). Returns the store's error, or 0. */
+int
+body_write(conn_t *c)
+{
+	size_t have = c->in_len - c->in_off, n = have < c->left ? have : (size_t)c->left;
+	int rc = om_store_put_write(c->txn, c->in + c->in_off, n);
+
+	consume(c, n);
+	c->left -= n;
+	return rc;
+}
+
 /* What an operation needs of the allow lists. HELLO and PING need nothing:
  * they tell nothing about the objects. */
 static enum om_access
@@ -957,15 +970,11 @@ process(conn_t *c)
 		size_t have = c->in_len - c->in_off;
 
 		if (c->state == ST_BODY) {
-			size_t n = have < c->left ? have : (size_t)c->left;
 			int rc;
 
-			if (n == 0)
+			if (have == 0)
 				return false;
-			rc = om_store_put_write(c->txn, c->in + c->in_off, n);
-			consume(c, n);
-			c->left -= n;
-			if (rc != 0) {
+			if ((rc = body_write(c)) != 0) {
 				om_store_put_abort(c->txn);
 				c->txn = NULL;
 				put_done(c, &c->req, rc, NULL);

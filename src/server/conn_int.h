@@ -100,6 +100,7 @@ struct conn {
 out_t *out_new(enum out_kind kind, size_t datalen);
 void out_push(conn_t *c, out_t *o);
 void consume(conn_t *c, size_t n);
+int body_write(conn_t *c);
 void fatal(conn_t *c, const char *why);
 const char *shown(const uint8_t *uri, size_t len, char *buf, size_t n);
 int get_descriptor(conn_t *c, const uint8_t *uri, size_t len, unsigned mode, unsigned sflags,

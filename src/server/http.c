@@ -550,15 +550,11 @@ put_body(conn_t *c)
 	size_t have = c->in_len - c->in_off;
 
 	if (c->state == ST_HTTP_BODY) {
-		size_t n = have < c->left ? have : (size_t)c->left;
 		int rc;
 
-		if (n == 0)
+		if (have == 0)
 			return false;
-		rc = om_store_put_write(c->txn, c->in + c->in_off, n);
-		consume(c, n);
-		c->left -= n;
-		if (rc != 0) {
+		if ((rc = body_write(c)) != 0) {
 			put_fail(c, status_of_store(rc), om_strerror(rc));
 			return true;
 		}
