@@ -34,6 +34,10 @@ FUZZ_SRCS_client := src/client/client.c src/proto/proto.c
 FUZZ_LIBS_conf  := -linih
 # test_fuzz_NAME links the engine library, and the client's the client library.
 FUZZ_REPLAY_LIBS_client := $(CLIENT_A)
+# fuzz_client.c sets ASan's options in __asan_default_options; gcc's ASan
+# runtime is a shared library, which sees the program's definition only if
+# it is exported.
+FUZZ_REPLAY_LDFLAGS_client := -Wl,--export-dynamic-symbol=__asan_default_options
 
 # Debian packages: clang, its runtimes (libclang-rt-dev: libFuzzer and the
 # sanitizers) and llvm (llvm-symbolizer, for the stack trace of a crash).
@@ -59,7 +63,7 @@ $(O)/tests/fuzz/replay_$(1).o: tests/fuzz/replay.c | $$(DEPSTAMP)
 $(O)/tests/test_fuzz_$(1): $(O)/tests/fuzz/replay_$(1).o $(O)/tests/fuzz/fuzz_$(1).o \
 		$(FUZZ_REPLAY_LIBS_$(1)) $$(ENGINE_LIB)
 	@mkdir -p $$(@D)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) -lcmocka
+	$$(CC) $$(LDFLAGS) $(FUZZ_REPLAY_LDFLAGS_$(1)) -o $$@ $$^ $$(LDLIBS) -lcmocka
 endef
 $(foreach t,$(FUZZ_TARGETS),$(eval $(call FUZZ_TARGET_RULES,$(t))))
 
