@@ -150,6 +150,7 @@ static const struct conf_key cache_keys[] = {
 	{ "promote_max_size", K_SIZE, 0, C(cache.promote_max_size), 0, UINT64_MAX, NULL },
 	{ "evict_samples", K_UINT, 0, C(cache.evict_samples), 1, 64, NULL },
 	{ "max_metadata", K_UINT, 0, C(cache.max_metadata), 0, OM_STORE_META_MAX, NULL },
+	{ "open_files", K_UINT, 0, C(cache.open_files), 16, 1u << 24, NULL },
 	{ NULL, 0, 0, 0, 0, 0, 0, NULL },
 };
 
@@ -1284,6 +1285,7 @@ conf_defaults(om_conf_t *c)
 	c->cache.promote_max_size = 0;
 	c->cache.evict_samples = 16;
 	c->cache.max_metadata = OM_STORE_META_MAX;
+	c->cache.open_files = 1024;
 }
 
 /* The real path of the directory that holds the file. */

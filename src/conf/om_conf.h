@@ -148,6 +148,7 @@ typedef struct {
 		uint64_t promote_max_size;            /* 0 = a quarter of the memory tier */
 		uint32_t evict_samples;
 		uint32_t max_metadata;                /* bytes; 0 = PUTs carry no metadata */
+		uint32_t open_files;                  /* descriptors cached per worker */
 	} cache;
 
 	unsigned nlisten;                         /* at least 1 */

@@ -1039,6 +1039,51 @@ om_index_decay(om_index_t *ix)
 	}
 }
 
+void
+om_index_note_drop(om_index_t *ix, uint64_t key)
+{
+	uint64_t n = OM_FETCH_ADD(&ix->h->notes_head, 1);
+
+	ix->h->notes[n & (IX_NOTES - 1)].key = key;
+	OM_STORE_REL(&ix->h->notes[n & (IX_NOTES - 1)].seq, n + 1);
+}
+
+uint64_t
+om_index_notes_head(om_index_t *ix)
+{
+	return OM_LOAD_ACQ(&ix->h->notes_head);
+}
+
+int
+om_index_notes(om_index_t *ix, uint64_t *cursor, void (*fn)(void *arg, uint64_t key), void *arg)
+{
+	uint64_t head = OM_LOAD_ACQ(&ix->h->notes_head), n = *cursor;
+
+	if (head - n > IX_NOTES) {
+		*cursor = head;
+		return -ERANGE;
+	}
+	for (; n != head; n++) {
+		uint64_t seq = OM_LOAD_ACQ(&ix->h->notes[n & (IX_NOTES - 1)].seq), key;
+
+		if (seq < n + 1) /* not written yet: its writer is between the stores */
+			break;
+		if (seq > n + 1) { /* written over by a later lap */
+			*cursor = OM_LOAD_ACQ(&ix->h->notes_head);
+			return -ERANGE;
+		}
+		key = ix->h->notes[n & (IX_NOTES - 1)].key;
+		/* Written over while it was read: lost. */
+		if (OM_LOAD_ACQ(&ix->h->notes[n & (IX_NOTES - 1)].seq) != n + 1) {
+			*cursor = OM_LOAD_ACQ(&ix->h->notes_head);
+			return -ERANGE;
+		}
+		fn(arg, key);
+	}
+	*cursor = n;
+	return 0;
+}
+
 uint64_t
 om_index_next_id(om_index_t *ix)
 {

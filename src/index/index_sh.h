@@ -12,11 +12,12 @@
 #include "index/om_index.h"
 
 #define IX_MAGIC   0x58494d4fu /* "OMIX" */
-#define IX_VERSION 2u
+#define IX_VERSION 3u
 #define IX_NIL     UINT32_MAX
 #define IX_LOG_MAX 16
 #define IX_UNIT    16u /* arena granule */
 #define IX_HDR_UNITS 3u /* a block's header: 48 bytes */
+#define IX_NOTES   4096u /* the ring of dropped object files (a power of two) */
 
 /* Block state, in the low bits of lenflags. */
 #define IX_ST_FREE   0u
@@ -104,6 +105,15 @@ typedef struct {
 	uint32_t bump;  /* granules handed out from the arena's start */
 	uint32_t live;  /* blocks not free (linked or pending) */
 	ix_log_sh_t alloc_log;
+
+	/* The notes of dropped object files (om_index_note_drop): note n goes
+	 * in slot n % IX_NOTES, which holds seq = n + 1 once its key is
+	 * written. notes_head (atomic) counts the notes taken. */
+	uint64_t notes_head __attribute__((aligned(64)));
+	struct {
+		uint64_t seq; /* atomic */
+		uint64_t key;
+	} notes[IX_NOTES];
 } ix_header_sh_t;
 
 #endif

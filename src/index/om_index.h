@@ -162,6 +162,21 @@ void om_index_class_bytes(om_index_t *ix, uint64_t bytes[OM_IX_NCLASS]);
  * this periodically). */
 void om_index_decay(om_index_t *ix);
 
+/*
+ * Notes of dropped object files, for the processes that keep descriptors
+ * of them open (a worker's descriptor cache): whoever unlinks an object's
+ * file notes its key; a reader follows the notes from its cursor (start at
+ * om_index_notes_head()). om_index_notes calls fn for each note since
+ * *cursor and advances it, stopping before a note not yet written; it
+ * returns -ERANGE, the cursor at the head, if notes were lost (the ring of
+ * the last IX_NOTES went round past the cursor): the reader must then
+ * check all it holds. A cursor that stays behind the head (a writer died
+ * between taking a note and writing it) calls for the same.
+ */
+void om_index_note_drop(om_index_t *ix, uint64_t key);
+uint64_t om_index_notes_head(om_index_t *ix);
+int om_index_notes(om_index_t *ix, uint64_t *cursor, void (*fn)(void *arg, uint64_t key), void *arg);
+
 uint64_t om_index_next_id(om_index_t *ix);
 /* Makes every later id at least `next` (after a rebuild). */
 void om_index_reserve_ids(om_index_t *ix, uint64_t next);

@@ -827,13 +827,14 @@ next_timeout(master_t *m)
 }
 
 /* Descriptors: max_files if set (lowered or raised), else enough for
- * max_connections per worker, raised as far as allowed. */
+ * max_connections and the descriptor cache per worker, raised as far as
+ * allowed. */
 static void
 raise_nofile(const om_conf_t *conf)
 {
 	struct rlimit rl;
 	rlim_t want = conf->daemon.max_files ? (rlim_t)conf->daemon.max_files :
-	    (rlim_t)conf->daemon.max_connections * 2 + 1024;
+	    (rlim_t)conf->daemon.max_connections * 2 + conf->cache.open_files + 1024;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
 		return;

@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -35,7 +36,36 @@ fdc_slot(worker_t *w, int tier, uint64_t id)
 {
 	uint64_t h = (id ^ ((uint64_t)tier << 63)) * 0x9e3779b97f4a7c15ull;
 
-	return &w->fdc[h >> 54 & (FDC_SIZE - 1)];
+	return &w->fdc[h >> w->fdc_shift];
+}
+
+/* Entries of [cache] open_files, as far as the descriptor limit allows
+ * beside max_connections, rounded down to a power of two (at least 16). */
+static int
+fdc_init(worker_t *w)
+{
+	const om_conf_t *conf = w->srv->conf;
+	uint64_t want = conf->cache.open_files, room = want;
+	struct rlimit rl;
+	unsigned bits = 4;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		uint64_t other = (uint64_t)conf->daemon.max_connections + 64;
+
+		room = rl.rlim_cur > other ? rl.rlim_cur - other : 0;
+	}
+	if (room < want) {
+		om_log_warn(0, "descriptor limit %llu leaves room for %llu of open_files = %llu",
+		    (unsigned long long)rl.rlim_cur, (unsigned long long)room, (unsigned long long)want);
+		want = room;
+	}
+	while (bits < 24 && (1ull << (bits + 1)) <= want)
+		bits++;
+	w->fdc_size = 1u << bits;
+	w->fdc_shift = 64 - bits;
+	w->fdc = calloc(w->fdc_size, sizeof(*w->fdc));
+	w->notes_cursor = w->notes_at_tick = om_index_notes_head(w->srv->ix);
+	return w->fdc != NULL ? 0 : -ENOMEM;
 }
 
 fdc_entry_t *
@@ -53,6 +83,7 @@ fdc_drop(fdc_entry_t *e)
 	free(e->meta);
 	e->meta = NULL;
 	e->has_meta = false;
+	e->dropped = false;
 	e->id = 0;
 }
 
@@ -91,29 +122,95 @@ fdc_put(worker_t *w, int tier, uint64_t id, int fd)
 	return e;
 }
 
-/* Closes cached descriptors of objects that were replaced or deleted, so
- * that their space is given back. */
+/* Closes every cached descriptor of a file that is gone (link count 0):
+ * when the notes of dropped files were lost. */
 static void
 fdc_sweep(worker_t *w)
 {
-	for (unsigned i = 0; i < FDC_SIZE; i++) {
+	w->fdc_deferred = false;
+	for (unsigned i = 0; i < w->fdc_size; i++) {
 		fdc_entry_t *e = &w->fdc[i];
 		struct stat sb;
 
-		if (e->id == 0 || e->refs > 0)
+		if (e->id == 0)
 			continue;
-		if (fstat(e->fd, &sb) != 0 || sb.st_nlink == 0)
-			fdc_drop(e);
+		if (e->dropped || fstat(e->fd, &sb) != 0 || sb.st_nlink == 0) {
+			e->dropped = true;
+			if (e->refs > 0)
+				w->fdc_deferred = true;
+			else
+				fdc_drop(e);
+		}
 	}
+}
+
+/* Entries dropped while a response was using them, closed now. */
+static void
+fdc_reap(worker_t *w)
+{
+	w->fdc_deferred = false;
+	for (unsigned i = 0; i < w->fdc_size; i++) {
+		fdc_entry_t *e = &w->fdc[i];
+
+		if (e->id != 0 && e->dropped) {
+			if (e->refs > 0)
+				w->fdc_deferred = true;
+			else
+				fdc_drop(e);
+		}
+	}
+}
+
+static void
+fdc_noted(void *arg, uint64_t key)
+{
+	worker_t *w = arg;
+	fdc_entry_t *e = fdc_get(w, OM_STORE_DROP_TIER(key), OM_STORE_DROP_ID(key));
+
+	if (e == NULL)
+		return;
+	e->dropped = true;
+	if (e->refs > 0)
+		w->fdc_deferred = true;
+	else
+		fdc_drop(e);
+}
+
+/* Reads the index's notes of dropped files (one load when there are none). */
+static void
+fdc_follow(worker_t *w)
+{
+	om_index_t *ix = w->srv->ix;
+
+	if (om_index_notes_head(ix) != w->notes_cursor &&
+	    om_index_notes(ix, &w->notes_cursor, fdc_noted, w) == -ERANGE)
+		fdc_sweep(w);
+}
+
+/* Once a second: the entries left in use, and a cursor that stayed behind
+ * a note never written (its writer died between the two stores). */
+static void
+fdc_tick(worker_t *w)
+{
+	if (w->notes_cursor == w->notes_at_tick && om_index_notes_head(w->srv->ix) != w->notes_cursor) {
+		om_log_warn(0, "a note of a dropped file was never written; checking every cached descriptor");
+		w->notes_cursor = om_index_notes_head(w->srv->ix);
+		fdc_sweep(w);
+	} else if (w->fdc_deferred) {
+		fdc_reap(w);
+	}
+	w->notes_at_tick = w->notes_cursor;
 }
 
 static void
 fdc_clear(worker_t *w)
 {
-	for (unsigned i = 0; i < FDC_SIZE; i++) {
+	for (unsigned i = 0; w->fdc != NULL && i < w->fdc_size; i++) {
 		if (w->fdc[i].id != 0 && w->fdc[i].refs == 0)
 			fdc_drop(&w->fdc[i]);
 	}
+	free(w->fdc);
+	w->fdc = NULL;
 }
 
 /* ---- connections ------------------------------------------------------- */
@@ -274,6 +371,11 @@ om_worker_run(om_srv_t *srv)
 		return OM_EXIT_FATAL;
 	w->srv = srv;
 	w->stats = om_srv_stats(srv, srv->slot);
+	if (fdc_init(w) != 0) {
+		om_log_err(ENOMEM, "no memory for %u cached descriptors", w->fdc_size);
+		free(w);
+		return OM_EXIT_FATAL;
+	}
 	w->ep = epoll_create1(EPOLL_CLOEXEC);
 	sigemptyset(&set);
 	sigaddset(&set, SIGQUIT);
@@ -286,6 +388,7 @@ om_worker_run(om_srv_t *srv)
 		om_log_err(errno, "epoll or signalfd failed");
 		if (w->ep >= 0)
 			close(w->ep);
+		free(w->fdc);
 		free(w);
 		return OM_EXIT_FATAL;
 	}
@@ -347,6 +450,7 @@ om_worker_run(om_srv_t *srv)
 				goto out;
 			}
 		}
+		fdc_follow(w);
 		/* Connections with buffered requests get their turn. */
 		for (unsigned k = 0, m = w->nconns + 1; k < m && (c = conn_ready_pop(w)) != NULL; k++) {
 			if (!conn_reap(c))
@@ -361,7 +465,7 @@ om_worker_run(om_srv_t *srv)
 				listeners_set(w, 1);
 		}
 		if (now >= w->next_sweep_ms) {
-			fdc_sweep(w);
+			fdc_tick(w);
 			for (conn_t *k = w->conns; k != NULL;) {
 				conn_t *next = conn_next(k);
 

@@ -45,18 +45,20 @@ typedef struct {
 } om_peer_t;
 
 /*
- * Descriptors kept open for clients that read only at explicit offsets
- * (HELLO OFFSET_READS): direct-mapped by (tier, id). Objects are immutable
- * and ids never reused, so an entry never serves wrong bytes; a replaced or
- * deleted object's entry is closed by the periodic sweep (link count 0),
- * so that its space is freed.
+ * The worker's descriptor cache: object files kept open for the reads the
+ * worker does itself (sendfile, pread) and for clients that read only at
+ * explicit offsets (HELLO OFFSET_READS); [cache] open_files entries,
+ * direct-mapped by (tier, id). Objects are immutable and ids never reused,
+ * so an entry never serves wrong bytes. A replaced, deleted or evicted
+ * object's entry is closed when the worker reads the index's note of its
+ * file (om_index_note_drop), so that its space is given back.
  */
-#define FDC_SIZE 1024
 typedef struct {
 	uint64_t id;   /* 0 = empty */
 	int tier;
 	int fd;
 	unsigned refs; /* responses queued with this descriptor */
+	bool dropped;  /* its file is gone: closed once refs is 0 */
 	/* The object's record, once read (HTTP sends its metadata and mtime
 	 * with every GET; an object never changes, so one read serves all). */
 	bool has_meta;
@@ -81,7 +83,12 @@ typedef struct {
 	uint64_t drain_deadline_ms;
 	uint64_t accept_resume_ms; /* accepting paused until (EMFILE) */
 	uint64_t next_sweep_ms;
-	fdc_entry_t fdc[FDC_SIZE];
+	fdc_entry_t *fdc;
+	unsigned fdc_size;      /* a power of two */
+	unsigned fdc_shift;     /* 64 - log2(fdc_size) */
+	bool fdc_deferred;      /* entries dropped while in use */
+	uint64_t notes_cursor;  /* the index's notes of dropped files, read */
+	uint64_t notes_at_tick; /* the cursor at the last tick */
 	uint8_t *scratch;     /* a copy-mode bounce buffer shared by connections */
 } worker_t;
 

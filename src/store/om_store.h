@@ -187,6 +187,12 @@ int om_store_read_meta(om_store_t *st, int fd, void *buf, size_t cap, uint32_t *
 int om_store_locate(om_store_t *st, const void *uri, size_t len, unsigned flags, om_get_t *out);
 /* Opens an object file read-only (a new open file description); -errno. */
 int om_store_open_obj(om_store_t *st, int tier, uint64_t id);
+/* Every object file the store unlinks is noted in the index
+ * (om_index_note_drop) under this key, so that the processes that keep
+ * descriptors open close theirs and the space is given back. */
+#define OM_STORE_DROP_KEY(tier, id) ((uint64_t)(id) << 1 | (uint64_t)((tier) & 1))
+#define OM_STORE_DROP_TIER(key)     ((int)((key) & 1))
+#define OM_STORE_DROP_ID(key)       ((key) >> 1)
 /* 0, or -ENOENT. */
 int om_store_delete(om_store_t *st, const void *uri, size_t len);
 

@@ -71,6 +71,8 @@ om_store_unlink_obj(om_store_t *st, int tier, uint64_t id)
 	int e;
 
 	om_store_object_name(id, name, sizeof(name));
+	/* Whatever becomes of the file, descriptors of it are not wanted. */
+	om_index_note_drop(st->ix, OM_STORE_DROP_KEY(tier, id));
 	for (int tries = 0; tries < 8; tries++) {
 		if (unlinkat(t->dirfd, name, 0) == 0 || errno == ENOENT)
 			return 0;

@@ -120,7 +120,7 @@ setup(void **state)
 	snprintf(extra, sizeof(extra),
 	    "[daemon]\nworkers = 2\npid_file = objmapperd.pid\nshutdown_timeout = 10s\n"
 	    "[log]\ntarget = file\nfile = daemon.log\nlevel = info\n"
-	    "[cache]\ninterval = 100ms\npromote_hits = 1\nmax_metadata = %d\n"
+	    "[cache]\ninterval = 100ms\npromote_hits = 1\nmax_metadata = %d\nopen_files = 4096\n"
 	    "[listen.tcp]\ntype = tcp\naddress = 127.0.0.1\nport = %d\n"
 	    "[listen.udp]\ntype = udp\naddress = 127.0.0.1\nport = %d\nmax_datagram = 8192\n"
 	    "[listen.http]\ntype = http\npath = http.sock\n",
@@ -626,6 +626,116 @@ assert_daemon_cloexec(const char *when)
 	}
 	print_message("%s: %d processes, %u descriptors, all close-on-exec\n", when, n + 1, seen);
 	return seen;
+}
+
+/* Descriptors the workers hold of object files: all, and those of files
+ * that are gone. */
+static void
+count_object_fds(unsigned *all, unsigned *gone)
+{
+	pid_t kids[32];
+	int n = om_daemon_children(&D, kids, 32, NULL);
+
+	*all = *gone = 0;
+	for (int i = 0; i < n; i++) {
+		char dir[64];
+		DIR *d;
+		struct dirent *de;
+
+		snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)kids[i]);
+		if ((d = opendir(dir)) == NULL)
+			continue;
+		while ((de = readdir(d)) != NULL) {
+			char link[400], target[512];
+			ssize_t tn;
+
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(link, sizeof(link), "%s/%s", dir, de->d_name);
+			tn = readlink(link, target, sizeof(target) - 1);
+			target[tn > 0 ? tn : 0] = '\0';
+			if (strncmp(target, tier_dir[OM_TIER_PERSISTENT], strlen(tier_dir[OM_TIER_PERSISTENT])) != 0 &&
+			    strncmp(target, tier_dir[OM_TIER_MEMORY], strlen(tier_dir[OM_TIER_MEMORY])) != 0)
+				continue;
+			(*all)++;
+			*gone += strstr(target, " (deleted)") != NULL;
+		}
+		closedir(d);
+	}
+}
+
+/*
+ * The workers' descriptor caches: [cache] open_files = 4096 holds more
+ * than the default 1024 on one worker, and every descriptor of a deleted,
+ * replaced or evicted object's file is closed (the index's notes of
+ * dropped files), so that its space is given back.
+ */
+static void
+test_cached_descriptors(void **state)
+{
+	static uint8_t buf[4096], want[4096];
+	om_client_t *c = NULL;
+	unsigned all = 0, gone = 0, i;
+	char uri[64];
+
+	(void)state;
+	assert_int_equal(om_client_connect(D.sock, 0, &c), 0);
+	for (i = 0; i < 3000; i++) {
+		snprintf(uri, sizeof(uri), "/fdc/%u", i);
+		om_test_fill(buf, 600, i);
+		assert_int_equal(om_client_put(c, uri, buf, 600, NULL, NULL), 0);
+	}
+	/* Read back by the worker (copy mode: from its cache), twice: the
+	 * second read of each comes from a memory-tier copy (promote_hits 1). */
+	for (int round = 0; round < 2; round++) {
+		for (i = 0; i < 3000; i++) {
+			size_t n = 0;
+
+			snprintf(uri, sizeof(uri), "/fdc/%u", i);
+			assert_int_equal(om_client_get_buf(c, uri, OM_MODE_COPY, buf, sizeof(buf), &n, NULL), 0);
+			assert_int_equal(n, 600);
+			om_test_fill(want, 600, i);
+			assert_memory_equal(buf, want, 600);
+		}
+		if (round == 0)
+			usleep(300000); /* a manager pass or two: the copies */
+	}
+	count_object_fds(&all, &gone);
+	print_message("after 6,000 GETs of 3,000 objects: %u descriptors of object files, %u of "
+	    "files gone\n", all, gone);
+	assert_true(all > 1024 + 256);
+	/* Replaced (the first 1,000), deleted (the rest). */
+	for (i = 0; i < 3000; i++) {
+		snprintf(uri, sizeof(uri), "/fdc/%u", i);
+		if (i < 1000) {
+			om_test_fill(buf, 700, i + 7);
+			assert_int_equal(om_client_put(c, uri, buf, 700, NULL, NULL), 0);
+		} else {
+			assert_int_equal(om_client_delete(c, uri), 0);
+		}
+	}
+	/* A request wakes the worker that holds them. */
+	for (int t = 0; t < 40; t++) {
+		assert_int_equal(om_client_ping(c), 0);
+		count_object_fds(&all, &gone);
+		if (gone == 0)
+			break;
+		usleep(25000);
+	}
+	print_message("after replacing 1,000 and deleting 2,000: %u descriptors, %u of files gone\n",
+	    all, gone);
+	assert_int_equal(gone, 0);
+	for (i = 0; i < 1000; i++) {
+		size_t n = 0;
+
+		snprintf(uri, sizeof(uri), "/fdc/%u", i);
+		assert_int_equal(om_client_get_buf(c, uri, OM_MODE_COPY, buf, sizeof(buf), &n, NULL), 0);
+		assert_int_equal(n, 700);
+		om_test_fill(want, 700, i + 7);
+		assert_memory_equal(buf, want, 700);
+		assert_int_equal(om_client_delete(c, uri), 0);
+	}
+	om_client_close(c);
 }
 
 static int
@@ -1178,6 +1288,7 @@ main(void)
 		cmocka_unit_test(test_client_descriptors),
 		cmocka_unit_test(test_wire_descriptors),
 		cmocka_unit_test(test_daemon_cloexec),
+		cmocka_unit_test(test_cached_descriptors),
 		cmocka_unit_test(test_bad_input_touches_nothing),
 	};
 

@@ -5,10 +5,12 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/om_core.h"
+#include "index/index_sh.h"
 #include "index/om_index.h"
 #include "om_test.h"
 
@@ -504,6 +506,82 @@ test_shared_across_fork(void **state)
 	om_index_close(ix);
 }
 
+typedef struct {
+	uint64_t keys[IX_NOTES + 8];
+	unsigned n;
+} seen_t;
+
+static void
+seen(void *arg, uint64_t key)
+{
+	seen_t *s = arg;
+
+	assert_true(s->n < IX_NOTES + 8);
+	s->keys[s->n++] = key;
+}
+
+/* The notes of dropped files: written by any process, read in order from
+ * a cursor; lost notes (the ring went round) and a note never written
+ * (its writer died between taking and writing it) are told apart. */
+static void
+test_drop_notes(void **state)
+{
+	om_index_t *ix = mk(100, 64, 0);
+	static seen_t s;
+	uint64_t cur = om_index_notes_head(ix), cur2;
+	ix_header_sh_t *h;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(cur, 0);
+	assert_int_equal(om_index_notes(ix, &cur, seen, &s), 0);
+	assert_int_equal(s.n, 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		for (uint64_t k = 1; k <= 10; k++)
+			om_index_note_drop(ix, k * 3);
+		_exit(0);
+	}
+	assert_int_equal(om_test_wait(pid), 0);
+	om_index_note_drop(ix, 99);
+	assert_int_equal(om_index_notes_head(ix), 11);
+	assert_int_equal(om_index_notes(ix, &cur, seen, &s), 0);
+	assert_int_equal(cur, 11);
+	assert_int_equal(s.n, 11);
+	for (unsigned i = 0; i < 10; i++)
+		assert_int_equal(s.keys[i], (i + 1) * 3);
+	assert_int_equal(s.keys[10], 99);
+
+	/* A reader that fell behind by more than the ring: -ERANGE, and its
+	 * cursor at the head; one just within it reads them all. */
+	cur2 = cur;
+	for (unsigned i = 0; i < IX_NOTES; i++)
+		om_index_note_drop(ix, 1000 + i);
+	s.n = 0;
+	assert_int_equal(om_index_notes(ix, &cur2, seen, &s), 0);
+	assert_int_equal(s.n, IX_NOTES);
+	assert_int_equal(s.keys[IX_NOTES - 1], 1000 + IX_NOTES - 1);
+	om_index_note_drop(ix, 7);
+	s.n = 0;
+	assert_int_equal(om_index_notes(ix, &cur, seen, &s), -ERANGE);
+	assert_int_equal(cur, 11 + IX_NOTES + 1);
+	assert_int_equal(s.n, 0);
+
+	/* A note taken but never written: the reader stops before it. */
+	h = mmap(NULL, sizeof(*h), PROT_READ | PROT_WRITE, MAP_SHARED, om_index_fd(ix), 0);
+	assert_true(h != MAP_FAILED);
+	h->notes_head++;
+	om_index_note_drop(ix, 8);
+	assert_int_equal(om_index_notes(ix, &cur, seen, &s), 0);
+	assert_int_equal(cur, 11 + IX_NOTES + 1);
+	assert_int_equal(s.n, 0);
+	assert_int_equal(om_index_notes_head(ix), cur + 2);
+	munmap(h, sizeof(*h));
+	check_ok(ix);
+	om_index_close(ix);
+}
+
 /*
  * Bytes per object: entry + bucket share + URI rounded up to 16 must be at
  * most 64 + the URI rounded up to 16, for every capacity (the worst bucket
@@ -665,6 +743,7 @@ main(void)
 		cmocka_unit_test(test_iterate),
 		cmocka_unit_test(test_sample_prefers_least_recent),
 		cmocka_unit_test(test_shared_across_fork),
+		cmocka_unit_test(test_drop_notes),
 		cmocka_unit_test(test_bytes_per_object),
 		cmocka_unit_test(test_lookup_batch),
 		cmocka_unit_test(test_hits_limit),
