@@ -41,6 +41,7 @@
  * never fill more), in libFuzzer runs and in check-asan's replay alike.
  * ASan reads this at start; other builds never call it.
  */
+/* NOLINTNEXTLINE(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp): ASan's hook */
 __attribute__((visibility("default"))) const char *__asan_default_options(void);
 
 const char *
