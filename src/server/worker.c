@@ -188,18 +188,25 @@ fdc_follow(worker_t *w)
 }
 
 /* Once a second: the entries left in use, and a cursor that stayed behind
- * a note never written (its writer died between the two stores). */
+ * one note for a whole second (following stops only before a note not yet
+ * written: its writer died between the two stores). */
 static void
 fdc_tick(worker_t *w)
 {
-	if (w->notes_cursor == w->notes_at_tick && om_index_notes_head(w->srv->ix) != w->notes_cursor) {
+	bool behind;
+
+	fdc_follow(w);
+	behind = om_index_notes_head(w->srv->ix) != w->notes_cursor;
+	if (behind && w->notes_behind && w->notes_cursor == w->notes_at_tick) {
 		om_log_warn(0, "a note of a dropped file was never written; checking every cached descriptor");
 		w->notes_cursor = om_index_notes_head(w->srv->ix);
+		behind = false;
 		fdc_sweep(w);
 	} else if (w->fdc_deferred) {
 		fdc_reap(w);
 	}
 	w->notes_at_tick = w->notes_cursor;
+	w->notes_behind = behind;
 }
 
 static void

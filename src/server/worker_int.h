@@ -89,6 +89,7 @@ typedef struct {
 	bool fdc_deferred;      /* entries dropped while in use */
 	uint64_t notes_cursor;  /* the index's notes of dropped files, read */
 	uint64_t notes_at_tick; /* the cursor at the last tick */
+	bool notes_behind;      /* and it was behind the head then */
 	uint8_t *scratch;     /* a copy-mode bounce buffer shared by connections */
 } worker_t;
 
