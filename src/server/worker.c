@@ -122,42 +122,31 @@ fdc_put(worker_t *w, int tier, uint64_t id, int fd)
 	return e;
 }
 
-/* Closes every cached descriptor of a file that is gone (link count 0):
- * when the notes of dropped files were lost. */
+/* An entry whose file is gone: closed now, or once no response uses it. */
 static void
-fdc_sweep(worker_t *w)
+fdc_gone(worker_t *w, fdc_entry_t *e)
+{
+	e->dropped = true;
+	if (e->refs > 0)
+		w->fdc_deferred = true;
+	else
+		fdc_drop(e);
+}
+
+/* Closes the entries dropped while in use and, with files, every entry
+ * whose file is gone (link count 0): when notes of dropped files were
+ * lost. */
+static void
+fdc_scan(worker_t *w, bool files)
 {
 	w->fdc_deferred = false;
 	for (unsigned i = 0; i < w->fdc_size; i++) {
 		fdc_entry_t *e = &w->fdc[i];
 		struct stat sb;
 
-		if (e->id == 0)
-			continue;
-		if (e->dropped || fstat(e->fd, &sb) != 0 || sb.st_nlink == 0) {
-			e->dropped = true;
-			if (e->refs > 0)
-				w->fdc_deferred = true;
-			else
-				fdc_drop(e);
-		}
-	}
-}
-
-/* Entries dropped while a response was using them, closed now. */
-static void
-fdc_reap(worker_t *w)
-{
-	w->fdc_deferred = false;
-	for (unsigned i = 0; i < w->fdc_size; i++) {
-		fdc_entry_t *e = &w->fdc[i];
-
-		if (e->id != 0 && e->dropped) {
-			if (e->refs > 0)
-				w->fdc_deferred = true;
-			else
-				fdc_drop(e);
-		}
+		if (e->id != 0 && (e->dropped ||
+		    (files && (fstat(e->fd, &sb) != 0 || sb.st_nlink == 0))))
+			fdc_gone(w, e);
 	}
 }
 
@@ -167,13 +156,8 @@ fdc_noted(void *arg, uint64_t key)
 	worker_t *w = arg;
 	fdc_entry_t *e = fdc_get(w, OM_STORE_DROP_TIER(key), OM_STORE_DROP_ID(key));
 
-	if (e == NULL)
-		return;
-	e->dropped = true;
-	if (e->refs > 0)
-		w->fdc_deferred = true;
-	else
-		fdc_drop(e);
+	if (e != NULL)
+		fdc_gone(w, e);
 }
 
 /* Reads the index's notes of dropped files (one load when there are none). */
@@ -184,7 +168,7 @@ fdc_follow(worker_t *w)
 
 	if (om_index_notes_head(ix) != w->notes_cursor &&
 	    om_index_notes(ix, &w->notes_cursor, fdc_noted, w) == -ERANGE)
-		fdc_sweep(w);
+		fdc_scan(w, true);
 }
 
 /* Once a second: the entries left in use, and a cursor that stayed behind
@@ -201,9 +185,9 @@ fdc_tick(worker_t *w)
 		om_log_warn(0, "a note of a dropped file was never written; checking every cached descriptor");
 		w->notes_cursor = om_index_notes_head(w->srv->ix);
 		behind = false;
-		fdc_sweep(w);
+		fdc_scan(w, true);
 	} else if (w->fdc_deferred) {
-		fdc_reap(w);
+		fdc_scan(w, false);
 	}
 	w->notes_at_tick = w->notes_cursor;
 	w->notes_behind = behind;
