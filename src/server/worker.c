@@ -28,6 +28,7 @@
  * spread over the workers instead of piling on whichever woke first. */
 #define ACCEPT_BATCH 1
 #define SWEEP_MS 1000
+#define NOTES_MS 50
 
 /* ---- descriptor cache -------------------------------------------------- */
 
@@ -77,8 +78,9 @@ fdc_get(worker_t *w, int tier, uint64_t id)
 }
 
 static void
-fdc_drop(fdc_entry_t *e)
+fdc_drop(worker_t *w, fdc_entry_t *e)
 {
+	w->fdc_count--;
 	close(e->fd);
 	free(e->meta);
 	e->meta = NULL;
@@ -113,8 +115,9 @@ fdc_put(worker_t *w, int tier, uint64_t id, int fd)
 	if (e->id != 0) {
 		if (e->refs > 0)
 			return NULL;
-		fdc_drop(e);
+		fdc_drop(w, e);
 	}
+	w->fdc_count++;
 	e->id = id;
 	e->tier = tier;
 	e->fd = fd;
@@ -130,7 +133,7 @@ fdc_gone(worker_t *w, fdc_entry_t *e)
 	if (e->refs > 0)
 		w->fdc_deferred = true;
 	else
-		fdc_drop(e);
+		fdc_drop(w, e);
 }
 
 /* Closes the entries dropped while in use and, with files, every entry
@@ -198,7 +201,7 @@ fdc_clear(worker_t *w)
 {
 	for (unsigned i = 0; w->fdc != NULL && i < w->fdc_size; i++) {
 		if (w->fdc[i].id != 0 && w->fdc[i].refs == 0)
-			fdc_drop(&w->fdc[i]);
+			fdc_drop(w, &w->fdc[i]);
 	}
 	free(w->fdc);
 	w->fdc = NULL;
@@ -415,6 +418,11 @@ om_worker_run(om_srv_t *srv)
 		}
 		if (w->accept_resume_ms && (int)(w->accept_resume_ms - now) < timeout)
 			timeout = w->accept_resume_ms > now ? (int)(w->accept_resume_ms - now) : 0;
+		/* While it holds descriptors, an idle worker still reads the
+		 * notes of dropped files often, so that their space comes back
+		 * within NOTES_MS. */
+		if (w->fdc_count > 0 && timeout > NOTES_MS)
+			timeout = NOTES_MS;
 		if (w->ready != NULL)
 			timeout = 0;
 		n = epoll_wait(w->ep, evs, 128, timeout);

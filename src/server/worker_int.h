@@ -86,6 +86,7 @@ typedef struct {
 	fdc_entry_t *fdc;
 	unsigned fdc_size;      /* a power of two */
 	unsigned fdc_shift;     /* 64 - log2(fdc_size) */
+	unsigned fdc_count;     /* entries in use */
 	bool fdc_deferred;      /* entries dropped while in use */
 	uint64_t notes_cursor;  /* the index's notes of dropped files, read */
 	uint64_t notes_at_tick; /* the cursor at the last tick */
