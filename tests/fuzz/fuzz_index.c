@@ -11,7 +11,9 @@
  * the usage counters (objects and bytes per class, arena used, free-list
  * bytes) match. Iteration, scans, sampling, the consistency check
  * (om_index_check) and a second mapping of the segment are operations of
- * their own. Any mismatch aborts.
+ * their own. Every release is noted in the ring of dropped files, and the
+ * notes read back after each operation are those releases, in order. Any
+ * mismatch aborts.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -47,6 +49,12 @@ typedef struct {
 	uint64_t released[4];
 	unsigned nreleased;
 	unsigned step;
+	/* Every release is also noted as a dropped file (as the store does);
+	 * the notes must come back in order (an exec's at most 1,600 fit the
+	 * ring of 4,096). */
+	uint64_t notes_cursor;
+	uint64_t noted[MAX_OPS * 4];
+	unsigned nnoted, nread;
 } model_t;
 
 static uint32_t
@@ -62,6 +70,31 @@ on_release(void *arg, const om_ix_obj_t *o)
 
 	FZ_ASSERT(s->nreleased < 4, "too many releases");
 	s->released[s->nreleased++] = o->id;
+	FZ_ASSERT(s->nnoted < MAX_OPS * 4, "too many notes");
+	s->noted[s->nnoted++] = o->id << 1 | 1;
+	om_index_note_drop(s->ix, o->id << 1 | 1);
+}
+
+static void
+on_note(void *arg, uint64_t key)
+{
+	model_t *s = arg;
+
+	FZ_ASSERT(s->nread < s->nnoted && s->noted[s->nread] == key,
+	    "step %u: note %u is %llu, not the release noted", s->step, s->nread, (unsigned long long)key);
+	s->nread++;
+}
+
+/* The notes read back: every release noted since the last read, in order. */
+static void
+check_notes(model_t *s)
+{
+	int rc = om_index_notes(s->ix, &s->notes_cursor, on_note, s);
+
+	FZ_ASSERT(rc == 0, "step %u: om_index_notes: %d", s->step, rc);
+	FZ_ASSERT(s->nread == s->nnoted && s->notes_cursor == s->nnoted &&
+	    om_index_notes_head(s->ix) == s->nnoted, "step %u: %u notes read of %u", s->step, s->nread,
+	    s->nnoted);
 }
 
 static void
@@ -627,6 +660,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 17: op_attach(&s); break;
 		}
 		check_all(&s);
+		check_notes(&s);
 	}
 	op_walks(&s);
 	op_check(&s);
