@@ -631,38 +631,33 @@ assert_daemon_cloexec(const char *when)
 
 /* Descriptors the workers hold of object files: all, and those of files
  * that are gone. */
+typedef struct {
+	unsigned all, gone;
+} obj_fds_t;
+
+static void
+count_object_fd(void *arg, const char *target)
+{
+	obj_fds_t *k = arg;
+
+	if (strncmp(target, tier_dir[OM_TIER_PERSISTENT], strlen(tier_dir[OM_TIER_PERSISTENT])) != 0 &&
+	    strncmp(target, tier_dir[OM_TIER_MEMORY], strlen(tier_dir[OM_TIER_MEMORY])) != 0)
+		return;
+	k->all++;
+	k->gone += strstr(target, " (deleted)") != NULL;
+}
+
 static void
 count_object_fds(unsigned *all, unsigned *gone)
 {
 	pid_t kids[32];
 	int n = om_daemon_children(&D, kids, 32, NULL);
+	obj_fds_t k = { 0, 0 };
 
-	*all = *gone = 0;
-	for (int i = 0; i < n; i++) {
-		char dir[64];
-		DIR *d;
-		struct dirent *de;
-
-		snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)kids[i]);
-		if ((d = opendir(dir)) == NULL)
-			continue;
-		while ((de = readdir(d)) != NULL) {
-			char link[400], target[512];
-			ssize_t tn;
-
-			if (de->d_name[0] == '.')
-				continue;
-			snprintf(link, sizeof(link), "%s/%s", dir, de->d_name);
-			tn = readlink(link, target, sizeof(target) - 1);
-			target[tn > 0 ? tn : 0] = '\0';
-			if (strncmp(target, tier_dir[OM_TIER_PERSISTENT], strlen(tier_dir[OM_TIER_PERSISTENT])) != 0 &&
-			    strncmp(target, tier_dir[OM_TIER_MEMORY], strlen(tier_dir[OM_TIER_MEMORY])) != 0)
-				continue;
-			(*all)++;
-			*gone += strstr(target, " (deleted)") != NULL;
-		}
-		closedir(d);
-	}
+	for (int i = 0; i < n; i++)
+		(void)om_test_fd_targets(kids[i], count_object_fd, &k);
+	*all = k.all;
+	*gone = k.gone;
 }
 
 /*

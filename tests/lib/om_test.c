@@ -172,3 +172,30 @@ om_test_under_valgrind(void)
 {
 	return getenv("OM_UNDER_VALGRIND") != NULL;
 }
+
+unsigned
+om_test_fd_targets(pid_t pid, void (*fn)(void *arg, const char *target), void *arg)
+{
+	char dir[64];
+	DIR *d;
+	struct dirent *de;
+	unsigned n = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	if ((d = opendir(dir)) == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL) {
+		char link[320], target[1024];
+		ssize_t tn;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(link, sizeof(link), "%s/%s", dir, de->d_name);
+		tn = readlink(link, target, sizeof(target) - 1);
+		target[tn > 0 ? tn : 0] = '\0';
+		n++;
+		fn(arg, target);
+	}
+	closedir(d);
+	return n;
+}

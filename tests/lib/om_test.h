@@ -18,6 +18,10 @@ void om_test_mkdtemp(char *out, size_t n, const char *base);
 int om_test_rmtree(const char *path);
 /* Counts regular files under a tree, and those whose name contains `part`. */
 long om_test_count_files(const char *path, const char *part, long *matching);
+/* Calls fn with where each descriptor of pid points (its /proc/PID/fd
+ * link; "" if it could not be read); returns how many it has, 0 if pid is
+ * gone. */
+unsigned om_test_fd_targets(pid_t pid, void (*fn)(void *arg, const char *target), void *arg);
 /* waitpid until the child ends; returns its wait status. */
 int om_test_wait(pid_t pid);
 /* Fills buf with bytes derived from seed (reproducible object contents). */

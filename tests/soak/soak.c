@@ -1132,36 +1132,29 @@ under(const char *path, const char *dir)
 
 /* Descriptors of a process: all, those of object files in a tier, and
  * those of object files already unlinked. */
+typedef struct {
+	unsigned *obj, *deleted;
+} fd_count_t;
+
+static void
+count_fd(void *arg, const char *target)
+{
+	fd_count_t *k = arg;
+
+	if (under(target, tier_p) || under(target, tier_m)) {
+		if (strstr(target, " (deleted)") != NULL)
+			(*k->deleted)++;
+		else if (strrchr(target, '/') != NULL && strlen(strrchr(target, '/')) == 17)
+			(*k->obj)++;
+	}
+}
+
 static void
 fds_of(pid_t pid, unsigned *all, unsigned *obj, unsigned *deleted)
 {
-	char dir[64];
-	DIR *d;
-	struct dirent *de;
+	fd_count_t k = { obj, deleted };
 
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-	if ((d = opendir(dir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		char link[600], target[1024];
-		ssize_t n;
-
-		if (de->d_name[0] == '.')
-			continue;
-		(*all)++;
-		snprintf(link, sizeof(link), "%s/%s", dir, de->d_name);
-		n = readlink(link, target, sizeof(target) - 1);
-		if (n <= 0)
-			continue;
-		target[n] = '\0';
-		if (under(target, tier_p) || under(target, tier_m)) {
-			if (strstr(target, " (deleted)") != NULL)
-				(*deleted)++;
-			else if (strrchr(target, '/') != NULL && strlen(strrchr(target, '/')) == 17)
-				(*obj)++;
-		}
-	}
-	closedir(d);
+	*all += om_test_fd_targets(pid, count_fd, &k);
 }
 
 static om_client_t *stats_client;
