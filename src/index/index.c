@@ -1247,51 +1247,119 @@ mutex_init_shared(pthread_mutex_t *m)
 	return -rc;
 }
 
-int
-om_index_create(const om_ix_params_t *p, om_index_t **out)
-{
-	uint32_t capacity = p->capacity, max_uri = p->max_uri;
-	uint32_t nstripes = p->stripes ? p->stripes : 256;
-	uint32_t nprocs = p->procs ? p->procs : 64;
-	uint32_t proc_bytes = p->proc_bytes ? OM_ALIGN_UP(p->proc_bytes, 64u) : 256;
-	uint64_t arena_bytes = p->arena_bytes ? p->arena_bytes : (uint64_t)capacity * 112;
+/* Where everything lies in a segment made with the given parameters. */
+typedef struct {
+	uint32_t capacity, max_uri, nstripes, nprocs, proc_bytes;
 	uint32_t nbuckets, nclasses, arena_units;
-	uint64_t off, size;
-	om_index_t *ix;
-	ix_header_sh_t *h;
-	uint8_t *base;
-	int fd, rc;
+	uint64_t off_stripes, off_classes, off_buckets, off_procs, off_arena;
+	uint64_t size; /* rounded up to pages */
+} ix_layout_t;
 
-	if (capacity == 0 || capacity >= IX_NIL / 4 || max_uri == 0 || max_uri > OM_IX_URI_MAX ||
-	    (nstripes & (nstripes - 1)) != 0 || nstripes > 65536 || nprocs > 4096 ||
-	    p->hits_max > OM_IX_HITS_MAX)
+static int
+ix_layout(const om_ix_params_t *p, ix_layout_t *l)
+{
+	uint64_t arena_bytes = p->arena_bytes ? p->arena_bytes : (uint64_t)p->capacity * 112;
+	uint64_t off;
+
+	l->capacity = p->capacity;
+	l->max_uri = p->max_uri;
+	l->nstripes = p->stripes ? p->stripes : 256;
+	l->nprocs = p->procs ? p->procs : 64;
+	l->proc_bytes = p->proc_bytes ? OM_ALIGN_UP(p->proc_bytes, 64u) : 256;
+	if (l->capacity == 0 || l->capacity >= IX_NIL / 4 || l->max_uri == 0 ||
+	    l->max_uri > OM_IX_URI_MAX || (l->nstripes & (l->nstripes - 1)) != 0 ||
+	    l->nstripes > 65536 || l->nprocs > 4096 || p->hits_max > OM_IX_HITS_MAX)
 		return -EINVAL;
-	nclasses = block_units(max_uri) + 1;
-	if (p->arena_bytes == 0 && arena_bytes < (uint64_t)block_units(max_uri) * IX_UNIT * 2)
-		arena_bytes = (uint64_t)block_units(max_uri) * IX_UNIT * 2;
-	if (arena_bytes / IX_UNIT >= IX_NIL || arena_bytes < (uint64_t)block_units(max_uri) * IX_UNIT)
+	l->nclasses = block_units(l->max_uri) + 1;
+	if (p->arena_bytes == 0 && arena_bytes < (uint64_t)block_units(l->max_uri) * IX_UNIT * 2)
+		arena_bytes = (uint64_t)block_units(l->max_uri) * IX_UNIT * 2;
+	if (arena_bytes / IX_UNIT >= IX_NIL ||
+	    arena_bytes < (uint64_t)block_units(l->max_uri) * IX_UNIT)
 		return -EINVAL;
-	arena_units = (uint32_t)(arena_bytes / IX_UNIT);
+	l->arena_units = (uint32_t)(arena_bytes / IX_UNIT);
 	/* Two to four buckets per object (8 to 16 bytes): chains stay short,
 	 * so a lookup rarely reads a second block. At least one bucket per
 	 * stripe, so small indexes get fewer stripes. */
-	nbuckets = pow2_at_least((uint64_t)capacity * 2);
-	if (nstripes > nbuckets)
-		nstripes = nbuckets;
+	l->nbuckets = pow2_at_least((uint64_t)l->capacity * 2);
+	if (l->nstripes > l->nbuckets)
+		l->nstripes = l->nbuckets;
 
 	off = OM_ALIGN_UP((uint64_t)sizeof(ix_header_sh_t), 64u);
-	uint64_t off_stripes = off;
-	off += (uint64_t)nstripes * sizeof(ix_stripe_sh_t);
-	uint64_t off_classes = off;
-	off = OM_ALIGN_UP(off + (uint64_t)nclasses * 4, 64u);
-	uint64_t off_buckets = off;
-	off = OM_ALIGN_UP(off + (uint64_t)nbuckets * 4, 64u);
-	uint64_t off_procs = off;
-	off += (uint64_t)nprocs * proc_bytes;
-	uint64_t off_arena = OM_ALIGN_UP(off, 64u);
-	off = off_arena + (uint64_t)arena_units * IX_UNIT;
-	size = OM_ALIGN_UP(off, (uint64_t)sysconf(_SC_PAGESIZE));
+	l->off_stripes = off;
+	off += (uint64_t)l->nstripes * sizeof(ix_stripe_sh_t);
+	l->off_classes = off;
+	off = OM_ALIGN_UP(off + (uint64_t)l->nclasses * 4, 64u);
+	l->off_buckets = off;
+	off = OM_ALIGN_UP(off + (uint64_t)l->nbuckets * 4, 64u);
+	l->off_procs = off;
+	off += (uint64_t)l->nprocs * l->proc_bytes;
+	l->off_arena = OM_ALIGN_UP(off, 64u);
+	off = l->off_arena + (uint64_t)l->arena_units * IX_UNIT;
+	l->size = OM_ALIGN_UP(off, (uint64_t)sysconf(_SC_PAGESIZE));
+	return 0;
+}
 
+/* Writes an empty index laid out as l into a zeroed segment of size bytes
+ * (at least l->size) and binds ix to it. */
+static int
+ix_format(om_index_t *ix, uint8_t *base, size_t size, int fd, const ix_layout_t *l,
+    const om_ix_params_t *p)
+{
+	ix_header_sh_t *h = (ix_header_sh_t *)(void *)base;
+	int rc;
+
+	h->version = IX_VERSION;
+	h->seg_size = size;
+	if (getrandom(&h->seed, sizeof(h->seed), 0) != sizeof(h->seed))
+		h->seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^ (uint64_t)om_clock_ms();
+	h->capacity = l->capacity;
+	h->nbuckets = l->nbuckets;
+	h->nstripes = l->nstripes;
+	h->nclasses = l->nclasses;
+	h->max_uri = l->max_uri;
+	h->nprocs = l->nprocs;
+	h->proc_bytes = l->proc_bytes;
+	h->arena_units = l->arena_units;
+	h->hits_max = p->hits_max;
+	h->touch_ticks = (p->atime_res_ms ? p->atime_res_ms : 500) / OM_IX_TICK_MS;
+	if (h->touch_ticks == 0)
+		h->touch_ticks = 1;
+	h->off_stripes = l->off_stripes;
+	h->off_classes = l->off_classes;
+	h->off_buckets = l->off_buckets;
+	h->off_procs = l->off_procs;
+	h->off_arena = l->off_arena;
+	h->next_id = 1;
+	h->bump = 0;
+	h->live = 0;
+	index_bind(ix, base, size, fd);
+
+	if ((rc = mutex_init_shared(&h->alloc_mtx)) != 0)
+		return rc;
+	for (uint32_t s = 0; s < l->nstripes; s++) {
+		ix_stripe_sh_t *st = &ix->stripes[s];
+
+		if ((rc = mutex_init_shared(&st->mtx)) != 0)
+			return rc;
+		st->pending_new = IX_NIL;
+		st->pending_old = IX_NIL;
+	}
+	memset(ix->classes, 0xff, (size_t)l->nclasses * 4);
+	memset(ix->buckets, 0xff, (size_t)l->nbuckets * 4);
+	OM_STORE_REL(&h->magic, IX_MAGIC);
+	return 0;
+}
+
+int
+om_index_create(const om_ix_params_t *p, om_index_t **out)
+{
+	ix_layout_t l;
+	om_index_t *ix;
+	uint8_t *base;
+	int fd, rc;
+
+	if ((rc = ix_layout(p, &l)) != 0)
+		return rc;
 	ix = calloc(1, sizeof(*ix));
 	if (ix == NULL)
 		return -ENOMEM;
@@ -1300,66 +1368,46 @@ om_index_create(const om_ix_params_t *p, om_index_t **out)
 		rc = -errno;
 		goto fail_free;
 	}
-	if (ftruncate(fd, (off_t)size) != 0) {
+	if (ftruncate(fd, (off_t)l.size) != 0) {
 		rc = -errno;
 		goto fail_close;
 	}
-	base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	base = mmap(NULL, l.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED) {
 		rc = -errno;
 		goto fail_close;
 	}
-
-	h = (ix_header_sh_t *)(void *)base;
-	h->version = IX_VERSION;
-	h->seg_size = size;
-	if (getrandom(&h->seed, sizeof(h->seed), 0) != sizeof(h->seed))
-		h->seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^ (uint64_t)om_clock_ms();
-	h->capacity = capacity;
-	h->nbuckets = nbuckets;
-	h->nstripes = nstripes;
-	h->nclasses = nclasses;
-	h->max_uri = max_uri;
-	h->nprocs = nprocs;
-	h->proc_bytes = proc_bytes;
-	h->arena_units = arena_units;
-	h->hits_max = p->hits_max;
-	h->touch_ticks = (p->atime_res_ms ? p->atime_res_ms : 500) / OM_IX_TICK_MS;
-	if (h->touch_ticks == 0)
-		h->touch_ticks = 1;
-	h->off_stripes = off_stripes;
-	h->off_classes = off_classes;
-	h->off_buckets = off_buckets;
-	h->off_procs = off_procs;
-	h->off_arena = off_arena;
-	h->next_id = 1;
-	h->bump = 0;
-	h->live = 0;
-	index_bind(ix, base, size, fd);
-
-	if ((rc = mutex_init_shared(&h->alloc_mtx)) != 0)
+	if ((rc = ix_format(ix, base, l.size, fd, &l, p)) != 0)
 		goto fail_unmap;
-	for (uint32_t s = 0; s < nstripes; s++) {
-		ix_stripe_sh_t *st = &ix->stripes[s];
-
-		if ((rc = mutex_init_shared(&st->mtx)) != 0)
-			goto fail_unmap;
-		st->pending_new = IX_NIL;
-		st->pending_old = IX_NIL;
-	}
-	memset(ix->classes, 0xff, (size_t)nclasses * 4);
-	memset(ix->buckets, 0xff, (size_t)nbuckets * 4);
-	OM_STORE_REL(&h->magic, IX_MAGIC);
 	*out = ix;
 	return 0;
 
 fail_unmap:
-	munmap(base, size);
+	munmap(base, l.size);
 fail_close:
 	close(fd);
 fail_free:
 	free(ix);
 	return rc;
+}
+
+int
+om_index_recreate(om_index_t *ix, const om_ix_params_t *p)
+{
+	ix_layout_t l;
+	int rc;
+
+	if ((rc = ix_layout(p, &l)) != 0)
+		return rc;
+	if (l.size > ix->size)
+		return -ENOSPC;
+	memset(ix->base, 0, ix->size);
+	ix->release = NULL;
+	ix->release_arg = NULL;
+	ix->hook = NULL;
+	ix->hook_arg = NULL;
+	ix->hook_step = 0;
+	return ix_format(ix, ix->base, ix->size, ix->fd, &l, p);
 }
 
 int

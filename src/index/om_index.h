@@ -81,6 +81,12 @@ typedef int (*om_ix_iter_fn)(void *arg, const char *uri, size_t len,
     const om_ix_obj_t *obj);
 
 int om_index_create(const om_ix_params_t *p, om_index_t **out);
+/* Empties ix's segment and makes it a new index with parameters p, as
+ * om_index_create would, in the same mapping (-ENOSPC if that is too
+ * small; the segment keeps its size). Only while nobody else maps the
+ * segment. For programs that make many small indexes one after the other
+ * (the index fuzzer): unmapping costs more than a short run. */
+int om_index_recreate(om_index_t *ix, const om_ix_params_t *p);
 /* Maps an existing segment (a descriptor inherited across exec). */
 int om_index_attach(int fd, om_index_t **out);
 void om_index_close(om_index_t *ix);

@@ -710,6 +710,67 @@ test_hits_limit(void **state)
 	assert_int_equal(om_index_create(&p, &ix), -EINVAL);
 }
 
+/* A segment made anew in place is an empty index with the new parameters:
+ * nothing of the old one looks up, ids, counters and notes start over, the
+ * release callback is gone, and a second mapping sees the new layout.
+ * Parameters that need a bigger segment are refused and change nothing. */
+static void
+test_recreate(void **state)
+{
+	om_index_t *ix = mk(1000, 256, 0), *ix2;
+	om_ix_params_t small = { .capacity = 10, .max_uri = 32, .stripes = 4, .hits_max = 3,
+		.atime_res_ms = OM_IX_TICK_MS };
+	om_ix_params_t big = { .capacity = 100000, .max_uri = 256 };
+	released_t r = { { 0 }, 0 };
+	om_ix_obj_t o, got;
+	om_ix_usage_t u;
+	char uri[40];
+
+	(void)state;
+	om_index_set_release(ix, on_release, &r);
+	for (int i = 0; i < 500; i++) {
+		o = obj(ix, 10);
+		snprintf(uri, sizeof(uri), "/old/%d", i);
+		assert_int_equal(put(ix, uri, &o, NULL), 0);
+	}
+	om_index_note_drop(ix, 7);
+	assert_int_equal(om_index_recreate(ix, &big), -ENOSPC);
+	assert_int_equal(om_index_lookup(ix, "/old/1", 6, &got, 0), 0);
+	assert_int_equal(om_index_notes_head(ix), 1);
+
+	assert_int_equal(om_index_recreate(ix, &small), 0);
+	check_ok(ix);
+	assert_int_equal(om_index_lookup(ix, "/old/1", 6, &got, 0), -ENOENT);
+	om_index_usage(ix, &u);
+	assert_int_equal(u.objects, 0);
+	assert_int_equal(u.capacity, 10);
+	assert_int_equal(u.arena_used, 0);
+	assert_int_equal(om_index_notes_head(ix), 0);
+	/* The new limits hold: URIs up to 32 bytes, 10 objects. */
+	memset(uri, 'u', sizeof(uri));
+	o = obj(ix, 5);
+	assert_int_equal(o.id, 1);
+	assert_int_equal(om_index_put(ix, uri, 33, &o, OM_IX_UPSERT, NULL), -EINVAL);
+	assert_int_equal(om_index_put(ix, uri, 32, &o, OM_IX_UPSERT, NULL), 0);
+	for (int i = 1; i <= 10; i++) {
+		char u2[16];
+
+		o = obj(ix, 1);
+		snprintf(u2, sizeof(u2), "/n/%d", i);
+		assert_int_equal(put(ix, u2, &o, NULL), i < 10 ? 0 : -ENOSPC);
+	}
+	/* Nothing is released to the old callback. */
+	assert_int_equal(om_index_delete(ix, "/n/1", 4, 0, NULL), 0);
+	assert_int_equal(r.n, 0);
+	assert_int_equal(om_index_attach(dup(om_index_fd(ix)), &ix2), 0);
+	assert_int_equal(om_index_lookup(ix2, "/n/5", 4, &got, 0), 0);
+	assert_int_equal(om_index_lookup(ix2, "/n/1", 4, &got, 0), -ENOENT);
+	assert_int_equal(om_index_lookup(ix2, "/old/1", 6, &got, 0), -ENOENT);
+	om_index_close(ix2);
+	check_ok(ix);
+	om_index_close(ix);
+}
+
 static void
 test_bad_params(void **state)
 {
@@ -747,6 +808,7 @@ main(void)
 		cmocka_unit_test(test_bytes_per_object),
 		cmocka_unit_test(test_lookup_batch),
 		cmocka_unit_test(test_hits_limit),
+		cmocka_unit_test(test_recreate),
 		cmocka_unit_test(test_bad_params),
 	};
 
