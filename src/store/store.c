@@ -369,19 +369,21 @@ om_store_stats(const om_store_t *st)
 
 /*
  * ENOSPC or EDQUOT from the filesystem although the tier is within its
- * limit (the filesystem is shared, or smaller than the limit): evict from
- * the tier as a PUT over its limit would, and the caller tries again. At
- * most as many bytes as this PUT brings (and 64 objects): past that the
- * space is taken by something else, and the PUT fails with "no space".
- * 0 if an object went.
+ * limit (the filesystem is shared, or smaller than the limit), from the
+ * data, the metadata attribute or the link: evict from the tier as a PUT
+ * over its limit would, and the caller tries again. At most as many bytes
+ * as this PUT brings, counting at least a page (what any file takes), and
+ * 64 objects: past that the space is taken by something else, and the PUT
+ * fails with "no space". 0 if an object went.
  */
 static int
 fs_full(om_put_txn_t *t)
 {
 	om_store_t *st = t->st;
 	uint64_t before = om_store_tier_used(st, t->tier), after;
+	uint64_t bound = t->size > 4096 ? t->size : 4096;
 
-	if (t->evicted >= t->size || t->evictions >= 64 || om_store_evict_one(st, t->tier) != 0)
+	if (t->evicted >= bound || t->evictions >= 64 || om_store_evict_one(st, t->tier) != 0)
 		return -ENOSPC;
 	after = om_store_tier_used(st, t->tier);
 	t->evicted += before > after ? before - after : 0;
@@ -615,8 +617,12 @@ om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
 		.uri_len = (uint32_t)t->uri_len, .meta = t->meta, .meta_len = t->meta_len };
 	rlen = om_meta_encode(&r, rec, sizeof(rec));
 	OM_ASSERT(rlen != 0);
-	if (fsetxattr(t->fd, OM_META_XATTR, rec, rlen, 0) != 0) {
-		rc = errno == E2BIG || errno == ERANGE ? -EMSGSIZE : -errno;
+	while (fsetxattr(t->fd, OM_META_XATTR, rec, rlen, 0) != 0) {
+		int e = errno;
+
+		if ((e == ENOSPC || e == EDQUOT) && fs_full(t) == 0)
+			continue;
+		rc = e == E2BIG || e == ERANGE ? -EMSGSIZE : -e;
 		goto fail;
 	}
 	/* Writable by its owner until now (setting a user attribute needs
@@ -632,7 +638,12 @@ om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
 
 	om_store_object_name(t->id, name, sizeof(name));
 	om_store_intent(st, t->id, t->tier, kind);
-	if ((rc = put_link(t, name)) != 0) {
+	/* A new directory entry may need a block too. */
+	while ((rc = put_link(t, name)) == -ENOSPC || rc == -EDQUOT) {
+		if (fs_full(t) != 0)
+			break;
+	}
+	if (rc != 0) {
 		om_store_intent(st, 0, 0, 0);
 		goto fail;
 	}

@@ -1012,9 +1012,11 @@ static void
 allow_for(const world_t *w, enum outcome oc, enum kind kind, unsigned fired_call, unsigned *allow)
 {
 	int either = w->op == OP_PROMOTE || w->op == OP_MAINTAIN;
-	/* A PUT that finds the filesystem full evicts from its tier. */
+	/* A PUT that finds the filesystem full (its bytes, its metadata or
+	 * its link) evicts from its tier. */
 	int fs_full = kind == K_ENOSPC && is_put(w->op) && fired_call < OM_FC_NCALLS &&
-	    ((OM_FC_DATA | OM_FC_BIT(OM_FC_FALLOCATE)) & OM_FC_BIT(fired_call));
+	    ((OM_FC_DATA | OM_FC_BIT(OM_FC_FALLOCATE) | OM_FC_BIT(OM_FC_FSETXATTR) |
+	    OM_FC_BIT(OM_FC_LINKAT) | OM_FC_BIT(OM_FC_RENAMEAT)) & OM_FC_BIT(fired_call));
 	int eph = w->target >= 0 && w->keys[w->target].done.eph;
 
 	for (int i = 0; i < w->nkeys; i++) {
