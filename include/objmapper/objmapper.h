@@ -43,6 +43,7 @@ enum om_error {
 	OM_ENOMEM = 104,   /* out of memory */
 	OM_ERANGE = 105,   /* the caller's buffer is smaller than the object */
 	OM_ESOURCE = 106,  /* reading the caller's descriptor or buffer failed */
+	OM_ETIMEDOUT = 107, /* the daemon did not answer within the handle's timeout */
 };
 
 typedef struct om_client om_client_t;
@@ -113,6 +114,12 @@ const char *om_client_strerror(int code);
 const om_caps_t *om_client_caps(const om_client_t *c);
 /* The connection's socket descriptor (for poll; do not read or write it). */
 int om_client_fd(const om_client_t *c);
+/* Bounds every wait for the daemon (connecting, sending, receiving) to ms
+ * milliseconds; 0 (the default) waits as long as it takes. A call whose
+ * wait expires returns -OM_ETIMEDOUT at once, without a retry, and the
+ * connection is closed (the next call connects again). For callers that
+ * must not hang on a stopped or overloaded daemon. */
+void om_client_set_timeout(om_client_t *c, int ms);
 /* Requests this handle has sent again: after a GOAWAY (never processed),
  * or after a lost connection (outcome unknown; GET, STAT, STATS, PING,
  * PUT and DELETE are repeated once). */
@@ -144,6 +151,22 @@ int om_client_put(om_client_t *c, const char *uri, const void *data, size_t len,
  * kernel. fd stays the caller's. */
 int om_client_put_fd(om_client_t *c, const char *uri, int fd, uint64_t len,
     const om_put_opts_t *opts, om_info_t *info);
+/*
+ * PUT of bytes that arrive later (a body being received, of known size):
+ * om_client_put_begin sends the request for an object of len bytes,
+ * om_client_put_write sends the next bytes, in order, and om_client_put_end
+ * (after exactly len bytes) waits for the answer. The daemon writes the
+ * bytes into an unpublished object as they arrive and publishes it only
+ * when the last one is there: om_client_put_abort, a failure, or closing
+ * the handle before that drops the connection, and nothing is stored.
+ * Between begin and end or abort the handle makes no other request (they
+ * fail with -OM_EINVAL). Not over UDP; never repeated after a lost
+ * connection (the bytes are gone).
+ */
+int om_client_put_begin(om_client_t *c, const char *uri, uint64_t len, const om_put_opts_t *opts);
+int om_client_put_write(om_client_t *c, const void *data, size_t len);
+int om_client_put_end(om_client_t *c, om_info_t *info);
+void om_client_put_abort(om_client_t *c);
 int om_client_delete(om_client_t *c, const char *uri);
 /* STAT; with OM_GET_WANT_META also the metadata (*meta malloc'd, may be NULL). */
 int om_client_stat(om_client_t *c, const char *uri, unsigned flags, om_info_t *info,

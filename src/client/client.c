@@ -44,6 +44,10 @@ struct om_client {
 	char host[256], port[16];
 	uint8_t *dgram;         /* UDP: the request being sent */
 	char msg[OM_PROTO_MSG_MAX + 128];
+	int timeout_ms;         /* bound of each wait for the daemon; 0: none */
+	int put_open;           /* a streamed PUT is in progress (put_begin) */
+	uint64_t put_left;      /* its bytes not yet sent */
+	uint32_t put_id;
 	uint8_t *rbuf;          /* received, not yet consumed: rbuf[roff, rlen) */
 	size_t roff, rlen;
 	int fdq[FDQ_MAX];       /* descriptors received, in order */
@@ -84,6 +88,7 @@ om_client_strerror(int code)
 	case OM_ENOMEM: return "out of memory";
 	case OM_ERANGE: return "buffer too small for the object";
 	case OM_ESOURCE: return "cannot read the source";
+	case OM_ETIMEDOUT: return "the daemon did not answer in time";
 	default: return "unknown error";
 	}
 }
@@ -104,6 +109,26 @@ API unsigned long
 om_client_retries(const om_client_t *c)
 {
 	return c->retries;
+}
+
+/* The kernel bounds connect, send and MSG_WAITALL receives; poll in fill
+ * bounds the other receives. */
+static void
+apply_timeout(const om_client_t *c)
+{
+	struct timeval tv = { c->timeout_ms / 1000, (c->timeout_ms % 1000) * 1000 };
+
+	if (c->fd < 0)
+		return;
+	(void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	(void)setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+API void
+om_client_set_timeout(om_client_t *c, int ms)
+{
+	c->timeout_ms = ms > 0 ? ms : 0;
+	apply_timeout(c);
 }
 
 /* ---- the connection ---------------------------------------------------- */
@@ -127,7 +152,16 @@ disconnect(om_client_t *c)
 	c->fd = -1;
 	c->roff = c->rlen = 0;
 	c->goaway = 0;
+	c->put_open = 0;
 	fdq_clear(c);
+}
+
+/* The stream is out of step after a wait that expired: drop it. */
+static int
+timed_out(om_client_t *c, const char *what)
+{
+	disconnect(c);
+	return fail(c, OM_ETIMEDOUT, "%s %s: no answer within %d ms", what, c->path, c->timeout_ms);
 }
 
 /* Reads what is there (at least one byte) into rbuf, with any descriptors. */
@@ -168,8 +202,14 @@ fill(om_client_t *c)
 		n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
 			break;
-		if (errno != EINTR && poll(&p, 1, -1) < 0 && errno != EINTR)
-			return fail(c, OM_EIO, "poll on %s: %s", c->path, strerror(errno));
+		if (errno != EINTR) {
+			int rc = poll(&p, 1, c->timeout_ms > 0 ? c->timeout_ms : -1);
+
+			if (rc == 0)
+				return timed_out(c, "receive from");
+			if (rc < 0 && errno != EINTR)
+				return fail(c, OM_EIO, "poll on %s: %s", c->path, strerror(errno));
+		}
 	}
 	if (n < 0)
 		return fail(c, OM_EIO, "receive from %s: %s", c->path, strerror(errno));
@@ -213,6 +253,8 @@ take(om_client_t *c, void *dst, uint64_t n)
 
 				if (r < 0 && errno == EINTR)
 					continue;
+				if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+					return timed_out(c, "receive from");
 				if (r <= 0)
 					return fail(c, OM_EIO, "receive from %s: %s", c->path,
 					    r == 0 ? "connection closed" : strerror(errno));
@@ -266,6 +308,8 @@ send_all(om_client_t *c, struct iovec *iov, int iovcnt, int fd)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return timed_out(c, "send to");
 			/* The daemon closed its end (after a GOAWAY): nothing of
 			 * this request was taken. */
 			c->refused = errno == EPIPE || errno == ECONNRESET;
@@ -482,6 +526,7 @@ connect_inet(om_client_t *c)
 			err = errno;
 			continue;
 		}
+		apply_timeout(c);
 		if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) == 0)
 			break;
 		err = errno;
@@ -510,6 +555,7 @@ connect_once(om_client_t *c)
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0)
 		return fail(c, OM_ECONNECT, "socket: %s", strerror(errno));
+	apply_timeout(c);
 	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		int rc = fail(c, OM_ECONNECT, "connect to %s: %s", c->path, strerror(errno));
 
@@ -746,6 +792,8 @@ call(om_client_t *c, om_req_t *q, const struct iovec *parts, int nparts, int sen
 	uint8_t h[OM_REQ_HDR_LEN];
 	int lost = 0;
 
+	if (c->put_open)
+		return fail(c, OM_EINVAL, "a streamed PUT is in progress on this handle");
 	if (c->transport == OM_TRANSPORT_UDP) {
 		int rc;
 
@@ -931,6 +979,8 @@ om_client_get_batch(om_client_t *c, unsigned n, const char *const *uris, int mod
 	if (mode < OM_MODE_AUTO || mode > OM_MODE_SPLICE ||
 	    (flags & ~(unsigned)(OM_GET_WANT_META | OM_GET_NO_TOUCH)) != 0)
 		return fail(c, OM_EINVAL, "bad mode or flags");
+	if (c->put_open)
+		return fail(c, OM_EINVAL, "a streamed PUT is in progress on this handle");
 	if (c->transport == OM_TRANSPORT_UDP) {
 		/* A datagram is one request: one at a time. */
 		for (unsigned i = 0; i < n; i++) {
@@ -1181,6 +1231,127 @@ om_client_put_fd(om_client_t *c, const char *uri, int fd, uint64_t len, const om
 		info_from(info, &s.r);
 	sink_release(&s);
 	return rc;
+}
+
+/*
+ * A streamed PUT: the request header now, the bytes as the caller gets
+ * them. The daemon publishes when the last byte is in; a connection lost
+ * before that stores nothing, which is what put_abort relies on.
+ */
+API int
+om_client_put_begin(om_client_t *c, const char *uri, uint64_t len, const om_put_opts_t *opts)
+{
+	uint8_t h[OM_REQ_HDR_LEN];
+	struct iovec iov[3];
+	om_req_t q;
+	size_t ulen;
+	int rc;
+
+	if (c->put_open)
+		return fail(c, OM_EINVAL, "a streamed PUT is in progress on this handle");
+	if ((rc = check_uri(c, uri, &ulen)) != 0)
+		return rc;
+	if (opts != NULL && (opts->meta_len > OM_PROTO_META_MAX || (opts->flags & ~OM_PUT_EPHEMERAL)))
+		return fail(c, OM_EINVAL, "bad metadata length or flags");
+	if (c->transport == OM_TRANSPORT_UDP)
+		return fail(c, OM_EINVAL, "a streamed PUT needs a stream socket, not UDP");
+	for (int round = 0; round < 2; round++) {
+		struct pollfd p = { c->fd, POLLIN, 0 };
+
+		/* Nothing is due on an idle connection: anything readable is a
+		 * GOAWAY or the end of it (idle timeout, reload). */
+		if (c->fd >= 0 && !c->goaway && poll(&p, 1, 0) > 0)
+			disconnect(c);
+		if ((c->fd < 0 || c->goaway) && (rc = reconnect(c)) != 0)
+			return rc;
+		req_init(c, &q, OM_OP_PUT, ulen);
+		q.body_len = len;
+		if (opts != NULL) {
+			q.meta_len = (uint16_t)opts->meta_len;
+			q.arg = opts->expires;
+			q.flags = opts->flags;
+		}
+		om_proto_put_req(h, &q);
+		iov[0] = (struct iovec){ h, sizeof(h) };
+		iov[1] = (struct iovec){ (void *)uri, ulen };
+		iov[2] = (struct iovec){ (void *)(opts ? opts->meta : NULL), q.meta_len };
+		c->refused = 0;
+		rc = send_all(c, iov, 3, -1);
+		if (rc == 0) {
+			c->put_open = 1;
+			c->put_left = len;
+			c->put_id = q.id;
+			return 0;
+		}
+		if (rc != -OM_EIO || !c->refused)
+			break;
+		/* The daemon had closed the connection: none of it was taken. */
+		disconnect(c);
+		c->retries++;
+	}
+	disconnect(c);
+	return rc;
+}
+
+API int
+om_client_put_write(om_client_t *c, const void *data, size_t len)
+{
+	struct iovec iov;
+	int rc;
+
+	if (!c->put_open)
+		return fail(c, OM_EINVAL, "no streamed PUT in progress");
+	if (len > c->put_left) {
+		rc = fail(c, OM_EINVAL, "%zu bytes for a PUT that takes %llu more", len,
+		    (unsigned long long)c->put_left);
+		disconnect(c);
+		return rc;
+	}
+	if (len == 0)
+		return 0;
+	iov = (struct iovec){ (void *)data, len };
+	if ((rc = send_all(c, &iov, 1, -1)) != 0) {
+		disconnect(c);
+		return rc;
+	}
+	c->put_left -= len;
+	return 0;
+}
+
+API int
+om_client_put_end(om_client_t *c, om_info_t *info)
+{
+	sink_t s = { .fd = -1 };
+	int rc;
+
+	if (!c->put_open)
+		return fail(c, OM_EINVAL, "no streamed PUT in progress");
+	if (c->put_left != 0) {
+		rc = fail(c, OM_EINVAL, "the PUT still lacks %llu bytes", (unsigned long long)c->put_left);
+		disconnect(c);
+		return rc;
+	}
+	c->put_open = 0;
+	rc = read_resp(c, &s.r);
+	if (rc == 0 && s.r.op == OM_OP_GOAWAY)
+		rc = fail(c, OM_EIO, "the daemon went away before the PUT (%s)", c->msg);
+	else if (rc == 0 && s.r.id != c->put_id)
+		rc = fail(c, OM_EPROTO, "response for request %u, expected %u", s.r.id, c->put_id);
+	if (rc == 0)
+		rc = read_parts(c, &s);
+	if (rc == 0)
+		info_from(info, &s.r);
+	else if (rc == -OM_EIO || rc == -OM_EPROTO)
+		disconnect(c);
+	sink_release(&s);
+	return rc;
+}
+
+API void
+om_client_put_abort(om_client_t *c)
+{
+	if (c != NULL && c->put_open)
+		disconnect(c);
 }
 
 static int
