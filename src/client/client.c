@@ -277,8 +277,11 @@ take(om_client_t *c, void *dst, uint64_t n)
 	return 0;
 }
 
+/* Sends every byte of iov (modified), the descriptor fd (if >= 0) with
+ * the first; *sent (may be NULL) counts the bytes that left, also on
+ * failure. */
 static int
-send_all(om_client_t *c, struct iovec *iov, int iovcnt, int fd)
+send_all(om_client_t *c, struct iovec *iov, int iovcnt, int fd, size_t *sent)
 {
 	union {
 		struct cmsghdr h;
@@ -286,6 +289,8 @@ send_all(om_client_t *c, struct iovec *iov, int iovcnt, int fd)
 	} ctl;
 	struct msghdr mh;
 
+	if (sent != NULL)
+		*sent = 0;
 	memset(&mh, 0, sizeof(mh));
 	if (fd >= 0) {
 		struct cmsghdr *cm;
@@ -311,10 +316,12 @@ send_all(om_client_t *c, struct iovec *iov, int iovcnt, int fd)
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return timed_out(c, "send to");
 			/* The daemon closed its end (after a GOAWAY): nothing of
-			 * this request was taken. */
+			 * what did not leave was taken. */
 			c->refused = errno == EPIPE || errno == ECONNRESET;
 			return fail(c, OM_EIO, "send to %s: %s", c->path, strerror(errno));
 		}
+		if (sent != NULL)
+			*sent += (size_t)n;
 		/* The descriptor went with the first bytes. */
 		mh.msg_control = NULL;
 		mh.msg_controllen = 0;
@@ -473,7 +480,7 @@ hello(om_client_t *c)
 	if (c->transport == OM_TRANSPORT_UDP)
 		rc = udp_exchange(c, iov, 2, q.id);
 	else
-		rc = send_all(c, iov, 2, -1);
+		rc = send_all(c, iov, 2, -1, NULL);
 	if (rc != 0 || (rc = read_resp(c, &r)) != 0)
 		return rc;
 	if (r.op == OM_OP_GOAWAY)
@@ -780,22 +787,228 @@ read_parts(om_client_t *c, sink_t *s)
 }
 
 /*
- * Sends one request and reads its response, with the retry rules: after a
- * GOAWAY that did not cover it, the request is sent again on a new
- * connection; after a lost connection, once, if `retry` allows.
+ * The exchange: a list of requests run through the connection, pipelined
+ * up to the listener's in-flight limit, with the retry rules in one place
+ * for single calls and batches alike:
+ *  - a request not wholly sent (the daemon had closed: EPIPE) was not
+ *    taken and goes again;
+ *  - after a GOAWAY, every request sent and not answered before it was not
+ *    processed and goes again on a new connection;
+ *  - a connection that ends without GOAWAY (a worker died) leaves the
+ *    outcome of the requests in flight unknown: each is repeated once,
+ *    if it is repeatable;
+ *  - a request that broke the protocol fails, the connection is dropped,
+ *    and the others in flight are repeated as after a lost connection.
+ * A send that fails does not end a round: the answers the daemon sent
+ * before it closed (and its GOAWAY) are read first, so that what was
+ * answered is kept and what was not is known.
+ * Four rounds in a row that answer nothing end it (-OM_EIO).
  */
-static int
-call(om_client_t *c, om_req_t *q, const struct iovec *parts, int nparts, int send_fd, bool retry,
+typedef struct {
+	om_req_t q;
+	struct iovec parts[3];
+	int nparts;
+	int send_fd;            /* a descriptor to send with the header, or -1 */
+	bool repeatable;        /* may be repeated after a lost connection */
+	sink_t *s;              /* where the response goes */
+	int rc;                 /* XR_PENDING, XR_FLIGHT, or the outcome */
+	unsigned lost;          /* lost connections while in flight */
+	uint8_t hdr[OM_REQ_HDR_LEN];
+	size_t bytes;           /* header and parts */
+} xreq_t;
+
+#define XR_PENDING 1
+#define XR_FLIGHT 2
+#define XR_IOV_MAX 64
+
+static void
+xreq_init(xreq_t *x, const om_req_t *q, const struct iovec *parts, int nparts, int send_fd,
     sink_t *s)
 {
-	struct iovec iov[5];
-	uint8_t h[OM_REQ_HDR_LEN];
-	int lost = 0;
+	memset(x, 0, sizeof(*x));
+	x->q = *q;
+	x->nparts = nparts;
+	x->bytes = OM_REQ_HDR_LEN;
+	for (int i = 0; i < nparts; i++) {
+		x->parts[i] = parts[i];
+		x->bytes += parts[i].iov_len;
+	}
+	x->send_fd = send_fd;
+	x->repeatable = true;
+	x->s = s;
+	x->rc = XR_PENDING;
+}
+
+/* Sends pending requests from *next on, at most `room`, in one sendmsg
+ * (one that carries a descriptor leads its own). fl gets the indices of
+ * those wholly sent, *nfl their count. */
+static int
+send_some(om_client_t *c, xreq_t *x, unsigned n, unsigned *next, unsigned room, unsigned *fl,
+    unsigned *nfl)
+{
+	struct iovec iov[XR_IOV_MAX];
+	unsigned batch[XR_IOV_MAX], nb = 0;
+	int cnt = 0, fd = -1, rc;
+	size_t sent, at = 0;
+
+	for (unsigned i = *next; i < n && nb < room && cnt + 4 <= XR_IOV_MAX; i++) {
+		xreq_t *r = &x[i];
+
+		if (r->rc != XR_PENDING)
+			continue;
+		if (r->send_fd >= 0) {
+			if (nb > 0)
+				break;
+			fd = r->send_fd;
+		}
+		r->q.id = c->next_id++;
+		if (c->next_id == 0)
+			c->next_id = 1;
+		om_proto_put_req(r->hdr, &r->q);
+		iov[cnt++] = (struct iovec){ r->hdr, sizeof(r->hdr) };
+		for (int k = 0; k < r->nparts; k++)
+			if (r->parts[k].iov_len > 0)
+				iov[cnt++] = r->parts[k];
+		batch[nb++] = i;
+		if (fd >= 0)
+			break;
+	}
+	if (nb == 0) {
+		*next = n;
+		return 0;
+	}
+	rc = send_all(c, iov, cnt, fd, &sent);
+	/* Only whole requests were taken; the rest stays pending. */
+	for (unsigned k = 0; k < nb; k++) {
+		xreq_t *r = &x[batch[k]];
+
+		at += r->bytes;
+		if (at > sent)
+			break;
+		r->rc = XR_FLIGHT;
+		fl[(*nfl)++] = batch[k];
+	}
+	*next = batch[nb - 1] + 1;
+	return rc;
+}
+
+static int
+exchange(om_client_t *c, xreq_t *x, unsigned n)
+{
+	unsigned left = 0, idle_rounds = 0, *fl;
+	int rc = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		left += x[i].rc == XR_PENDING;
+	if (left == 0)
+		return 0;
+	if ((fl = malloc(n * sizeof(*fl))) == NULL)
+		return fail(c, OM_ENOMEM, "out of memory");
+	while (left > 0) {
+		unsigned window, next = 0, head = 0, nfl = 0, answered = 0;
+		bool send_failed = false, drop = false;
+
+		if (idle_rounds >= 4) {
+			char why[sizeof(c->msg)];
+
+			memcpy(why, c->msg, sizeof(why));
+			rc = fail(c, OM_EIO, "the daemon keeps going away (%s)", why);
+			break;
+		}
+		if (c->fd < 0 || c->goaway) {
+			if ((rc = reconnect(c)) != 0)
+				break;
+		}
+		window = c->caps.max_pipeline ? c->caps.max_pipeline : 1;
+		for (;;) {
+			xreq_t *r;
+			int got;
+
+			if (!send_failed && next < n && nfl - head < window) {
+				got = send_some(c, x, n, &next, window - (nfl - head), fl, &nfl);
+				if (got == -OM_ETIMEDOUT) {
+					/* The handle's bound: no retry (the connection is closed). */
+					rc = got;
+					break;
+				}
+				send_failed = got != 0;
+				continue;
+			}
+			if (head == nfl)
+				break;
+			/* The answer to the oldest request in flight. */
+			r = &x[fl[head]];
+			got = read_resp(c, &r->s->r);
+			if (got == 0 && r->s->r.op == OM_OP_GOAWAY) {
+				/* Not processed: all in flight goes again. */
+				drop = true;
+				break;
+			}
+			if (got == 0 && r->s->r.id != r->q.id)
+				got = fail(c, OM_EPROTO, "response for request %u, expected %u",
+				    r->s->r.id, r->q.id);
+			if (got == 0)
+				got = read_parts(c, r->s);
+			if (got == -OM_ETIMEDOUT) {
+				rc = got;
+				break;
+			}
+			if (got == -OM_EIO || got == -OM_EPROTO) {
+				if (got == -OM_EPROTO) {
+					r->rc = got;
+					left--;
+					head++;
+				}
+				/* The rest in flight: outcome unknown. */
+				for (unsigned k = head; k < nfl; k++) {
+					xreq_t *u = &x[fl[k]];
+
+					if (!u->repeatable || u->lost++ > 0) {
+						u->rc = got == -OM_EPROTO ? -OM_EIO : got;
+						left--;
+					}
+				}
+				drop = true;
+				break;
+			}
+			r->rc = got;
+			left--;
+			head++;
+			answered++;
+		}
+		if (rc != 0)
+			break;
+		/* What was not answered (and did not just fail) goes again. */
+		for (unsigned k = head; k < nfl; k++)
+			if (x[fl[k]].rc == XR_FLIGHT) {
+				sink_release(x[fl[k]].s);
+				x[fl[k]].rc = XR_PENDING;
+				c->retries++;
+			}
+		if (drop || send_failed)
+			disconnect(c);
+		idle_rounds = answered > 0 ? 0 : idle_rounds + 1;
+	}
+	for (unsigned i = 0; rc < 0 && i < n; i++)
+		if (x[i].rc == XR_PENDING || x[i].rc == XR_FLIGHT)
+			x[i].rc = rc;
+	free(fl);
+	return rc;
+}
+
+/* One request over the connection (UDP: one datagram), with the retry
+ * rules of exchange; its outcome. */
+static int
+call(om_client_t *c, om_req_t *q, const struct iovec *parts, int nparts, int send_fd, sink_t *s)
+{
+	xreq_t x;
+	int rc;
 
 	if (c->put_open)
 		return fail(c, OM_EINVAL, "a streamed PUT is in progress on this handle");
 	if (c->transport == OM_TRANSPORT_UDP) {
-		int rc;
+		struct iovec iov[4];
+		uint8_t h[OM_REQ_HDR_LEN];
 
 		if (c->fd < 0 && (rc = reconnect(c)) != 0)
 			return rc;
@@ -811,48 +1024,9 @@ call(om_client_t *c, om_req_t *q, const struct iovec *parts, int nparts, int sen
 			return rc;
 		return read_parts(c, s);
 	}
-	for (int round = 0; round < 4; round++) {
-		int rc;
-
-		if (c->fd < 0 || c->goaway) {
-			if ((rc = reconnect(c)) != 0)
-				return rc;
-		}
-		if (round > 0)
-			c->retries++;
-		c->refused = 0;
-		q->id = c->next_id++;
-		if (c->next_id == 0)
-			c->next_id = 1;
-		om_proto_put_req(h, q);
-		iov[0] = (struct iovec){ h, sizeof(h) };
-		for (int i = 0; i < nparts; i++)
-			iov[i + 1] = parts[i];
-		rc = send_all(c, iov, nparts + 1, send_fd);
-		if (rc == 0) {
-			rc = read_resp(c, &s->r);
-			if (rc == 0 && s->r.op == OM_OP_GOAWAY) {
-				/* Not processed: send it again elsewhere. */
-				disconnect(c);
-				continue;
-			}
-			if (rc == 0 && s->r.id != q->id)
-				rc = fail(c, OM_EPROTO, "response for request %u, expected %u", s->r.id, q->id);
-			if (rc == 0)
-				return read_parts(c, s);
-		}
-		if (rc != -OM_EIO)
-			return rc;
-		/* The connection broke with the request unanswered. A refused
-		 * send was not processed and goes again; otherwise the outcome is
-		 * unknown and only a repeatable request goes again, once. */
-		disconnect(c);
-		if (c->refused)
-			continue;
-		if (!retry || lost++)
-			return rc;
-	}
-	return fail(c, OM_EIO, "the daemon keeps going away");
+	xreq_init(&x, q, parts, nparts, send_fd, s);
+	rc = exchange(c, &x, 1);
+	return rc != 0 ? rc : x.rc;
 }
 
 API int
@@ -874,7 +1048,7 @@ om_client_get(om_client_t *c, const char *uri, int mode, unsigned flags, om_obje
 	req_init(c, &q, OM_OP_GET, len);
 	q.flags = (uint32_t)mode | flags;
 	part = (struct iovec){ (void *)uri, len };
-	rc = call(c, &q, &part, 1, -1, true, &s);
+	rc = call(c, &q, &part, 1, -1, &s);
 	if (rc != 0) {
 		sink_release(&s);
 		return rc;
@@ -937,7 +1111,7 @@ om_client_get_buf(om_client_t *c, const char *uri, int mode, void *buf, size_t c
 	req_init(c, &q, OM_OP_GET, ulen);
 	q.flags = (uint32_t)mode;
 	part = (struct iovec){ (void *)uri, ulen };
-	rc = call(c, &q, &part, 1, -1, true, &s);
+	rc = call(c, &q, &part, 1, -1, &s);
 	if (rc == 0 || rc == -OM_ERANGE)
 		info_from(info, &s.r);
 	if (rc == 0 && s.fd >= 0) {
@@ -970,10 +1144,8 @@ API int
 om_client_get_batch(om_client_t *c, unsigned n, const char *const *uris, int mode, unsigned flags,
     om_object_t *objs, int *rcs)
 {
-	uint8_t *hdrs = NULL;
-	size_t *lens = NULL;
-	uint32_t *ids = NULL;
-	unsigned done = 0, tries = 0, goaways = 0;
+	xreq_t *x = NULL;
+	sink_t *s = NULL;
 	int rc = 0;
 
 	if (mode < OM_MODE_AUTO || mode > OM_MODE_SPLICE ||
@@ -993,134 +1165,46 @@ om_client_get_batch(om_client_t *c, unsigned n, const char *const *uris, int mod
 	for (unsigned i = 0; i < n; i++) {
 		memset(&objs[i], 0, sizeof(objs[i]));
 		objs[i].fd = -1;
-		rcs[i] = 1; /* not answered yet */
 	}
-	hdrs = malloc((size_t)n * OM_REQ_HDR_LEN + 1);
-	lens = malloc((size_t)n * sizeof(*lens) + 1);
-	ids = malloc((size_t)n * sizeof(*ids) + 1);
-	if (hdrs == NULL || lens == NULL || ids == NULL) {
+	x = malloc((size_t)n * sizeof(*x) + 1);
+	s = malloc((size_t)n * sizeof(*s) + 1);
+	if (x == NULL || s == NULL) {
 		rc = fail(c, OM_ENOMEM, "out of memory");
+		for (unsigned i = 0; i < n; i++)
+			rcs[i] = rc;
 		goto out;
 	}
 	for (unsigned i = 0; i < n; i++) {
-		int r = check_uri(c, uris[i], &lens[i]);
+		struct iovec part;
+		om_req_t q;
+		size_t len;
+		int r = check_uri(c, uris[i], &len);
 
-		if (r != 0) {
-			rcs[i] = r;
-			done++;
-		}
+		s[i] = (sink_t){ .fd = -1, .want_data = 1, .want_meta = (flags & OM_GET_WANT_META) != 0 };
+		req_init(c, &q, OM_OP_GET, len);
+		q.flags = (uint32_t)mode | flags;
+		part = (struct iovec){ (void *)uris[i], len };
+		xreq_init(&x[i], &q, &part, 1, -1, &s[i]);
+		if (r != 0)
+			x[i].rc = r;
 	}
-	/* Rounds: send a window of requests, read their answers; after a
-	 * GOAWAY or a lost connection, the unanswered ones go again. */
-	while (done < n) {
-		unsigned sent = 0, window, next = 0, got = 0;
-		bool broken = false;
-
-		if (c->fd < 0 || c->goaway) {
-			if ((rc = reconnect(c)) != 0)
-				goto out;
-		}
-		window = c->caps.max_pipeline ? c->caps.max_pipeline : 1;
-		if (window > 64)
-			window = 64;
-		/* i: next request to send; got: answers read this round. */
-		for (unsigned i = 0; i < n || got < sent;) {
-			if (i < n && rcs[i] != 1) {
-				i++;
-				continue;
-			}
-			if (i < n && sent - got < window) {
-				/* As many requests as the window allows, in one send. */
-				struct iovec iov[64];
-				int cnt = 0;
-
-				while (i < n && sent - got < window && cnt < 64) {
-					om_req_t q;
-
-					if (rcs[i] != 1) {
-						i++;
-						continue;
-					}
-					req_init(c, &q, OM_OP_GET, lens[i]);
-					q.flags = (uint32_t)mode | flags;
-					ids[i] = q.id;
-					om_proto_put_req(hdrs + (size_t)i * OM_REQ_HDR_LEN, &q);
-					iov[cnt++] = (struct iovec){ hdrs + (size_t)i * OM_REQ_HDR_LEN, OM_REQ_HDR_LEN };
-					iov[cnt++] = (struct iovec){ (void *)uris[i], lens[i] };
-					sent++;
-					i++;
-				}
-				if (send_all(c, iov, cnt, -1) != 0) {
-					broken = true;
-					break;
-				}
-				continue;
-			}
-			/* Read the answer to the oldest request in flight. */
-			while (next < n && (rcs[next] != 1 || next >= i))
-				next++;
-			if (next >= n)
-				break;
-			{
-				sink_t s = { .fd = -1, .want_data = 1,
-					.want_meta = (flags & OM_GET_WANT_META) != 0 };
-				int r = read_resp(c, &s.r);
-
-				if (r == 0 && s.r.op == OM_OP_GOAWAY) {
-					broken = true;
-					break;
-				}
-				if (r == 0 && s.r.id != ids[next])
-					r = fail(c, OM_EPROTO, "response out of order");
-				if (r == 0 || (r != -OM_EIO && r != -OM_EPROTO))
-					r = r == 0 ? read_parts(c, &s) : r;
-				if (r == -OM_EIO || r == -OM_EPROTO) {
-					sink_release(&s);
-					broken = true;
-					break;
-				}
-				rcs[next] = r;
-				if (r == 0) {
-					objs[next].fd = s.fd;
-					objs[next].data = s.data;
-					objs[next].len = s.r.body_len;
-					objs[next].meta = s.meta;
-					objs[next].meta_len = s.r.meta_len;
-					info_from(&objs[next].info, &s.r);
-				} else {
-					sink_release(&s);
-				}
-				done++;
-				got++;
-				next++;
-			}
-		}
-		if (broken) {
-			bool goaway = c->goaway;
-
-			disconnect(c);
-			for (unsigned i = 0; i < n; i++)
-				c->retries += rcs[i] == 1;
-			/* GOAWAY: the rest was not processed, send it again.
-			 * A lost connection: GETs are safe to repeat, once. */
-			if ((!goaway && tries++ > 0) || (goaway && goaways++ >= 4)) {
-				for (unsigned i = 0; i < n; i++)
-					if (rcs[i] == 1)
-						rcs[i] = -OM_EIO;
-				rc = -OM_EIO;
-				goto out;
-			}
+	rc = exchange(c, x, n);
+	for (unsigned i = 0; i < n; i++) {
+		rcs[i] = x[i].rc;
+		if (rcs[i] == 0) {
+			objs[i].fd = s[i].fd;
+			objs[i].data = s[i].data;
+			objs[i].len = s[i].r.body_len;
+			objs[i].meta = s[i].meta;
+			objs[i].meta_len = s[i].r.meta_len;
+			info_from(&objs[i].info, &s[i].r);
+		} else {
+			sink_release(&s[i]);
 		}
 	}
 out:
-	/* The connection failed (a reconnect, say): what it left unanswered
-	 * gets its code, never the "not answered yet" mark. */
-	for (unsigned i = 0; rc < 0 && i < n; i++)
-		if (rcs[i] == 1)
-			rcs[i] = rc;
-	free(hdrs);
-	free(lens);
-	free(ids);
+	free(x);
+	free(s);
 	return rc;
 }
 
@@ -1150,7 +1234,7 @@ om_client_put(om_client_t *c, const char *uri, const void *data, size_t len,
 	parts[0] = (struct iovec){ (void *)uri, ulen };
 	parts[1] = (struct iovec){ (void *)(opts ? opts->meta : NULL), q.meta_len };
 	parts[2] = (struct iovec){ (void *)data, len };
-	rc = call(c, &q, parts, 3, -1, true, &s);
+	rc = call(c, &q, parts, 3, -1, &s);
 	if (rc == 0)
 		info_from(info, &s.r);
 	sink_release(&s);
@@ -1226,7 +1310,7 @@ om_client_put_fd(om_client_t *c, const char *uri, int fd, uint64_t len, const om
 		return put_fd_bytes(c, uri, fd, len, opts, info);
 	parts[0] = (struct iovec){ (void *)uri, ulen };
 	parts[1] = (struct iovec){ (void *)(opts ? opts->meta : NULL), q.meta_len };
-	rc = call(c, &q, parts, 2, fd, true, &s);
+	rc = call(c, &q, parts, 2, fd, &s);
 	if (rc == 0)
 		info_from(info, &s.r);
 	sink_release(&s);
@@ -1276,7 +1360,7 @@ om_client_put_begin(om_client_t *c, const char *uri, uint64_t len, const om_put_
 		iov[1] = (struct iovec){ (void *)uri, ulen };
 		iov[2] = (struct iovec){ (void *)(opts ? opts->meta : NULL), q.meta_len };
 		c->refused = 0;
-		rc = send_all(c, iov, 3, -1);
+		rc = send_all(c, iov, 3, -1, NULL);
 		if (rc == 0) {
 			c->put_open = 1;
 			c->put_left = len;
@@ -1310,7 +1394,7 @@ om_client_put_write(om_client_t *c, const void *data, size_t len)
 	if (len == 0)
 		return 0;
 	iov = (struct iovec){ (void *)data, len };
-	if ((rc = send_all(c, &iov, 1, -1)) != 0) {
+	if ((rc = send_all(c, &iov, 1, -1, NULL)) != 0) {
 		disconnect(c);
 		return rc;
 	}
@@ -1367,7 +1451,7 @@ simple(om_client_t *c, uint8_t op, const char *uri, unsigned flags, sink_t *s)
 	req_init(c, &q, op, ulen);
 	q.flags = flags;
 	part = (struct iovec){ (void *)uri, ulen };
-	return call(c, &q, &part, uri ? 1 : 0, -1, true, s);
+	return call(c, &q, &part, uri ? 1 : 0, -1, s);
 }
 
 API int

@@ -2,7 +2,8 @@
  * Reloads under load: 20 SIGHUPs while client processes run GET/PUT loops
  * through libobjmapper: zero failed requests, zero wrong bytes, a new
  * generation of workers each time; a broken configuration changes nothing
- * and the daemon keeps answering.
+ * and the daemon keeps answering. Then a storm of SIGHUPs on a loaded
+ * machine while clients run pipelined batches of GETs: none fails either.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -145,11 +146,62 @@ test_reload_under_load(void **state)
 	om_daemon_cleanup(&D);
 }
 
+/*
+ * Batches across a HUP storm on a loaded machine: 120 reloads, half with
+ * the configuration unchanged, half changing the worker count, while four
+ * clients run om_client_get_batch of 32 keys (and some PUTs) and two
+ * processes spin on the CPU. A reload must be as invisible to a batch as
+ * to a single call: no GET of any batch fails, every answer is whole.
+ */
+#define STORM_RELOADS 120
+static void
+test_batches_across_hup_storm(void **state)
+{
+	om_load_result_t res;
+	om_load_t *load;
+	pid_t burn[2];
+	uint64_t ops;
+
+	(void)state;
+	om_daemon_init(&D, 2, NULL);
+	om_daemon_start(&D);
+	assert_int_equal(om_load_preload(D.sock, KEYS), 0);
+	om_load_burn(burn, 2);
+	load = om_load_start_batch(D.sock, 4, KEYS, 5, 32);
+	for (int r = 0; r < STORM_RELOADS; r++) {
+		if (r >= STORM_RELOADS / 2)
+			om_daemon_write_conf(&D, r % 2 ? 2 : 3, NULL);
+		ops = om_load_ops(load);
+		om_daemon_kill(&D, SIGHUP);
+		/* The next reload once the clients have gone on (or 1 s). */
+		for (int t = 0; t < 100 && om_load_ops(load) < ops + 8; t++)
+			usleep(10000);
+	}
+	ops = om_load_ops(load);
+	while (om_load_ops(load) < ops + 50)
+		usleep(5000);
+	om_load_stop(load, &res);
+	om_load_unburn(burn, 2);
+	print_message("%d reloads: %llu batched GETs, %llu PUTs, %llu failed, %llu wrong, "
+	    "%llu re-sent\n", STORM_RELOADS, (unsigned long long)res.gets, (unsigned long long)res.puts,
+	    (unsigned long long)res.failures, (unsigned long long)res.wrong,
+	    (unsigned long long)res.retries_total);
+	if (res.failures || res.wrong)
+		fail_msg("%llu of %llu batched GETs failed, %llu wrong: %s",
+		    (unsigned long long)res.failures, (unsigned long long)res.gets,
+		    (unsigned long long)res.wrong, res.why);
+	assert_true(res.gets > 2000);
+	om_daemon_write_conf(&D, 2, NULL);
+	om_daemon_stop(&D);
+	om_daemon_cleanup(&D);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reload_under_load),
+		cmocka_unit_test(test_batches_across_hup_storm),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

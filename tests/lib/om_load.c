@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +34,8 @@ struct om_load {
 	pid_t pids[MAX_CLIENTS];
 	unsigned n;
 };
+
+#define BATCH_MAX 64
 
 size_t
 om_load_size(unsigned key)
@@ -80,8 +83,79 @@ note(slot_t *s, const char *fmt, const char *a, const char *b)
 		snprintf(s->why, sizeof(s->why), fmt, a, b);
 }
 
+/* Checks one GET's outcome: the object is one whole version of its key. */
 static void
-client_main(shared_t *sh, unsigned id, const char *sock, unsigned nkeys, unsigned put_pct)
+check_get(om_client_t *c, slot_t *s, unsigned key, int rc, om_object_t *o, unsigned char *buf,
+    unsigned char *want)
+{
+	unsigned k = 0, v = 0;
+	const unsigned char *bytes = NULL;
+	char uri[64], meta[64] = "";
+
+	snprintf(uri, sizeof(uri), "/load/%u", key);
+	if (rc != 0) {
+		char m[200];
+
+		s->failures++;
+		snprintf(m, sizeof(m), "%d %s: %s", rc, om_client_strerror(rc), om_client_message(c));
+		note(s, "GET %s: %s", uri, m);
+		return;
+	}
+	if (o->meta_len < sizeof(meta))
+		memcpy(meta, o->meta, o->meta_len);
+	if (sscanf(meta, "key=%u version=%u", &k, &v) != 2 || k != key || o->len != om_load_size(key)) {
+		s->wrong++;
+		note(s, "GET %s: metadata \"%s\"", uri, meta);
+	} else {
+		if (o->fd >= 0) {
+			if (pread(o->fd, buf, o->len, 0) == (ssize_t)o->len)
+				bytes = buf;
+		} else {
+			bytes = o->data;
+		}
+		om_load_fill(want, key, v);
+		if (bytes == NULL || memcmp(bytes, want, o->len) != 0) {
+			s->wrong++;
+			note(s, "GET %s: bytes are not version %s", uri, meta);
+		}
+	}
+	om_object_free(o);
+}
+
+/* One om_client_get_batch of `batch` random keys (repeats allowed),
+ * each answer checked as a single GET's is. */
+static void
+get_batch(om_client_t *c, slot_t *s, uint64_t *rnd, unsigned nkeys, unsigned batch,
+    unsigned char *buf, unsigned char *want)
+{
+	char names[BATCH_MAX][32];
+	const char *uris[BATCH_MAX] = { 0 };
+	unsigned keys[BATCH_MAX];
+	om_object_t objs[BATCH_MAX];
+	int rcs[BATCH_MAX];
+	int rc;
+
+	for (unsigned i = 0; i < batch; i++) {
+		keys[i] = (unsigned)(om_test_rand(rnd) % nkeys);
+		snprintf(names[i], sizeof(names[i]), "/load/%u", keys[i]);
+		uris[i] = names[i];
+	}
+	rc = om_client_get_batch(c, batch, uris, OM_MODE_AUTO, OM_GET_WANT_META, objs, rcs);
+	if (rc != 0) {
+		char m[200];
+
+		snprintf(m, sizeof(m), "%d %s: %s", rc, om_client_strerror(rc), om_client_message(c));
+		note(s, "GET batch: %s%s", m, "");
+	}
+	for (unsigned i = 0; i < batch; i++) {
+		check_get(c, s, keys[i], rcs[i], &objs[i], buf, want);
+		s->gets++;
+	}
+}
+
+static void
+client_main(shared_t *sh, unsigned id, const char *sock, unsigned nkeys, unsigned put_pct,
+    unsigned batch)
 {
 	slot_t *s = &sh->slot[id];
 	uint64_t rnd = 0x9e3779b97f4a7c15ull * (id + 1) ^ (uint64_t)getpid();
@@ -110,43 +184,13 @@ client_main(shared_t *sh, unsigned id, const char *sock, unsigned nkeys, unsigne
 				note(s, "PUT %s: %s", uri, m);
 			}
 			s->puts++;
+		} else if (batch > 0) {
+			get_batch(c, s, &rnd, nkeys, batch, buf, want);
 		} else {
 			om_object_t o;
-			unsigned k = 0, v = 0;
-			const unsigned char *bytes = NULL;
-
 			int rc = om_client_get(c, uri, OM_MODE_AUTO, OM_GET_WANT_META, &o);
 
-			if (rc != 0) {
-				char m[200];
-
-				s->failures++;
-				snprintf(m, sizeof(m), "%d %s: %s", rc, om_client_strerror(rc), om_client_message(c));
-				note(s, "GET %s: %s", uri, m);
-			} else {
-				char meta[64] = "";
-
-				if (o.meta_len < sizeof(meta))
-					memcpy(meta, o.meta, o.meta_len);
-				if (sscanf(meta, "key=%u version=%u", &k, &v) != 2 || k != key ||
-				    o.len != om_load_size(key)) {
-					s->wrong++;
-					note(s, "GET %s: metadata \"%s\"", uri, meta);
-				} else {
-					if (o.fd >= 0) {
-						if (pread(o.fd, buf, o.len, 0) == (ssize_t)o.len)
-							bytes = buf;
-					} else {
-						bytes = o.data;
-					}
-					om_load_fill(want, key, v);
-					if (bytes == NULL || memcmp(bytes, want, o.len) != 0) {
-						s->wrong++;
-						note(s, "GET %s: bytes are not version %s", uri, meta);
-					}
-				}
-				om_object_free(&o);
-			}
+			check_get(c, s, key, rc, &o, buf, want);
 			s->gets++;
 		}
 		s->ops++;
@@ -159,9 +203,16 @@ client_main(shared_t *sh, unsigned id, const char *sock, unsigned nkeys, unsigne
 om_load_t *
 om_load_start(const char *sock, unsigned nclients, unsigned nkeys, unsigned put_pct)
 {
+	return om_load_start_batch(sock, nclients, nkeys, put_pct, 0);
+}
+
+om_load_t *
+om_load_start_batch(const char *sock, unsigned nclients, unsigned nkeys, unsigned put_pct,
+    unsigned batch)
+{
 	om_load_t *l = calloc(1, sizeof(*l));
 
-	assert_true(nclients <= MAX_CLIENTS);
+	assert_true(nclients <= MAX_CLIENTS && batch <= BATCH_MAX);
 	l->sh = mmap(NULL, sizeof(shared_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(l->sh != MAP_FAILED);
 	l->n = nclients;
@@ -169,7 +220,7 @@ om_load_start(const char *sock, unsigned nclients, unsigned nkeys, unsigned put_
 		l->pids[i] = fork();
 		assert_true(l->pids[i] >= 0);
 		if (l->pids[i] == 0)
-			client_main(l->sh, i, sock, nkeys, put_pct);
+			client_main(l->sh, i, sock, nkeys, put_pct, batch);
 	}
 	return l;
 }
@@ -206,4 +257,30 @@ om_load_stop(om_load_t *l, om_load_result_t *res)
 	}
 	munmap(l->sh, sizeof(shared_t));
 	free(l);
+}
+
+void
+om_load_burn(pid_t *pids, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (pids[i] == 0) {
+			volatile uint64_t x = 0;
+
+			/* Dies with the test, whatever becomes of it. */
+			(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+			for (;;)
+				x++;
+		}
+	}
+}
+
+void
+om_load_unburn(const pid_t *pids, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		kill(pids[i], SIGKILL);
+		om_test_wait(pids[i]);
+	}
 }
