@@ -58,6 +58,7 @@
 enum conf_kind {
 	K_UINT,     /* plain decimal in [min, max] */
 	K_SIZE,     /* decimal with an optional K, M, G or T (powers of 1024) */
+	K_SPACE,    /* a K_SIZE, or N% (1..100) of a filesystem: om_conf_space_t */
 	K_DURATION, /* decimal with an optional ms, s, m or h; stored in ms */
 	K_ENUM,     /* one of choices, stored as its index */
 	K_PATH,     /* resolved against the file's directory */
@@ -100,10 +101,12 @@ struct conf_key {
 static const char *const log_targets[] = { "stderr", "syslog", "file", NULL };
 static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
 static const char *const durabilities[] = { "none", "fsync", NULL };
+static const char *const evictions[] = { "lru", "none", NULL };
 _Static_assert(OM_LOG_STDERR == 0 && OM_LOG_SYSLOG == 1 && OM_LOG_FILE == 2, "log_targets");
 _Static_assert(OM_LOG_ERR == 0 && OM_LOG_WARN == 1 && OM_LOG_INFO == 2 &&
     OM_LOG_DEBUG == 3, "log_levels");
 _Static_assert(OM_DURABLE_NONE == 0 && OM_DURABLE_FSYNC == 1, "durabilities");
+_Static_assert(OM_EVICTION_LRU == 0 && OM_EVICTION_NONE == 1, "evictions");
 
 static const struct conf_key daemon_keys[] = {
 	{ "workers", K_WORKERS, 0, C(daemon.workers), 1, OM_CONF_WORKERS_MAX, NULL },
@@ -133,13 +136,15 @@ static const struct conf_key index_keys[] = {
 
 static const struct conf_key memory_keys[] = {
 	{ "path", K_PATH, 0, C(memory.path), 0, 0, NULL },
-	{ "size", K_SIZE, 0, C(memory.size), 0, UINT64_MAX, NULL },
+	{ "size", K_SPACE, 0, C(memory.size), 0, UINT64_MAX, NULL },
+	{ "reserve", K_SPACE, 0, C(memory.reserve), 0, UINT64_MAX, NULL },
 	{ NULL, 0, 0, 0, 0, 0, 0, NULL },
 };
 
 static const struct conf_key persistent_keys[] = {
 	{ "path", K_PATH, 0, C(persistent.path), 0, 0, NULL },
-	{ "size", K_SIZE, 0, C(persistent.size), 0, UINT64_MAX, NULL },
+	{ "size", K_SPACE, 0, C(persistent.size), 0, UINT64_MAX, NULL },
+	{ "reserve", K_SPACE, 0, C(persistent.reserve), 0, UINT64_MAX, NULL },
 	{ "durability", K_ENUM, 0, C(persistent.durability), 0, 0, durabilities },
 	{ NULL, 0, 0, 0, 0, 0, 0, NULL },
 };
@@ -151,6 +156,7 @@ static const struct conf_key cache_keys[] = {
 	{ "evict_samples", K_UINT, 0, C(cache.evict_samples), 1, 64, NULL },
 	{ "max_metadata", K_UINT, 0, C(cache.max_metadata), 0, OM_STORE_META_MAX, NULL },
 	{ "open_files", K_UINT, 0, C(cache.open_files), 16, 1u << 24, NULL },
+	{ "eviction", K_ENUM, 0, C(cache.eviction), 0, 0, evictions },
 	{ NULL, 0, 0, 0, 0, 0, 0, NULL },
 };
 
@@ -170,6 +176,7 @@ static const struct conf_key listen_keys[] = {
 	{ "allow_write", K_ACL, 0, L(allow_write), 0, 0, NULL },
 	{ "idle_timeout", K_DURATION, KEY_STREAM, L(idle_timeout_ms), 0, 24 * HOUR_MS, NULL },
 	{ "request_timeout", K_DURATION, KEY_STREAM, L(request_timeout_ms), 0, HOUR_MS, NULL },
+	{ "min_rate", K_SIZE, KEY_STREAM, L(min_rate), 1024, 1u << 30, NULL },
 	{ "max_object_size", K_SIZE, 0, L(max_object_size), 0, UINT64_MAX, NULL },
 	{ "max_pipeline", K_UINT, KEY_STREAM, L(max_pipeline), 1, 65536, NULL },
 	{ "max_buffer", K_SIZE, KEY_STREAM, L(max_buffer), 64u << 10, 1u << 30, NULL },
@@ -812,6 +819,37 @@ conf_set(struct parse *p, const struct conf_key *k, void *base, const char *v)
 			return;
 		}
 		goto range;
+	case K_SPACE: {
+		om_conf_space_t *sp = (om_conf_space_t *)(void *)((char *)base + k->off);
+		size_t len = strlen(v);
+
+		OM_ASSERT(k->size == sizeof(*sp));
+		if (len > 1 && v[len - 1] == '%') {
+			char num[24];
+
+			if (len - 1 >= sizeof(num) || (memcpy(num, v, len - 1), num[len - 1] = '\0',
+			    parse_uint(num, &n)) != 0 || n < 1 || n > 100) {
+				key_fail(p, k->name, -EINVAL, "\"%s\" is not a share of the filesystem "
+				    "(1%% to 100%%)", v);
+				return;
+			}
+			sp->bytes = 0;
+			sp->pct = (unsigned)n;
+			return;
+		}
+		if ((rc = parse_size(v, &n)) == -EINVAL) {
+			key_fail(p, k->name, -EINVAL, "\"%s\" is not a size (a number with an optional K, "
+			    "M, G or T, or a share of the filesystem such as 50%%)", v);
+			return;
+		}
+		if (rc < 0) {
+			range_fail(p, k, v);
+			return;
+		}
+		sp->bytes = n;
+		sp->pct = 0;
+		return;
+	}
 	case K_DURATION:
 		if ((rc = parse_duration(v, &n)) == -EINVAL) {
 			key_fail(p, k->name, -EINVAL,
@@ -900,6 +938,7 @@ listener_init(om_conf_listen_t *l, const char *name, unsigned line)
 	(void)parse_address(l->address, l->addr, &l->family);
 	l->idle_timeout_ms = 60 * 1000;
 	l->request_timeout_ms = 10 * 1000;
+	l->min_rate = 256u << 10;
 	l->max_object_size = 0;
 	l->max_pipeline = 128;
 	l->max_buffer = 4u << 20;
@@ -1273,11 +1312,13 @@ conf_defaults(om_conf_t *c)
 	c->index.atime_res_ms = 500;
 
 	snprintf(c->memory.path, sizeof(c->memory.path), "%s", "/run/objmapper/memory");
-	c->memory.size = (uint64_t)256 << 20;
+	c->memory.size = (om_conf_space_t){ 0, 50 };
+	c->memory.reserve = (om_conf_space_t){ 0, 5 };
 
 	snprintf(c->persistent.path, sizeof(c->persistent.path), "%s",
 	    "/var/lib/objmapper/objects");
-	c->persistent.size = 0;
+	c->persistent.size = (om_conf_space_t){ 0, 0 };
+	c->persistent.reserve = (om_conf_space_t){ 0, 5 };
 	c->persistent.durability = OM_DURABLE_NONE;
 
 	c->cache.interval_ms = 1000;
@@ -1286,6 +1327,7 @@ conf_defaults(om_conf_t *c)
 	c->cache.evict_samples = 16;
 	c->cache.max_metadata = OM_STORE_META_MAX;
 	c->cache.open_files = 1024;
+	c->cache.eviction = OM_EVICTION_LRU;
 }
 
 /* The real path of the directory that holds the file. */

@@ -36,6 +36,18 @@ typedef struct {
 	gid_t gid;
 } om_conf_owner_t;
 
+/* A size that is bytes, or with pct set (1..100) that share of the
+ * filesystem that holds the directory. */
+typedef struct {
+	uint64_t bytes;
+	unsigned pct;
+} om_conf_space_t;
+
+enum om_conf_eviction {
+	OM_EVICTION_LRU = 0,  /* full tiers and a full index evict the least recently used */
+	OM_EVICTION_NONE = 1, /* never: a PUT that does not fit is refused (NO_SPACE) */
+};
+
 enum om_conf_listen_type {
 	OM_CONF_LISTEN_UNIX = 1,
 	OM_CONF_LISTEN_TCP = 2,
@@ -93,6 +105,7 @@ typedef struct {
 	/* limits */
 	uint32_t idle_timeout_ms;                 /* default 60s, 0 = none */
 	uint32_t request_timeout_ms;              /* default 10s, 0 = none */
+	uint64_t min_rate;                        /* bytes/s; default 256K */
 	uint64_t max_object_size;                 /* bytes; 0 = the tiers' sizes */
 	uint32_t max_pipeline;                    /* requests in flight; default 128 */
 	uint64_t max_buffer;                      /* queued output bytes; default 4M */
@@ -133,12 +146,14 @@ typedef struct {
 
 	struct {
 		char path[PATH_MAX];
-		uint64_t size;                        /* bytes; 0 = no limit */
+		om_conf_space_t size;                 /* default 50%; 0 = no limit of its own */
+		om_conf_space_t reserve;              /* default 5% */
 	} memory;
 
 	struct {
 		char path[PATH_MAX];
-		uint64_t size;                        /* bytes; 0 = no limit */
+		om_conf_space_t size;                 /* default 0 = no limit of its own */
+		om_conf_space_t reserve;              /* default 5% */
 		enum om_durability durability;
 	} persistent;
 
@@ -149,6 +164,7 @@ typedef struct {
 		uint32_t evict_samples;
 		uint32_t max_metadata;                /* bytes; 0 = PUTs carry no metadata */
 		uint32_t open_files;                  /* descriptors cached per worker */
+		enum om_conf_eviction eviction;       /* default OM_EVICTION_LRU */
 	} cache;
 
 	unsigned nlisten;                         /* at least 1 */

@@ -286,10 +286,13 @@ stripe_unlock(ix_stripe_sh_t *st)
  * Takes a block for a URI of `len` bytes (a free one of exactly that size,
  * else a new one from the arena) and records it in st->pending_new, all in
  * one log: if the caller dies before linking it, the stripe's repair frees
- * it.
+ * it. A replace frees a block as soon as it has linked the new one, so it
+ * may take one beyond the capacity: a full index still takes new versions
+ * of what it holds (the linked blocks never exceed the capacity; the
+ * allocated ones by at most one per stripe).
  */
 static int
-block_alloc(om_index_t *ix, ix_stripe_sh_t *st, size_t len, uint32_t *out)
+block_alloc(om_index_t *ix, ix_stripe_sh_t *st, size_t len, bool replacing, uint32_t *out)
 {
 	ix_header_sh_t *h = ix->h;
 	uint32_t units = block_units(len), off, bump;
@@ -297,7 +300,7 @@ block_alloc(om_index_t *ix, ix_stripe_sh_t *st, size_t len, uint32_t *out)
 	int rc = 0;
 
 	alloc_lock(ix);
-	if (OM_LOAD(&h->live) >= ix->capacity) {
+	if (OM_LOAD(&h->live) >= ix->capacity + (replacing ? ix->smask + 1 : 0)) {
 		rc = -ENOSPC;
 		goto out;
 	}
@@ -688,7 +691,7 @@ om_index_put(om_index_t *ix, const void *uri, size_t len, const om_ix_obj_t *obj
 		goto out;
 	}
 
-	rc = block_alloc(ix, st, len, &off_new);
+	rc = block_alloc(ix, st, len, link != NULL, &off_new);
 	if (rc != 0)
 		goto out;
 	HOOK(ix);
@@ -1136,6 +1139,12 @@ uint32_t
 om_index_hits_max(const om_index_t *ix)
 {
 	return ix->hits_max;
+}
+
+uint32_t
+om_index_capacity(const om_index_t *ix)
+{
+	return ix->capacity;
 }
 
 uint32_t

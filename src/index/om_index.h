@@ -189,6 +189,8 @@ void om_index_reserve_ids(om_index_t *ix, uint64_t next);
 
 void om_index_usage(om_index_t *ix, om_ix_usage_t *u);
 uint32_t om_index_max_uri(const om_index_t *ix);
+/* Objects the index can hold. */
+uint32_t om_index_capacity(const om_index_t *ix);
 
 /* Bytes of index memory an object costs: block header + URI rounded up
  * to 16 + its share of the bucket array. */

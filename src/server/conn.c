@@ -599,7 +599,8 @@ put_done(conn_t *c, const om_req_t *q, int rc, const om_ix_obj_t *obj)
 			respond_err(c, q, OM_STATUS_SHORT_BODY, "the descriptor holds fewer than %llu bytes",
 			    (unsigned long long)q->body_len);
 		else
-			respond_err(c, q, status_of(rc), "PUT failed: %s", om_strerror(rc));
+			respond_err(c, q, status_of(rc), "PUT failed: %s", om_store_why(c->w->srv->st)[0] ?
+			    om_store_why(c->w->srv->st) : om_strerror(rc));
 		if (status_of(rc) == OM_STATUS_INTERNAL)
 			om_log_err(-rc, "PUT failed");
 		return;
@@ -736,9 +737,11 @@ do_simple(conn_t *c, const om_req_t *q, const uint8_t *uri)
 		int rc = om_store_delete(c->w->srv->st, uri, q->uri_len);
 
 		if (rc != 0) {
-			respond_err(c, q, status_of(rc), "%s: %s",
+			const char *why = om_store_why(c->w->srv->st);
+
+			respond_err(c, q, status_of(rc), "%s: %s%s%s",
 			    rc == -ENOENT ? "no such object" : "cannot delete",
-			    shown(uri, q->uri_len, ub, sizeof(ub)));
+			    shown(uri, q->uri_len, ub, sizeof(ub)), why[0] ? ": " : "", why);
 			return;
 		}
 	} else if (q->op == OM_OP_STATS) {
@@ -1144,8 +1147,11 @@ read_in(conn_t *c, bool *drained)
 	}
 	OM_STORE(&stats->bytes_in, stats->bytes_in + (uint64_t)n);
 	c->active_ms = om_clock_ms();
-	if (c->req_start_ms == 0)
+	if (c->req_start_ms == 0) {
 		c->req_start_ms = c->active_ms;
+		c->req_bytes = 0;
+	}
+	c->req_bytes += (uint64_t)n;
 	c->in_len += (size_t)n;
 	return (int)n;
 }
@@ -1311,10 +1317,13 @@ process_tracked(conn_t *c)
 	uint64_t before = c->frames;
 	bool more = process(c);
 
-	if (c->state == ST_HEADER && c->in_off == c->in_len)
+	if (c->state == ST_HEADER && c->in_off == c->in_len) {
 		c->req_start_ms = 0;
-	else if (c->frames != before || c->req_start_ms == 0)
+	} else if (c->frames != before || c->req_start_ms == 0) {
+		/* What is left in the buffer belongs to the next request. */
 		c->req_start_ms = om_clock_ms();
+		c->req_bytes = c->in_len - c->in_off;
+	}
 	return more;
 }
 
@@ -1457,18 +1466,17 @@ conn_tick(conn_t *c, uint64_t now)
 			conn_close(c);
 		return;
 	}
-	/* A request must arrive in full in time; a PUT's bytes get a second
-	 * more per 256 KiB. Not while we are the ones not reading. */
+	/* A request must arrive in full in time, and the time grows by a
+	 * second per min_rate bytes that arrived (what the client sent, not
+	 * what it announced: a client that trickles is cut after about
+	 * request_timeout). Not while we are the ones not reading. */
 	if (ls->request_timeout_ms && c->req_start_ms && !held) {
-		uint64_t body = c->state == ST_BODY ? c->req.body_len :
-		    c->state == ST_SKIP || c->state == ST_HTTP_BODY ? c->left :
-		    c->state == ST_HTTP_CHUNKED ? c->left + (1u << 18) : 0;
-		uint64_t limit = ls->request_timeout_ms + (body >> 18) * 1000;
+		uint64_t limit = ls->request_timeout_ms + c->req_bytes * 1000 / (ls->min_rate ? ls->min_rate : 1);
 
 		if (now - c->req_start_ms > limit) {
 			OM_STORE(&stats->timeouts_request, stats->timeouts_request + 1);
-			snprintf(why, sizeof(why), "request not received in full within %llu ms",
-			    (unsigned long long)limit);
+			snprintf(why, sizeof(why), "request timeout: not received in full within %llu ms "
+			    "(%llu bytes arrived)", (unsigned long long)limit, (unsigned long long)c->req_bytes);
 			close_with(c, OM_STATUS_BAD_REQUEST, why);
 			return;
 		}

@@ -86,6 +86,7 @@ struct conn {
 	enum om_access access;
 	uint64_t active_ms;       /* last byte read or written */
 	uint64_t req_start_ms;    /* the request being received began (0: none) */
+	uint64_t req_bytes;       /* bytes read since then, for min_rate */
 	uint64_t frames;          /* requests received whole */
 	bool dgram;               /* a UDP listener's pseudo-connection */
 	bool dgram_done;          /* its datagram's request was taken */

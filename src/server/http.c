@@ -380,6 +380,15 @@ drop:
 
 /* ---- PUT --------------------------------------------------------------- */
 
+/* The store's own sentence for its refusals ("index full: capacity 8"). */
+static const char *
+store_msg(const conn_t *c, int rc)
+{
+	const char *why = om_store_why(c->w->srv->st);
+
+	return why[0] ? why : om_strerror(rc);
+}
+
 static int
 status_of_store(int rc)
 {
@@ -454,7 +463,7 @@ put_finish(conn_t *c)
 	c->frames++;
 	if (rc != 0) {
 		reply(c, OM_HTTP_PUT, status_of_store(rc), c->http.close, NULL, "PUT failed: %s",
-		    om_strerror(rc));
+		    store_msg(c, rc));
 		if (status_of_store(rc) == 500)
 			om_log_err(-rc, "PUT failed");
 		return;
@@ -517,7 +526,7 @@ do_put(conn_t *c, const om_http_req_t *r, bool bye)
 	if ((rc = om_store_put_begin(st, r->path.p, r->path.n, &a, &c->txn)) != 0) {
 		c->txn = NULL;
 		reply(c, r->method, status_of_store(rc), body || bye, NULL, "PUT failed: %s",
-		    om_strerror(rc));
+		    store_msg(c, rc));
 		return;
 	}
 	c->http.close = bye;
@@ -555,7 +564,7 @@ put_body(conn_t *c)
 		if (have == 0)
 			return false;
 		if ((rc = body_write(c)) != 0) {
-			put_fail(c, status_of_store(rc), om_strerror(rc));
+			put_fail(c, status_of_store(rc), store_msg(c, rc));
 			return true;
 		}
 		if (c->left == 0)
@@ -583,7 +592,7 @@ put_body(conn_t *c)
 			if (rc == -EFBIG)
 				put_fail(c, 413, "the chunked body exceeds the object size limit");
 			else
-				put_fail(c, status_of_store(rc), om_strerror(rc));
+				put_fail(c, status_of_store(rc), store_msg(c, rc));
 			return true;
 		}
 		consume(c, (size_t)k);
@@ -609,7 +618,7 @@ do_delete(conn_t *c, const om_http_req_t *r, bool bye)
 		reply(c, r->method, 404, bye, NULL, "no such object: %s",
 		    shown((const uint8_t *)r->path.p, r->path.n, ub, sizeof(ub)));
 	else if (rc != 0)
-		reply(c, r->method, status_of_store(rc), bye, NULL, "cannot delete: %s", om_strerror(rc));
+		reply(c, r->method, status_of_store(rc), bye, NULL, "cannot delete: %s", store_msg(c, rc));
 	else
 		reply(c, r->method, 204, bye, NULL, NULL);
 }

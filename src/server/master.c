@@ -109,8 +109,11 @@ listener_same(const om_listener_t *l, const om_conf_listen_t *cl)
 static uint64_t
 max_object(const om_conf_t *conf, const om_conf_listen_t *cl)
 {
-	uint64_t a = conf->memory.size, b = conf->persistent.size;
-	uint64_t tiers = (a == 0 || b == 0) ? 0 : a > b ? a : b;
+	/* Shares of a filesystem and filesystems' sizes are the store's to
+	 * resolve (TOO_LARGE at the PUT): HELLO gives only sizes in bytes. */
+	uint64_t a = conf->memory.size.bytes, b = conf->persistent.size.bytes;
+	uint64_t tiers = (a == 0 || b == 0 || conf->memory.size.pct || conf->persistent.size.pct) ? 0 :
+	    a > b ? a : b;
 
 	if (cl->max_object_size == 0)
 		return tiers;
@@ -147,6 +150,7 @@ listener_apply(om_listener_t *l, const om_conf_t *conf, const om_conf_listen_t *
 	l->allow_write = cl->allow_write;
 	l->idle_timeout_ms = cl->idle_timeout_ms;
 	l->request_timeout_ms = cl->request_timeout_ms;
+	l->min_rate = cl->min_rate;
 	l->max_object = max_object(conf, cl);
 	l->max_pipeline = cl->max_pipeline;
 	l->max_buffer = cl->max_buffer;
@@ -628,9 +632,16 @@ store_params(const om_conf_t *conf, om_store_params_t *p)
 {
 	memset(p, 0, sizeof(*p));
 	p->mem.path = conf->memory.path;
-	p->mem.limit = conf->memory.size;
+	p->mem.limit = conf->memory.size.bytes;
+	p->mem.limit_pct = conf->memory.size.pct;
+	p->mem.reserve = conf->memory.reserve.bytes;
+	p->mem.reserve_pct = conf->memory.reserve.pct;
 	p->disk.path = conf->persistent.path;
-	p->disk.limit = conf->persistent.size;
+	p->disk.limit = conf->persistent.size.bytes;
+	p->disk.limit_pct = conf->persistent.size.pct;
+	p->disk.reserve = conf->persistent.reserve.bytes;
+	p->disk.reserve_pct = conf->persistent.reserve.pct;
+	p->no_evict = conf->cache.eviction == OM_EVICTION_NONE;
 	p->durability = conf->persistent.durability;
 	p->promote_hits = conf->cache.promote_hits;
 	p->promote_max_size = conf->cache.promote_max_size;
@@ -696,7 +707,19 @@ reload(master_t *m)
 		    om_index_hits_max(m->srv.ix), om_index_hits_max(m->srv.ix));
 		nc->cache.promote_hits = om_index_hits_max(m->srv.ix);
 	}
+	/* The store checks the new tiers' sizes against their filesystems (a
+	 * share of a filesystem without a size is refused) and takes them
+	 * only if they are good. */
+	store_params(nc, &sp);
+	if (om_store_reconfigure(m->srv.st, &sp, err, sizeof(err)) != 0) {
+		om_log_err(0, "reload failed: %s; the running configuration stays", err);
+		OM_STORE(&ms->reload_failures, ms->reload_failures + 1);
+		om_conf_free(nc);
+		return;
+	}
 	if (listeners_build(m, nc, ls, err, sizeof(err)) != 0) {
+		store_params(oc, &sp);
+		(void)om_store_reconfigure(m->srv.st, &sp, err, sizeof(err));
 		om_log_err(0, "reload failed: %s; the running configuration stays", err);
 		OM_STORE(&ms->reload_failures, ms->reload_failures + 1);
 		om_conf_free(nc);
@@ -709,8 +732,6 @@ reload(master_t *m)
 	} else if (m->foreground) {
 		om_log_set_level((int)nc->log.level);
 	}
-	store_params(nc, &sp);
-	om_store_reconfigure(m->srv.st, &sp);
 	m->conf = nc;
 	m->srv.conf = nc;
 	om_conf_free(oc);

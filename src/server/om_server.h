@@ -48,6 +48,7 @@ typedef struct {
 	om_conf_acl_list_t allow_write;
 	uint32_t idle_timeout_ms;
 	uint32_t request_timeout_ms;
+	uint64_t min_rate;    /* bytes/s: request_timeout grows 1 s per min_rate bytes read */
 	uint64_t max_object;  /* 0 = only the tiers limit it */
 	uint32_t max_pipeline;
 	uint64_t max_buffer;

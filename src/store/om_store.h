@@ -30,9 +30,17 @@ enum om_durability {
 	OM_DURABLE_FSYNC,
 };
 
+/*
+ * A tier's directory and its space. limit and reserve are each either
+ * bytes or, with *_pct set (1..100), that share of the filesystem's size,
+ * resolved whenever the space is looked at (a tmpfs can be resized).
+ */
 typedef struct {
-	const char *path; /* directory; created (one level) if missing */
-	uint64_t limit;   /* bytes; 0 = no limit */
+	const char *path;     /* directory; created (one level) if missing */
+	uint64_t limit;       /* bytes; 0 = no limit of its own */
+	unsigned limit_pct;   /* or this share of the filesystem; 0 = bytes */
+	uint64_t reserve;     /* bytes kept free on the filesystem */
+	unsigned reserve_pct; /* or this share of it; 0 = bytes */
 } om_tier_params_t;
 
 /* Largest metadata blob stored with an object (an HTTP cache's headers). */
@@ -48,6 +56,7 @@ typedef struct {
 	uint32_t max_meta;         /* 0 = OM_STORE_META_MAX */
 	unsigned proc_slot;        /* this process's slot in the index segment */
 	int no_tmpfile;            /* publish through temporary names even if O_TMPFILE works */
+	int no_evict;              /* never evict: a full tier or index refuses the PUT */
 	int set_owner;             /* make the tiers (directories, and object files at
 	                            * rebuild) belong to owner_uid:owner_gid */
 	uid_t owner_uid;
@@ -56,7 +65,6 @@ typedef struct {
 
 /* PUT flags */
 #define OM_STORE_EPHEMERAL 0x1u /* memory tier only, dropped when evicted */
-#define OM_STORE_EVICT     0x2u /* if the index is full, evict LRU objects to make room */
 #define OM_STORE_SIZE_OPEN 0x4u /* size is only a bound: the object is what was written
                                  * by the commit (room is made then) */
 
@@ -114,9 +122,24 @@ typedef struct {
 	uint64_t promote_failed;
 } om_maint_stats_t;
 
+/*
+ * A tier's space at one moment. What a PUT may take follows from it:
+ * an object larger than max is refused at once (-EFBIG), and one larger
+ * than what evicting every object of the tier could free is refused
+ * without evicting anything (-ENOSPC). See om_store_room.
+ */
+typedef struct {
+	uint64_t fs_size; /* bytes of the tier's filesystem; 0: it reports none (ramfs) */
+	uint64_t fs_free; /* bytes of it an unprivileged writer may still use */
+	uint64_t limit;   /* the tier's own limit; UINT64_MAX = none */
+	uint64_t reserve; /* bytes kept free on the filesystem */
+	uint64_t used;    /* bytes of the tier's objects */
+	uint64_t max;     /* the largest object the tier can ever hold */
+} om_space_t;
+
 typedef struct {
 	uint64_t used[2];   /* bytes per tier (memory: ephemeral + copies) */
-	uint64_t limit[2];
+	uint64_t limit[2];  /* resolved; 0 = none */
 	uint64_t objects;
 	uint64_t copies;
 	uint64_t ephemeral;
@@ -132,8 +155,9 @@ void om_store_close(om_store_t *st);
  * counters live there. */
 void om_store_set_slot(om_store_t *st, unsigned slot);
 /* Takes new limits and policies (a reload); paths cannot change. A
- * promotion threshold above what the index counts is lowered to it. */
-void om_store_reconfigure(om_store_t *st, const om_store_params_t *p);
+ * promotion threshold above what the index counts is lowered to it. 0, or
+ * -errno with a message in err (and nothing changed). */
+int om_store_reconfigure(om_store_t *st, const om_store_params_t *p, char *err, size_t errlen);
 /* Bytes of a process slot the store uses (the rest is the caller's), and
  * the counters of another process's slot (for STATS). */
 size_t om_store_proc_bytes(void);
@@ -142,14 +166,24 @@ const om_store_stats_t *om_store_slot_stats(om_store_t *st, unsigned slot);
 /* Rebuilds an empty index from the files in both tiers. */
 int om_store_rebuild(om_store_t *st, om_rebuild_stats_t *rs);
 
+/* The space of a tier now (one statvfs). 0 or -errno. */
+int om_store_space(om_store_t *st, int tier, om_space_t *sp);
+/* Bytes a new object could take in the tier now, evicting every object of
+ * it if need be (and if the store may evict); never more than sp->max. */
+uint64_t om_store_room(const om_store_t *st, const om_space_t *sp);
+
 /*
  * PUT in steps, for callers that receive the bytes piecewise:
- * begin (makes room, opens an unlinked file), write / copy (any mix, in
- * order), commit (publishes atomically, then swaps the index entry) or
- * abort. The size is declared up front and checked at commit.
+ * begin (checks that the object can fit, opens an unlinked file),
+ * write / copy (any mix, in order), commit (makes room under the tier's
+ * limit, publishes atomically, then swaps the index entry) or abort. The
+ * size is declared up front and checked at commit. Nothing is evicted
+ * and no space is held for bytes that have not arrived: an unfinished PUT
+ * holds what it has written (see docs/ARCHITECTURE.md, "Space").
  * Errors: -EINVAL, -ENAMETOOLONG (URI), -EMSGSIZE (metadata), -EFBIG
- * (larger than the tier), -ENOSPC (tier or index full), others from the
- * kernel.
+ * (larger than the tier can ever hold), -ENOSPC (no room even after
+ * eviction, or the index is full), others from the kernel. After -EFBIG
+ * and -ENOSPC, om_store_why says which limit in a sentence.
  */
 int om_store_put_begin(om_store_t *st, const void *uri, size_t len,
     const om_put_args_t *a, om_put_txn_t **out);
@@ -208,6 +242,9 @@ int om_store_reclaim_slot(om_store_t *st, unsigned slot);
 
 void om_store_usage(om_store_t *st, om_store_usage_t *u);
 const om_store_stats_t *om_store_stats(const om_store_t *st);
+/* Why this handle's last PUT or DELETE failed, in a sentence ("index
+ * full: capacity 8"), or "" if it did not say. */
+const char *om_store_why(const om_store_t *st);
 /* Object file name relative to its tier ("ab/00000000000012ab"). */
 void om_store_object_name(uint64_t id, char *buf, size_t n);
 const char *om_store_tier_path(const om_store_t *st, int tier);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@ struct om_put_txn {
 	uint64_t id;
 	uint64_t size;
 	uint64_t written;
+	uint64_t room_to;  /* room on the filesystem checked up to here */
 	uint64_t crc_upto; /* bytes covered by crc */
 	uint64_t evicted;  /* bytes evicted because the filesystem was full */
 	unsigned evictions;
@@ -63,23 +65,30 @@ om_store_open_obj(om_store_t *st, int tier, uint64_t id)
 	return fd >= 0 ? fd : -errno;
 }
 
-int
-om_store_unlink_obj(om_store_t *st, int tier, uint64_t id)
+/*
+ * Removes an object file: 0, -ENOENT if there was none, or -errno if it
+ * could be neither unlinked nor moved to tmp/ (a read-only filesystem).
+ * Every object file the store removes goes through here, so that every
+ * descriptor cache hears of it.
+ */
+static int
+drop_file(om_store_t *st, int tier, uint64_t id, int *err)
 {
 	om_tier_t *t = &st->tier[tier];
 	char name[OM_NAME_MAX], aside[48];
-	int e;
+	int e = 0;
 
 	om_store_object_name(id, name, sizeof(name));
 	/* Whatever becomes of the file, descriptors of it are not wanted. */
 	om_index_note_drop(st->ix, OM_STORE_DROP_KEY(tier, id));
 	for (int tries = 0; tries < 8; tries++) {
-		if (unlinkat(t->dirfd, name, 0) == 0 || errno == ENOENT)
+		if (unlinkat(t->dirfd, name, 0) == 0)
 			return 0;
-		if (errno != EINTR)
+		if ((e = errno) != EINTR)
 			break;
 	}
-	e = errno;
+	if (e == ENOENT)
+		return -ENOENT;
 	/*
 	 * The file must not outlive its entry where a rebuild would find it:
 	 * a deleted object would come back at the next start (and a PUT
@@ -92,9 +101,23 @@ om_store_unlink_obj(om_store_t *st, int tier, uint64_t id)
 		    t->path, name, t->path, aside);
 		return 0;
 	}
-	om_log_err(e, "store: unlinkat(\"%s/%s\") failed, and so did moving it to tmp/ (%s); the object "
-	    "may come back at the next start", t->path, name, om_strerror(-errno));
+	*err = errno;
 	return -e;
+}
+
+int
+om_store_unlink_obj(om_store_t *st, int tier, uint64_t id)
+{
+	char name[OM_NAME_MAX];
+	int rc, e2 = 0;
+
+	if ((rc = drop_file(st, tier, id, &e2)) == -ENOENT)
+		return 0;
+	om_store_object_name(id, name, sizeof(name));
+	if (rc != 0)
+		om_log_err(-rc, "store: unlinkat(\"%s/%s\") failed, and so did moving it to tmp/ (%s); "
+		    "the object may come back at the next start", st->tier[tier].path, name, om_strerror(-e2));
+	return rc;
 }
 
 static om_store_proc_sh_t *
@@ -183,6 +206,36 @@ tier_chown(om_tier_t *t, const om_store_params_t *p, char *err, size_t errlen)
 	return 0;
 }
 
+static void
+tier_set_space(om_tier_t *t, const om_tier_params_t *tp)
+{
+	t->limit = tp->limit;
+	t->limit_pct = tp->limit_pct;
+	t->reserve = tp->reserve;
+	t->reserve_pct = tp->reserve_pct;
+}
+
+/* A filesystem that reports no size (ramfs) has no share to take and
+ * bounds nothing: such a tier needs its limit in bytes. */
+static int
+tier_check_space(const om_tier_t *t, char *err, size_t errlen)
+{
+	struct statvfs v;
+
+	if (fstatvfs(t->dirfd, &v) != 0) {
+		int rc = -errno;
+
+		snprintf(err, errlen, "%s tier: statvfs(\"%s\") failed: %s", t->name, t->path, om_strerror(rc));
+		return rc;
+	}
+	if (v.f_blocks == 0 && (t->limit_pct || t->reserve_pct || t->limit == 0)) {
+		snprintf(err, errlen, "%s tier: the filesystem of \"%s\" reports no size (ramfs?): its size "
+		    "must be given in bytes, and its reserve too", t->name, t->path);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int
 tier_open(om_tier_t *t, const char *name, const om_tier_params_t *tp, int no_tmpfile,
     char *err, size_t errlen)
@@ -192,7 +245,11 @@ tier_open(om_tier_t *t, const char *name, const om_tier_params_t *tp, int no_tmp
 
 	t->dirfd = -1;
 	t->name = name;
-	t->limit = tp->limit;
+	tier_set_space(t, tp);
+	if (tp->limit_pct > 100 || tp->reserve_pct > 100) {
+		snprintf(err, errlen, "%s tier: a share of the filesystem above 100%%", name);
+		return -EINVAL;
+	}
 	if (tp->path == NULL || tp->path[0] == '\0') {
 		snprintf(err, errlen, "%s tier: no path configured", name);
 		return -EINVAL;
@@ -212,6 +269,8 @@ tier_open(om_tier_t *t, const char *name, const om_tier_params_t *tp, int no_tmp
 		snprintf(err, errlen, "%s tier: open(\"%s\") failed: %s", name, t->path, om_strerror(rc));
 		return rc;
 	}
+	if ((rc = tier_check_space(t, err, errlen)) != 0)
+		return rc;
 	/* One daemon per tier: a second one would corrupt the first's view. */
 	if (flock(t->dirfd, LOCK_EX | LOCK_NB) != 0) {
 		rc = -errno;
@@ -302,11 +361,11 @@ om_store_open(const om_store_params_t *p, om_index_t *ix, om_store_t **out,
 	st->ix = ix;
 	st->durability = p->durability;
 	st->promote_hits = p->promote_hits;
-	st->promote_max_size = p->promote_max_size ? p->promote_max_size :
-	    (p->mem.limit ? p->mem.limit / 4 : UINT64_MAX);
+	st->promote_max_size = p->promote_max_size; /* 0: a quarter of the memory tier's limit */
 	st->evict_samples = p->evict_samples ? p->evict_samples : 16;
 	st->max_meta = p->max_meta ? p->max_meta : OM_STORE_META_MAX;
 	st->slot = p->proc_slot;
+	st->no_evict = p->no_evict;
 	bind_stats(st);
 
 	if ((rc = tier_open(&st->tier[OM_TIER_MEM], "memory", &p->mem, p->no_tmpfile, err, errlen)) != 0)
@@ -345,18 +404,26 @@ om_store_set_slot(om_store_t *st, unsigned slot)
 	bind_stats(st);
 }
 
-void
-om_store_reconfigure(om_store_t *st, const om_store_params_t *p)
+int
+om_store_reconfigure(om_store_t *st, const om_store_params_t *p, char *err, size_t errlen)
 {
-	st->tier[OM_TIER_MEM].limit = p->mem.limit;
-	st->tier[OM_TIER_DISK].limit = p->disk.limit;
+	om_tier_t mem = st->tier[OM_TIER_MEM], disk = st->tier[OM_TIER_DISK];
+	int rc;
+
+	tier_set_space(&mem, &p->mem);
+	tier_set_space(&disk, &p->disk);
+	if ((rc = tier_check_space(&mem, err, errlen)) != 0 || (rc = tier_check_space(&disk, err, errlen)) != 0)
+		return rc;
+	st->tier[OM_TIER_MEM] = mem;
+	st->tier[OM_TIER_DISK] = disk;
+	st->no_evict = p->no_evict;
 	st->durability = p->durability;
 	st->promote_hits = p->promote_hits <= om_index_hits_max(st->ix) ? p->promote_hits :
 	    om_index_hits_max(st->ix);
-	st->promote_max_size = p->promote_max_size ? p->promote_max_size :
-	    (p->mem.limit ? p->mem.limit / 4 : UINT64_MAX);
+	st->promote_max_size = p->promote_max_size; /* 0: a quarter of the memory tier's limit */
 	st->evict_samples = p->evict_samples ? p->evict_samples : 16;
 	st->max_meta = p->max_meta ? p->max_meta : OM_STORE_META_MAX;
+	return 0;
 }
 
 const om_store_stats_t *
@@ -367,27 +434,150 @@ om_store_stats(const om_store_t *st)
 
 /* ---- PUT --------------------------------------------------------------- */
 
+/* Room on the filesystem is checked this far ahead of the bytes written
+ * (one statvfs per step): what an unfinished PUT can make the store evict
+ * or hold is bounded by what it has sent. */
+#define ROOM_STEP ((uint64_t)1 << 20)
+
+static uint64_t
+pages(uint64_t n)
+{
+	return n > UINT64_MAX - 4095 ? UINT64_MAX : (n + 4095) & ~(uint64_t)4095;
+}
+
+static const char *
+tier_word(int tier)
+{
+	return tier == OM_TIER_MEM ? "memory" : "persistent";
+}
+
+/* What eviction may still take for this PUT: its own size (at least a
+ * page, what any file takes) and 64 objects. */
+static bool
+may_evict(const om_put_txn_t *t)
+{
+	uint64_t size = (t->flags & OM_STORE_SIZE_OPEN) ? t->written : t->size;
+
+	return !t->st->no_evict && t->evicted < pages(size) + 4096 && t->evictions < 64;
+}
+
+static void
+evicted_for(om_put_txn_t *t, uint64_t bytes)
+{
+	om_store_t *st = t->st;
+	uint64_t before = om_store_tier_used(st, t->tier), after;
+
+	(void)om_store_evict_bytes(st, t->tier, bytes);
+	after = om_store_tier_used(st, t->tier);
+	t->evicted += before > after ? before - after : 0;
+	t->evictions++;
+}
+
 /*
- * ENOSPC or EDQUOT from the filesystem although the tier is within its
- * limit (the filesystem is shared, or smaller than the limit), from the
- * data, the metadata attribute or the link: evict from the tier as a PUT
- * over its limit would, and the caller tries again. At most as many bytes
- * as this PUT brings, counting at least a page (what any file takes), and
- * 64 objects: past that the space is taken by something else, and the PUT
- * fails with "no space". 0 if an object went.
+ * Before the bytes up to `end` are written: the filesystem must keep its
+ * reserve free after them. If it would not, and the tier's own objects
+ * can give back what the rest of the PUT needs, evict (least recently
+ * used first); if they cannot (the space is held by something else), the
+ * PUT fails with nothing evicted. Checked a step ahead, so that a PUT
+ * costs one statvfs per MiB.
+ */
+static int
+ensure_room(om_put_txn_t *t, uint64_t end)
+{
+	om_store_t *st = t->st;
+	uint64_t mark, need, rest;
+	om_space_t sp;
+
+	if (end <= t->room_to)
+		return 0;
+	mark = end + ROOM_STEP;
+	if (!(t->flags & OM_STORE_SIZE_OPEN) && mark > t->size)
+		mark = t->size;
+	if (om_store_space(st, t->tier, &sp) != 0) {
+		/* No figures: the writes themselves will say ENOSPC. */
+		t->room_to = mark;
+		return 0;
+	}
+	if ((t->flags & OM_STORE_SIZE_OPEN) && end > sp.max) {
+		om_store_set_why(st, "more than the %s tier can ever hold (%" PRIu64 " bytes)",
+		    tier_word(t->tier), sp.max);
+		return -EFBIG;
+	}
+	if (sp.fs_size == 0) {
+		t->room_to = mark;
+		return 0;
+	}
+	need = pages(mark - t->written);
+	rest = (t->flags & OM_STORE_SIZE_OPEN) ? need : pages(t->size - t->written);
+	if (sp.fs_free >= sp.reserve + need) {
+		t->room_to = mark;
+		return 0;
+	}
+	if (may_evict(t) && sp.used + sp.fs_free >= sp.reserve + rest) {
+		evicted_for(t, sp.reserve + need - sp.fs_free);
+		t->room_to = mark;
+		return 0;
+	}
+	/* What was evicted for this PUT may not be free yet (a descriptor
+	 * of it is still open somewhere): go on while there is room. */
+	if (t->evicted > 0 && sp.fs_free >= need) {
+		t->room_to = mark;
+		return 0;
+	}
+	om_store_set_why(st, "no room in the %s tier: its filesystem has %" PRIu64 " bytes free, %" PRIu64
+	    " of which are kept free (reserve), and its objects take %" PRIu64 " bytes",
+	    tier_word(t->tier), sp.fs_free, sp.reserve, sp.used);
+	return -ENOSPC;
+}
+
+/*
+ * ENOSPC or EDQUOT from the filesystem despite the checks (another
+ * writer took the space meanwhile), from the data, the metadata attribute
+ * or the link: evict from the tier if its objects can give back what the
+ * rest of the PUT needs, and the caller tries again. 0 if something went.
  */
 static int
 fs_full(om_put_txn_t *t)
 {
 	om_store_t *st = t->st;
-	uint64_t before = om_store_tier_used(st, t->tier), after;
-	uint64_t bound = t->size > 4096 ? t->size : 4096;
+	uint64_t rest = (t->flags & OM_STORE_SIZE_OPEN) ? 4096 : pages(t->size - t->written) + 4096;
+	uint64_t used = om_store_tier_used(st, t->tier);
 
-	if (t->evicted >= bound || t->evictions >= 64 || om_store_evict_one(st, t->tier) != 0)
+	if (!may_evict(t) || used < rest) {
+		om_store_set_why(st, "no room in the %s tier: its filesystem is full, and its own objects "
+		    "(%" PRIu64 " bytes) are not what holds the space", tier_word(t->tier), used);
 		return -ENOSPC;
-	after = om_store_tier_used(st, t->tier);
-	t->evicted += before > after ? before - after : 0;
-	t->evictions++;
+	}
+	evicted_for(t, 4096);
+	return used > om_store_tier_used(st, t->tier) ? 0 : -ENOSPC;
+}
+
+/* An object of `size` bytes must fit the tier: -EFBIG if it never can,
+ * -ENOSPC if it cannot now even after evicting everything it may. */
+static int
+check_fits(om_store_t *st, int tier, uint64_t size)
+{
+	om_space_t sp;
+	int rc;
+
+	if ((rc = om_store_space(st, tier, &sp)) != 0)
+		return rc;
+	if (size > sp.max) {
+		om_store_set_why(st, "%" PRIu64 " bytes is more than the %s tier can ever hold (%" PRIu64
+		    " bytes: %s)", size, tier_word(tier), sp.max,
+		    sp.max == sp.limit ? "its size" : "its filesystem less the reserve");
+		return -EFBIG;
+	}
+	if (size > om_store_room(st, &sp)) {
+		if (sp.limit != UINT64_MAX && st->no_evict && sp.used + size > sp.limit)
+			om_store_set_why(st, "the %s tier is full: %" PRIu64 " of %" PRIu64 " bytes used, and "
+			    "this store never evicts", tier_word(tier), sp.used, sp.limit);
+		else
+			om_store_set_why(st, "no room in the %s tier: its filesystem has %" PRIu64
+			    " bytes free, %" PRIu64 " of which are kept free (reserve), and its objects "
+			    "take %" PRIu64 " bytes", tier_word(tier), sp.fs_free, sp.reserve, sp.used);
+		return -ENOSPC;
+	}
 	return 0;
 }
 
@@ -398,6 +588,7 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 	om_put_txn_t *t;
 	int tier, rc;
 
+	st->why[0] = '\0';
 	if (len == 0)
 		return -EINVAL;
 	if (len > om_index_max_uri(st->ix))
@@ -407,9 +598,9 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 	if (a->meta_len && a->meta == NULL)
 		return -EINVAL;
 	tier = (a->flags & OM_STORE_EPHEMERAL) ? OM_TIER_MEM : OM_TIER_DISK;
-	if (st->tier[tier].limit && a->size > st->tier[tier].limit)
-		return -EFBIG;
-	if ((rc = om_store_make_room(st, tier, (a->flags & OM_STORE_SIZE_OPEN) ? 0 : a->size)) != 0)
+	/* Nothing is evicted yet: the room under the limit is made at commit,
+	 * on the filesystem as the bytes arrive. */
+	if (!(a->flags & OM_STORE_SIZE_OPEN) && (rc = check_fits(st, tier, a->size)) != 0)
 		return rc;
 
 	t = malloc(sizeof(*t));
@@ -420,6 +611,7 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 	t->id = om_index_next_id(st->ix);
 	t->size = a->size;
 	t->written = 0;
+	t->room_to = 0;
 	t->crc_upto = 0;
 	t->evicted = 0;
 	t->evictions = 0;
@@ -448,22 +640,6 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 		free(t);
 		return rc;
 	}
-	/* Reserve the space of large objects now: a full filesystem fails
-	 * here rather than half-way through the bytes. Other errors (not
-	 * supported ...) leave it to the writes. */
-	if (a->size >= 65536 && !(a->flags & OM_STORE_SIZE_OPEN)) {
-		while (fallocate(t->fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)a->size) != 0) {
-			int e = errno;
-
-			if (e == EINTR || ((e == ENOSPC || e == EDQUOT) && fs_full(t) == 0))
-				continue;
-			if (e == ENOSPC || e == EDQUOT) {
-				om_store_put_abort(t);
-				return -e;
-			}
-			break;
-		}
-	}
 	*out = t;
 	return 0;
 }
@@ -474,8 +650,12 @@ om_store_put_write(om_put_txn_t *t, const void *buf, size_t n)
 	const char *p = buf;
 	size_t left = n;
 
+	int rc;
+
 	if (n > t->size - t->written)
 		return -EFBIG;
+	if ((rc = ensure_room(t, t->written + n)) != 0)
+		return rc;
 	while (left > 0) {
 		ssize_t w = write(t->fd, p, left);
 
@@ -507,6 +687,8 @@ om_store_put_copy(om_put_txn_t *t, int fd, uint64_t off, uint64_t n)
 
 	if (n > t->size - t->written)
 		return -EFBIG;
+	if ((rc = ensure_room(t, t->written + n)) != 0)
+		return rc;
 	while ((rc = om_os_copy_range(t->fd, fd, off + done, n - done)) == -ENOSPC || rc == -EDQUOT) {
 		/* Go on where the copy stopped: the file is written in order
 		 * from its start, so its offset says how far. */
@@ -594,11 +776,19 @@ om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
 
 	if (t->flags & OM_STORE_SIZE_OPEN) {
 		t->size = t->written;
-		if ((rc = om_store_make_room(st, t->tier, t->size)) != 0)
+		if ((rc = check_fits(st, t->tier, t->size)) != 0)
 			goto fail;
 	}
 	if (t->written != t->size) {
 		rc = -EINVAL;
+		goto fail;
+	}
+	/* Room under the tier's limit is made now that the object is whole:
+	 * a PUT that never completes evicts nothing. */
+	if ((rc = om_store_make_room(st, t->tier, t->size)) != 0) {
+		om_store_set_why(st, "the %s tier is full (%" PRIu64 " bytes used of %" PRIu64 ")%s",
+		    tier_word(t->tier), om_store_tier_used(st, t->tier), om_store_limit(st, t->tier),
+		    st->no_evict ? ", and this store never evicts" : "");
 		goto fail;
 	}
 	if ((rc = crc_finish(t)) != 0)
@@ -656,15 +846,21 @@ om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
 
 	for (int tries = 0;; tries++) {
 		rc = om_index_put(st->ix, t->uri, t->uri_len, &o, OM_IX_UPSERT, &old);
-		if ((rc != -ENOSPC && rc != -ENOMEM) || !(t->flags & OM_STORE_EVICT) || tries >= 64)
+		if ((rc != -ENOSPC && rc != -ENOMEM) || st->no_evict || tries >= 64)
 			break;
 		/* Full by count: any object makes room. Full arena: only an
 		 * object whose block has the size this URI needs. */
 		if (om_store_evict_index(st, rc == -ENOMEM ? t->uri_len : 0) != 0)
 			break;
 	}
-	if (rc == -ENOMEM)
+	if (rc == -ENOSPC) {
+		om_store_set_why(st, "index full: capacity %u%s", om_index_capacity(st->ix),
+		    st->no_evict ? ", and this store never evicts" : "");
+	} else if (rc == -ENOMEM) {
+		om_store_set_why(st, "index full: no room in its arena for a URI of %zu bytes%s", t->uri_len,
+		    st->no_evict ? ", and this store never evicts" : "");
 		rc = -ENOSPC;
+	}
 	if (rc == -ESTALE) {
 		/* A concurrent PUT of this URI with a newer id landed first:
 		 * ours is ordered before it and its file is not needed. */
@@ -848,24 +1044,53 @@ om_store_read_meta(om_store_t *st, int fd, void *buf, size_t cap, uint32_t *len,
 	return 0;
 }
 
+/*
+ * The file goes before the entry: if it cannot be removed, the object
+ * stays and the caller is told, because a file left where the rebuild
+ * finds it would bring the object back at the next start. A GET between
+ * the two finds the entry without its file, a miss.
+ */
 int
 om_store_delete(om_store_t *st, const void *uri, size_t len)
 {
-	om_ix_obj_t old;
-	int rc;
+	st->why[0] = '\0';
+	for (int tries = 0; tries < 8; tries++) {
+		int tier, rc, e2 = 0;
+		om_ix_obj_t o;
 
-	rc = om_index_delete(st->ix, uri, len, 0, &old);
-	if (rc != 0)
-		return rc;
-	st->stats->deletes++;
-	if (st->durability == OM_DURABLE_FSYNC) {
-		char name[OM_NAME_MAX];
+		if (om_index_lookup(st->ix, uri, len, &o, 0) != 0)
+			return -ENOENT;
+		tier = om_store_tier_of(o.flags);
+		rc = drop_file(st, tier, o.id, &e2);
+		if (rc != 0 && rc != -ENOENT) {
+			char name[OM_NAME_MAX];
 
-		om_store_object_name(old.id, name, sizeof(name));
-		name[2] = '\0';
-		(void)om_os_fsync_dir(st->tier[om_store_tier_of(old.flags)].dirfd, name);
+			om_store_object_name(o.id, name, sizeof(name));
+			om_store_set_why(st, "cannot remove the object's file %s/%s: %s", st->tier[tier].path,
+			    name, om_strerror(rc));
+			return rc;
+		}
+		/* The release unlinks the copy, and finds the primary gone. Not
+		 * the same version any more (replaced meanwhile): look again. */
+		if (om_index_delete_slot(st->ix, o.slot, o.id, NULL) != 0) {
+			if (rc == -ENOENT)
+				continue;
+		}
+		st->stats->deletes++;
+		if (st->durability == OM_DURABLE_FSYNC) {
+			char name[OM_NAME_MAX];
+
+			om_store_object_name(o.id, name, sizeof(name));
+			name[2] = '\0';
+			if ((rc = om_os_fsync_dir(st->tier[tier].dirfd, name)) != 0) {
+				om_store_set_why(st, "the object's file is removed, but syncing %s/%s failed: %s",
+				    st->tier[tier].path, name, om_strerror(rc));
+				return rc;
+			}
+		}
+		return expired(&o, om_time_s()) ? -ENOENT : 0;
 	}
-	return expired(&old, om_time_s()) ? -ENOENT : 0;
+	return -ENOENT;
 }
 
 /* ---- recovery of a dead process's publish ------------------------------ */

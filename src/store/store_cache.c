@@ -40,8 +40,11 @@ om_store_usage(om_store_t *st, om_store_usage_t *u)
 	memset(u, 0, sizeof(*u));
 	u->used[OM_TIER_DISK] = iu.bytes[OM_IX_CLASS_PERSIST];
 	u->used[OM_TIER_MEM] = iu.bytes[OM_IX_CLASS_EPHEMERAL] + iu.bytes[OM_IX_CLASS_COPY];
-	u->limit[OM_TIER_DISK] = st->tier[OM_TIER_DISK].limit;
-	u->limit[OM_TIER_MEM] = st->tier[OM_TIER_MEM].limit;
+	for (int t = 0; t < 2; t++) {
+		uint64_t l = om_store_limit(st, t);
+
+		u->limit[t] = l == UINT64_MAX ? 0 : l;
+	}
 	u->objects = iu.objects;
 	u->copies = iu.count[OM_IX_CLASS_COPY];
 	u->ephemeral = iu.count[OM_IX_CLASS_EPHEMERAL];
@@ -109,18 +112,36 @@ om_store_evict_index(om_store_t *st, size_t uri_len)
 int
 om_store_make_room(om_store_t *st, int tier, uint64_t need)
 {
-	uint64_t limit = st->tier[tier].limit;
+	uint64_t limit = om_store_limit(st, tier);
 
-	if (limit == 0)
+	if (limit == UINT64_MAX)
 		return 0;
+	if (need > limit)
+		return -ENOSPC;
 	/* Bounded: concurrent writers may refill what we free. */
-	for (int i = 0; i < 4096; i++) {
+	for (int i = 0; i < 4096 && !st->no_evict; i++) {
 		if (om_store_tier_used(st, tier) + need <= limit)
 			return 0;
 		if (om_store_evict_one(st, tier) != 0)
 			break;
 	}
 	return om_store_tier_used(st, tier) + need <= limit ? 0 : -ENOSPC;
+}
+
+int
+om_store_evict_bytes(om_store_t *st, int tier, uint64_t bytes)
+{
+	uint64_t start = om_store_tier_used(st, tier);
+
+	for (int i = 0; i < 4096 && !st->no_evict; i++) {
+		uint64_t now = om_store_tier_used(st, tier);
+
+		if (now + bytes <= start)
+			return 0;
+		if (om_store_evict_one(st, tier) != 0)
+			break;
+	}
+	return om_store_tier_used(st, tier) + bytes <= start ? 0 : -ENOSPC;
 }
 
 int
@@ -190,6 +211,17 @@ by_hits_desc(const void *a, const void *b)
 }
 
 /* ---- promotion --------------------------------------------------------- */
+
+/* A copy never eats into the reserve of the memory tier's filesystem. */
+static bool
+fs_has_room(om_store_t *st, int tier, uint64_t size)
+{
+	om_space_t sp;
+
+	if (om_store_space(st, tier, &sp) != 0 || sp.fs_size == 0)
+		return true;
+	return sp.fs_free >= sp.reserve && sp.fs_free - sp.reserve >= size + 4096;
+}
 
 /*
  * Copies a persistent object into the memory tier under the same id, then
@@ -294,11 +326,13 @@ om_store_maintain(om_store_t *st, om_maint_stats_t *ms)
 	(void)om_store_make_room(st, OM_TIER_MEM, 0);
 
 	if (st->promote_hits > 0) {
-		uint64_t limit = st->tier[OM_TIER_MEM].limit;
+		uint64_t limit = om_store_limit(st, OM_TIER_MEM);
 
 		c.n = 0;
 		c.min_hits = st->promote_hits;
 		c.max_size = st->promote_max_size;
+		if (c.max_size == 0)
+			c.max_size = limit == UINT64_MAX ? UINT64_MAX : limit / 4;
 		if ((rc = om_index_scan(st->ix, collect_hot, &c)) != 0)
 			goto out;
 		if (c.n > 1)
@@ -306,7 +340,7 @@ om_store_maintain(om_store_t *st, om_maint_stats_t *ms)
 		for (size_t i = 0; i < c.n; i++) {
 			/* Room comes only from colder copies, never from
 			 * ephemeral objects. */
-			while (limit && om_store_tier_used(st, OM_TIER_MEM) + c.v[i].size > limit) {
+			while (limit != UINT64_MAX && om_store_tier_used(st, OM_TIER_MEM) + c.v[i].size > limit) {
 				om_ix_obj_t v;
 				uint32_t now = om_index_ticks();
 
@@ -316,7 +350,8 @@ om_store_maintain(om_store_t *st, om_maint_stats_t *ms)
 					break;
 				om_store_drop_copy(st, &v);
 			}
-			if (limit && om_store_tier_used(st, OM_TIER_MEM) + c.v[i].size > limit) {
+			if ((limit != UINT64_MAX && om_store_tier_used(st, OM_TIER_MEM) + c.v[i].size > limit) ||
+			    !fs_has_room(st, OM_TIER_MEM, c.v[i].size)) {
 				ms->promote_failed++;
 				continue;
 			}

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "core/om_core.h"
 #include "index/om_index.h"
 #include "store/om_store.h"
 #include "store/store_meta.h"
@@ -20,7 +21,10 @@
 typedef struct {
 	int dirfd;
 	int tmpfile_ok;  /* O_TMPFILE works on this filesystem */
-	uint64_t limit;
+	uint64_t limit;  /* bytes (0 = none), unless limit_pct */
+	unsigned limit_pct;
+	uint64_t reserve;
+	unsigned reserve_pct;
 	const char *name; /* "memory" or "persistent", for messages */
 	char path[PATH_MAX];
 } om_tier_t;
@@ -50,12 +54,14 @@ struct om_store {
 	uint32_t evict_samples;
 	uint32_t max_meta;
 	unsigned slot;
+	int no_evict;
 	int set_owner;
 	uid_t owner_uid;
 	gid_t owner_gid;
 	uint32_t cursor[OM_IX_NCLASS];
 	om_store_stats_t *stats;     /* in the process slot, or local_stats */
 	om_store_stats_t local_stats;
+	char why[256];               /* om_store_why */
 };
 
 static inline int
@@ -76,8 +82,17 @@ int om_store_evict_one(om_store_t *st, int tier);
 int om_store_evict_index(om_store_t *st, size_t uri_len);
 /* Bytes used in a tier (memory: ephemeral + copies). */
 uint64_t om_store_tier_used(om_store_t *st, int tier);
-/* Makes `need` bytes of room in the tier; 0 or -ENOSPC. */
+/* Makes `need` bytes of room under the tier's limit, evicting; 0 or
+ * -ENOSPC. */
 int om_store_make_room(om_store_t *st, int tier, uint64_t need);
+/* The tier's limit in bytes now (UINT64_MAX = none): one statvfs if it is
+ * a share of the filesystem. */
+uint64_t om_store_limit(om_store_t *st, int tier);
+/* Evicts from the tier until `bytes` (by the index's count) are gone;
+ * 0, or -ENOSPC if the tier ran out of objects first. */
+int om_store_evict_bytes(om_store_t *st, int tier, uint64_t bytes);
+/* Sets om_store_why's sentence. */
+void om_store_set_why(om_store_t *st, const char *fmt, ...) OM_PRINTF(2, 3);
 /* Drops a promoted copy: unlinks it, then clears the flag. */
 void om_store_drop_copy(om_store_t *st, const om_ix_obj_t *o);
 

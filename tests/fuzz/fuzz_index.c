@@ -179,13 +179,14 @@ check_all(model_t *s)
 	FZ_ASSERT(s->nreleased == 0, "step %u: stray release", s->step);
 }
 
-/* The allocator's verdict for a block of len bytes; takes it on success. */
+/* The allocator's verdict for a block of len bytes; takes it on success.
+ * A replace may go past the capacity while the old block is live. */
 static int
-model_alloc(model_t *s, size_t len)
+model_alloc(model_t *s, size_t len, bool replacing)
 {
 	uint32_t units = units_of(len);
 
-	if (s->live >= s->capacity)
+	if (s->live >= s->capacity + (replacing ? 1u : 0u))
 		return -ENOSPC;
 	if (s->free_blocks[units] > 0)
 		s->free_blocks[units]--;
@@ -265,7 +266,7 @@ op_put(model_t *s, fz_in_t *in, enum om_ix_put_mode mode, bool stale)
 	} else if (!m->present && mode == OM_IX_REPLACE) {
 		exp = -ENOENT;
 	} else {
-		exp = model_alloc(s, s->lens[k]);
+		exp = model_alloc(s, s->lens[k], m->present);
 		if (exp == 0 && m->present)
 			exp = 1;
 	}

@@ -391,7 +391,7 @@ test_request_timeout(void **state)
 			assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
 			assert_int_equal(r.op, OM_OP_GOAWAY);
 			assert_int_equal(r.id, 0); /* nothing was accepted */
-			if (strncmp(msg, "request not received in full", 28) != 0)
+			if (strncmp(msg, "request timeout: not received in full", 37) != 0)
 				fail_msg("GOAWAY message: \"%s\"", msg);
 			om_raw_assert_closed(fd);
 		}

@@ -65,15 +65,16 @@ om_daemon_write_conf(om_daemon_t *d, unsigned workers, const char *extra)
 	    "capacity = 100000\n"
 	    "[memory]\n"
 	    "path = %s\n"
-	    "size = 256M\n"
+	    "%s\n"
 	    "[persistent]\n"
 	    "path = objects\n"
-	    "size = 2G\n"
+	    "%s\n"
 	    "[listen.local]\n"
 	    "type = unix\n"
 	    "path = objmapper.sock\n"
 	    "%s\n",
-	    d->mem, extra ? extra : "");
+	    d->mem, d->mem_conf[0] ? d->mem_conf : "size = 256M", d->disk_conf[0] ? d->disk_conf : "size = 2G",
+	    extra ? extra : "");
 	fclose(f);
 }
 

@@ -17,6 +17,8 @@ typedef struct {
 	char pidfile[320];
 	char log[320];
 	char extra[4096]; /* configuration text appended by the test */
+	char mem_conf[256];  /* lines of [memory] besides path; "" = "size = 256M" */
+	char disk_conf[256]; /* lines of [persistent] besides path; "" = "size = 2G" */
 	pid_t pid;       /* the master */
 	int detached;    /* start it as a daemon (no -F): its pid from the pid file */
 } om_daemon_t;

@@ -124,10 +124,18 @@ check_defaults(const om_conf_t *c)
 	assert_int_equal(c->index.atime_res_ms, 500);
 
 	assert_string_equal(c->memory.path, "/run/objmapper/memory");
-	assert_int_equal(c->memory.size, 256ull << 20);
+	/* Half of the memory tier's filesystem (Debian's /run: 10% of RAM),
+	 * and 5% of each filesystem kept free. */
+	assert_int_equal(c->memory.size.bytes, 0);
+	assert_int_equal(c->memory.size.pct, 50);
+	assert_int_equal(c->memory.reserve.bytes, 0);
+	assert_int_equal(c->memory.reserve.pct, 5);
 
 	assert_string_equal(c->persistent.path, "/var/lib/objmapper/objects");
-	assert_int_equal(c->persistent.size, 0);
+	assert_int_equal(c->persistent.size.bytes, 0);
+	assert_int_equal(c->persistent.size.pct, 0);
+	assert_int_equal(c->persistent.reserve.pct, 5);
+	assert_int_equal(c->cache.eviction, OM_EVICTION_LRU);
 	assert_int_equal(c->persistent.durability, OM_DURABLE_NONE);
 
 	assert_int_equal(c->cache.interval_ms, 1000);
@@ -153,6 +161,7 @@ check_defaults(const om_conf_t *c)
 	assert_int_equal(c->listen[0].allow_write.e[0].kind, OM_ACL_ANY);
 	assert_int_equal(c->listen[0].idle_timeout_ms, 60000);
 	assert_int_equal(c->listen[0].request_timeout_ms, 10000);
+	assert_int_equal(c->listen[0].min_rate, 256u << 10);
 	assert_int_equal(c->listen[0].max_object_size, 0);
 	assert_int_equal(c->listen[0].max_pipeline, 128);
 	assert_int_equal(c->listen[0].max_buffer, 4u << 20);
@@ -282,9 +291,11 @@ test_every_key(void **state)
 	    "[memory]\n"
 	    "path = /x/mem\n"
 	    "size = 3g\n"
+	    "reserve = 100%\n"
 	    "[persistent]\n"
 	    "path = /x/disk\n"
 	    "size = 2T\n"
+	    "reserve = 0\n"
 	    "durability = fsync\n"
 	    "[cache]\n"
 	    "interval = 2m\n"
@@ -292,6 +303,7 @@ test_every_key(void **state)
 	    "promote_max_size = 10M\n"
 	    "evict_samples = 64\n"
 	    "max_metadata = 0\n"
+	    "eviction = none\n"
 	    "[listen.a-1_B]\n"
 	    "type = unix\n"
 	    "path = /x/a.sock\n"
@@ -328,9 +340,15 @@ test_every_key(void **state)
 	assert_int_equal(c->index.atime_res_ms, 16);
 
 	assert_string_equal(c->memory.path, "/x/mem");
-	assert_int_equal(c->memory.size, 3ull << 30);
+	assert_int_equal(c->memory.size.bytes, 3ull << 30);
+	assert_int_equal(c->memory.size.pct, 0);
+	assert_int_equal(c->memory.reserve.bytes, 0);
+	assert_int_equal(c->memory.reserve.pct, 100);
 	assert_string_equal(c->persistent.path, "/x/disk");
-	assert_int_equal(c->persistent.size, 2ull << 40);
+	assert_int_equal(c->persistent.size.bytes, 2ull << 40);
+	assert_int_equal(c->persistent.reserve.bytes, 0);
+	assert_int_equal(c->persistent.reserve.pct, 0);
+	assert_int_equal(c->cache.eviction, OM_EVICTION_NONE);
 	assert_int_equal(c->persistent.durability, OM_DURABLE_FSYNC);
 
 	assert_int_equal(c->cache.interval_ms, 120000);
@@ -341,7 +359,7 @@ test_every_key(void **state)
 
 	assert_int_equal(c->nlisten, 2);
 	assert_string_equal(c->listen[0].name, "a-1_B");
-	assert_int_equal(c->listen[0].line, 30);
+	assert_int_equal(c->listen[0].line, 33);
 	assert_int_equal(c->listen[0].type, OM_CONF_LISTEN_UNIX);
 	assert_string_equal(c->listen[0].path, "/x/a.sock");
 	assert_int_equal(c->listen[0].mode, 0600);
@@ -355,7 +373,7 @@ test_every_key(void **state)
 
 	/* The second listener takes the daemon's user and group. */
 	assert_string_equal(c->listen[1].name, "b");
-	assert_int_equal(c->listen[1].line, 39);
+	assert_int_equal(c->listen[1].line, 42);
 	assert_string_equal(c->listen[1].path, "/x/b.sock");
 	assert_int_equal(c->listen[1].mode, 0755);
 	assert_string_equal(c->listen[1].owner.user, "nobody");
@@ -406,7 +424,8 @@ test_values(void **state)
 	for (i = 0; i < OM_ARRAY_LEN(sizes); i++) {
 		FMT(text, "[memory]\nsize = %s\n" LISTEN, sizes[i].v);
 		c = load_ok(f, text);
-		assert_int_equal(c->memory.size, sizes[i].want);
+		assert_int_equal(c->memory.size.bytes, sizes[i].want);
+		assert_int_equal(c->memory.size.pct, 0);
 		om_conf_free(c);
 	}
 	for (i = 0; i < OM_ARRAY_LEN(durations); i++) {
@@ -705,11 +724,25 @@ static const struct err_case errors[] = {
 	{ "[cache]\npromote_max_size = 1P\n" LISTEN, 2,
 	    "[cache] promote_max_size: \"1P\" is not a size (a number with an optional K, M, G or T)" },
 	{ "[memory]\nsize = 64KB\n" LISTEN, 2,
-	    "[memory] size: \"64KB\" is not a size (a number with an optional K, M, G or T)" },
+	    "[memory] size: \"64KB\" is not a size (a number with an optional K, M, G or T, or a "
+	    "share of the filesystem such as 50%)" },
 	{ "[memory]\nsize = -1\n" LISTEN, 2,
-	    "[memory] size: \"-1\" is not a size (a number with an optional K, M, G or T)" },
+	    "[memory] size: \"-1\" is not a size (a number with an optional K, M, G or T, or a "
+	    "share of the filesystem such as 50%)" },
 	{ "[memory]\nsize = 64 K\n" LISTEN, 2,
-	    "[memory] size: \"64 K\" is not a size (a number with an optional K, M, G or T)" },
+	    "[memory] size: \"64 K\" is not a size (a number with an optional K, M, G or T, or a "
+	    "share of the filesystem such as 50%)" },
+	{ "[memory]\nsize = 0%\n" LISTEN, 2,
+	    "[memory] size: \"0%\" is not a share of the filesystem (1% to 100%)" },
+	{ "[persistent]\nreserve = 101%\n" LISTEN, 2,
+	    "[persistent] reserve: \"101%\" is not a share of the filesystem (1% to 100%)" },
+	{ "[persistent]\nsize = x%\n" LISTEN, 2,
+	    "[persistent] size: \"x%\" is not a share of the filesystem (1% to 100%)" },
+	{ "[persistent]\nsize = %\n" LISTEN, 2,
+	    "[persistent] size: \"%\" is not a size (a number with an optional K, M, G or T, or a "
+	    "share of the filesystem such as 50%)" },
+	{ "[cache]\neviction = fifo\n" LISTEN, 2,
+	    "[cache] eviction: \"fifo\" is not one of lru, none" },
 	{ "[memory]\nsize = 16777216T\n" LISTEN, 2, "[memory] size: 16777216T is too large" },
 	{ "[memory]\nsize = 18446744073709551616\n" LISTEN, 2,
 	    "[memory] size: 18446744073709551616 is too large" },
@@ -959,16 +992,16 @@ test_example(void **state)
 		    "max_connections", "max_files", NULL },
 		{ "[log]", "target", "file", "level", NULL },
 		{ "[index]", "capacity", "max_uri", "arena", "atime_resolution", NULL },
-		{ "[memory]", "path", "size", NULL },
-		{ "[persistent]", "path", "size", "durability", NULL },
+		{ "[memory]", "path", "size", "reserve", NULL },
+		{ "[persistent]", "path", "size", "reserve", "durability", NULL },
 		{ "[cache]", "interval", "promote_hits", "promote_max_size", "evict_samples",
-		    "max_metadata", NULL },
+		    "max_metadata", "eviction", NULL },
 		{ "[listen.local]", "type", "path", "mode", "owner", "group", "backlog",
 		    "inline_threshold", "send_buffer", "allow_read", "allow_write", "idle_timeout",
-		    "request_timeout", "max_object_size", "max_pipeline", "max_buffer", NULL },
+		    "request_timeout", "min_rate", "max_object_size", "max_pipeline", "max_buffer", NULL },
 		{ "[listen.tcp]", "type", "address", "port", "backlog", "inline_threshold",
 		    "send_buffer", "allow_read", "allow_write", "idle_timeout", "request_timeout",
-		    "max_object_size", "max_pipeline", "max_buffer", NULL },
+		    "min_rate", "max_object_size", "max_pipeline", "max_buffer", NULL },
 		{ "[listen.udp]", "type", "address", "port", "allow_read", "allow_write",
 		    "max_object_size", "max_datagram", "amplification", NULL },
 	};

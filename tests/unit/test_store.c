@@ -689,10 +689,13 @@ static void
 test_index_full(void **state)
 {
 	fx_t *f = fx_new(4, 0, 0);
-	char uri[32];
+	char uri[32], err[256];
 	om_get_t g;
 
 	(void)state;
+	/* A store that must never evict refuses, and says which limit. */
+	f->p.no_evict = 1;
+	assert_int_equal(om_store_reconfigure(f->st, &f->p, err, sizeof(err)), 0);
 	for (int i = 0; i < 4; i++) {
 		snprintf(uri, sizeof(uri), "/full/%d", i);
 		assert_int_equal(put_buf(f, uri, "x", 1, 0, NULL), 0);
@@ -704,14 +707,18 @@ test_index_full(void **state)
 		close(g.fd);
 	}
 	assert_int_equal(put_buf(f, "/full/4", "y", 1, 0, NULL), -ENOSPC);
+	assert_string_equal(om_store_why(f->st), "index full: capacity 4, and this store never evicts");
 	/* Refused cleanly: nothing published. */
 	assert_int_equal(om_test_count_files(f->disk, NULL, NULL), 4);
 	assert_int_equal(om_store_stat(f->st, "/full/4", 7, NULL), -ENOENT);
-	/* Asked to evict, it makes room with the least recently read. */
-	assert_int_equal(put_buf(f, "/full/4", "y", 1, OM_STORE_EVICT, NULL), 0);
+	/* A cache (the default) makes room with the least recently read. */
+	f->p.no_evict = 0;
+	assert_int_equal(om_store_reconfigure(f->st, &f->p, err, sizeof(err)), 0);
+	assert_int_equal(put_buf(f, "/full/4", "y", 1, 0, NULL), 0);
 	assert_int_equal(om_store_stat(f->st, "/full/0", 7, NULL), -ENOENT);
 	assert_int_equal(om_store_stat(f->st, "/full/4", 7, NULL), 0);
 	assert_int_equal(om_test_count_files(f->disk, NULL, NULL), 4);
+	assert_int_equal(om_store_stats(f->st)->evicted[OM_TIER_DISK], 1);
 	fx_free(f);
 }
 
