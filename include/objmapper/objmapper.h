@@ -33,6 +33,12 @@ extern "C" {
 /* The socket a client uses when none is given and $OBJMAPPER_SOCKET is unset. */
 #define OM_DEFAULT_SOCKET "/run/objmapper/objmapper.sock"
 
+/* Default timeouts, in milliseconds: connecting and the answer to HELLO
+ * (om_client_connect_timeout), and each later wait for the daemon
+ * (om_client_set_timeout). */
+#define OM_CLIENT_CONNECT_TIMEOUT 5000
+#define OM_CLIENT_REQUEST_TIMEOUT 30000
+
 /* Local failures (returned negated). The codes 1..99 are the server's
  * status codes (enum om_status). */
 enum om_error {
@@ -105,6 +111,14 @@ typedef struct {
  * (up to 6 times in about 6 s); batches run one GET at a time. On failure
  * *out may still hold a handle whose message explains; close it. */
 int om_client_connect(const char *path, unsigned flags, om_client_t **out);
+/* The same with another connect timeout (om_client_connect takes
+ * OM_CLIENT_CONNECT_TIMEOUT): connect_ms bounds connecting and the wait
+ * for HELLO's answer, also on every reconnect; 0 waits as long as it
+ * takes. A peer that answers HELLO with anything but the protocol (an HTTP
+ * listener, say) fails at once with -OM_EPROTO, and one that does not
+ * answer within connect_ms with -OM_ETIMEDOUT; the message begins "not an
+ * objmapper socket: ". */
+int om_client_connect_timeout(const char *path, unsigned flags, int connect_ms, om_client_t **out);
 void om_client_close(om_client_t *c);
 /* The last failure in a sentence ("" if none). */
 const char *om_client_message(const om_client_t *c);
@@ -114,11 +128,13 @@ const char *om_client_strerror(int code);
 const om_caps_t *om_client_caps(const om_client_t *c);
 /* The connection's socket descriptor (for poll; do not read or write it). */
 int om_client_fd(const om_client_t *c);
-/* Bounds every wait for the daemon (connecting, sending, receiving) to ms
- * milliseconds; 0 (the default) waits as long as it takes. A call whose
+/* Bounds every later wait for the daemon (connecting again, sending,
+ * receiving) to ms milliseconds; 0 waits as long as it takes. Until it is
+ * called, requests wait up to OM_CLIENT_REQUEST_TIMEOUT and connections up
+ * to the connect timeout. A wait is for progress (a byte sent or
+ * received), so a large object is not cut while it moves. A call whose
  * wait expires returns -OM_ETIMEDOUT at once, without a retry, and the
- * connection is closed (the next call connects again). For callers that
- * must not hang on a stopped or overloaded daemon. */
+ * connection is closed (the next call connects again). */
 void om_client_set_timeout(om_client_t *c, int ms);
 /* Requests this handle has sent again: after a GOAWAY (never processed),
  * or after a lost connection (outcome unknown; GET, STAT, STATS, PING,

@@ -30,7 +30,7 @@ enum {
 	EXIT_ERROR = 3,
 };
 
-#define GLOBAL_SYNOPSIS "objmapper [-s ADDRESS | [-u] -H HOST -p PORT] [-m auto|fdpass|copy|splice]"
+#define GLOBAL_SYNOPSIS "objmapper [-s ADDRESS | [-u] -H HOST -p PORT] [-m auto|fdpass|copy|splice] [-t MS]"
 #define DEFAULT_PORT "7070"
 
 typedef struct cli cli_t;
@@ -38,6 +38,7 @@ typedef struct cli cli_t;
 struct cli {
 	const char *socket;  /* NULL: the library's fallbacks */
 	int mode;            /* enum om_mode, for get */
+	int timeout_ms;      /* -t: bound of every wait for the daemon; -1: the library's */
 	const char *cmd;     /* for messages: "objmapper: CMD URI: ..." */
 	const char *uri;
 	om_client_t *c;
@@ -106,7 +107,9 @@ fail_client(const cli_t *cl, int rc)
 	const char *msg = cl->c ? om_client_message(cl->c) : "";
 	const char *what = om_client_strerror(rc);
 
-	if (-rc > OM_STATUS_MAX && *msg != '\0' && strncmp(msg, what, strlen(what)) != 0)
+	/* "not an objmapper socket: ..." says it all. */
+	if (-rc > OM_STATUS_MAX && *msg != '\0' && strncmp(msg, what, strlen(what)) != 0 &&
+	    strncmp(msg, "not an objmapper socket: ", 25) != 0)
 		fail(cl, "%s: %s", what, msg);
 	else
 		fail(cl, "%s", *msg != '\0' ? msg : what);
@@ -239,8 +242,15 @@ connect_daemon(cli_t *cl)
 {
 	/* Received descriptors are read only at explicit offsets (sendfile,
 	 * splice, pread with an offset), so the daemon may share them. */
-	int rc = om_client_connect(cl->socket, OM_CLIENT_OFFSET_READS, &cl->c);
+	int rc;
 
+	if (cl->timeout_ms < 0) {
+		rc = om_client_connect(cl->socket, OM_CLIENT_OFFSET_READS, &cl->c);
+	} else {
+		rc = om_client_connect_timeout(cl->socket, OM_CLIENT_OFFSET_READS, cl->timeout_ms, &cl->c);
+		if (rc == 0)
+			om_client_set_timeout(cl->c, cl->timeout_ms);
+	}
 	return rc != 0 ? fail_client(cl, rc) : 0;
 }
 
@@ -687,6 +697,8 @@ static const char help[] =
     "  -p PORT    the TCP or UDP port (default " DEFAULT_PORT ")\n"
     "  -u         over UDP instead of TCP (small objects only)\n"
     "  -m MODE    how get receives the bytes: auto (default), fdpass, copy, splice\n"
+    "  -t MS      wait at most MS milliseconds for the daemon: to connect and for\n"
+    "             each answer (default 5000 to connect, 30000 for answers; 0: no limit)\n"
     "  -v         print the version and exit\n"
     "  -h         print this help and exit\n"
     "\n"
@@ -696,7 +708,7 @@ int
 main(int argc, char **argv)
 {
 	static const char version[] = "objmapper " OM_CLIENT_VERSION "\n";
-	cli_t cl = { .mode = OM_MODE_AUTO };
+	cli_t cl = { .mode = OM_MODE_AUTO, .timeout_ms = -1 };
 	const command_t *cmd;
 	const char *host = NULL, *port = NULL;
 	char addr[sizeof("udp://[]:") + 256 + 16];
@@ -708,7 +720,7 @@ main(int argc, char **argv)
 	if (hold_std_fds() != 0)
 		return fail(&cl, "cannot open /dev/null: %s", strerror(errno));
 	opterr = 0;
-	while ((ch = getopt(argc, argv, "+:s:m:H:p:uvh")) != -1) {
+	while ((ch = getopt(argc, argv, "+:s:m:H:p:t:uvh")) != -1) {
 		switch (ch) {
 		case 's':
 			cl.socket = optarg;
@@ -725,6 +737,15 @@ main(int argc, char **argv)
 		case 'u':
 			udp = true;
 			break;
+		case 't': {
+			char *end;
+			long t = strtol(optarg, &end, 10);
+
+			if (*optarg == '\0' || *end != '\0' || t < 0 || t > 24L * 3600 * 1000)
+				return usage_error(&cl, "bad timeout %s (milliseconds)", optarg);
+			cl.timeout_ms = (int)t;
+			break;
+		}
 		case 'm':
 			if (parse_mode(optarg, &cl.mode) != 0)
 				return usage_error(&cl, "unknown mode %s", optarg);

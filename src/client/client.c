@@ -44,7 +44,10 @@ struct om_client {
 	char host[256], port[16];
 	uint8_t *dgram;         /* UDP: the request being sent */
 	char msg[OM_PROTO_MSG_MAX + 128];
-	int timeout_ms;         /* bound of each wait for the daemon; 0: none */
+	int timeout_ms;         /* bound of each wait for an answer; 0: none */
+	int connect_ms;         /* bound of connect and of the wait for HELLO's answer */
+	int wait_ms;            /* the bound in force (one of the two); 0: none */
+	int peer_spoke;         /* the peer sent bytes on this connection */
 	int put_open;           /* a streamed PUT is in progress (put_begin) */
 	uint64_t put_left;      /* its bytes not yet sent */
 	uint32_t put_id;
@@ -112,12 +115,13 @@ om_client_retries(const om_client_t *c)
 }
 
 /* The kernel bounds connect, send and MSG_WAITALL receives; poll in fill
- * bounds the other receives. */
+ * bounds the other receives. ms: the bound now in force (0: none). */
 static void
-apply_timeout(const om_client_t *c)
+apply_timeout(om_client_t *c, int ms)
 {
-	struct timeval tv = { c->timeout_ms / 1000, (c->timeout_ms % 1000) * 1000 };
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
+	c->wait_ms = ms;
 	if (c->fd < 0)
 		return;
 	(void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -127,8 +131,9 @@ apply_timeout(const om_client_t *c)
 API void
 om_client_set_timeout(om_client_t *c, int ms)
 {
-	c->timeout_ms = ms > 0 ? ms : 0;
-	apply_timeout(c);
+	c->timeout_ms = c->connect_ms = ms > 0 ? ms : 0;
+	if (c->fd >= 0)
+		apply_timeout(c, c->timeout_ms);
 }
 
 /* ---- the connection ---------------------------------------------------- */
@@ -152,6 +157,7 @@ disconnect(om_client_t *c)
 	c->fd = -1;
 	c->roff = c->rlen = 0;
 	c->goaway = 0;
+	c->peer_spoke = 0;
 	c->put_open = 0;
 	fdq_clear(c);
 }
@@ -161,7 +167,7 @@ static int
 timed_out(om_client_t *c, const char *what)
 {
 	disconnect(c);
-	return fail(c, OM_ETIMEDOUT, "%s %s: no answer within %d ms", what, c->path, c->timeout_ms);
+	return fail(c, OM_ETIMEDOUT, "%s %s: no answer within %d ms", what, c->path, c->wait_ms);
 }
 
 /* Reads what is there (at least one byte) into rbuf, with any descriptors. */
@@ -203,7 +209,7 @@ fill(om_client_t *c)
 		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
 			break;
 		if (errno != EINTR) {
-			int rc = poll(&p, 1, c->timeout_ms > 0 ? c->timeout_ms : -1);
+			int rc = poll(&p, 1, c->wait_ms > 0 ? c->wait_ms : -1);
 
 			if (rc == 0)
 				return timed_out(c, "receive from");
@@ -233,6 +239,7 @@ fill(om_client_t *c)
 	if (n == 0)
 		return fail(c, OM_EIO, "the daemon closed the connection");
 	c->rlen += (size_t)n;
+	c->peer_spoke = 1;
 	return 0;
 }
 
@@ -458,6 +465,68 @@ udp_exchange(om_client_t *c, const struct iovec *iov, int iovcnt, uint32_t id)
 	return fail(c, OM_EIO, "no answer from %s", c->path);
 }
 
+/* The peer answered bytes that are not objmapper's: say what they look
+ * like (an HTTP listener's status line, or the first bytes in hex). */
+static int
+not_objmapper(om_client_t *c)
+{
+	const uint8_t *p = c->rbuf + c->roff;
+	size_t have = c->rlen - c->roff;
+	char what[160];
+	int rc;
+
+	if (have >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+		size_t n = 0;
+
+		while (n < have && n < 80 && p[n] != '\r' && p[n] != '\n')
+			n++;
+		snprintf(what, sizeof(what), "it answered in HTTP (\"%.*s\")", (int)n, (const char *)p);
+		for (char *q = what; *q; q++)
+			if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f)
+				*q = '?';
+	} else {
+		size_t off = (size_t)snprintf(what, sizeof(what), "it answered bytes that are not the protocol's:");
+
+		for (size_t i = 0; i < have && i < 8 && off < sizeof(what) - 4; i++)
+			off += (size_t)snprintf(what + off, sizeof(what) - off, " %02x", p[i]);
+	}
+	rc = fail(c, OM_EPROTO, "not an objmapper socket: %s: %s", c->path, what);
+	disconnect(c);
+	return rc;
+}
+
+/*
+ * Waits for the first bytes of the answer to HELLO and checks that they
+ * begin a response of the protocol (magic, version): a peer that is not
+ * objmapperd (an HTTP listener answering 400, anything else) fails at
+ * once, without waiting for a whole header that will never come. The wait
+ * is bounded by the connect timeout.
+ */
+static int
+check_peer(om_client_t *c)
+{
+	static const uint8_t want[3] = { 'O', 'M', OM_PROTO_VERSION };
+
+	for (;;) {
+		size_t have = c->rlen - c->roff, k = have < sizeof(want) ? have : sizeof(want);
+		int rc;
+
+		if (memcmp(c->rbuf + c->roff, want, k) != 0)
+			return not_objmapper(c);
+		if (have >= sizeof(want))
+			return 0;
+		rc = fill(c);
+		if (rc == -OM_ETIMEDOUT)
+			return fail(c, OM_ETIMEDOUT, "not an objmapper socket: %s: no answer to HELLO within %d ms",
+			    c->path, c->connect_ms);
+		if (rc == -OM_EIO && !c->peer_spoke)
+			return fail(c, OM_EIO, "not an objmapper socket: %s: closed without answering HELLO",
+			    c->path);
+		if (rc != 0)
+			return rc;
+	}
+}
+
 static int
 hello(om_client_t *c)
 {
@@ -479,8 +548,8 @@ hello(om_client_t *c)
 	iov[1] = (struct iovec){ (void *)name, sizeof(name) - 1 };
 	if (c->transport == OM_TRANSPORT_UDP)
 		rc = udp_exchange(c, iov, 2, q.id);
-	else
-		rc = send_all(c, iov, 2, -1, NULL);
+	else if ((rc = send_all(c, iov, 2, -1, NULL)) == 0)
+		rc = check_peer(c);
 	if (rc != 0 || (rc = read_resp(c, &r)) != 0)
 		return rc;
 	if (r.op == OM_OP_GOAWAY)
@@ -533,10 +602,11 @@ connect_inet(om_client_t *c)
 			err = errno;
 			continue;
 		}
-		apply_timeout(c);
+		apply_timeout(c, c->connect_ms);
 		if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) == 0)
 			break;
-		err = errno;
+		/* SO_SNDTIMEO ran out (EINPROGRESS). */
+		err = errno == EINPROGRESS ? ETIMEDOUT : errno;
 		close(c->fd);
 		c->fd = -1;
 	}
@@ -549,7 +619,7 @@ connect_inet(om_client_t *c)
 }
 
 static int
-connect_once(om_client_t *c)
+connect_transport(om_client_t *c)
 {
 	struct sockaddr_un sa;
 
@@ -562,14 +632,30 @@ connect_once(om_client_t *c)
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0)
 		return fail(c, OM_ECONNECT, "socket: %s", strerror(errno));
-	apply_timeout(c);
+	apply_timeout(c, c->connect_ms);
 	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		int rc = fail(c, OM_ECONNECT, "connect to %s: %s", c->path, strerror(errno));
+		/* SO_SNDTIMEO ran out while the listener's backlog was full. */
+		int rc = errno == EAGAIN ?
+		    fail(c, OM_ETIMEDOUT, "connect to %s: no room in its backlog within %d ms", c->path,
+			c->connect_ms) :
+		    fail(c, OM_ECONNECT, "connect to %s: %s", c->path, strerror(errno));
 
 		disconnect(c);
 		return rc;
 	}
 	return hello(c);
+}
+
+/* Connects and says HELLO within the connect timeout; the request
+ * timeout bounds what follows. */
+static int
+connect_once(om_client_t *c)
+{
+	int rc = connect_transport(c);
+
+	if (rc == 0)
+		apply_timeout(c, c->timeout_ms);
+	return rc;
 }
 
 /*
@@ -651,6 +737,12 @@ parse_address(om_client_t *c, const char *a)
 API int
 om_client_connect(const char *path, unsigned flags, om_client_t **out)
 {
+	return om_client_connect_timeout(path, flags, OM_CLIENT_CONNECT_TIMEOUT, out);
+}
+
+API int
+om_client_connect_timeout(const char *path, unsigned flags, int connect_ms, om_client_t **out)
+{
 	om_client_t *c;
 	int rc;
 
@@ -665,6 +757,8 @@ om_client_connect(const char *path, unsigned flags, om_client_t **out)
 	c->fd = -1;
 	c->flags = flags;
 	c->next_id = 1;
+	c->connect_ms = connect_ms > 0 ? connect_ms : 0;
+	c->timeout_ms = OM_CLIENT_REQUEST_TIMEOUT;
 	*out = c;
 	if ((rc = parse_address(c, path)) != 0)
 		return rc;
@@ -1310,7 +1404,23 @@ om_client_put_fd(om_client_t *c, const char *uri, int fd, uint64_t len, const om
 		return put_fd_bytes(c, uri, fd, len, opts, info);
 	parts[0] = (struct iovec){ (void *)uri, ulen };
 	parts[1] = (struct iovec){ (void *)(opts ? opts->meta : NULL), q.meta_len };
-	rc = call(c, &q, parts, 2, fd, &s);
+	{
+		/* No byte moves while the daemon copies: its answer may take
+		 * the time of the copy, one more second per 256 KiB (the rule
+		 * of the daemon's own request timeout). */
+		int saved = c->timeout_ms;
+		uint64_t extra = len / (256u * 1024u) * 1000u;
+
+		if (saved > 0) {
+			c->timeout_ms = extra > (uint64_t)(INT32_MAX - saved) ? INT32_MAX : saved + (int)extra;
+			if (c->fd >= 0)
+				apply_timeout(c, c->timeout_ms);
+		}
+		rc = call(c, &q, parts, 2, fd, &s);
+		c->timeout_ms = saved;
+		if (c->fd >= 0)
+			apply_timeout(c, saved);
+	}
 	if (rc == 0)
 		info_from(info, &s.r);
 	sink_release(&s);
