@@ -102,8 +102,10 @@ typedef struct {
 #define OM_CLIENT_OFFSET_READS 0x1u /* promise to read descriptors only at explicit
                                      * offsets (pread, mmap, sendfile with offset):
                                      * the server may then share descriptions */
+#define OM_CLIENT_LAZY 0x2u         /* connect at the first call, not now (so that
+                                     * om_client_set_timeout bounds that too) */
 
-/* Connects and says HELLO. address: a Unix socket's path (or "unix:PATH"),
+/* Connects and says HELLO (with OM_CLIENT_LAZY, at the first call). address: a Unix socket's path (or "unix:PATH"),
  * "tcp://HOST:PORT" or "udp://HOST:PORT" (an IPv6 HOST in brackets); NULL:
  * $OBJMAPPER_SOCKET, else OM_DEFAULT_SOCKET. Over TCP and UDP, GETs take
  * modes auto, copy (and splice, TCP); om_client_put_fd sends the bytes.

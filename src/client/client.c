@@ -767,6 +767,8 @@ om_client_connect_timeout(const char *path, unsigned flags, int connect_ms, om_c
 		return fail(c, OM_ENOMEM, "out of memory");
 	if (c->transport == OM_TRANSPORT_UDP && (c->dgram = malloc(65536)) == NULL)
 		return fail(c, OM_ENOMEM, "out of memory");
+	if (flags & OM_CLIENT_LAZY)
+		return 0;
 	return reconnect(c);
 }
 

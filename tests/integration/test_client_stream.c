@@ -242,6 +242,48 @@ test_timeout(void **state)
 	free(buf);
 }
 
+/* OM_CLIENT_LAZY: the handle connects at its first call, which the
+ * timeout set in between bounds. */
+static void
+test_lazy_connect(void **state)
+{
+	pid_t kids[8];
+	int n;
+	om_client_t *c;
+	double t0, waited;
+	char missing[400];
+
+	(void)state;
+	om_daemon_init(&D, 1, NULL);
+	snprintf(missing, sizeof(missing), "%s/no-such.sock", D.dir);
+	assert_int_equal(om_client_connect(missing, OM_CLIENT_LAZY, &c), 0);
+	assert_int_equal(om_client_fd(c), -1);
+	assert_int_equal(om_client_ping(c), -OM_ECONNECT);
+	om_client_close(c);
+
+	om_daemon_start(&D);
+	assert_int_equal(om_client_connect(D.sock, OM_CLIENT_LAZY, &c), 0);
+	assert_int_equal(om_client_fd(c), -1);
+	om_client_set_timeout(c, 300);
+	n = om_daemon_children(&D, kids, 8, NULL);
+	assert_true(n > 0);
+	for (int i = 0; i < n; i++)
+		kill(kids[i], SIGSTOP);
+	t0 = now_s();
+	assert_int_equal(om_client_ping(c), -OM_ETIMEDOUT);
+	waited = now_s() - t0;
+	print_message("the first call gave up after %.3f s\n", waited);
+	assert_true(waited >= 0.25 && waited < 3.0);
+	for (int i = 0; i < n; i++)
+		kill(kids[i], SIGCONT);
+	assert_int_equal(om_client_ping(c), 0);
+	assert_true(om_client_fd(c) >= 0);
+	assert_true(om_client_caps(c)->max_meta > 0);
+	om_client_close(c);
+	om_daemon_stop(&D);
+	om_daemon_cleanup(&D);
+}
+
 /* An idle connection that the daemon closed (idle timeout, with its
  * GOAWAY) is noticed before a streamed PUT is sent on it. */
 static void
@@ -272,6 +314,7 @@ main(void)
 		cmocka_unit_test(test_streamed_put_abort),
 		cmocka_unit_test(test_streamed_put_misuse),
 		cmocka_unit_test(test_timeout),
+		cmocka_unit_test(test_lazy_connect),
 		cmocka_unit_test(test_put_begin_after_idle_close),
 	};
 
