@@ -42,6 +42,12 @@ $(FAULT_SO): tests/lib/om_fault.c tests/lib/om_fault_ctl.c tests/lib/om_fault.h 
 	$(CC) $(CPPFLAGS) $(filter-out -fsanitize% -fno-sanitize%,$(CFLAGS)) -shared -o $@ \
 		tests/lib/om_fault.c tests/lib/om_fault_ctl.c
 
+# vmod_objmapper's metadata and keys: pure C, no Varnish needed.
+$(O)/tests/test_vmod_meta: $(O)/tests/unit/test_vmod_meta.o $(TEST_LIB_OBJS) $(O)/src/vmod/vmod_meta.o
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+TEST_BINS += $(O)/tests/test_vmod_meta
+
 # In make check (about a minute together; test_faults samples the
 # directory walks of the rebuild and of the opening).
 TEST_BINS += $(O)/tests/test_faults $(O)/tests/test_faults_daemon

@@ -14,10 +14,13 @@ VMOD_SRCS  := src/vmod/vmod_objmapper.c src/vmod/vmod_vfp.c src/vmod/vmod_meta.c
 VMOD_OBJS  := $(VMOD_SRCS:%.c=$(O)/%.o) $(VMOD_GEN)/vcc_objmapper_if.o $(VMOD_GEN)/VSC_objmapper.o
 VMOD_GEN_H := $(VMOD_GEN)/vcc_objmapper_if.h $(VMOD_GEN)/VSC_objmapper.h $(VMOD_GEN)/config.h
 
+# (Debian's paths when the package is not there yet: make lint installs it
+# after this file is read.)
 HAVE_VARNISHAPI := $(shell pkg-config --exists varnishapi 2>/dev/null && echo yes)
-VARNISH_CFLAGS  := $(shell pkg-config --cflags varnishapi 2>/dev/null)
-VMODTOOL        := $(shell pkg-config --variable=vmodtool varnishapi 2>/dev/null)
-VSCTOOL         := $(shell pkg-config --variable=vsctool varnishapi 2>/dev/null)
+VARNISH_INC     := $(or $(patsubst -I%,%,$(shell pkg-config --cflags-only-I varnishapi 2>/dev/null)),/usr/include/varnish)
+VARNISH_CFLAGS  := -I$(VARNISH_INC)
+VMODTOOL        := $(or $(shell pkg-config --variable=vmodtool varnishapi 2>/dev/null),/usr/share/varnish/vmodtool.py)
+VSCTOOL         := $(or $(shell pkg-config --variable=vsctool varnishapi 2>/dev/null),/usr/share/varnish/vsctool.py)
 VMOD_INSTDIR    := $(shell pkg-config --variable=vmoddir varnishapi 2>/dev/null)
 
 ifeq ($(HAVE_VARNISHAPI),yes)
@@ -28,9 +31,11 @@ endif
 # generated sources include "config.h", which Varnish's own build makes.
 $(VMOD_GEN)/vcc_objmapper_if.c $(VMOD_GEN)/vcc_objmapper_if.h $(VMOD_GEN)/vmod_objmapper.man.rst: \
 		src/vmod/vmod_objmapper.vcc | $(DEPSTAMP)
+	@scripts/install-deps libvarnishapi-dev python3
 	@mkdir -p $(VMOD_GEN)
 	cd $(VMOD_GEN) && python3 $(VMODTOOL) -o vcc_objmapper_if $(abspath $<) >/dev/null
 $(VMOD_GEN)/VSC_objmapper.c $(VMOD_GEN)/VSC_objmapper.h: src/vmod/VSC_objmapper.vsc | $(DEPSTAMP)
+	@scripts/install-deps libvarnishapi-dev python3
 	@mkdir -p $(VMOD_GEN)
 	cd $(VMOD_GEN) && python3 $(VSCTOOL) -ch $(abspath $<)
 $(VMOD_GEN)/config.h:

@@ -46,15 +46,17 @@ number(const char **pp, const char *e, double *out, char sep)
 int
 omv_meta_parse(const void *buf, size_t len, omv_meta_t *m)
 {
-	const char *p = buf, *e = p + len, *nl;
+	const char *p, *e, *nl;
 	double st;
 
 	memset(m, 0, sizeof(*m));
 	if (buf == NULL || len < sizeof(OMV_META_TAG) + 1 ||
-	    memcmp(p, OMV_META_TAG, sizeof(OMV_META_TAG) - 1) != 0)
+	    memcmp(buf, OMV_META_TAG, sizeof(OMV_META_TAG) - 1) != 0)
 		return -1;
+	p = buf;
+	e = p + len;
 	p += sizeof(OMV_META_TAG) - 1;
-	m->kind = *p++;
+	m->kind = (unsigned char)*p++;
 	if (m->kind == OMV_KIND_VARY) {
 		if (*p++ != '\n')
 			return -1;
@@ -124,8 +126,8 @@ omv_printf(omv_buf_t *b, const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
 	va_end(ap);
-	/* vsnprintf writes a NUL that the buffer's length does not count:
-	 * an append that exactly fills it still fits. */
+	/* vsnprintf needs a byte for its NUL: an append that would fill the
+	 * last byte counts as not fitting. */
 	if (n < 0 || (size_t)n >= b->cap - b->len)
 		b->overflow = 1;
 	else

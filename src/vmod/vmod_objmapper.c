@@ -646,7 +646,8 @@ vmod_cache__init(VRT_CTX, struct VPFX(objmapper_cache) **cp, const char *vcl_nam
 	c->max_conns = (unsigned)connections;
 	c->max_size = (uint64_t)max_size;
 	c->max_meta = OM_PROTO_META_MAX;
-	c->idle = calloc(c->max_conns, sizeof(*c->idle));
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of handles (pointers) */
+	c->idle = calloc(c->max_conns, sizeof(c->idle[0]));
 	AN(c->idle);
 	AZ(pthread_mutex_init(&c->mtx, NULL));
 	c->vsc = VSC_objmapper_New(NULL, &c->vsc_seg, "%s.%s", VCL_Name(ctx->vcl), vcl_name);

@@ -362,8 +362,8 @@ write_init(VRT_CTX, struct vfp_ctx *vc, struct vfp_entry *vfe)
 		t->wt = OMV_WT_SPOOL;
 	}
 	VSLb(ctx->vsl, SLT_VCL_Log, "objmapper: writing %s (%s, expires in %.0f s)", t->uri,
-	    t->wt == OMV_WT_SPOOL ? "length unknown, spooled" : "streamed",
-	    end - VTIM_real());
+	    t->wt == OMV_WT_SPOOL ? "length unknown, spooled" : t->wt == OMV_WT_EMPTY ?
+	    "no body" : "streamed", end - VTIM_real());
 	return (VFP_OK);
 }
 
