@@ -42,7 +42,7 @@ $(VMOD_GEN)/config.h:
 	@mkdir -p $(VMOD_GEN)
 	@echo '/* vmod_objmapper: nothing to configure */' >$@
 
-$(O)/src/vmod/%.o $(VMOD_GEN)/%.o: CPPFLAGS += -I$(VMOD_GEN) $(VARNISH_CFLAGS)
+$(O)/src/vmod/%.o: CPPFLAGS += -I$(VMOD_GEN) $(VARNISH_CFLAGS)
 $(O)/src/vmod/vmod_objmapper.o $(O)/src/vmod/vmod_vfp.o $(VMOD_GEN)/vcc_objmapper_if.o \
 	$(VMOD_GEN)/VSC_objmapper.o: | $(VMOD_GEN_H)
 # Varnish finds the module by its one exported symbol, Vmod_objmapper_Data.
