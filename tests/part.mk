@@ -56,3 +56,9 @@ TEST_BINS += $(O)/tests/test_faults $(O)/tests/test_faults_daemon
 check-faults: $(O)/tests/test_faults | $(DEPSTAMP)
 	@OM_FAULTS_FULL=1 scripts/run-tests --timeout 1800 --logs $(O)/test-logs-faults $^
 .PHONY: check-faults
+
+# libobjmapper's non-blocking core over a socketpair (no daemon).
+$(O)/tests/test_client: $(O)/tests/unit/test_client.o $(TEST_LIB_OBJS) $(CLIENT_A)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+TEST_BINS += $(O)/tests/test_client

@@ -50,6 +50,7 @@ enum om_error {
 	OM_ERANGE = 105,   /* the caller's buffer is smaller than the object */
 	OM_ESOURCE = 106,  /* reading the caller's descriptor or buffer failed */
 	OM_ETIMEDOUT = 107, /* the daemon did not answer within the handle's timeout */
+	OM_EAGAIN = 108,   /* non-blocking: nothing to read yet (om_decoder_recv) */
 };
 
 typedef struct om_client om_client_t;
@@ -195,6 +196,96 @@ int om_client_stats(om_client_t *c, char **text);
 /* STATS with flags: OM_STATS_PROMETHEUS for the Prometheus text format. */
 int om_client_stats_ex(om_client_t *c, unsigned flags, char **text);
 int om_client_ping(om_client_t *c);
+
+/*
+ * The non-blocking API, for event loops: the protocol without any I/O
+ * that could block and without hidden threads. The blocking calls above
+ * are built on it. libobjmapper(3), "NON-BLOCKING API", has an example.
+ *
+ * Requests are encoded into the caller's buffer (om_request_encode); the
+ * caller sends them (a PUT's bytes, or its descriptor with the first byte,
+ * follow). What the daemon sends is fed to a decoder, by om_decoder_recv
+ * (one recvmsg with MSG_DONTWAIT on the caller's socket) or by
+ * om_decoder_feed (bytes and descriptors the caller received), and
+ * om_decoder_next yields the complete responses, in order. The caller
+ * waits for its socket to be readable while it has requests in flight.
+ */
+typedef struct {
+	int op;                /* OM_OP_HELLO, GET, PUT, DELETE, STAT, STATS, PING */
+	uint32_t id;           /* any; comes back in the response */
+	const char *uri;       /* GET, PUT, DELETE, STAT; NULL otherwise */
+	unsigned flags;        /* GET: mode | OM_GET_*; STAT: OM_GET_WANT_META; STATS:
+	                        * OM_STATS_PROMETHEUS; PUT: OM_PUT_EPHEMERAL | OM_PUT_FD;
+	                        * HELLO: OM_HELLO_OFFSET_READS */
+	uint64_t body_len;     /* PUT: the object's size (its bytes follow the request) */
+	const void *meta;      /* PUT: metadata, meta_len bytes */
+	uint32_t meta_len;
+	int64_t expires;       /* PUT: unix seconds, 0 = never */
+} om_request_t;
+
+/* Bytes a request takes at most besides its URI and metadata. */
+#define OM_REQUEST_OVERHEAD 64u
+
+/* Writes the request (header, URI, metadata; HELLO: the client's name)
+ * into buf. Returns its length, -OM_ERANGE if cap is too small (never
+ * with cap >= OM_REQUEST_OVERHEAD + URI + metadata), or -OM_EINVAL (bad
+ * op, URI, GET, PUT or HELLO flags, metadata; other flags are the
+ * daemon's to judge). */
+int om_request_encode(const om_request_t *rq, void *buf, size_t cap);
+
+/* A response. The caller owns fd, data and meta: om_response_free. */
+typedef struct {
+	int op;                /* the request's op, or OM_OP_GOAWAY */
+	uint32_t id;           /* the request's id (GOAWAY: the last request accepted) */
+	int rc;                /* 0, -OM_STATUS_* (the daemon's status; msg says why),
+	                        * or -OM_ENOMEM (no memory for the inline body: dropped) */
+	int body;              /* OM_BODY_NONE, OM_BODY_INLINE or OM_BODY_DESCRIPTOR */
+	int fd;                /* OM_BODY_DESCRIPTOR: the object's descriptor, else -1 */
+	void *data;            /* OM_BODY_INLINE: the bytes (malloc'd), else NULL */
+	uint64_t len;          /* bytes in data; with fd, STAT and PUT: the object's size */
+	void *meta;            /* metadata (malloc'd) or NULL */
+	uint32_t meta_len;
+	om_info_t info;        /* the object's fields (GET, STAT, PUT) */
+	char msg[OM_PROTO_MSG_MAX + 1]; /* the daemon's message, NUL-terminated ("" if none) */
+} om_response_t;
+
+/* Closes fd, frees data and meta. */
+void om_response_free(om_response_t *r);
+/* Hands over the response's descriptor (-1 if none) and clears it. */
+int om_response_take_fd(om_response_t *r);
+/* The capabilities a HELLO response carries: 0 or -OM_EPROTO. */
+int om_response_caps(const om_response_t *r, om_caps_t *caps);
+
+typedef struct om_decoder om_decoder_t;
+
+int om_decoder_new(om_decoder_t **out);
+/* Frees it and closes the descriptors it holds. */
+void om_decoder_free(om_decoder_t *d);
+/* Forgets everything (for a new connection); closes held descriptors. */
+void om_decoder_reset(om_decoder_t *d);
+/* One recvmsg(MSG_DONTWAIT | MSG_CMSG_CLOEXEC) on fd into the decoder,
+ * descriptors included (large inline bodies are received in place).
+ * Returns the bytes received (> 0), 0 at the end of the stream,
+ * -OM_EAGAIN if nothing is there yet, -OM_EIO (om_decoder_message says
+ * why) or -OM_EPROTO (descriptors lost: MSG_CTRUNC). */
+int om_decoder_recv(om_decoder_t *d, int fd);
+/* Feeds bytes the caller received, and the descriptors that came with
+ * them (the decoder takes them over, also on failure). 0 or -OM_ENOMEM,
+ * -OM_EPROTO (too many descriptors). */
+int om_decoder_feed(om_decoder_t *d, const void *bytes, size_t n, const int *fds, unsigned nfds);
+/* The next complete response: 1 and *r filled (the caller's to free), 0
+ * if more bytes are needed, or -OM_EPROTO: the stream broke the protocol
+ * (om_decoder_message says how; a stream that does not begin as the
+ * protocol's is named "not an objmapper socket"), and the connection must
+ * be closed. */
+int om_decoder_next(om_decoder_t *d, om_response_t *r);
+/* Bytes still needed to complete the response being received (at least
+ * 1), for a caller that wants to size its reads. */
+uint64_t om_decoder_need(const om_decoder_t *d);
+/* Bytes the decoder has received in all since it was made or reset. */
+uint64_t om_decoder_received(const om_decoder_t *d);
+/* What went wrong last, in a sentence. */
+const char *om_decoder_message(const om_decoder_t *d);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,8 @@
 /*
- * libobjmapper: a synchronous client of objmapperd over a Unix socket, TCP
- * or UDP (docs/PROTOCOL.md). Runs in the caller's process; a handle is
- * used by one thread at a time.
+ * libobjmapper: the blocking client of objmapperd over a Unix socket, TCP
+ * or UDP (docs/PROTOCOL.md), built on the non-blocking core of nb.c (its
+ * encoder and decoder) with the waiting, reconnects and retries. Runs in
+ * the caller's process; a handle is used by one thread at a time.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,8 +28,9 @@
 
 #define API __attribute__((visibility("default")))
 
-#define RBUF_SIZE (64u * 1024u)
-#define FDQ_MAX 64u
+#define NOT_OURS "not an objmapper socket: "
+
+#define UDP_MAX 65536u
 
 struct om_client {
 	int fd;
@@ -43,18 +45,15 @@ struct om_client {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* or tcp://HOST:PORT */
 	char host[256], port[16];
 	uint8_t *dgram;         /* UDP: the request being sent */
+	uint8_t *dgram_in;      /* UDP: the answer received */
 	char msg[OM_PROTO_MSG_MAX + 128];
 	int timeout_ms;         /* bound of each wait for an answer; 0: none */
 	int connect_ms;         /* bound of connect and of the wait for HELLO's answer */
 	int wait_ms;            /* the bound in force (one of the two); 0: none */
-	int peer_spoke;         /* the peer sent bytes on this connection */
 	int put_open;           /* a streamed PUT is in progress (put_begin) */
 	uint64_t put_left;      /* its bytes not yet sent */
 	uint32_t put_id;
-	uint8_t *rbuf;          /* received, not yet consumed: rbuf[roff, rlen) */
-	size_t roff, rlen;
-	int fdq[FDQ_MAX];       /* descriptors received, in order */
-	unsigned fdq_head, fdq_n;
+	om_decoder_t *dec;      /* what the daemon sent, decoded */
 };
 
 /* ---- messages and errors ------------------------------------------------ */
@@ -139,27 +138,15 @@ om_client_set_timeout(om_client_t *c, int ms)
 /* ---- the connection ---------------------------------------------------- */
 
 static void
-fdq_clear(om_client_t *c)
-{
-	while (c->fdq_n > 0) {
-		close(c->fdq[c->fdq_head]);
-		c->fdq_head = (c->fdq_head + 1) % FDQ_MAX;
-		c->fdq_n--;
-	}
-	c->fdq_head = 0;
-}
-
-static void
 disconnect(om_client_t *c)
 {
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
-	c->roff = c->rlen = 0;
 	c->goaway = 0;
-	c->peer_spoke = 0;
 	c->put_open = 0;
-	fdq_clear(c);
+	if (c->dec != NULL)
+		om_decoder_reset(c->dec);
 }
 
 /* The stream is out of step after a wait that expired: drop it. */
@@ -170,118 +157,60 @@ timed_out(om_client_t *c, const char *what)
 	return fail(c, OM_ETIMEDOUT, "%s %s: no answer within %d ms", what, c->path, c->wait_ms);
 }
 
-/* Reads what is there (at least one byte) into rbuf, with any descriptors. */
+/*
+ * The next response of the connection, waiting for its bytes (each wait
+ * bounded by the one in force): 0 and *o filled (a GOAWAY or a status is
+ * also kept in the message), or -OM_EIO (the connection ended or failed),
+ * -OM_EPROTO (the stream broke the protocol), -OM_ETIMEDOUT.
+ */
 static int
-fill(om_client_t *c)
+next_resp(om_client_t *c, om_response_t *o)
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int) * 8)];
-	} ctl;
-	struct msghdr mh;
-	struct iovec iov;
-	struct cmsghdr *cm;
-	ssize_t n;
-
-	if (c->transport == OM_TRANSPORT_UDP)
-		return fail(c, OM_EPROTO, "a response from %s is longer than its datagram", c->path);
-	if (c->roff > 0 && c->roff == c->rlen)
-		c->roff = c->rlen = 0;
-	if (c->rlen == RBUF_SIZE) {
-		memmove(c->rbuf, c->rbuf + c->roff, c->rlen - c->roff);
-		c->rlen -= c->roff;
-		c->roff = 0;
-	}
-	iov.iov_base = c->rbuf + c->rlen;
-	iov.iov_len = RBUF_SIZE - c->rlen;
-	memset(&mh, 0, sizeof(mh));
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = ctl.buf;
-	mh.msg_controllen = sizeof(ctl.buf);
-	/* Wait in poll for input only: a recvmsg asleep on the socket is also
-	 * woken each time the daemon reads our request (write space), a
-	 * wasted context switch per request. */
 	for (;;) {
-		struct pollfd p = { c->fd, POLLIN, 0 };
+		int rc = om_decoder_next(c->dec, o);
 
-		n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-			break;
-		if (errno != EINTR) {
-			int rc = poll(&p, 1, c->wait_ms > 0 ? c->wait_ms : -1);
+		if (rc == 1) {
+			if (o->op == OM_OP_GOAWAY) {
+				c->goaway = 1;
+				c->goaway_last = o->id;
+				snprintf(c->msg, sizeof(c->msg), "GOAWAY: %s", o->msg);
+			} else if (o->rc < 0 && o->rc >= -OM_STATUS_MAX) {
+				snprintf(c->msg, sizeof(c->msg), "%s: %s", om_proto_status_name((unsigned)-o->rc),
+				    o->msg[0] ? o->msg : om_proto_status_text((unsigned)-o->rc));
+			}
+			return 0;
+		}
+		if (rc < 0) {
+			const char *why = om_decoder_message(c->dec);
 
-			if (rc == 0)
+			if (strncmp(why, NOT_OURS, strlen(NOT_OURS)) == 0)
+				return fail(c, OM_EPROTO, NOT_OURS "%s: %s", c->path, why + strlen(NOT_OURS));
+			return fail(c, OM_EPROTO, "bad response from %s: %s", c->path, why);
+		}
+		if (c->transport == OM_TRANSPORT_UDP)
+			return fail(c, OM_EPROTO, "a response from %s is longer than its datagram", c->path);
+		rc = om_decoder_recv(c->dec, c->fd);
+		if (rc > 0)
+			continue;
+		if (rc == 0)
+			return fail(c, OM_EIO, "the daemon closed the connection");
+		if (rc == -OM_EAGAIN) {
+			/* Wait in poll for input only: a recvmsg asleep on the
+			 * socket is also woken each time the daemon reads our
+			 * request (write space), a wasted context switch. */
+			struct pollfd p = { c->fd, POLLIN, 0 };
+			int n = poll(&p, 1, c->wait_ms > 0 ? c->wait_ms : -1);
+
+			if (n == 0)
 				return timed_out(c, "receive from");
-			if (rc < 0 && errno != EINTR)
+			if (n < 0 && errno != EINTR)
 				return fail(c, OM_EIO, "poll on %s: %s", c->path, strerror(errno));
-		}
-	}
-	if (n < 0)
-		return fail(c, OM_EIO, "receive from %s: %s", c->path, strerror(errno));
-	for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-			continue;
-		for (size_t i = 0; i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-			int fd;
-
-			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-			if (c->fdq_n == FDQ_MAX) {
-				close(fd);
-				return fail(c, OM_EPROTO, "too many descriptors from the server");
-			}
-			c->fdq[(c->fdq_head + c->fdq_n) % FDQ_MAX] = fd;
-			c->fdq_n++;
-		}
-	}
-	if (mh.msg_flags & MSG_CTRUNC)
-		return fail(c, OM_EPROTO, "descriptors from the server were truncated");
-	if (n == 0)
-		return fail(c, OM_EIO, "the daemon closed the connection");
-	c->rlen += (size_t)n;
-	c->peer_spoke = 1;
-	return 0;
-}
-
-/* Copies the next n bytes of the stream to dst (or drops them). */
-static int
-take(om_client_t *c, void *dst, uint64_t n)
-{
-	uint8_t *d = dst;
-
-	while (n > 0) {
-		size_t have = c->rlen - c->roff, k;
-		int rc;
-
-		if (have == 0) {
-			/* Large inline bodies go straight to their destination. */
-			if (d != NULL && n >= RBUF_SIZE / 2) {
-				ssize_t r = recv(c->fd, d, n > (1u << 30) ? (1u << 30) : (size_t)n, MSG_WAITALL);
-
-				if (r < 0 && errno == EINTR)
-					continue;
-				if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-					return timed_out(c, "receive from");
-				if (r <= 0)
-					return fail(c, OM_EIO, "receive from %s: %s", c->path,
-					    r == 0 ? "connection closed" : strerror(errno));
-				d += r;
-				n -= (uint64_t)r;
-				continue;
-			}
-			if ((rc = fill(c)) != 0)
-				return rc;
 			continue;
 		}
-		k = have < n ? have : (size_t)n;
-		if (d != NULL) {
-			memcpy(d, c->rbuf + c->roff, k);
-			d += k;
-		}
-		c->roff += k;
-		n -= k;
+		if (rc == -OM_EPROTO)
+			return fail(c, OM_EPROTO, "%s", om_decoder_message(c->dec));
+		return fail(c, OM_EIO, "receive from %s: %s", c->path, om_decoder_message(c->dec));
 	}
-	return 0;
 }
 
 /* Sends every byte of iov (modified), the descriptor fd (if >= 0) with
@@ -345,74 +274,20 @@ send_all(om_client_t *c, struct iovec *iov, int iovcnt, int fd, size_t *sent)
 	return 0;
 }
 
-/* Reads a response header and its message; keeps a GOAWAY aside. */
-static int
-read_resp(om_client_t *c, om_resp_t *r)
+/* A request id: never 0 (GOAWAY's "none"). */
+static uint32_t
+new_id(om_client_t *c)
 {
-	uint8_t h[OM_RESP_HDR_LEN];
-	char text[OM_PROTO_MSG_MAX + 1];
-	int rc;
+	uint32_t id = c->next_id++;
 
-	if ((rc = take(c, h, sizeof(h))) != 0)
-		return rc;
-	if (om_proto_get_resp(h, r) != 0)
-		return fail(c, OM_EPROTO, "bad response header from %s", c->path);
-	if (r->msg_len > OM_PROTO_MSG_MAX || r->meta_len > OM_PROTO_META_MAX)
-		return fail(c, OM_EPROTO, "response lengths out of range");
-	if ((rc = take(c, text, r->msg_len)) != 0)
-		return rc;
-	text[r->msg_len] = '\0';
-	if (r->op == OM_OP_GOAWAY) {
-		c->goaway = 1;
-		c->goaway_last = r->id;
-		snprintf(c->msg, sizeof(c->msg), "GOAWAY: %s", text);
-		return 0;
-	}
-	if (r->status != OM_STATUS_OK)
-		snprintf(c->msg, sizeof(c->msg), "%s: %s", om_proto_status_name(r->status),
-		    r->msg_len ? text : om_proto_status_text(r->status));
-	return 0;
-}
-
-static int
-pop_fd(om_client_t *c, int *fd)
-{
-	if (c->fdq_n == 0)
-		return fail(c, OM_EPROTO, "a response announced a descriptor that did not come");
-	*fd = c->fdq[c->fdq_head];
-	c->fdq_head = (c->fdq_head + 1) % FDQ_MAX;
-	c->fdq_n--;
-	return 0;
-}
-
-static void
-info_from(om_info_t *info, const om_resp_t *r)
-{
-	if (info == NULL)
-		return;
-	info->id = r->obj_id;
-	info->size = r->body_len;
-	info->expires = r->expires;
-	info->mtime = r->mtime;
-	info->crc = r->crc;
-	info->tier = r->tier;
-}
-
-static void
-req_init(om_client_t *c, om_req_t *q, uint8_t op, size_t uri_len)
-{
-	memset(q, 0, sizeof(*q));
-	q->version = OM_PROTO_VERSION;
-	q->op = op;
-	q->id = c->next_id++;
 	if (c->next_id == 0)
 		c->next_id = 1;
-	q->uri_len = (uint16_t)uri_len;
+	return id;
 }
 
 /*
- * UDP: sends the request as one datagram and puts the datagram of its
- * response in rbuf. The request is padded so that the server may answer
+ * UDP: sends the request as one datagram and feeds the datagram of its
+ * response to the decoder. The request is padded so that the server may answer
  * with a full datagram under its amplification limit (docs/PROTOCOL.md);
  * it is sent again after 100, 200, 400... ms without an answer (UDP loses
  * datagrams), and answers to other ids (late ones) are dropped.
@@ -450,138 +325,63 @@ udp_exchange(om_client_t *c, const struct iovec *iov, int iovcnt, uint32_t id)
 				continue;
 			if (rc <= 0)
 				break;
-			n = recv(c->fd, c->rbuf, RBUF_SIZE, MSG_DONTWAIT);
+			n = recv(c->fd, c->dgram_in, UDP_MAX, MSG_DONTWAIT);
 			if (n < 0 && (errno == EAGAIN || errno == EINTR))
 				continue;
 			if (n < 0)
 				return fail(c, OM_EIO, "receive from %s: %s", c->path, strerror(errno));
-			if ((size_t)n < OM_RESP_HDR_LEN || om_get32(c->rbuf + 4) != id)
+			if ((size_t)n < OM_RESP_HDR_LEN || om_get32(c->dgram_in + 4) != id)
 				continue; /* an answer to an earlier try */
-			c->roff = 0;
-			c->rlen = (size_t)n;
+			om_decoder_reset(c->dec);
+			if (om_decoder_feed(c->dec, c->dgram_in, (size_t)n, NULL, 0) != 0)
+				return fail(c, OM_ENOMEM, "out of memory");
 			return 0;
 		}
 	}
 	return fail(c, OM_EIO, "no answer from %s", c->path);
 }
 
-/* The peer answered bytes that are not objmapper's: say what they look
- * like (an HTTP listener's status line, or the first bytes in hex). */
-static int
-not_objmapper(om_client_t *c)
-{
-	const uint8_t *p = c->rbuf + c->roff;
-	size_t have = c->rlen - c->roff;
-	char what[160];
-	int rc;
-
-	if (have >= 5 && memcmp(p, "HTTP/", 5) == 0) {
-		size_t n = 0;
-
-		while (n < have && n < 80 && p[n] != '\r' && p[n] != '\n')
-			n++;
-		snprintf(what, sizeof(what), "it answered in HTTP (\"%.*s\")", (int)n, (const char *)p);
-		for (char *q = what; *q; q++)
-			if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f)
-				*q = '?';
-	} else {
-		size_t off = (size_t)snprintf(what, sizeof(what), "it answered bytes that are not the protocol's:");
-
-		for (size_t i = 0; i < have && i < 8 && off < sizeof(what) - 4; i++)
-			off += (size_t)snprintf(what + off, sizeof(what) - off, " %02x", p[i]);
-	}
-	rc = fail(c, OM_EPROTO, "not an objmapper socket: %s: %s", c->path, what);
-	disconnect(c);
-	return rc;
-}
-
 /*
- * Waits for the first bytes of the answer to HELLO and checks that they
- * begin a response of the protocol (magic, version): a peer that is not
- * objmapperd (an HTTP listener answering 400, anything else) fails at
- * once, without waiting for a whole header that will never come. The wait
- * is bounded by the connect timeout.
+ * Says HELLO and keeps the capabilities. The decoder refuses a stream
+ * that does not begin as the protocol's at its first bytes (an HTTP
+ * listener's "HTTP/1.1 400"), so a peer that is not objmapperd fails at
+ * once; the wait for the answer is bounded by the connect timeout.
  */
-static int
-check_peer(om_client_t *c)
-{
-	static const uint8_t want[3] = { 'O', 'M', OM_PROTO_VERSION };
-
-	for (;;) {
-		size_t have = c->rlen - c->roff, k = have < sizeof(want) ? have : sizeof(want);
-		int rc;
-
-		if (memcmp(c->rbuf + c->roff, want, k) != 0)
-			return not_objmapper(c);
-		if (have >= sizeof(want))
-			return 0;
-		rc = fill(c);
-		if (rc == -OM_ETIMEDOUT)
-			return fail(c, OM_ETIMEDOUT, "not an objmapper socket: %s: no answer to HELLO within %d ms",
-			    c->path, c->connect_ms);
-		if (rc == -OM_EIO && !c->peer_spoke)
-			return fail(c, OM_EIO, "not an objmapper socket: %s: closed without answering HELLO",
-			    c->path);
-		if (rc != 0)
-			return rc;
-	}
-}
-
 static int
 hello(om_client_t *c)
 {
-	static const char name[] = "libobjmapper " OM_CLIENT_VERSION;
-	uint8_t h[OM_REQ_HDR_LEN], caps[OM_HELLO_CAPS_LEN];
-	struct iovec iov[2];
-	om_hello_caps_t hc;
-	om_req_t q;
-	om_resp_t r;
-	uint64_t rest;
-	int rc;
+	uint8_t h[OM_REQUEST_OVERHEAD];
+	om_request_t rq = { .op = OM_OP_HELLO, .id = new_id(c) };
+	om_response_t o;
+	int rc, len;
 
-	req_init(c, &q, OM_OP_HELLO, 0);
-	q.flags = (c->flags & OM_CLIENT_OFFSET_READS) ? OM_HELLO_OFFSET_READS : 0;
-	q.body_len = sizeof(name) - 1;
-	q.arg = OM_PROTO_VERSION;
-	om_proto_put_req(h, &q);
-	iov[0] = (struct iovec){ h, sizeof(h) };
-	iov[1] = (struct iovec){ (void *)name, sizeof(name) - 1 };
-	if (c->transport == OM_TRANSPORT_UDP)
-		rc = udp_exchange(c, iov, 2, q.id);
-	else if ((rc = send_all(c, iov, 2, -1, NULL)) == 0)
-		rc = check_peer(c);
-	if (rc != 0 || (rc = read_resp(c, &r)) != 0)
-		return rc;
-	if (r.op == OM_OP_GOAWAY)
-		return fail(c, OM_EIO, "the daemon is going away");
-	if (r.status != OM_STATUS_OK)
-		return -(int)r.status;
-	if (r.body != OM_BODY_INLINE || r.body_len < OM_HELLO_CAPS_LEN || r.body_len > 4096)
-		return fail(c, OM_EPROTO, "bad HELLO response");
-	if ((rc = take(c, NULL, r.meta_len)) != 0 || (rc = take(c, caps, sizeof(caps))) != 0)
-		return rc;
-	om_proto_get_caps(caps, &hc);
-	memset(&c->caps, 0, sizeof(c->caps));
-	c->caps.version = hc.version;
-	c->caps.transport = hc.transport;
-	c->caps.modes = hc.modes;
-	c->caps.max_uri = hc.max_uri;
-	c->caps.max_meta = hc.max_meta;
-	c->caps.max_pipeline = hc.max_pipeline ? hc.max_pipeline : 1;
-	c->caps.max_object = hc.max_object;
-	c->caps.inline_threshold = hc.inline_threshold;
-	c->caps.shared_descriptions = (hc.flags & OM_CAPS_SHARED_DESCRIPTIONS) != 0;
-	c->caps.max_datagram = hc.max_datagram;
-	c->caps.amplification = hc.amplification;
-	rest = r.body_len - OM_HELLO_CAPS_LEN;
+	rq.flags = (c->flags & OM_CLIENT_OFFSET_READS) ? OM_HELLO_OFFSET_READS : 0;
+	len = om_request_encode(&rq, h, sizeof(h));
+	if (len < 0)
+		return fail(c, OM_EINVAL, "cannot encode HELLO");
 	{
-		size_t n = rest < sizeof(c->caps.server) - 1 ? (size_t)rest : sizeof(c->caps.server) - 1;
+		struct iovec iov = { h, (size_t)len };
 
-		if ((rc = take(c, c->caps.server, n)) != 0 || (rc = take(c, NULL, rest - n)) != 0)
-			return rc;
-		c->caps.server[n] = '\0';
+		rc = c->transport == OM_TRANSPORT_UDP ? udp_exchange(c, &iov, 1, rq.id) :
+		    send_all(c, &iov, 1, -1, NULL);
 	}
-	return 0;
+	if (rc == 0)
+		rc = next_resp(c, &o);
+	if (rc == -OM_ETIMEDOUT && c->transport != OM_TRANSPORT_UDP)
+		return fail(c, OM_ETIMEDOUT, NOT_OURS "%s: no answer to HELLO within %d ms", c->path,
+		    c->connect_ms);
+	if (rc == -OM_EIO && om_decoder_received(c->dec) == 0 && c->transport != OM_TRANSPORT_UDP)
+		return fail(c, OM_EIO, NOT_OURS "%s: closed without answering HELLO", c->path);
+	if (rc != 0)
+		return rc;
+	if (o.op == OM_OP_GOAWAY)
+		rc = fail(c, OM_EIO, "the daemon is going away");
+	else if (o.rc != 0)
+		rc = o.rc == -OM_ENOMEM ? fail(c, OM_ENOMEM, "out of memory") : o.rc;
+	else if (o.op != OM_OP_HELLO || o.len > 4096 || om_response_caps(&o, &c->caps) != 0)
+		rc = fail(c, OM_EPROTO, "bad HELLO response");
+	om_response_free(&o);
+	return rc;
 }
 
 /* TCP or UDP: the first address of HOST that takes a connection. */
@@ -762,10 +562,10 @@ om_client_connect_timeout(const char *path, unsigned flags, int connect_ms, om_c
 	*out = c;
 	if ((rc = parse_address(c, path)) != 0)
 		return rc;
-	c->rbuf = malloc(RBUF_SIZE);
-	if (c->rbuf == NULL)
+	if (om_decoder_new(&c->dec) != 0)
 		return fail(c, OM_ENOMEM, "out of memory");
-	if (c->transport == OM_TRANSPORT_UDP && (c->dgram = malloc(65536)) == NULL)
+	if (c->transport == OM_TRANSPORT_UDP &&
+	    ((c->dgram = malloc(UDP_MAX)) == NULL || (c->dgram_in = malloc(UDP_MAX)) == NULL))
 		return fail(c, OM_ENOMEM, "out of memory");
 	if (flags & OM_CLIENT_LAZY)
 		return 0;
@@ -778,7 +578,8 @@ om_client_close(om_client_t *c)
 	if (c == NULL)
 		return;
 	disconnect(c);
-	free(c->rbuf);
+	om_decoder_free(c->dec);
+	free(c->dgram_in);
 	free(c->dgram);
 	free(c);
 }
@@ -800,84 +601,63 @@ check_uri(om_client_t *c, const char *uri, size_t *len)
 	return 0;
 }
 
-/* Where a response's parts go. */
+/* A response and what the caller wants of it. */
 typedef struct {
-	om_resp_t r;
-	int fd;         /* body kind descriptor: the descriptor */
-	void *data;     /* inline body: malloc'd here unless buf is given */
-	void *buf;      /* caller's buffer for the body, or NULL */
+	om_response_t o;
+	void *buf;      /* caller's buffer for an inline body, or NULL */
 	size_t cap;
-	void *meta;
 	int want_data;  /* keep an inline body (else drop it) */
 	int want_meta;
 } sink_t;
 
 static void
-sink_release(sink_t *s)
+sink_init(sink_t *s, int want_data, int want_meta)
 {
-	if (s->fd >= 0)
-		close(s->fd);
-	free(s->data);
-	free(s->meta);
-	s->fd = -1;
-	s->data = s->meta = NULL;
+	memset(s, 0, sizeof(*s));
+	s->o.fd = -1;
+	s->want_data = want_data;
+	s->want_meta = want_meta;
 }
 
-/* Reads the rest of a response (meta, body, descriptor) into s. A status
- * other than OK is returned negated, with the message kept. */
-static int
-read_parts(om_client_t *c, sink_t *s)
+static void
+sink_release(sink_t *s)
 {
-	om_resp_t *r = &s->r;
-	int rc;
+	om_response_free(&s->o);
+}
 
-	s->fd = -1;
-	s->data = s->meta = NULL;
-	if (r->meta_len) {
-		if (s->want_meta && (s->meta = malloc(r->meta_len)) == NULL) {
-			/* Keep the stream in step before failing. */
-			return (rc = take(c, NULL, r->meta_len)) != 0 ? rc :
-			    fail(c, OM_ENOMEM, "out of memory");
-		}
-		if ((rc = take(c, s->meta, r->meta_len)) != 0)
-			return rc;
-	}
-	if (r->body == OM_BODY_DESCRIPTOR) {
-		if ((rc = pop_fd(c, &s->fd)) != 0)
-			return rc;
-	} else if (r->body == OM_BODY_INLINE) {
-		void *dst = NULL;
+/* What a response that arrived means for its call: 0, a status other
+ * than OK negated (its message kept), or a local failure. */
+static int
+finish(om_client_t *c, sink_t *s)
+{
+	om_response_t *o = &s->o;
 
-		if (s->want_data) {
-			if (s->buf != NULL) {
-				if (r->body_len > s->cap) {
-					if ((rc = take(c, NULL, r->body_len)) != 0)
-						return rc;
-					return fail(c, OM_ERANGE, "object of %llu bytes, buffer of %zu",
-					    (unsigned long long)r->body_len, s->cap);
-				}
-				dst = s->buf;
-			} else {
-				if (r->body_len > PTRDIFF_MAX ||
-				    (s->data = malloc(r->body_len ? (size_t)r->body_len : 1)) == NULL) {
-					if ((rc = take(c, NULL, r->body_len)) != 0)
-						return rc;
-					return fail(c, OM_ENOMEM, "out of memory for %llu bytes",
-					    (unsigned long long)r->body_len);
-				}
-				dst = s->data;
-			}
-		}
-		if ((rc = take(c, dst, r->body_len)) != 0)
-			return rc;
-	} else if (r->body != OM_BODY_NONE) {
-		return fail(c, OM_EPROTO, "unknown body kind %u", r->body);
+	if (!s->want_meta) {
+		free(o->meta);
+		o->meta = NULL;
 	}
-	if (r->status != OM_STATUS_OK)
-		return -(int)r->status;
+	if (o->rc == -OM_ENOMEM)
+		return fail(c, OM_ENOMEM, "out of memory for %llu bytes", (unsigned long long)o->len);
+	if (o->body == OM_BODY_INLINE && !s->want_data) {
+		free(o->data);
+		o->data = NULL;
+	} else if (o->body == OM_BODY_INLINE && s->buf != NULL) {
+		if (o->len > s->cap) {
+			free(o->data);
+			o->data = NULL;
+			return fail(c, OM_ERANGE, "object of %llu bytes, buffer of %zu",
+			    (unsigned long long)o->len, s->cap);
+		}
+		if (o->len > 0)
+			memcpy(s->buf, o->data, (size_t)o->len);
+		free(o->data);
+		o->data = NULL;
+	}
+	if (o->rc != 0)
+		return o->rc;
 	/* A GET or STATS answered without its bytes: the callers would take
-	 * body_len bytes from a buffer that holds none. */
-	if (s->want_data && r->body == OM_BODY_NONE)
+	 * len bytes from a buffer that holds none. */
+	if (s->want_data && o->body == OM_BODY_NONE)
 		return fail(c, OM_EPROTO, "a response without the bytes it announces");
 	return 0;
 }
@@ -901,38 +681,55 @@ read_parts(om_client_t *c, sink_t *s)
  * Four rounds in a row that answer nothing end it (-OM_EIO).
  */
 typedef struct {
-	om_req_t q;
-	struct iovec parts[3];
-	int nparts;
+	uint8_t *enc;           /* the encoded request (header, URI, metadata) */
+	size_t enc_len;
+	struct iovec body;      /* a PUT's bytes, sent after it */
 	int send_fd;            /* a descriptor to send with the header, or -1 */
+	uint32_t id;            /* the id it was last sent with */
 	bool repeatable;        /* may be repeated after a lost connection */
 	sink_t *s;              /* where the response goes */
 	int rc;                 /* XR_PENDING, XR_FLIGHT, or the outcome */
 	unsigned lost;          /* lost connections while in flight */
-	uint8_t hdr[OM_REQ_HDR_LEN];
-	size_t bytes;           /* header and parts */
+	size_t bytes;           /* request and body */
 } xreq_t;
 
 #define XR_PENDING 1
 #define XR_FLIGHT 2
 #define XR_IOV_MAX 64
 
+/* Encodes rq (om_request_encode: the one encoder) for the exchange; its
+ * id is set at each send. A failure to encode is its outcome. */
 static void
-xreq_init(xreq_t *x, const om_req_t *q, const struct iovec *parts, int nparts, int send_fd,
-    sink_t *s)
+xreq_init(om_client_t *c, xreq_t *x, const om_request_t *rq, const void *body, size_t body_len,
+    int send_fd, sink_t *s)
 {
+	size_t cap = OM_REQUEST_OVERHEAD + (rq->uri ? strlen(rq->uri) : 0) + rq->meta_len;
+	int len;
+
 	memset(x, 0, sizeof(*x));
-	x->q = *q;
-	x->nparts = nparts;
-	x->bytes = OM_REQ_HDR_LEN;
-	for (int i = 0; i < nparts; i++) {
-		x->parts[i] = parts[i];
-		x->bytes += parts[i].iov_len;
-	}
 	x->send_fd = send_fd;
 	x->repeatable = true;
 	x->s = s;
 	x->rc = XR_PENDING;
+	x->body = (struct iovec){ (void *)body, body_len };
+	if ((x->enc = malloc(cap)) == NULL) {
+		x->rc = fail(c, OM_ENOMEM, "out of memory");
+		return;
+	}
+	len = om_request_encode(rq, x->enc, cap);
+	if (len < 0) {
+		x->rc = fail(c, OM_EINVAL, "bad request (URI, flags or metadata)");
+		return;
+	}
+	x->enc_len = (size_t)len;
+	x->bytes = x->enc_len + body_len;
+}
+
+static void
+xreq_release(xreq_t *x)
+{
+	free(x->enc);
+	x->enc = NULL;
 }
 
 /* Sends pending requests from *next on, at most `room`, in one sendmsg
@@ -947,7 +744,7 @@ send_some(om_client_t *c, xreq_t *x, unsigned n, unsigned *next, unsigned room, 
 	int cnt = 0, fd = -1, rc;
 	size_t sent, at = 0;
 
-	for (unsigned i = *next; i < n && nb < room && cnt + 4 <= XR_IOV_MAX; i++) {
+	for (unsigned i = *next; i < n && nb < room && cnt + 2 <= XR_IOV_MAX; i++) {
 		xreq_t *r = &x[i];
 
 		if (r->rc != XR_PENDING)
@@ -957,14 +754,11 @@ send_some(om_client_t *c, xreq_t *x, unsigned n, unsigned *next, unsigned room, 
 				break;
 			fd = r->send_fd;
 		}
-		r->q.id = c->next_id++;
-		if (c->next_id == 0)
-			c->next_id = 1;
-		om_proto_put_req(r->hdr, &r->q);
-		iov[cnt++] = (struct iovec){ r->hdr, sizeof(r->hdr) };
-		for (int k = 0; k < r->nparts; k++)
-			if (r->parts[k].iov_len > 0)
-				iov[cnt++] = r->parts[k];
+		r->id = new_id(c);
+		om_le32(r->enc + 4, r->id);
+		iov[cnt++] = (struct iovec){ r->enc, r->enc_len };
+		if (r->body.iov_len > 0)
+			iov[cnt++] = r->body;
 		batch[nb++] = i;
 		if (fd >= 0)
 			break;
@@ -1034,17 +828,17 @@ exchange(om_client_t *c, xreq_t *x, unsigned n)
 				break;
 			/* The answer to the oldest request in flight. */
 			r = &x[fl[head]];
-			got = read_resp(c, &r->s->r);
-			if (got == 0 && r->s->r.op == OM_OP_GOAWAY) {
+			got = next_resp(c, &r->s->o);
+			if (got == 0 && r->s->o.op == OM_OP_GOAWAY) {
 				/* Not processed: all in flight goes again. */
 				drop = true;
 				break;
 			}
-			if (got == 0 && r->s->r.id != r->q.id)
+			if (got == 0 && r->s->o.id != r->id)
 				got = fail(c, OM_EPROTO, "response for request %u, expected %u",
-				    r->s->r.id, r->q.id);
+				    r->s->o.id, r->id);
 			if (got == 0)
-				got = read_parts(c, r->s);
+				got = finish(c, r->s);
 			if (got == -OM_ETIMEDOUT) {
 				rc = got;
 				break;
@@ -1095,42 +889,55 @@ exchange(om_client_t *c, xreq_t *x, unsigned n)
 /* One request over the connection (UDP: one datagram), with the retry
  * rules of exchange; its outcome. */
 static int
-call(om_client_t *c, om_req_t *q, const struct iovec *parts, int nparts, int send_fd, sink_t *s)
+call(om_client_t *c, const om_request_t *rq, const void *body, size_t body_len, int send_fd,
+    sink_t *s)
 {
 	xreq_t x;
 	int rc;
 
 	if (c->put_open)
 		return fail(c, OM_EINVAL, "a streamed PUT is in progress on this handle");
-	if (c->transport == OM_TRANSPORT_UDP) {
-		struct iovec iov[4];
-		uint8_t h[OM_REQ_HDR_LEN];
+	if (c->transport == OM_TRANSPORT_UDP && (c->fd < 0 && (rc = reconnect(c)) != 0))
+		return rc;
+	xreq_init(c, &x, rq, body, body_len, send_fd, s);
+	if (x.rc != XR_PENDING) {
+		rc = x.rc;
+	} else if (c->transport == OM_TRANSPORT_UDP) {
+		struct iovec iov[2] = { { x.enc, x.enc_len }, x.body };
 
-		if (c->fd < 0 && (rc = reconnect(c)) != 0)
-			return rc;
-		q->id = c->next_id++;
-		if (c->next_id == 0)
-			c->next_id = 1;
-		om_proto_put_req(h, q);
-		iov[0] = (struct iovec){ h, sizeof(h) };
-		for (int i = 0; i < nparts; i++)
-			iov[i + 1] = parts[i];
-		if ((rc = udp_exchange(c, iov, nparts + 1, q->id)) != 0 ||
-		    (rc = read_resp(c, &s->r)) != 0)
-			return rc;
-		return read_parts(c, s);
+		x.id = new_id(c);
+		om_le32(x.enc + 4, x.id);
+		rc = udp_exchange(c, iov, 2, x.id);
+		if (rc == 0)
+			rc = next_resp(c, &s->o);
+		if (rc == 0)
+			rc = finish(c, s);
+	} else {
+		rc = exchange(c, &x, 1);
+		if (rc == 0)
+			rc = x.rc;
 	}
-	xreq_init(&x, q, parts, nparts, send_fd, s);
-	rc = exchange(c, &x, 1);
-	return rc != 0 ? rc : x.rc;
+	xreq_release(&x);
+	return rc;
+}
+
+static void
+obj_from(om_object_t *obj, sink_t *s)
+{
+	obj->fd = om_response_take_fd(&s->o);
+	obj->data = s->o.data;
+	obj->len = s->o.len;
+	obj->meta = s->o.meta;
+	obj->meta_len = s->o.meta_len;
+	obj->info = s->o.info;
+	s->o.data = s->o.meta = NULL;
 }
 
 API int
 om_client_get(om_client_t *c, const char *uri, int mode, unsigned flags, om_object_t *obj)
 {
-	sink_t s = { .fd = -1, .want_data = 1, .want_meta = (flags & OM_GET_WANT_META) != 0 };
-	struct iovec part;
-	om_req_t q;
+	om_request_t rq = { .op = OM_OP_GET, .uri = uri };
+	sink_t s;
 	size_t len;
 	int rc;
 
@@ -1141,21 +948,13 @@ om_client_get(om_client_t *c, const char *uri, int mode, unsigned flags, om_obje
 	if (mode < OM_MODE_AUTO || mode > OM_MODE_SPLICE ||
 	    (flags & ~(unsigned)(OM_GET_WANT_META | OM_GET_NO_TOUCH)) != 0)
 		return fail(c, OM_EINVAL, "bad mode or flags");
-	req_init(c, &q, OM_OP_GET, len);
-	q.flags = (uint32_t)mode | flags;
-	part = (struct iovec){ (void *)uri, len };
-	rc = call(c, &q, &part, 1, -1, &s);
-	if (rc != 0) {
-		sink_release(&s);
-		return rc;
-	}
-	obj->fd = s.fd;
-	obj->data = s.data;
-	obj->len = s.r.body_len;
-	obj->meta = s.meta;
-	obj->meta_len = s.r.meta_len;
-	info_from(&obj->info, &s.r);
-	return 0;
+	rq.flags = (unsigned)mode | flags;
+	sink_init(&s, 1, (flags & OM_GET_WANT_META) != 0);
+	rc = call(c, &rq, NULL, 0, -1, &s);
+	if (rc == 0)
+		obj_from(obj, &s);
+	sink_release(&s);
+	return rc;
 }
 
 API void
@@ -1194,9 +993,8 @@ API int
 om_client_get_buf(om_client_t *c, const char *uri, int mode, void *buf, size_t cap, size_t *len,
     om_info_t *info)
 {
-	sink_t s = { .fd = -1, .want_data = 1, .buf = buf, .cap = cap };
-	struct iovec part;
-	om_req_t q;
+	om_request_t rq = { .op = OM_OP_GET, .uri = uri };
+	sink_t s;
 	size_t ulen;
 	int rc;
 
@@ -1204,22 +1002,23 @@ om_client_get_buf(om_client_t *c, const char *uri, int mode, void *buf, size_t c
 		return rc;
 	if (mode < OM_MODE_AUTO || mode > OM_MODE_SPLICE)
 		return fail(c, OM_EINVAL, "bad mode");
-	req_init(c, &q, OM_OP_GET, ulen);
-	q.flags = (uint32_t)mode;
-	part = (struct iovec){ (void *)uri, ulen };
-	rc = call(c, &q, &part, 1, -1, &s);
-	if (rc == 0 || rc == -OM_ERANGE)
-		info_from(info, &s.r);
-	if (rc == 0 && s.fd >= 0) {
+	rq.flags = (unsigned)mode;
+	sink_init(&s, 1, 0);
+	s.buf = buf;
+	s.cap = cap;
+	rc = call(c, &rq, NULL, 0, -1, &s);
+	if ((rc == 0 || rc == -OM_ERANGE) && info != NULL)
+		*info = s.o.info;
+	if (rc == 0 && s.o.fd >= 0) {
 		/* A descriptor (mode auto, large object): read it here. */
 		uint64_t off = 0;
 
-		if (s.r.body_len > cap) {
+		if (s.o.len > cap) {
 			rc = fail(c, OM_ERANGE, "object of %llu bytes, buffer of %zu",
-			    (unsigned long long)s.r.body_len, cap);
+			    (unsigned long long)s.o.len, cap);
 		}
-		while (rc == 0 && off < s.r.body_len) {
-			ssize_t n = pread(s.fd, (char *)buf + off, (size_t)(s.r.body_len - off), (off_t)off);
+		while (rc == 0 && off < s.o.len) {
+			ssize_t n = pread(s.o.fd, (char *)buf + off, (size_t)(s.o.len - off), (off_t)off);
 
 			if (n < 0 && errno == EINTR)
 				continue;
@@ -1231,7 +1030,7 @@ om_client_get_buf(om_client_t *c, const char *uri, int mode, void *buf, size_t c
 		}
 	}
 	if (rc == 0)
-		*len = (size_t)s.r.body_len;
+		*len = (size_t)s.o.len;
 	sink_release(&s);
 	return rc;
 }
@@ -1262,8 +1061,8 @@ om_client_get_batch(om_client_t *c, unsigned n, const char *const *uris, int mod
 		memset(&objs[i], 0, sizeof(objs[i]));
 		objs[i].fd = -1;
 	}
-	x = malloc((size_t)n * sizeof(*x) + 1);
-	s = malloc((size_t)n * sizeof(*s) + 1);
+	x = calloc((size_t)n + 1, sizeof(*x));
+	s = malloc(((size_t)n + 1) * sizeof(*s));
 	if (x == NULL || s == NULL) {
 		rc = fail(c, OM_ENOMEM, "out of memory");
 		for (unsigned i = 0; i < n; i++)
@@ -1271,32 +1070,24 @@ om_client_get_batch(om_client_t *c, unsigned n, const char *const *uris, int mod
 		goto out;
 	}
 	for (unsigned i = 0; i < n; i++) {
-		struct iovec part;
-		om_req_t q;
+		om_request_t rq = { .op = OM_OP_GET, .uri = uris[i], .flags = (unsigned)mode | flags };
 		size_t len;
 		int r = check_uri(c, uris[i], &len);
 
-		s[i] = (sink_t){ .fd = -1, .want_data = 1, .want_meta = (flags & OM_GET_WANT_META) != 0 };
-		req_init(c, &q, OM_OP_GET, len);
-		q.flags = (uint32_t)mode | flags;
-		part = (struct iovec){ (void *)uris[i], len };
-		xreq_init(&x[i], &q, &part, 1, -1, &s[i]);
-		if (r != 0)
+		sink_init(&s[i], 1, (flags & OM_GET_WANT_META) != 0);
+		if (r != 0) {
 			x[i].rc = r;
+			continue;
+		}
+		xreq_init(c, &x[i], &rq, NULL, 0, -1, &s[i]);
 	}
 	rc = exchange(c, x, n);
 	for (unsigned i = 0; i < n; i++) {
 		rcs[i] = x[i].rc;
-		if (rcs[i] == 0) {
-			objs[i].fd = s[i].fd;
-			objs[i].data = s[i].data;
-			objs[i].len = s[i].r.body_len;
-			objs[i].meta = s[i].meta;
-			objs[i].meta_len = s[i].r.meta_len;
-			info_from(&objs[i].info, &s[i].r);
-		} else {
-			sink_release(&s[i]);
-		}
+		if (rcs[i] == 0)
+			obj_from(&objs[i], &s[i]);
+		sink_release(&s[i]);
+		xreq_release(&x[i]);
 	}
 out:
 	free(x);
@@ -1304,35 +1095,48 @@ out:
 	return rc;
 }
 
+static int
+check_put_opts(om_client_t *c, const om_put_opts_t *opts)
+{
+	if (opts != NULL && (opts->meta_len > OM_PROTO_META_MAX || (opts->flags & ~OM_PUT_EPHEMERAL) ||
+	    (opts->meta_len > 0 && opts->meta == NULL)))
+		return fail(c, OM_EINVAL, "bad metadata length or flags");
+	return 0;
+}
+
+static void
+put_request(om_request_t *rq, const char *uri, uint64_t len, const om_put_opts_t *opts)
+{
+	memset(rq, 0, sizeof(*rq));
+	rq->op = OM_OP_PUT;
+	rq->uri = uri;
+	rq->body_len = len;
+	if (opts != NULL) {
+		rq->meta = opts->meta;
+		rq->meta_len = opts->meta_len;
+		rq->expires = opts->expires;
+		rq->flags = opts->flags;
+	}
+}
+
 API int
 om_client_put(om_client_t *c, const char *uri, const void *data, size_t len,
     const om_put_opts_t *opts, om_info_t *info)
 {
-	sink_t s = { .fd = -1 };
-	struct iovec parts[3];
-	om_req_t q;
+	om_request_t rq;
+	sink_t s;
 	size_t ulen;
 	int rc;
 
-	if ((rc = check_uri(c, uri, &ulen)) != 0)
+	if ((rc = check_uri(c, uri, &ulen)) != 0 || (rc = check_put_opts(c, opts)) != 0)
 		return rc;
-	if (opts != NULL && (opts->meta_len > OM_PROTO_META_MAX || (opts->flags & ~OM_PUT_EPHEMERAL)))
-		return fail(c, OM_EINVAL, "bad metadata length or flags");
 	if (len && data == NULL)
 		return fail(c, OM_EINVAL, "no data");
-	req_init(c, &q, OM_OP_PUT, ulen);
-	q.body_len = len;
-	if (opts != NULL) {
-		q.meta_len = (uint16_t)opts->meta_len;
-		q.arg = opts->expires;
-		q.flags = opts->flags;
-	}
-	parts[0] = (struct iovec){ (void *)uri, ulen };
-	parts[1] = (struct iovec){ (void *)(opts ? opts->meta : NULL), q.meta_len };
-	parts[2] = (struct iovec){ (void *)data, len };
-	rc = call(c, &q, parts, 3, -1, &s);
-	if (rc == 0)
-		info_from(info, &s.r);
+	put_request(&rq, uri, len, opts);
+	sink_init(&s, 0, 0);
+	rc = call(c, &rq, data, len, -1, &s);
+	if (rc == 0 && info != NULL)
+		*info = s.o.info;
 	sink_release(&s);
 	return rc;
 }
@@ -1382,9 +1186,8 @@ API int
 om_client_put_fd(om_client_t *c, const char *uri, int fd, uint64_t len, const om_put_opts_t *opts,
     om_info_t *info)
 {
-	sink_t s = { .fd = -1 };
-	struct iovec parts[2];
-	om_req_t q;
+	om_request_t rq;
+	sink_t s;
 	size_t ulen;
 	int rc;
 
@@ -1392,20 +1195,13 @@ om_client_put_fd(om_client_t *c, const char *uri, int fd, uint64_t len, const om
 		return rc;
 	if (fd < 0)
 		return fail(c, OM_EINVAL, "no descriptor");
-	if (opts != NULL && (opts->meta_len > OM_PROTO_META_MAX || (opts->flags & ~OM_PUT_EPHEMERAL)))
-		return fail(c, OM_EINVAL, "bad metadata length or flags");
-	req_init(c, &q, OM_OP_PUT, ulen);
-	q.body_len = len;
-	q.flags = OM_PUT_FD;
-	if (opts != NULL) {
-		q.meta_len = (uint16_t)opts->meta_len;
-		q.arg = opts->expires;
-		q.flags |= opts->flags;
-	}
+	if ((rc = check_put_opts(c, opts)) != 0)
+		return rc;
 	if (c->transport != OM_TRANSPORT_UNIX)
 		return put_fd_bytes(c, uri, fd, len, opts, info);
-	parts[0] = (struct iovec){ (void *)uri, ulen };
-	parts[1] = (struct iovec){ (void *)(opts ? opts->meta : NULL), q.meta_len };
+	put_request(&rq, uri, len, opts);
+	rq.flags |= OM_PUT_FD;
+	sink_init(&s, 0, 0);
 	{
 		/* No byte moves while the daemon copies: its answer may take
 		 * the time of the copy, one more second per 256 KiB (the rule
@@ -1418,13 +1214,13 @@ om_client_put_fd(om_client_t *c, const char *uri, int fd, uint64_t len, const om
 			if (c->fd >= 0)
 				apply_timeout(c, c->timeout_ms);
 		}
-		rc = call(c, &q, parts, 2, fd, &s);
+		rc = call(c, &rq, NULL, 0, fd, &s);
 		c->timeout_ms = saved;
 		if (c->fd >= 0)
 			apply_timeout(c, saved);
 	}
-	if (rc == 0)
-		info_from(info, &s.r);
+	if (rc == 0 && info != NULL)
+		*info = s.o.info;
 	sink_release(&s);
 	return rc;
 }
@@ -1437,22 +1233,21 @@ om_client_put_fd(om_client_t *c, const char *uri, int fd, uint64_t len, const om
 API int
 om_client_put_begin(om_client_t *c, const char *uri, uint64_t len, const om_put_opts_t *opts)
 {
-	uint8_t h[OM_REQ_HDR_LEN];
-	struct iovec iov[3];
-	om_req_t q;
+	uint8_t h[OM_REQUEST_OVERHEAD + OM_PROTO_URI_MAX + OM_PROTO_META_MAX];
+	om_request_t rq;
 	size_t ulen;
-	int rc;
+	int rc, n;
 
 	if (c->put_open)
 		return fail(c, OM_EINVAL, "a streamed PUT is in progress on this handle");
-	if ((rc = check_uri(c, uri, &ulen)) != 0)
+	if ((rc = check_uri(c, uri, &ulen)) != 0 || (rc = check_put_opts(c, opts)) != 0)
 		return rc;
-	if (opts != NULL && (opts->meta_len > OM_PROTO_META_MAX || (opts->flags & ~OM_PUT_EPHEMERAL)))
-		return fail(c, OM_EINVAL, "bad metadata length or flags");
 	if (c->transport == OM_TRANSPORT_UDP)
 		return fail(c, OM_EINVAL, "a streamed PUT needs a stream socket, not UDP");
+	put_request(&rq, uri, len, opts);
 	for (int round = 0; round < 2; round++) {
 		struct pollfd p = { c->fd, POLLIN, 0 };
+		struct iovec iov;
 
 		/* Nothing is due on an idle connection: anything readable is a
 		 * GOAWAY or the end of it (idle timeout, reload). */
@@ -1460,23 +1255,16 @@ om_client_put_begin(om_client_t *c, const char *uri, uint64_t len, const om_put_
 			disconnect(c);
 		if ((c->fd < 0 || c->goaway) && (rc = reconnect(c)) != 0)
 			return rc;
-		req_init(c, &q, OM_OP_PUT, ulen);
-		q.body_len = len;
-		if (opts != NULL) {
-			q.meta_len = (uint16_t)opts->meta_len;
-			q.arg = opts->expires;
-			q.flags = opts->flags;
-		}
-		om_proto_put_req(h, &q);
-		iov[0] = (struct iovec){ h, sizeof(h) };
-		iov[1] = (struct iovec){ (void *)uri, ulen };
-		iov[2] = (struct iovec){ (void *)(opts ? opts->meta : NULL), q.meta_len };
+		rq.id = new_id(c);
+		if ((n = om_request_encode(&rq, h, sizeof(h))) < 0)
+			return fail(c, OM_EINVAL, "bad request (URI, flags or metadata)");
+		iov = (struct iovec){ h, (size_t)n };
 		c->refused = 0;
-		rc = send_all(c, iov, 3, -1, NULL);
+		rc = send_all(c, &iov, 1, -1, NULL);
 		if (rc == 0) {
 			c->put_open = 1;
 			c->put_left = len;
-			c->put_id = q.id;
+			c->put_id = rq.id;
 			return 0;
 		}
 		if (rc != -OM_EIO || !c->refused)
@@ -1517,7 +1305,7 @@ om_client_put_write(om_client_t *c, const void *data, size_t len)
 API int
 om_client_put_end(om_client_t *c, om_info_t *info)
 {
-	sink_t s = { .fd = -1 };
+	sink_t s;
 	int rc;
 
 	if (!c->put_open)
@@ -1528,15 +1316,16 @@ om_client_put_end(om_client_t *c, om_info_t *info)
 		return rc;
 	}
 	c->put_open = 0;
-	rc = read_resp(c, &s.r);
-	if (rc == 0 && s.r.op == OM_OP_GOAWAY)
+	sink_init(&s, 0, 0);
+	rc = next_resp(c, &s.o);
+	if (rc == 0 && s.o.op == OM_OP_GOAWAY)
 		rc = fail(c, OM_EIO, "the daemon went away before the PUT (%s)", c->msg);
-	else if (rc == 0 && s.r.id != c->put_id)
-		rc = fail(c, OM_EPROTO, "response for request %u, expected %u", s.r.id, c->put_id);
+	else if (rc == 0 && s.o.id != c->put_id)
+		rc = fail(c, OM_EPROTO, "response for request %u, expected %u", s.o.id, c->put_id);
 	if (rc == 0)
-		rc = read_parts(c, &s);
-	if (rc == 0)
-		info_from(info, &s.r);
+		rc = finish(c, &s);
+	if (rc == 0 && info != NULL)
+		*info = s.o.info;
 	else if (rc == -OM_EIO || rc == -OM_EPROTO)
 		disconnect(c);
 	sink_release(&s);
@@ -1551,27 +1340,27 @@ om_client_put_abort(om_client_t *c)
 }
 
 static int
-simple(om_client_t *c, uint8_t op, const char *uri, unsigned flags, sink_t *s)
+simple(om_client_t *c, int op, const char *uri, unsigned flags, sink_t *s)
 {
-	struct iovec part;
-	om_req_t q;
+	om_request_t rq = { .op = op, .uri = uri, .flags = flags };
 	size_t ulen = 0;
 	int rc;
 
 	if (uri != NULL && (rc = check_uri(c, uri, &ulen)) != 0)
 		return rc;
-	req_init(c, &q, op, ulen);
-	q.flags = flags;
-	part = (struct iovec){ (void *)uri, ulen };
-	return call(c, &q, &part, uri ? 1 : 0, -1, s);
+	return call(c, &rq, NULL, 0, -1, s);
 }
 
 API int
 om_client_delete(om_client_t *c, const char *uri)
 {
-	sink_t s = { .fd = -1 };
-	int rc = simple(c, OM_OP_DELETE, uri, 0, &s);
+	sink_t s;
+	int rc;
 
+	sink_init(&s, 0, 0);
+	if (uri == NULL)
+		return fail(c, OM_EINVAL, "no URI");
+	rc = simple(c, OM_OP_DELETE, uri, 0, &s);
 	sink_release(&s);
 	return rc;
 }
@@ -1580,22 +1369,24 @@ API int
 om_client_stat(om_client_t *c, const char *uri, unsigned flags, om_info_t *info, void **meta,
     uint32_t *meta_len)
 {
-	sink_t s = { .fd = -1, .want_meta = meta != NULL };
+	sink_t s;
 	int rc;
 
 	if (flags & ~(unsigned)OM_GET_WANT_META)
 		return fail(c, OM_EINVAL, "bad flags");
+	if (uri == NULL)
+		return fail(c, OM_EINVAL, "no URI");
+	sink_init(&s, 0, meta != NULL);
 	rc = simple(c, OM_OP_STAT, uri, flags, &s);
 	if (rc == 0) {
-		info_from(info, &s.r);
 		if (info != NULL)
-			info->size = s.r.body_len;
+			*info = s.o.info;
 		if (meta != NULL) {
-			*meta = s.meta;
-			s.meta = NULL;
+			*meta = s.o.meta;
+			s.o.meta = NULL;
 		}
 		if (meta_len != NULL)
-			*meta_len = s.r.meta_len;
+			*meta_len = s.o.meta_len;
 	}
 	sink_release(&s);
 	return rc;
@@ -1610,25 +1401,27 @@ om_client_stats(om_client_t *c, char **text)
 API int
 om_client_stats_ex(om_client_t *c, unsigned flags, char **text)
 {
-	sink_t s = { .fd = -1, .want_data = 1 };
-	int rc = simple(c, OM_OP_STATS, NULL, flags, &s);
+	sink_t s;
+	int rc;
 
 	*text = NULL;
-	/* The text comes inline: a descriptor instead left s.data NULL and
-	 * body_len anything (SIZE_MAX: t[body_len] below wrote before t). */
-	if (rc == 0 && s.r.body != OM_BODY_INLINE)
+	sink_init(&s, 1, 0);
+	rc = simple(c, OM_OP_STATS, NULL, flags, &s);
+	/* The text comes inline: a descriptor instead leaves data NULL and
+	 * len anything. */
+	if (rc == 0 && s.o.body != OM_BODY_INLINE)
 		rc = fail(c, OM_EPROTO, "STATS answered without its text");
 	if (rc == 0) {
-		/* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI): read_parts refused body_len > SIZE_MAX - 1 */
-		char *t = realloc(s.data, (size_t)s.r.body_len + 1);
+		/* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI): the decoder refused len > PTRDIFF_MAX - 1 */
+		char *t = realloc(s.o.data, (size_t)s.o.len + 1);
 
 		if (t == NULL) {
 			sink_release(&s);
 			return fail(c, OM_ENOMEM, "out of memory");
 		}
-		t[s.r.body_len] = '\0';
+		t[s.o.len] = '\0';
 		*text = t;
-		s.data = NULL;
+		s.o.data = NULL;
 	}
 	sink_release(&s);
 	return rc;
@@ -1637,8 +1430,11 @@ om_client_stats_ex(om_client_t *c, unsigned flags, char **text)
 API int
 om_client_ping(om_client_t *c)
 {
-	sink_t s = { .fd = -1 };
-	int rc = simple(c, OM_OP_PING, NULL, 0, &s);
+	sink_t s;
+	int rc;
+
+	sink_init(&s, 0, 0);
+	rc = simple(c, OM_OP_PING, NULL, 0, &s);
 
 	sink_release(&s);
 	return rc;

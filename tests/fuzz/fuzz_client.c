@@ -15,10 +15,16 @@
  *   byte), u16 length, the bytes. A connection past the last stream is
  *   refused.
  *
+ * Then the same streams go straight into the non-blocking decoder
+ * (om_decoder_feed, in pieces whose sizes the stream's bytes choose, a
+ * descriptor with the first piece of a stream whose flag asks for one),
+ * and every response it yields is checked against its kind.
+ *
  * Checks: no memory error, leak or undefined behaviour; results inside
  * their bounds (a buffer GET's length within the buffer, a descriptor
- * GET's descriptor valid, STATS text terminated); no descriptor is left
- * open once the handle is closed.
+ * GET's descriptor valid, STATS text terminated, a decoded response's
+ * body where its kind says); no descriptor is left open once the handle
+ * and the decoder are closed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -224,6 +230,56 @@ run_op(om_client_t *c, uint8_t op)
 	FZ_ASSERT(om_client_message(c) != NULL, "message");
 }
 
+/* Every stream of the input through the decoder directly. */
+static void
+decode_streams(fz_in_t in)
+{
+	om_decoder_t *d;
+	om_response_t r;
+
+	FZ_ASSERT(om_decoder_new(&d) == 0, "om_decoder_new");
+	while (in.n >= 3) {
+		uint8_t flags = fz_u8(&in);
+		uint16_t n = fz_u16(&in);
+		size_t off = 0;
+		int rc = 0;
+
+		if (n > in.n)
+			n = (uint16_t)in.n;
+		while (off < n && rc >= 0) {
+			/* Piece sizes from the bytes themselves: 1 to 64. */
+			size_t k = (size_t)(in.p[off] % 64u) + 1u;
+			int mfd = -1;
+
+			if (k > n - off)
+				k = n - off;
+			if (off == 0 && (flags & 1)) {
+				mfd = memfd_create("fuzz_decode", MFD_CLOEXEC);
+				FZ_ASSERT(mfd >= 0, "memfd");
+			}
+			rc = om_decoder_feed(d, in.p + off, k, &mfd, mfd >= 0 ? 1u : 0u);
+			off += k;
+			while (rc >= 0 && (rc = om_decoder_next(d, &r)) == 1) {
+				FZ_ASSERT((r.fd >= 0) == (r.body == OM_BODY_DESCRIPTOR), "fd %d, body %d", r.fd,
+				    r.body);
+				FZ_ASSERT(r.data == NULL || r.body == OM_BODY_INLINE, "data with body %d", r.body);
+				FZ_ASSERT(r.body != OM_BODY_INLINE || r.data != NULL || r.rc == -OM_ENOMEM,
+				    "inline body without data");
+				FZ_ASSERT((r.meta == NULL) == (r.meta_len == 0) || r.rc == -OM_ENOMEM, "meta");
+				FZ_ASSERT(strlen(r.msg) < sizeof(r.msg), "msg");
+				om_response_free(&r);
+			}
+			FZ_ASSERT(rc <= 0 && (rc == 0 || om_decoder_message(d)[0] != '\0'),
+			    "next: %d without a message", rc);
+		}
+		in.p += n;
+		in.n -= n;
+		/* Each stream is a connection of its own. */
+		om_decoder_reset(d);
+	}
+	om_decoder_free(d);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -249,6 +305,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	om_client_close(c);
 	for (unsigned i = 0; i < nserver; i++)
 		close(server_ends[i]);
+	decode_streams(in);
 	/* Higher: one was left open; lower: one not the client's was closed. */
 	FZ_ASSERT(lowest_free_fd() == before, "lowest free descriptor %d before, %d after", before,
 	    lowest_free_fd());
