@@ -331,7 +331,7 @@ bench_put_get(uint32_t n)
 
 			key(k, rnd_next(&s) % n);
 			if (om_store_get(st, k, URI_LEN, 0, &g) != 0 ||
-			    om_store_read_meta(st, g.fd, meta, sizeof(meta), &ml, NULL) != 0)
+			    om_store_read_meta(st, &g, meta, sizeof(meta), &ml, NULL) != 0)
 				exit(1);
 			close(g.fd);
 		}

@@ -512,7 +512,7 @@ do_get(conn_t *c, const om_req_t *q, const uint8_t *uri)
 	}
 	if (fdc != NULL)
 		fdc->refs++;
-	if (want_meta && (rc = om_store_read_meta(st, g.fd, meta, sizeof(meta), &meta_len, &mtime)) != 0) {
+	if (want_meta && (rc = om_store_read_meta(st, &g, meta, sizeof(meta), &meta_len, &mtime)) != 0) {
 		respond_err(c, q, OM_STATUS_INTERNAL, "cannot read the object's record: %s", om_strerror(rc));
 		goto drop;
 	}
@@ -704,7 +704,7 @@ do_stat(conn_t *c, const om_req_t *q, const uint8_t *uri)
 		int rc = om_store_get(st, uri, q->uri_len, OM_GET_NOTOUCH | OM_GET_NOCOUNT, &g);
 
 		if (rc == 0) {
-			rc = om_store_read_meta(st, g.fd, meta, sizeof(meta), &meta_len, &mtime);
+			rc = om_store_read_meta(st, &g, meta, sizeof(meta), &meta_len, &mtime);
 			o = g.obj;
 			close(g.fd);
 		}

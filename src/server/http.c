@@ -293,7 +293,7 @@ do_get(conn_t *c, const om_http_req_t *r, bool bye)
 		mtime = fdc->mtime;
 		if (meta_len)
 			memcpy(meta, fdc->meta, meta_len);
-	} else if ((rc = om_store_read_meta(st, g.fd, meta, sizeof(meta), &meta_len, &mtime)) != 0) {
+	} else if ((rc = om_store_read_meta(st, &g, meta, sizeof(meta), &meta_len, &mtime)) != 0) {
 		reply(c, r->method, 500, bye, NULL, "cannot read the object's record: %s",
 		    om_strerror(rc));
 		goto drop;

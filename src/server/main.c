@@ -73,8 +73,16 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (test) {
-		printf("ok\n");
+		/* The tiers too, as a start would find them: a reload that
+		 * `objmapperd -t` passes is one a start would take. */
+		int rc = om_master_check(conf, err, sizeof(err));
+
 		om_conf_free(conf);
+		if (rc != 0) {
+			fprintf(stderr, "objmapperd: %s: %s\n", file, err);
+			return 1;
+		}
+		printf("ok\n");
 		return 0;
 	}
 	return om_master_run(file, conf, foreground);

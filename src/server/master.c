@@ -656,6 +656,15 @@ store_params(const om_conf_t *conf, om_store_params_t *p)
 	}
 }
 
+int
+om_master_check(const om_conf_t *conf, char *err, size_t errlen)
+{
+	om_store_params_t sp;
+
+	store_params(conf, &sp);
+	return om_store_check(&sp, err, errlen);
+}
+
 #define KEEP(field, what) \
 	do { \
 		if (memcmp(&nc->field, &oc->field, sizeof(nc->field)) != 0) { \

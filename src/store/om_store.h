@@ -57,6 +57,7 @@ typedef struct {
 	unsigned proc_slot;        /* this process's slot in the index segment */
 	int no_tmpfile;            /* publish through temporary names even if O_TMPFILE works */
 	int no_evict;              /* never evict: a full tier or index refuses the PUT */
+	int no_xattr;              /* keep records in files even where user xattrs work */
 	int set_owner;             /* make the tiers (directories, and object files at
 	                            * rebuild) belong to owner_uid:owner_gid */
 	uid_t owner_uid;
@@ -151,6 +152,11 @@ typedef struct {
 int om_store_open(const om_store_params_t *p, om_index_t *ix, om_store_t **out,
     char *err, size_t errlen);
 void om_store_close(om_store_t *st);
+/* Checks both tiers as om_store_open would find them (directory, or its
+ * parent if it is to be created; files can be created in it; sizes
+ * against the filesystem), without locking, creating or leaving
+ * anything. 0, or -errno with a message in err. */
+int om_store_check(const om_store_params_t *p, char *err, size_t errlen);
 /* A forked child takes its own slot before it writes: its intents and
  * counters live there. */
 void om_store_set_slot(om_store_t *st, unsigned slot);
@@ -211,9 +217,10 @@ int om_store_get(om_store_t *st, const void *uri, size_t len, unsigned flags,
     om_get_t *out);
 /* The object's record without opening it; -ENOENT if absent or expired. */
 int om_store_stat(om_store_t *st, const void *uri, size_t len, om_ix_obj_t *out);
-/* Copies the metadata blob of an object (by descriptor from a GET) into
- * buf; *len gets its length. -ERANGE if cap is too small. */
-int om_store_read_meta(om_store_t *st, int fd, void *buf, size_t cap, uint32_t *len,
+/* Copies the metadata blob of an object (as a GET found it: g->tier,
+ * g->obj.id, and g->fd if open, else -1) into buf; *len gets its length.
+ * -ERANGE if cap is too small. */
+int om_store_read_meta(om_store_t *st, const om_get_t *g, void *buf, size_t cap, uint32_t *len,
     int64_t *mtime);
 /* A GET without the open: the object and the tier to open it from
  * (out->fd = -1). For callers that keep descriptors (a per-worker cache):
@@ -242,6 +249,11 @@ int om_store_reclaim_slot(om_store_t *st, unsigned slot);
 
 void om_store_usage(om_store_t *st, om_store_usage_t *u);
 const om_store_stats_t *om_store_stats(const om_store_t *st);
+/* The record of an object (the bytes of docs/ARCHITECTURE.md's layout):
+ * its length, or -errno (-ENODATA: none). For checks and tools. */
+int om_store_read_record(om_store_t *st, int tier, uint64_t id, void *buf, size_t cap);
+/* 1 if the tier keeps records in files beside the objects. */
+int om_store_records_in_files(const om_store_t *st, int tier);
 /* Why this handle's last PUT or DELETE failed, in a sentence ("index
  * full: capacity 8"), or "" if it did not say. */
 const char *om_store_why(const om_store_t *st);

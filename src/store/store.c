@@ -38,6 +38,7 @@ struct om_put_txn {
 	uint32_t meta_len;
 	size_t uri_len;
 	char tmpname[48]; /* temporary name, or "" with O_TMPFILE */
+	om_rec_t rec;     /* its record file, where the tier keeps them in files */
 	uint8_t meta[OM_STORE_META_MAX];
 	char uri[OM_IX_URI_MAX];
 };
@@ -82,13 +83,17 @@ drop_file(om_store_t *st, int tier, uint64_t id, int *err)
 	/* Whatever becomes of the file, descriptors of it are not wanted. */
 	om_index_note_drop(st->ix, OM_STORE_DROP_KEY(tier, id));
 	for (int tries = 0; tries < 8; tries++) {
-		if (unlinkat(t->dirfd, name, 0) == 0)
+		if (unlinkat(t->dirfd, name, 0) == 0) {
+			om_rec_unlink(st, tier, id);
 			return 0;
+		}
 		if ((e = errno) != EINTR)
 			break;
 	}
-	if (e == ENOENT)
+	if (e == ENOENT) {
+		om_rec_unlink(st, tier, id);
 		return -ENOENT;
+	}
 	/*
 	 * The file must not outlive its entry where a rebuild would find it:
 	 * a deleted object would come back at the next start (and a PUT
@@ -99,6 +104,7 @@ drop_file(om_store_t *st, int tier, uint64_t id, int *err)
 	if (renameat(t->dirfd, name, t->dirfd, aside) == 0) {
 		om_log_warn(e, "store: unlinkat(\"%s/%s\") failed; moved to %s/%s, removed at the next start",
 		    t->path, name, t->path, aside);
+		om_rec_unlink(st, tier, id);
 		return 0;
 	}
 	*err = errno;
@@ -216,7 +222,8 @@ tier_set_space(om_tier_t *t, const om_tier_params_t *tp)
 }
 
 /* A filesystem that reports no size (ramfs) has no share to take and
- * bounds nothing: such a tier needs its limit in bytes. */
+ * bounds nothing: such a tier needs its limit in bytes (a share kept free
+ * of nothing is nothing). */
 static int
 tier_check_space(const om_tier_t *t, char *err, size_t errlen)
 {
@@ -228,16 +235,16 @@ tier_check_space(const om_tier_t *t, char *err, size_t errlen)
 		snprintf(err, errlen, "%s tier: statvfs(\"%s\") failed: %s", t->name, t->path, om_strerror(rc));
 		return rc;
 	}
-	if (v.f_blocks == 0 && (t->limit_pct || t->reserve_pct || t->limit == 0)) {
+	if (v.f_blocks == 0 && (t->limit_pct || t->limit == 0)) {
 		snprintf(err, errlen, "%s tier: the filesystem of \"%s\" reports no size (ramfs?): its size "
-		    "must be given in bytes, and its reserve too", t->name, t->path);
+		    "must be given in bytes", t->name, t->path);
 		return -EINVAL;
 	}
 	return 0;
 }
 
 static int
-tier_open(om_tier_t *t, const char *name, const om_tier_params_t *tp, int no_tmpfile,
+tier_open(om_tier_t *t, const char *name, const om_tier_params_t *tp, int no_tmpfile, int no_xattr,
     char *err, size_t errlen)
 {
 	char sub[8];
@@ -318,13 +325,20 @@ tier_open(om_tier_t *t, const char *name, const om_tier_params_t *tp, int no_tmp
 		    om_strerror(rc));
 		return rc;
 	}
-	if (fsetxattr(fd, OM_META_XATTR, "probe", 5, 0) != 0) {
+	/* Records go into the files' attributes where the filesystem stores
+	 * user attributes, else into record files beside them. */
+	t->rec_files = no_xattr;
+	if (!t->rec_files && fsetxattr(fd, OM_META_XATTR, "probe", 5, 0) != 0) {
 		rc = -errno;
-		close(fd);
-		snprintf(err, errlen, "%s tier: the filesystem of \"%s\" does not store user extended "
-		    "attributes (%s); objmapper keeps each object's URI and metadata there",
-		    name, t->path, om_strerror(rc));
-		return rc;
+		if (rc != -EOPNOTSUPP && rc != -ENOTSUP) {
+			close(fd);
+			snprintf(err, errlen, "%s tier: setting an extended attribute in \"%s\" failed: %s",
+			    name, t->path, om_strerror(rc));
+			return rc;
+		}
+		t->rec_files = 1;
+		om_log_info(0, "store: the filesystem of the %s tier (%s) stores no user extended "
+		    "attributes: records are kept in files beside the objects", name, t->path);
 	}
 	close(fd);
 	return 0;
@@ -368,9 +382,11 @@ om_store_open(const om_store_params_t *p, om_index_t *ix, om_store_t **out,
 	st->no_evict = p->no_evict;
 	bind_stats(st);
 
-	if ((rc = tier_open(&st->tier[OM_TIER_MEM], "memory", &p->mem, p->no_tmpfile, err, errlen)) != 0)
+	if ((rc = tier_open(&st->tier[OM_TIER_MEM], "memory", &p->mem, p->no_tmpfile, p->no_xattr, err,
+	    errlen)) != 0)
 		goto fail;
-	if ((rc = tier_open(&st->tier[OM_TIER_DISK], "persistent", &p->disk, p->no_tmpfile, err, errlen)) != 0)
+	if ((rc = tier_open(&st->tier[OM_TIER_DISK], "persistent", &p->disk, p->no_tmpfile, p->no_xattr, err,
+	    errlen)) != 0)
 		goto fail;
 	st->set_owner = p->set_owner;
 	st->owner_uid = p->owner_uid;
@@ -384,6 +400,78 @@ om_store_open(const om_store_params_t *p, om_index_t *ix, om_store_t **out,
 fail:
 	om_store_close(st);
 	return rc;
+}
+
+/* One tier for om_store_check. */
+static int
+tier_check(const char *name, const om_tier_params_t *tp, char *err, size_t errlen)
+{
+	om_tier_t t = { .dirfd = -1, .name = name };
+	int fd, rc;
+
+	tier_set_space(&t, tp);
+	if (tp->limit_pct > 100 || tp->reserve_pct > 100) {
+		snprintf(err, errlen, "%s tier: a share of the filesystem above 100%%", name);
+		return -EINVAL;
+	}
+	if (tp->path == NULL || tp->path[0] == '\0' || strlen(tp->path) >= sizeof(t.path)) {
+		snprintf(err, errlen, "%s tier: no path, or a path too long", name);
+		return -EINVAL;
+	}
+	strcpy(t.path, tp->path);
+	t.dirfd = open(t.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (t.dirfd < 0 && errno == ENOENT) {
+		/* A start creates it (one level): its parent must take it. */
+		char parent[PATH_MAX];
+		char *slash;
+
+		strcpy(parent, t.path);
+		slash = strrchr(parent, '/');
+		if (slash == parent)
+			slash[1] = '\0';
+		else if (slash != NULL)
+			*slash = '\0';
+		else
+			strcpy(parent, ".");
+		t.dirfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (t.dirfd < 0 || faccessat(t.dirfd, ".", W_OK | X_OK, AT_EACCESS) != 0) {
+			rc = -errno;
+			snprintf(err, errlen, "%s tier: cannot create \"%s\": %s", name, t.path, om_strerror(rc));
+			goto out;
+		}
+	} else if (t.dirfd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s tier: open(\"%s\") failed: %s", name, t.path, om_strerror(rc));
+		return rc;
+	} else {
+		/* Files can be created in it (an unlinked one leaves nothing). */
+		fd = openat(t.dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			close(fd);
+		else if ((errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) ||
+		    faccessat(t.dirfd, ".", W_OK | X_OK, AT_EACCESS) != 0) {
+			rc = -errno;
+			snprintf(err, errlen, "%s tier: cannot create files in \"%s\": %s", name, t.path,
+			    om_strerror(rc));
+			goto out;
+		}
+	}
+	rc = tier_check_space(&t, err, errlen);
+out:
+	close(t.dirfd);
+	return rc;
+}
+
+int
+om_store_check(const om_store_params_t *p, char *err, size_t errlen)
+{
+	int rc;
+
+	if (errlen)
+		err[0] = '\0';
+	if ((rc = tier_check("memory", &p->mem, err, errlen)) != 0)
+		return rc;
+	return tier_check("persistent", &p->disk, err, errlen);
 }
 
 void
@@ -621,22 +709,31 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 	t->meta_len = a->meta_len;
 	t->uri_len = len;
 	t->tmpname[0] = '\0';
+	om_rec_init(&t->rec);
 	if (a->meta_len)
 		memcpy(t->meta, a->meta, a->meta_len);
 	memcpy(t->uri, uri, len);
 
-	if (st->tier[tier].tmpfile_ok) {
-		t->fd = openat(st->tier[tier].dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	} else {
-		/* The pid lets the master remove it if this process dies. */
-		snprintf(t->tmpname, sizeof(t->tmpname), "tmp/%016" PRIx64 ".%d.tmp", t->id, (int)getpid());
-		t->fd = openat(st->tier[tier].dirfd, t->tmpname, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+	for (;;) {
+		if (st->tier[tier].tmpfile_ok) {
+			t->fd = openat(st->tier[tier].dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		} else {
+			/* The pid lets the master remove it if this process dies. */
+			snprintf(t->tmpname, sizeof(t->tmpname), "tmp/%016" PRIx64 ".%d.tmp", t->id,
+			    (int)getpid());
+			t->fd = openat(st->tier[tier].dirfd, t->tmpname, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC,
+			    0600);
+		}
+		/* Out of inodes or of space for one: as for its bytes. */
+		if (t->fd >= 0 || (errno != ENOSPC && errno != EDQUOT) || fs_full(t) != 0)
+			break;
 	}
 	if (t->fd < 0) {
 		/* Never 0: callers take 0 as "*out is set". */
 		rc = -errno;
 		if (rc >= 0)
 			rc = -EIO;
+		t->tmpname[0] = '\0';
 		free(t);
 		return rc;
 	}
@@ -727,6 +824,7 @@ om_store_put_abort(om_put_txn_t *t)
 		return;
 	if (t->tmpname[0])
 		unlinkat(t->st->tier[t->tier].dirfd, t->tmpname, 0);
+	om_rec_discard(t->st, t->tier, &t->rec);
 	close(t->fd);
 	free(t);
 }
@@ -807,12 +905,9 @@ om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
 		.uri_len = (uint32_t)t->uri_len, .meta = t->meta, .meta_len = t->meta_len };
 	rlen = om_meta_encode(&r, rec, sizeof(rec));
 	OM_ASSERT(rlen != 0);
-	while (fsetxattr(t->fd, OM_META_XATTR, rec, rlen, 0) != 0) {
-		int e = errno;
-
-		if ((e == ENOSPC || e == EDQUOT) && fs_full(t) == 0)
+	while ((rc = om_rec_prepare(st, t->tier, t->id, t->fd, rec, rlen, &t->rec)) != 0) {
+		if ((rc == -ENOSPC || rc == -EDQUOT) && fs_full(t) == 0)
 			continue;
-		rc = e == E2BIG || e == ERANGE ? -EMSGSIZE : -e;
 		goto fail;
 	}
 	/* Writable by its owner until now (setting a user attribute needs
@@ -828,12 +923,21 @@ om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
 
 	om_store_object_name(t->id, name, sizeof(name));
 	om_store_intent(st, t->id, t->tier, kind);
-	/* A new directory entry may need a block too. */
-	while ((rc = put_link(t, name)) == -ENOSPC || rc == -EDQUOT) {
+	/* A record file is published before its object (an object file is
+	 * never without its record), and a new directory entry may need a
+	 * block too. */
+	while ((rc = om_rec_publish(st, t->tier, t->id, &t->rec)) == -ENOSPC || rc == -EDQUOT) {
 		if (fs_full(t) != 0)
 			break;
 	}
+	if (rc == 0) {
+		while ((rc = put_link(t, name)) == -ENOSPC || rc == -EDQUOT) {
+			if (fs_full(t) != 0)
+				break;
+		}
+	}
 	if (rc != 0) {
+		om_rec_unlink(st, t->tier, t->id);
 		om_store_intent(st, 0, 0, 0);
 		goto fail;
 	}
@@ -880,6 +984,7 @@ om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
 	st->stats->put_bytes += t->size;
 	if (out != NULL)
 		*out = o;
+	om_rec_discard(st, t->tier, &t->rec);
 	close(t->fd);
 	free(t);
 	return 0;
@@ -1021,17 +1126,17 @@ om_store_stat(om_store_t *st, const void *uri, size_t len, om_ix_obj_t *out)
 }
 
 int
-om_store_read_meta(om_store_t *st, int fd, void *buf, size_t cap, uint32_t *len, int64_t *mtime)
+om_store_read_meta(om_store_t *st, const om_get_t *g, void *buf, size_t cap, uint32_t *len,
+    int64_t *mtime)
 {
 	uint8_t rec[OM_META_REC_MAX];
 	om_meta_rec_t r;
 	ssize_t n;
 	int rc;
 
-	(void)st;
-	n = fgetxattr(fd, OM_META_XATTR, rec, sizeof(rec));
+	n = om_rec_read(st, g->tier, g->obj.id, g->fd, rec, sizeof(rec));
 	if (n < 0)
-		return -errno;
+		return (int)n;
 	if ((rc = om_meta_decode(rec, (size_t)n, &r)) != 0)
 		return rc;
 	if (r.meta_len > cap)
@@ -1145,8 +1250,11 @@ om_store_reclaim_slot(om_store_t *st, unsigned slot)
 	tier = (int)OM_LOAD(&p->intent_tier) == OM_TIER_MEM ? OM_TIER_MEM : OM_TIER_DISK;
 	kind = (int)OM_LOAD(&p->intent_kind);
 	fd = om_store_open_obj(st, tier, id);
-	if (fd >= 0) {
-		n = fgetxattr(fd, OM_META_XATTR, rec, sizeof(rec));
+	if (fd == -ENOENT) {
+		/* It died between publishing the record and the object. */
+		om_rec_unlink(st, tier, id);
+	} else if (fd >= 0) {
+		n = om_rec_read(st, tier, id, fd, rec, sizeof(rec));
 		if (n > 0 && om_meta_decode(rec, (size_t)n, &r) == 0 && r.id == id &&
 		    om_index_lookup(st->ix, r.uri, r.uri_len, &o, 0) == 0 && o.id == id)
 			keep = kind != OM_KIND_COPY || (o.flags & OM_IX_F_COPY);

@@ -236,15 +236,17 @@ promote_one(om_store_t *st, const om_ix_obj_t *o)
 	uint8_t rec[OM_META_REC_MAX];
 	char name[OM_NAME_MAX], tmp[48] = "";
 	om_meta_rec_t r;
+	om_rec_t cr;
 	int src, dst = -1, rc;
 	ssize_t n;
 
+	om_rec_init(&cr);
 	src = om_store_open_obj(st, OM_TIER_DISK, o->id);
 	if (src < 0)
 		return src;
-	n = fgetxattr(src, OM_META_XATTR, rec, sizeof(rec));
+	n = om_rec_read(st, OM_TIER_DISK, o->id, src, rec, sizeof(rec));
 	if (n < 0) {
-		rc = -errno;
+		rc = (int)n;
 		goto out;
 	}
 	if ((rc = om_meta_decode(rec, (size_t)n, &r)) != 0 || r.id != o->id)
@@ -270,17 +272,22 @@ promote_one(om_store_t *st, const om_ix_obj_t *o)
 	}
 	if ((rc = om_os_copy_range(dst, src, 0, o->size)) != 0)
 		goto out;
-	if (fsetxattr(dst, OM_META_XATTR, rec, (size_t)n, 0) != 0 ||
-	    fchmod(dst, 0440) != 0) {
+	if ((rc = om_rec_prepare(st, OM_TIER_MEM, o->id, dst, rec, (size_t)n, &cr)) != 0)
+		goto out;
+	if (fchmod(dst, 0440) != 0) {
 		rc = -errno;
 		goto out;
 	}
 	om_store_object_name(o->id, name, sizeof(name));
 	om_store_intent(st, o->id, OM_TIER_MEM, OM_KIND_COPY);
-	if (tmp[0])
-		rc = renameat(mem->dirfd, tmp, mem->dirfd, name) == 0 ? 0 : -errno;
-	else
-		rc = om_os_link_tmpfile(dst, mem->dirfd, name);
+	/* EEXIST: the record of a copy left by a manager that died (below). */
+	rc = om_rec_publish(st, OM_TIER_MEM, o->id, &cr);
+	if (rc == 0 || rc == -EEXIST) {
+		if (tmp[0])
+			rc = renameat(mem->dirfd, tmp, mem->dirfd, name) == 0 ? 0 : -errno;
+		else
+			rc = om_os_link_tmpfile(dst, mem->dirfd, name);
+	}
 	if (rc == 0 || rc == -EEXIST) {
 		/* EEXIST: a copy left by a manager that died before flagging it;
 		 * objects are immutable, so it holds the same bytes. */
@@ -291,9 +298,12 @@ promote_one(om_store_t *st, const om_ix_obj_t *o)
 			om_store_unlink_obj(st, OM_TIER_MEM, o->id);
 			rc = -ENOENT;
 		}
+	} else {
+		om_rec_unlink(st, OM_TIER_MEM, o->id);
 	}
 	om_store_intent(st, 0, 0, 0);
 out:
+	om_rec_discard(st, OM_TIER_MEM, &cr);
 	if (tmp[0])
 		unlinkat(mem->dirfd, tmp, 0);
 	if (dst >= 0)

@@ -16,11 +16,13 @@
 #include "store/store_meta.h"
 
 #define OM_FANOUT 256
-#define OM_NAME_MAX 24 /* "ab/0123456789abcdef" + NUL */
+#define OM_NAME_MAX 24 /* "ab/0123456789abcdef.r" + NUL */
+#define OM_REC_SUFFIX ".r" /* a record file: "ab/0123456789abcdef.r" */
 
 typedef struct {
 	int dirfd;
 	int tmpfile_ok;  /* O_TMPFILE works on this filesystem */
+	int rec_files;   /* records in files beside the objects, not attributes */
 	uint64_t limit;  /* bytes (0 = none), unless limit_pct */
 	unsigned limit_pct;
 	uint64_t reserve;
@@ -91,6 +93,32 @@ uint64_t om_store_limit(om_store_t *st, int tier);
 /* Evicts from the tier until `bytes` (by the index's count) are gone;
  * 0, or -ENOSPC if the tier ran out of objects first. */
 int om_store_evict_bytes(om_store_t *st, int tier, uint64_t bytes);
+/*
+ * Records (store_record.c): in the object file's attribute, or in a
+ * record file where the tier's filesystem has no user attributes.
+ */
+typedef struct {
+	int fd;            /* an unpublished record file, or -1 */
+	char tmpname[48];  /* its temporary name, or "" */
+} om_rec_t;
+void om_rec_name(uint64_t id, char *buf, size_t n);
+/* The record of object id (fd: its file, or -1): its length, or -errno
+ * (-ENODATA: none). */
+ssize_t om_rec_read(om_store_t *st, int tier, uint64_t id, int fd, uint8_t *buf, size_t cap);
+/* The same for dirfd/name (in dirpath), without opening the object. */
+ssize_t om_rec_read_at(om_store_t *st, int tier, int dirfd, const char *dirpath, const char *name,
+    uint8_t *buf, size_t cap);
+void om_rec_init(om_rec_t *r);
+/* Stores the record of the unpublished object file fd: as its attribute,
+ * or in a new unpublished record file (r), which om_rec_publish links
+ * before the object is. -EMSGSIZE if the attribute is too large. */
+int om_rec_prepare(om_store_t *st, int tier, uint64_t id, int fd, const uint8_t *rec, size_t len,
+    om_rec_t *r);
+int om_rec_publish(om_store_t *st, int tier, uint64_t id, om_rec_t *r);
+/* Drops an unpublished record file. */
+void om_rec_discard(om_store_t *st, int tier, om_rec_t *r);
+/* Removes the record file of a removed object (none with attributes). */
+void om_rec_unlink(om_store_t *st, int tier, uint64_t id);
 /* Sets om_store_why's sentence. */
 void om_store_set_why(om_store_t *st, const char *fmt, ...) OM_PRINTF(2, 3);
 /* Drops a promoted copy: unlinks it, then clears the flag. */

@@ -9,7 +9,8 @@
  * The 512 fan-out directories are shared out among one thread per CPU
  * (the index is safe for concurrent writers, and the order of files does
  * not matter: ids decide between versions), and each file costs two
- * system calls: fstatat and lgetxattr, without opening it.
+ * system calls: fstatat and lgetxattr, without opening it (where records
+ * are in files, "ID.r" beside "ID": open, read, close).
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -55,12 +56,16 @@ typedef struct {
 	char dirpath[PATH_MAX + 8]; /* "tier/xx" being scanned */
 } rebuild_t;
 
+/* 0 for an object's name, 1 for its record file's ("ID.r"), -1 for
+ * anything else. */
 static int
 parse_id(const char *name, unsigned fan, uint64_t *id)
 {
 	uint64_t v = 0;
+	size_t len = strlen(name);
+	int rec = len == 16 + sizeof(OM_REC_SUFFIX) - 1 && strcmp(name + 16, OM_REC_SUFFIX) == 0;
 
-	if (strlen(name) != 16)
+	if (len != 16 && !rec)
 		return -1;
 	for (int i = 0; i < 16; i++) {
 		char c = name[i];
@@ -75,7 +80,19 @@ parse_id(const char *name, unsigned fan, uint64_t *id)
 	if (v == 0 || (v & 0xff) != fan)
 		return -1;
 	*id = v;
-	return 0;
+	return rec;
+}
+
+/* Removes an object file and its record file, if it has one. */
+static void
+remove_at(int dfd, const char *name)
+{
+	char rname[OM_NAME_MAX];
+
+	unlinkat(dfd, name, 0);
+	snprintf(rname, sizeof(rname), "%s" OM_REC_SUFFIX, name);
+	if (unlinkat(dfd, rname, 0) != 0 && errno != ENOENT)
+		om_log_warn(errno, "store: rebuild: unlinkat(\"%s\") failed", rname);
 }
 
 static void
@@ -85,11 +102,18 @@ quarantine(rebuild_t *rb, int tier, int dfd, const char *name, const char *why)
 	char dst[64];
 
 	snprintf(dst, sizeof(dst), "corrupt/%s", name);
-	if (renameat(dfd, name, t->dirfd, dst) != 0)
+	if (renameat(dfd, name, t->dirfd, dst) != 0) {
 		om_log_err(errno, "store: rebuild: renameat(\"%s\") to corrupt/ failed", name);
-	else
+	} else {
+		char rname[OM_NAME_MAX];
+
 		om_log_warn(0, "store: rebuild: %s tier: %s: %s; moved to %s/%s", t->name, name, why,
 		    t->path, dst);
+		/* Its record file, if any, goes with it. */
+		snprintf(rname, sizeof(rname), "%s" OM_REC_SUFFIX, name);
+		snprintf(dst, sizeof(dst), "corrupt/%s" OM_REC_SUFFIX, name);
+		(void)renameat(dfd, rname, t->dirfd, dst);
+	}
 	rb->rs->corrupt_moved++;
 }
 
@@ -146,7 +170,7 @@ rebuild_file(rebuild_t *rb, int tier, int dfd, const char *name, uint64_t id)
 	    (st->owner_gid != (gid_t)-1 && sb.st_gid != st->owner_gid)) &&
 	    fchownat(dfd, name, st->owner_uid, st->owner_gid, AT_SYMLINK_NOFOLLOW) != 0)
 		om_log_warn(errno, "store: rebuild: chown of %s/%s failed", rb->dirpath, name);
-	n = om_os_getxattr_at(dfd, rb->dirpath, name, OM_META_XATTR, rec, sizeof(rec));
+	n = om_rec_read_at(st, tier, dfd, rb->dirpath, name, rec, sizeof(rec));
 	if (n == -ENODATA || n == -ERANGE) {
 		quarantine(rb, tier, dfd, name, n == -ENODATA ? "no objmapper record" : "record too large");
 		return 0;
@@ -173,7 +197,7 @@ rebuild_file(rebuild_t *rb, int tier, int dfd, const char *name, uint64_t id)
 	if (id > rb->max_id)
 		rb->max_id = id;
 	if (r.expires != 0 && r.expires <= rb->now) {
-		unlinkat(dfd, name, 0);
+		remove_at(dfd, name);
 		rb->rs->expired_removed++;
 		return 0;
 	}
@@ -197,7 +221,7 @@ rebuild_file(rebuild_t *rb, int tier, int dfd, const char *name, uint64_t id)
 		/* The older version was released (its file unlinked). */
 		rb->rs->stale_removed++;
 	} else if (rc == -ESTALE) {
-		unlinkat(dfd, name, 0);
+		remove_at(dfd, name);
 		rb->rs->stale_removed++;
 	} else if (rc == -ENOSPC || rc == -ENOMEM) {
 		om_log_err(0, "store: rebuild: the index is full: its capacity is smaller than the "
@@ -242,13 +266,34 @@ clean_tmp(rebuild_t *rb, int tier)
 }
 
 static int
+orphan_record(rebuild_t *rb, int dfd, const char *rname)
+{
+	char name[20];
+	struct stat sb;
+
+	memcpy(name, rname, 16);
+	name[16] = '\0';
+	if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0)
+		return 0;
+	if (errno != ENOENT) {
+		int rc = -errno;
+
+		om_log_err(-rc, "store: rebuild: fstatat(\"%s/%s\") failed", rb->dirpath, name);
+		return rc;
+	}
+	if (unlinkat(dfd, rname, 0) == 0)
+		rb->rs->temp_removed++;
+	return 0;
+}
+
+static int
 scan_dir(rebuild_t *rb, int tier, unsigned fan)
 {
 	om_tier_t *t = &rb->st->tier[tier];
 	char sub[4];
 	struct dirent *de;
 	DIR *d;
-	int fd, rc = 0;
+	int fd, kind, rc = 0;
 
 	snprintf(sub, sizeof(sub), "%02x", fan);
 	snprintf(rb->dirpath, sizeof(rb->dirpath), "%s/%s", t->path, sub);
@@ -278,10 +323,18 @@ scan_dir(rebuild_t *rb, int tier, unsigned fan)
 		}
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		if (parse_id(de->d_name, fan, &id) != 0) {
+		kind = parse_id(de->d_name, fan, &id);
+		if (kind < 0) {
 			om_log_warn(0, "store: rebuild: %s/%s/%s is not an object; left alone",
 			    t->path, sub, de->d_name);
 			rb->rs->unknown_skipped++;
+			continue;
+		}
+		if (kind == 1) {
+			/* A record file goes with its object; one whose object is
+			 * gone was left by a crash between the two. */
+			if ((rc = orphan_record(rb, dirfd(d), de->d_name)) != 0)
+				break;
 			continue;
 		}
 		if ((rc = rebuild_file(rb, tier, dirfd(d), de->d_name, id)) != 0)

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -431,6 +432,95 @@ test_delete_refused_stays_undone(void **state)
 	assert_int_equal(om_client_stat(cl, "/b", 0, NULL, NULL, NULL), -OM_STATUS_NOT_FOUND);
 }
 
+/* objmapperd -t's verdict on D's configuration, and its message. */
+static int
+check_conf(char *out, size_t n)
+{
+	char cmd[1200];
+	FILE *p;
+	size_t got;
+	int status;
+
+	snprintf(cmd, sizeof(cmd), "%s -t -f %s 2>&1", om_test_program("objmapperd"), D.conf);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	got = fread(out, 1, n - 1, p);
+	out[got] = '\0';
+	status = pclose(p);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/*
+ * 15.1: objmapperd -t checks the tiers as a start would: a memory tier on
+ * a filesystem that reports no size (ramfs) with a share of it as its
+ * size, and a persistent tier on a read-only filesystem, are refused by
+ * -t, by a start and by a reload alike; a ramfs with a size in bytes is
+ * fine (records in files: it has no user extended attributes).
+ */
+static void
+test_check_tiers(void **state)
+{
+	char out[1024];
+
+	(void)state;
+	if (!have_ns)
+		skip();
+	om_daemon_init(&D, 1, NULL);
+	assert_int_equal(mount("ramfs", D.mem, "ramfs", 0, "mode=0750"), 0);
+	snprintf(disk, sizeof(disk), "%s/objects", D.dir);
+	assert_int_equal(mkdir(disk, 0750), 0);
+	assert_int_equal(mount(disk, disk, NULL, MS_BIND, NULL), 0);
+
+	snprintf(D.mem_conf, sizeof(D.mem_conf), "size = 50%%");
+	om_daemon_write_conf(&D, 1, NULL);
+	assert_int_equal(check_conf(out, sizeof(out)), 1);
+	assert_non_null(strstr(out, "memory tier: the filesystem of"));
+	assert_non_null(strstr(out, "reports no size (ramfs?): its size must be given in bytes"));
+	{
+		pid_t pid = fork();
+
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			execl(om_test_program("objmapperd"), "objmapperd", "-F", "-f", D.conf, (char *)NULL);
+			_exit(127);
+		}
+		assert_int_equal(WEXITSTATUS(om_test_wait(pid)), 1);
+	}
+
+	snprintf(D.mem_conf, sizeof(D.mem_conf), "size = 64M");
+	om_daemon_write_conf(&D, 1, NULL);
+	assert_int_equal(check_conf(out, sizeof(out)), 0);
+	assert_string_equal(out, "ok\n");
+	om_daemon_start(&D);
+	assert_int_equal(om_client_connect(D.sock, 0, &cl), 0);
+	{
+		om_put_opts_t o = { .meta = "m", .meta_len = 1, .flags = OM_PUT_EPHEMERAL };
+		void *meta = NULL;
+		uint32_t ml = 0;
+
+		assert_int_equal(om_client_put(cl, "/eph", "on ramfs", 8, &o, NULL), 0);
+		assert_int_equal(om_client_stat(cl, "/eph", OM_GET_WANT_META, NULL, &meta, &ml), 0);
+		assert_int_equal(ml, 1);
+		free(meta);
+	}
+	/* A reload to what a start would refuse is refused; it keeps serving. */
+	snprintf(D.mem_conf, sizeof(D.mem_conf), "size = 50%%");
+	om_daemon_write_conf(&D, 1, NULL);
+	om_daemon_kill(&D, SIGHUP);
+	usleep(500 * 1000);
+	assert_non_null(strstr(om_daemon_log(&D), "reload failed: memory tier: the filesystem of"));
+	assert_int_equal(om_client_stat(cl, "/eph", 0, NULL, NULL, NULL), 0);
+
+	/* A read-only persistent tier. */
+	snprintf(D.mem_conf, sizeof(D.mem_conf), "size = 64M");
+	om_daemon_write_conf(&D, 1, NULL);
+	assert_int_equal(mount(NULL, disk, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL), 0);
+	assert_int_equal(check_conf(out, sizeof(out)), 1);
+	assert_non_null(strstr(out, "persistent tier: cannot create files in"));
+	assert_non_null(strstr(out, "Read-only file system"));
+	assert_int_equal(mount(NULL, disk, NULL, MS_REMOUNT | MS_BIND, NULL), 0);
+}
+
 int
 main(void)
 {
@@ -440,6 +530,7 @@ main(void)
 		cmocka_unit_test_teardown(test_unfinished_put_holds_what_it_sent, down),
 		cmocka_unit_test_teardown(test_full_index, down),
 		cmocka_unit_test_teardown(test_delete_refused_stays_undone, down),
+		cmocka_unit_test_teardown(test_check_tiers, down),
 	};
 
 	/* Mounts of our own, which the daemons started here see. */

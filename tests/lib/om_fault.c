@@ -67,6 +67,9 @@ static void *real_open, *real_openat, *real_write, *real_pwrite, *real_pread, *r
 static om_fault_ctl_t *ctl;
 static int env_state; /* 0 not read, 1 reading, 2 done */
 static char count_file[512];
+/* OM_FAULT_NOXATTR=DIR: user extended attributes of files under DIR are
+ * refused (EOPNOTSUPP), as tmpfs before Linux 6.6 refuses them. */
+static char noxattr_dir[512];
 
 EXPORT void
 om_fault_use(om_fault_ctl_t *c)
@@ -130,8 +133,11 @@ env_init(void)
 	const char *path = getenv("OM_FAULT_CTL");
 	const char *at = getenv("OM_FAULT_AT"), *action = getenv("OM_FAULT_ACTION");
 	const char *cf = getenv("OM_FAULT_COUNT_FILE"), *pid = getenv("OM_FAULT_PID");
+	const char *nx = getenv("OM_FAULT_NOXATTR");
 	om_fault_ctl_t *c = NULL;
 
+	if (nx != NULL && nx[0] == '/')
+		snprintf(noxattr_dir, sizeof(noxattr_dir), "%s", nx);
 	if (path != NULL) {
 		int fd = REAL(int (*)(const char *, int, ...), open)(path, O_RDWR | O_CLOEXEC);
 
@@ -360,9 +366,36 @@ fallocate(int fd, int mode, off_t off, off_t len)
 	return REAL(int (*)(int, int, off_t, off_t), fallocate)(fd, mode, off, len);
 }
 
+/* A user attribute of a file under OM_FAULT_NOXATTR's directory. */
+static int
+refused_xattr(int fd, const char *path, const char *name)
+{
+	char link[64], target[1024];
+	size_t len = strlen(noxattr_dir);
+	ssize_t n;
+
+	(void)get_ctl();
+	if (noxattr_dir[0] == '\0' || strncmp(name, "user.", 5) != 0)
+		return 0;
+	if (path == NULL) {
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		n = readlink(link, target, sizeof(target) - 1);
+		if (n < 0)
+			return 0;
+		target[n] = '\0';
+		path = target;
+	}
+	if (strncmp(path, noxattr_dir, len) != 0 || (path[len] != '/' && path[len] != '\0'))
+		return 0;
+	errno = EOPNOTSUPP;
+	return 1;
+}
+
 EXPORT int
 fsetxattr(int fd, const char *name, const void *value, size_t size, int flags)
 {
+	if (refused_xattr(fd, NULL, name))
+		return -1;
 	if (hit(OM_FC_FSETXATTR, fd) == FAIL)
 		return -1;
 	return REAL(int (*)(int, const char *, const void *, size_t, int), fsetxattr)(fd, name, value,
@@ -372,6 +405,8 @@ fsetxattr(int fd, const char *name, const void *value, size_t size, int flags)
 EXPORT ssize_t
 fgetxattr(int fd, const char *name, void *value, size_t size)
 {
+	if (refused_xattr(fd, NULL, name))
+		return -1;
 	if (hit(OM_FC_GETXATTR, fd) == FAIL)
 		return -1;
 	return REAL(ssize_t (*)(int, const char *, void *, size_t), fgetxattr)(fd, name, value, size);
@@ -380,6 +415,8 @@ fgetxattr(int fd, const char *name, void *value, size_t size)
 EXPORT ssize_t
 lgetxattr(const char *path, const char *name, void *value, size_t size)
 {
+	if (refused_xattr(-1, path, name))
+		return -1;
 	if (hit(OM_FC_GETXATTR, -1) == FAIL)
 		return -1;
 	return REAL(ssize_t (*)(const char *, const char *, void *, size_t), lgetxattr)(path, name,

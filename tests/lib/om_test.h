@@ -16,7 +16,9 @@
 void om_test_mkdtemp(char *out, size_t n, const char *base);
 /* Removes a tree (like rm -rf); returns 0 or -errno. */
 int om_test_rmtree(const char *path);
-/* Counts regular files under a tree, and those whose name contains `part`. */
+/* Counts regular files under a tree, and those whose name contains `part`;
+ * objects' record files ("ID.r", beside their objects where the
+ * filesystem has no user extended attributes) are not counted. */
 long om_test_count_files(const char *path, const char *part, long *matching);
 /* Calls fn with where each descriptor of pid points (its /proc/PID/fd
  * link; "" if it could not be read); returns how many it has, 0 if pid is
@@ -38,6 +40,14 @@ typedef struct {
 	unsigned at;
 } om_test_pause_t;
 void om_test_pause_hook(void *arg, unsigned step);
+
+/* The directory under which tests put memory tiers: $OM_TEST_MEMDIR (a
+ * ramfs in tests/check-ramfs) or /dev/shm. */
+const char *om_test_memdir(void);
+/* A memory tier's limit for a test that wants `want` (0 = none): on a
+ * filesystem that reports no size (ramfs), where a tier needs a limit in
+ * bytes, 0 becomes 1 GiB. */
+uint64_t om_test_mem_limit(uint64_t want);
 
 /* True when running under valgrind (make check-valgrind). */
 int om_test_under_valgrind(void);

@@ -317,6 +317,36 @@ obj_path(char *buf, size_t n, const char *tier, uint64_t id)
 /* Files the rebuild must clean up: an older version of a URI (a crash
  * during a replace), a copy of an older version, an expired object and
  * temporary files. */
+/* A file kept aside and put back (with its record file, where the tier
+ * keeps records in files), as a crash would leave it. */
+static void
+keep_aside(world_t *w, int tier, const char *from, const char *to)
+{
+	assert_int_equal(link(from, to), 0);
+	if (om_store_records_in_files(w->st, tier)) {
+		char rf[720], rt[720];
+
+		snprintf(rf, sizeof(rf), "%s.r", from);
+		snprintf(rt, sizeof(rt), "%s.r", to);
+		assert_int_equal(link(rf, rt), 0);
+	}
+}
+
+static void
+put_back(world_t *w, int tier, const char *from, const char *to)
+{
+	assert_int_equal(link(to, from), 0);
+	assert_int_equal(unlink(to), 0);
+	if (om_store_records_in_files(w->st, tier)) {
+		char rf[720], rt[720];
+
+		snprintf(rf, sizeof(rf), "%s.r", from);
+		snprintf(rt, sizeof(rt), "%s.r", to);
+		assert_int_equal(link(rt, rf), 0);
+		assert_int_equal(unlink(rt), 0);
+	}
+}
+
 static void
 make_garbage(world_t *w)
 {
@@ -330,12 +360,11 @@ make_garbage(world_t *w)
 	id = id_of(w, "/f/stale");
 	obj_path(from, sizeof(from), w->disk, id);
 	snprintf(to, sizeof(to), "%s/stale", w->aside_disk);
-	assert_int_equal(link(from, to), 0);
+	keep_aside(w, OM_TIER_DISK, from, to);
 	v = (ver_t){ 202, 1300, 0, 0, 0 };
 	assert_int_equal(put_ver(w->st, "/f/stale", &v), 0);
 	w->keys[s].base = w->keys[s].done = v;
-	assert_int_equal(link(to, from), 0);
-	assert_int_equal(unlink(to), 0);
+	put_back(w, OM_TIER_DISK, from, to);
 	w->garbage[w->ngarbage++] = id;
 
 	o = add_key(w, "/f/orphan", 203, 1400, 0, 0);
@@ -345,12 +374,11 @@ make_garbage(world_t *w)
 	id = id_of(w, "/f/orphan");
 	obj_path(from, sizeof(from), w->mem, id);
 	snprintf(to, sizeof(to), "%s/orphan", w->aside_mem);
-	assert_int_equal(link(from, to), 0);
+	keep_aside(w, OM_TIER_MEM, from, to);
 	v = (ver_t){ 204, 1500, 0, 0, 0 };
 	assert_int_equal(put_ver(w->st, "/f/orphan", &v), 0);
 	w->keys[o].base = w->keys[o].done = v;
-	assert_int_equal(link(to, from), 0);
-	assert_int_equal(unlink(to), 0);
+	put_back(w, OM_TIER_MEM, from, to);
 	w->garbage[w->ngarbage++] = id;
 
 	v = (ver_t){ 205, 900, 0, 0, om_time_s() - 1 };
@@ -380,6 +408,7 @@ world_setup(world_t *w, enum op op)
 	int plain, hot, eph, nk;
 
 	memset(&w->p, 0, sizeof(w->p));
+	w->p.mem.limit = om_test_mem_limit(0);
 	w->p.promote_hits = 2;
 	w->p.no_tmpfile = op == OP_PUT_TMPNAME;
 	w->p.durability = (op == OP_REPLACE_FSYNC || op == OP_DELETE_FSYNC) ? OM_DURABLE_FSYNC :
@@ -498,6 +527,8 @@ list_tier(const world_t *w, const char *tier, uint64_t *ids, int cap, int *n, in
 {
 	static const char *const extra[] = { "tmp", "corrupt" };
 	int tfd = open(tier, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	uint64_t recs[2 * NK + 512];
+	int nrecs = 0;
 
 	*n = 0;
 	if (tfd < 0)
@@ -532,8 +563,9 @@ list_tier(const world_t *w, const char *tier, uint64_t *ids, int cap, int *n, in
 			}
 			/* tmp_ok 1: anything in tmp/; 2: only files of dropped
 			 * objects that could not be unlinked (ID.dropped). */
-			if (i == 256 && (tmp_ok == 1 || (tmp_ok == 2 && strlen(de->d_name) == 24 &&
-			    strcmp(de->d_name + 16, ".dropped") == 0))) {
+			if (i == 256 && (tmp_ok == 1 || (tmp_ok == 2 && ((strlen(de->d_name) == 24 &&
+			    strcmp(de->d_name + 16, ".dropped") == 0) || (strlen(de->d_name) == 26 &&
+			    strcmp(de->d_name + 16, ".r.dropped") == 0))))) {
 				dropped_files++;
 				continue;
 			}
@@ -543,6 +575,12 @@ list_tier(const world_t *w, const char *tier, uint64_t *ids, int cap, int *n, in
 				return whyf(why, wn, "%s/%s/%s is left", tier, sub, de->d_name);
 			}
 			id = strtoull(de->d_name, &end, 16);
+			if (end == de->d_name + 16 && strcmp(end, ".r") == 0 && (id & 0xff) == i) {
+				/* A record file: only beside its object (below). */
+				if (nrecs < (int)OM_ARRAY_LEN(recs))
+					recs[nrecs++] = id;
+				continue;
+			}
 			if (*end != '\0' || strlen(de->d_name) != 16 || (id & 0xff) != i) {
 				closedir(d);
 				close(tfd);
@@ -554,6 +592,15 @@ list_tier(const world_t *w, const char *tier, uint64_t *ids, int cap, int *n, in
 		closedir(d);
 	}
 	close(tfd);
+	for (int r = 0; r < nrecs; r++) {
+		int found = 0;
+
+		for (int k = 0; k < *n && !found; k++)
+			found = ids[k] == recs[r];
+		if (!found)
+			return whyf(why, wn, "%s: the record file of %016" PRIx64 " is left without its object",
+			    tier, recs[r]);
+	}
 	return 0;
 }
 
@@ -594,11 +641,11 @@ read_all(int fd, uint64_t size, char *why, size_t n)
 }
 
 static int
-check_record(int fd, const char *uri, uint64_t id, int kind, char *why, size_t n)
+check_record(world_t *w, int tier, const char *uri, uint64_t id, int kind, char *why, size_t n)
 {
 	uint8_t rec[OM_META_REC_MAX];
 	om_meta_rec_t r;
-	ssize_t len = fgetxattr(fd, OM_META_XATTR, rec, sizeof(rec));
+	int len = om_store_read_record(w->st, tier, id, rec, sizeof(rec));
 
 	if (len < 0 || om_meta_decode(rec, (size_t)len, &r) != 0)
 		return whyf(why, n, "%s: no valid record", uri);
@@ -629,7 +676,8 @@ read_version(world_t *w, const fkey_t *k, const om_ix_obj_t *o, ver_t *got, char
 		whyf(why, n, "%s: checksum differs", k->uri);
 		goto out;
 	}
-	if (om_store_read_meta(w->st, fd, meta, sizeof(meta) - 1, &mlen, NULL) != 0) {
+	if (om_store_read_meta(w->st, &(om_get_t){ .fd = fd, .tier = tier, .obj = *o }, meta,
+	    sizeof(meta) - 1, &mlen, NULL) != 0) {
 		whyf(why, n, "%s: no metadata", k->uri);
 		goto out;
 	}
@@ -643,7 +691,7 @@ read_version(world_t *w, const fkey_t *k, const om_ix_obj_t *o, ver_t *got, char
 		whyf(why, n, "%s: bytes are not those of seed %" PRIu64, k->uri, seed);
 		goto out;
 	}
-	if (check_record(fd, k->uri, o->id, tier == OM_TIER_MEM ? OM_KIND_EPHEMERAL : OM_KIND_PERSIST,
+	if (check_record(w, tier, k->uri, o->id, tier == OM_TIER_MEM ? OM_KIND_EPHEMERAL : OM_KIND_PERSIST,
 	    why, n) != 0)
 		goto out;
 	if (o->flags & OM_IX_F_COPY) {
@@ -654,7 +702,7 @@ read_version(world_t *w, const fkey_t *k, const om_ix_obj_t *o, ver_t *got, char
 			goto out;
 		}
 		if (read_all(cfd, o->size, wn, sizeof(wn)) != 0 || memcmp(want_buf, obj_buf, o->size) != 0 ||
-		    check_record(cfd, k->uri, o->id, OM_KIND_COPY, wn, sizeof(wn)) != 0) {
+		    check_record(w, OM_TIER_MEM, k->uri, o->id, OM_KIND_COPY, wn, sizeof(wn)) != 0) {
 			close(cfd);
 			whyf(why, n, "%s: its copy differs: %s", k->uri, wn);
 			goto out;
@@ -827,7 +875,8 @@ assert_serves(world_t *w, const char *ctx)
 	om_ix_obj_t o;
 	fkey_t k = { .uri = "/f/serves" };
 
-	p.disk.limit = p.mem.limit = 0;
+	p.disk.limit = 0;
+	p.mem.limit = om_test_mem_limit(0);
 	assert_int_equal(om_store_reconfigure(w->st, &p, NULL, 0), 0);
 	if (put_ver(w->st, k.uri, &v) != 0)
 		fail_msg("%s: the store no longer takes a PUT", ctx);
@@ -1013,10 +1062,10 @@ static void
 allow_for(const world_t *w, enum outcome oc, enum kind kind, unsigned fired_call, unsigned *allow)
 {
 	int either = w->op == OP_PROMOTE || w->op == OP_MAINTAIN;
-	/* A PUT that finds the filesystem full (its bytes, its metadata or
-	 * its link) evicts from its tier. */
+	/* A PUT that finds the filesystem full (creating its files, writing
+	 * its bytes or its record, linking them) evicts from its tier. */
 	int fs_full = kind == K_ENOSPC && is_put(w->op) && fired_call < OM_FC_NCALLS &&
-	    ((OM_FC_DATA | OM_FC_BIT(OM_FC_FALLOCATE) | OM_FC_BIT(OM_FC_FSETXATTR) |
+	    ((OM_FC_DATA | OM_FC_BIT(OM_FC_OPEN) | OM_FC_BIT(OM_FC_FSETXATTR) |
 	    OM_FC_BIT(OM_FC_LINKAT) | OM_FC_BIT(OM_FC_RENAMEAT)) & OM_FC_BIT(fired_call));
 	int eph = w->target >= 0 && w->keys[w->target].done.eph;
 	/* A DELETE removes the file before the entry, and with durability =
@@ -1295,8 +1344,7 @@ setup(void **state)
 	om_fault_use(ctl);
 	W = calloc(1, sizeof(*W));
 	om_test_mkdtemp(W->root, sizeof(W->root), NULL);
-	om_test_mkdtemp(W->memroot, sizeof(W->memroot), getenv("OM_TEST_MEMDIR") ? getenv("OM_TEST_MEMDIR") :
-	    "/dev/shm");
+	om_test_mkdtemp(W->memroot, sizeof(W->memroot), om_test_memdir());
 	snprintf(W->disk, sizeof(W->disk), "%s/disk", W->root);
 	snprintf(W->mem, sizeof(W->mem), "%s/mem", W->memroot);
 	snprintf(W->src_disk, sizeof(W->src_disk), "%s/source", W->root);

@@ -30,14 +30,6 @@ typedef struct {
 	om_store_params_t p;
 } fx_t;
 
-static const char *
-mem_base(void)
-{
-	const char *m = getenv("OM_TEST_MEMDIR");
-
-	return m ? m : "/dev/shm";
-}
-
 static void
 fx_open(fx_t *f)
 {
@@ -63,9 +55,9 @@ fx_new(uint32_t capacity, uint64_t mem_limit, uint64_t disk_limit)
 		.atime_res_ms = OM_IX_TICK_MS };
 
 	om_test_mkdtemp(f->disk, sizeof(f->disk), NULL);
-	om_test_mkdtemp(f->mem, sizeof(f->mem), mem_base());
+	om_test_mkdtemp(f->mem, sizeof(f->mem), om_test_memdir());
 	assert_int_equal(om_index_create(&ip, &f->ix), 0);
-	f->p.mem.limit = mem_limit;
+	f->p.mem.limit = om_test_mem_limit(mem_limit);
 	f->p.disk.limit = disk_limit;
 	fx_open(f);
 	live_fx = f;
@@ -227,10 +219,10 @@ test_stream_txn(void **state)
 	assert_int_equal(om_store_get(f->st, "/txn", 4, 0, &g), 0);
 	assert_fd_bytes(g.fd, buf, sizeof(buf));
 	assert_int_equal(g.obj.crc, om_crc32c(0, buf, sizeof(buf)));
-	assert_int_equal(om_store_read_meta(f->st, g.fd, meta, sizeof(meta), &mlen, NULL), 0);
+	assert_int_equal(om_store_read_meta(f->st, &g, meta, sizeof(meta), &mlen, NULL), 0);
 	assert_int_equal(mlen, 17);
 	assert_memory_equal(meta, "Content-Type: x/y", 17);
-	assert_int_equal(om_store_read_meta(f->st, g.fd, meta, 5, &mlen, NULL), -ERANGE);
+	assert_int_equal(om_store_read_meta(f->st, &g, meta, 5, &mlen, NULL), -ERANGE);
 	close(g.fd);
 
 	/* Short commit and abort leave nothing behind. */
@@ -280,7 +272,7 @@ test_bad_arguments(void **state)
 		a.meta_len = OM_STORE_META_MAX;
 		assert_int_equal(om_store_put(f->st, uri, 256, "x", &a, NULL), 0);
 		assert_int_equal(om_store_get(f->st, uri, 256, 0, &g), 0);
-		assert_int_equal(om_store_read_meta(f->st, g.fd, mb, sizeof(mb), &mlen, NULL), 0);
+		assert_int_equal(om_store_read_meta(f->st, &g, mb, sizeof(mb), &mlen, NULL), 0);
 		assert_int_equal(mlen, OM_STORE_META_MAX);
 		close(g.fd);
 	}

@@ -6,6 +6,7 @@
  * no partial object is ever visible; after the rebuild every acknowledged
  * object is back byte for byte and no temporary file remains.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -74,10 +75,10 @@ static fx_t *
 fx_new(uint32_t capacity)
 {
 	fx_t *f = calloc(1, sizeof(*f));
-	const char *m = getenv("OM_TEST_MEMDIR");
 
 	om_test_mkdtemp(f->disk, sizeof(f->disk), NULL);
-	om_test_mkdtemp(f->mem, sizeof(f->mem), m ? m : "/dev/shm");
+	om_test_mkdtemp(f->mem, sizeof(f->mem), om_test_memdir());
+	f->p.mem.limit = om_test_mem_limit(0);
 	f->capacity = capacity;
 	fx_index(f);
 	return f;
@@ -174,7 +175,7 @@ read_check(om_store_t *st, int k, state_t *got, char *why, size_t whylen)
 	if (rc != 0)
 		return rc;
 	rc = -EBADMSG;
-	if (om_store_read_meta(st, g.fd, meta, sizeof(meta) - 1, &mlen, NULL) != 0) {
+	if (om_store_read_meta(st, &g, meta, sizeof(meta) - 1, &mlen, NULL) != 0) {
 		snprintf(why, whylen, "key %d: no metadata", k);
 		goto out;
 	}
@@ -468,7 +469,18 @@ test_rebuild_cleans_and_quarantines(void **state)
 		assert_true(rl > 56 && in >= 0 && out >= 0 && dl == 10);
 		assert_int_equal(write(out, data, (size_t)dl), dl);
 		rec[5] = 3; /* kind: copy (the record checksum now fails) */
-		assert_int_equal(fsetxattr(out, "user.objmapper", rec, (size_t)rl, 0), 0);
+		if (om_store_records_in_files(f->st, OM_TIER_MEM)) {
+			char rpath[700];
+			int rfd;
+
+			snprintf(rpath, sizeof(rpath), "%s.r", dst);
+			rfd = open(rpath, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0440);
+			assert_true(rfd >= 0);
+			assert_int_equal(write(rfd, rec, (size_t)rl), rl);
+			close(rfd);
+		} else {
+			assert_int_equal(fsetxattr(out, "user.objmapper", rec, (size_t)rl, 0), 0);
+		}
 		close(in);
 		close(out);
 	}
@@ -608,6 +620,112 @@ test_rebuild_index_too_small(void **state)
 	fx_free(f);
 }
 
+/* What a path holds, or -1. */
+static long
+file_size(const char *dir, const char *name)
+{
+	char path[600];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+static void
+get_meta(fx_t *f, const char *uri, const char *want)
+{
+	char meta[64];
+	uint32_t mlen = 0;
+	om_get_t g;
+
+	assert_int_equal(om_store_get(f->st, uri, strlen(uri), 0, &g), 0);
+	assert_int_equal(om_store_read_meta(f->st, &g, meta, sizeof(meta), &mlen, NULL), 0);
+	close(g.fd);
+	assert_int_equal(mlen, strlen(want));
+	assert_memory_equal(meta, want, mlen);
+}
+
+/*
+ * A filesystem without user extended attributes (tmpfs before Linux 6.6):
+ * records go into "ID.r" files beside the objects, published before them
+ * and removed after them; a restart finds every object with its
+ * metadata, removes a record left without its object and quarantines an
+ * object without its record.
+ */
+static void
+test_records_in_files(void **state)
+{
+	fx_t *f = fx_new(100);
+	om_put_args_t a = { .size = 5, .meta = "m-disk", .meta_len = 6 };
+	om_rebuild_stats_t rs;
+	om_ix_obj_t p, e;
+	char name[32], rname[40];
+
+	(void)state;
+	om_store_close(f->st);
+	om_index_close(f->ix);
+	f->p.no_xattr = 1;
+	fx_index(f);
+	assert_int_equal(om_store_records_in_files(f->st, OM_TIER_DISK), 1);
+	assert_int_equal(om_store_records_in_files(f->st, OM_TIER_MEM), 1);
+	assert_int_equal(om_store_put(f->st, "/p", 2, "disk!", &a, &p), 0);
+	a.meta = "m-mem";
+	a.meta_len = 5;
+	a.flags = OM_STORE_EPHEMERAL;
+	assert_int_equal(om_store_put(f->st, "/e", 2, "mem!!", &a, &e), 0);
+	assert_int_equal(om_store_put(f->st, "/gone", 5, "bye!!", &a, NULL), 0);
+
+	/* The object file holds its bytes, the record file its record. */
+	om_store_object_name(p.id, name, sizeof(name));
+	snprintf(rname, sizeof(rname), "%s.r", name);
+	assert_int_equal(file_size(f->disk, name), 5);
+	assert_true(file_size(f->disk, rname) > 56);
+	{
+		char path[600], x[8];
+
+		snprintf(path, sizeof(path), "%s/%s", f->disk, name);
+		assert_int_equal(getxattr(path, "user.objmapper", x, sizeof(x)), -1);
+		assert_int_equal(errno, ENODATA);
+	}
+	get_meta(f, "/p", "m-disk");
+	get_meta(f, "/e", "m-mem");
+	/* A deleted object takes its record with it. */
+	assert_int_equal(om_store_delete(f->st, "/gone", 5), 0);
+	assert_int_equal(om_test_count_files(f->mem, NULL, NULL), 1);
+	{
+		char rec[4096], dir[300];
+		long files = 0;
+		DIR *d;
+
+		assert_true(om_store_read_record(f->st, OM_TIER_MEM, e.id, rec, sizeof(rec)) > 56);
+		/* Exactly /e and its record are left in the memory tier. */
+		om_store_object_name(e.id, name, sizeof(name));
+		name[2] = '\0';
+		snprintf(dir, sizeof(dir), "%s/%s", f->mem, name);
+		d = opendir(dir);
+		assert_non_null(d);
+		for (struct dirent *de; (de = readdir(d)) != NULL;)
+			files += de->d_name[0] != '.';
+		closedir(d);
+		assert_int_equal(files, 2);
+	}
+
+	/* What crashes leave: a record whose object was never linked, and an
+	 * object whose record is gone. */
+	write_file(f->mem, "07/0000000000000707.r", "a record without its object");
+	write_file(f->disk, "08/0000000000000808", "an object without its record");
+	fx_restart(f, &rs, 0);
+	assert_int_equal(rs.objects, 2);
+	assert_int_equal(rs.ephemeral, 1);
+	assert_int_equal(rs.corrupt_moved, 1);
+	assert_int_equal(rs.temp_removed, 1);
+	assert_int_equal(file_size(f->mem, "07/0000000000000707.r"), -1);
+	assert_int_equal(file_size(f->disk, "corrupt/0000000000000808"), 28);
+	get_meta(f, "/p", "m-disk");
+	get_meta(f, "/e", "m-mem");
+	fx_free(f);
+}
+
 int
 main(void)
 {
@@ -618,6 +736,7 @@ main(void)
 		cmocka_unit_test(test_rebuild_expired_and_orphan_copy),
 		cmocka_unit_test(test_rebuild_temp_names_after_crash),
 		cmocka_unit_test(test_rebuild_index_too_small),
+		cmocka_unit_test(test_records_in_files),
 	};
 
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
