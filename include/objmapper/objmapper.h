@@ -196,6 +196,12 @@ int om_client_stats(om_client_t *c, char **text);
 /* STATS with flags: OM_STATS_PROMETHEUS for the Prometheus text format. */
 int om_client_stats_ex(om_client_t *c, unsigned flags, char **text);
 int om_client_ping(om_client_t *c);
+/* VERIFY (a writer's request): with a URI, the daemon's cache manager
+ * reads the object again at its next turn and quarantines it if its bytes
+ * do not match their checksum (info, may be NULL, gets what was queued);
+ * with uri NULL, a scrub pass over the whole store starts. Answered at
+ * once: the check itself is not waited for. */
+int om_client_verify(om_client_t *c, const char *uri, om_info_t *info);
 
 /*
  * The non-blocking API, for event loops: the protocol without any I/O

@@ -25,6 +25,7 @@ enum om_op {
 	OM_OP_STATS = 6,
 	OM_OP_PING = 7,
 	OM_OP_GOAWAY = 8, /* server to client only */
+	OM_OP_VERIFY = 9, /* check an object's bytes (URI), or start a scrub pass (no URI) */
 };
 
 /* GET: how the bytes come back (flags bits 0-1). */

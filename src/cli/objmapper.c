@@ -20,6 +20,7 @@
 #include <objmapper/objmapper.h>
 
 #include "cli/cli_int.h"
+#include "core/om_core.h"
 
 #define PRINTF(a, b) __attribute__((format(printf, a, b)))
 
@@ -28,6 +29,7 @@ enum {
 	EXIT_NOT_FOUND = 1,
 	EXIT_USAGE = 2,
 	EXIT_ERROR = 3,
+	EXIT_DAMAGED = 4, /* verify: the bytes do not match their checksum */
 };
 
 #define GLOBAL_SYNOPSIS "objmapper [-s ADDRESS | [-u] -H HOST -p PORT] [-m auto|fdpass|copy|splice] [-t MS]"
@@ -624,6 +626,90 @@ cmd_ping(cli_t *cl, int argc, char **argv)
 	return 0;
 }
 
+/* CRC32C of len bytes of fd (from offset 0), or of data. */
+static int
+crc_of(const om_object_t *obj, uint32_t *crc, uint64_t *got)
+{
+	static uint8_t buf[1 << 18];
+
+	*crc = 0;
+	*got = 0;
+	if (obj->fd < 0) {
+		*crc = om_crc32c(0, obj->data, (size_t)obj->len);
+		*got = obj->len;
+		return 0;
+	}
+	for (;;) {
+		ssize_t n = pread(obj->fd, buf, sizeof(buf), (off_t)*got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
+		*crc = om_crc32c(*crc, buf, (size_t)n);
+		*got += (uint64_t)n;
+	}
+}
+
+/*
+ * verify URI: reads the object (by descriptor where the transport passes
+ * them, so that the daemon reads nothing) and compares its CRC32C with the
+ * one stored with it; a damaged object is reported to the daemon, which
+ * takes it out of service. verify with no URI: a scrub pass starts.
+ */
+static int
+cmd_verify(cli_t *cl, int argc, char **argv)
+{
+	om_object_t obj = { .fd = -1 };
+	char line[512];
+	uint64_t got;
+	uint32_t crc;
+	int rc, n;
+
+	if ((rc = no_options(cl, &argc, &argv)) != 0 || (rc = operands(cl, argc, argv, 0, 1)) != 0 ||
+	    (rc = connect_daemon(cl)) != 0)
+		return rc;
+	cl->uri = argc > 0 ? argv[0] : NULL;
+	if (argc == 0) {
+		if ((rc = om_client_verify(cl->c, NULL, NULL)) != 0)
+			return fail_client(cl, rc);
+		n = snprintf(line, sizeof(line), "a scrub pass over the store started "
+		    "(scrub_passes_total counts the passes done, objects_damaged_total what they found)\n");
+		return om_cli_write_all(STDOUT_FILENO, line, (size_t)n) == 0 ? 0 :
+		    fail(cl, "write to standard output: %s", strerror(errno));
+	}
+	rc = om_client_get(cl->c, cl->uri, cl->mode, OM_GET_NO_TOUCH, &obj);
+	/* Bytes the daemon read itself (inline) it checked itself. */
+	if (rc == -OM_STATUS_INTERNAL && strncmp(om_client_message(cl->c), "the object is damaged", 21) == 0) {
+		(void)fail_client(cl, rc);
+		return EXIT_DAMAGED;
+	}
+	if (rc != 0)
+		return fail_client(cl, rc);
+	rc = crc_of(&obj, &crc, &got);
+	if (rc != 0) {
+		rc = fail(cl, "read %s: %s", cl->uri, strerror(-rc));
+	} else if (got == obj.len && crc == obj.info.crc) {
+		n = snprintf(line, sizeof(line), "ok %s: %llu bytes, CRC32C %08x\n", cl->uri,
+		    (unsigned long long)got, crc);
+		if (om_cli_write_all(STDOUT_FILENO, line, (size_t)n) != 0)
+			rc = fail(cl, "write to standard output: %s", strerror(errno));
+	} else {
+		/* The daemon checks it again itself and quarantines it. */
+		int vr = om_client_verify(cl->c, cl->uri, NULL);
+
+		(void)fail(cl, "%s is damaged: %llu bytes with CRC32C %08x, stored as %llu bytes with CRC32C "
+		    "%08x; %s", cl->uri, (unsigned long long)got, crc, (unsigned long long)obj.len,
+		    obj.info.crc, vr == 0 ? "reported to the daemon, which takes it out of service" :
+		    om_client_message(cl->c));
+		rc = EXIT_DAMAGED;
+	}
+	om_object_free(&obj);
+	return rc;
+}
+
 static const command_t commands[] = {
 	{ "put", "put [-E] [-x SECONDS | -X UNIXTIME] [-M TEXT | -M @FILE] URI [FILE]", cmd_put },
 	{ "get", "get [-i] URI [FILE]", cmd_get },
@@ -631,6 +717,7 @@ static const command_t commands[] = {
 	{ "stat", "stat URI", cmd_stat },
 	{ "stats", "stats [--json | --prometheus]", cmd_stats },
 	{ "ping", "ping", cmd_ping },
+	{ "verify", "verify [URI]", cmd_verify },
 };
 
 static const command_t *

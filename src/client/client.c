@@ -1393,6 +1393,20 @@ om_client_stat(om_client_t *c, const char *uri, unsigned flags, om_info_t *info,
 }
 
 API int
+om_client_verify(om_client_t *c, const char *uri, om_info_t *info)
+{
+	sink_t s;
+	int rc;
+
+	sink_init(&s, 0, 0);
+	rc = simple(c, OM_OP_VERIFY, uri, 0, &s);
+	if (rc == 0 && info != NULL && uri != NULL)
+		*info = s.o.info;
+	sink_release(&s);
+	return rc;
+}
+
+API int
 om_client_stats(om_client_t *c, char **text)
 {
 	return om_client_stats_ex(c, 0, text);

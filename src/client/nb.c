@@ -76,6 +76,7 @@ om_request_encode(const om_request_t *rq, void *buf, size_t cap)
 	case OM_OP_DELETE:
 	case OM_OP_PING:
 	case OM_OP_STATS:
+	case OM_OP_VERIFY:
 		/* Flags that do not change the frame: the daemon judges them
 		 * (BAD_REQUEST), as it does any client's. */
 		break;
@@ -97,7 +98,8 @@ om_request_encode(const om_request_t *rq, void *buf, size_t cap)
 	default:
 		return -OM_EINVAL;
 	}
-	if (rq->op == OM_OP_GET || rq->op == OM_OP_PUT || rq->op == OM_OP_DELETE || rq->op == OM_OP_STAT) {
+	if (rq->op == OM_OP_GET || rq->op == OM_OP_PUT || rq->op == OM_OP_DELETE || rq->op == OM_OP_STAT ||
+	    (rq->op == OM_OP_VERIFY && rq->uri != NULL)) {
 		if (rq->uri == NULL)
 			return -OM_EINVAL;
 		ulen = strlen(rq->uri);

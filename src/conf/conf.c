@@ -157,6 +157,7 @@ static const struct conf_key cache_keys[] = {
 	{ "max_metadata", K_UINT, 0, C(cache.max_metadata), 0, OM_STORE_META_MAX, NULL },
 	{ "open_files", K_UINT, 0, C(cache.open_files), 16, 1u << 24, NULL },
 	{ "eviction", K_ENUM, 0, C(cache.eviction), 0, 0, evictions },
+	{ "scrub_rate", K_SIZE, 0, C(cache.scrub_rate), 0, (uint64_t)1 << 40, NULL },
 	{ NULL, 0, 0, 0, 0, 0, 0, NULL },
 };
 
@@ -1328,6 +1329,7 @@ conf_defaults(om_conf_t *c)
 	c->cache.max_metadata = OM_STORE_META_MAX;
 	c->cache.open_files = 1024;
 	c->cache.eviction = OM_EVICTION_LRU;
+	c->cache.scrub_rate = 8u << 20;
 }
 
 /* The real path of the directory that holds the file. */

@@ -165,6 +165,7 @@ typedef struct {
 		uint32_t max_metadata;                /* bytes; 0 = PUTs carry no metadata */
 		uint32_t open_files;                  /* descriptors cached per worker */
 		enum om_conf_eviction eviction;       /* default OM_EVICTION_LRU */
+		uint64_t scrub_rate;                  /* bytes/s read again by the scrub; 0 = off */
 	} cache;
 
 	unsigned nlisten;                         /* at least 1 */

@@ -964,6 +964,50 @@ om_index_scan(om_index_t *ix, om_ix_scan_fn fn, void *arg)
 	return 0;
 }
 
+int
+om_index_slot_get(om_index_t *ix, uint32_t slot, uint64_t id, om_ix_obj_t *out)
+{
+	uint32_t bump = OM_LOAD_ACQ(&ix->h->bump);
+
+	/* A slot handle is a block offset, and block boundaries never move. */
+	if (slot >= bump || !snapshot(ix, slot, OM_LOAD_ACQ(&blk(ix, slot)->lenflags), out) ||
+	    out->id != id)
+		return -ENOENT;
+	return 0;
+}
+
+int
+om_index_walk(om_index_t *ix, uint32_t *cursor, unsigned max, om_ix_scan_fn fn, void *arg)
+{
+	uint32_t bump = OM_LOAD_ACQ(&ix->h->bump), off = *cursor, next, lf;
+	unsigned seen = 0;
+
+	/* As for the sampler's hand: an offset past the end starts over. */
+	if (bump == 0 || off >= bump) {
+		*cursor = 0;
+		return 1;
+	}
+	for (; seen < max; off = next) {
+		om_ix_obj_t o;
+		int rc;
+
+		next = arena_next(ix, off, bump, &lf);
+		if (snapshot(ix, off, lf, &o)) {
+			seen++;
+			if ((rc = fn(arg, &o)) != 0) {
+				*cursor = next == IX_NIL ? 0 : next;
+				return rc < 0 ? rc : (next == IX_NIL);
+			}
+		}
+		if (next == IX_NIL) {
+			*cursor = 0;
+			return 1;
+		}
+	}
+	*cursor = off;
+	return 0;
+}
+
 void
 om_index_class_bytes(om_index_t *ix, uint64_t bytes[OM_IX_NCLASS])
 {

@@ -160,6 +160,15 @@ int om_index_sample(om_index_t *ix, unsigned sel, unsigned k, size_t uri_len,
  */
 typedef int (*om_ix_scan_fn)(void *arg, const om_ix_obj_t *obj);
 int om_index_scan(om_index_t *ix, om_ix_scan_fn fn, void *arg);
+/* The object at a slot handle that a lookup or scan gave, if it is still
+ * linked and still that id (a validated snapshot, no lock); -ENOENT. */
+int om_index_slot_get(om_index_t *ix, uint32_t slot, uint64_t id, om_ix_obj_t *out);
+/* The same for at most max objects from *cursor (0 to begin; a block
+ * offset it gave back), without locks: the cursor moves on. fn returning
+ * non-zero stops the walk after that object (a negative value is
+ * returned). Returns 1 when the walk reached the end of the arena (the
+ * cursor is back at 0), else 0. */
+int om_index_walk(om_index_t *ix, uint32_t *cursor, unsigned max, om_ix_scan_fn fn, void *arg);
 
 /* Bytes per accounting class, summed over the stripes (cheap, no lock). */
 void om_index_class_bytes(om_index_t *ix, uint64_t bytes[OM_IX_NCLASS]);

@@ -173,7 +173,7 @@ const char *
 om_proto_op_name(unsigned op)
 {
 	static const char *const names[] = {
-		"?", "HELLO", "GET", "PUT", "DELETE", "STAT", "STATS", "PING", "GOAWAY",
+		"?", "HELLO", "GET", "PUT", "DELETE", "STAT", "STATS", "PING", "GOAWAY", "VERIFY",
 	};
 
 	return op < sizeof(names) / sizeof(names[0]) ? names[op] : "?";

@@ -223,6 +223,17 @@ flush(conn_t *c)
 				c->bounce_off = 0;
 				c->bounce_len = (size_t)r;
 				o->off += (uint64_t)r;
+				if (o->check) {
+					o->crc = om_crc32c(o->crc, c->bounce, (size_t)r);
+					/* The last bytes of a damaged object are not sent:
+					 * the client sees a broken connection, not bytes
+					 * that pass for the object. */
+					if ((size_t)r == o->len && o->crc != o->obj.crc) {
+						om_store_quarantine(c->w->srv->st, &o->obj, o->tier, "its bytes do not "
+						    "match their checksum (found serving a GET)");
+						return false;
+					}
+				}
 			}
 			n = write(c->fd, c->bounce + c->bounce_off, c->bounce_len);
 			if (n > 0) {
@@ -308,8 +319,8 @@ respond(conn_t *c, const om_req_t *q, const resp_t *r, bool last)
 	o->resp_end = last;
 	/* Unknown ops (answered UNKNOWN_OP) count with op 0, "other". */
 	if (r->status <= OM_STATUS_MAX)
-		OM_STORE(&stats->responses[q->op <= OM_OP_GOAWAY ? q->op : 0][r->status],
-		    stats->responses[q->op <= OM_OP_GOAWAY ? q->op : 0][r->status] + 1);
+		OM_STORE(&stats->responses[q->op <= OM_OP_VERIFY ? q->op : 0][r->status],
+		    stats->responses[q->op <= OM_OP_VERIFY ? q->op : 0][r->status] + 1);
 	return o;
 }
 
@@ -556,6 +567,15 @@ do_get(conn_t *c, const om_req_t *q, const uint8_t *uri)
 			respond_err(c, q, OM_STATUS_INTERNAL, "short read of the object's file");
 			goto drop;
 		}
+		/* Read anyway: checked against the checksum kept with it. */
+		if (om_crc32c(0, o->data + resp_data_at(&r), r.inline_len) != g.obj.crc) {
+			free(o);
+			om_store_quarantine(st, &g.obj, g.tier, "its bytes do not match their checksum (found "
+			    "serving a GET)");
+			respond_err(c, q, OM_STATUS_INTERNAL, "the object is damaged (its bytes do not match "
+			    "their checksum): taken out of service");
+			goto drop;
+		}
 		out_push(c, o);
 		goto drop;
 	}
@@ -572,6 +592,10 @@ do_get(conn_t *c, const om_req_t *q, const uint8_t *uri)
 		f->off = 0;
 		f->len = g.obj.size;
 		f->resp_end = true;
+		f->check = f->kind == OUT_COPY;
+		f->crc = 0;
+		f->tier = g.tier;
+		f->obj = g.obj;
 		out_push(c, f);
 		return;
 	}
@@ -773,6 +797,54 @@ do_simple(conn_t *c, const om_req_t *q, const uint8_t *uri)
 	out_push(c, o);
 }
 
+/*
+ * VERIFY: the cache manager checks the object's bytes at its next turn
+ * (within [cache] interval), or starts a scrub pass over the store. The
+ * request goes into this process's slot, which the manager reads; the
+ * answer says it was queued, and a damaged object is then quarantined.
+ */
+static void
+do_verify(conn_t *c, const om_req_t *q, const uint8_t *uri)
+{
+	om_srv_requests_sh_t *rq = om_srv_requests(c->w->srv, c->w->srv->slot);
+	resp_t r = { .status = OM_STATUS_OK };
+	char ub[96];
+	om_ix_obj_t o;
+	out_t *out;
+
+	if (rq == NULL) {
+		respond_err(c, q, OM_STATUS_INTERNAL, "no slot for requests to the cache manager");
+		return;
+	}
+	if (q->uri_len == 0) {
+		OM_STORE_REL(&rq->pass_req, OM_LOAD(&rq->pass_req) + 1);
+		r.msg = "a scrub pass starts";
+	} else {
+		uint64_t n;
+
+		if (om_store_stat(c->w->srv->st, uri, q->uri_len, &o) != 0) {
+			respond_err(c, q, OM_STATUS_NOT_FOUND, "no such object: %s",
+			    shown(uri, q->uri_len, ub, sizeof(ub)));
+			return;
+		}
+		/* A full queue drops its oldest request: the scrub's passes
+		 * check every object anyway. */
+		n = OM_LOAD(&rq->verify_req);
+		OM_STORE(&rq->verify_q[n % OM_VERIFY_QUEUE].id, o.id);
+		OM_STORE(&rq->verify_q[n % OM_VERIFY_QUEUE].slot, o.slot);
+		OM_STORE_REL(&rq->verify_req, n + 1);
+		r.obj = &o;
+		r.body_len = o.size;
+		r.tier = (o.flags & (OM_IX_F_EPHEMERAL | OM_IX_F_COPY)) ? OM_TIER_MEMORY : OM_TIER_PERSISTENT;
+		r.msg = "queued: the cache manager checks its bytes at its next turn";
+	}
+	if ((out = respond(c, q, &r, true)) == NULL) {
+		fatal(c, "out of memory");
+		return;
+	}
+	out_push(c, out);
+}
+
 /* ---- input ------------------------------------------------------------- */
 
 /* A PUT with FD that is refused before it runs still takes its descriptor. */
@@ -815,6 +887,7 @@ need_access(unsigned op)
 	switch (op) {
 	case OM_OP_PUT:
 	case OM_OP_DELETE:
+	case OM_OP_VERIFY: /* it costs the daemon reads: a writer's right */
 		return OM_ACCESS_WRITE;
 	case OM_OP_GET:
 	case OM_OP_STAT:
@@ -835,11 +908,11 @@ check_request(conn_t *c, const om_req_t *q)
 	const om_conf_t *conf = c->w->srv->conf;
 	uint64_t rest = (uint64_t)q->uri_len + q->meta_len + q->body_len;
 	bool has_uri = q->op == OM_OP_GET || q->op == OM_OP_PUT || q->op == OM_OP_DELETE ||
-	    q->op == OM_OP_STAT;
+	    q->op == OM_OP_STAT || (q->op == OM_OP_VERIFY && q->uri_len != 0);
 	uint16_t status = OM_STATUS_OK;
 	char why[160] = "";
 
-	if (q->op < OM_OP_HELLO || q->op >= OM_OP_GOAWAY) {
+	if (q->op < OM_OP_HELLO || q->op == OM_OP_GOAWAY || q->op > OM_OP_VERIFY) {
 		status = OM_STATUS_UNKNOWN_OP;
 		snprintf(why, sizeof(why), "unknown operation %u", q->op);
 	} else if (has_uri && (q->uri_len == 0 || q->uri_len > conf->index.max_uri)) {
@@ -867,7 +940,7 @@ check_request(conn_t *c, const om_req_t *q)
 	} else if (q->op == OM_OP_STATS && (q->flags & ~(uint32_t)OM_STATS_PROMETHEUS)) {
 		status = OM_STATUS_BAD_REQUEST;
 		snprintf(why, sizeof(why), "unknown STATS flags 0x%x", q->flags);
-	} else if ((q->op == OM_OP_DELETE || q->op == OM_OP_PING) && q->flags) {
+	} else if ((q->op == OM_OP_DELETE || q->op == OM_OP_PING || q->op == OM_OP_VERIFY) && q->flags) {
 		status = OM_STATUS_BAD_REQUEST;
 		snprintf(why, sizeof(why), "%s takes no flags (0x%x)", om_proto_op_name(q->op), q->flags);
 	} else if (q->op == OM_OP_PUT && (q->flags & ~(uint32_t)(OM_PUT_EPHEMERAL | OM_PUT_FD))) {
@@ -913,7 +986,8 @@ dispatch(conn_t *c, const om_req_t *q, const uint8_t *uri, const uint8_t *meta)
 	const char *bad;
 
 	c->last_id = q->id;
-	if ((q->op == OM_OP_GET || q->op == OM_OP_PUT || q->op == OM_OP_DELETE || q->op == OM_OP_STAT) &&
+	if ((q->op == OM_OP_GET || q->op == OM_OP_PUT || q->op == OM_OP_DELETE || q->op == OM_OP_STAT ||
+	    (q->op == OM_OP_VERIFY && q->uri_len != 0)) &&
 	    (bad = om_proto_uri_error(uri, q->uri_len, c->w->srv->conf->index.max_uri)) != NULL) {
 		respond_err(c, q, OM_STATUS_URI_INVALID, "%s", bad);
 		drop_put_fd(c, q);
@@ -928,6 +1002,7 @@ dispatch(conn_t *c, const om_req_t *q, const uint8_t *uri, const uint8_t *meta)
 	case OM_OP_GET: do_get(c, q, uri); break;
 	case OM_OP_PUT: put_begin(c, q, uri, meta); break;
 	case OM_OP_STAT: do_stat(c, q, uri); break;
+	case OM_OP_VERIFY: do_verify(c, q, uri); break;
 	default: do_simple(c, q, uri); break;
 	}
 }
@@ -1568,7 +1643,7 @@ recount(conn_t *c, unsigned op, unsigned from, unsigned to)
 {
 	om_srv_stats_sh_t *stats = c->w->stats;
 
-	if (op > OM_OP_GOAWAY)
+	if (op > OM_OP_VERIFY)
 		return;
 	OM_STORE(&stats->responses[op][from], stats->responses[op][from] - 1);
 	OM_STORE(&stats->responses[op][to], stats->responses[op][to] + 1);

@@ -34,6 +34,13 @@ typedef struct out {
 	uint64_t off;      /* file ranges: next offset */
 	uint64_t len;      /* BUF: bytes of data; ranges: bytes left */
 	uint64_t done;     /* BUF: bytes sent */
+	/* COPY of a whole object: its bytes are checked against their CRC32C
+	 * as they are read, and the last of them are not sent if they do not
+	 * match (the object is quarantined, the connection closed). */
+	bool check;
+	uint32_t crc;
+	int tier;
+	om_ix_obj_t obj;
 	uint8_t data[];
 } out_t;
 

@@ -1,7 +1,9 @@
 /*
  * The cache manager process: every [cache] interval, one maintenance pass
- * of the store (expiry, tier limits, promotion, read-count decay). QUIT,
- * TERM and INT stop it between passes; USR1 reopens the log.
+ * of the store (expiry, tier limits, promotion, read-count decay), the
+ * objects that VERIFY queued, and a step of the scrub at [cache]
+ * scrub_rate. QUIT, TERM and INT stop it between passes; USR1 reopens the
+ * log.
  */
 #include <errno.h>
 #include <poll.h>
@@ -13,12 +15,60 @@
 #include "core/om_log.h"
 #include "server/om_server.h"
 
+/* A scrub pass asked for by VERIFY runs at least this fast (bytes/s). */
+#define SCRUB_ON_DEMAND_RATE ((uint64_t)64 << 20)
+
+/*
+ * What VERIFY asked of us, in every process's slot: objects to check now,
+ * and scrub passes to start (from the beginning, at least at the on-demand
+ * rate until the pass ends). Returns 1 if a pass was asked for.
+ */
+static int
+take_requests(om_srv_t *srv)
+{
+	unsigned nprocs = om_index_procs(srv->ix);
+	int pass = 0;
+
+	for (unsigned slot = 0; slot < nprocs; slot++) {
+		om_srv_requests_sh_t *rq = om_srv_requests(srv, slot);
+		uint64_t want, done;
+
+		if (rq == NULL)
+			continue;
+		want = OM_LOAD_ACQ(&rq->pass_req);
+		if (want != OM_LOAD(&rq->pass_done)) {
+			OM_STORE(&rq->pass_done, want);
+			pass = 1;
+		}
+		want = OM_LOAD_ACQ(&rq->verify_req);
+		done = OM_LOAD(&rq->verify_done);
+		if (want - done > OM_VERIFY_QUEUE)
+			done = want - OM_VERIFY_QUEUE;
+		for (; done < want; done++) {
+			uint64_t id = OM_LOAD(&rq->verify_q[done % OM_VERIFY_QUEUE].id), n;
+			uint32_t s = OM_LOAD(&rq->verify_q[done % OM_VERIFY_QUEUE].slot);
+			om_ix_obj_t o;
+
+			/* Gone or replaced since: nothing of it to check. */
+			if (om_index_slot_get(srv->ix, s, id, &o) == 0)
+				(void)om_store_verify_obj(srv->st, &o, &n);
+		}
+		OM_STORE(&rq->verify_done, want);
+	}
+	return pass;
+}
+
 int
 om_manager_run(om_srv_t *srv)
 {
 	om_srv_stats_sh_t *stats = om_srv_stats(srv, srv->slot);
 	uint32_t interval = srv->conf->cache.interval_ms;
-	uint64_t next = om_clock_ms() + interval;
+	uint64_t rate = srv->conf->cache.scrub_rate, next = om_clock_ms() + interval;
+	uint64_t last_scrub = om_clock_ms();
+	/* Kept in the master's slot, so that a reload's new manager goes on
+	 * where the old one was rather than start the pass again. */
+	uint32_t *cursor = &om_srv_requests(srv, OM_SLOT_MASTER)->scrub_cursor;
+	int on_demand = 0;
 	struct signalfd_siginfo si;
 	sigset_t set;
 	int sigfd;
@@ -64,6 +114,24 @@ om_manager_run(om_srv_t *srv)
 				    (unsigned long long)ms.evicted, (unsigned long long)ms.promoted,
 				    (unsigned long long)ms.copies_dropped);
 			OM_STORE(&stats->maint_passes, stats->maint_passes + 1);
+			if (take_requests(srv)) {
+				OM_STORE(cursor, 0);
+				on_demand = 1;
+				om_log_info(0, "scrub: a pass over the store starts (asked for by VERIFY)");
+			}
+			/* A step of the scrub: what the rate allows since the last
+			 * one (at most two intervals' worth). */
+			{
+				uint64_t now_ms = om_clock_ms(), r = rate, budget, used;
+
+				if (on_demand && r < SCRUB_ON_DEMAND_RATE)
+					r = SCRUB_ON_DEMAND_RATE;
+				budget = r / 1000 * (now_ms - last_scrub > 2u * interval ? 2u * interval :
+				    now_ms - last_scrub);
+				last_scrub = now_ms;
+				if (budget > 0 && om_store_scrub(srv->st, cursor, budget, &used) == 1)
+					on_demand = 0;
+			}
 			next = om_clock_ms() + interval;
 		}
 	}

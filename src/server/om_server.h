@@ -67,7 +67,7 @@ typedef struct {
 	uint64_t conns_current;
 	uint64_t conns_total;
 	/* responses by the request's op and their status (GOAWAY: op 8) */
-	uint64_t responses[OM_OP_GOAWAY + 1][OM_STATUS_MAX + 1];
+	uint64_t responses[OM_OP_VERIFY + 1][OM_STATUS_MAX + 1];
 	uint64_t bytes_in;
 	uint64_t bytes_out;
 	uint64_t fds_passed;
@@ -92,6 +92,27 @@ typedef struct {
 	uint64_t maint_passes;
 } om_srv_stats_sh_t;
 
+/*
+ * Requests of a process to the cache manager, in its slot after its
+ * counters: VERIFY asks for objects to be checked at once or for a scrub
+ * pass to start. The process writes the *_req fields, the manager the
+ * *_done ones (a manager that starts goes on from them).
+ */
+#define OM_VERIFY_QUEUE 16
+typedef struct {
+	uint64_t pass_req;    /* scrub passes asked for */
+	uint64_t pass_done;   /* ... of which the manager has started */
+	uint64_t verify_req;  /* objects queued in verify_q (index mod its size) */
+	uint64_t verify_done; /* ... of which the manager has taken */
+	uint32_t scrub_cursor; /* master's slot: where the scrub goes on, across managers */
+	uint32_t pad;
+	struct {
+		uint64_t id;
+		uint32_t slot;    /* the index's handle of the object */
+		uint32_t pad;
+	} verify_q[OM_VERIFY_QUEUE];
+} om_srv_requests_sh_t;
+
 /* What every process of one generation shares (inherited from the master). */
 typedef struct {
 	om_conf_t *conf;
@@ -105,6 +126,7 @@ typedef struct {
 } om_srv_t;
 
 om_srv_stats_sh_t *om_srv_stats(om_srv_t *srv, unsigned slot);
+om_srv_requests_sh_t *om_srv_requests(om_srv_t *srv, unsigned slot);
 /* Adds a slot's counters to the retired totals and zeroes it. */
 void om_srv_stats_retire(om_srv_t *srv, unsigned slot);
 /* The STATS body, summed over every process: flags 0 for the text of

@@ -32,6 +32,18 @@ om_srv_stats(om_srv_t *srv, unsigned slot)
 	return (om_srv_stats_sh_t *)(void *)(area + srv_offset());
 }
 
+om_srv_requests_sh_t *
+om_srv_requests(om_srv_t *srv, unsigned slot)
+{
+	uint8_t *area = om_index_proc_area(srv->ix, slot);
+	size_t off = OM_ALIGN_UP(srv_offset() + sizeof(om_srv_stats_sh_t), (size_t)64);
+
+	if (area == NULL)
+		return NULL;
+	OM_ASSERT(off + sizeof(om_srv_requests_sh_t) <= om_index_proc_bytes(srv->ix));
+	return (om_srv_requests_sh_t *)(void *)(area + off);
+}
+
 static void
 add_u64s(uint64_t *to, const uint64_t *from, size_t n, int reset)
 {
@@ -67,9 +79,9 @@ om_srv_stats_retire(om_srv_t *srv, unsigned slot)
  */
 enum { LS_NONE, LS_OP_STATUS, LS_TIER, LS_KIND, LS_DIR, LS_CLASS };
 
-/* Ops HELLO..PING, then "other": frames refused before their op was known
+/* Ops HELLO..PING and VERIFY, then "other": frames refused before their op was known
  * (bad magic, version) and client frames with op GOAWAY. */
-#define NOPS    (OM_OP_PING + 1)
+#define NOPS    (OM_OP_PING + 2)
 #define NSTATUS (OM_STATUS_MAX + 1)
 
 static const char *const tier_values[] = { "memory", "persistent" };
@@ -107,6 +119,7 @@ typedef struct {
 	uint64_t puts, put_bytes, superseded, deletes;
 	uint64_t evicted[2];
 	uint64_t copies_dropped, promoted, expired, lost_files;
+	uint64_t scrubbed, scrub_bytes, scrub_passes, damaged;
 	uint64_t objects[2], ephemeral, copies, ix_objects;
 	uint64_t bytes[2], limit[2];
 	uint64_t ix_capacity, ix_arena, ix_arena_used, ix_segment, owner_deaths;
@@ -182,6 +195,13 @@ static const metric_t metrics[] = {
 	M("expirations_total", COUNTER, LS_NONE, expired, "Expired objects removed."),
 	M("lost_files_total", COUNTER, LS_NONE, lost_files,
 	    "Index entries removed because their file had vanished."),
+	M("scrub_objects_total", COUNTER, LS_NONE, scrubbed,
+	    "Objects read again by the scrub (or VERIFY) and found intact."),
+	M("scrub_bytes_total", COUNTER, LS_NONE, scrub_bytes, "Bytes read again by the scrub."),
+	M("scrub_passes_total", COUNTER, LS_NONE, scrub_passes,
+	    "Passes of the scrub over the whole store completed."),
+	M("objects_damaged_total", COUNTER, LS_NONE, damaged,
+	    "Objects (or memory copies) whose bytes did not match their checksum: quarantined."),
 	M("objects", GAUGE, LS_TIER, objects,
 	    "Objects held, by tier: memory has ephemeral objects and copies, persistent the rest."),
 	M("objects_ephemeral", GAUGE, LS_NONE, ephemeral, "Ephemeral objects (memory tier only)."),
@@ -189,7 +209,8 @@ static const metric_t metrics[] = {
 	M("index_objects", GAUGE, LS_NONE, ix_objects,
 	    "Index entries: every object once, whatever copies it has."),
 	M("bytes", GAUGE, LS_TIER, bytes, "Bytes of the objects held, by tier."),
-	M("limit_bytes", GAUGE, LS_TIER, limit, "Configured size of each tier."),
+	M("limit_bytes", GAUGE, LS_TIER, limit,
+	    "Size of each tier in bytes (a share of its filesystem resolved); 0: none of its own."),
 	M("index_capacity", GAUGE, LS_NONE, ix_capacity, "Objects the index can hold."),
 	M("index_arena_bytes", GAUGE, LS_NONE, ix_arena, "Bytes of the index's block storage."),
 	M("index_arena_used_bytes", GAUGE, LS_NONE, ix_arena_used,
@@ -217,8 +238,10 @@ labels(char *buf, size_t n, unsigned ls, unsigned i)
 
 	switch (ls) {
 	case LS_OP_STATUS:
-		if (i / NSTATUS + 1 < NOPS)
+		if (i / NSTATUS + 1 <= OM_OP_PING)
 			lower(op, om_proto_op_name(i / NSTATUS + 1), sizeof(op));
+		else if (i / NSTATUS + 1 == NOPS - 1)
+			snprintf(op, sizeof(op), "verify");
 		else
 			snprintf(op, sizeof(op), "other");
 		lower(st, om_proto_status_name(i % NSTATUS), sizeof(st));
@@ -277,6 +300,7 @@ snapshot(om_srv_t *srv, snap_t *s)
 	for (unsigned st = 0; st < NSTATUS; st++) {
 		for (unsigned op = OM_OP_HELLO; op <= OM_OP_PING; op++)
 			s->requests[op - 1][st] = sum.responses[op][st];
+		s->requests[NOPS - 2][st] = sum.responses[OM_OP_VERIFY][st];
 		/* Op 0 holds refused frames. Under GOAWAY the server's own
 		 * GOAWAYs (status OK, goaways_total has them) and a client's
 		 * GOAWAY frames, refused as UNKNOWN_OP. */
@@ -310,6 +334,10 @@ snapshot(om_srv_t *srv, snap_t *s)
 	s->promoted = ss.promoted;
 	s->expired = ss.expired;
 	s->lost_files = ss.lost_files;
+	s->scrubbed = ss.scrubbed;
+	s->scrub_bytes = ss.scrub_bytes;
+	s->scrub_passes = ss.scrub_passes;
+	s->damaged = ss.damaged;
 	/* A promoted object is in both tiers; an ephemeral one only in memory. */
 	s->objects[0] = su.ephemeral + su.copies;
 	s->objects[1] = su.objects > su.ephemeral ? su.objects - su.ephemeral : 0;

@@ -98,6 +98,10 @@ typedef struct {
 	uint64_t promoted;
 	uint64_t expired;
 	uint64_t lost_files;      /* index entries whose file had vanished */
+	uint64_t scrubbed;        /* objects read again and found intact */
+	uint64_t scrub_bytes;     /* bytes read by the scrub */
+	uint64_t scrub_passes;    /* passes over the whole store completed */
+	uint64_t damaged;         /* objects (or copies) whose bytes did not match: quarantined */
 } om_store_stats_t;
 
 typedef struct {
@@ -242,6 +246,23 @@ int om_store_delete(om_store_t *st, const void *uri, size_t len);
 int om_store_maintain(om_store_t *st, om_maint_stats_t *ms);
 /* Evicts until the tier is within its limit; returns objects evicted or -ENOSPC. */
 int om_store_enforce(om_store_t *st, int tier);
+
+/*
+ * Scrubbing (store_scrub.c). om_store_scrub reads objects again from
+ * *cursor on (0 at first; a walk over the index, which moves it) until
+ * `budget` bytes were read, each object counting at least 4 KiB; *used
+ * gets what it cost. 1 when it completed a pass over the store (*cursor
+ * is 0 again), 0 if not yet, or -errno. A damaged object is quarantined:
+ * moved to its tier's corrupt/ and dropped from the index (a damaged
+ * memory copy is dropped).
+ */
+int om_store_scrub(om_store_t *st, uint32_t *cursor, uint64_t budget, uint64_t *used);
+/* Checks one object (and its copy) now: 0 if intact, -EBADMSG if damaged
+ * (quarantined), -ENOENT if it is gone; *read gets the bytes read. */
+int om_store_verify_obj(om_store_t *st, const om_ix_obj_t *o, uint64_t *read);
+/* Takes a damaged object (the file of tier) out of service, saying why
+ * in the log. For callers that found its bytes wrong themselves. */
+int om_store_quarantine(om_store_t *st, const om_ix_obj_t *o, int tier, const char *why);
 
 /* After a process in `slot` died: removes a file it had published but not
  * yet indexed (its PUT was never acknowledged). Called by the master. */

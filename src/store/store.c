@@ -330,7 +330,7 @@ tier_open(om_tier_t *t, const char *name, const om_tier_params_t *tp, int no_tmp
 	t->rec_files = no_xattr;
 	if (!t->rec_files && fsetxattr(fd, OM_META_XATTR, "probe", 5, 0) != 0) {
 		rc = -errno;
-		if (rc != -EOPNOTSUPP && rc != -ENOTSUP) {
+		if (rc != -EOPNOTSUPP) {
 			close(fd);
 			snprintf(err, errlen, "%s tier: setting an extended attribute in \"%s\" failed: %s",
 			    name, t->path, om_strerror(rc));

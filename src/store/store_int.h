@@ -61,6 +61,7 @@ struct om_store {
 	uid_t owner_uid;
 	gid_t owner_gid;
 	uint32_t cursor[OM_IX_NCLASS];
+	uint64_t scrub_pass_objects; /* objects the current pass has checked */
 	om_store_stats_t *stats;     /* in the process slot, or local_stats */
 	om_store_stats_t local_stats;
 	char why[256];               /* om_store_why */

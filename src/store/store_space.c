@@ -6,6 +6,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/statvfs.h>
 
 #include "core/om_core.h"
@@ -24,8 +25,9 @@ om_store_space(om_store_t *st, int tier, om_space_t *sp)
 	om_tier_t *t = &st->tier[tier];
 	struct statvfs v;
 
+	memset(sp, 0, sizeof(*sp));
 	if (fstatvfs(t->dirfd, &v) != 0)
-		return -errno;
+		return errno ? -errno : -EIO;
 	sp->fs_size = (uint64_t)v.f_blocks * v.f_frsize;
 	sp->fs_free = (uint64_t)v.f_bavail * v.f_frsize;
 	if (t->limit_pct)

@@ -27,7 +27,8 @@ static const char *const statuses[] = {
 	"short_body", "internal",
 };
 _Static_assert(sizeof(statuses) / sizeof(statuses[0]) == OM_STATUS_MAX + 1, "a status name each");
-static const char *const ops[] = { "hello", "get", "put", "delete", "stat", "stats", "ping", "other" };
+static const char *const ops[] = { "hello", "get", "put", "delete", "stat", "stats", "ping", "verify",
+	"other" };
 
 static int
 setup(void **state)

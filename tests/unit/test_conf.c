@@ -136,6 +136,7 @@ check_defaults(const om_conf_t *c)
 	assert_int_equal(c->persistent.size.pct, 0);
 	assert_int_equal(c->persistent.reserve.pct, 5);
 	assert_int_equal(c->cache.eviction, OM_EVICTION_LRU);
+	assert_int_equal(c->cache.scrub_rate, 8u << 20);
 	assert_int_equal(c->persistent.durability, OM_DURABLE_NONE);
 
 	assert_int_equal(c->cache.interval_ms, 1000);
@@ -304,6 +305,7 @@ test_every_key(void **state)
 	    "evict_samples = 64\n"
 	    "max_metadata = 0\n"
 	    "eviction = none\n"
+	    "scrub_rate = 0\n"
 	    "[listen.a-1_B]\n"
 	    "type = unix\n"
 	    "path = /x/a.sock\n"
@@ -349,6 +351,7 @@ test_every_key(void **state)
 	assert_int_equal(c->persistent.reserve.bytes, 0);
 	assert_int_equal(c->persistent.reserve.pct, 0);
 	assert_int_equal(c->cache.eviction, OM_EVICTION_NONE);
+	assert_int_equal(c->cache.scrub_rate, 0);
 	assert_int_equal(c->persistent.durability, OM_DURABLE_FSYNC);
 
 	assert_int_equal(c->cache.interval_ms, 120000);
@@ -359,7 +362,7 @@ test_every_key(void **state)
 
 	assert_int_equal(c->nlisten, 2);
 	assert_string_equal(c->listen[0].name, "a-1_B");
-	assert_int_equal(c->listen[0].line, 33);
+	assert_int_equal(c->listen[0].line, 34);
 	assert_int_equal(c->listen[0].type, OM_CONF_LISTEN_UNIX);
 	assert_string_equal(c->listen[0].path, "/x/a.sock");
 	assert_int_equal(c->listen[0].mode, 0600);
@@ -373,7 +376,7 @@ test_every_key(void **state)
 
 	/* The second listener takes the daemon's user and group. */
 	assert_string_equal(c->listen[1].name, "b");
-	assert_int_equal(c->listen[1].line, 42);
+	assert_int_equal(c->listen[1].line, 43);
 	assert_string_equal(c->listen[1].path, "/x/b.sock");
 	assert_int_equal(c->listen[1].mode, 0755);
 	assert_string_equal(c->listen[1].owner.user, "nobody");
@@ -995,7 +998,7 @@ test_example(void **state)
 		{ "[memory]", "path", "size", "reserve", NULL },
 		{ "[persistent]", "path", "size", "reserve", "durability", NULL },
 		{ "[cache]", "interval", "promote_hits", "promote_max_size", "evict_samples",
-		    "max_metadata", "eviction", NULL },
+		    "max_metadata", "eviction", "scrub_rate", NULL },
 		{ "[listen.local]", "type", "path", "mode", "owner", "group", "backlog",
 		    "inline_threshold", "send_buffer", "allow_read", "allow_write", "idle_timeout",
 		    "request_timeout", "min_rate", "max_object_size", "max_pipeline", "max_buffer", NULL },

@@ -844,6 +844,102 @@ test_reclaim_dead_writer(void **state)
 	fx_free(f);
 }
 
+/* Flips one byte of an object's file, behind the store's back (bit rot). */
+static void
+flip_byte(const char *tier, uint64_t id, off_t at)
+{
+	char name[32], path[600];
+	unsigned char b;
+	int fd;
+
+	om_store_object_name(id, name, sizeof(name));
+	snprintf(path, sizeof(path), "%s/%s", tier, name);
+	assert_int_equal(chmod(path, 0640), 0);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &b, 1, at), 1);
+	b ^= 0x20;
+	assert_int_equal(pwrite(fd, &b, 1, at), 1);
+	close(fd);
+	assert_int_equal(chmod(path, 0440), 0);
+}
+
+/*
+ * Bit rot: the scrub reads every object again, within its budget, and a
+ * damaged one (a persistent object, an ephemeral one, a memory copy) is
+ * quarantined: moved to corrupt/, dropped from the index, never served;
+ * a damaged copy is dropped and the primary served.
+ */
+static void
+test_scrub_quarantines_bit_rot(void **state)
+{
+	unsigned char buf[10000];
+	om_ix_obj_t a, b, e, hot;
+	om_maint_stats_t ms;
+	uint32_t cur = 0;
+	uint64_t used;
+	om_get_t g;
+	fx_t *f;
+
+	(void)state;
+	f = fx_new(100, 0, 0);
+	om_store_close(f->st);
+	f->p.promote_hits = 2;
+	fx_open(f);
+	om_test_fill(buf, sizeof(buf), 77);
+	assert_int_equal(put_buf(f, "/a", buf, 10000, 0, &a), 0);
+	assert_int_equal(put_buf(f, "/b", buf, 5000, 0, &b), 0);
+	assert_int_equal(put_buf(f, "/e", buf, 3000, OM_STORE_EPHEMERAL, &e), 0);
+	assert_int_equal(put_buf(f, "/hot", buf, 2000, 0, &hot), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(om_store_get(f->st, "/hot", 4, 0, &g), 0);
+		close(g.fd);
+	}
+	assert_int_equal(om_store_maintain(f->st, &ms), 0);
+	assert_int_equal(ms.promoted, 1);
+
+	/* Intact: one pass reads everything (and the copy), finds nothing. */
+	assert_int_equal(om_store_scrub(f->st, &cur, 1u << 30, &used), 1);
+	assert_int_equal(om_store_stats(f->st)->scrubbed, 4);
+	assert_int_equal(om_store_stats(f->st)->scrub_bytes, 10000 + 5000 + 3000 + 2 * 2000);
+	assert_int_equal(om_store_stats(f->st)->scrub_passes, 1);
+	assert_int_equal(om_store_stats(f->st)->damaged, 0);
+
+	/* A budget of 15,000 bytes checks /a and /b (10,000 and 5,000), then stops. */
+	cur = 0;
+	assert_int_equal(om_store_scrub(f->st, &cur, 15000, &used), 0);
+	assert_int_equal(om_store_stats(f->st)->scrubbed, 6);
+
+	flip_byte(f->disk, a.id, 1234);
+	flip_byte(f->mem, e.id, 0);
+	flip_byte(f->mem, hot.id, 1999);
+	cur = 0;
+	assert_int_equal(om_store_scrub(f->st, &cur, 1u << 30, &used), 1);
+	assert_int_equal(om_store_stats(f->st)->damaged, 3);
+	assert_int_equal(om_store_get(f->st, "/a", 2, 0, &g), -ENOENT);
+	assert_int_equal(om_store_get(f->st, "/e", 2, 0, &g), -ENOENT);
+	assert_int_equal(om_store_get(f->st, "/b", 2, 0, &g), 0);
+	close(g.fd);
+	/* The damaged copy went; the primary serves. */
+	assert_int_equal(om_store_get(f->st, "/hot", 4, 0, &g), 0);
+	assert_int_equal(g.tier, OM_TIER_DISK);
+	assert_fd_bytes(g.fd, buf, 2000);
+	close(g.fd);
+	/* Kept for the operator, where the rebuild would not take them back. */
+	{
+		char path[600];
+		struct stat sb;
+
+		snprintf(path, sizeof(path), "%s/corrupt/%016llx", f->disk, (unsigned long long)a.id);
+		assert_int_equal(stat(path, &sb), 0);
+		assert_int_equal(sb.st_size, 10000);
+		snprintf(path, sizeof(path), "%s/corrupt/%016llx", f->mem, (unsigned long long)e.id);
+		assert_int_equal(stat(path, &sb), 0);
+	}
+	assert_int_equal(om_test_count_files(f->mem, NULL, NULL), 1); /* corrupt/ holds /e */
+	fx_free(f);
+}
+
 int
 main(void)
 {
@@ -867,6 +963,7 @@ main(void)
 		cmocka_unit_test(test_temporary_names_mode),
 		cmocka_unit_test(test_durable_mode),
 		cmocka_unit_test(test_reclaim_dead_writer),
+		cmocka_unit_test(test_scrub_quarantines_bit_rot),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,200 @@
+/*
+ * Scrubbing: objects are read again and their bytes compared with the
+ * CRC32C kept with them; a damaged object is quarantined (its file moved
+ * to its tier's corrupt/, its entry dropped), logged once and never
+ * served again. The cache manager runs it at a set rate over the whole
+ * store; workers quarantine what they find damaged while reading bytes
+ * for a client.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/om_core.h"
+#include "core/om_log.h"
+#include "store/store_int.h"
+
+/* An object not read for this long is not kept in the page cache by the
+ * scrub that read it (16 ms ticks: a minute). */
+#define SCRUB_COLD_TICKS (60000u / OM_IX_TICK_MS)
+
+/* What a scrub step may still read, and what it did. */
+typedef struct {
+	om_store_t *st;
+	uint64_t budget;
+	uint64_t used;
+} scrub_step_t;
+
+static const char *
+kind_of(int tier, const om_ix_obj_t *o)
+{
+	if (tier == OM_TIER_DISK)
+		return "persistent";
+	return (o->flags & OM_IX_F_EPHEMERAL) ? "ephemeral" : "memory copy of a persistent";
+}
+
+int
+om_store_quarantine(om_store_t *st, const om_ix_obj_t *o, int tier, const char *why)
+{
+	om_tier_t *t = &st->tier[tier];
+	char name[OM_NAME_MAX], dst[64];
+
+	st->stats->damaged++;
+	om_store_object_name(o->id, name, sizeof(name));
+	if (tier == OM_TIER_MEM && !(o->flags & OM_IX_F_EPHEMERAL)) {
+		/* A copy: the primary on disk still holds the bytes. */
+		om_log_warn(0, "store: %s/%s, the memory copy of object %016" PRIx64 ": %s; dropped",
+		    t->path, name, o->id, why);
+		om_store_drop_copy(st, o);
+		return 0;
+	}
+	/* Moved aside before the entry goes, so that the release finds no
+	 * file to unlink, and kept for the operator; a reader that opens it
+	 * meanwhile finds nothing and takes it for a miss. */
+	om_index_note_drop(st->ix, OM_STORE_DROP_KEY(tier, o->id));
+	snprintf(dst, sizeof(dst), "corrupt/%016" PRIx64, o->id);
+	if (renameat(t->dirfd, name, t->dirfd, dst) != 0) {
+		om_log_err(errno, "store: %s/%s, %s object %016" PRIx64 ": %s, and moving it to corrupt/ failed; "
+		    "removed", t->path, name, kind_of(tier, o), o->id, why);
+	} else {
+		char rname[OM_NAME_MAX];
+
+		om_log_warn(0, "store: %s/%s, %s object %016" PRIx64 ": %s; moved to %s/%s, never served again",
+		    t->path, name, kind_of(tier, o), o->id, why, t->path, dst);
+		if (t->rec_files) {
+			om_rec_name(o->id, rname, sizeof(rname));
+			snprintf(dst, sizeof(dst), "corrupt/%016" PRIx64 OM_REC_SUFFIX, o->id);
+			(void)renameat(t->dirfd, rname, t->dirfd, dst);
+		}
+	}
+	(void)om_index_delete_slot(st->ix, o->slot, o->id, NULL);
+	return 0;
+}
+
+/*
+ * Reads one file of an object and compares it with the index: 0 if
+ * intact, -EBADMSG if damaged (and quarantined), -ENOENT if it is gone
+ * (replaced or deleted meanwhile), or -errno. *read gets the bytes read.
+ */
+static int
+verify_file(om_store_t *st, const om_ix_obj_t *o, int tier, uint64_t *read)
+{
+	static _Thread_local uint8_t buf[262144];
+	uint64_t off = 0;
+	uint32_t crc = 0;
+	struct stat sb;
+	char why[128];
+	int fd, rc = 0;
+
+	*read = 0;
+	fd = om_store_open_obj(st, tier, o->id);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &sb) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	while (off < o->size) {
+		size_t want = o->size - off < sizeof(buf) ? (size_t)(o->size - off) : sizeof(buf);
+		ssize_t n = pread(fd, buf, want, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		crc = om_crc32c(crc, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	*read = off;
+	if (off != o->size || (uint64_t)sb.st_size != o->size) {
+		snprintf(why, sizeof(why), "%" PRIu64 " bytes where its record says %" PRIu64,
+		    (uint64_t)sb.st_size, o->size);
+		rc = -EBADMSG;
+	} else if (crc != o->crc) {
+		snprintf(why, sizeof(why), "its bytes do not match their checksum (CRC32C %08x, recorded %08x)",
+		    crc, o->crc);
+		rc = -EBADMSG;
+	}
+	/* What nobody reads stays out of the page cache, and is read from
+	 * the disk by the next pass. */
+	if (tier == OM_TIER_DISK && om_index_ticks() - o->atime > SCRUB_COLD_TICKS)
+		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+out:
+	close(fd);
+	if (rc == -EBADMSG)
+		om_store_quarantine(st, o, tier, why);
+	return rc;
+}
+
+int
+om_store_verify_obj(om_store_t *st, const om_ix_obj_t *o, uint64_t *read)
+{
+	uint64_t n = 0;
+	int rc;
+
+	*read = 0;
+	if (o->flags & OM_IX_F_COPY) {
+		rc = verify_file(st, o, OM_TIER_MEM, &n);
+		*read += n;
+		/* A damaged copy goes; the primary is checked all the same. */
+		if (rc != 0 && rc != -EBADMSG && rc != -ENOENT)
+			return rc;
+	}
+	rc = verify_file(st, o, om_store_tier_of(o->flags), &n);
+	*read += n;
+	if (rc == 0) {
+		st->stats->scrubbed++;
+		st->stats->scrub_bytes += *read;
+	}
+	return rc;
+}
+
+static int
+scrub_one(void *arg, const om_ix_obj_t *o)
+{
+	scrub_step_t *s = arg;
+	uint64_t n = 0;
+	int rc = om_store_verify_obj(s->st, o, &n);
+
+	s->st->scrub_pass_objects++;
+	/* Errors of one file (EIO, EMFILE) are logged and the pass goes on. */
+	if (rc != 0 && rc != -EBADMSG && rc != -ENOENT)
+		om_log_warn(-rc, "store: scrub: reading object %016" PRIx64 " failed", o->id);
+	/* Every object costs at least a page, so that small ones pay for
+	 * their system calls too. */
+	s->used += n > 4096 ? n : 4096;
+	return s->used >= s->budget;
+}
+
+int
+om_store_scrub(om_store_t *st, uint32_t *cursor, uint64_t budget, uint64_t *used)
+{
+	scrub_step_t s = { st, budget, 0 };
+	int rc = 0;
+
+	*used = 0;
+	while (s.used < s.budget) {
+		uint64_t before = s.used;
+
+		rc = om_index_walk(st->ix, cursor, 64, scrub_one, &s);
+		if (rc < 0)
+			break;
+		if (rc == 1) {
+			/* An empty store completes no pass. */
+			if (st->scrub_pass_objects > 0)
+				st->stats->scrub_passes++;
+			st->scrub_pass_objects = 0;
+			break;
+		}
+		if (s.used == before)
+			break;
+	}
+	*used = s.used;
+	return rc;
+}

@@ -1,0 +1,247 @@
+/*
+ * Bit rot at the real daemon: one byte flipped in an object's file behind
+ * the daemon's back. The scrub finds it within a pass and quarantines it
+ * (corrupt/, never served again, logged once, counted); a GET that reads
+ * the bytes anyway (copy mode) refuses to pass them off as the object;
+ * `objmapper verify` says which objects are damaged and asks the daemon
+ * to check them, or starts a pass; a restart does not bring a quarantined
+ * object back.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <objmapper/objmapper.h>
+
+#include "om_daemon.h"
+#include "om_test.h"
+
+static om_daemon_t D;
+static om_client_t *cl;
+
+static void
+up(const char *extra)
+{
+	om_daemon_init(&D, 1, extra);
+	om_daemon_start(&D);
+	assert_int_equal(om_client_connect(D.sock, 0, &cl), 0);
+}
+
+static int
+down(void **state)
+{
+	(void)state;
+	om_client_close(cl);
+	cl = NULL;
+	om_daemon_stop(&D);
+	om_daemon_cleanup(&D);
+	return 0;
+}
+
+static om_info_t
+put(const char *uri, size_t len, uint64_t seed)
+{
+	unsigned char *buf = malloc(len);
+	om_info_t info;
+
+	assert_non_null(buf);
+	om_test_fill(buf, len, seed);
+	assert_int_equal(om_client_put(cl, uri, buf, len, NULL, &info), 0);
+	free(buf);
+	return info;
+}
+
+static void
+obj_path(char *buf, size_t n, uint64_t id)
+{
+	snprintf(buf, n, "%s/objects/%02x/%016llx", D.dir, (unsigned)(id & 0xff), (unsigned long long)id);
+}
+
+static void
+flip(uint64_t id, off_t at)
+{
+	char path[600];
+	unsigned char b;
+	int fd;
+
+	obj_path(path, sizeof(path), id);
+	assert_int_equal(chmod(path, 0640), 0);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &b, 1, at), 1);
+	b ^= 1;
+	assert_int_equal(pwrite(fd, &b, 1, at), 1);
+	close(fd);
+	assert_int_equal(chmod(path, 0440), 0);
+}
+
+static uint64_t
+stat_value(const char *name)
+{
+	char *text = NULL, *p;
+	uint64_t v = 0;
+
+	assert_int_equal(om_client_stats(cl, &text), 0);
+	p = strstr(text, name);
+	if (p != NULL && (p == text || p[-1] == '\n'))
+		v = strtoull(p + strlen(name), NULL, 10);
+	free(text);
+	return v;
+}
+
+static int
+gone(void *arg)
+{
+	return om_client_stat(cl, arg, 0, NULL, NULL, NULL) == -OM_STATUS_NOT_FOUND;
+}
+
+static unsigned
+log_lines(const char *needle)
+{
+	const char *p = om_daemon_log(&D);
+	unsigned n = 0;
+
+	while ((p = strstr(p, needle)) != NULL) {
+		n++;
+		p += strlen(needle);
+	}
+	return n;
+}
+
+/* The scrub, at its rate, finds a flipped byte and quarantines it. */
+static void
+test_scrub_finds_bit_rot(void **state)
+{
+	char path[600], corrupt[600];
+	om_info_t a, b;
+	struct stat sb;
+
+	(void)state;
+	up("[cache]\ninterval = 100ms\nscrub_rate = 64M\n");
+	for (int i = 0; i < 50; i++) {
+		char uri[32];
+
+		snprintf(uri, sizeof(uri), "/s/%d", i);
+		put(uri, 1000 + (size_t)i * 997, (uint64_t)i);
+	}
+	a = put("/rot", 300000, 99);
+	b = put("/fine", 300000, 98);
+	flip(a.id, 123456);
+	if (!om_wait_until(gone, "/rot", 10000))
+		fail_msg("the damaged object is still served after 10 s of scrubbing at 64 MiB/s");
+	assert_int_equal(om_client_stat(cl, "/fine", 0, NULL, NULL, NULL), 0);
+	for (int i = 0; i < 50; i++) {
+		char uri[32];
+
+		snprintf(uri, sizeof(uri), "/s/%d", i);
+		assert_int_equal(om_client_stat(cl, uri, 0, NULL, NULL, NULL), 0);
+	}
+	assert_int_equal(stat_value("objects_damaged_total "), 1);
+	/* Logged once, whatever the passes after it. */
+	usleep(500 * 1000);
+	assert_true(stat_value("scrub_passes_total ") >= 1);
+	assert_true(stat_value("scrub_objects_total ") >= 51);
+	assert_int_equal(log_lines("do not match their checksum"), 1);
+	obj_path(path, sizeof(path), a.id);
+	assert_int_equal(stat(path, &sb), -1);
+	snprintf(corrupt, sizeof(corrupt), "%s/objects/corrupt/%016llx", D.dir, (unsigned long long)a.id);
+	assert_int_equal(stat(corrupt, &sb), 0);
+	/* A restart does not bring it back. */
+	om_client_close(cl);
+	cl = NULL;
+	om_daemon_stop(&D);
+	om_daemon_start(&D);
+	assert_int_equal(om_client_connect(D.sock, 0, &cl), 0);
+	assert_int_equal(om_client_stat(cl, "/rot", 0, NULL, NULL, NULL), -OM_STATUS_NOT_FOUND);
+	assert_int_equal(om_client_stat(cl, "/fine", 0, NULL, NULL, NULL), 0);
+	(void)b;
+}
+
+/* A worker that reads the bytes anyway (copy mode) checks them. */
+static void
+test_copy_mode_checks(void **state)
+{
+	om_object_t o;
+	om_info_t s, l;
+
+	(void)state;
+	up("[cache]\nscrub_rate = 0\n");
+	s = put("/small", 3000, 1);
+	l = put("/large", 1000000, 2);
+	flip(s.id, 0);
+	flip(l.id, 999999);
+	/* Inline: an error instead of the bytes. */
+	assert_int_equal(om_client_get(cl, "/small", OM_MODE_COPY, 0, &o), -OM_STATUS_INTERNAL);
+	assert_non_null(strstr(om_client_message(cl), "damaged"));
+	assert_int_equal(om_client_stat(cl, "/small", 0, NULL, NULL, NULL), -OM_STATUS_NOT_FOUND);
+	/* Streamed: the connection breaks before the last bytes; the retry
+	 * finds it gone. */
+	assert_true(om_client_get(cl, "/large", OM_MODE_COPY, 0, &o) < 0);
+	assert_int_equal(om_client_stat(cl, "/large", 0, NULL, NULL, NULL), -OM_STATUS_NOT_FOUND);
+	assert_int_equal(stat_value("objects_damaged_total "), 2);
+}
+
+/* objmapper verify: exit status and message; the daemon quarantines. */
+static int
+cli(const char *args, char *out, size_t n)
+{
+	char cmd[1200];
+	FILE *p;
+	size_t got;
+	int status;
+
+	snprintf(cmd, sizeof(cmd), "%s -s %s %s 2>&1", om_test_program("objmapper"), D.sock, args);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	got = fread(out, 1, n - 1, p);
+	out[got] = '\0';
+	status = pclose(p);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void
+test_cli_verify(void **state)
+{
+	char out[1024];
+	om_info_t a, b;
+
+	(void)state;
+	up("[cache]\ninterval = 100ms\nscrub_rate = 0\n");
+	a = put("/v/a", 200000, 5);
+	b = put("/v/b", 200000, 6);
+	if (cli("verify /v/a", out, sizeof(out)) != 0)
+		fail_msg("objmapper verify /v/a: %s", out);
+	assert_non_null(strstr(out, "ok /v/a: 200000 bytes"));
+	flip(a.id, 7);
+	if (cli("-m fdpass verify /v/a", out, sizeof(out)) != 4)
+		fail_msg("objmapper -m fdpass verify /v/a: %s", out);
+	assert_non_null(strstr(out, "/v/a is damaged"));
+	assert_non_null(strstr(out, "reported to the daemon"));
+	if (!om_wait_until(gone, "/v/a", 5000))
+		fail_msg("verify reported /v/a, but the daemon still serves it");
+	/* No scrub rate: a pass runs when asked for. */
+	flip(b.id, 100);
+	assert_int_equal(cli("verify", out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "a scrub pass over the store started"));
+	if (!om_wait_until(gone, "/v/b", 5000))
+		fail_msg("an on-demand scrub pass did not find /v/b");
+	assert_int_equal(stat_value("objects_damaged_total "), 2);
+	assert_int_equal(cli("verify /v/none", out, sizeof(out)), 1);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_scrub_finds_bit_rot, down),
+		cmocka_unit_test_teardown(test_copy_mode_checks, down),
+		cmocka_unit_test_teardown(test_cli_verify, down),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
