@@ -154,7 +154,10 @@ free_port(void)
  * Small tiers: the persistent one holds about a third of what the keys
  * would need at their average size, so PUTs evict; the memory tier takes
  * ephemeral objects and promoted copies (promote_hits 2 within a 250 ms
- * pass) and alternates between 512 KiB and 768 KiB on each reload.
+ * pass) and alternates between 512 KiB and 768 KiB on each reload. The
+ * index holds two thirds of the keys, so that it is full and PUTs of new
+ * keys evict from it too; the scrub reads the store again several times a
+ * second (it must find nothing damaged: nothing is).
  */
 static void
 write_conf(void)
@@ -165,16 +168,16 @@ write_conf(void)
 	fprintf(f,
 	    "[daemon]\nworkers = %d\npid_file = objmapperd.pid\nshutdown_timeout = 5s\n"
 	    "[log]\ntarget = stderr\nlevel = info\n"
-	    "[index]\ncapacity = 16384\n"
+	    "[index]\ncapacity = %u\n"
 	    "[memory]\npath = %s\nsize = %s\n"
 	    "[persistent]\npath = objects\nsize = 384K\n"
-	    "[cache]\ninterval = 250ms\npromote_hits = 2\npromote_max_size = 64K\n"
+	    "[cache]\ninterval = 250ms\npromote_hits = 2\npromote_max_size = 64K\nscrub_rate = 4M\n"
 	    "max_metadata = 256\n"
 	    "[listen.local]\ntype = unix\npath = objmapper.sock\ninline_threshold = 16K\n"
 	    "[listen.tcp]\ntype = tcp\naddress = 127.0.0.1\nport = %d\ninline_threshold = 16K\n"
 	    "[listen.udp]\ntype = udp\naddress = 127.0.0.1\nport = %d\nmax_datagram = 8192\n"
 	    "[listen.http]\ntype = http\naddress = 127.0.0.1\nport = %d\n",
-	    WORKERS, D.mem, conf_flip % 2 ? "768K" : "512K", tcp_port, udp_port, http_port);
+	    WORKERS, cfg_keys * 2 / 3, D.mem, conf_flip % 2 ? "768K" : "512K", tcp_port, udp_port, http_port);
 	assert_int_equal(fclose(f), 0);
 }
 
@@ -1101,6 +1104,7 @@ typedef struct {
 	uint64_t master_kib;
 	unsigned master_fds;
 	uint64_t ops, evictions, promotions, restarts, reloads;
+	uint64_t scrub_passes, damaged, ix_objects, ix_capacity;
 	int settled;
 } sample_t;
 
@@ -1158,6 +1162,7 @@ fds_of(pid_t pid, unsigned *all, unsigned *obj, unsigned *deleted)
 }
 
 static om_client_t *stats_client;
+static unsigned index_full_seen; /* samples that found the index full */
 
 /* A statistic summed over its labels ("name" or "name{...}"). */
 static uint64_t
@@ -1195,6 +1200,12 @@ daemon_stats(sample_t *s)
 	s->promotions = stat_value(text, "promotions_total");
 	s->restarts = stat_value(text, "worker_restarts_total");
 	s->reloads = stat_value(text, "reloads_total");
+	s->scrub_passes = stat_value(text, "scrub_passes_total");
+	s->damaged = stat_value(text, "objects_damaged_total");
+	s->ix_objects = stat_value(text, "index_objects");
+	s->ix_capacity = stat_value(text, "index_capacity");
+	if (s->ix_objects >= s->ix_capacity && s->ix_capacity > 0)
+		index_full_seen++;
 	free(text);
 }
 
@@ -1515,6 +1526,9 @@ soak(void **state)
 		printf("  kills        %u workers, %u cache managers; worker_restarts_total %" PRIu64 "\n",
 		    kills_worker, kills_manager, end.restarts);
 		printf("  evictions    %" PRIu64 ", promotions %" PRIu64 "\n", end.evictions, end.promotions);
+		printf("  index        capacity %" PRIu64 ", full in %u samples\n", end.ix_capacity, index_full_seen);
+		printf("  scrub        %" PRIu64 " passes, %" PRIu64 " objects damaged\n", end.scrub_passes,
+		    end.damaged);
 		printf("  rss_kib      after warm-up %" PRIu64 ", end %" PRIu64 " (limit %" PRIu64 "), max sampled %"
 		    PRIu64 "\n", base.rss_kib, end.rss_kib, rss_limit, rss_max);
 		printf("  descriptors  after warm-up %u (%u object files), end %u (%u object files); other than "
@@ -1554,6 +1568,15 @@ soak(void **state)
 		if (end.evictions == 0 || end.promotions == 0) {
 			printf("FAIL: no tier pressure: %" PRIu64 " evictions, %" PRIu64 " promotions\n", end.evictions,
 			    end.promotions);
+			fail = 1;
+		}
+		if (end.damaged != 0) {
+			printf("FAIL: the scrub found %" PRIu64 " damaged objects where none are\n", end.damaged);
+			fail = 1;
+		}
+		if (end.scrub_passes == 0 || index_full_seen == 0) {
+			printf("FAIL: %" PRIu64 " scrub passes; the index was full in %u samples\n", end.scrub_passes,
+			    index_full_seen);
 			fail = 1;
 		}
 		if (end.reloads != hups) {
