@@ -400,6 +400,68 @@ bench_rebuild(uint32_t n)
 	rmtree(disk);
 }
 
+/* ---- scrub ------------------------------------------------------------ */
+
+/*
+ * A full scrub pass over n objects of 4 KiB, unthrottled (what the disk
+ * and the CPU allow: the ceiling of [cache] scrub_rate), and how long a
+ * pass takes at the default rate of 8 MiB/s (each object counting 4 KiB).
+ */
+static void
+bench_scrub(uint32_t n)
+{
+	char mem[512], disk[512], k[URI_LEN + 1], what[80];
+	om_ix_params_t ip = { .capacity = n + n / 4, .max_uri = 256 };
+	om_put_args_t a = { .size = 4096 };
+	series_t secs = { .n = 0 }, rate = { .n = 0 }, mbs = { .n = 0 }, at_default = { .n = 0 };
+	static char data[4096];
+	om_index_t *ix;
+	om_store_t *st;
+
+	mkdirs(mem, sizeof(mem), "sc-mem");
+	mkdirs(disk, sizeof(disk), "sc-disk");
+	if (om_index_create(&ip, &ix) != 0)
+		exit(1);
+	st = open_store(ix, mem, disk);
+	memset(data, 'x', sizeof(data));
+	for (uint32_t i = 0; i < n; i++) {
+		key(k, i);
+		if (om_store_put(st, k, URI_LEN, data, &a, NULL) != 0) {
+			fprintf(stderr, "put failed at %u\n", i);
+			exit(1);
+		}
+	}
+	for (int r = 0; r < runs; r++) {
+		uint64_t before = om_store_stats(st)->scrubbed, used = 0;
+		uint32_t cursor = 0;
+		double t0 = now_s(), dt;
+
+		if (om_store_scrub(st, &cursor, UINT64_MAX, &used) != 1 ||
+		    om_store_stats(st)->scrubbed - before != n) {
+			fprintf(stderr, "scrub: %" PRIu64 " of %u objects checked\n",
+			    om_store_stats(st)->scrubbed - before, n);
+			exit(1);
+		}
+		dt = now_s() - t0;
+		secs.v[secs.n++] = dt;
+		rate.v[rate.n++] = n / dt;
+		mbs.v[mbs.n++] = (double)n * 4096 / dt / 1e6;
+		at_default.v[at_default.n++] = (double)used / (8 << 20);
+	}
+	snprintf(what, sizeof(what), "scrub pass, %u objects of 4 KiB, tmpfs", n);
+	row_f(what, "seconds", &secs);
+	row(what, "objects/s", &rate);
+	row(what, "MB/s", &mbs);
+	snprintf(what, sizeof(what), "scrub pass at scrub_rate = 8M, %u x 4 KiB", n);
+	row_f(what, "seconds", &at_default);
+	if (om_store_stats(st)->damaged != 0)
+		exit(1);
+	om_store_close(st);
+	om_index_close(ix);
+	rmtree(mem);
+	rmtree(disk);
+}
+
 /*
  * --fill DIR N SIZE: writes N objects of SIZE bytes (URIs /r/00000000 ...)
  * through the store into DIR/memory and DIR/objects, the tiers of an
@@ -471,7 +533,7 @@ bench_bytes(void)
 int
 main(int argc, char **argv)
 {
-	uint32_t lookups_n = 1000000, put_n = 100000;
+	uint32_t lookups_n = 1000000, put_n = 100000, scrub_n = 100000;
 	uint32_t rebuilds[4] = { 100000, 1000000 };
 	int nrebuilds = 2;
 
@@ -483,6 +545,7 @@ main(int argc, char **argv)
 			put_n = 20000;
 			rebuilds[0] = 20000;
 			nrebuilds = 1;
+			scrub_n = 10000;
 			lookup_secs = 0.3;
 		} else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
 			runs = atoi(argv[++i]);
@@ -511,6 +574,7 @@ main(int argc, char **argv)
 	bench_put_get(put_n);
 	for (int i = 0; i < nrebuilds; i++)
 		bench_rebuild(rebuilds[i]);
+	bench_scrub(scrub_n);
 	bench_bytes();
 	return 0;
 }

@@ -28,6 +28,12 @@ bench-daemon: $(O)/bench/loadgen $(O)/bench/floor_server $(O)/objmapperd
 
 .PHONY: bench-daemon
 
+# GETs while the scrub runs against none (a table; ~1 minute).
+bench-scrub: $(O)/bench/loadgen $(O)/objmapperd $(O)/objmapper
+	O=$(O) bench/scrub-cost $(BENCH_ARGS)
+
+.PHONY: bench-scrub
+
 # GETs over Unix and TCP, every mode (a table; ~1 minute with --quick, ~3 without).
 bench-transports: $(O)/bench/loadgen $(O)/objmapperd
 	O=$(O) bench/transports $(BENCH_ARGS)
