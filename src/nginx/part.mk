@@ -41,3 +41,24 @@ NGX_TREE := $(NGINX_DIR)/src
 $(O)/lint/tidy/src/nginx/%.ok: TIDY_FLAGS := -D_FORTIFY_SOURCE=2 $(foreach d,src/core src/event \
 	src/event/modules src/os/unix objs src/http src/http/modules src/http/v2,-isystem $(NGX_TREE)/$(d))
 $(O)/lint/tidy/src/nginx/%.ok: | $(NGINX_MODULE)
+
+# The module's files as Debian lays them out (scripts/build-deb: the
+# package libnginx-mod-http-objmapper).
+NGINX_MODDIR  ?= /usr/lib/nginx/modules
+NGINX_AVAILDIR ?= /usr/share/nginx/modules-available
+install-nginx-module: $(NGINX_MODULE)
+	$(INSTALL) -d $(DESTDIR)$(NGINX_MODDIR) $(DESTDIR)$(NGINX_AVAILDIR) $(DESTDIR)$(MANDIR)/man8
+	$(INSTALL) -m 0644 $(NGINX_MODULE) $(DESTDIR)$(NGINX_MODDIR)/ngx_http_objmapper_module.so
+	echo 'load_module modules/ngx_http_objmapper_module.so;' \
+		> $(DESTDIR)$(NGINX_AVAILDIR)/mod-http-objmapper.conf
+	chmod 0644 $(DESTDIR)$(NGINX_AVAILDIR)/mod-http-objmapper.conf
+	$(INSTALL) -m 0644 src/nginx/ngx_http_objmapper_module.8 $(DESTDIR)$(MANDIR)/man8/
+.PHONY: install-nginx-module
+
+# nginx serving objmapper's objects four ways (bench/nginx-module: a table,
+# a plot and the system calls per request); `make bench` runs it too.
+bench-nginx: $(NGINX_MODULE) $(O)/bench/loadgen $(O)/objmapperd
+	@scripts/install-deps nginx strace gnuplot-nox
+	O=$(O) bench/nginx-module $(BENCH_ARGS)
+bench bench-quick: $(NGINX_ALL)
+.PHONY: bench-nginx
