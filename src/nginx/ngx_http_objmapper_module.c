@@ -675,7 +675,9 @@ ngx_http_objmapper_handler(ngx_http_request_t *r)
 	} else {
 		ngx_http_objmapper_encode_queue(p);
 		ngx_http_objmapper_arm(p);
-		ngx_http_objmapper_flush(p);
+		/* Written once the loop has run every handler of this turn: the
+		 * requests of all of them leave in one send. */
+		ngx_post_event(p->c->write, &ngx_posted_events);
 	}
 	return NGX_DONE;
 }
