@@ -182,8 +182,13 @@ request(const char *method, const char *path, const char *extra, resp_t *r)
 	for (;;) {
 		ssize_t k;
 
-		if (n == cap)
-			buf = realloc(buf, cap *= 2);
+		if (n == cap) {
+			unsigned char *b = realloc(buf, cap * 2);
+
+			assert_non_null(b);
+			buf = b;
+			cap *= 2;
+		}
 		k = read(fd, buf + n, cap - n);
 		assert_true(k >= 0);
 		if (k == 0)
