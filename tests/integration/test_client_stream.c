@@ -244,6 +244,15 @@ test_timeout(void **state)
 
 /* OM_CLIENT_LAZY: the handle connects at its first call, which the
  * timeout set in between bounds. */
+static int
+two_children(void *arg)
+{
+	pid_t kids[8];
+
+	(void)arg;
+	return om_daemon_children(&D, kids, 8, NULL) >= 2;
+}
+
 static void
 test_lazy_connect(void **state)
 {
@@ -265,6 +274,10 @@ test_lazy_connect(void **state)
 	assert_int_equal(om_client_connect(D.sock, OM_CLIENT_LAZY, &c), 0);
 	assert_int_equal(om_client_fd(c), -1);
 	om_client_set_timeout(c, 300);
+	/* The socket answers as soon as the master has bound it: its worker
+	 * and cache manager may not be forked yet (under a sanitizer, on a
+	 * loaded machine). */
+	assert_true(om_wait_until(two_children, NULL, 10000));
 	n = om_daemon_children(&D, kids, 8, NULL);
 	assert_true(n > 0);
 	for (int i = 0; i < n; i++)
