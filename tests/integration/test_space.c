@@ -67,7 +67,7 @@ up(unsigned disk_mb, unsigned mem_mb, const char *mem_conf, const char *disk_con
 		assert_int_equal(mount("tmpfs", disk, "tmpfs", 0, opt), 0);
 	} else {
 		/* A mount of its own, to be made read-only. */
-		assert_int_equal(mount(disk, disk, NULL, MS_BIND, NULL), 0);
+		assert_int_equal(mount(disk, disk, "none", MS_BIND, NULL), 0);
 	}
 	if (mem_mb) {
 		snprintf(opt, sizeof(opt), "size=%um,mode=0750", mem_mb);
@@ -402,7 +402,7 @@ test_delete_refused_stays_undone(void **state)
 	up(0, 0, "", "", NULL);
 	assert_int_equal(put("/a", "aaa", 3, 0), 0);
 	assert_int_equal(put("/b", "bbb", 3, 0), 0);
-	assert_int_equal(mount(NULL, disk, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL), 0);
+	assert_int_equal(mount("none", disk, "none", MS_REMOUNT | MS_BIND | MS_RDONLY, NULL), 0);
 	{
 		int rc = om_client_delete(cl, "/a");
 
@@ -421,7 +421,7 @@ test_delete_refused_stays_undone(void **state)
 		assert_int_equal(n, 3);
 		assert_memory_equal(buf, "aaa", 3);
 	}
-	assert_int_equal(mount(NULL, disk, NULL, MS_REMOUNT | MS_BIND, NULL), 0);
+	assert_int_equal(mount("none", disk, "none", MS_REMOUNT | MS_BIND, NULL), 0);
 	assert_int_equal(om_client_delete(cl, "/b"), 0);
 	om_client_close(cl);
 	cl = NULL;
@@ -469,7 +469,7 @@ test_check_tiers(void **state)
 	assert_int_equal(mount("ramfs", D.mem, "ramfs", 0, "mode=0750"), 0);
 	snprintf(disk, sizeof(disk), "%s/objects", D.dir);
 	assert_int_equal(mkdir(disk, 0750), 0);
-	assert_int_equal(mount(disk, disk, NULL, MS_BIND, NULL), 0);
+	assert_int_equal(mount(disk, disk, "none", MS_BIND, NULL), 0);
 
 	snprintf(D.mem_conf, sizeof(D.mem_conf), "size = 50%%");
 	om_daemon_write_conf(&D, 1, NULL);
@@ -514,11 +514,11 @@ test_check_tiers(void **state)
 	/* A read-only persistent tier. */
 	snprintf(D.mem_conf, sizeof(D.mem_conf), "size = 64M");
 	om_daemon_write_conf(&D, 1, NULL);
-	assert_int_equal(mount(NULL, disk, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL), 0);
+	assert_int_equal(mount("none", disk, "none", MS_REMOUNT | MS_BIND | MS_RDONLY, NULL), 0);
 	assert_int_equal(check_conf(out, sizeof(out)), 1);
 	assert_non_null(strstr(out, "persistent tier: cannot create files in"));
 	assert_non_null(strstr(out, "Read-only file system"));
-	assert_int_equal(mount(NULL, disk, NULL, MS_REMOUNT | MS_BIND, NULL), 0);
+	assert_int_equal(mount("none", disk, "none", MS_REMOUNT | MS_BIND, NULL), 0);
 }
 
 int
