@@ -52,3 +52,15 @@ bench bench-quick: $(O)/bench/loadgen $(O)/bench/floor_server $(O)/bench/bench_e
 	O=$(O) bench/compare $(if $(filter bench-quick,$@),--quick) $(BENCH_ARGS)
 
 .PHONY: bench bench-quick
+
+# Varnish with objmapper as its second level (vmod_objmapper) against
+# Varnish's misses going to the origin (nginx over TCP) or to objmapperd's
+# HTTP listener: requests/s and p99 of the miss path, and the recovery after
+# a restart of Varnish (bench/varnish-l2: a table and plots in
+# bench/results/varnish-*; about 10 minutes, BENCH_ARGS=--quick about 2).
+bench-varnish: $(O)/bench/loadgen $(O)/objmapperd
+	@scripts/install-deps bench varnish gnuplot-nox
+	@$(MAKE) --no-print-directory vmod-build
+	O=$(O) bench/varnish-l2 $(BENCH_ARGS)
+
+.PHONY: bench-varnish

@@ -75,7 +75,9 @@ omv_meta_parse(const void *buf, size_t len, omv_meta_t *m)
 	} else {
 		return -1;
 	}
-	/* Every line that follows is complete and not empty. */
+	/* Every line that follows is complete, not empty, and holds no control
+	 * character (a CR would let stored headers split a response: whoever
+	 * may write to objmapperd must not be able to). */
 	m->lines = p;
 	m->lines_len = (size_t)(e - p);
 	while (p < e) {
@@ -83,8 +85,14 @@ omv_meta_parse(const void *buf, size_t len, omv_meta_t *m)
 			return -1;
 		if (m->kind == OMV_KIND_OBJECT && memchr(p, ':', (size_t)(nl - p)) == NULL)
 			return -1;
+		for (const char *q = p; q < nl; q++)
+			if (((unsigned char)*q < 0x20 && *q != '\t') || *q == 0x7f)
+				return -1;
 		p = nl + 1;
 	}
+	for (size_t i = 0; i < m->reason_len; i++)
+		if ((unsigned char)m->reason[i] < 0x20 || m->reason[i] == 0x7f)
+			return -1;
 	return 0;
 }
 

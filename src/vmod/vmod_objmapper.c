@@ -145,7 +145,7 @@ omv_pool_put(omv_cache_t *c, om_client_t **hp)
 	*hp = NULL;
 	om_client_put_abort(h);
 	if (om_client_caps(h)->max_meta > 0)
-		c->max_meta = om_client_caps(h)->max_meta;
+		__atomic_store_n(&c->max_meta, om_client_caps(h)->max_meta, __ATOMIC_RELAXED);
 	AZ(pthread_mutex_lock(&c->mtx));
 	assert(c->nidle < c->max_conns);
 	c->idle[c->nidle++] = h;
@@ -272,35 +272,9 @@ marker_names(struct omv_task *t)
 static void
 vary_key(const struct busyobj *bo, const struct omv_task *t, char *out, size_t n)
 {
-	VSHA256_CTX sha;
 	uint8_t vh[VSHA256_LEN];
-	size_t off = 0;
-	const char *names = t->vnames;
-	size_t len = (size_t)t->vnames_len;
 
-	/* Same hash as vmod_vfp.c's vary_hash. */
-	VSHA256_Init(&sha);
-	while (off < len) {
-		const char *nl = memchr(names + off, '\n', len - off);
-		size_t k = (size_t)(nl - (names + off));
-		char hdr[260];
-		const char *v;
-
-		hdr[0] = (char)(k + 1);
-		memcpy(hdr + 1, names + off, k);
-		hdr[k + 1] = ':';
-		hdr[k + 2] = '\0';
-		VSHA256_Update(&sha, names + off, k);
-		if (http_GetHdr(bo->bereq, hdr, &v)) {
-			VSHA256_Update(&sha, ":", 1);
-			VSHA256_Update(&sha, v, strlen(v));
-		} else {
-			VSHA256_Update(&sha, "\001", 1);
-		}
-		VSHA256_Update(&sha, "\n", 1);
-		off += k + 1;
-	}
-	VSHA256_Final(vh, &sha);
+	omv_vary_hash(bo->bereq, t->vnames, (size_t)t->vnames_len, vh);
 	omv_key_variant(out, n, t->key, t->marker_id, vh);
 }
 
@@ -345,8 +319,8 @@ lookup(VRT_CTX, struct omv_task *t)
 	now = VTIM_real();
 	age = now - t->meta.t_origin;
 	if (age < t->meta.ttl) {
-		VSLb(ctx->vsl, SLT_VCL_Log, "objmapper: hit %s (%ju bytes, age %.0f s)", uri,
-		    (uintmax_t)t->obj.info.size, age);
+		VSLb(ctx->vsl, SLT_VCL_Log, "objmapper: hit %s (%ju bytes, age %jd s)", uri,
+		    (uintmax_t)t->obj.info.size, (intmax_t)age);
 		return (L_HIT);
 	}
 	OMV_COUNT(t->c, misses);
@@ -381,14 +355,24 @@ serve(VRT_CTX, struct omv_task *t)
 	vsl = bo->beresp->vsl;
 	bo->beresp->vsl = NULL;
 	http_PutResponse(bo->beresp, "HTTP/1.1", (uint16_t)t->meta.status, reason);
-	while ((l = omv_meta_line(&t->meta, &off, &len)) != NULL)
-		http_PrintfHeader(bo->beresp, "%.*s", (int)len, l);
+	while ((l = omv_meta_line(&t->meta, &off, &len)) != NULL) {
+		char *h = WS_Alloc(bo->ws, (unsigned)len + 1);
+
+		if (h == NULL) {
+			bo->beresp->vsl = vsl;
+			VSLb(ctx->vsl, SLT_Error, "objmapper: out of workspace");
+			return (-1);
+		}
+		memcpy(h, l, len);
+		h[len] = '\0';
+		http_SetHeader(bo->beresp, h);
+	}
 	http_PrintfHeader(bo->beresp, "Content-Length: %ju", (uintmax_t)t->obj.info.size);
 	/* The origin's time: Varnish takes the TTL from it, which does not
 	 * start again. */
 	age = VTIM_real() - t->meta.t_origin;
 	if (age >= 1)
-		http_PrintfHeader(bo->beresp, "Age: %.0f", floor(age));
+		http_PrintfHeader(bo->beresp, "Age: %jd", (intmax_t)age);
 	bo->beresp->vsl = vsl;
 	bo->htc = WS_Alloc(bo->ws, sizeof(*bo->htc));
 	if (bo->htc == NULL) {

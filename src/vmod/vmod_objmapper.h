@@ -98,5 +98,8 @@ void omv_count(omv_cache_t *c, uint64_t *counter, uint64_t n);
 extern const struct vfp omv_vfp_body;   /* source: the object's bytes */
 extern const struct vfp omv_vfp_write;  /* write-through, above the origin's */
 void omv_task_release(struct omv_task *t);
+/* SHA-256 of the backend request's values of the varied header names
+ * ("a\nb\n"): what tells a Vary object's variants apart. */
+void omv_vary_hash(const struct http *bereq, const char *names, size_t len, uint8_t out[32]);
 
 #endif

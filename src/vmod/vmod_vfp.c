@@ -114,7 +114,7 @@ refusal(const struct busyobj *bo, char *why, size_t n)
 
 /* The stored form of the response: status, times, reason, header lines. */
 static int
-build_meta(struct omv_task *t, const struct busyobj *bo, char **out, size_t *len, size_t max)
+build_meta(const struct busyobj *bo, char **out, size_t *len, size_t max)
 {
 	const struct objcore *oc = bo->fetch_objcore;
 	const struct http *hp = bo->beresp;
@@ -149,16 +149,16 @@ build_meta(struct omv_task *t, const struct busyobj *bo, char **out, size_t *len
 		free(b.p);
 		return (-3);
 	}
-	(void)t;
 	*out = b.p;
 	*len = b.len;
 	return (0);
 }
 
 /* The hash of the backend request's values of the varied headers, as
- * Varnish itself matches variants (the first field of each name). */
-static void
-vary_hash(const struct http *bereq, const char *names, size_t len, uint8_t out[VSHA256_LEN])
+ * Varnish itself matches variants (the first field of each name): a
+ * variant's key when it is written and when it is looked up. */
+void
+omv_vary_hash(const struct http *bereq, const char *names, size_t len, uint8_t out[VSHA256_LEN])
 {
 	VSHA256_CTX sha;
 	size_t off = 0;
@@ -228,7 +228,7 @@ target(VRT_CTX, struct omv_task *t, const struct busyobj *bo)
 		VSLb(ctx->vsl, SLT_VCL_Log, "objmapper: Vary marker %s (version %ju)", t->key,
 		    (uintmax_t)info.id);
 	}
-	vary_hash(bo->bereq, t->vnames, (size_t)t->vnames_len, vh);
+	omv_vary_hash(bo->bereq, t->vnames, (size_t)t->vnames_len, vh);
 	omv_key_variant(t->uri, sizeof(t->uri), t->key, t->marker_id, vh);
 	return (NULL);
 }
@@ -315,7 +315,8 @@ write_init(VRT_CTX, struct vfp_ctx *vc, struct vfp_entry *vfe)
 		wt_skip(ctx, t, "it expires within a second");
 		return (VFP_NULL);
 	}
-	switch (build_meta(t, bo, &t->wmeta, &t->wmeta_len, c->max_meta)) {
+	switch (build_meta(bo, &t->wmeta, &t->wmeta_len,
+	    __atomic_load_n(&c->max_meta, __ATOMIC_RELAXED))) {
 	case 0:
 		break;
 	case -1:

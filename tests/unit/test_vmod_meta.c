@@ -86,6 +86,10 @@ test_refused(void **state)
 		"om-vmod 1 O 200 1 1 0 0\nOK\nno colon\n",
 		"om-vmod 1 O 200 1 1 0 0\nOK\n\n",       /* an empty line */
 		"Content-Type: text/plain\r\n",          /* what the CLI or HTTP put */
+		"om-vmod 1 O 200 1 1 0 0\nOK\nA: b\rSet-Cookie: x\n", /* a CR: response splitting */
+		"om-vmod 1 O 200 1 1 0 0\nOK\nA: b\001\n",
+		"om-vmod 1 O 200 1 1 0 0\nO\rK\nA: b\n",
+		"om-vmod 1 V\nx-a\ry\n",
 	};
 	omv_meta_t m;
 
