@@ -27,6 +27,26 @@ now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static int
+two_children(void *arg)
+{
+	pid_t kids[8];
+
+	(void)arg;
+	return om_daemon_children(&D, kids, 8, NULL) >= 2;
+}
+
+/* The daemon's children once its worker and cache manager run: the socket
+ * answers as soon as the master has bound it (connections wait in the
+ * backlog), before they are forked (under a sanitizer, on a loaded
+ * machine). */
+static int
+children_running(pid_t *kids, int max)
+{
+	assert_true(om_wait_until(two_children, NULL, 10000));
+	return om_daemon_children(&D, kids, max, NULL);
+}
+
 /* GET uri and compare with want (len bytes); the object's metadata too. */
 static void
 assert_object(om_client_t *c, const char *uri, const void *want, size_t len, const char *meta)
@@ -202,7 +222,7 @@ test_timeout(void **state)
 	om_client_set_timeout(c, 300);
 	om_client_set_timeout(c2, 300);
 	assert_int_equal(om_client_put_begin(c, "/t/b", len, NULL), 0);
-	n = om_daemon_children(&D, kids, 8, NULL);
+	n = children_running(kids, 8);
 	assert_true(n > 0);
 	for (int i = 0; i < n; i++)
 		kill(kids[i], SIGSTOP);
@@ -244,15 +264,6 @@ test_timeout(void **state)
 
 /* OM_CLIENT_LAZY: the handle connects at its first call, which the
  * timeout set in between bounds. */
-static int
-two_children(void *arg)
-{
-	pid_t kids[8];
-
-	(void)arg;
-	return om_daemon_children(&D, kids, 8, NULL) >= 2;
-}
-
 static void
 test_lazy_connect(void **state)
 {
@@ -274,11 +285,7 @@ test_lazy_connect(void **state)
 	assert_int_equal(om_client_connect(D.sock, OM_CLIENT_LAZY, &c), 0);
 	assert_int_equal(om_client_fd(c), -1);
 	om_client_set_timeout(c, 300);
-	/* The socket answers as soon as the master has bound it: its worker
-	 * and cache manager may not be forked yet (under a sanitizer, on a
-	 * loaded machine). */
-	assert_true(om_wait_until(two_children, NULL, 10000));
-	n = om_daemon_children(&D, kids, 8, NULL);
+	n = children_running(kids, 8);
 	assert_true(n > 0);
 	for (int i = 0; i < n; i++)
 		kill(kids[i], SIGSTOP);
