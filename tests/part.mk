@@ -9,6 +9,7 @@ UNIT_NAMES  := test_core test_index test_index_crash test_index_stress test_stor
 INTEG_NAMES := test_daemon test_reload test_crash test_input test_cli test_ops test_stats test_net test_limits \
                test_hygiene test_client_stream test_space test_scrub
 INTEG_NAMES += test_client_peer
+INTEG_NAMES += test_isolation
 UNIT_BINS   := $(UNIT_NAMES:%=$(O)/tests/%)
 INTEG_BINS  := $(INTEG_NAMES:%=$(O)/tests/%)
 TEST_BINS   += $(UNIT_BINS) $(INTEG_BINS)

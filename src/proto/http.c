@@ -180,6 +180,71 @@ request_line(const char *p, size_t n, om_http_req_t *r, const char **why)
 	return 0;
 }
 
+/*
+ * A request line not yet ended, p[0, n): 0 if more bytes can still make
+ * it valid, else what the whole line would get, decided at the first byte
+ * that cannot belong to one (anything that is not HTTP, such as objmapper
+ * frames, is refused at once instead of waiting for a line end that may
+ * never come).
+ */
+static int
+request_line_prefix(const char *p, size_t n, const char **why)
+{
+	static const char version[] = "HTTP/";
+	size_t i = 0, t, k;
+
+	while (i < n && is_tchar((unsigned char)p[i]))
+		i++;
+	if (i == n)
+		return 0;
+	if (i == 0 || p[i] != ' ') {
+		*why = "malformed request line (method)";
+		return -400;
+	}
+	t = ++i;
+	while (i < n && p[i] != ' ') {
+		if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] == 0x7f) {
+			*why = p[i] == '\r' ? "a bare CR in the request line" :
+			    "control character in the request target";
+			return -400;
+		}
+		i++;
+	}
+	/* The target: a path, "*", or an absolute http or https URI. */
+	if (i > t && p[t] != '/' && !(p[t] == '*' && i - t == 1)) {
+		const char *abs = i - t > 4 && (p[t + 4] == 's' || p[t + 4] == 'S') ? "https://" : "http://";
+
+		for (k = 0; k < i - t && abs[k] != '\0'; k++) {
+			if ((p[t + k] | 0x20) != abs[k]) {
+				*why = "the request target is neither a path nor an http URI";
+				return -400;
+			}
+		}
+	}
+	if (i == n)
+		return 0;
+	if (i == t) {
+		*why = "malformed request line (target)";
+		return -400;
+	}
+	/* The version, then the line's end. */
+	for (k = 0, i++; i < n; i++, k++) {
+		char ch = p[i];
+		bool ok = k < 5 ? ch == version[k] : k == 6 ? ch == '.' :
+		    k == 5 || k == 7 ? ch >= '0' && ch <= '9' : k == 8 && ch == '\r' && i + 1 == n;
+
+		if (k == 5 && ok && ch != '1') {
+			*why = "only HTTP/1.0 and HTTP/1.1 are served";
+			return -505;
+		}
+		if (!ok) {
+			*why = ch == '\r' ? "a bare CR in the request line" : "malformed request line (version)";
+			return -400;
+		}
+	}
+	return 0;
+}
+
 static int
 field(om_http_req_t *r, const char *p, size_t n, bool *saw_te, const char **why)
 {
@@ -326,8 +391,11 @@ om_http_parse_head(const char *buf, size_t len, size_t max_head, om_http_req_t *
 		}
 	}
 	r->skipped = at;
-	if (!next_line(buf, len, at, &n, &next))
+	if (!next_line(buf, len, at, &n, &next)) {
+		if ((rc = request_line_prefix(buf + at, len - at, why)) != 0)
+			return rc;
 		goto more;
+	}
 	if (next > max_head)
 		goto big;
 	if (memchr(buf + at, '\r', n) != NULL) {

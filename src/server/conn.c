@@ -1041,6 +1041,7 @@ process(conn_t *c)
 {
 	int budget = RUN_BUDGET;
 
+	c->starved = false;
 	if (c->ls->http)
 		return http_process(c);
 
@@ -1104,8 +1105,10 @@ process(conn_t *c)
 			send_goaway(c);
 			return false;
 		}
-		if (have < OM_REQ_HDR_LEN)
+		if (have < OM_REQ_HDR_LEN) {
+			c->starved = have > 0;
 			return false;
+		}
 		{
 			om_req_t q;
 			int rc = om_proto_get_req(c->in + c->in_off, &q);
@@ -1140,6 +1143,7 @@ process(conn_t *c)
 			parts = OM_REQ_HDR_LEN + q.uri_len + q.meta_len;
 			if (have < parts) {
 				/* Wait for the rest; make room if the buffer is full. */
+				c->starved = true;
 				if (c->in_off > 0 && c->in_len == IN_CAP) {
 					memmove(c->in, c->in + c->in_off, have);
 					c->in_len = have;
@@ -1221,6 +1225,7 @@ read_in(conn_t *c, bool *drained)
 		return 0;
 	}
 	OM_STORE(&stats->bytes_in, stats->bytes_in + (uint64_t)n);
+	c->starved = false;
 	c->active_ms = om_clock_ms();
 	if (c->req_start_ms == 0) {
 		c->req_start_ms = c->active_ms;
@@ -1377,7 +1382,11 @@ settle(conn_t *c, bool more)
 		conn_close(c);
 		return;
 	}
-	if (more || (c->state == ST_HEADER && c->in_len - c->in_off >= (c->ls->http ? 1 : OM_REQ_HDR_LEN) &&
+	/* Run again without waiting for input only if there is something to
+	 * do: requests left in the buffer when a limit stopped the last run.
+	 * A request still arriving waits for its bytes (epoll says when); run
+	 * again, it would only find the same part and the worker would spin. */
+	if (more || (c->state == ST_HEADER && c->in_len > c->in_off && !c->starved &&
 	    c->inflight < c->ls->max_pipeline && c->out_bytes < c->ls->max_buffer) ||
 	    (c->draining && !c->goaway_sent))
 		conn_ready_push(c->w, c);

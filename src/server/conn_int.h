@@ -83,6 +83,8 @@ struct conn {
 	uint32_t events;          /* epoll interest */
 	bool offset_reads;
 	bool eof;                 /* the client will send nothing more */
+	bool starved;             /* the bytes buffered are not a whole request:
+	                           * nothing to do before more arrive */
 	bool closing;             /* close once the queue is sent */
 	bool draining;
 	bool goaway_sent;

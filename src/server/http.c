@@ -712,6 +712,7 @@ http_process(conn_t *c)
 		rc = have ? om_http_parse_head((const char *)c->in + c->in_off, have, c->ls->max_header, &r,
 		    &why) : 0;
 		if (rc == 0) {
+			c->starved = have > 0;
 			if (c->draining) {
 				/* Nothing more is taken; a request half received gets
 				 * no answer (the client sees the connection close

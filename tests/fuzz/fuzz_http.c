@@ -4,8 +4,9 @@
  *
  *   0 om_http_parse_head: results stay inside the head; the head parses
  *     the same alone; any shorter prefix of a complete head asks for more
- *     (the listener parses again from the start as bytes arrive); the
- *     fields found go through the parsers the listener applies to them.
+ *     (the listener parses again from the start as bytes arrive), and a
+ *     prefix that is refused is a refused whole; the fields found go
+ *     through the parsers the listener applies to them.
  *   1 om_http_chunked_feed: the body fed in pieces (sizes from the input)
  *     decodes to the same bytes, end and verdict as fed at once.
  *   2 om_http_date_parse: a parsed date formats to an IMF-fixdate that
@@ -85,6 +86,15 @@ fuzz_head(const uint8_t *data, size_t size)
 	FZ_ASSERT(why != NULL, "why");
 	FZ_ASSERT(rc >= 0 || rc == -400 || rc == -417 || rc == -431 || rc == -501 || rc == -505,
 	    "rc %d", rc);
+	/* What a prefix refuses, no bytes after it can make valid (the
+	 * listener refuses a request line at its first impossible byte). */
+	if (len > 1) {
+		size_t k = ((size_t)data[0] * 37 + len) % len;
+
+		rc2 = om_http_parse_head(buf, k, max_head, &r2, &why2);
+		FZ_ASSERT(rc2 >= 0 || rc < 0, "a %zu-byte prefix is refused (%d: %s), the %zu bytes are not (%d)",
+		    k, rc2, why2, len, rc);
+	}
 	if (rc > 0) {
 		size_t h = (size_t)rc;
 

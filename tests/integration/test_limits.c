@@ -154,31 +154,6 @@ rss_kb(pid_t pid)
 	return kb;
 }
 
-/* utime + stime of a process, in clock ticks. */
-static long
-cpu_ticks(pid_t pid)
-{
-	char path[64], buf[1024];
-	unsigned long ut = 0, st = 0;
-	ssize_t n;
-	char *p;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	assert_true(fd >= 0);
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	assert_true(n > 0);
-	buf[n] = '\0';
-	/* Fields 14 and 15, counted from the last ')' (comm may hold spaces). */
-	p = strrchr(buf, ')');
-	assert_non_null(p);
-	assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st),
-	    2);
-	return (long)(ut + st);
-}
-
 /* PUT then GET back (mode copy), byte for byte. */
 static void
 put_get(om_client_t *c, const char *uri, size_t len, uint64_t seed)
@@ -729,12 +704,12 @@ test_max_files(void **state)
 	/* Out of descriptors with connections waiting: the worker pauses
 	 * rather than spins, and its connections are served. */
 	pauses0 = stat_of(c, "accept_pauses_total");
-	cpu0 = cpu_ticks(w);
+	cpu0 = om_test_cpu_ticks(w);
 	for (int i = 0; i < 6; i++) {
 		usleep(500 * 1000);
 		assert_int_equal(om_client_ping(c), 0);
 	}
-	cpu1 = cpu_ticks(w);
+	cpu1 = om_test_cpu_ticks(w);
 	{
 		const char *text = stats(c);
 

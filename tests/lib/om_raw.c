@@ -3,8 +3,11 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +58,53 @@ om_raw_send_all(int fd, const void *buf, size_t n)
 		p += w;
 		n -= (size_t)w;
 	}
+}
+
+void
+om_raw_send_with_fd(int fd, const void *buf, size_t n, int pass_fd)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = { (void *)(uintptr_t)buf, n };
+	struct msghdr mh = { 0 };
+	struct cmsghdr *cm;
+	ssize_t w;
+
+	memset(&ctl, 0, sizeof(ctl));
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = ctl.buf;
+	mh.msg_controllen = sizeof(ctl.buf);
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int));
+	w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+	assert_true(w > 0);
+	om_raw_send_all(fd, (const char *)buf + w, n - (size_t)w);
+}
+
+unsigned long long
+om_raw_stat_value(int fd, const char *series)
+{
+	static char text[1 << 16];
+	uint8_t req[OM_REQ_HDR_LEN];
+	size_t n = strlen(series);
+	om_resp_t r;
+
+	memset(text, 0, sizeof(text));
+	om_raw_send_all(fd, req, om_raw_req(req, OM_OP_STATS, 0x5747, 0, NULL, 0, 0));
+	assert_int_equal(om_raw_read_resp_body(fd, &r, NULL, 0, text, sizeof(text) - 1), 0);
+	for (const char *p = text; p != NULL && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		if (strncmp(p, series, n) == 0 && p[n] == ' ')
+			return strtoull(p + n + 1, NULL, 10);
+	}
+	if (strchr(series, '{') == NULL)
+		fail_msg("no series %s in STATS", series);
+	return 0;
 }
 
 size_t

@@ -17,6 +17,11 @@ int om_raw_connect_unix_flags(const char *path, int flags);
 int om_raw_connect_unix(const char *path);
 /* Sends all n bytes (MSG_NOSIGNAL); asserts. */
 void om_raw_send_all(int fd, const void *buf, size_t n);
+/* Sends all n bytes, descriptor pass_fd attached to the first (SCM_RIGHTS). */
+void om_raw_send_with_fd(int fd, const void *buf, size_t n, int pass_fd);
+/* STATS over the connection: the value of one series (a labeled series
+ * left out is 0); asserts. */
+unsigned long long om_raw_stat_value(int fd, const char *series);
 /*
  * Writes a version 1 request header and the URI (NULL: none) into buf;
  * meta_len and body_len are only announced, nothing follows. A HELLO

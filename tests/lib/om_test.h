@@ -48,6 +48,9 @@ const char *om_test_memdir(void);
  * filesystem that reports no size (ramfs), where a tier needs a limit in
  * bytes, 0 becomes 1 GiB. */
 uint64_t om_test_mem_limit(uint64_t want);
+/* CPU time (user + system) of a process in clock ticks, from
+ * /proc/PID/stat; asserts. */
+long om_test_cpu_ticks(pid_t pid);
 
 /* True when running under valgrind (make check-valgrind). */
 int om_test_under_valgrind(void);
