@@ -2,8 +2,10 @@
  * Logging backend shared by all processes. A file target is opened in
  * append mode so that every process writes whole lines to the same file.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -147,4 +149,74 @@ om_log(int level, int err, const char *fmt, ...)
 		(void)w;
 	}
 	errno = saved;
+}
+
+/* ---- rate-limited lines ------------------------------------------------ */
+
+static om_log_limit_t *limits;
+
+/* The count of a window that is over, if lines were left out. */
+static void
+limit_report(om_log_limit_t *l, uint64_t now)
+{
+	if (l->suppressed > 0)
+		om_log(l->level, 0, "%s (the last of %llu such lines not logged in %llu s)", l->last,
+		    (unsigned long long)l->suppressed, (unsigned long long)(now - l->window_ms + 999) / 1000);
+	l->suppressed = 0;
+	l->lines = 0;
+	l->window_ms = now;
+}
+
+void
+om_log_limited(om_log_limit_t *l, int level, int err, const char *fmt, ...)
+{
+	uint64_t now = om_clock_ms();
+	va_list ap;
+	int saved = errno;
+
+	if (level > lg.level)
+		return;
+	if (!l->listed) {
+		l->listed = 1;
+		l->next = limits;
+		limits = l;
+		l->window_ms = now;
+	}
+	if (now - l->window_ms >= OM_LOG_WINDOW_MS)
+		limit_report(l, now);
+	if (l->lines < OM_LOG_BURST) {
+		char msg[2048];
+
+		l->lines++;
+		va_start(ap, fmt);
+		if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+			msg[0] = '\0';
+		va_end(ap);
+		om_log(level, err, "%s", msg);
+		errno = saved;
+		return;
+	}
+	/* Kept to be shown with the count: the last one stands for all. */
+	va_start(ap, fmt);
+	if (vsnprintf(l->last, sizeof(l->last), fmt, ap) < 0)
+		l->last[0] = '\0';
+	va_end(ap);
+	if (err != 0) {
+		size_t n = strlen(l->last);
+
+		snprintf(l->last + n, sizeof(l->last) - n, ": %s", strerror(err < 0 ? -err : err));
+	}
+	l->suppressed++;
+	l->level = level;
+	errno = saved;
+}
+
+void
+om_log_limits_flush(void)
+{
+	uint64_t now = om_clock_ms();
+
+	for (om_log_limit_t *l = limits; l != NULL; l = l->next)
+		if (l->suppressed > 0 && now - l->window_ms >= OM_LOG_WINDOW_MS)
+			limit_report(l, now);
 }

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/om_core.h"
@@ -83,7 +84,7 @@ set_events(conn_t *c)
 	}
 	/* Read while a request is being received, or while there is room for
 	 * more responses; not at all once closing or drained. */
-	if (!c->eof && !c->closing &&
+	if (!c->eof && !c->closing && c->state != ST_FDCOPY &&
 	    (c->state != ST_HEADER ||
 		(!c->draining && c->inflight < c->ls->max_pipeline && c->out_bytes < c->ls->max_buffer)))
 		ev |= EPOLLIN;
@@ -95,7 +96,7 @@ set:
 	e.events = ev;
 	e.data.ptr = c;
 	if (epoll_ctl(c->w->ep, EPOLL_CTL_MOD, c->fd, &e) != 0)
-		om_log_err(errno, "epoll_ctl(MOD) failed");
+		om_log_err_limited(errno, "epoll_ctl(MOD) failed");
 	c->events = ev;
 }
 
@@ -195,7 +196,7 @@ flush(conn_t *c)
 
 			n = sendfile(c->fd, o->fd, &off, o->len > (1u << 30) ? (1u << 30) : (size_t)o->len);
 			if (n == 0) {
-				om_log_err(0, "object file shorter than its size");
+				om_log_err_limited(0, "object file shorter than its size");
 				return false;
 			}
 			if (n > 0) {
@@ -217,7 +218,7 @@ flush(conn_t *c)
 					return false;
 				r = pread(o->fd, c->bounce, want, (off_t)o->off);
 				if (r <= 0) {
-					om_log_err(r < 0 ? errno : 0, "reading an object file failed");
+					om_log_err_limited(r < 0 ? errno : 0, "reading an object file failed");
 					return false;
 				}
 				c->bounce_off = 0;
@@ -259,7 +260,7 @@ flush(conn_t *c)
 			continue;
 		}
 		if (n < 0 && errno != EPIPE && errno != ECONNRESET)
-			om_log_warn(errno, "send failed");
+			om_log_warn_limited(errno, "send failed");
 		return false;
 	}
 	if (c->bounce != NULL && c->out_head == NULL) {
@@ -612,6 +613,45 @@ drop:
 		close(g.fd);
 }
 
+/*
+ * Whether a PUT's descriptor can be read from offset 0, as the copy will:
+ * a pipe, a socket, a directory or a descriptor not open for reading
+ * cannot. That is the client's mistake, answered BAD_REQUEST with the
+ * reason, not a failure of the server. A read of 0 bytes at offset 0
+ * asks the kernel exactly that, whatever the kind of file.
+ */
+static bool
+readable_at_offsets(int fd, char *why, size_t n)
+{
+	static const char *const what = "a PUT by descriptor needs one that can be read from offset 0";
+	struct stat sb;
+	const char *kind = "a file";
+	uint8_t b;
+	int e;
+
+	if (pread(fd, &b, 0, 0) == 0)
+		return true;
+	e = errno;
+	if (fstat(fd, &sb) == 0) {
+		int fl = fcntl(fd, F_GETFL);
+
+		if (fl >= 0 && (fl & O_PATH))
+			kind = "an O_PATH descriptor";
+		else if (S_ISFIFO(sb.st_mode))
+			kind = "a pipe";
+		else if (S_ISSOCK(sb.st_mode))
+			kind = "a socket";
+		else if (S_ISDIR(sb.st_mode))
+			kind = "a directory";
+		else if (S_ISCHR(sb.st_mode))
+			kind = "a character device";
+		else if (fl >= 0 && (fl & O_ACCMODE) == O_WRONLY)
+			kind = "a file open for writing only";
+	}
+	snprintf(why, n, "%s; this is %s (%s)", what, kind, strerror(e));
+	return false;
+}
+
 static void
 put_done(conn_t *c, const om_req_t *q, int rc, const om_ix_obj_t *obj)
 {
@@ -626,7 +666,7 @@ put_done(conn_t *c, const om_req_t *q, int rc, const om_ix_obj_t *obj)
 			respond_err(c, q, status_of(rc), "PUT failed: %s", om_store_why(c->w->srv->st)[0] ?
 			    om_store_why(c->w->srv->st) : om_strerror(rc));
 		if (status_of(rc) == OM_STATUS_INTERNAL)
-			om_log_err(-rc, "PUT failed");
+			om_log_err_limited(-rc, "PUT failed");
 		return;
 	}
 	r.obj = obj;
@@ -638,6 +678,58 @@ put_done(conn_t *c, const om_req_t *q, int rc, const om_ix_obj_t *obj)
 		return;
 	}
 	out_push(c, o);
+}
+
+/* ST_FDCOPY: what one turn of the worker copies at most, in steps. */
+#define COPY_STEP     (1u << 20)
+#define COPY_SLICE_NS 2000000u
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/*
+ * A PUT by descriptor: copied from the client's descriptor in steps of
+ * COPY_STEP for about COPY_SLICE_NS per turn of the worker, each step's
+ * bytes checksummed while they are in the page cache, then committed. So
+ * a copy of any size holds the worker's other connections up by one
+ * slice at most (a 2 GiB one stalled them for seconds). Returns true
+ * while bytes are left to copy.
+ */
+static bool
+copy_some(conn_t *c)
+{
+	uint64_t start = now_ns();
+	om_ix_obj_t obj;
+	int rc;
+
+	c->active_ms = om_clock_ms();
+	do {
+		uint64_t n = c->left < COPY_STEP ? c->left : COPY_STEP;
+
+		if ((rc = om_store_put_copy(c->txn, c->put_fd, c->put_off, n)) != 0 ||
+		    (rc = om_store_put_sum(c->txn, n)) != 0)
+			break;
+		c->put_off += n;
+		c->left -= n;
+	} while (c->left > 0 && now_ns() - start < COPY_SLICE_NS);
+	if (rc == 0 && c->left > 0)
+		return true;
+	close(c->put_fd);
+	c->put_fd = -1;
+	c->state = ST_HEADER;
+	if (rc != 0)
+		om_store_put_abort(c->txn);
+	else
+		rc = om_store_put_commit(c->txn, &obj);
+	c->txn = NULL;
+	put_done(c, &c->req, rc, &obj);
+	return false;
 }
 
 static void
@@ -655,6 +747,7 @@ put_begin(conn_t *c, const om_req_t *q, const uint8_t *uri, const uint8_t *meta)
 	a.flags = (q->flags & OM_PUT_EPHEMERAL) ? OM_STORE_EPHEMERAL : 0;
 
 	if (q->flags & OM_PUT_FD) {
+		char why[160];
 		int fd;
 
 		if (c->nrfds == 0) {
@@ -665,18 +758,22 @@ put_begin(conn_t *c, const om_req_t *q, const uint8_t *uri, const uint8_t *meta)
 		fd = c->rfds[0];
 		memmove(c->rfds, c->rfds + 1, (c->nrfds - 1) * sizeof(int));
 		c->nrfds--;
-		rc = om_store_put_begin(st, uri, q->uri_len, &a, &c->txn);
-		if (rc == 0) {
-			rc = om_store_put_copy(c->txn, fd, 0, q->body_len);
-			if (rc != 0) {
-				om_store_put_abort(c->txn);
-			} else {
-				rc = om_store_put_commit(c->txn, &obj);
-			}
-			c->txn = NULL;
+		if (!readable_at_offsets(fd, why, sizeof(why))) {
+			close(fd);
+			respond_err(c, q, OM_STATUS_BAD_REQUEST, "%s", why);
+			return;
 		}
-		close(fd);
-		put_done(c, q, rc, &obj);
+		if ((rc = om_store_put_begin(st, uri, q->uri_len, &a, &c->txn)) != 0) {
+			close(fd);
+			put_done(c, q, rc, NULL);
+			return;
+		}
+		/* The copy runs in steps between the other connections' turns. */
+		c->req = *q;
+		c->put_fd = fd;
+		c->put_off = 0;
+		c->left = q->body_len;
+		c->state = ST_FDCOPY;
 		return;
 	}
 	rc = om_store_put_begin(st, uri, q->uri_len, &a, &c->txn);
@@ -1048,6 +1145,11 @@ process(conn_t *c)
 	while (!c->closing && !c->dead) {
 		size_t have = c->in_len - c->in_off;
 
+		if (c->state == ST_FDCOPY) {
+			if (copy_some(c))
+				return true; /* the worker's other connections first */
+			continue;
+		}
 		if (c->state == ST_BODY) {
 			int rc;
 
@@ -1256,11 +1358,12 @@ conn_new(worker_t *w, int fd, om_listener_t *ls, const om_peer_t *peer)
 	c->access = om_peer_access(ls, peer);
 	c->active_ms = om_clock_ms();
 	c->state = ST_HEADER;
+	c->put_fd = -1;
 	c->events = EPOLLIN;
 	e.events = EPOLLIN;
 	e.data.ptr = c;
 	if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &e) != 0) {
-		om_log_err(errno, "epoll_ctl(ADD) failed");
+		om_log_err_limited(errno, "epoll_ctl(ADD) failed");
 		free(c->in);
 		free(c);
 		return NULL;
@@ -1283,6 +1386,8 @@ conn_close(conn_t *c)
 	c->dead = true;
 	if (c->txn != NULL)
 		om_store_put_abort(c->txn);
+	if (c->put_fd >= 0)
+		close(c->put_fd);
 	while (c->out_head != NULL)
 		finish_out(c);
 	for (unsigned i = 0; i < c->nrfds; i++)
@@ -1377,7 +1482,7 @@ settle(conn_t *c, bool more)
 		conn_close(c);
 		return;
 	}
-	if (c->eof && c->state != ST_HEADER && c->in_off == c->in_len) {
+	if (c->eof && c->state != ST_HEADER && c->state != ST_FDCOPY && c->in_off == c->in_len) {
 		/* The client left in the middle of a request. */
 		conn_close(c);
 		return;
@@ -1493,6 +1598,27 @@ conn_ready_pop(worker_t *w)
 	return c;
 }
 
+/*
+ * One turn for each connection on the ready list: the list is taken
+ * whole first, so that a connection that wants another turn (a budget
+ * spent, a copy in steps) goes on a new list and gets it only after the
+ * worker has looked at its other events again.
+ */
+void
+conn_ready_run(worker_t *w)
+{
+	conn_t *c = w->ready;
+
+	w->ready = NULL;
+	while (c != NULL) {
+		conn_t *next = c->ready_next;
+
+		if (!conn_reap(c))
+			conn_run(c);
+		c = next;
+	}
+}
+
 conn_t *
 conn_next(const conn_t *c)
 {
@@ -1553,8 +1679,9 @@ conn_tick(conn_t *c, uint64_t now)
 	/* A request must arrive in full in time, and the time grows by a
 	 * second per min_rate bytes that arrived (what the client sent, not
 	 * what it announced: a client that trickles is cut after about
-	 * request_timeout). Not while we are the ones not reading. */
-	if (ls->request_timeout_ms && c->req_start_ms && !held) {
+	 * request_timeout). Not while we are the ones not reading, nor while
+	 * we copy a PUT's bytes from its descriptor. */
+	if (ls->request_timeout_ms && c->req_start_ms && !held && c->state != ST_FDCOPY) {
 		uint64_t limit = ls->request_timeout_ms + c->req_bytes * 1000 / (ls->min_rate ? ls->min_rate : 1);
 
 		if (now - c->req_start_ms > limit) {
@@ -1626,6 +1753,7 @@ udp_conn(worker_t *w, wlistener_t *l)
 	c->w = w;
 	c->ls = l->ls;
 	c->fd = l->ls->fd;
+	c->put_fd = -1;
 	c->dgram = true;
 	l->dgram = c;
 	return c;
@@ -1769,7 +1897,7 @@ conn_udp_input(worker_t *w, wlistener_t *l)
 			if (errno == EINTR)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				om_log_warn(errno, "recvfrom on %s failed", l->ls->where);
+				om_log_warn_limited(errno, "recvfrom on %s failed", l->ls->where);
 			return;
 		}
 		OM_STORE(&w->stats->dgrams_in, w->stats->dgrams_in + 1);

@@ -50,6 +50,7 @@ enum in_state {
 	ST_SKIP,   /* a refused request's bytes are dropped */
 	ST_HTTP_BODY,    /* http: a PUT's body (Content-Length) goes to its transaction */
 	ST_HTTP_CHUNKED, /* http: a PUT's chunked body, decoded into its transaction */
+	ST_FDCOPY,  /* a PUT's bytes are copied from the client's descriptor, in steps */
 };
 
 /* HTTP: the request whose body is being received. */
@@ -75,7 +76,9 @@ struct conn {
 	enum in_state state;
 	om_req_t req;             /* ST_BODY: the PUT */
 	om_put_txn_t *txn;
-	uint64_t left;            /* ST_BODY, ST_SKIP: bytes still to come */
+	uint64_t left;            /* ST_BODY, ST_SKIP, ST_FDCOPY: bytes still to come */
+	int put_fd;               /* ST_FDCOPY: the client's descriptor (owned), or -1 */
+	uint64_t put_off;         /* ST_FDCOPY: its bytes copied so far */
 	out_t *out_head, *out_tail;
 	uint64_t out_bytes;
 	unsigned inflight;        /* responses queued, not fully sent */

@@ -465,7 +465,7 @@ put_finish(conn_t *c)
 		reply(c, OM_HTTP_PUT, status_of_store(rc), c->http.close, NULL, "PUT failed: %s",
 		    store_msg(c, rc));
 		if (status_of_store(rc) == 500)
-			om_log_err(-rc, "PUT failed");
+			om_log_err_limited(-rc, "PUT failed");
 		return;
 	}
 	{

@@ -107,7 +107,7 @@ om_manager_run(om_srv_t *srv)
 
 			rc = om_store_maintain(srv->st, &ms);
 			if (rc != 0)
-				om_log_err(-rc, "maintenance pass failed");
+				om_log_err_limited(-rc, "maintenance pass failed");
 			else if (ms.expired || ms.evicted || ms.promoted || ms.copies_dropped)
 				om_log_debug(0, "%llu expired, %llu evicted, %llu promoted, "
 				    "%llu copies dropped", (unsigned long long)ms.expired,
@@ -132,6 +132,7 @@ om_manager_run(om_srv_t *srv)
 				if (budget > 0 && om_store_scrub(srv->st, cursor, budget, &used) == 1)
 					on_demand = 0;
 			}
+			om_log_limits_flush();
 			next = om_clock_ms() + interval;
 		}
 	}

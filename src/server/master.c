@@ -486,7 +486,7 @@ spawn(master_t *m, child_t *c)
 	pid_t pid;
 
 	if (slot < 0) {
-		om_log_err(0, "no free process slot for %s; retrying in 1 s", kind_name(c, name, sizeof(name)));
+		om_log_err_limited(0, "no free process slot for %s; retrying in 1 s", kind_name(c, name, sizeof(name)));
 		c->state = CH_WAITING;
 		c->respawn_at_ms = om_clock_ms() + 1000;
 		return -EAGAIN;
@@ -495,7 +495,7 @@ spawn(master_t *m, child_t *c)
 	c->started_ms = om_clock_ms();
 	pid = fork();
 	if (pid < 0) {
-		om_log_err(errno, "fork failed; retrying in 1 s");
+		om_log_err_limited(errno, "fork failed; retrying in 1 s");
 		m->slots[slot] = 0;
 		c->state = CH_WAITING;
 		c->respawn_at_ms = om_clock_ms() + 1000;
@@ -1039,6 +1039,7 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 		if (n > 0)
 			handle_signals(m);
 		timers(m);
+		om_log_limits_flush();
 		if (m->stopping && !children_left(m))
 			break;
 	}

@@ -226,7 +226,7 @@ listeners_set(worker_t *w, int on)
 			if (epoll_ctl(w->ep, EPOLL_CTL_ADD, l->ls->fd, &e) == 0)
 				l->in_epoll = 1;
 			else
-				om_log_err(errno, "epoll_ctl(ADD listener) failed");
+				om_log_err_limited(errno, "epoll_ctl(ADD listener) failed");
 		} else if (!on && l->in_epoll) {
 			epoll_ctl(w->ep, EPOLL_CTL_DEL, l->ls->fd, NULL);
 			l->in_epoll = 0;
@@ -261,14 +261,14 @@ accept_some(worker_t *w, wlistener_t *l)
 				return;
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
 				/* Out of descriptors: pause accepting rather than spin. */
-				om_log_warn(errno, "accept on %s failed; pausing accepts for 100 ms",
+				om_log_warn_limited(errno, "accept on %s failed; pausing accepts for 100 ms",
 				    l->ls->where);
 				OM_STORE(&w->stats->accept_pauses, w->stats->accept_pauses + 1);
 				listeners_set(w, 0);
 				w->accept_resume_ms = om_clock_ms() + 100;
 				return;
 			}
-			om_log_err(errno, "accept on %s failed", l->ls->where);
+			om_log_err_limited(errno, "accept on %s failed", l->ls->where);
 			return;
 		}
 		if (w->nconns >= w->srv->conf->daemon.max_connections) {
@@ -403,7 +403,6 @@ om_worker_run(om_srv_t *srv)
 	for (;;) {
 		uint64_t now = om_clock_ms();
 		int timeout = (int)(w->next_sweep_ms > now ? w->next_sweep_ms - now : 0);
-		conn_t *c;
 		int n;
 
 		if (w->draining) {
@@ -450,11 +449,8 @@ om_worker_run(om_srv_t *srv)
 			}
 		}
 		fdc_follow(w);
-		/* Connections with buffered requests get their turn. */
-		for (unsigned k = 0, m = w->nconns + 1; k < m && (c = conn_ready_pop(w)) != NULL; k++) {
-			if (!conn_reap(c))
-				conn_run(c);
-		}
+		/* Connections with buffered work get their turn. */
+		conn_ready_run(w);
 		now = om_clock_ms();
 		if (w->accept_resume_ms && now >= w->accept_resume_ms) {
 			w->accept_resume_ms = 0;
@@ -464,6 +460,7 @@ om_worker_run(om_srv_t *srv)
 				listeners_set(w, 1);
 		}
 		if (now >= w->next_sweep_ms) {
+			om_log_limits_flush();
 			fdc_tick(w);
 			for (conn_t *k = w->conns; k != NULL;) {
 				conn_t *next = conn_next(k);

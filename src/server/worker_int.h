@@ -112,6 +112,8 @@ void conn_udp_free(wlistener_t *l);
  * A connection closed while on it is freed when popped (conn_reap). */
 void conn_ready_push(worker_t *w, conn_t *c);
 conn_t *conn_ready_pop(worker_t *w);
+/* Runs each connection of the ready list once. */
+void conn_ready_run(worker_t *w);
 bool conn_reap(conn_t *c);
 conn_t *conn_next(const conn_t *c);
 void conn_event(conn_t *c, uint32_t events);

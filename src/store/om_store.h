@@ -200,6 +200,11 @@ int om_store_put_begin(om_store_t *st, const void *uri, size_t len,
 int om_store_put_write(om_put_txn_t *t, const void *buf, size_t n);
 /* Appends n bytes of fd from offset off (copy_file_range, or a fallback). */
 int om_store_put_copy(om_put_txn_t *t, int fd, uint64_t off, uint64_t n);
+/* Extends the checksum over up to max more of the bytes written so far
+ * (those that came by copy or splice, which the commit would otherwise
+ * read back in one go): a caller that copies a large object in steps
+ * checksums each step's bytes while they are in the page cache. */
+int om_store_put_sum(om_put_txn_t *t, uint64_t max);
 /* The new file's descriptor, to splice into; then om_store_put_wrote. */
 int om_store_put_fd(const om_put_txn_t *t);
 int om_store_put_wrote(om_put_txn_t *t, uint64_t n);

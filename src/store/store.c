@@ -829,14 +829,15 @@ om_store_put_abort(om_put_txn_t *t)
 	free(t);
 }
 
-/* Extends the checksum over bytes that arrived without passing through us. */
+/* Extends the checksum up to byte upto over bytes that arrived without
+ * passing through us. */
 static int
-crc_finish(om_put_txn_t *t)
+crc_extend(om_put_txn_t *t, uint64_t upto)
 {
 	static _Thread_local uint8_t buf[262144];
 
-	while (t->crc_upto < t->size) {
-		uint64_t left = t->size - t->crc_upto;
+	while (t->crc_upto < upto) {
+		uint64_t left = upto - t->crc_upto;
 		size_t n = left < sizeof(buf) ? (size_t)left : sizeof(buf);
 		int rc = om_os_pread_all(t->fd, buf, n, t->crc_upto);
 
@@ -846,6 +847,12 @@ crc_finish(om_put_txn_t *t)
 		t->crc_upto += n;
 	}
 	return 0;
+}
+
+int
+om_store_put_sum(om_put_txn_t *t, uint64_t max)
+{
+	return crc_extend(t, t->written - t->crc_upto > max ? t->crc_upto + max : t->written);
 }
 
 static int
@@ -889,7 +896,7 @@ om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
 		    st->no_evict ? ", and this store never evicts" : "");
 		goto fail;
 	}
-	if ((rc = crc_finish(t)) != 0)
+	if ((rc = crc_extend(t, t->size)) != 0)
 		goto fail;
 
 	memset(&o, 0, sizeof(o));

@@ -683,6 +683,26 @@ log_has_pause(void *arg)
 	return strstr(om_daemon_log(&D), "pausing accepts") != NULL;
 }
 
+/* Lines of text holding what. */
+static unsigned
+count_lines(const char *text, const char *what)
+{
+	unsigned n = 0;
+
+	for (const char *p = text; (p = strstr(p, what)) != NULL; p += strlen(what))
+		n++;
+	return n;
+}
+
+static int
+log_has_count(void *arg)
+{
+	const char *p = strstr(om_daemon_log(&D), "such lines not logged in");
+
+	(void)arg;
+	return p != NULL;
+}
+
 static void
 test_max_files(void **state)
 {
@@ -725,6 +745,16 @@ test_max_files(void **state)
 	 * still pausing while connections wait. */
 	assert_true(pauses1 > pauses0 && pauses1 - pauses0 <= 45);
 	assert_true(cpu1 - cpu0 < sysconf(_SC_CLK_TCK));
+	/* Some 30 pauses, a few lines in the log: the rest are counted, and
+	 * the count is logged when the window (5 s) is over. */
+	{
+		unsigned lines = count_lines(om_daemon_log(&D), "pausing accepts");
+
+		print_message("%u lines of \"pausing accepts\" in the log\n", lines);
+		assert_true(lines >= 1 && lines <= 5);
+		if (!om_wait_until(log_has_count, NULL, 8000))
+			fail_msg("no count of the lines not logged:\n%s", om_daemon_log(&D));
+	}
 	/* Descriptors back: a newcomer is served. */
 	for (int i = 0; i < FILES_CONNS; i++)
 		close(fds[i]);
