@@ -626,10 +626,15 @@ readable_at_offsets(int fd, char *why, size_t n)
 	static const char *const what = "a PUT by descriptor needs one that can be read from offset 0";
 	struct stat sb;
 	const char *kind = "a file";
+	ssize_t r;
 	uint8_t b;
 	int e;
 
-	if (pread(fd, &b, 0, 0) == 0)
+	while ((r = pread(fd, &b, 0, 0)) < 0 && errno == EINTR)
+		continue;
+	/* Only these say what the descriptor is; any other error is the
+	 * copy's to report. */
+	if (r == 0 || (errno != ESPIPE && errno != EBADF && errno != EISDIR && errno != EINVAL))
 		return true;
 	e = errno;
 	if (fstat(fd, &sb) == 0) {
