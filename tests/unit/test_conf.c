@@ -1007,6 +1007,9 @@ test_example(void **state)
 		    "min_rate", "max_object_size", "max_pipeline", "max_buffer", NULL },
 		{ "[listen.udp]", "type", "address", "port", "allow_read", "allow_write",
 		    "max_object_size", "max_datagram", "amplification", NULL },
+		{ "[listen.http]", "type", "path", "mode", "allow_read", "allow_write",
+		    "idle_timeout", "request_timeout", "max_object_size", "max_pipeline", "max_buffer",
+		    "max_header", NULL },
 	};
 	char path[PATH_MAX], err[1024], *text, *sec, *end, *line;
 	om_conf_t *c = NULL;
@@ -1034,13 +1037,32 @@ test_example(void **state)
 	assert_int_equal(fread(text, 1, (size_t)size, fp), (size_t)size);
 	fclose(fp);
 	for (i = 0; i < OM_ARRAY_LEN(keys); i++) {
-		sec = strstr(text, keys[i][0]);
+		/* The section: from its header line (perhaps commented out) to
+		 * the next header line. */
+		sec = NULL;
+		for (line = text; line != NULL && sec == NULL; line = strchr(line + 1, '\n')) {
+			const char *s = line == text ? line : line + 1;
+
+			while (*s == ';')
+				s++;
+			if (strncmp(s, keys[i][0], strlen(keys[i][0])) == 0 && s[strlen(keys[i][0])] == '\n')
+				sec = line;
+		}
 		if (sec == NULL)
 			fail_msg("example: no %s", keys[i][0]);
-		/* cppcheck-suppress nullPointerArithmeticRedundantCheck ; fail_msg() does not return */
-		end = strstr(sec + 1, "\n[");
+		/* cppcheck-suppress nullPointerArithmetic ; fail_msg() does not return */
+		for (end = strchr(sec + 1, '\n'); end != NULL; end = strchr(end + 1, '\n'))
+			if (end[1] == '[' || (end[1] == ';' && end[2] == '['))
+				break;
 		if (end == NULL)
 			end = text + size;
+		/* The http listener's type says so. */
+		if (strcmp(keys[i][0], "[listen.http]") == 0) {
+			char *t = strstr(sec, "\n;type = http\n");
+
+			if (t == NULL || t > end)
+				fail_msg("example: [listen.http] without type = http");
+		}
 		for (j = 1; j < OM_ARRAY_LEN(keys[i]) && keys[i][j] != NULL; j++) {
 			int found = 0;
 
