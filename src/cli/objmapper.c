@@ -756,7 +756,7 @@ hold_std_fds(void)
 
 static const char help[] =
     "usage: " GLOBAL_SYNOPSIS " COMMAND [ARGS]\n"
-    "       objmapper -v | -h\n"
+    "       objmapper -v | --version | -h | --help\n"
     "\n"
     "commands:\n"
     "  put [-E] [-x SECONDS | -X UNIXTIME] [-M TEXT | -M @FILE] URI [FILE]\n"
@@ -786,8 +786,8 @@ static const char help[] =
     "  -m MODE    how get receives the bytes: auto (default), fdpass, copy, splice\n"
     "  -t MS      wait at most MS milliseconds for the daemon: to connect and for\n"
     "             each answer (default 5000 to connect, 30000 for answers; 0: no limit)\n"
-    "  -v         print the version and exit\n"
-    "  -h         print this help and exit\n"
+    "  -v         print the version and exit (also --version)\n"
+    "  -h         print this help and exit (also --help)\n"
     "\n"
     "exit status: 0 success, 1 no such object, 2 usage error, 3 other error\n";
 
@@ -795,6 +795,11 @@ int
 main(int argc, char **argv)
 {
 	static const char version[] = "objmapper " OM_CLIENT_VERSION "\n";
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'v' },
+		{ NULL, 0, NULL, 0 },
+	};
 	cli_t cl = { .mode = OM_MODE_AUTO, .timeout_ms = -1 };
 	const command_t *cmd;
 	const char *host = NULL, *port = NULL;
@@ -807,7 +812,7 @@ main(int argc, char **argv)
 	if (hold_std_fds() != 0)
 		return fail(&cl, "cannot open /dev/null: %s", strerror(errno));
 	opterr = 0;
-	while ((ch = getopt(argc, argv, "+:s:m:H:p:t:uvh")) != -1) {
+	while ((ch = getopt_long(argc, argv, "+:s:m:H:p:t:uvh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 's':
 			cl.socket = optarg;
@@ -845,6 +850,8 @@ main(int argc, char **argv)
 				return fail(&cl, "write to standard output: %s", strerror(-rc));
 			return 0;
 		default:
+			if (ch == '?' && strncmp(argv[optind - 1], "--", 2) == 0)
+				return usage_error(&cl, "unknown option %s", argv[optind - 1]);
 			return option_error(&cl, ch);
 		}
 	}

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -154,6 +155,9 @@ om_log(int level, int err, const char *fmt, ...)
 /* ---- rate-limited lines ------------------------------------------------ */
 
 static om_log_limit_t *limits;
+/* The limiters, their list and their counts: a store's reader threads
+ * may share a call site. */
+static pthread_mutex_t limits_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The count of a window that is over, if lines were left out. */
 static void
@@ -176,6 +180,7 @@ om_log_limited(om_log_limit_t *l, int level, int err, const char *fmt, ...)
 
 	if (level > lg.level)
 		return;
+	pthread_mutex_lock(&limits_lock);
 	if (!l->listed) {
 		l->listed = 1;
 		l->next = limits;
@@ -188,6 +193,7 @@ om_log_limited(om_log_limit_t *l, int level, int err, const char *fmt, ...)
 		char msg[2048];
 
 		l->lines++;
+		pthread_mutex_unlock(&limits_lock);
 		va_start(ap, fmt);
 		if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
 			msg[0] = '\0';
@@ -208,6 +214,7 @@ om_log_limited(om_log_limit_t *l, int level, int err, const char *fmt, ...)
 	}
 	l->suppressed++;
 	l->level = level;
+	pthread_mutex_unlock(&limits_lock);
 	errno = saved;
 }
 
@@ -216,7 +223,9 @@ om_log_limits_flush(void)
 {
 	uint64_t now = om_clock_ms();
 
+	pthread_mutex_lock(&limits_lock);
 	for (om_log_limit_t *l = limits; l != NULL; l = l->next)
 		if (l->suppressed > 0 && now - l->window_ms >= OM_LOG_WINDOW_MS)
 			limit_report(l, now);
+	pthread_mutex_unlock(&limits_lock);
 }

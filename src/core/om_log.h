@@ -45,7 +45,7 @@ void om_log(int level, int err, const char *fmt, ...) OM_PRINTF(3, 4);
  * others are counted, and once the window is over one line repeats the
  * last of them with the count. A process with an event loop calls
  * om_log_limits_flush() about once a second, so that the count comes even
- * if the line does not recur. Not thread-safe: for the event loops.
+ * if the line does not recur.
  */
 #define OM_LOG_BURST     5
 #define OM_LOG_WINDOW_MS 5000u

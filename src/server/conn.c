@@ -408,8 +408,13 @@ do_hello(conn_t *c, const om_req_t *q)
 	size_t name_len = strlen(OM_SERVER_NAME);
 	out_t *o;
 
-	if (q->arg != 0 && q->arg < 1) {
-		respond_err(c, q, OM_STATUS_VERSION, "no common protocol version");
+	/* arg is the highest version the client speaks; 0 (a client that
+	 * does not say) is taken as 1. A version this server cannot speak
+	 * down to closes the connection, as any VERSION error does. */
+	if (q->arg < 0) {
+		respond_err(c, q, OM_STATUS_VERSION, "no common protocol version: the client speaks up "
+		    "to %lld, this server %u", (long long)q->arg, OM_PROTO_VERSION);
+		fatal(c, "no common protocol version");
 		return;
 	}
 	if (q->flags & ~(uint32_t)OM_HELLO_OFFSET_READS) {
@@ -630,8 +635,9 @@ readable_at_offsets(int fd, char *why, size_t n)
 	uint8_t b;
 	int e;
 
-	while ((r = pread(fd, &b, 0, 0)) < 0 && errno == EINTR)
-		continue;
+	do
+		r = pread(fd, &b, 0, 0);
+	while (r < 0 && errno == EINTR);
 	/* Only these say what the descriptor is; any other error is the
 	 * copy's to report. */
 	if (r == 0 || (errno != ESPIPE && errno != EBADF && errno != EISDIR && errno != EINVAL))
@@ -657,6 +663,26 @@ readable_at_offsets(int fd, char *why, size_t n)
 	return false;
 }
 
+/*
+ * Why a PUT into tier failed that the server cannot explain by the request:
+ * the store's error, unless the tier's directory was deleted under the
+ * daemon (every PUT there fails then, with errors that say nothing of it:
+ * EPERM, ENOENT), which is what the client and the log are told.
+ */
+const char *
+put_failure(conn_t *c, int rc, int tier, char *buf, size_t n)
+{
+	om_store_t *st = c->w->srv->st;
+
+	if (om_store_tier_gone(st, tier))
+		snprintf(buf, n, "PUT failed: the %s tier's directory %s was deleted; nothing can be "
+		    "stored there until objmapperd is restarted", tier == OM_TIER_MEM ? "memory" :
+		    "persistent", om_store_tier_path(st, tier));
+	else
+		snprintf(buf, n, "PUT failed: %s", om_store_why(st)[0] ? om_store_why(st) : om_strerror(rc));
+	return buf;
+}
+
 static void
 put_done(conn_t *c, const om_req_t *q, int rc, const om_ix_obj_t *obj)
 {
@@ -664,14 +690,23 @@ put_done(conn_t *c, const om_req_t *q, int rc, const om_ix_obj_t *obj)
 	out_t *o;
 
 	if (rc != 0) {
-		if (rc == -ENODATA)
+		/* No object is missing in a PUT: ENOENT is the server's. */
+		uint16_t status = rc == -ENOENT ? OM_STATUS_INTERNAL : status_of(rc);
+		char why[OM_PROTO_MSG_MAX];
+
+		if (rc == -ENODATA) {
 			respond_err(c, q, OM_STATUS_SHORT_BODY, "the descriptor holds fewer than %llu bytes",
 			    (unsigned long long)q->body_len);
-		else
-			respond_err(c, q, status_of(rc), "PUT failed: %s", om_store_why(c->w->srv->st)[0] ?
-			    om_store_why(c->w->srv->st) : om_strerror(rc));
-		if (status_of(rc) == OM_STATUS_INTERNAL)
-			om_log_err_limited(-rc, "PUT failed");
+		} else if (status == OM_STATUS_INTERNAL) {
+			put_failure(c, rc, (q->flags & OM_PUT_EPHEMERAL) ? OM_TIER_MEM : OM_TIER_DISK, why,
+			    sizeof(why));
+			respond_err(c, q, status, "%s", why);
+			om_log_err_limited(0, "%s", why);
+		} else {
+			const char *why_store = om_store_why(c->w->srv->st);
+
+			respond_err(c, q, status, "PUT failed: %s", why_store[0] ? why_store : om_strerror(rc));
+		}
 		return;
 	}
 	r.obj = obj;
@@ -814,30 +849,34 @@ do_stat(conn_t *c, const om_req_t *q, const uint8_t *uri)
 	resp_t r = { .status = OM_STATUS_OK };
 	char ub[96];
 	om_ix_obj_t o;
+	om_get_t g;
 	out_t *out;
+	int rc;
 
 	if (q->flags & ~(uint32_t)OM_GET_WANT_META) {
 		respond_err(c, q, OM_STATUS_BAD_REQUEST, "unknown STAT flags 0x%x", q->flags);
 		return;
 	}
-	if (om_store_stat(st, uri, q->uri_len, &o) != 0) {
+	/* The object's file is opened, not only its index entry read: an
+	 * object whose file is gone (deleted from outside) is no object,
+	 * and its entry goes (as for a GET). */
+	rc = om_store_get(st, uri, q->uri_len, OM_GET_NOTOUCH | OM_GET_NOCOUNT, &g);
+	if (rc == -ENOENT) {
 		respond_err(c, q, OM_STATUS_NOT_FOUND, "no such object: %s",
 		    shown(uri, q->uri_len, ub, sizeof(ub)));
 		return;
 	}
-	if (q->flags & OM_GET_WANT_META) {
-		om_get_t g;
-		int rc = om_store_get(st, uri, q->uri_len, OM_GET_NOTOUCH | OM_GET_NOCOUNT, &g);
-
-		if (rc == 0) {
-			rc = om_store_read_meta(st, &g, meta, sizeof(meta), &meta_len, &mtime);
-			o = g.obj;
-			close(g.fd);
-		}
-		if (rc != 0) {
-			respond_err(c, q, status_of(rc), "cannot read the object's record: %s", om_strerror(rc));
-			return;
-		}
+	if (rc != 0) {
+		respond_err(c, q, status_of(rc), "cannot open the object: %s", om_strerror(rc));
+		return;
+	}
+	o = g.obj;
+	if (q->flags & OM_GET_WANT_META)
+		rc = om_store_read_meta(st, &g, meta, sizeof(meta), &meta_len, &mtime);
+	close(g.fd);
+	if (rc != 0) {
+		respond_err(c, q, status_of(rc), "cannot read the object's record: %s", om_strerror(rc));
+		return;
 	}
 	r.obj = &o;
 	r.body_len = o.size;
@@ -1469,12 +1508,18 @@ settle(conn_t *c, bool more)
 		conn_close(c);
 		return;
 	}
-	/* Descriptors that no request took are a protocol error. */
+	/* Descriptors that no request took are a protocol error. It belongs
+	 * to no request (the requests it came with are answered), so it is
+	 * said the way the connection ends: GOAWAY naming the last request
+	 * accepted, with status BAD_REQUEST. */
 	if (c->nrfds > 0 && c->state == ST_HEADER && c->in_off == c->in_len && !c->closing &&
 	    !c->ls->http) {
-		om_req_t z = { 0 };
+		om_req_t g = { .op = OM_OP_GOAWAY, .id = c->last_id };
 
-		respond_err(c, &z, OM_STATUS_BAD_REQUEST, "a descriptor came without a PUT that wants it");
+		OM_STORE(&c->w->stats->goaways, c->w->stats->goaways + 1);
+		c->goaway_sent = true;
+		respond_err(c, &g, OM_STATUS_BAD_REQUEST, "a descriptor came with a request that takes "
+		    "none (after request %u): closing", c->last_id);
 		fatal(c, "stray descriptor");
 		(void)flush(c);
 	}
@@ -1851,9 +1896,11 @@ udp_one(conn_t *c, size_t n, const struct sockaddr *from, socklen_t fromlen)
 			m = snprintf(msg, sizeof(msg), "response of %zu bytes is too large for UDP (max %u)",
 			    len, ls->max_datagram);
 		else
-			m = snprintf(msg, sizeof(msg), "response of %zu bytes is over %u times the request's "
-			    "%zu: pad the request to %zu bytes", len, ls->amplification, n,
-			    (len + ls->amplification - 1) / ls->amplification);
+			/* The length first: the message is cut to what the limit
+			 * leaves, which is least for the short requests it is for. */
+			m = snprintf(msg, sizeof(msg), "pad to %zu bytes: a response of %zu bytes is over %u "
+			    "times the request's %zu", (len + ls->amplification - 1) / ls->amplification, len,
+			    ls->amplification, n);
 		OM_STORE(&stats->dgrams_limited, stats->dgrams_limited + 1);
 		if (limit < OM_RESP_HDR_LEN || m < 0) {
 			recount(c, q.op, old, OM_STATUS_TOO_LARGE);

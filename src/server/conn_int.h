@@ -116,6 +116,9 @@ void consume(conn_t *c, size_t n);
 int body_write(conn_t *c);
 void fatal(conn_t *c, const char *why);
 const char *shown(const uint8_t *uri, size_t len, char *buf, size_t n);
+/* The message of a PUT into tier that failed with rc for a reason of the
+ * server's (it says so if the tier's directory was deleted). */
+const char *put_failure(conn_t *c, int rc, int tier, char *buf, size_t n);
 int get_descriptor(conn_t *c, const uint8_t *uri, size_t len, unsigned mode, unsigned sflags,
     om_get_t *g, fdc_entry_t **fdc);
 

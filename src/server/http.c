@@ -451,6 +451,22 @@ put_expires(const om_http_req_t *r)
 	return 0;
 }
 
+/* A failed PUT's status and message; one the server cannot explain by
+ * the request is logged (and says if the tier's directory was deleted). */
+static int
+put_error(conn_t *c, int rc, char *why, size_t n)
+{
+	int status = status_of_store(rc);
+
+	if (status == 500) {
+		put_failure(c, rc, OM_TIER_DISK, why, n);
+		om_log_err_limited(0, "%s", why);
+	} else {
+		snprintf(why, n, "PUT failed: %s", store_msg(c, rc));
+	}
+	return status;
+}
+
 static void
 put_finish(conn_t *c)
 {
@@ -462,10 +478,10 @@ put_finish(conn_t *c)
 	c->state = ST_HEADER;
 	c->frames++;
 	if (rc != 0) {
-		reply(c, OM_HTTP_PUT, status_of_store(rc), c->http.close, NULL, "PUT failed: %s",
-		    store_msg(c, rc));
-		if (status_of_store(rc) == 500)
-			om_log_err_limited(-rc, "PUT failed");
+		char why[300];
+		int status = put_error(c, rc, why, sizeof(why));
+
+		reply(c, OM_HTTP_PUT, status, c->http.close, NULL, "%s", why);
 		return;
 	}
 	{
@@ -524,9 +540,11 @@ do_put(conn_t *c, const om_http_req_t *r, bool bye)
 	}
 	c->http.existed = om_store_stat(st, r->path.p, r->path.n, NULL) == 0;
 	if ((rc = om_store_put_begin(st, r->path.p, r->path.n, &a, &c->txn)) != 0) {
+		char why[300];
+		int status = put_error(c, rc, why, sizeof(why));
+
 		c->txn = NULL;
-		reply(c, r->method, status_of_store(rc), body || bye, NULL, "PUT failed: %s",
-		    store_msg(c, rc));
+		reply(c, r->method, status, body || bye, NULL, "%s", why);
 		return;
 	}
 	c->http.close = bye;
@@ -564,7 +582,10 @@ put_body(conn_t *c)
 		if (have == 0)
 			return false;
 		if ((rc = body_write(c)) != 0) {
-			put_fail(c, status_of_store(rc), store_msg(c, rc));
+			char why[300];
+			int status = put_error(c, rc, why, sizeof(why));
+
+			put_fail(c, status, why);
 			return true;
 		}
 		if (c->left == 0)
@@ -589,10 +610,15 @@ put_body(conn_t *c)
 			return true;
 		}
 		if (dlen > 0 && (rc = om_store_put_write(c->txn, data, dlen)) != 0) {
-			if (rc == -EFBIG)
+			char msg[300];
+
+			if (rc == -EFBIG) {
 				put_fail(c, 413, "the chunked body exceeds the object size limit");
-			else
-				put_fail(c, status_of_store(rc), store_msg(c, rc));
+			} else {
+				int status = put_error(c, rc, msg, sizeof(msg));
+
+				put_fail(c, status, msg);
+			}
 			return true;
 		}
 		consume(c, (size_t)k);

@@ -2,6 +2,7 @@
  * objmapperd: command line, configuration check, then the master process
  * (master.c), which forks everything else.
  */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +23,12 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: objmapperd [-F] [-t] [-f FILE]\n"
-	    "       objmapperd -v | -h\n"
+	    "       objmapperd -v | --version | -h | --help\n"
 	    "  -f FILE  configuration file (default " DEFAULT_CONF ")\n"
 	    "  -t       check the configuration, print \"ok\" or the error, and exit (0 or 1)\n"
 	    "  -F       stay in the foreground and log to standard error\n"
-	    "  -v       print the version and exit\n"
-	    "  -h       print this help and exit\n"
+	    "  -v       print the version and exit (also --version)\n"
+	    "  -h       print this help and exit (also --help)\n"
 	    "signals to the master: HUP reload, QUIT graceful stop, TERM/INT fast stop,\n"
 	    "USR1 reopen the log file\n");
 }
@@ -35,13 +36,18 @@ usage(FILE *f)
 int
 main(int argc, char **argv)
 {
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'v' },
+		{ NULL, 0, NULL, 0 },
+	};
 	const char *file = DEFAULT_CONF;
 	int test = 0, foreground = 0, opt;
 	char err[1024];
 	om_conf_t *conf;
 
 	setproctitle_init(argc, argv, environ);
-	while ((opt = getopt(argc, argv, "f:tFvh")) != -1) {
+	while ((opt = getopt_long(argc, argv, "f:tFvh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'f':
 			file = optarg;

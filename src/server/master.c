@@ -317,10 +317,24 @@ listener_bind(const om_conf_t *conf, const om_conf_listen_t *cl, om_listener_t *
 	return 0;
 }
 
+/* The socket file at a Unix listener's path is still the one it bound
+ * (not deleted, not replaced by someone else's). */
+static bool
+socket_file_ours(const om_listener_t *l)
+{
+	struct stat sb;
+
+	return l->transport != OM_TRANSPORT_UNIX ||
+	    (lstat(l->path, &sb) == 0 && sb.st_dev == l->dev && sb.st_ino == l->ino);
+}
+
 /*
  * Builds the listener set of a configuration: a listener whose path the
  * running set already has keeps its socket (no connection attempt is ever
- * refused across a reload); others are bound. On failure nothing changes.
+ * refused across a reload); others are bound, and so is a Unix listener
+ * whose socket file is gone (no one can connect to it any more: the old
+ * socket is closed once its workers have drained). On failure nothing
+ * changes.
  */
 static int
 listeners_build(master_t *m, const om_conf_t *conf, om_listener_t **out, char *err, size_t errlen)
@@ -338,6 +352,11 @@ listeners_build(master_t *m, const om_conf_t *conf, om_listener_t **out, char *e
 		for (j = 0; j < m->nls; j++)
 			if (!reused[j] && listener_same(m->ls[j], cl))
 				break;
+		if (j < m->nls && !socket_file_ours(m->ls[j])) {
+			om_log_warn(0, "reload: the socket file %s of listener %s is gone; binding it again",
+			    m->ls[j]->path, cl->name);
+			j = m->nls;
+		}
 		if (j < m->nls) {
 			reused[j] = true;
 			kept_as[n] = (int)j;
@@ -862,20 +881,36 @@ next_timeout(master_t *m)
 static void
 raise_nofile(const om_conf_t *conf)
 {
-	struct rlimit rl;
 	rlim_t want = conf->daemon.max_files ? (rlim_t)conf->daemon.max_files :
 	    (rlim_t)conf->daemon.max_connections * 2 + conf->cache.open_files + 1024;
+	struct rlimit rl, was;
+	int err = 0;
 
+	if (getrlimit(RLIMIT_NOFILE, &was) != 0)
+		return;
+	if (was.rlim_cur == want || (conf->daemon.max_files == 0 && was.rlim_cur >= want))
+		return;
+	/* Above the hard limit only with the privilege to raise it; without,
+	 * as far as the hard limit allows. */
+	rl = was;
+	if (rl.rlim_max < want)
+		rl.rlim_max = want;
+	rl.rlim_cur = want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		err = errno;
+		rl = was;
+		rl.rlim_cur = want < was.rlim_max ? want : was.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			err = errno;
+	}
+	/* What it is now, whatever happened. */
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
 		return;
-	if (rl.rlim_cur == want || (conf->daemon.max_files == 0 && rl.rlim_cur >= want))
-		return;
-	if (rl.rlim_max < want && geteuid() == 0)
-		rl.rlim_max = want;
-	rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
-	if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want)
-		om_log_warn(errno, "cannot set the descriptor limit to %llu (it is %llu)",
-		    (unsigned long long)want, (unsigned long long)rl.rlim_cur);
+	if (rl.rlim_cur != want)
+		om_log_warn(0, "cannot set the descriptor limit to %llu%s%s: it is %llu%s",
+		    (unsigned long long)want, err ? ": " : "", err ? strerror(err) : "",
+		    (unsigned long long)rl.rlim_cur,
+		    rl.rlim_cur == rl.rlim_max && rl.rlim_cur < want ? " (the hard limit)" : "");
 }
 
 static int

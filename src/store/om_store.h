@@ -286,5 +286,8 @@ const char *om_store_why(const om_store_t *st);
 /* Object file name relative to its tier ("ab/00000000000012ab"). */
 void om_store_object_name(uint64_t id, char *buf, size_t n);
 const char *om_store_tier_path(const om_store_t *st, int tier);
+/* Whether the tier's directory was deleted while the store has it open:
+ * nothing can be stored there, nor found, until a restart makes it again. */
+int om_store_tier_gone(const om_store_t *st, int tier);
 
 #endif

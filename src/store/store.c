@@ -56,6 +56,14 @@ om_store_tier_path(const om_store_t *st, int tier)
 }
 
 int
+om_store_tier_gone(const om_store_t *st, int tier)
+{
+	struct stat sb;
+
+	return fstat(st->tier[tier].dirfd, &sb) == 0 && sb.st_nlink == 0;
+}
+
+int
 om_store_open_obj(om_store_t *st, int tier, uint64_t id)
 {
 	char name[OM_NAME_MAX];
@@ -1087,7 +1095,7 @@ om_store_get(om_store_t *st, const void *uri, size_t len, unsigned flags, om_get
 		if (om_index_lookup(st->ix, uri, len, &again, 0) == 0 && again.id == o.id) {
 			if (om_index_delete_slot(st->ix, o.slot, o.id, NULL) == 0) {
 				st->stats->lost_files++;
-				om_log_warn(0, "store: object %016" PRIx64 " had no file; entry removed", o.id);
+				om_log_warn_limited(0, "store: object %016" PRIx64 " had no file; entry removed", o.id);
 			}
 		}
 	}

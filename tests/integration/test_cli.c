@@ -233,6 +233,20 @@ test_stat_delete_exit_statuses(void **state)
 	assert_int_equal(cli(NULL, NULL, out, sizeof(out), err, sizeof(err), ARGV("stat", "/cli/stat")), 1);
 	/* 2: usage. */
 	assert_int_equal(cli(NULL, NULL, out, sizeof(out), err, sizeof(err), ARGV("frobnicate")), 2);
+	assert_int_equal(cli(NULL, NULL, out, sizeof(out), err, sizeof(err), ARGV("--frobnicate")), 2);
+	assert_non_null(strstr(err, "unknown option --frobnicate"));
+	/* -v and -h, and their long forms. */
+	{
+		char v[256];
+
+		assert_int_equal(cli(NULL, NULL, v, sizeof(v), err, sizeof(err), ARGV("-v")), 0);
+		assert_true(strncmp(v, "objmapper ", 10) == 0);
+		assert_int_equal(cli(NULL, NULL, out, sizeof(out), err, sizeof(err), ARGV("--version")), 0);
+		assert_string_equal(out, v);
+		assert_int_equal(cli(NULL, NULL, out, sizeof(out), err, sizeof(err), ARGV("--help")), 0);
+		assert_non_null(strstr(out, "usage: objmapper"));
+		assert_non_null(strstr(out, "--help"));
+	}
 	assert_int_equal(cli(NULL, NULL, out, sizeof(out), err, sizeof(err), ARGV("get")), 2);
 	assert_int_equal(cli(NULL, NULL, out, sizeof(out), err, sizeof(err), ARGV("-m", "teleport", "get", "/x")), 2);
 	/* 3: anything else: a socket that does not exist, a bad URI. */

@@ -99,6 +99,18 @@ test_options_and_config_check(void **state)
 	assert_int_equal(run(out, sizeof(out), prog, "-h", NULL, NULL), 0);
 	assert_non_null(strstr(out, "usage: objmapperd"));
 	assert_int_equal(run(out, sizeof(out), prog, "-x", NULL, NULL), 2);
+	/* The long forms, as every program has them. */
+	{
+		char v[256];
+
+		assert_int_equal(run(v, sizeof(v), prog, "-v", NULL, NULL), 0);
+		assert_int_equal(run(out, sizeof(out), prog, "--version", NULL, NULL), 0);
+		assert_string_equal(out, v);
+		assert_int_equal(run(out, sizeof(out), prog, "--help", NULL, NULL), 0);
+		assert_non_null(strstr(out, "usage: objmapperd"));
+		assert_non_null(strstr(out, "--version"));
+		assert_int_equal(run(out, sizeof(out), prog, "--frobnicate", NULL, NULL), 2);
+	}
 	/* A bad value: the error names file, line and key. */
 	snprintf(bad, sizeof(bad), "%s/bad.conf", D.dir);
 	f = fopen(bad, "w");

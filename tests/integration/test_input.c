@@ -284,8 +284,36 @@ test_fatal_errors(void **state)
 		assert_int_equal(sendmsg(fd, &mh, 0), (ssize_t)n);
 		close(devnull);
 		assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
+		assert_int_equal(r.op, OM_OP_PING);
+		assert_int_equal(r.id, 24);
+		/* Not a second answer to the PING: the end of the connection,
+		 * naming the last request accepted, and why. */
 		assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
+		assert_int_equal(r.op, OM_OP_GOAWAY);
+		assert_int_equal(r.id, 24);
 		assert_non_null(strstr(msg, "descriptor"));
+		om_raw_assert_closed(fd);
+		close(fd);
+	}
+	/* HELLO: arg 0 is version 1; a version below any the server speaks
+	 * is VERSION, and VERSION closes the connection. */
+	{
+		uint8_t caps[OM_HELLO_CAPS_LEN + 64];
+		om_req_t q = { .version = 1, .op = OM_OP_HELLO, .id = 25, .arg = 0 };
+
+		fd = om_raw_connect_unix(D.sock);
+		om_proto_put_req(buf, &q);
+		om_raw_send_all(fd, buf, OM_REQ_HDR_LEN);
+		assert_int_equal(om_raw_read_resp_body(fd, &r, msg, sizeof(msg), caps, sizeof(caps)),
+		    OM_STATUS_OK);
+		assert_int_equal(r.id, 25);
+		assert_int_equal(caps[0], 1);
+		q.id = 26;
+		q.arg = -1;
+		om_proto_put_req(buf, &q);
+		om_raw_send_all(fd, buf, OM_REQ_HDR_LEN);
+		assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_VERSION);
+		assert_int_equal(r.id, 26);
 		om_raw_assert_closed(fd);
 		close(fd);
 	}

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -766,6 +768,71 @@ test_max_files(void **state)
 	drop(c);
 }
 
+/* ---- the descriptor limit ------------------------------------------------- */
+
+/* In the daemon's process before its exec: a soft limit of 100 under a
+ * hard one of 300, and, as root, no privilege to raise the hard limit (a
+ * container's root). */
+static void
+low_nofile(void)
+{
+	struct rlimit rl = { 100, 300 };
+
+	(void)prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0);
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		_exit(126);
+}
+
+/* The soft and hard descriptor limits of a process, from /proc. */
+static void
+proc_nofile(pid_t pid, long *soft, long *hard)
+{
+	char path[64], line[256];
+	FILE *f;
+
+	*soft = *hard = -1;
+	snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "Max open files %ld %ld", soft, hard) == 2)
+			break;
+	fclose(f);
+}
+
+/*
+ * Wanting more descriptors than the hard limit allows, without the
+ * privilege to raise it: the soft limit goes up to the hard one, and the
+ * log says what the limit really is (it said "it is 2248", the limit
+ * wanted, while the limit stayed at 100).
+ */
+static void
+test_nofile_below_wanted(void **state)
+{
+	long soft, hard;
+	char want[128];
+	pid_t w;
+
+	(void)state;
+	om_daemon_init(&D, 1, NULL);
+	om_daemon_write_conf(&D, 1, "[daemon]\nworkers = 1\npid_file = objmapperd.pid\n"
+	    "max_connections = 100\n[cache]\nopen_files = 1024\n");
+	D.before_exec = low_nofile;
+	om_daemon_start(&D);
+	w = the_worker();
+	proc_nofile(D.pid, &soft, &hard);
+	print_message("descriptor limit 100 (hard 300), 2248 wanted: the daemon has %ld (hard %ld)\n",
+	    soft, hard);
+	assert_int_equal(hard, 300);
+	assert_int_equal(soft, 300);
+	proc_nofile(w, &soft, &hard);
+	assert_int_equal(soft, 300);
+	snprintf(want, sizeof(want), "cannot set the descriptor limit to 2248");
+	if (strstr(om_daemon_log(&D), want) == NULL ||
+	    strstr(om_daemon_log(&D), "it is 300 (the hard limit)") == NULL)
+		fail_msg("the log does not say what the limit is:\n%s", om_daemon_log(&D));
+}
+
 /* ---- max_object_size and the URI limit ----------------------------------- */
 
 static void
@@ -871,6 +938,7 @@ main(void)
 		cmocka_unit_test_teardown(test_pipeline_bounded, down),
 		cmocka_unit_test_teardown(test_many_idle_connections, down),
 		cmocka_unit_test_teardown(test_max_files, down),
+		cmocka_unit_test_teardown(test_nofile_below_wanted, down),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

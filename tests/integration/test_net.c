@@ -307,6 +307,12 @@ test_udp(void **state)
 	assert_true(r.msg_len > 0);
 	{
 		size_t need = (OM_RESP_HDR_LEN + 5000 + 2) / 3;
+		char want[64];
+
+		/* The length comes first, whole, in the few bytes there is room for. */
+		snprintf(want, sizeof(want), "pad to %zu bytes", need);
+		assert_true(r.msg_len >= strlen(want));
+		assert_memory_equal(ans + OM_RESP_HDR_LEN, want, strlen(want));
 
 		n = udp_ask(fd, OM_OP_GET, 78, OM_MODE_COPY, "/udp/b", NULL, 0, need, ans, sizeof(ans));
 		assert_int_equal(n, OM_RESP_HDR_LEN + 5000);
@@ -314,6 +320,29 @@ test_udp(void **state)
 		assert_int_equal(r.id, 78);
 		assert_int_equal(r.status, OM_STATUS_OK);
 		assert_memory_equal(ans + OM_RESP_HDR_LEN, small, 5000);
+	}
+	/* Metadata counts toward "too large for UDP" only when the GET asks
+	 * for it: 48 + 8,000 bytes fit the 8,192 of max_datagram, with 500
+	 * bytes of metadata they do not. */
+	{
+		static uint8_t meta[500];
+		uint8_t *obj = pattern(8000, 5);
+		om_put_opts_t po = { .meta = meta, .meta_len = sizeof(meta) };
+
+		memset(meta, 'm', sizeof(meta));
+		assert_int_equal(om_client_put(t, "/udp/meta", obj, 8000, &po, NULL), 0);
+		n = udp_ask(fd, OM_OP_GET, 83, OM_MODE_COPY, "/udp/meta", NULL, 0, 8192 / 3 + 1, ans,
+		    sizeof(ans));
+		assert_int_equal(n, OM_RESP_HDR_LEN + 8000);
+		assert_int_equal(om_proto_get_resp(ans, &r), 0);
+		assert_int_equal(r.status, OM_STATUS_OK);
+		assert_memory_equal(ans + OM_RESP_HDR_LEN, obj, 8000);
+		n = udp_ask(fd, OM_OP_GET, 84, OM_MODE_COPY | OM_GET_WANT_META, "/udp/meta", NULL, 0,
+		    8192 / 3 + 1, ans, sizeof(ans));
+		assert_true(n >= (ssize_t)OM_RESP_HDR_LEN);
+		assert_int_equal(om_proto_get_resp(ans, &r), 0);
+		assert_int_equal(r.status, OM_STATUS_TOO_LARGE);
+		free(obj);
 	}
 	/* Every answer stays under 3x its request, whatever the request. */
 	n = udp_ask(fd, OM_OP_STATS, 79, 0, NULL, NULL, 0, 0, ans, sizeof(ans));

@@ -14,6 +14,7 @@
 #include <objmapper/objmapper.h>
 
 #include "om_daemon.h"
+#include "om_raw.h"
 #include "om_test.h"
 
 static om_daemon_t D;
@@ -153,12 +154,83 @@ test_runs_as_configured_user(void **state)
 	om_daemon_cleanup(&D);
 }
 
+/* A raw request on fd: its status, the message in msg. */
+static int
+ask(int fd, uint8_t op, uint32_t flags, const char *uri, const void *body, size_t len, char *msg,
+    size_t cap)
+{
+	uint8_t h[OM_REQ_HDR_LEN + 256];
+	om_resp_t r;
+
+	om_raw_send_all(fd, h, om_raw_req(h, op, 1, flags, uri, 0, len));
+	if (len)
+		om_raw_send_all(fd, body, len);
+	return om_raw_read_resp(fd, &r, msg, cap);
+}
+
+/*
+ * A tier's directory deleted under the running daemon: STAT no longer
+ * answers for objects whose files are gone (a STAT without metadata said
+ * OK), a PUT says that the directory was deleted (it said "Operation not
+ * permitted" on the persistent tier, and NOT_FOUND on the memory tier),
+ * and a restart makes the directories again.
+ */
+static void
+test_tier_deleted(void **state)
+{
+	char path[320], msg[512];
+	int fd;
+
+	(void)state;
+	om_daemon_init(&D, 1, NULL);
+	om_daemon_start(&D);
+	fd = om_raw_connect_unix(D.sock);
+	assert_int_equal(ask(fd, OM_OP_PUT, 0, "/t/1", "one", 3, msg, sizeof(msg)), OM_STATUS_OK);
+	assert_int_equal(ask(fd, OM_OP_PUT, OM_PUT_EPHEMERAL, "/e/1", "two", 3, msg, sizeof(msg)),
+	    OM_STATUS_OK);
+	assert_int_equal(ask(fd, OM_OP_STAT, 0, "/t/1", NULL, 0, msg, sizeof(msg)), OM_STATUS_OK);
+
+	snprintf(path, sizeof(path), "%s/objects", D.dir);
+	assert_int_equal(om_test_rmtree(path), 0);
+	assert_int_equal(ask(fd, OM_OP_STAT, 0, "/t/1", NULL, 0, msg, sizeof(msg)), OM_STATUS_NOT_FOUND);
+	assert_int_equal(ask(fd, OM_OP_PUT, 0, "/t/2", "three", 5, msg, sizeof(msg)), OM_STATUS_INTERNAL);
+	print_message("PUT, persistent tier deleted: %s\n", msg);
+	if (strstr(msg, "persistent tier's directory") == NULL || strstr(msg, path) == NULL ||
+	    strstr(msg, "was deleted") == NULL)
+		fail_msg("PUT with the persistent tier deleted: %s", msg);
+	/* The memory tier is there still. */
+	assert_int_equal(ask(fd, OM_OP_STAT, 0, "/e/1", NULL, 0, msg, sizeof(msg)), OM_STATUS_OK);
+
+	assert_int_equal(om_test_rmtree(D.mem), 0);
+	assert_int_equal(ask(fd, OM_OP_STAT, 0, "/e/1", NULL, 0, msg, sizeof(msg)), OM_STATUS_NOT_FOUND);
+	assert_int_equal(ask(fd, OM_OP_PUT, OM_PUT_EPHEMERAL, "/e/2", "four", 4, msg, sizeof(msg)),
+	    OM_STATUS_INTERNAL);
+	print_message("PUT, memory tier deleted: %s\n", msg);
+	if (strstr(msg, "memory tier's directory") == NULL || strstr(msg, "was deleted") == NULL)
+		fail_msg("PUT with the memory tier deleted: %s", msg);
+	assert_non_null(strstr(om_daemon_log(&D), "was deleted; nothing can be stored there"));
+	close(fd);
+
+	/* As the message says: a restart. */
+	om_daemon_stop(&D);
+	om_daemon_start(&D);
+	fd = om_raw_connect_unix(D.sock);
+	assert_int_equal(ask(fd, OM_OP_PUT, 0, "/t/2", "three", 5, msg, sizeof(msg)), OM_STATUS_OK);
+	assert_int_equal(ask(fd, OM_OP_PUT, OM_PUT_EPHEMERAL, "/e/2", "four", 4, msg, sizeof(msg)),
+	    OM_STATUS_OK);
+	assert_int_equal(ask(fd, OM_OP_STAT, 0, "/t/1", NULL, 0, msg, sizeof(msg)), OM_STATUS_NOT_FOUND);
+	close(fd);
+	om_daemon_stop(&D);
+	om_daemon_cleanup(&D);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_log_reopen_on_usr1),
 		cmocka_unit_test(test_runs_as_configured_user),
+		cmocka_unit_test(test_tier_deleted),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -10,11 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include <objmapper/objmapper.h>
 
 #include "om_daemon.h"
 #include "om_load.h"
+#include "om_raw.h"
 #include "om_test.h"
 
 #define KEYS 200
@@ -196,12 +199,73 @@ test_batches_across_hup_storm(void **state)
 	om_daemon_cleanup(&D);
 }
 
+/*
+ * A Unix listener whose socket file was deleted: the next reload binds it
+ * again (before, every reload failed on its chmod and only a restart
+ * brought the socket back), and the socket answers.
+ */
+static int
+sock_answers(void *arg)
+{
+	uint8_t buf[OM_REQ_HDR_LEN];
+	char msg[128];
+	om_resp_t r;
+	int fd, ok;
+
+	(void)arg;
+	/* The file appears at bind, the socket listens a moment later. */
+	{
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_true(fd >= 0);
+		memcpy(sa.sun_path, D.sock, strlen(D.sock) + 1);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+			close(fd);
+			return 0;
+		}
+	}
+	om_raw_send_all(fd, buf, om_raw_req(buf, OM_OP_PING, 1, 0, NULL, 0, 0));
+	ok = om_raw_read_resp(fd, &r, msg, sizeof(msg)) == OM_STATUS_OK;
+	close(fd);
+	return ok;
+}
+
+static void
+test_reload_recreates_socket(void **state)
+{
+	gen_t g = { .want = 2 };
+
+	(void)state;
+	om_daemon_init(&D, 2, NULL);
+	om_daemon_start(&D);
+	g.nold = om_daemon_children(&D, g.old, 64, "worker process");
+	assert_int_equal(unlink(D.sock), 0);
+	om_daemon_kill(&D, SIGHUP);
+	if (!om_wait_until(sock_answers, NULL, 5000))
+		fail_msg("no socket at %s after the reload:\n%s", D.sock, om_daemon_log(&D));
+	assert_true(om_wait_until(new_generation, &g, 10000));
+	assert_int_equal(stat_value("reloads_total"), 1);
+	assert_int_equal(stat_value("reload_failures_total"), 0);
+	assert_non_null(strstr(om_daemon_log(&D), "is gone; binding it again"));
+	/* And the next reload keeps it as it is. */
+	om_daemon_kill(&D, SIGHUP);
+	for (int i = 0; i < 100 && stat_value("reloads_total") < 2; i++)
+		usleep(20000);
+	assert_int_equal(stat_value("reloads_total"), 2);
+	assert_int_equal(stat_value("reload_failures_total"), 0);
+	assert_true(sock_answers(NULL));
+	om_daemon_stop(&D);
+	om_daemon_cleanup(&D);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reload_under_load),
 		cmocka_unit_test(test_batches_across_hup_storm),
+		cmocka_unit_test(test_reload_recreates_socket),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

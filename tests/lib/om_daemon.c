@@ -138,6 +138,8 @@ om_daemon_start(om_daemon_t *d)
 			dup2(fd, 1);
 			dup2(fd, 2);
 		}
+		if (d->before_exec != NULL)
+			d->before_exec();
 		if (d->detached)
 			execl(prog, "objmapperd", "-f", d->conf, (char *)NULL);
 		else

@@ -21,6 +21,7 @@ typedef struct {
 	char disk_conf[256]; /* lines of [persistent] besides path; "" = "size = 2G" */
 	pid_t pid;       /* the master */
 	int detached;    /* start it as a daemon (no -F): its pid from the pid file */
+	void (*before_exec)(void); /* if set, run in the child just before the exec */
 } om_daemon_t;
 
 /* Path of a program built beside the tests (objmapperd, objmapper). */
