@@ -74,6 +74,7 @@ enum conf_kind {
 
 #define KEY_REQUIRED 0x1u
 #define KEY_ZERO_OK  0x2u /* K_SIZE: 0 (the default) is allowed below min */
+#define KEY_NONE_OK  0x4u /* K_PATH: "none" is kept as it is (no such file) */
 /* Listener keys: the types they belong to (none = every type). */
 #define KEY_UNIX     0x10u
 #define KEY_TCP      0x20u
@@ -131,6 +132,7 @@ static const struct conf_key index_keys[] = {
 	{ "max_uri", K_UINT, 0, C(index.max_uri), 16, OM_IX_URI_MAX, NULL },
 	{ "arena", K_SIZE, KEY_ZERO_OK, C(index.arena_bytes), 4096, UINT64_MAX, NULL },
 	{ "atime_resolution", K_DURATION, 0, C(index.atime_res_ms), 16, HOUR_MS, NULL },
+	{ "file", K_PATH, KEY_NONE_OK, C(index.file), 0, 0, NULL },
 	{ NULL, 0, 0, 0, 0, 0, 0, NULL },
 };
 
@@ -868,7 +870,9 @@ conf_set(struct parse *p, const struct conf_key *k, void *base, const char *v)
 		set_enum(p, k, base, v);
 		return;
 	case K_PATH:
-		if (*v == '\0')
+		if ((k->flags & KEY_NONE_OK) && strcmp(v, "none") == 0)
+			snprintf((char *)base + k->off, k->size, "none");
+		else if (*v == '\0')
 			key_fail(p, k->name, -EINVAL, "empty path");
 		else if (resolve_path(p, v, (char *)base + k->off, k->size) != 0)
 			key_fail(p, k->name, -EINVAL, "path too long (at most %zu bytes)",
@@ -1261,6 +1265,19 @@ conf_finish(struct parse *p)
 			return;
 	}
 
+	/* The index is kept beside the pid file (in /run, a tmpfs, by
+	 * default), unless the file names a place, or none. */
+	if (c->index.file[0] == '\0') {
+		const char *slash = strrchr(c->daemon.pid_file, '/');
+		int dlen = slash == NULL ? 1 : slash == c->daemon.pid_file ? 1 : (int)(slash - c->daemon.pid_file);
+
+		if ((size_t)dlen + sizeof("/objmapperd.index") > sizeof(c->index.file)) {
+			conf_fail(p, 0, -EINVAL, "[index] file: the pid file's directory is too long to hold it");
+			return;
+		}
+		snprintf(c->index.file, sizeof(c->index.file), "%.*s/objmapperd.index", dlen,
+		    slash == NULL ? "." : c->daemon.pid_file);
+	}
 	if (c->daemon.workers_auto) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -1311,6 +1328,7 @@ conf_defaults(om_conf_t *c)
 	c->index.max_uri = OM_IX_URI_MAX;
 	c->index.arena_bytes = 0;
 	c->index.atime_res_ms = 500;
+	c->index.file[0] = '\0'; /* beside the pid file, unless the file says */
 
 	snprintf(c->memory.path, sizeof(c->memory.path), "%s", "/run/objmapper/memory");
 	c->memory.size = (om_conf_space_t){ 0, 50 };

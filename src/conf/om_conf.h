@@ -142,6 +142,7 @@ typedef struct {
 		uint32_t max_uri;                     /* bytes */
 		uint64_t arena_bytes;                 /* 0 = 112 bytes per object */
 		uint32_t atime_res_ms;
+		char file[PATH_MAX];                  /* kept here across stops; "" = not kept */
 	} index;
 
 	struct {

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/om_core.h"
@@ -1406,29 +1407,37 @@ ix_format(om_index_t *ix, uint8_t *base, size_t size, int fd, const ix_layout_t 
 int
 om_index_create(const om_ix_params_t *p, om_index_t **out)
 {
+	int fd = memfd_create("objmapper-index", MFD_CLOEXEC), rc;
+
+	if (fd < 0)
+		return -errno;
+	if ((rc = om_index_create_in(fd, p, out)) != 0)
+		close(fd);
+	return rc;
+}
+
+int
+om_index_create_in(int fd, const om_ix_params_t *p, om_index_t **out)
+{
 	ix_layout_t l;
 	om_index_t *ix;
 	uint8_t *base;
-	int fd, rc;
+	int rc;
 
 	if ((rc = ix_layout(p, &l)) != 0)
 		return rc;
 	ix = calloc(1, sizeof(*ix));
 	if (ix == NULL)
 		return -ENOMEM;
-	fd = memfd_create("objmapper-index", MFD_CLOEXEC);
-	if (fd < 0) {
+	/* Whatever the file held goes: a new segment is zeroed. */
+	if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)l.size) != 0) {
 		rc = -errno;
-		goto fail_free;
-	}
-	if (ftruncate(fd, (off_t)l.size) != 0) {
-		rc = -errno;
-		goto fail_close;
+		goto fail;
 	}
 	base = mmap(NULL, l.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED) {
 		rc = -errno;
-		goto fail_close;
+		goto fail;
 	}
 	if ((rc = ix_format(ix, base, l.size, fd, &l, p)) != 0)
 		goto fail_unmap;
@@ -1437,9 +1446,7 @@ om_index_create(const om_ix_params_t *p, om_index_t **out)
 
 fail_unmap:
 	munmap(base, l.size);
-fail_close:
-	close(fd);
-fail_free:
+fail:
 	free(ix);
 	return rc;
 }
@@ -1467,12 +1474,32 @@ int
 om_index_attach(int fd, om_index_t **out)
 {
 	ix_header_sh_t hdr;
+	ix_layout_t l;
+	om_ix_params_t p;
+	struct stat sb;
 	om_index_t *ix;
 	uint8_t *base;
 
 	if (pread(fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr))
 		return -EINVAL;
 	if (hdr.magic != IX_MAGIC || hdr.version != IX_VERSION)
+		return -EPROTO;
+	/* A header that does not describe the layout it claims (or a file cut
+	 * short) is not mapped: every offset must lie where the parameters
+	 * put it. */
+	memset(&p, 0, sizeof(p));
+	p.capacity = hdr.capacity;
+	p.max_uri = hdr.max_uri;
+	p.arena_bytes = (uint64_t)hdr.arena_units * IX_UNIT;
+	p.stripes = hdr.nstripes;
+	p.procs = hdr.nprocs;
+	p.proc_bytes = hdr.proc_bytes;
+	p.hits_max = hdr.hits_max;
+	if (ix_layout(&p, &l) != 0 || l.size > hdr.seg_size || l.nstripes != hdr.nstripes ||
+	    l.nbuckets != hdr.nbuckets || l.nclasses != hdr.nclasses || l.off_stripes != hdr.off_stripes ||
+	    l.off_classes != hdr.off_classes || l.off_buckets != hdr.off_buckets ||
+	    l.off_procs != hdr.off_procs || l.off_arena != hdr.off_arena ||
+	    fstat(fd, &sb) != 0 || (uint64_t)sb.st_size < hdr.seg_size)
 		return -EPROTO;
 	base = mmap(NULL, hdr.seg_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED)
@@ -1484,6 +1511,73 @@ om_index_attach(int fd, om_index_t **out)
 	}
 	index_bind(ix, base, hdr.seg_size, fd);
 	*out = ix;
+	return 0;
+}
+
+int
+om_index_same_params(const om_index_t *ix, const om_ix_params_t *p)
+{
+	const ix_header_sh_t *h = ix->h;
+	ix_layout_t l;
+
+	if (ix_layout(p, &l) != 0)
+		return 0;
+	/* As many process slots or more will do. */
+	return l.capacity == h->capacity && l.max_uri == h->max_uri &&
+	    l.arena_units == h->arena_units && l.nstripes == h->nstripes && h->nprocs >= l.nprocs &&
+	    l.proc_bytes == h->proc_bytes && p->hits_max == h->hits_max &&
+	    h->touch_ticks == ((p->atime_res_ms ? p->atime_res_ms : 500) / OM_IX_TICK_MS ?
+	    (p->atime_res_ms ? p->atime_res_ms : 500) / OM_IX_TICK_MS : 1);
+}
+
+uint32_t
+om_index_state(const om_index_t *ix)
+{
+	return OM_LOAD_ACQ(&ix->h->state);
+}
+
+void
+om_index_set_state(om_index_t *ix, uint32_t state)
+{
+	OM_STORE_REL(&ix->h->state, state);
+}
+
+void *
+om_index_owner(om_index_t *ix, size_t *len)
+{
+	*len = sizeof(ix->h->owner);
+	return ix->h->owner;
+}
+
+/*
+ * The segment was attached from a file, and none of the processes that
+ * used it is alive. A lock one of them held is repaired as a dead
+ * owner's (its log redone, its pending slots settled), whatever the
+ * kernel left in the mutex word, and every lock starts afresh; the notes
+ * of dropped files are for descriptor caches that no longer exist.
+ */
+int
+om_index_recover(om_index_t *ix)
+{
+	ix_header_sh_t *h = ix->h;
+	int rc;
+
+	log_redo(ix, &h->alloc_log);
+	if ((rc = mutex_init_shared(&h->alloc_mtx)) != 0)
+		return rc;
+	for (uint32_t s = 0; s <= ix->smask; s++) {
+		ix_stripe_sh_t *st = &ix->stripes[s];
+
+		if ((rc = mutex_init_shared(&st->mtx)) != 0)
+			return rc;
+		if (OM_LOAD(&st->log.valid) || (OM_LOAD(&st->seq) & 1) || OM_LOAD(&st->pending_new) != IX_NIL ||
+		    OM_LOAD(&st->pending_old) != IX_NIL) {
+			stripe_repair(ix, st);
+			OM_ADD(&h->owner_deaths, 1);
+		}
+	}
+	OM_STORE(&h->notes_head, 0);
+	memset(h->notes, 0, sizeof(h->notes));
 	return 0;
 }
 

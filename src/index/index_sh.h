@@ -12,7 +12,7 @@
 #include "index/om_index.h"
 
 #define IX_MAGIC   0x58494d4fu /* "OMIX" */
-#define IX_VERSION 3u
+#define IX_VERSION 4u
 #define IX_NIL     UINT32_MAX
 #define IX_LOG_MAX 16
 #define IX_UNIT    16u /* arena granule */
@@ -98,6 +98,13 @@ typedef struct {
 	uint64_t off_arena;
 	uint64_t next_id;      /* atomic */
 	uint64_t owner_deaths; /* atomic */
+
+	/* For a segment kept in a file across a stop of its processes: whether
+	 * the last of them left it cleanly (om_index_set_state), and a record
+	 * of its owner's (the store's tiers: om_index_owner). */
+	uint32_t state;        /* atomic: OM_IX_STATE_* */
+	uint32_t owner_len;
+	uint8_t owner[256];
 
 	/* The allocator: arena bump pointer and per-size free lists, guarded
 	 * by alloc_mtx. Lock order: a stripe, then alloc_mtx. */

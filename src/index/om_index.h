@@ -201,6 +201,27 @@ uint32_t om_index_max_uri(const om_index_t *ix);
 /* Objects the index can hold. */
 uint32_t om_index_capacity(const om_index_t *ix);
 
+/*
+ * A segment kept in a file (so that a restart finds it): om_index_create_in
+ * makes an empty one in fd (truncating what it held), om_index_attach maps
+ * an existing one (-EPROTO if it is not one of this layout version, or its
+ * header does not describe a sound layout). Its state says whether the
+ * processes that used it left it cleanly; its owner area (256 bytes) is
+ * the caller's, to say what the segment belongs to. om_index_recover, run
+ * before any other use of an attached segment whose processes are all
+ * gone, settles what a dead one left (as lock repair does) and starts
+ * every lock afresh.
+ */
+#define OM_IX_STATE_RUNNING 0u /* in use, or its processes died */
+#define OM_IX_STATE_CLEAN   1u /* its last process stopped cleanly */
+int om_index_create_in(int fd, const om_ix_params_t *p, om_index_t **out);
+/* 1 if the segment has the layout and settings p would give it. */
+int om_index_same_params(const om_index_t *ix, const om_ix_params_t *p);
+uint32_t om_index_state(const om_index_t *ix);
+void om_index_set_state(om_index_t *ix, uint32_t state);
+void *om_index_owner(om_index_t *ix, size_t *len);
+int om_index_recover(om_index_t *ix);
+
 /* Bytes of index memory an object costs: block header + URI rounded up
  * to 16 + its share of the bucket array. */
 size_t om_index_object_bytes(const om_index_t *ix, size_t uri_len);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -59,6 +60,7 @@ typedef struct {
 	om_srv_t srv;
 	om_conf_t *conf;
 	struct pidfh *pfh;
+	int ixfd;            /* [index] file, locked; -1 without one */
 	int ep;
 	int sigfd;
 	pid_t pid;
@@ -473,6 +475,8 @@ child_main(master_t *m, child_t *c)
 	/* What only the master uses. */
 	close(m->ep);
 	close(m->sigfd);
+	if (m->ixfd >= 0)
+		close(m->ixfd);
 	if (m->pfh != NULL)
 		pidfile_close(m->pfh);
 	kind_name(c, name, sizeof(name));
@@ -941,6 +945,60 @@ open_pidfile(master_t *m)
 	return 0;
 }
 
+/*
+ * The index kept in [index] file: opened and locked (one daemon per file),
+ * and attached if it holds a segment of this layout and settings; *ix is
+ * then the attached segment, else a new one made in the file. Without a
+ * file, a memfd that lives as long as the daemon.
+ */
+static int
+open_index(master_t *m, const om_ix_params_t *ip, om_index_t **ix, int *attached)
+{
+	const char *file = m->conf->index.file;
+	char why[160] = "";
+	struct stat sb;
+	int fd, rc;
+
+	*attached = 0;
+	if (strcmp(file, "none") == 0)
+		return om_index_create(ip, ix);
+	m->ixfd = open(file, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (m->ixfd < 0) {
+		rc = -errno;
+		fprintf(stderr, "objmapperd: [index] file %s: %s\n", file, strerror(-rc));
+		return rc;
+	}
+	if (flock(m->ixfd, LOCK_EX | LOCK_NB) != 0) {
+		fprintf(stderr, "objmapperd: [index] file %s is in use by another process\n", file);
+		return -EBUSY;
+	}
+	if (fstat(m->ixfd, &sb) != 0)
+		return -errno;
+	/* The index keeps its own descriptor of the file. */
+	if ((fd = fcntl(m->ixfd, F_DUPFD_CLOEXEC, 3)) < 0)
+		return -errno;
+	if (sb.st_size > 0) {
+		rc = om_index_attach(fd, ix);
+		if (rc != 0)
+			snprintf(why, sizeof(why), "it holds no index of this version (%s)", strerror(-rc));
+		else if (!om_index_same_params(*ix, ip))
+			snprintf(why, sizeof(why), "it was made for other [index] settings");
+		if (rc == 0 && why[0] == '\0') {
+			*attached = 1;
+			return 0;
+		}
+		if (rc == 0) {
+			om_index_close(*ix);
+			if ((fd = fcntl(m->ixfd, F_DUPFD_CLOEXEC, 3)) < 0)
+				return -errno;
+		}
+		om_log_info(0, "index file %s not used: %s; rebuilding from the tiers", file, why);
+	}
+	if ((rc = om_index_create_in(fd, ip, ix)) != 0)
+		close(fd);
+	return rc;
+}
+
 static int
 build_store(master_t *m)
 {
@@ -949,7 +1007,7 @@ build_store(master_t *m)
 	om_store_params_t sp;
 	om_rebuild_stats_t rs;
 	char err[512];
-	int rc;
+	int rc, attached;
 
 	ip.capacity = conf->index.capacity;
 	ip.max_uri = conf->index.max_uri;
@@ -960,11 +1018,13 @@ build_store(master_t *m)
 	 * workers and managers of up to four generations at once. */
 	ip.procs = OM_SLOT_FIRST + 4 * (conf->daemon.workers + 1) + 4;
 	ip.proc_bytes = 4096;
-	if ((rc = om_index_create(&ip, &m->srv.ix)) != 0) {
+	if ((rc = open_index(m, &ip, &m->srv.ix, &attached)) != 0) {
 		fprintf(stderr, "objmapperd: cannot create the index (%u objects): %s\n", ip.capacity,
 		    strerror(-rc));
 		return rc;
 	}
+	/* An attached index may have more process slots than asked for. */
+	ip.procs = om_index_procs(m->srv.ix);
 	m->nslots = ip.procs;
 	m->slots = calloc(m->nslots, 1);
 	if (m->slots == NULL)
@@ -974,6 +1034,33 @@ build_store(master_t *m)
 		fprintf(stderr, "objmapperd: %s\n", err);
 		return rc;
 	}
+	if (attached) {
+		om_attach_stats_t as;
+		double t0 = (double)om_clock_ms();
+
+		err[0] = '\0';
+		if ((rc = om_index_recover(m->srv.ix)) == 0 &&
+		    (rc = om_store_attach(m->srv.st, &as, err, sizeof(err))) == 0) {
+			om_log_info(0, "index attached from %s in %.3f s (%s): %llu objects; %llu unfinished "
+			    "publishes and %llu temporary files removed", conf->index.file,
+			    ((double)om_clock_ms() - t0) / 1000, as.clean ? "left by a graceful stop" :
+			    "its processes had died; repaired", (unsigned long long)as.objects,
+			    (unsigned long long)as.reclaimed, (unsigned long long)as.temp_removed);
+			return 0;
+		}
+		om_log_info(0, "index file %s not used: %s; rebuilding from the tiers", conf->index.file,
+		    err[0] ? err : strerror(-rc));
+		if ((rc = om_index_recreate(m->srv.ix, &ip)) != 0) {
+			fprintf(stderr, "objmapperd: cannot make the index anew: %s\n", strerror(-rc));
+			return rc;
+		}
+		om_store_close(m->srv.st);
+		if ((rc = om_store_open(&sp, m->srv.ix, &m->srv.st, err, sizeof(err))) != 0) {
+			fprintf(stderr, "objmapperd: %s\n", err);
+			return rc;
+		}
+	}
+	om_store_claim(m->srv.st);
 	if ((rc = om_store_rebuild(m->srv.st, &rs)) != 0) {
 		fprintf(stderr, "objmapperd: rebuilding the index from %s and %s failed: %s\n",
 		    conf->persistent.path, conf->memory.path, strerror(-rc));
@@ -1005,7 +1092,7 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 	m->conf = conf;
 	m->srv.conf = conf;
 	m->srv.generation = 1;
-	m->ep = m->sigfd = -1;
+	m->ep = m->sigfd = m->ixfd = -1;
 
 	if (foreground)
 		rc = om_log_open(OM_LOG_STDERR, NULL, (int)conf->log.level);
@@ -1081,9 +1168,19 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 	om_log_info(0, "exiting");
 	for (unsigned i = 0; i < m->nls; i++)
 		listener_close(m->ls[i], true);
+	/* Every child is gone: the index is left for the next start. */
+	if (m->ixfd >= 0 && !children_left(m)) {
+		if ((rc = om_store_seal(m->srv.st)) != 0)
+			om_log_warn(-rc, "the index in %s is left unsealed; the next start checks it more",
+			    m->conf->index.file);
+		else
+			om_log_info(0, "the index is kept in %s for the next start", m->conf->index.file);
+	}
 	pidfile_remove(m->pfh);
 	om_store_close(m->srv.st);
 	om_index_close(m->srv.ix);
+	if (m->ixfd >= 0)
+		close(m->ixfd);
 	om_conf_free(m->conf);
 	free(m->slots);
 	rc = m->exit_status;

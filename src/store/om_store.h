@@ -176,6 +176,27 @@ const om_store_stats_t *om_store_slot_stats(om_store_t *st, unsigned slot);
 /* Rebuilds an empty index from the files in both tiers. */
 int om_store_rebuild(om_store_t *st, om_rebuild_stats_t *rs);
 
+/*
+ * An index kept across a stop (store_attach.c). om_store_claim marks a new
+ * index as these tiers' (before a rebuild fills it); om_store_seal records,
+ * once every process but the caller is gone, that the index was left
+ * cleanly and how the tiers' directories were then. om_store_attach takes
+ * an index attached from its file (after om_index_recover): it must be
+ * these tiers' (their stamps), unchanged since a clean stop (or left by
+ * processes that died: their unfinished publishes are settled), and pass
+ * the consistency check; else -ESTALE (or -errno) and why says why, and
+ * the caller rebuilds.
+ */
+typedef struct {
+	int clean;             /* it had been sealed (a graceful stop) */
+	uint64_t objects;
+	uint64_t reclaimed;    /* unfinished publishes of dead processes removed */
+	uint64_t temp_removed; /* files left in tmp/ */
+} om_attach_stats_t;
+void om_store_claim(om_store_t *st);
+int om_store_seal(om_store_t *st);
+int om_store_attach(om_store_t *st, om_attach_stats_t *as, char *why, size_t n);
+
 /* The space of a tier now (one statvfs). 0 or -errno. */
 int om_store_space(om_store_t *st, int tier, om_space_t *sp);
 /* Bytes a new object could take in the tier now, evicting every object of

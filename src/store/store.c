@@ -396,6 +396,9 @@ om_store_open(const om_store_params_t *p, om_index_t *ix, om_store_t **out,
 	if ((rc = tier_open(&st->tier[OM_TIER_DISK], "persistent", &p->disk, p->no_tmpfile, p->no_xattr, err,
 	    errlen)) != 0)
 		goto fail;
+	if ((rc = om_store_stamp(st, OM_TIER_MEM, err, errlen)) != 0 ||
+	    (rc = om_store_stamp(st, OM_TIER_DISK, err, errlen)) != 0)
+		goto fail;
 	st->set_owner = p->set_owner;
 	st->owner_uid = p->owner_uid;
 	st->owner_gid = p->owner_gid;

@@ -23,6 +23,7 @@ typedef struct {
 	int dirfd;
 	int tmpfile_ok;  /* O_TMPFILE works on this filesystem */
 	int rec_files;   /* records in files beside the objects, not attributes */
+	uint8_t stamp[16]; /* what the index's owner area says of its tiers (store_attach.c) */
 	uint64_t limit;  /* bytes (0 = none), unless limit_pct */
 	unsigned limit_pct;
 	uint64_t reserve;
@@ -120,6 +121,11 @@ int om_rec_publish(om_store_t *st, int tier, uint64_t id, om_rec_t *r);
 void om_rec_discard(om_store_t *st, int tier, om_rec_t *r);
 /* Removes the record file of a removed object (none with attributes). */
 void om_rec_unlink(om_store_t *st, int tier, uint64_t id);
+/* Empties the tier's tmp/ (what a start must: files being written by
+ * processes that are gone, dropped files). */
+int om_store_clean_tmp(om_store_t *st, int tier, uint64_t *removed);
+/* Reads the tier's stamp, or makes one (store_attach.c). */
+int om_store_stamp(om_store_t *st, int tier, char *err, size_t errlen);
 /* Sets om_store_why's sentence. */
 void om_store_set_why(om_store_t *st, const char *fmt, ...) OM_PRINTF(2, 3);
 /* Drops a promoted copy: unlinks it, then clears the flag. */

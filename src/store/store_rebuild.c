@@ -233,10 +233,10 @@ rebuild_file(rebuild_t *rb, int tier, int dfd, const char *name, uint64_t id)
 	return 0;
 }
 
-static int
-clean_tmp(rebuild_t *rb, int tier)
+int
+om_store_clean_tmp(om_store_t *st, int tier, uint64_t *removed)
 {
-	int fd = openat(rb->st->tier[tier].dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = openat(st->tier[tier].dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	struct dirent *de;
 	DIR *d;
 
@@ -254,13 +254,13 @@ clean_tmp(rebuild_t *rb, int tier)
 		if (de->d_name[0] == '.')
 			continue;
 		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
-			rb->rs->temp_removed++;
+			(*removed)++;
 	}
 	/* What could not be listed stays until the next start: nothing reads
 	 * tmp/, so this is no reason to refuse this one. */
 	if (de == NULL && errno != 0)
 		om_log_warn(errno, "store: rebuild: reading %s/tmp failed; temporary files may be left",
-		    rb->st->tier[tier].path);
+		    st->tier[tier].path);
 	closedir(d);
 	return 0;
 }
@@ -432,7 +432,7 @@ om_store_rebuild(om_store_t *st, om_rebuild_stats_t *rs)
 		rb[i].now = job.now;
 	}
 	for (int tier = 0; tier < 2 && rc == 0; tier++)
-		rc = clean_tmp(&rb[0], tier);
+		rc = om_store_clean_tmp(st, tier, &rb[0].s.temp_removed);
 	if (rc == 0) {
 		unsigned started = 0;
 

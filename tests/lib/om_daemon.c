@@ -374,7 +374,10 @@ om_daemon_check_index(const om_daemon_t *d, char *err, size_t n)
 		if (r <= 0)
 			continue;
 		target[r] = '\0';
-		if (strstr(target, "memfd:objmapper-index") != NULL) {
+		/* The segment: a memfd, or the file it is kept in across
+		 * restarts ([index] file, by default beside the pid file). */
+		if (strstr(target, "memfd:objmapper-index") != NULL ||
+		    (strstr(target, "objmapperd.index") != NULL && strstr(target, "(deleted)") == NULL)) {
 			om_index_t *ix;
 			int fd = open(link, O_RDWR | O_CLOEXEC);
 

@@ -18,7 +18,8 @@ void om_test_mkdtemp(char *out, size_t n, const char *base);
 int om_test_rmtree(const char *path);
 /* Counts regular files under a tree, and those whose name contains `part`;
  * objects' record files ("ID.r", beside their objects where the
- * filesystem has no user extended attributes) are not counted. */
+ * filesystem has no user extended attributes) and a tier's stamp
+ * (.objmapper-stamp) are not counted. */
 long om_test_count_files(const char *path, const char *part, long *matching);
 /* Calls fn with where each descriptor of pid points (its /proc/PID/fd
  * link; "" if it could not be read); returns how many it has, 0 if pid is

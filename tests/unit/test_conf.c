@@ -122,6 +122,8 @@ check_defaults(const om_conf_t *c)
 	assert_int_equal(c->index.max_uri, 1024);
 	assert_int_equal(c->index.arena_bytes, 0);
 	assert_int_equal(c->index.atime_res_ms, 500);
+	/* Beside the pid file. */
+	assert_string_equal(c->index.file, "/run/objmapper/objmapperd.index");
 
 	assert_string_equal(c->memory.path, "/run/objmapper/memory");
 	/* Half of the memory tier's filesystem (Debian's /run: 10% of RAM),
@@ -289,6 +291,7 @@ test_every_key(void **state)
 	    "max_uri = 16\n"
 	    "arena = 4K\n"
 	    "atime_resolution = 16ms\n"
+	    "file = none\n"
 	    "[memory]\n"
 	    "path = /x/mem\n"
 	    "size = 3g\n"
@@ -329,6 +332,7 @@ test_every_key(void **state)
 	assert_string_equal(c->daemon.run_as.group, "root");
 	assert_int_equal(c->daemon.run_as.gid, root_gid);
 	assert_string_equal(c->daemon.pid_file, "/x/om.pid");
+	assert_string_equal(c->index.file, "none");
 	assert_int_equal(c->daemon.shutdown_timeout_ms, 90000);
 	assert_int_equal(c->daemon.max_connections, 1000000);
 
@@ -362,7 +366,7 @@ test_every_key(void **state)
 
 	assert_int_equal(c->nlisten, 2);
 	assert_string_equal(c->listen[0].name, "a-1_B");
-	assert_int_equal(c->listen[0].line, 34);
+	assert_int_equal(c->listen[0].line, 35);
 	assert_int_equal(c->listen[0].type, OM_CONF_LISTEN_UNIX);
 	assert_string_equal(c->listen[0].path, "/x/a.sock");
 	assert_int_equal(c->listen[0].mode, 0600);
@@ -376,7 +380,7 @@ test_every_key(void **state)
 
 	/* The second listener takes the daemon's user and group. */
 	assert_string_equal(c->listen[1].name, "b");
-	assert_int_equal(c->listen[1].line, 43);
+	assert_int_equal(c->listen[1].line, 44);
 	assert_string_equal(c->listen[1].path, "/x/b.sock");
 	assert_int_equal(c->listen[1].mode, 0755);
 	assert_string_equal(c->listen[1].owner.user, "nobody");
@@ -994,7 +998,7 @@ test_example(void **state)
 		{ "[daemon]", "workers", "user", "group", "pid_file", "shutdown_timeout",
 		    "max_connections", "max_files", NULL },
 		{ "[log]", "target", "file", "level", NULL },
-		{ "[index]", "capacity", "max_uri", "arena", "atime_resolution", NULL },
+		{ "[index]", "capacity", "max_uri", "arena", "atime_resolution", "file", NULL },
 		{ "[memory]", "path", "size", "reserve", NULL },
 		{ "[persistent]", "path", "size", "reserve", "durability", NULL },
 		{ "[cache]", "interval", "promote_hits", "promote_max_size", "evict_samples",
