@@ -94,7 +94,7 @@ dirs_mtime(om_store_t *st, int tier, int64_t *out)
 
 		snprintf(sub, sizeof(sub), "%02x", i);
 		if (fstatat(t->dirfd, sub, &sb, AT_SYMLINK_NOFOLLOW) != 0)
-			return -errno;
+			return errno ? -errno : -EIO;
 		m = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
 		if (m > latest)
 			latest = m;
@@ -166,7 +166,7 @@ om_store_attach(om_store_t *st, om_attach_stats_t *as, char *why, size_t n)
 	if (as->clean) {
 		/* Stopped cleanly: nobody may have changed the tiers since. */
 		for (int tier = 0; tier < 2; tier++) {
-			int64_t now;
+			int64_t now = 0;
 
 			if ((rc = dirs_mtime(st, tier, &now)) != 0) {
 				snprintf(why, n, "reading the %s tier's directories failed: %s",

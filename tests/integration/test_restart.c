@@ -181,10 +181,8 @@ static int
 attached(void)
 {
 	const char *log = om_daemon_log(&D);
-	const char *a = log, *r = log, *p;
+	const char *a = NULL, *r = NULL, *p;
 
-	a = NULL;
-	r = NULL;
 	for (p = log; (p = strstr(p, "index attached from")) != NULL; p++)
 		a = p;
 	for (p = log; (p = strstr(p, "index rebuilt in")) != NULL; p++)
