@@ -414,7 +414,7 @@ test_put_fd_keeps_latency(void **state)
 	static uint8_t chunk[1 << 20];
 	const char *env = getenv("OM_BIG_PUT_MB");
 	uint64_t mb = env != NULL ? strtoull(env, NULL, 10) : om_test_under_valgrind() ? 128 : 1024;
-	uint64_t size = mb << 20, t0, t_put, p99;
+	uint64_t size = mb << 20, t0, t_put, p50, p99;
 	uint8_t small[1024], req[OM_REQ_HDR_LEN + 64];
 	char path[320], msg[256];
 	unsigned n = 0;
@@ -471,9 +471,10 @@ test_put_fd_keeps_latency(void **state)
 	assert_true(n > 0);
 	qsort(lat_us, n, sizeof(lat_us[0]), cmp_u64);
 	p99 = lat_us[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1];
+	p50 = lat_us[n / 2];
 	print_message("PUT of %llu MiB by descriptor: %llu ms; meanwhile %u GETs of 1 KB on the same "
 	    "worker: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", (unsigned long long)mb,
-	    (unsigned long long)t_put, n, lat_us[n / 2] / 1000.0, p99 / 1000.0, lat_us[n - 1] / 1000.0);
+	    (unsigned long long)t_put, n, (double)p50 / 1000, (double)p99 / 1000, (double)lat_us[n - 1] / 1000);
 	/* Served while the copy ran, never held for long (the copy in one go
 	 * held them for all of it: 1 GiB here, about 2 s). */
 	assert_true(n >= 20);

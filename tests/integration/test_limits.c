@@ -815,6 +815,12 @@ test_nofile_below_wanted(void **state)
 
 	(void)state;
 	om_daemon_init(&D, 1, NULL);
+	if (om_test_under_valgrind()) {
+		/* valgrind keeps descriptors of its own above the limit and
+		 * refuses a hard limit below them. */
+		print_message("skipped under valgrind, which virtualizes RLIMIT_NOFILE\n");
+		skip();
+	}
 	om_daemon_write_conf(&D, 1, "[daemon]\nworkers = 1\npid_file = objmapperd.pid\n"
 	    "max_connections = 100\n[cache]\nopen_files = 1024\n");
 	D.before_exec = low_nofile;

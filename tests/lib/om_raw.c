@@ -67,7 +67,7 @@ om_raw_send_with_fd(int fd, const void *buf, size_t n, int pass_fd)
 		struct cmsghdr h;
 		char buf[CMSG_SPACE(sizeof(int))];
 	} ctl;
-	struct iovec iov = { (void *)(uintptr_t)buf, n };
+	struct iovec iov = { (void *)buf, n }; /* sendmsg does not write it */
 	struct msghdr mh = { 0 };
 	struct cmsghdr *cm;
 	ssize_t w;
