@@ -7,7 +7,7 @@ INTEG_LIB_OBJS := $(TEST_LIB_OBJS) $(O)/tests/lib/om_daemon.o $(O)/tests/lib/om_
 UNIT_NAMES  := test_core test_index test_index_crash test_index_stress test_store \
                test_store_rebuild test_conf
 INTEG_NAMES := test_daemon test_reload test_crash test_input test_cli test_ops test_stats test_net test_limits \
-               test_hygiene test_client_stream test_space test_scrub test_restart
+               test_hygiene test_client_stream test_space test_scrub test_restart test_upgrade
 INTEG_NAMES += test_client_peer
 INTEG_NAMES += test_isolation
 UNIT_BINS   := $(UNIT_NAMES:%=$(O)/tests/%)
@@ -22,6 +22,13 @@ $(INTEG_BINS): $(O)/tests/%: $(O)/tests/integration/%.o $(INTEG_LIB_OBJS) $(CLIE
 		| $(PROGRAMS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS) -lcmocka
+
+# A load for scripts (tests/check-deb).
+LOADRUN := $(O)/tests/om_loadrun
+$(LOADRUN): $(O)/tests/tools/om_loadrun.o $(TEST_LIB_OBJS) $(O)/tests/lib/om_load.o $(CLIENT_A)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ -lpthread -lcmocka
+all: $(LOADRUN)
 
 $(O)/tests/%.o: CPPFLAGS += -Itests/lib
 

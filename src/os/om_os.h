@@ -32,5 +32,8 @@ ssize_t om_os_getxattr_at(int dirfd, const char *dirpath, const char *name,
     const char *attr, void *buf, size_t size);
 /* mkdirat that accepts an existing directory. */
 int om_os_mkdir(int dirfd, const char *name, mode_t mode);
+/* Tells the service manager (systemd, Type=notify) a state such as
+ * "READY=1\nMAINPID=1234", in a datagram to $NOTIFY_SOCKET; 0 without one. */
+int om_os_notify(const char *state);
 
 #endif

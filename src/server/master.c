@@ -7,6 +7,7 @@
  * reaps and replaces. It never serves a request.
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
@@ -69,6 +70,16 @@ typedef struct {
 	child_t ch[CHILD_MAX];
 	uint8_t *slots; /* in use, by slot */
 	unsigned nslots;
+	unsigned mslot; /* the master's own slot (another than OM_SLOT_MASTER after an upgrade) */
+	char exe[PATH_MAX];        /* this binary's path, for SIGUSR2 (a new file there is the new binary) */
+	char conf_real[PATH_MAX];  /* the configuration's path, absolute */
+	pid_t upgrade_pid;         /* SIGUSR2: the new binary's process, while it starts */
+	bool handover;             /* a new master has taken over: leave it the sockets and index */
+	/* Inherited from the master being replaced (OBJMAPPER_INHERIT). */
+	bool adopt;
+	int in_ixfd, in_tier[2];
+	int in_ls[OM_CONF_LISTEN_MAX];
+	unsigned nin_ls;
 	int stopping;   /* 1 graceful, 2 fast */
 	uint64_t stop_deadline_ms;
 	int exit_status;
@@ -400,16 +411,40 @@ listeners_build(master_t *m, const om_conf_t *conf, om_listener_t **out, char *e
 
 /* ---- children ---------------------------------------------------------- */
 
+/*
+ * Slots are taken with a compare-and-swap of their owner in the segment:
+ * during a binary upgrade two masters give slots out of the same index.
+ * A slot whose owner is a master that is gone is free again.
+ */
+static bool
+slot_claim(master_t *m, unsigned s)
+{
+	om_srv_requests_sh_t *rq = om_srv_requests(&m->srv, s);
+	uint32_t owner = OM_LOAD_ACQ(&rq->owner);
+
+	if (owner != 0 && (pid_t)owner != m->pid && (kill((pid_t)owner, 0) == 0 || errno != ESRCH))
+		return false;
+	return __atomic_compare_exchange_n(&rq->owner, &owner, (uint32_t)m->pid, false, __ATOMIC_ACQ_REL,
+	    __ATOMIC_ACQUIRE);
+}
+
 static int
 slot_alloc(master_t *m)
 {
 	for (unsigned s = OM_SLOT_FIRST; s < m->nslots; s++) {
-		if (!m->slots[s]) {
+		if (!m->slots[s] && slot_claim(m, s)) {
 			m->slots[s] = 1;
 			return (int)s;
 		}
 	}
 	return -1;
+}
+
+static void
+slot_free(master_t *m, unsigned s)
+{
+	m->slots[s] = 0;
+	OM_STORE_REL(&om_srv_requests(&m->srv, s)->owner, 0);
 }
 
 static child_t *
@@ -519,7 +554,7 @@ spawn(master_t *m, child_t *c)
 	pid = fork();
 	if (pid < 0) {
 		om_log_err_limited(errno, "fork failed; retrying in 1 s");
-		m->slots[slot] = 0;
+		slot_free(m, (unsigned)slot);
 		c->state = CH_WAITING;
 		c->respawn_at_ms = om_clock_ms() + 1000;
 		return -errno;
@@ -598,10 +633,111 @@ drain_old(master_t *m)
 	}
 }
 
+/* ---- binary upgrade ---------------------------------------------------- */
+
+static void
+oldbin_path(const master_t *m, char *buf, size_t n)
+{
+	snprintf(buf, n, "%s.oldbin", m->conf->daemon.pid_file);
+}
+
+/*
+ * SIGUSR2: the binary at our path (a new one, after an upgrade of the
+ * package) starts as a second master with our listeners, tiers and index,
+ * handed over by descriptor (OBJMAPPER_INHERIT); our pid file becomes
+ * PID_FILE.oldbin so that the new master can write its own. Both serve
+ * until QUIT tells this one to drain and go. If the new binary fails to
+ * start, this one keeps serving and says so.
+ */
+static void
+upgrade(master_t *m)
+{
+	char oldbin[PATH_MAX + 8], env[512], *argv[5];
+	size_t k = 0;
+	sigset_t none;
+	pid_t pid;
+	int n;
+
+	if (m->stopping || m->upgrade_pid > 0 || m->handover) {
+		om_log_warn(0, "binary upgrade: %s; SIGUSR2 ignored", m->stopping ? "stopping" :
+		    m->handover ? "a new master has taken over already" : "one is under way");
+		return;
+	}
+	oldbin_path(m, oldbin, sizeof(oldbin));
+	if (rename(m->conf->daemon.pid_file, oldbin) != 0) {
+		om_log_err(errno, "binary upgrade: renaming %s to %s failed; not upgrading",
+		    m->conf->daemon.pid_file, oldbin);
+		return;
+	}
+	n = snprintf(env, sizeof(env), "ix=%d;tier=%d,%d;ls=", m->ixfd,
+	    om_store_tier_fd(m->srv.st, OM_TIER_MEM), om_store_tier_fd(m->srv.st, OM_TIER_DISK));
+	for (unsigned i = 0; i < m->nls && n > 0 && (size_t)n < sizeof(env); i++)
+		n += snprintf(env + n, sizeof(env) - (size_t)n, "%s%d", i ? "," : "", m->ls[i]->fd);
+	argv[k++] = m->exe;
+	argv[k++] = (char *)"-f";
+	argv[k++] = m->conf_real;
+	if (m->foreground)
+		argv[k++] = (char *)"-F";
+	argv[k] = NULL;
+	pid = fork();
+	if (pid < 0) {
+		om_log_err(errno, "binary upgrade: fork failed; not upgrading");
+		(void)rename(oldbin, m->conf->daemon.pid_file);
+		return;
+	}
+	if (pid == 0) {
+		/* What is handed over crosses the exec; nothing else does. */
+		int fds[OM_CONF_LISTEN_MAX + 3];
+		unsigned nfds = 0;
+
+		fds[nfds++] = m->ixfd;
+		fds[nfds++] = om_store_tier_fd(m->srv.st, OM_TIER_MEM);
+		fds[nfds++] = om_store_tier_fd(m->srv.st, OM_TIER_DISK);
+		for (unsigned i = 0; i < m->nls; i++)
+			fds[nfds++] = m->ls[i]->fd;
+		for (unsigned i = 0; i < nfds; i++)
+			if (fds[i] >= 0)
+				(void)fcntl(fds[i], F_SETFD, 0);
+		setenv("OBJMAPPER_INHERIT", env, 1);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execv(m->exe, argv);
+		_exit(127);
+	}
+	m->upgrade_pid = pid;
+	om_log_info(0, "binary upgrade: started %s (pid %d) with the listeners, tiers and index; this "
+	    "master (pid %d, its pid file now %s) serves until QUIT", m->exe, (int)pid, (int)m->pid, oldbin);
+}
+
+/* The process SIGUSR2 started has ended: the new master daemonized (it
+ * forked and its first process exited 0), or it failed. */
+static void
+upgrade_ended(master_t *m, int status)
+{
+	char oldbin[PATH_MAX + 8];
+
+	m->upgrade_pid = 0;
+	if (!m->foreground && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		m->handover = true;
+		om_log_info(0, "binary upgrade: the new master runs; send QUIT to this one (pid %d) to finish",
+		    (int)m->pid);
+		return;
+	}
+	oldbin_path(m, oldbin, sizeof(oldbin));
+	if (rename(oldbin, m->conf->daemon.pid_file) != 0)
+		om_log_err(errno, "binary upgrade: renaming %s back failed", oldbin);
+	if (WIFSIGNALED(status))
+		om_log_err(0, "binary upgrade failed: the new master was killed by signal %d; this one "
+		    "serves on", WTERMSIG(status));
+	else
+		om_log_err(0, "binary upgrade failed: the new master exited with status %d (its log says "
+		    "why); this one serves on", WEXITSTATUS(status));
+}
+
 static void
 reap(master_t *m)
 {
-	om_srv_stats_sh_t *ms = om_srv_stats(&m->srv, OM_SLOT_MASTER);
+	om_srv_stats_sh_t *ms = om_srv_stats(&m->srv, m->mslot);
 	int status;
 	pid_t pid;
 
@@ -610,12 +746,16 @@ reap(master_t *m)
 		uint64_t now = om_clock_ms();
 		char name[32], how[64];
 
+		if (pid == m->upgrade_pid) {
+			upgrade_ended(m, status);
+			continue;
+		}
 		if (c == NULL)
 			continue;
 		/* A file it published but did not index, and its counters. */
 		om_store_reclaim_slot(m->srv.st, c->slot);
 		om_srv_stats_retire(&m->srv, c->slot);
-		m->slots[c->slot] = 0;
+		slot_free(m, c->slot);
 		if (WIFSIGNALED(status))
 			snprintf(how, sizeof(how), "killed by signal %d", WTERMSIG(status));
 		else
@@ -699,7 +839,7 @@ om_master_check(const om_conf_t *conf, char *err, size_t errlen)
 static void
 reload(master_t *m)
 {
-	om_srv_stats_sh_t *ms = om_srv_stats(&m->srv, OM_SLOT_MASTER);
+	om_srv_stats_sh_t *ms = om_srv_stats(&m->srv, m->mslot);
 	om_listener_t *ls[OM_CONF_LISTEN_MAX];
 	om_conf_t *nc, *oc = m->conf;
 	om_store_params_t sp;
@@ -784,6 +924,17 @@ stop(master_t *m, int how)
 		return;
 	om_log_info(0, "%s stop", how == 1 ? "graceful" : "fast");
 	m->stopping = how;
+	/* In the foreground the new master of an upgrade is our child: if it
+	 * is running when we are told to go, it has taken over. */
+	if (m->upgrade_pid > 0 && kill(m->upgrade_pid, 0) == 0) {
+		m->handover = true;
+		m->upgrade_pid = 0;
+	}
+	/* The service stops, unless a new master goes on with it. */
+	if (m->handover)
+		om_log_info(0, "binary upgrade: handing over to the new master");
+	else
+		(void)om_os_notify("STOPPING=1");
 	if (how == 1) {
 		m->stop_deadline_ms = om_clock_ms() + m->conf->daemon.shutdown_timeout_ms + KILL_GRACE_MS;
 		signal_children(m, SIGQUIT, false);
@@ -832,6 +983,9 @@ handle_signals(master_t *m)
 			if (om_log_reopen() != 0)
 				om_log_err(errno, "reopening the log failed");
 			signal_children(m, SIGUSR1, false);
+			break;
+		case SIGUSR2:
+			upgrade(m);
 			break;
 		default:
 			break;
@@ -999,6 +1153,153 @@ open_index(master_t *m, const om_ix_params_t *ip, om_index_t **ix, int *attached
 	return rc;
 }
 
+/*
+ * A binary upgrade: the index in use by the master being replaced, its
+ * tiers' locked directories and its listeners come as descriptors. The
+ * index is live (that master's children use it): nothing is checked,
+ * repaired or rebuilt; the process slots are shared by compare-and-swap.
+ */
+static int
+adopt_store(master_t *m, om_ix_params_t *ip)
+{
+	om_store_params_t sp;
+	char err[512];
+	int fd, rc;
+
+	m->ixfd = m->in_ixfd;
+	if ((fd = fcntl(m->ixfd, F_DUPFD_CLOEXEC, 3)) < 0 || om_index_attach(fd, &m->srv.ix) != 0) {
+		fprintf(stderr, "objmapperd: binary upgrade: the index handed over cannot be mapped\n");
+		return -EPROTO;
+	}
+	if (!om_index_same_params(m->srv.ix, ip)) {
+		fprintf(stderr, "objmapperd: binary upgrade: the running index has other [index] settings "
+		    "than %s; an upgrade keeps the index: restart to change them\n", m->conf_real);
+		return -EINVAL;
+	}
+	m->nslots = om_index_procs(m->srv.ix);
+	m->slots = calloc(m->nslots, 1);
+	if (m->slots == NULL)
+		return -ENOMEM;
+	/* A slot of our own, beside the replaced master's. */
+	m->mslot = 0;
+	for (unsigned s = OM_SLOT_FIRST; s < m->nslots && m->mslot == 0; s++)
+		if (slot_claim(m, s))
+			m->mslot = s;
+	if (m->mslot == 0) {
+		fprintf(stderr, "objmapperd: binary upgrade: no free process slot in the index\n");
+		return -ENOSPC;
+	}
+	m->slots[m->mslot] = 1;
+	m->srv.master_slot = m->mslot;
+	store_params(m->conf, &sp);
+	sp.adopt = 1;
+	sp.tier_fd[OM_TIER_MEM] = m->in_tier[OM_TIER_MEM];
+	sp.tier_fd[OM_TIER_DISK] = m->in_tier[OM_TIER_DISK];
+	if ((rc = om_store_open(&sp, m->srv.ix, &m->srv.st, err, sizeof(err))) != 0) {
+		fprintf(stderr, "objmapperd: %s\n", err);
+		return rc;
+	}
+	om_store_set_slot(m->srv.st, m->mslot);
+	om_log_info(0, "binary upgrade: took over the running index (%s) and tiers", m->conf->index.file);
+	return 0;
+}
+
+/* A listening socket handed over by the master being replaced: what it
+ * is bound to, read back from the kernel, so that listeners_build keeps
+ * it for the configured listener it matches. */
+static om_listener_t *
+listener_inherit(int fd)
+{
+	struct sockaddr_storage ss = { 0 };
+	socklen_t slen = sizeof(ss), tlen = sizeof(int);
+	om_listener_t *l;
+	int type = 0;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &slen) != 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 || (l = calloc(1, sizeof(*l))) == NULL)
+		return NULL;
+	l->fd = fd;
+	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+	if (ss.ss_family == AF_UNIX) {
+		const struct sockaddr_un *sun = (const struct sockaddr_un *)&ss;
+		struct stat sb;
+
+		l->transport = OM_TRANSPORT_UNIX;
+		/* sun_path holds at most sizeof(l->path) - 1 bytes (the
+		 * configuration's limit), NUL-terminated or not. */
+		memcpy(l->path, sun->sun_path, sizeof(l->path) - 1);
+		l->path[sizeof(l->path) - 1] = '\0';
+		snprintf(l->where, sizeof(l->where), "%s", l->path);
+		if (stat(l->path, &sb) == 0) {
+			l->dev = sb.st_dev;
+			l->ino = sb.st_ino;
+		}
+	} else {
+		l->transport = type == SOCK_STREAM ? OM_TRANSPORT_TCP : OM_TRANSPORT_UDP;
+		if (ss.ss_family == AF_INET) {
+			struct sockaddr_in sin;
+
+			memcpy(&sin, &ss, sizeof(sin));
+			memset(l->addr, 0, 10);
+			l->addr[10] = l->addr[11] = 0xff;
+			memcpy(l->addr + 12, &sin.sin_addr, 4);
+			l->port = ntohs(sin.sin_port);
+		} else {
+			struct sockaddr_in6 sin6;
+
+			memcpy(&sin6, &ss, sizeof(sin6));
+			memcpy(l->addr, &sin6.sin6_addr, 16);
+			l->port = ntohs(sin6.sin6_port);
+		}
+		snprintf(l->where, sizeof(l->where), "%s port %u (handed over)",
+		    l->transport == OM_TRANSPORT_TCP ? "tcp" : "udp", l->port);
+	}
+	return l;
+}
+
+/* OBJMAPPER_INHERIT="ix=FD;tier=FD,FD;ls=FD,...": what SIGUSR2 hands
+ * over (upgrade()). */
+static int
+inherit_fd(const char **p, const char *prefix, char sep, int *fd)
+{
+	size_t n = strlen(prefix);
+	char *end;
+	long v;
+
+	if (strncmp(*p, prefix, n) != 0)
+		return -EINVAL;
+	v = strtol(*p + n, &end, 10);
+	if (end == *p + n || v < 0 || v > INT_MAX || *end != sep)
+		return -EINVAL;
+	*fd = (int)v;
+	*p = end + 1;
+	return 0;
+}
+
+static int
+inherit_parse(master_t *m, const char *v)
+{
+	const char *p = v;
+
+	if (inherit_fd(&p, "ix=", ';', &m->in_ixfd) != 0 ||
+	    inherit_fd(&p, "tier=", ',', &m->in_tier[0]) != 0 ||
+	    inherit_fd(&p, "", ';', &m->in_tier[1]) != 0 || strncmp(p, "ls=", 3) != 0)
+		return -EINVAL;
+	p += 3;
+	while (*p != '\0' && m->nin_ls < OM_CONF_LISTEN_MAX) {
+		const char *q = p + strcspn(p, ",");
+		char sep = *q;
+
+		if (inherit_fd(&p, "", sep, &m->in_ls[m->nin_ls]) != 0)
+			return -EINVAL;
+		m->nin_ls++;
+		if (sep == '\0')
+			break;
+	}
+	m->adopt = true;
+	return 0;
+}
+
 static int
 build_store(master_t *m)
 {
@@ -1018,6 +1319,8 @@ build_store(master_t *m)
 	 * workers and managers of up to four generations at once. */
 	ip.procs = OM_SLOT_FIRST + 4 * (conf->daemon.workers + 1) + 4;
 	ip.proc_bytes = 4096;
+	if (m->adopt)
+		return adopt_store(m, &ip);
 	if ((rc = open_index(m, &ip, &m->srv.ix, &attached)) != 0) {
 		fprintf(stderr, "objmapperd: cannot create the index (%u objects): %s\n", ip.capacity,
 		    strerror(-rc));
@@ -1093,6 +1396,26 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 	m->srv.conf = conf;
 	m->srv.generation = 1;
 	m->ep = m->sigfd = m->ixfd = -1;
+	m->pid = getpid();
+	/* For SIGUSR2: the binary at this path and the file at that one, as
+	 * they will be then (after an upgrade of the package, a new binary). */
+	if (realpath("/proc/self/exe", m->exe) == NULL)
+		snprintf(m->exe, sizeof(m->exe), "/usr/sbin/objmapperd");
+	if (realpath(conf_path, m->conf_real) == NULL)
+		snprintf(m->conf_real, sizeof(m->conf_real), "%s", conf_path);
+	{
+		const char *inh = getenv("OBJMAPPER_INHERIT");
+
+		if (inh != NULL) {
+			if (inherit_parse(m, inh) != 0) {
+				fprintf(stderr, "objmapperd: OBJMAPPER_INHERIT: not what a binary upgrade hands "
+				    "over: %s\n", inh);
+				free(m);
+				return 1;
+			}
+			unsetenv("OBJMAPPER_INHERIT");
+		}
+	}
 
 	if (foreground)
 		rc = om_log_open(OM_LOG_STDERR, NULL, (int)conf->log.level);
@@ -1109,6 +1432,17 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 	signal(SIGPIPE, SIG_IGN);
 	if (build_store(m) != 0)
 		goto fail;
+	/* Handed-over sockets are kept for the listeners they match, as a
+	 * reload keeps its own; the rest are bound. */
+	for (unsigned i = 0; i < m->nin_ls; i++) {
+		om_listener_t *l = listener_inherit(m->in_ls[i]);
+
+		if (l == NULL) {
+			fprintf(stderr, "objmapperd: binary upgrade: descriptor %d is not a socket\n", m->in_ls[i]);
+			goto fail;
+		}
+		m->ls[m->nls++] = l;
+	}
 	if (listeners_build(m, conf, ls, err, sizeof(err)) != 0) {
 		fprintf(stderr, "objmapperd: %s\n", err);
 		goto fail;
@@ -1127,6 +1461,7 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	m->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	m->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -1142,11 +1477,19 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 	if (pidfile_write(m->pfh) != 0)
 		om_log_warn(errno, "writing the pid file failed");
 	setproctitle("master process %s", conf_path);
-	OM_STORE(&om_srv_stats(&m->srv, OM_SLOT_MASTER)->started_at, (uint64_t)om_time_s());
+	OM_STORE(&om_srv_stats(&m->srv, m->mslot)->started_at, (uint64_t)om_time_s());
 	om_log_info(0, "%s started: %u workers, %u listeners (%s%s)", OM_SERVER_NAME,
 	    conf->daemon.workers, m->nls, m->ls[0]->where, m->nls > 1 ? ", ..." : "");
 
 	spawn_generation(m);
+	/* systemd (Type=notify): serving, and this is the main process (after
+	 * a binary upgrade, the new one: NotifyAccess=all lets it say so). */
+	{
+		char state[64];
+
+		snprintf(state, sizeof(state), "READY=1\nMAINPID=%d", (int)m->pid);
+		(void)om_os_notify(state);
+	}
 	for (;;) {
 		struct epoll_event ev[4];
 		int n = epoll_wait(m->ep, ev, 4, next_timeout(m));
@@ -1166,17 +1509,27 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 			break;
 	}
 	om_log_info(0, "exiting");
+	/* After a binary upgrade the socket files, the index and the pid file
+	 * are the new master's. */
 	for (unsigned i = 0; i < m->nls; i++)
-		listener_close(m->ls[i], true);
+		listener_close(m->ls[i], !m->handover);
 	/* Every child is gone: the index is left for the next start. */
-	if (m->ixfd >= 0 && !children_left(m)) {
+	if (m->ixfd >= 0 && !children_left(m) && !m->handover) {
 		if ((rc = om_store_seal(m->srv.st)) != 0)
 			om_log_warn(-rc, "the index in %s is left unsealed; the next start checks it more",
 			    m->conf->index.file);
 		else
 			om_log_info(0, "the index is kept in %s for the next start", m->conf->index.file);
 	}
-	pidfile_remove(m->pfh);
+	if (m->handover) {
+		char oldbin[PATH_MAX + 8];
+
+		oldbin_path(m, oldbin, sizeof(oldbin));
+		pidfile_close(m->pfh);
+		(void)unlink(oldbin);
+	} else {
+		pidfile_remove(m->pfh);
+	}
 	om_store_close(m->srv.st);
 	om_index_close(m->srv.ix);
 	if (m->ixfd >= 0)

@@ -105,7 +105,8 @@ typedef struct {
 	uint64_t verify_req;  /* objects queued in verify_q (index mod its size) */
 	uint64_t verify_done; /* ... of which the manager has taken */
 	uint32_t scrub_cursor; /* master's slot: where the scrub goes on, across managers */
-	uint32_t pad;
+	uint32_t owner;        /* pid of the master that gave the slot out (0: free); two masters
+	                        * share the slots during a binary upgrade */
 	struct {
 		uint64_t id;
 		uint32_t slot;    /* the index's handle of the object */
@@ -122,6 +123,7 @@ typedef struct {
 	unsigned nlisteners;
 	unsigned generation;
 	unsigned slot;      /* this process's slot */
+	unsigned master_slot; /* its master's (OM_SLOT_MASTER, or another after a binary upgrade) */
 	unsigned worker_no; /* workers: 0..N-1 */
 } om_srv_t;
 

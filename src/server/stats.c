@@ -44,11 +44,13 @@ om_srv_requests(om_srv_t *srv, unsigned slot)
 	return (om_srv_requests_sh_t *)(void *)(area + off);
 }
 
+/* Atomic adds: two masters may retire into the same totals during a
+ * binary upgrade. */
 static void
 add_u64s(uint64_t *to, const uint64_t *from, size_t n, int reset)
 {
 	for (size_t i = 0; i < n; i++) {
-		to[i] += OM_LOAD(&from[i]);
+		OM_ADD(&to[i], OM_LOAD(&from[i]));
 		if (reset)
 			OM_STORE((uint64_t *)&from[i], 0);
 	}
@@ -278,7 +280,7 @@ snapshot(om_srv_t *srv, snap_t *s)
 		if (q != NULL)
 			add_u64s((uint64_t *)&ss, (const uint64_t *)q, sizeof(ss) / 8, 0);
 	}
-	master = om_srv_stats(srv, OM_SLOT_MASTER);
+	master = om_srv_stats(srv, srv->master_slot);
 	sum.started_at = master != NULL ? OM_LOAD(&master->started_at) : 0;
 	om_index_usage(srv->ix, &iu);
 	om_store_usage(srv->st, &su);

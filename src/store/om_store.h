@@ -58,6 +58,9 @@ typedef struct {
 	int no_tmpfile;            /* publish through temporary names even if O_TMPFILE works */
 	int no_evict;              /* never evict: a full tier or index refuses the PUT */
 	int no_xattr;              /* keep records in files even where user xattrs work */
+	int adopt;                 /* a binary upgrade: the tiers are tier_fd[], open and
+	                            * locked by the daemon being replaced */
+	int tier_fd[2];
 	int set_owner;             /* make the tiers (directories, and object files at
 	                            * rebuild) belong to owner_uid:owner_gid */
 	uid_t owner_uid;
@@ -307,6 +310,8 @@ const char *om_store_why(const om_store_t *st);
 /* Object file name relative to its tier ("ab/00000000000012ab"). */
 void om_store_object_name(uint64_t id, char *buf, size_t n);
 const char *om_store_tier_path(const om_store_t *st, int tier);
+/* The tier's directory, open and locked (what a binary upgrade hands over). */
+int om_store_tier_fd(const om_store_t *st, int tier);
 /* Whether the tier's directory was deleted while the store has it open:
  * nothing can be stored there, nor found, until a restart makes it again. */
 int om_store_tier_gone(const om_store_t *st, int tier);

@@ -56,6 +56,12 @@ om_store_tier_path(const om_store_t *st, int tier)
 }
 
 int
+om_store_tier_fd(const om_store_t *st, int tier)
+{
+	return st->tier[tier].dirfd;
+}
+
+int
 om_store_tier_gone(const om_store_t *st, int tier)
 {
 	struct stat sb;
@@ -253,7 +259,7 @@ tier_check_space(const om_tier_t *t, char *err, size_t errlen)
 
 static int
 tier_open(om_tier_t *t, const char *name, const om_tier_params_t *tp, int no_tmpfile, int no_xattr,
-    char *err, size_t errlen)
+    int adopt_fd, char *err, size_t errlen)
 {
 	char sub[8];
 	int fd, rc;
@@ -278,7 +284,9 @@ tier_open(om_tier_t *t, const char *name, const om_tier_params_t *tp, int no_tmp
 		snprintf(err, errlen, "%s tier: mkdir(\"%s\") failed: %s", name, t->path, om_strerror(rc));
 		return rc;
 	}
-	t->dirfd = open(t->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* A binary upgrade hands the directory over open and locked: the lock
+	 * belongs to the open file description, which both daemons share. */
+	t->dirfd = adopt_fd >= 0 ? adopt_fd : open(t->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (t->dirfd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "%s tier: open(\"%s\") failed: %s", name, t->path, om_strerror(rc));
@@ -287,7 +295,7 @@ tier_open(om_tier_t *t, const char *name, const om_tier_params_t *tp, int no_tmp
 	if ((rc = tier_check_space(t, err, errlen)) != 0)
 		return rc;
 	/* One daemon per tier: a second one would corrupt the first's view. */
-	if (flock(t->dirfd, LOCK_EX | LOCK_NB) != 0) {
+	if (adopt_fd < 0 && flock(t->dirfd, LOCK_EX | LOCK_NB) != 0) {
 		rc = -errno;
 		snprintf(err, errlen, "%s tier \"%s\" is in use by another process", name, t->path);
 		return rc == -EWOULDBLOCK ? -EBUSY : rc;
@@ -390,11 +398,11 @@ om_store_open(const om_store_params_t *p, om_index_t *ix, om_store_t **out,
 	st->no_evict = p->no_evict;
 	bind_stats(st);
 
-	if ((rc = tier_open(&st->tier[OM_TIER_MEM], "memory", &p->mem, p->no_tmpfile, p->no_xattr, err,
-	    errlen)) != 0)
+	if ((rc = tier_open(&st->tier[OM_TIER_MEM], "memory", &p->mem, p->no_tmpfile, p->no_xattr,
+	    p->adopt ? p->tier_fd[OM_TIER_MEM] : -1, err, errlen)) != 0)
 		goto fail;
-	if ((rc = tier_open(&st->tier[OM_TIER_DISK], "persistent", &p->disk, p->no_tmpfile, p->no_xattr, err,
-	    errlen)) != 0)
+	if ((rc = tier_open(&st->tier[OM_TIER_DISK], "persistent", &p->disk, p->no_tmpfile, p->no_xattr,
+	    p->adopt ? p->tier_fd[OM_TIER_DISK] : -1, err, errlen)) != 0)
 		goto fail;
 	if ((rc = om_store_stamp(st, OM_TIER_MEM, err, errlen)) != 0 ||
 	    (rc = om_store_stamp(st, OM_TIER_DISK, err, errlen)) != 0)

@@ -17,7 +17,7 @@
 #                        clean run ($(O)/lint/tidy/FILE.ok)
 
 LINT_SRCS := $(sort $(wildcard src/*/*.c tests/lib/*.c tests/unit/*.c tests/integration/*.c \
-               tests/soak/*.c tests/fuzz/*.c tests/nginx/*.c bench/*.c))
+               tests/soak/*.c tests/tools/*.c tests/fuzz/*.c tests/nginx/*.c bench/*.c))
 LINT_HDRS := $(wildcard include/objmapper/*.h src/*/*.h tests/lib/*.h tests/fuzz/*.h)
 # FUZZ_TARGET: tests/fuzz/replay.c is built once per target with its name.
 # The VMOD (src/vmod) also needs its generated headers and Varnish's, which
