@@ -47,7 +47,8 @@ bench-transports: $(O)/bench/loadgen $(O)/objmapperd
 # 16 connections, 4 KiB and 1 MiB). `make bench` is planned for under 10 minutes
 # on 2 idle CPUs, `make bench-quick` for under one. Installs memcached, nginx and
 # gnuplot first.
-bench bench-quick: $(O)/bench/loadgen $(O)/bench/floor_server $(O)/bench/bench_engine $(O)/objmapperd $(O)/objmapper
+bench bench-quick: $(O)/bench/loadgen $(O)/bench/floor_server $(O)/bench/bench_engine $(O)/objmapperd $(O)/objmapper \
+    $(O)/tests/test_upgrade
 	@scripts/install-deps bench gnuplot-nox
 	O=$(O) bench/compare $(if $(filter bench-quick,$@),--quick) $(BENCH_ARGS)
 

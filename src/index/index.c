@@ -700,7 +700,7 @@ om_index_put(om_index_t *ix, const void *uri, size_t len, const om_ix_obj_t *obj
 	HOOK(ix);
 
 	/* The new block is private until the log below links it. */
-	lf_new = (uint32_t)len << 16 | (obj->flags & OM_IX_F_EPHEMERAL) | IX_ST_LINKED;
+	lf_new = (uint32_t)len << 16 | (obj->flags & (OM_IX_F_EPHEMERAL | OM_IX_F_UNCHECKED)) | IX_ST_LINKED;
 	delta_add(&d, lf_new, obj->size, 1);
 	lb_init(&lb, &st->log);
 	if (link != NULL) {
@@ -822,7 +822,7 @@ om_index_update_flags(om_index_t *ix, uint32_t slot, uint64_t id, uint32_t set,
 	ix_delta_t d = { { 0 }, { 0 } };
 	ix_lb_t lb;
 
-	OM_ASSERT(((set | clear) & ~OM_IX_F_COPY) == 0);
+	OM_ASSERT(((set | clear) & ~(OM_IX_F_COPY | OM_IX_F_UNCHECKED)) == 0);
 	link = slot_lock(ix, slot, id, &st);
 	if (link == NULL)
 		return -ENOENT;

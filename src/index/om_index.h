@@ -31,6 +31,8 @@ typedef struct {
 /* Object flags kept in the index. */
 #define OM_IX_F_EPHEMERAL 0x0004u /* primary file in the memory tier only */
 #define OM_IX_F_COPY      0x0008u /* a promoted copy exists in the memory tier */
+#define OM_IX_F_UNCHECKED 0x0010u /* indexed by a rebuild from its record alone: the
+                                   * size of its file not yet compared with it */
 
 /* Accounting classes: where an object's bytes are counted. */
 enum {
@@ -136,7 +138,8 @@ int om_index_delete(om_index_t *ix, const void *uri, size_t len, uint64_t id,
 /* Same by slot and id (from a lookup, sample or iteration). */
 int om_index_delete_slot(om_index_t *ix, uint32_t slot, uint64_t id,
     om_ix_obj_t *old);
-/* Sets or clears OM_IX_F_COPY of the object (slot, id). 0 or -ENOENT. */
+/* Sets or clears OM_IX_F_COPY or OM_IX_F_UNCHECKED of the object (slot, id).
+ * 0 or -ENOENT. */
 int om_index_update_flags(om_index_t *ix, uint32_t slot, uint64_t id,
     uint32_t set, uint32_t clear);
 

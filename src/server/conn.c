@@ -481,7 +481,7 @@ get_descriptor(conn_t *c, const uint8_t *uri, size_t len, unsigned mode, unsigne
 		*fdc = e;
 		return 0;
 	}
-	g->fd = om_store_open_obj(st, g->tier, g->obj.id);
+	g->fd = om_store_open_entry(st, g->tier, &g->obj);
 	if (g->fd == -ENOENT) /* raced with a replace, or a copy dropped: counted already */
 		return om_store_get(st, uri, len, sflags | OM_GET_NOTOUCH | OM_GET_NOCOUNT, g);
 	if (g->fd < 0)

@@ -261,6 +261,12 @@ int om_store_read_meta(om_store_t *st, const om_get_t *g, void *buf, size_t cap,
 int om_store_locate(om_store_t *st, const void *uri, size_t len, unsigned flags, om_get_t *out);
 /* Opens an object file read-only (a new open file description); -errno. */
 int om_store_open_obj(om_store_t *st, int tier, uint64_t id);
+/* Opens the file of tier of an object just looked up, for a reader: as
+ * om_store_open_obj, and the first open of an object that a rebuild
+ * indexed from its record alone (OM_IX_F_UNCHECKED) compares the file's
+ * size with the record; a file that differs is quarantined and the
+ * answer is -ENOENT, as for an object deleted meanwhile. */
+int om_store_open_entry(om_store_t *st, int tier, const om_ix_obj_t *o);
 /* Every object file the store unlinks is noted in the index
  * (om_index_note_drop) under this key, so that the processes that keep
  * descriptors open close theirs and the space is given back. */

@@ -80,6 +80,32 @@ om_store_open_obj(om_store_t *st, int tier, uint64_t id)
 	return fd >= 0 ? fd : -errno;
 }
 
+int
+om_store_open_entry(om_store_t *st, int tier, const om_ix_obj_t *o)
+{
+	struct stat sb;
+	char why[96];
+	int fd, rc;
+
+	fd = om_store_open_obj(st, tier, o->id);
+	if (fd < 0 || !(o->flags & OM_IX_F_UNCHECKED) || tier != om_store_tier_of(o->flags))
+		return fd;
+	if (fstat(fd, &sb) != 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	if ((uint64_t)sb.st_size == o->size) {
+		(void)om_index_update_flags(st->ix, o->slot, o->id, 0, OM_IX_F_UNCHECKED);
+		return fd;
+	}
+	close(fd);
+	snprintf(why, sizeof(why), "%" PRIu64 " bytes where its record says %" PRIu64,
+	    (uint64_t)sb.st_size, o->size);
+	om_store_quarantine(st, o, tier, why);
+	return -ENOENT;
+}
+
 /*
  * Removes an object file: 0, -ENOENT if there was none, or -errno if it
  * could be neither unlinked nor moved to tmp/ (a read-only filesystem).
@@ -410,6 +436,8 @@ om_store_open(const om_store_params_t *p, om_index_t *ix, om_store_t **out,
 	st->set_owner = p->set_owner;
 	st->owner_uid = p->owner_uid;
 	st->owner_gid = p->owner_gid;
+	om_store_writer_read(st, OM_TIER_MEM);
+	om_store_writer_read(st, OM_TIER_DISK);
 	if (p->set_owner && ((rc = tier_chown(&st->tier[OM_TIER_MEM], p, err, errlen)) != 0 ||
 	    (rc = tier_chown(&st->tier[OM_TIER_DISK], p, err, errlen)) != 0))
 		goto fail;
@@ -1086,7 +1114,7 @@ om_store_get(om_store_t *st, const void *uri, size_t len, unsigned flags, om_get
 		}
 		if (fd < 0) {
 			tier = om_store_tier_of(o.flags);
-			fd = om_store_open_obj(st, tier, o.id);
+			fd = om_store_open_entry(st, tier, &o);
 		}
 		if (fd >= 0) {
 			out->fd = fd;

@@ -20,6 +20,7 @@
 #define OWNER_MAGIC   0x41534d4fu /* "OMSA" */
 #define OWNER_VERSION 1u
 #define STAMP_FILE    ".objmapper-stamp"
+#define WRITER_FILE   ".objmapper-writer"
 
 /* What the store writes into the index's owner area. */
 typedef struct {
@@ -35,13 +36,35 @@ typedef struct {
  * holds; another directory, or one made anew (after a reboot emptied a
  * tmpfs), has another stamp.
  */
+/* A small file of the tier, published whole: written under tmp/, then
+ * renamed over the old one. */
+static int
+put_small_file(om_tier_t *t, const char *name, const void *buf, size_t len)
+{
+	char tmp[64];
+	int fd, rc = 0;
+
+	snprintf(tmp, sizeof(tmp), "tmp/%s.%d", name + 1, (int)getpid());
+	fd = openat(t->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0440);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, buf, len) != (ssize_t)len)
+		rc = -EIO;
+	if (close(fd) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && renameat(t->dirfd, tmp, t->dirfd, name) != 0)
+		rc = -errno;
+	if (rc != 0)
+		unlinkat(t->dirfd, tmp, 0);
+	return rc;
+}
+
 int
 om_store_stamp(om_store_t *st, int tier, char *err, size_t errlen)
 {
 	om_tier_t *t = &st->tier[tier];
-	char tmp[64];
 	ssize_t n;
-	int fd;
+	int fd, rc;
 
 	fd = openat(t->dirfd, STAMP_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd >= 0) {
@@ -50,33 +73,72 @@ om_store_stamp(om_store_t *st, int tier, char *err, size_t errlen)
 		if (n == (ssize_t)sizeof(t->stamp))
 			return 0;
 	} else if (errno != ENOENT) {
-		int rc = -errno;
-
+		rc = -errno;
 		snprintf(err, errlen, "%s tier: reading %s/%s failed: %s", t->name, t->path, STAMP_FILE,
 		    om_strerror(rc));
 		return rc;
 	}
 	/* None, or a damaged one: a new stamp, published whole. */
 	if (getrandom(t->stamp, sizeof(t->stamp), 0) != (ssize_t)sizeof(t->stamp)) {
-		int rc = -errno;
-
+		rc = -errno;
 		snprintf(err, errlen, "%s tier: getrandom failed: %s", t->name, om_strerror(rc));
 		return rc;
 	}
-	snprintf(tmp, sizeof(tmp), "tmp/stamp.%d", (int)getpid());
-	fd = openat(t->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0440);
-	if (fd < 0 || write(fd, t->stamp, sizeof(t->stamp)) != (ssize_t)sizeof(t->stamp) || close(fd) != 0 ||
-	    renameat(t->dirfd, tmp, t->dirfd, STAMP_FILE) != 0) {
-		int rc = -errno;
-
-		if (rc >= 0)
-			rc = -EIO;
-		unlinkat(t->dirfd, tmp, 0);
+	if ((rc = put_small_file(t, STAMP_FILE, t->stamp, sizeof(t->stamp))) != 0) {
 		snprintf(err, errlen, "%s tier: writing %s/%s failed: %s", t->name, t->path, STAMP_FILE,
 		    om_strerror(rc));
 		return rc;
 	}
 	return 0;
+}
+
+/* Who this run's processes write files as: the user and group they run
+ * as, "uid:gid\n". */
+static int
+writer_id(const om_store_t *st, char *buf, size_t cap)
+{
+	unsigned long uid = st->set_owner && st->owner_uid != (uid_t)-1 ? st->owner_uid : geteuid();
+	unsigned long gid = st->set_owner && st->owner_gid != (gid_t)-1 ? st->owner_gid : getegid();
+
+	return snprintf(buf, cap, "%lu:%lu\n", uid, gid);
+}
+
+void
+om_store_writer_read(om_store_t *st, int tier)
+{
+	om_tier_t *t = &st->tier[tier];
+	char want[48], have[48] = "";
+	int fd, len = writer_id(st, want, sizeof(want));
+	ssize_t n = -1;
+
+	fd = openat(t->dirfd, WRITER_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd >= 0) {
+		n = read(fd, have, sizeof(have));
+		close(fd);
+	}
+	/* None (a tier of an older version, or new) counts as another. */
+	t->writer_same = n == len && memcmp(have, want, (size_t)len) == 0;
+}
+
+void
+om_store_writer_note(om_store_t *st)
+{
+	char want[48];
+	int len = writer_id(st, want, sizeof(want));
+
+	for (int tier = 0; tier < 2; tier++) {
+		om_tier_t *t = &st->tier[tier];
+		int rc;
+
+		if (t->writer_same)
+			continue;
+		/* Not fatal: the next start then looks at every file's owner
+		 * again, as this one did. */
+		if ((rc = put_small_file(t, WRITER_FILE, want, (size_t)len)) != 0)
+			om_log_warn(-rc, "store: %s tier: writing %s/%s failed", t->name, t->path, WRITER_FILE);
+		else
+			t->writer_same = 1;
+	}
 }
 
 /* The latest change of the tier's fan-out directories: a file added,
@@ -162,6 +224,14 @@ om_store_attach(om_store_t *st, om_attach_stats_t *as, char *why, size_t n)
 			return -ESTALE;
 		}
 	}
+	for (int tier = 0; tier < 2 && st->set_owner; tier++) {
+		if (!st->tier[tier].writer_same) {
+			/* Files another user wrote must be given to this one. */
+			snprintf(why, n, "the %s tier's files were written as another user than this "
+			    "configuration's", st->tier[tier].name);
+			return -ESTALE;
+		}
+	}
 	as->clean = state == OM_IX_STATE_CLEAN;
 	if (as->clean) {
 		/* Stopped cleanly: nobody may have changed the tiers since. */
@@ -202,6 +272,7 @@ om_store_attach(om_store_t *st, om_attach_stats_t *as, char *why, size_t n)
 	}
 	om_index_usage(st->ix, &u);
 	as->objects = u.objects;
+	om_store_writer_note(st);
 	om_index_set_state(st->ix, OM_IX_STATE_RUNNING);
 	/* Our own slot was cleared with the rest. */
 	om_store_set_slot(st, st->slot);

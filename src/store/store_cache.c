@@ -241,7 +241,7 @@ promote_one(om_store_t *st, const om_ix_obj_t *o)
 	ssize_t n;
 
 	om_rec_init(&cr);
-	src = om_store_open_obj(st, OM_TIER_DISK, o->id);
+	src = om_store_open_entry(st, OM_TIER_DISK, o);
 	if (src < 0)
 		return src;
 	n = om_rec_read(st, OM_TIER_DISK, o->id, src, rec, sizeof(rec));

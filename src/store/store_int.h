@@ -24,6 +24,7 @@ typedef struct {
 	int tmpfile_ok;  /* O_TMPFILE works on this filesystem */
 	int rec_files;   /* records in files beside the objects, not attributes */
 	uint8_t stamp[16]; /* what the index's owner area says of its tiers (store_attach.c) */
+	int writer_same; /* the tier's files were last written as this run writes them */
 	uint64_t limit;  /* bytes (0 = none), unless limit_pct */
 	unsigned limit_pct;
 	uint64_t reserve;
@@ -126,6 +127,13 @@ void om_rec_unlink(om_store_t *st, int tier, uint64_t id);
 int om_store_clean_tmp(om_store_t *st, int tier, uint64_t *removed);
 /* Reads the tier's stamp, or makes one (store_attach.c). */
 int om_store_stamp(om_store_t *st, int tier, char *err, size_t errlen);
+/* Each tier says who its files were written as ("uid:gid" in
+ * .objmapper-writer): om_store_writer_read sets writer_same, and
+ * om_store_writer_note writes this run's where it differs, once the index
+ * is known to match the files (after a rebuild or an attach, before any
+ * worker writes). */
+void om_store_writer_read(om_store_t *st, int tier);
+void om_store_writer_note(om_store_t *st);
 /* Sets om_store_why's sentence. */
 void om_store_set_why(om_store_t *st, const char *fmt, ...) OM_PRINTF(2, 3);
 /* Drops a promoted copy: unlinks it, then clears the flag. */

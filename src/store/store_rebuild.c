@@ -8,9 +8,18 @@
  *
  * The 512 fan-out directories are shared out among one thread per CPU
  * (the index is safe for concurrent writers, and the order of files does
- * not matter: ids decide between versions), and each file costs two
- * system calls: fstatat and lgetxattr, without opening it (where records
- * are in files, "ID.r" beside "ID": open, read, close).
+ * not matter: ids decide between versions), and each file costs one
+ * system call: getxattrat (lgetxattr where the kernel has none), without
+ * opening it (where records are in files, "ID.r" beside "ID": open,
+ * read, close). The directory says the file is a regular one (d_type);
+ * its size is compared with the record's at its first open instead
+ * (OM_IX_F_UNCHECKED, om_store_open_entry), or by the scrub, whichever
+ * comes first, so that a start after a power loss does not stat a million
+ * files before it serves. A file is stat'ed here only where that is not
+ * enough: the filesystem gives no d_type, the record is a promoted copy's
+ * (compared at once: it is not opened through its own entry), or files
+ * may have to change owner (the tier's files were written as another
+ * user than this run's, om_store_writer_read).
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -143,33 +152,51 @@ remember_copy(rebuild_t *rb, const om_meta_rec_t *r)
 	return 0;
 }
 
+/* The file's type, size and owner; its owner changed to this run's
+ * where files may have been written as another user. */
 static int
-rebuild_file(rebuild_t *rb, int tier, int dfd, const char *name, uint64_t id)
+stat_file(rebuild_t *rb, int tier, int dfd, const char *name, struct stat *sb)
+{
+	om_store_t *st = rb->st;
+	int rc;
+
+	if (fstatat(dfd, name, sb, AT_SYMLINK_NOFOLLOW) != 0) {
+		rc = -errno;
+		om_log_err(-rc, "store: rebuild: fstatat(\"%s/%s\") failed", rb->dirpath, name);
+		return rc;
+	}
+	/* Files written while the daemon ran as another user (root, say)
+	 * become the current user's, so that its workers can open them. */
+	if (S_ISREG(sb->st_mode) && st->set_owner && !st->tier[tier].writer_same &&
+	    ((st->owner_uid != (uid_t)-1 && sb->st_uid != st->owner_uid) ||
+	    (st->owner_gid != (gid_t)-1 && sb->st_gid != st->owner_gid)) &&
+	    fchownat(dfd, name, st->owner_uid, st->owner_gid, AT_SYMLINK_NOFOLLOW) != 0)
+		om_log_warn(errno, "store: rebuild: chown of %s/%s failed", rb->dirpath, name);
+	return 0;
+}
+
+static int
+rebuild_file(rebuild_t *rb, int tier, int dfd, const char *name, unsigned char dtype, uint64_t id)
 {
 	om_store_t *st = rb->st;
 	uint8_t rec[OM_META_REC_MAX];
 	om_meta_rec_t r;
 	om_ix_obj_t o;
 	struct stat sb;
+	bool statted = false;
 	ssize_t n;
 	int rc;
 
-	if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0) {
-		rc = -errno;
-		om_log_err(-rc, "store: rebuild: fstatat(\"%s\") failed", name);
-		return rc;
-	}
 	rb->rs->files_scanned++;
-	if (!S_ISREG(sb.st_mode)) {
-		quarantine(rb, tier, dfd, name, "not a regular file");
-		return 0;
+	if (dtype != DT_REG || (st->set_owner && !st->tier[tier].writer_same)) {
+		if ((rc = stat_file(rb, tier, dfd, name, &sb)) != 0)
+			return rc;
+		if (!S_ISREG(sb.st_mode)) {
+			quarantine(rb, tier, dfd, name, "not a regular file");
+			return 0;
+		}
+		statted = true;
 	}
-	/* Files written while the daemon ran as another user (root, say)
-	 * become the current user's, so that its workers can open them. */
-	if (st->set_owner && ((st->owner_uid != (uid_t)-1 && sb.st_uid != st->owner_uid) ||
-	    (st->owner_gid != (gid_t)-1 && sb.st_gid != st->owner_gid)) &&
-	    fchownat(dfd, name, st->owner_uid, st->owner_gid, AT_SYMLINK_NOFOLLOW) != 0)
-		om_log_warn(errno, "store: rebuild: chown of %s/%s failed", rb->dirpath, name);
 	n = om_rec_read_at(st, tier, dfd, rb->dirpath, name, rec, sizeof(rec));
 	if (n == -ENODATA || n == -ERANGE) {
 		quarantine(rb, tier, dfd, name, n == -ENODATA ? "no objmapper record" : "record too large");
@@ -185,8 +212,17 @@ rebuild_file(rebuild_t *rb, int tier, int dfd, const char *name, uint64_t id)
 		quarantine(rb, tier, dfd, name, "damaged record");
 		return 0;
 	}
-	if (r.id != id || r.size != (uint64_t)sb.st_size) {
-		quarantine(rb, tier, dfd, name, r.id != id ? "record of another id" : "size differs from record");
+	if (r.id != id) {
+		quarantine(rb, tier, dfd, name, "record of another id");
+		return 0;
+	}
+	if (!statted && r.kind == OM_KIND_COPY) {
+		if ((rc = stat_file(rb, tier, dfd, name, &sb)) != 0)
+			return rc;
+		statted = true;
+	}
+	if (statted && r.size != (uint64_t)sb.st_size) {
+		quarantine(rb, tier, dfd, name, "size differs from record");
 		return 0;
 	}
 	if ((tier == OM_TIER_DISK && r.kind != OM_KIND_PERSIST) ||
@@ -215,7 +251,7 @@ rebuild_file(rebuild_t *rb, int tier, int dfd, const char *name, uint64_t id)
 	o.size = r.size;
 	o.expires = r.expires;
 	o.crc = r.crc;
-	o.flags = r.kind == OM_KIND_EPHEMERAL ? OM_IX_F_EPHEMERAL : 0;
+	o.flags = (r.kind == OM_KIND_EPHEMERAL ? OM_IX_F_EPHEMERAL : 0) | (statted ? 0 : OM_IX_F_UNCHECKED);
 	rc = om_index_put(st->ix, r.uri, r.uri_len, &o, OM_IX_UPSERT, NULL);
 	if (rc == 1) {
 		/* The older version was released (its file unlinked). */
@@ -337,7 +373,7 @@ scan_dir(rebuild_t *rb, int tier, unsigned fan)
 				break;
 			continue;
 		}
-		if ((rc = rebuild_file(rb, tier, dirfd(d), de->d_name, id)) != 0)
+		if ((rc = rebuild_file(rb, tier, dirfd(d), de->d_name, de->d_type, id)) != 0)
 			break;
 		if (__atomic_load_n(&rb->job->error, __ATOMIC_RELAXED) != 0)
 			break;
@@ -462,6 +498,8 @@ om_store_rebuild(om_store_t *st, om_rebuild_stats_t *rs)
 		}
 	}
 	free(rb);
+	if (rc == 0)
+		om_store_writer_note(st);
 	om_index_reserve_ids(st->ix, max_id + 1);
 	om_index_usage(st->ix, &u);
 	rs->objects = u.objects;

@@ -121,6 +121,8 @@ verify_file(om_store_t *st, const om_ix_obj_t *o, int tier, uint64_t *read)
 		    crc, o->crc);
 		rc = -EBADMSG;
 	}
+	if (rc == 0 && (o->flags & OM_IX_F_UNCHECKED) && tier == om_store_tier_of(o->flags))
+		(void)om_index_update_flags(st->ix, o->slot, o->id, 0, OM_IX_F_UNCHECKED);
 	/* What nobody reads stays out of the page cache, and is read from
 	 * the disk by the next pass. */
 	if (tier == OM_TIER_DISK && om_index_ticks() - o->atime > SCRUB_COLD_TICKS)

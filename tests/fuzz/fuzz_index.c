@@ -242,7 +242,7 @@ op_put(model_t *s, fz_in_t *in, enum om_ix_put_mode mode, bool stale)
 	obj.size = fz_u32(in) | (uint64_t)fz_u8(in) << 32;
 	obj.expires = (int64_t)fz_u64(in);
 	obj.crc = fz_u32(in);
-	obj.flags = flags; /* only OM_IX_F_EPHEMERAL is taken */
+	obj.flags = flags; /* only OM_IX_F_EPHEMERAL and OM_IX_F_UNCHECKED are taken */
 	obj.hits = 77;
 	obj.atime = 1;
 	obj.slot = 12345;
@@ -282,7 +282,7 @@ op_put(model_t *s, fz_in_t *in, enum om_ix_put_mode mode, bool stale)
 	}
 	if (rc == 0 || rc == 1) {
 		want = obj;
-		want.flags = obj.flags & OM_IX_F_EPHEMERAL;
+		want.flags = obj.flags & (OM_IX_F_EPHEMERAL | OM_IX_F_UNCHECKED);
 		want.hits = 0;
 		m->o = want;
 		m->present = true;
@@ -373,7 +373,8 @@ static void
 op_flags(model_t *s, fz_in_t *in)
 {
 	uint8_t b = fz_u8(in);
-	uint32_t set = (b & 1) ? OM_IX_F_COPY : 0, clear = (b & 2) ? OM_IX_F_COPY : 0, slot;
+	uint32_t set = ((b & 1) ? OM_IX_F_COPY : 0) | ((b & 4) ? OM_IX_F_UNCHECKED : 0);
+	uint32_t clear = ((b & 2) ? OM_IX_F_COPY : 0) | ((b & 8) ? OM_IX_F_UNCHECKED : 0), slot;
 	uint64_t id;
 	int rc, k;
 

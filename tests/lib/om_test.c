@@ -101,7 +101,8 @@ count_at(int dfd, const char *name, const char *part, long *matching)
 			continue;
 		if (S_ISDIR(st.st_mode)) {
 			n += count_at(dirfd(d), de->d_name, part, matching);
-		} else if (is_record_file(de->d_name) || strcmp(de->d_name, ".objmapper-stamp") == 0) {
+		} else if (is_record_file(de->d_name) || strcmp(de->d_name, ".objmapper-stamp") == 0 ||
+		    strcmp(de->d_name, ".objmapper-writer") == 0) {
 			continue;
 		} else {
 			n++;

@@ -19,7 +19,7 @@ int om_test_rmtree(const char *path);
 /* Counts regular files under a tree, and those whose name contains `part`;
  * objects' record files ("ID.r", beside their objects where the
  * filesystem has no user extended attributes) and a tier's stamp
- * (.objmapper-stamp) are not counted. */
+ * and writer (.objmapper-stamp, .objmapper-writer) are not counted. */
 long om_test_count_files(const char *path, const char *part, long *matching);
 /* Calls fn with where each descriptor of pid points (its /proc/PID/fd
  * link; "" if it could not be read); returns how many it has, 0 if pid is

@@ -726,6 +726,149 @@ test_records_in_files(void **state)
 	fx_free(f);
 }
 
+/*
+ * A rebuild indexes a file from its record without looking at the file
+ * (one system call per file): the size of a file that a power loss left
+ * shorter or longer than its record (durability none) is compared at its
+ * first open, or by the scrub. Such an object is never served: it is
+ * quarantined, and the rest are served and marked checked.
+ */
+static void
+test_rebuild_size_checked_at_first_open(void **state)
+{
+	fx_t *f = fx_new(256);
+	const state_t a = { 101, 3000, 0, 0 }, b = { 102, 2000, 0, 0 }, c = { 103, 1000, 0, 0 },
+	    d = { 104, 500, 0, 0 };
+	om_rebuild_stats_t rs;
+	om_ix_obj_t o;
+	om_get_t g;
+	state_t got;
+	char why[256], uri[128], path[600], name[32];
+	uint64_t used = 0;
+	uint32_t cursor = 0;
+	int keys[4] = { 1, 2, 3, 4 };
+
+	(void)state;
+	assert_int_equal(put_state(f->st, 1, &a), 0);
+	assert_int_equal(put_state(f->st, 2, &b), 0);
+	assert_int_equal(put_state(f->st, 3, &c), 0);
+	assert_int_equal(put_state(f->st, 4, &d), 0);
+	/* Key 1 cut short, key 3 grown, behind the store's back. */
+	for (int i = 0; i < 4; i += 2) {
+		key_uri(uri, sizeof(uri), keys[i]);
+		assert_int_equal(om_store_stat(f->st, uri, strlen(uri), &o), 0);
+		om_store_object_name(o.id, name, sizeof(name));
+		snprintf(path, sizeof(path), "%s/%s", f->disk, name);
+		assert_int_equal(truncate(path, i == 0 ? 100 : 1500), 0);
+	}
+	fx_restart(f, &rs, 0);
+	assert_int_equal(rs.objects, 4);
+	assert_int_equal(rs.corrupt_moved, 0);
+	/* Every entry waits for its check. */
+	for (int i = 0; i < 4; i++) {
+		key_uri(uri, sizeof(uri), keys[i]);
+		assert_int_equal(om_store_stat(f->st, uri, strlen(uri), &o), 0);
+		assert_true(o.flags & OM_IX_F_UNCHECKED);
+	}
+	/* The first open: the short one is a miss from then on, moved to
+	 * corrupt/; an intact one is served and checked once. */
+	key_uri(uri, sizeof(uri), 1);
+	assert_int_equal(om_store_get(f->st, uri, strlen(uri), 0, &g), -ENOENT);
+	assert_int_equal(om_store_stat(f->st, uri, strlen(uri), &o), -ENOENT);
+	assert_int_equal(om_store_stats(f->st)->damaged, 1);
+	assert_int_equal(read_check(f->st, 2, &got, why, sizeof(why)), 0);
+	assert_true(same_state(&got, &b));
+	key_uri(uri, sizeof(uri), 2);
+	assert_int_equal(om_store_stat(f->st, uri, strlen(uri), &o), 0);
+	assert_false(o.flags & OM_IX_F_UNCHECKED);
+	/* The scrub finds the grown one before anyone asks for it, and
+	 * marks the intact ones it reads. */
+	while (om_store_scrub(f->st, &cursor, UINT64_MAX, &used) == 0)
+		;
+	assert_int_equal(om_store_stats(f->st)->damaged, 2);
+	key_uri(uri, sizeof(uri), 3);
+	assert_int_equal(om_store_stat(f->st, uri, strlen(uri), &o), -ENOENT);
+	key_uri(uri, sizeof(uri), 4);
+	assert_int_equal(om_store_stat(f->st, uri, strlen(uri), &o), 0);
+	assert_false(o.flags & OM_IX_F_UNCHECKED);
+	assert_int_equal(read_check(f->st, 4, &got, why, sizeof(why)), 0);
+	snprintf(path, sizeof(path), "%s/corrupt", f->disk);
+	assert_int_equal(om_test_count_files(path, NULL, NULL), 2);
+	fx_free(f);
+}
+
+/*
+ * Each tier says who its files were written as. A rebuild looks at every
+ * file's type and size only where the directory gives no type; as root
+ * with another user configured, a tier last written as someone else has
+ * every file given to that user, and the next rebuild stats nothing.
+ */
+static void
+test_rebuild_writer_file(void **state)
+{
+	fx_t *f = fx_new(64);
+	const state_t a = { 201, 700, 0, 0 };
+	om_rebuild_stats_t rs;
+	om_ix_obj_t o;
+	char uri[128], path[600], name[32], buf[64];
+	struct stat sb;
+	int fd;
+	ssize_t n;
+
+	(void)state;
+	assert_int_equal(put_state(f->st, 1, &a), 0);
+	fx_restart(f, &rs, 0);
+	snprintf(path, sizeof(path), "%s/.objmapper-writer", f->disk);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	{
+		char want[64];
+
+		snprintf(want, sizeof(want), "%lu:%lu\n", (unsigned long)geteuid(), (unsigned long)getegid());
+		assert_string_equal(buf, want);
+	}
+	if (geteuid() != 0) {
+		fx_free(f);
+		skip();
+	}
+	/* As root, for uid 65534: the file becomes that user's at the first
+	 * rebuild, and the tiers then say so. */
+	key_uri(uri, sizeof(uri), 1);
+	assert_int_equal(om_store_stat(f->st, uri, strlen(uri), &o), 0);
+	om_store_object_name(o.id, name, sizeof(name));
+	snprintf(path, sizeof(path), "%s/%s", f->disk, name);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_uid, 0);
+	f->p.set_owner = 1;
+	f->p.owner_uid = 65534;
+	f->p.owner_gid = (gid_t)-1;
+	fx_restart(f, &rs, 0);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_uid, 65534);
+	assert_int_equal(om_store_stat(f->st, uri, strlen(uri), &o), 0);
+	assert_false(o.flags & OM_IX_F_UNCHECKED); /* stat'ed for its owner */
+	/* Changed back behind its back: the tier says files are 65534's
+	 * already, so the next rebuild trusts it and looks at no file. */
+	assert_int_equal(chown(path, 0, 0), 0);
+	fx_restart(f, &rs, 0);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_uid, 0);
+	assert_int_equal(om_store_stat(f->st, uri, strlen(uri), &o), 0);
+	assert_true(o.flags & OM_IX_F_UNCHECKED);
+	snprintf(path, sizeof(path), "%s/.objmapper-writer", f->disk);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	snprintf(name, sizeof(name), "65534:%lu\n", (unsigned long)getegid());
+	assert_string_equal(buf, name);
+	fx_free(f);
+}
+
 int
 main(void)
 {
@@ -737,6 +880,8 @@ main(void)
 		cmocka_unit_test(test_rebuild_temp_names_after_crash),
 		cmocka_unit_test(test_rebuild_index_too_small),
 		cmocka_unit_test(test_records_in_files),
+		cmocka_unit_test(test_rebuild_size_checked_at_first_open),
+		cmocka_unit_test(test_rebuild_writer_file),
 	};
 
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
