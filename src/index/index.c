@@ -1009,6 +1009,225 @@ om_index_walk(om_index_t *ix, uint32_t *cursor, unsigned max, om_ix_scan_fn fn, 
 	return 0;
 }
 
+/* ---- listing by prefix --------------------------------------------------- */
+
+/* One bucket's matches: entries and their URIs, grown as needed. */
+typedef struct {
+	om_ix_entry_t *e;
+	size_t *at;      /* each entry's URI offset in uris (uris may move) */
+	unsigned n, cap;
+	char *uris;
+	size_t ulen, ucap;
+} ix_matches_t;
+
+static void
+matches_free(ix_matches_t *m)
+{
+	free(m->e);
+	free(m->at);
+	free(m->uris);
+}
+
+/* Room for one more entry of a URI of len bytes (rounded up to whole
+ * words: the copy reads the block in 8-byte loads). */
+static int
+matches_room(ix_matches_t *m, size_t len)
+{
+	size_t words = (len + 7) & ~(size_t)7;
+
+	if (m->n == m->cap) {
+		unsigned c = m->cap ? m->cap * 2 : 16;
+		om_ix_entry_t *e = realloc(m->e, c * sizeof(*e));
+		size_t *at;
+
+		if (e == NULL)
+			return -ENOMEM;
+		m->e = e;
+		if ((at = realloc(m->at, c * sizeof(*at))) == NULL)
+			return -ENOMEM;
+		m->at = at;
+		m->cap = c;
+	}
+	if (m->ulen + words > m->ucap) {
+		size_t c = m->ucap ? m->ucap * 2 : 4096;
+		char *u;
+
+		while (c < m->ulen + words)
+			c *= 2;
+		if ((u = realloc(m->uris, c)) == NULL)
+			return -ENOMEM;
+		m->uris = u;
+		m->ucap = c;
+	}
+	return 0;
+}
+
+/* Copies a block's URI with relaxed word loads (a writer may be changing
+ * the block under an optimistic reader, who validates afterwards). */
+static void
+uri_copy(const om_index_t *ix, uint32_t off, char *dst, size_t len)
+{
+	const uint64_t *w = (const uint64_t *)(const void *)blk_uri(ix, off);
+
+	for (size_t i = 0; i < (len + 7) / 8; i++) {
+		uint64_t v = OM_LOAD(&w[i]);
+
+		memcpy(dst + i * 8, &v, 8);
+	}
+}
+
+/*
+ * Collects bucket b's objects whose URI begins with the prefix. With
+ * `optimistic` (no lock), a chain that changes underneath (offsets out of
+ * range, a walk without end) sets *bad; the caller validates with the
+ * stripe's sequence. *looked counts the objects looked at.
+ */
+static int
+bucket_collect(om_index_t *ix, uint32_t b, const void *prefix, size_t plen, bool optimistic,
+    bool *bad, ix_matches_t *m, unsigned *looked)
+{
+	uint32_t off, steps = 0, limit = optimistic ? IX_OPTIMISTIC_STEPS : ix->capacity + 1;
+	const uint32_t *link = &ix->buckets[b];
+
+	m->n = 0;
+	m->ulen = 0;
+	*looked = 0;
+	while ((off = OM_LOAD(link)) != IX_NIL) {
+		const ix_block_sh_t *e;
+		uint32_t lf, len;
+		int rc;
+
+		if (OM_UNLIKELY(off > ix->arena_units - IX_HDR_UNITS || ++steps > limit)) {
+			OM_ASSERT(optimistic);
+			*bad = true;
+			return 0;
+		}
+		e = blk(ix, off);
+		lf = OM_LOAD(&e->lenflags);
+		len = IX_LEN(lf);
+		if (OM_UNLIKELY(len == 0 || len > ix->max_uri ||
+		    (uint64_t)off + block_units(len) > ix->arena_units)) {
+			OM_ASSERT(optimistic);
+			*bad = true;
+			return 0;
+		}
+		(*looked)++;
+		if ((lf & IX_ST_MASK) == IX_ST_LINKED && len >= plen &&
+		    (plen == 0 || uri_equal(ix, off, prefix, plen))) {
+			if ((rc = matches_room(m, len)) != 0)
+				return rc;
+			m->at[m->n] = m->ulen;
+			uri_copy(ix, off, m->uris + m->ulen, len);
+			m->e[m->n].len = len;
+			obj_from_block(ix, off, &m->e[m->n].obj);
+			m->ulen += (len + 7) & ~(size_t)7;
+			m->n++;
+		}
+		link = &e->next;
+	}
+	return 0;
+}
+
+/* Bucket b as one version: optimistic reads validated by the stripe's
+ * sequence, then, if writers keep it busy, under its lock (which also
+ * repairs a dead writer's stripe). */
+static int
+bucket_read(om_index_t *ix, uint32_t b, const void *prefix, size_t plen, ix_matches_t *m,
+    unsigned *looked)
+{
+	ix_stripe_sh_t *st = &ix->stripes[b & ix->smask];
+	int rc;
+
+	for (int tries = 0; tries < 4; tries++) {
+		uint32_t s1 = OM_LOAD_ACQ(&st->seq);
+		bool bad = false;
+
+		if (s1 & 1) {
+			cpu_relax();
+			continue;
+		}
+		rc = bucket_collect(ix, b, prefix, plen, true, &bad, m, looked);
+		OM_FENCE_ACQ();
+		if (rc != 0)
+			return rc;
+		if (OM_LOAD(&st->seq) == s1 && !bad)
+			return 0;
+	}
+	stripe_lock(ix, st);
+	rc = bucket_collect(ix, b, prefix, plen, false, NULL, m, looked);
+	stripe_unlock(st);
+	return rc;
+}
+
+int
+om_index_list(om_index_t *ix, uint32_t *cursor, const void *prefix, size_t plen,
+    unsigned max_buckets, unsigned max_objects, om_ix_list_fn fn, void *arg)
+{
+	ix_matches_t m = { 0 };
+	unsigned buckets = 0, looked = 0;
+	uint32_t b = *cursor;
+	int rc = 0;
+
+	if (b > ix->bmask)
+		return -EINVAL;
+	if (plen > ix->max_uri) {
+		/* No URI is that long: nothing matches. */
+		*cursor = 0;
+		return 1;
+	}
+	for (;;) {
+		unsigned k;
+
+		if ((rc = bucket_read(ix, b, prefix, plen, &m, &k)) != 0)
+			break;
+		buckets++;
+		looked += k;
+		if (m.n > 0) {
+			int take;
+
+			for (unsigned i = 0; i < m.n; i++)
+				m.e[i].uri = m.uris + m.at[i];
+			take = fn(arg, m.e, m.n);
+			if (take == OM_IX_LIST_REFUSE) {
+				*cursor = b;
+				rc = 0;
+				break;
+			}
+			if (take == OM_IX_LIST_LAST) {
+				buckets = max_buckets; /* stop after this one */
+			}
+		}
+		if (b == ix->bmask) {
+			*cursor = 0;
+			rc = 1;
+			break;
+		}
+		b++;
+		if (buckets >= max_buckets || looked >= max_objects) {
+			*cursor = b;
+			rc = 0;
+			break;
+		}
+	}
+	matches_free(&m);
+	return rc;
+}
+
+uint32_t
+om_index_buckets(const om_index_t *ix)
+{
+	return ix->bmask + 1;
+}
+
+uint32_t
+om_index_tag(const om_index_t *ix)
+{
+	static const char what[] = "objmapper list cursor";
+	uint32_t t = (uint32_t)(om_hash64(what, sizeof(what) - 1, ix->h->seed) >> 32);
+
+	return t != 0 ? t : 1;
+}
+
 void
 om_index_class_bytes(om_index_t *ix, uint64_t bytes[OM_IX_NCLASS])
 {

@@ -173,6 +173,42 @@ int om_index_slot_get(om_index_t *ix, uint32_t slot, uint64_t id, om_ix_obj_t *o
  * cursor is back at 0), else 0. */
 int om_index_walk(om_index_t *ix, uint32_t *cursor, unsigned max, om_ix_scan_fn fn, void *arg);
 
+/*
+ * Listing by URI prefix, in pages (the protocol's LIST and PURGE): the
+ * objects whose URI begins with prefix (plen bytes; 0: every object),
+ * bucket after bucket of the hash table from *cursor (0 to begin). An
+ * object stays in the bucket its URI hashes to for its whole life, a
+ * replace included, and each bucket is read as one version (optimistic,
+ * validated by its stripe's sequence counter; under the stripe's lock
+ * after 4 tries) and handed to fn whole, with no lock held: so a URI that
+ * exists throughout a walk, however many calls it takes, is seen exactly
+ * once, and one stored or deleted meanwhile at most once. fn gets each
+ * bucket's matches (only buckets that have some) and returns
+ * OM_IX_LIST_MORE to go on, OM_IX_LIST_LAST to stop after them, or
+ * OM_IX_LIST_REFUSE to stop before them (the cursor stays on that
+ * bucket). The walk also stops after the bucket with which max_buckets
+ * buckets were read or max_objects objects looked at. Returns 1 when it
+ * reached the end (*cursor is 0 again), 0 with *cursor on the next bucket
+ * to read, -EINVAL for a cursor that is not a bucket, or -ENOMEM.
+ */
+typedef struct {
+	const char *uri;  /* len bytes, not NUL-terminated; valid during fn */
+	size_t len;
+	om_ix_obj_t obj;
+} om_ix_entry_t;
+enum { OM_IX_LIST_MORE = 0, OM_IX_LIST_LAST = 1, OM_IX_LIST_REFUSE = 2 };
+typedef int (*om_ix_list_fn)(void *arg, const om_ix_entry_t *e, unsigned n);
+int om_index_list(om_index_t *ix, uint32_t *cursor, const void *prefix, size_t plen,
+    unsigned max_buckets, unsigned max_objects, om_ix_list_fn fn, void *arg);
+/* Buckets of the hash table: a list cursor is below this. */
+uint32_t om_index_buckets(const om_index_t *ix);
+/* A tag of this segment (never 0), derived from its random hash key: the
+ * same for the segment's life (across reloads and restarts that attach
+ * it), another after a rebuild into a new segment. A listing's cursor
+ * that a client keeps carries it, so that one from another index (whose
+ * buckets hold other URIs) is refused instead of listing wrongly. */
+uint32_t om_index_tag(const om_index_t *ix);
+
 /* Bytes per accounting class, summed over the stripes (cheap, no lock). */
 void om_index_class_bytes(om_index_t *ix, uint64_t bytes[OM_IX_NCLASS]);
 

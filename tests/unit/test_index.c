@@ -772,6 +772,213 @@ test_recreate(void **state)
 	om_index_close(ix);
 }
 
+/* ---- listing by prefix ---------------------------------------------------- */
+
+#define LIST_N 3000
+
+/* What a listing saw: per key, how many times (keys "/lsP/K": P the
+ * prefix group 0..2, K 0..LIST_N-1), and anything it should not have. */
+typedef struct {
+	unsigned char seen[3][LIST_N];
+	unsigned churn;     /* "/churn/..." entries */
+	unsigned other;     /* anything else, or a field that does not fit */
+	unsigned calls, entries;
+	unsigned refuse_at; /* refuse the call with this number (0: never) */
+} lsee_t;
+
+static int
+lsee_cb(void *arg, const om_ix_entry_t *e, unsigned n)
+{
+	lsee_t *s = arg;
+
+	if (++s->calls == s->refuse_at)
+		return OM_IX_LIST_REFUSE;
+	for (unsigned i = 0; i < n; i++) {
+		unsigned p, k;
+		char u[64];
+
+		s->entries++;
+		if (e[i].len >= sizeof(u)) {
+			s->other++;
+			continue;
+		}
+		memcpy(u, e[i].uri, e[i].len);
+		u[e[i].len] = '\0';
+		if (strncmp(u, "/churn/", 7) == 0)
+			s->churn++;
+		else if (sscanf(u, "/ls%u/%u", &p, &k) == 2 && p < 3 && k < LIST_N &&
+		    e[i].obj.size == p * 100000u + k % 1000)
+			s->seen[p][k]++;
+		else
+			s->other++;
+	}
+	return OM_IX_LIST_MORE;
+}
+
+/* A whole listing in pages of at most `buckets` buckets; the calls it took. */
+static unsigned
+list_all(om_index_t *ix, const char *prefix, unsigned buckets, lsee_t *s)
+{
+	uint32_t cursor = 0;
+	unsigned pages = 0;
+	int rc;
+
+	do {
+		rc = om_index_list(ix, &cursor, prefix, strlen(prefix), buckets, 1u << 30, lsee_cb, s);
+		assert_true(rc == 0 || rc == 1);
+		pages++;
+		assert_true(pages < 1000000);
+	} while (rc == 0);
+	assert_int_equal(cursor, 0);
+	return pages;
+}
+
+static void
+ls_put(om_index_t *ix, unsigned p, unsigned k)
+{
+	char uri[32];
+	om_ix_obj_t o = obj(ix, p * 100000u + k % 1000);
+
+	snprintf(uri, sizeof(uri), "/ls%u/%u", p, k);
+	assert_true(put(ix, uri, &o, NULL) >= 0);
+}
+
+static void
+test_list_prefix(void **state)
+{
+	om_index_t *ix = mk(4 * LIST_N, 64, 0);
+	static lsee_t s;
+	uint32_t cursor;
+	unsigned pages;
+
+	(void)state;
+	for (unsigned p = 0; p < 3; p++)
+		for (unsigned k = 0; k < LIST_N; k++)
+			ls_put(ix, p, k);
+	/* Everything, in one call and in pages of 7 buckets. */
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(list_all(ix, "", 1u << 30, &s), 1);
+	for (unsigned p = 0; p < 3; p++)
+		for (unsigned k = 0; k < LIST_N; k++)
+			assert_int_equal(s.seen[p][k], 1);
+	assert_int_equal(s.other, 0);
+	memset(&s, 0, sizeof(s));
+	pages = list_all(ix, "", 7, &s);
+	assert_int_equal(pages, (om_index_buckets(ix) + 6) / 7);
+	assert_int_equal(s.entries, 3 * LIST_N);
+	/* One prefix: exactly its objects. "/ls1/" is not "/ls1" + more digits. */
+	memset(&s, 0, sizeof(s));
+	(void)list_all(ix, "/ls1/", 100, &s);
+	assert_int_equal(s.entries, LIST_N);
+	for (unsigned k = 0; k < LIST_N; k++)
+		assert_int_equal(s.seen[1][k], 1);
+	/* A longer prefix: /ls2/12 matches 12, 120..129, 1200..1299. */
+	memset(&s, 0, sizeof(s));
+	(void)list_all(ix, "/ls2/12", 100, &s);
+	assert_int_equal(s.entries, 1 + 10 + 100);
+	assert_int_equal(s.seen[2][12] + s.seen[2][125] + s.seen[2][1299], 3);
+	/* Nothing, and a prefix longer than any URI. */
+	memset(&s, 0, sizeof(s));
+	(void)list_all(ix, "/nothing", 1000, &s);
+	assert_int_equal(s.entries + s.calls, 0);
+	cursor = 0;
+	{
+		char longp[200];
+
+		memset(longp, 'x', sizeof(longp));
+		assert_int_equal(om_index_list(ix, &cursor, longp, sizeof(longp), 10, 10, lsee_cb, &s), 1);
+	}
+	/* A bucket refused stays for the next call: nothing lost, nothing twice. */
+	memset(&s, 0, sizeof(s));
+	s.refuse_at = 5;
+	cursor = 0;
+	assert_int_equal(om_index_list(ix, &cursor, "", 0, 1u << 30, 1u << 30, lsee_cb, &s), 0);
+	assert_int_equal(s.calls, 5);
+	assert_true(cursor > 0);
+	s.refuse_at = 0;
+	while (om_index_list(ix, &cursor, "", 0, 50, 1u << 30, lsee_cb, &s) == 0)
+		;
+	assert_int_equal(s.entries, 3 * LIST_N);
+	for (unsigned p = 0; p < 3; p++)
+		for (unsigned k = 0; k < LIST_N; k++)
+			assert_int_equal(s.seen[p][k], 1);
+	/* Stopping after a bucket; the object bound. */
+	memset(&s, 0, sizeof(s));
+	cursor = 0;
+	assert_int_equal(om_index_list(ix, &cursor, "", 0, 1u << 30, 10, lsee_cb, &s), 0);
+	assert_true(s.entries >= 10 && s.entries < 3 * LIST_N);
+	/* A cursor that is not a bucket. */
+	cursor = om_index_buckets(ix);
+	assert_int_equal(om_index_list(ix, &cursor, "", 0, 10, 10, lsee_cb, &s), -EINVAL);
+	assert_int_not_equal(om_index_tag(ix), 0);
+	om_index_close(ix);
+}
+
+/*
+ * A listing in small pages while another process replaces, deletes and
+ * re-inserts objects: every object that exists throughout (group 0, and
+ * group 1, which is replaced again and again: a replace keeps its URI in
+ * its bucket) is seen exactly once, one that comes and goes (group 2) at
+ * most once, and nothing else appears.
+ */
+static void
+test_list_under_writers(void **state)
+{
+	om_index_t *ix = mk(4 * LIST_N + 1000, 64, 0);
+	static lsee_t s;
+	volatile uint32_t *stop;
+	pid_t pid;
+
+	(void)state;
+	stop = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(stop != MAP_FAILED);
+	*stop = 0;
+	for (unsigned p = 0; p < 3; p++)
+		for (unsigned k = 0; k < LIST_N; k++)
+			ls_put(ix, p, k);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		uint64_t r = 42;
+
+		while (!__atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
+			unsigned k = (unsigned)(om_test_rand(&r) % LIST_N);
+			char uri[32];
+
+			ls_put(ix, 1, k); /* a replace */
+			snprintf(uri, sizeof(uri), "/ls2/%u", k);
+			if (om_test_rand(&r) & 1)
+				(void)om_index_delete(ix, uri, strlen(uri), 0, NULL);
+			else
+				ls_put(ix, 2, k);
+			snprintf(uri, sizeof(uri), "/churn/%u", k);
+			if (om_test_rand(&r) & 1) {
+				om_ix_obj_t o = obj(ix, 1);
+
+				(void)put(ix, uri, &o, NULL);
+			} else {
+				(void)om_index_delete(ix, uri, strlen(uri), 0, NULL);
+			}
+		}
+		_exit(0);
+	}
+	for (int round = 0; round < 20; round++) {
+		memset(&s, 0, sizeof(s));
+		(void)list_all(ix, "", 3, &s);
+		assert_int_equal(s.other, 0);
+		for (unsigned k = 0; k < LIST_N; k++) {
+			assert_int_equal(s.seen[0][k], 1);
+			assert_int_equal(s.seen[1][k], 1);
+			assert_true(s.seen[2][k] <= 1);
+		}
+	}
+	__atomic_store_n(stop, 1, __ATOMIC_RELEASE);
+	assert_int_equal(om_test_wait(pid), 0);
+	check_ok(ix);
+	munmap((void *)stop, 4096);
+	om_index_close(ix);
+}
+
 static void
 test_bad_params(void **state)
 {
@@ -811,6 +1018,8 @@ main(void)
 		cmocka_unit_test(test_hits_limit),
 		cmocka_unit_test(test_recreate),
 		cmocka_unit_test(test_bad_params),
+		cmocka_unit_test(test_list_prefix),
+		cmocka_unit_test(test_list_under_writers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
