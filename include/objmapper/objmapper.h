@@ -204,6 +204,45 @@ int om_client_ping(om_client_t *c);
 int om_client_verify(om_client_t *c, const char *uri, om_info_t *info);
 
 /*
+ * Listing and purging by URI prefix. An entry of a listing: the URI (NUL-
+ * terminated, uri_len bytes; valid during the callback only) and the
+ * object's fields: id, size, expires, crc, and tier, the tier of its
+ * primary (OM_TIER_MEMORY for an ephemeral object); mtime is 0. copy is 1
+ * for a persistent object with a copy in the memory tier.
+ */
+typedef struct {
+	const char *uri;
+	size_t uri_len;
+	om_info_t info;
+	int copy;
+} om_entry_t;
+/* Called for each entry; a non-zero return stops the listing, and the
+ * call that made it returns that value. */
+typedef int (*om_list_fn)(void *arg, const om_entry_t *e);
+/*
+ * LIST: fn for every object whose URI begins with prefix (NULL or "":
+ * every object), page after page, in no particular order. An object that
+ * exists throughout the listing (also if it is replaced meanwhile) is
+ * listed exactly once; one stored or deleted meanwhile at most once.
+ * Expired objects are not listed. A reload of the daemon is followed; a
+ * restart that rebuilt the daemon's index ends the listing with
+ * -OM_STATUS_BAD_REQUEST (start again).
+ */
+int om_client_list(om_client_t *c, const char *prefix, om_list_fn fn, void *arg);
+/* One page of it: from *cursor (0 to begin); *cursor gets the next
+ * page's, 0 after the last page. A page may have no entries and still not
+ * be the last. */
+int om_client_list_page(om_client_t *c, const char *prefix, uint64_t *cursor, om_list_fn fn,
+    void *arg);
+/*
+ * PURGE (a writer's request): deletes every object whose URI begins with
+ * prefix (at least 1 byte), in steps of a bounded size; *count (may be
+ * NULL) gets how many were deleted, also when it fails part way. Objects
+ * stored under the prefix while it runs may or may not be deleted.
+ */
+int om_client_purge(om_client_t *c, const char *prefix, uint64_t *count);
+
+/*
  * The non-blocking API, for event loops: the protocol without any I/O
  * that could block and without hidden threads. The blocking calls above
  * are built on it. libobjmapper(3), "NON-BLOCKING API", has an example.
@@ -217,16 +256,21 @@ int om_client_verify(om_client_t *c, const char *uri, om_info_t *info);
  * waits for its socket to be readable while it has requests in flight.
  */
 typedef struct {
-	int op;                /* OM_OP_HELLO, GET, PUT, DELETE, STAT, STATS, PING */
+	int op;                /* OM_OP_HELLO, GET, PUT, DELETE, STAT, STATS, PING, VERIFY,
+	                        * LIST, PURGE */
 	uint32_t id;           /* any; comes back in the response */
-	const char *uri;       /* GET, PUT, DELETE, STAT; NULL otherwise */
+	const char *uri;       /* GET, PUT, DELETE, STAT, VERIFY; LIST, PURGE: the prefix
+	                        * (LIST: NULL or "" for every object); NULL otherwise */
 	unsigned flags;        /* GET: mode | OM_GET_*; STAT: OM_GET_WANT_META; STATS:
 	                        * OM_STATS_PROMETHEUS; PUT: OM_PUT_EPHEMERAL | OM_PUT_FD;
 	                        * HELLO: OM_HELLO_OFFSET_READS */
 	uint64_t body_len;     /* PUT: the object's size (its bytes follow the request) */
 	const void *meta;      /* PUT: metadata, meta_len bytes */
 	uint32_t meta_len;
-	int64_t expires;       /* PUT: unix seconds, 0 = never */
+	union {
+		int64_t expires;   /* PUT: unix seconds, 0 = never */
+		uint64_t cursor;   /* LIST, PURGE: 0 to begin, else what the last answer gave */
+	};
 } om_request_t;
 
 /* Bytes a request takes at most besides its URI and metadata. */
@@ -261,6 +305,13 @@ void om_response_free(om_response_t *r);
 int om_response_take_fd(om_response_t *r);
 /* The capabilities a HELLO response carries: 0 or -OM_EPROTO. */
 int om_response_caps(const om_response_t *r, om_caps_t *caps);
+/* A LIST response's page: fn for each entry (or fn's non-zero value),
+ * *cursor the next page's (0: the last); 0, or -OM_EPROTO for a body
+ * that is not a page (r->rc != 0: that). */
+int om_response_list(const om_response_t *r, uint64_t *cursor, om_list_fn fn, void *arg);
+/* A PURGE response's step: *cursor the next step's (0: done), *count the
+ * objects it deleted; 0, or -OM_EPROTO (r->rc != 0: that). */
+int om_response_purge(const om_response_t *r, uint64_t *cursor, uint64_t *count);
 
 typedef struct om_decoder om_decoder_t;
 

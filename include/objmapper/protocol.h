@@ -26,6 +26,9 @@ enum om_op {
 	OM_OP_PING = 7,
 	OM_OP_GOAWAY = 8, /* server to client only */
 	OM_OP_VERIFY = 9, /* check an object's bytes (URI), or start a scrub pass (no URI) */
+	OM_OP_LIST = 10,  /* a page of the objects under a URI prefix */
+	OM_OP_PURGE = 11, /* a step of deleting the objects under a URI prefix */
+	OM_OP_MAX = 11,
 };
 
 /* GET: how the bytes come back (flags bits 0-1). */
@@ -75,6 +78,15 @@ enum om_status {
 /* Tiers (response header byte 11). */
 #define OM_TIER_MEMORY     0u
 #define OM_TIER_PERSISTENT 1u
+
+/* LIST response body: a page header, then its entries, each an entry
+ * header and the URI (not padded). PURGE response body: the next cursor
+ * and the objects deleted, 8 bytes each. */
+#define OM_LIST_PAGE_LEN  16u /* next cursor (8), entries (4), reserved (4) */
+#define OM_LIST_ENTRY_LEN 32u /* size, expires, id (8 each), crc (4), tier,
+                               * flags (1 each), uri_len (2) */
+#define OM_LIST_F_COPY    0x01u /* entry flags: a copy in the memory tier */
+#define OM_PURGE_BODY_LEN 16u
 
 /* HELLO response body: a capability record, then the server's name. */
 #define OM_HELLO_CAPS_LEN 40u

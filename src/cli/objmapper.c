@@ -710,6 +710,104 @@ cmd_verify(cli_t *cl, int argc, char **argv)
 	return rc;
 }
 
+/* ls: one entry per line, as the pages give them, written page by page (a
+ * listing of millions of objects needs no memory for all of them). */
+typedef struct {
+	FILE *m;
+	int long_form;
+} ls_t;
+
+static int
+ls_entry(void *arg, const om_entry_t *e)
+{
+	ls_t *l = arg;
+
+	if (l->long_form) {
+		time_t tt = (time_t)e->info.expires;
+		char when[32] = "never";
+		struct tm tm;
+
+		if (e->info.expires != 0 && (gmtime_r(&tt, &tm) == NULL ||
+		    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0))
+			snprintf(when, sizeof(when), "%lld", (long long)e->info.expires);
+		fprintf(l->m, "%12llu  %-20s  %-15s  ", (unsigned long long)e->info.size, when,
+		    e->info.tier == OM_TIER_MEMORY ? "memory" : e->copy ? "persistent+copy" : "persistent");
+	}
+	fwrite(e->uri, 1, e->uri_len, l->m);
+	fputc('\n', l->m);
+	return 0;
+}
+
+static int
+cmd_ls(cli_t *cl, int argc, char **argv)
+{
+	ls_t l = { 0 };
+	uint64_t cursor = 0;
+	const char *prefix;
+	int ch, rc;
+
+	optind = 0;
+	while ((ch = next_option(cl, argc, argv, "+:l")) != -1) {
+		if (ch != 'l')
+			return EXIT_USAGE;
+		l.long_form = 1;
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc > 1)
+		return usage_error(cl, "unexpected argument %s", argv[1]);
+	prefix = argc > 0 ? argv[0] : "";
+	cl->uri = argc > 0 ? argv[0] : NULL;
+	if ((rc = connect_daemon(cl)) != 0)
+		return rc;
+	do {
+		char *text = NULL;
+		size_t len = 0;
+
+		if ((l.m = open_memstream(&text, &len)) == NULL)
+			return fail(cl, "%s", strerror(errno));
+		rc = om_client_list_page(cl->c, prefix, &cursor, ls_entry, &l);
+		if (rc != 0) {
+			fclose(l.m);
+			free(text);
+			return fail_client(cl, rc);
+		}
+		if ((rc = emit(cl, STDOUT_FILENO, l.m, &text, &len)) != 0)
+			return rc;
+	} while (cursor != 0);
+	return 0;
+}
+
+/* purge: the number of objects deleted, alone on a line (also when it
+ * failed part way: those are gone all the same). */
+static int
+cmd_purge(cli_t *cl, int argc, char **argv)
+{
+	uint64_t n = 0;
+	char line[32];
+	int rc, wr, k;
+
+	if ((rc = no_options(cl, &argc, &argv)) != 0)
+		return rc;
+	if (argc < 1)
+		return usage_error(cl, "missing PREFIX");
+	if (argc > 1)
+		return usage_error(cl, "unexpected argument %s", argv[1]);
+	if (argv[0][0] == '\0')
+		return usage_error(cl, "an empty PREFIX would purge every object");
+	cl->uri = argv[0];
+	if ((rc = connect_daemon(cl)) != 0)
+		return rc;
+	rc = om_client_purge(cl->c, cl->uri, &n);
+	k = snprintf(line, sizeof(line), "%llu\n", (unsigned long long)n);
+	wr = om_cli_write_all(STDOUT_FILENO, line, (size_t)k);
+	if (rc != 0)
+		return fail_client(cl, rc);
+	if (wr != 0)
+		return fail(cl, "write to standard output: %s", strerror(-wr));
+	return 0;
+}
+
 static const command_t commands[] = {
 	{ "put", "put [-E] [-x SECONDS | -X UNIXTIME] [-M TEXT | -M @FILE] URI [FILE]", cmd_put },
 	{ "get", "get [-i] URI [FILE]", cmd_get },
@@ -718,6 +816,8 @@ static const command_t commands[] = {
 	{ "stats", "stats [--json | --prometheus]", cmd_stats },
 	{ "ping", "ping", cmd_ping },
 	{ "verify", "verify [URI]", cmd_verify },
+	{ "ls", "ls [-l] [PREFIX]", cmd_ls },
+	{ "purge", "purge PREFIX", cmd_purge },
 };
 
 static const command_t *
@@ -776,6 +876,13 @@ static const char help[] =
     "      --prometheus\n"
     "                  in the Prometheus text exposition format\n"
     "  ping            check the daemon; print the round trip in microseconds\n"
+    "  verify [URI]    check the object's bytes against their checksum; without\n"
+    "                  URI, start a scrub pass over the store\n"
+    "  ls [-l] [PREFIX]\n"
+    "                  list the URIs that begin with PREFIX (default: all)\n"
+    "      -l          also size, expiry and tier\n"
+    "  purge PREFIX    delete every object whose URI begins with PREFIX; print\n"
+    "                  how many\n"
     "\n"
     "options:\n"
     "  -s ADDRESS the daemon's socket path, or tcp://HOST:PORT, udp://HOST:PORT\n"
@@ -789,7 +896,8 @@ static const char help[] =
     "  -v         print the version and exit (also --version)\n"
     "  -h         print this help and exit (also --help)\n"
     "\n"
-    "exit status: 0 success, 1 no such object, 2 usage error, 3 other error\n";
+    "exit status: 0 success, 1 no such object, 2 usage error, 3 other error,\n"
+    "             4 verify found the object damaged\n";
 
 int
 main(int argc, char **argv)

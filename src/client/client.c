@@ -1453,3 +1453,89 @@ om_client_ping(om_client_t *c)
 	sink_release(&s);
 	return rc;
 }
+
+/* ---- listing and purging ------------------------------------------------- */
+
+static int
+check_prefix(om_client_t *c, const char *prefix, int need)
+{
+	size_t len = prefix != NULL ? strlen(prefix) : 0;
+	const char *why;
+
+	if (need && len == 0)
+		return fail(c, OM_EINVAL, "an empty prefix (it would purge every object)");
+	why = om_proto_prefix_error(prefix, len, c->caps.max_uri ? c->caps.max_uri : OM_PROTO_URI_MAX);
+	if (why != NULL)
+		return fail(c, OM_EINVAL, "%s", why);
+	return 0;
+}
+
+API int
+om_client_list_page(om_client_t *c, const char *prefix, uint64_t *cursor, om_list_fn fn, void *arg)
+{
+	om_request_t rq = { .op = OM_OP_LIST, .uri = prefix != NULL && *prefix ? prefix : NULL };
+	uint64_t next = 0;
+	sink_t s;
+	int rc;
+
+	if ((rc = check_prefix(c, prefix, 0)) != 0)
+		return rc;
+	rq.cursor = *cursor;
+	sink_init(&s, 1, 0);
+	rc = call(c, &rq, NULL, 0, -1, &s);
+	if (rc == 0) {
+		/* The page was read whole: fn may take its time (or call the
+		 * library again) without holding anything up. */
+		rc = om_response_list(&s.o, &next, fn, arg);
+		if (rc == -OM_EPROTO)
+			rc = fail(c, OM_EPROTO, "a LIST answer that is not a page");
+		else if (rc == 0)
+			*cursor = next;
+	}
+	sink_release(&s);
+	return rc;
+}
+
+API int
+om_client_list(om_client_t *c, const char *prefix, om_list_fn fn, void *arg)
+{
+	uint64_t cursor = 0;
+	int rc;
+
+	do
+		rc = om_client_list_page(c, prefix, &cursor, fn, arg);
+	while (rc == 0 && cursor != 0);
+	return rc;
+}
+
+API int
+om_client_purge(om_client_t *c, const char *prefix, uint64_t *count)
+{
+	om_request_t rq = { .op = OM_OP_PURGE, .uri = prefix };
+	uint64_t total = 0;
+	int rc;
+
+	if (count != NULL)
+		*count = 0;
+	if ((rc = check_prefix(c, prefix, 1)) != 0)
+		return rc;
+	/* Each step is one request: none holds the daemon, or this handle's
+	 * waits, for longer than a step takes. */
+	do {
+		uint64_t n = 0;
+		sink_t s;
+
+		sink_init(&s, 1, 0);
+		rc = call(c, &rq, NULL, 0, -1, &s);
+		if (rc == 0) {
+			rc = om_response_purge(&s.o, &rq.cursor, &n);
+			if (rc != 0)
+				rc = fail(c, OM_EPROTO, "a PURGE answer that is not a step");
+			total += n;
+		}
+		sink_release(&s);
+	} while (rc == 0 && rq.cursor != 0);
+	if (count != NULL)
+		*count = total;
+	return rc;
+}

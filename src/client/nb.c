@@ -95,6 +95,17 @@ om_request_encode(const om_request_t *rq, void *buf, size_t cap)
 		q.body_len = sizeof(name) - 1;
 		body = name;
 		break;
+	case OM_OP_LIST:
+	case OM_OP_PURGE:
+		/* The URI is a prefix: any bytes a URI may hold, also a part of
+		 * a segment; LIST's may be empty (every object), PURGE's not. */
+		ulen = rq->uri != NULL ? strlen(rq->uri) : 0;
+		if ((rq->op == OM_OP_PURGE && ulen == 0) ||
+		    om_proto_prefix_error(rq->uri, ulen, OM_PROTO_URI_MAX) != NULL)
+			return -OM_EINVAL;
+		q.uri_len = (uint16_t)ulen;
+		q.arg = (int64_t)rq->cursor;
+		break;
 	default:
 		return -OM_EINVAL;
 	}
@@ -106,7 +117,7 @@ om_request_encode(const om_request_t *rq, void *buf, size_t cap)
 		if (om_proto_uri_error(rq->uri, ulen, OM_PROTO_URI_MAX) != NULL)
 			return -OM_EINVAL;
 		q.uri_len = (uint16_t)ulen;
-	} else if (rq->uri != NULL) {
+	} else if (rq->uri != NULL && rq->op != OM_OP_LIST && rq->op != OM_OP_PURGE) {
 		return -OM_EINVAL;
 	}
 	need = OM_REQ_HDR_LEN + ulen + q.meta_len + (body ? q.body_len : 0);
@@ -181,6 +192,77 @@ om_response_caps(const om_response_t *r, om_caps_t *caps)
 		n = sizeof(caps->server) - 1;
 	memcpy(caps->server, (const uint8_t *)r->data + OM_HELLO_CAPS_LEN, n);
 	caps->server[n] = '\0';
+	return 0;
+}
+
+API int
+om_response_list(const om_response_t *r, uint64_t *cursor, om_list_fn fn, void *arg)
+{
+	const uint8_t *p = r->data;
+	uint64_t next, at = OM_LIST_PAGE_LEN;
+	uint32_t n;
+	char uri[OM_PROTO_URI_MAX + 1];
+
+	if (r->rc != 0)
+		return r->rc;
+	if (r->op != OM_OP_LIST || r->body != OM_BODY_INLINE || r->len < OM_LIST_PAGE_LEN || p == NULL)
+		return -OM_EPROTO;
+	next = om_get64(p);
+	n = om_get32(p + 8);
+	/* The whole page is checked before fn sees any of it: each URI 1 to
+	 * OM_PROTO_URI_MAX bytes a URI may hold (so none holds a NUL). */
+	for (uint32_t i = 0; i < n; i++) {
+		uint16_t ulen;
+
+		if (r->len - at < OM_LIST_ENTRY_LEN)
+			return -OM_EPROTO;
+		ulen = om_get16(p + at + 30);
+		at += OM_LIST_ENTRY_LEN;
+		if (ulen == 0 || ulen > OM_PROTO_URI_MAX || r->len - at < ulen ||
+		    om_proto_prefix_error(p + at, ulen, OM_PROTO_URI_MAX) != NULL)
+			return -OM_EPROTO;
+		at += ulen;
+	}
+	if (at != r->len)
+		return -OM_EPROTO;
+	at = OM_LIST_PAGE_LEN;
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *d = p + at;
+		om_entry_t e;
+		int rc;
+
+		memset(&e, 0, sizeof(e));
+		e.info.size = om_get64(d);
+		e.info.expires = (int64_t)om_get64(d + 8);
+		e.info.id = om_get64(d + 16);
+		e.info.crc = om_get32(d + 24);
+		e.info.tier = d[28];
+		e.copy = (d[29] & OM_LIST_F_COPY) != 0;
+		e.uri_len = om_get16(d + 30);
+		memcpy(uri, d + OM_LIST_ENTRY_LEN, e.uri_len);
+		uri[e.uri_len] = '\0';
+		e.uri = uri;
+		at += OM_LIST_ENTRY_LEN + e.uri_len;
+		if (fn != NULL && (rc = fn(arg, &e)) != 0)
+			return rc;
+	}
+	if (cursor != NULL)
+		*cursor = next;
+	return 0;
+}
+
+API int
+om_response_purge(const om_response_t *r, uint64_t *cursor, uint64_t *count)
+{
+	if (r->rc != 0)
+		return r->rc;
+	if (r->op != OM_OP_PURGE || r->body != OM_BODY_INLINE || r->len != OM_PURGE_BODY_LEN ||
+	    r->data == NULL)
+		return -OM_EPROTO;
+	if (cursor != NULL)
+		*cursor = om_get64(r->data);
+	if (count != NULL)
+		*count = om_get64((const uint8_t *)r->data + 8);
 	return 0;
 }
 

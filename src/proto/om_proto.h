@@ -63,6 +63,9 @@ void om_proto_get_caps(const uint8_t *buf, om_hello_caps_t *c);
 /* A URI's bytes are valid (1..max bytes of 0x21-0x7e or 0x80-0xff, no ".."
  * segment). Returns NULL, or what is wrong in words. */
 const char *om_proto_uri_error(const void *uri, size_t len, size_t max);
+/* A URI prefix (LIST, PURGE): 0..max bytes of those a URI may hold. NULL,
+ * or what is wrong in words. */
+const char *om_proto_prefix_error(const void *prefix, size_t len, size_t max);
 
 /* Status names ("NOT_FOUND") and short descriptions. */
 const char *om_proto_status_name(unsigned status);

@@ -134,6 +134,21 @@ om_proto_uri_error(const void *uri, size_t len, size_t max)
 	return NULL;
 }
 
+const char *
+om_proto_prefix_error(const void *prefix, size_t len, size_t max)
+{
+	const unsigned char *u = prefix;
+
+	/* Only the bytes: a prefix may end inside a segment ("/a/." is the
+	 * beginning of "/a/.x"), and the empty prefix is every URI. */
+	if (len > max)
+		return "prefix longer than the URI limit";
+	for (size_t i = 0; i < len; i++)
+		if (u[i] <= 0x20 || u[i] == 0x7f)
+			return u[i] == 0 ? "prefix holds a NUL byte" : "prefix holds a space or control character";
+	return NULL;
+}
+
 static const char *const status_names[] = {
 	"OK", "NOT_FOUND", "BAD_REQUEST", "VERSION", "UNKNOWN_OP", "MODE_UNSUPPORTED",
 	"URI_INVALID", "META_TOO_LARGE", "TOO_LARGE", "NO_SPACE", "DENIED", "BUSY",
@@ -174,6 +189,7 @@ om_proto_op_name(unsigned op)
 {
 	static const char *const names[] = {
 		"?", "HELLO", "GET", "PUT", "DELETE", "STAT", "STATS", "PING", "GOAWAY", "VERIFY",
+		"LIST", "PURGE",
 	};
 
 	return op < sizeof(names) / sizeof(names[0]) ? names[op] : "?";

@@ -319,9 +319,11 @@ respond(conn_t *c, const om_req_t *q, const resp_t *r, bool last)
 		memcpy(o->data + OM_RESP_HDR_LEN + msg_len, r->meta, r->meta_len);
 	o->resp_end = last;
 	/* Unknown ops (answered UNKNOWN_OP) count with op 0, "other". */
-	if (r->status <= OM_STATUS_MAX)
-		OM_STORE(&stats->responses[q->op <= OM_OP_VERIFY ? q->op : 0][r->status],
-		    stats->responses[q->op <= OM_OP_VERIFY ? q->op : 0][r->status] + 1);
+	if (r->status <= OM_STATUS_MAX) {
+		uint64_t *row = om_srv_responses(stats, q->op);
+
+		OM_STORE(&row[r->status], row[r->status] + 1);
+	}
 	return o;
 }
 
@@ -986,6 +988,247 @@ do_verify(conn_t *c, const om_req_t *q, const uint8_t *uri)
 	out_push(c, out);
 }
 
+/*
+ * LIST and PURGE walk the index's hash table by URI prefix
+ * (om_index_list): a page or a step reads whole buckets, without holding
+ * a lock across them, and ends at these bounds, so that neither holds the
+ * worker (and its other connections) up for long, whatever the store's
+ * size. The client carries on from the cursor in the answer.
+ */
+#define LIST_BUCKETS  262144u       /* buckets read per page or step (1 MiB) */
+#define LIST_LOOK     8192u         /* objects looked at per page or step */
+#define LIST_ENTRIES  1000u         /* entries per page */
+#define LIST_BYTES    (64u * 1024u) /* bytes of entries per page */
+#define PURGE_DELETES 256u          /* objects deleted per step, */
+#define PURGE_SLICE_NS 2000000u     /* ... for about this long at most (a
+                                     * deletion syncs a directory with
+                                     * durability = fsync) */
+
+/* The cursor of a request: 0 begins; any other must carry this index's
+ * tag (om_index_tag) and name one of its buckets. Answers and returns -1
+ * if it does not. */
+static int
+cursor_bucket(conn_t *c, const om_req_t *q, uint32_t *bucket)
+{
+	om_index_t *ix = c->w->srv->ix;
+	uint64_t cur = (uint64_t)q->arg;
+
+	*bucket = 0;
+	if (cur == 0)
+		return 0;
+	if ((uint32_t)(cur >> 32) != om_index_tag(ix)) {
+		respond_err(c, q, OM_STATUS_BAD_REQUEST, "the cursor 0x%llx is not from this index (the "
+		    "daemon rebuilt its index since, at a restart): start again from 0",
+		    (unsigned long long)cur);
+		return -1;
+	}
+	if ((uint32_t)cur >= om_index_buckets(ix)) {
+		respond_err(c, q, OM_STATUS_BAD_REQUEST, "the cursor 0x%llx is not one this server gave",
+		    (unsigned long long)cur);
+		return -1;
+	}
+	*bucket = (uint32_t)cur;
+	return 0;
+}
+
+static uint64_t
+cursor_next(conn_t *c, uint32_t bucket, int done)
+{
+	return done ? 0 : (uint64_t)om_index_tag(c->w->srv->ix) << 32 | bucket;
+}
+
+static int
+entry_expired(const om_ix_obj_t *o, int64_t now)
+{
+	return o->expires != 0 && o->expires <= now;
+}
+
+typedef struct {
+	uint8_t *buf;   /* the entries */
+	size_t len, cap;
+	size_t limit;   /* bytes of entries a page may hold */
+	unsigned n;
+	int64_t now;
+	bool oom;
+} page_t;
+
+/* A bucket's matches go into the page whole, or (if the page has some
+ * already and they would not fit) not at all: the next page begins with
+ * them. Expired objects are absent, as for GET. */
+static int
+page_take(void *arg, const om_ix_entry_t *e, unsigned n)
+{
+	page_t *p = arg;
+	size_t need = 0;
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (entry_expired(&e[i].obj, p->now))
+			continue;
+		need += OM_LIST_ENTRY_LEN + e[i].len;
+		k++;
+	}
+	if (k == 0)
+		return OM_IX_LIST_MORE;
+	if (p->n > 0 && (p->n + k > LIST_ENTRIES || p->len + need > p->limit))
+		return OM_IX_LIST_REFUSE;
+	if (p->len + need > p->cap) {
+		size_t cap = p->cap ? p->cap : 4096;
+		uint8_t *b;
+
+		while (cap < p->len + need)
+			cap *= 2;
+		if ((b = realloc(p->buf, cap)) == NULL) {
+			p->oom = true;
+			return OM_IX_LIST_REFUSE;
+		}
+		p->buf = b;
+		p->cap = cap;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		const om_ix_obj_t *o = &e[i].obj;
+		uint8_t *d = p->buf + p->len;
+
+		if (entry_expired(o, p->now))
+			continue;
+		om_le64(d, o->size);
+		om_le64(d + 8, (uint64_t)o->expires);
+		om_le64(d + 16, o->id);
+		om_le32(d + 24, o->crc);
+		d[28] = (o->flags & OM_IX_F_EPHEMERAL) ? OM_TIER_MEMORY : OM_TIER_PERSISTENT;
+		d[29] = (o->flags & OM_IX_F_COPY) ? OM_LIST_F_COPY : 0;
+		om_le16(d + 30, (uint16_t)e[i].len);
+		memcpy(d + OM_LIST_ENTRY_LEN, e[i].uri, e[i].len);
+		p->len += OM_LIST_ENTRY_LEN + e[i].len;
+	}
+	p->n += k;
+	return p->n >= LIST_ENTRIES || p->len >= p->limit ? OM_IX_LIST_LAST : OM_IX_LIST_MORE;
+}
+
+/* LIST: a page of the objects under the prefix (the request's URI). */
+static void
+do_list(conn_t *c, const om_req_t *q, const uint8_t *prefix)
+{
+	om_index_t *ix = c->w->srv->ix;
+	page_t p = { .limit = LIST_BYTES, .now = om_time_s() };
+	resp_t r = { .status = OM_STATUS_OK, .body = OM_BODY_INLINE };
+	uint32_t bucket;
+	out_t *o;
+	int rc;
+
+	if (cursor_bucket(c, q, &bucket) != 0)
+		return;
+	if (c->dgram) {
+		/* One datagram: what the amplification limit leaves for entries
+		 * (a bucket that alone is more is answered TOO_LARGE). */
+		size_t room = c->ls->max_datagram;
+
+		if ((uint64_t)c->ls->amplification * c->in_len < room)
+			room = c->ls->amplification * c->in_len;
+		room = room > OM_RESP_HDR_LEN + OM_LIST_PAGE_LEN ? room - OM_RESP_HDR_LEN -
+		    OM_LIST_PAGE_LEN : 0;
+		if (room < p.limit)
+			p.limit = room;
+	}
+	rc = om_index_list(ix, &bucket, prefix, q->uri_len, LIST_BUCKETS, LIST_LOOK, page_take, &p);
+	if (rc < 0 || p.oom) {
+		free(p.buf);
+		respond_err(c, q, OM_STATUS_BUSY, "out of memory for a page of the listing");
+		return;
+	}
+	r.body_len = OM_LIST_PAGE_LEN + p.len;
+	r.inline_len = (size_t)r.body_len;
+	if ((o = respond(c, q, &r, true)) == NULL) {
+		free(p.buf);
+		respond_err(c, q, OM_STATUS_BUSY, "out of memory for a page of the listing");
+		return;
+	}
+	{
+		uint8_t *d = o->data + resp_data_at(&r);
+
+		om_le64(d, cursor_next(c, bucket, rc == 1));
+		om_le32(d + 8, p.n);
+		om_le32(d + 12, 0);
+		if (p.len)
+			memcpy(d + OM_LIST_PAGE_LEN, p.buf, p.len);
+	}
+	free(p.buf);
+	out_push(c, o);
+}
+
+typedef struct {
+	conn_t *c;
+	uint64_t start_ns;
+	uint64_t deleted;
+	unsigned tried;
+	int rc;          /* the first failure */
+	char uri[96];    /* its object's URI, shown */
+} purge_t;
+
+/* Deletes a bucket's matches (no index lock is held here), each only if
+ * it is still the version the walk saw. */
+static int
+purge_take(void *arg, const om_ix_entry_t *e, unsigned n)
+{
+	purge_t *p = arg;
+	om_store_t *st = p->c->w->srv->st;
+
+	for (unsigned i = 0; i < n; i++) {
+		int rc = om_store_delete_obj(st, &e[i].obj);
+
+		p->tried++;
+		if (rc == 0 && !entry_expired(&e[i].obj, om_time_s()))
+			p->deleted++;
+		if (rc != 0 && rc != -ENOENT) {
+			p->rc = rc;
+			shown((const uint8_t *)e[i].uri, e[i].len, p->uri, sizeof(p->uri));
+			return OM_IX_LIST_LAST;
+		}
+	}
+	return p->tried >= PURGE_DELETES || now_ns() - p->start_ns > PURGE_SLICE_NS ? OM_IX_LIST_LAST :
+	    OM_IX_LIST_MORE;
+}
+
+/* PURGE: a step of deleting the objects under the prefix. */
+static void
+do_purge(conn_t *c, const om_req_t *q, const uint8_t *prefix)
+{
+	om_srv_stats_sh_t *stats = c->w->stats;
+	resp_t r = { .status = OM_STATUS_OK, .body = OM_BODY_INLINE };
+	purge_t p = { .c = c, .start_ns = now_ns() };
+	uint32_t bucket;
+	out_t *o;
+	int rc;
+
+	if (cursor_bucket(c, q, &bucket) != 0)
+		return;
+	rc = om_index_list(c->w->srv->ix, &bucket, prefix, q->uri_len, LIST_BUCKETS, LIST_LOOK,
+	    purge_take, &p);
+	OM_STORE(&stats->purged, stats->purged + p.deleted);
+	if (p.rc != 0) {
+		const char *why = om_store_why(c->w->srv->st);
+
+		respond_err(c, q, status_of(p.rc), "cannot delete %s: %s (%llu objects were deleted "
+		    "before it)", p.uri, why[0] ? why : om_strerror(p.rc), (unsigned long long)p.deleted);
+		om_log_err_limited(0, "PURGE: cannot delete %s: %s", p.uri, why[0] ? why : om_strerror(p.rc));
+		return;
+	}
+	if (rc < 0) {
+		respond_err(c, q, OM_STATUS_BUSY, "out of memory (%llu objects were deleted before)",
+		    (unsigned long long)p.deleted);
+		return;
+	}
+	r.body_len = OM_PURGE_BODY_LEN;
+	r.inline_len = OM_PURGE_BODY_LEN;
+	if ((o = respond(c, q, &r, true)) == NULL) {
+		fatal(c, "out of memory");
+		return;
+	}
+	om_le64(o->data + resp_data_at(&r), cursor_next(c, bucket, rc == 1));
+	om_le64(o->data + resp_data_at(&r) + 8, p.deleted);
+	out_push(c, o);
+}
+
 /* ---- input ------------------------------------------------------------- */
 
 /* A PUT with FD that is refused before it runs still takes its descriptor. */
@@ -1028,11 +1271,13 @@ need_access(unsigned op)
 	switch (op) {
 	case OM_OP_PUT:
 	case OM_OP_DELETE:
+	case OM_OP_PURGE:
 	case OM_OP_VERIFY: /* it costs the daemon reads: a writer's right */
 		return OM_ACCESS_WRITE;
 	case OM_OP_GET:
 	case OM_OP_STAT:
 	case OM_OP_STATS:
+	case OM_OP_LIST:
 		return OM_ACCESS_READ;
 	default:
 		return OM_ACCESS_NONE;
@@ -1050,17 +1295,23 @@ check_request(conn_t *c, const om_req_t *q)
 	uint64_t rest = (uint64_t)q->uri_len + q->meta_len + q->body_len;
 	bool has_uri = q->op == OM_OP_GET || q->op == OM_OP_PUT || q->op == OM_OP_DELETE ||
 	    q->op == OM_OP_STAT || (q->op == OM_OP_VERIFY && q->uri_len != 0);
+	bool prefix = q->op == OM_OP_LIST || q->op == OM_OP_PURGE;
 	uint16_t status = OM_STATUS_OK;
 	char why[160] = "";
 
-	if (q->op < OM_OP_HELLO || q->op == OM_OP_GOAWAY || q->op > OM_OP_VERIFY) {
+	if (q->op < OM_OP_HELLO || q->op == OM_OP_GOAWAY || q->op > OM_OP_MAX) {
 		status = OM_STATUS_UNKNOWN_OP;
 		snprintf(why, sizeof(why), "unknown operation %u", q->op);
+	} else if (prefix && (q->uri_len > conf->index.max_uri || (q->op == OM_OP_PURGE && q->uri_len == 0))) {
+		/* An empty PURGE would empty the store: not by accident. */
+		status = OM_STATUS_URI_INVALID;
+		snprintf(why, sizeof(why), "prefix of %u bytes (%u to %u allowed)", q->uri_len,
+		    q->op == OM_OP_PURGE ? 1 : 0, conf->index.max_uri);
 	} else if (has_uri && (q->uri_len == 0 || q->uri_len > conf->index.max_uri)) {
 		status = OM_STATUS_URI_INVALID;
 		snprintf(why, sizeof(why), "URI of %u bytes (1 to %u allowed)", q->uri_len,
 		    conf->index.max_uri);
-	} else if (!has_uri && q->uri_len != 0) {
+	} else if (!has_uri && !prefix && q->uri_len != 0) {
 		status = OM_STATUS_BAD_REQUEST;
 		snprintf(why, sizeof(why), "%s takes no URI", om_proto_op_name(q->op));
 	} else if (q->op != OM_OP_PUT && q->meta_len != 0) {
@@ -1081,7 +1332,8 @@ check_request(conn_t *c, const om_req_t *q)
 	} else if (q->op == OM_OP_STATS && (q->flags & ~(uint32_t)OM_STATS_PROMETHEUS)) {
 		status = OM_STATUS_BAD_REQUEST;
 		snprintf(why, sizeof(why), "unknown STATS flags 0x%x", q->flags);
-	} else if ((q->op == OM_OP_DELETE || q->op == OM_OP_PING || q->op == OM_OP_VERIFY) && q->flags) {
+	} else if ((q->op == OM_OP_DELETE || q->op == OM_OP_PING || q->op == OM_OP_VERIFY || prefix) &&
+	    q->flags) {
 		status = OM_STATUS_BAD_REQUEST;
 		snprintf(why, sizeof(why), "%s takes no flags (0x%x)", om_proto_op_name(q->op), q->flags);
 	} else if (q->op == OM_OP_PUT && (q->flags & ~(uint32_t)(OM_PUT_EPHEMERAL | OM_PUT_FD))) {
@@ -1138,12 +1390,19 @@ dispatch(conn_t *c, const om_req_t *q, const uint8_t *uri, const uint8_t *meta)
 		}
 		return;
 	}
+	if ((q->op == OM_OP_LIST || q->op == OM_OP_PURGE) &&
+	    (bad = om_proto_prefix_error(uri, q->uri_len, c->w->srv->conf->index.max_uri)) != NULL) {
+		respond_err(c, q, OM_STATUS_URI_INVALID, "%s", bad);
+		return;
+	}
 	switch (q->op) {
 	case OM_OP_HELLO: do_hello(c, q); break;
 	case OM_OP_GET: do_get(c, q, uri); break;
 	case OM_OP_PUT: put_begin(c, q, uri, meta); break;
 	case OM_OP_STAT: do_stat(c, q, uri); break;
 	case OM_OP_VERIFY: do_verify(c, q, uri); break;
+	case OM_OP_LIST: do_list(c, q, uri); break;
+	case OM_OP_PURGE: do_purge(c, q, uri); break;
 	default: do_simple(c, q, uri); break;
 	}
 }
@@ -1828,12 +2087,12 @@ conn_udp_free(wlistener_t *l)
 static void
 recount(conn_t *c, unsigned op, unsigned from, unsigned to)
 {
-	om_srv_stats_sh_t *stats = c->w->stats;
+	uint64_t *row = om_srv_responses(c->w->stats, op);
 
-	if (op > OM_OP_VERIFY)
+	if (op > OM_OP_MAX)
 		return;
-	OM_STORE(&stats->responses[op][from], stats->responses[op][from] - 1);
-	OM_STORE(&stats->responses[op][to], stats->responses[op][to] + 1);
+	OM_STORE(&row[from], row[from] - 1);
+	OM_STORE(&row[to], row[to] + 1);
 }
 
 static void

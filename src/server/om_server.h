@@ -66,7 +66,8 @@ enum om_access { OM_ACCESS_NONE = 0, OM_ACCESS_READ = 1, OM_ACCESS_WRITE = 2 };
 typedef struct {
 	uint64_t conns_current;
 	uint64_t conns_total;
-	/* responses by the request's op and their status (GOAWAY: op 8) */
+	/* responses by the request's op and their status (GOAWAY: op 8); LIST
+	 * and PURGE in responses_ext (om_srv_responses gives an op's row) */
 	uint64_t responses[OM_OP_VERIFY + 1][OM_STATUS_MAX + 1];
 	uint64_t bytes_in;
 	uint64_t bytes_out;
@@ -90,7 +91,22 @@ typedef struct {
 	uint64_t worker_restarts;
 	uint64_t started_at; /* unix seconds */
 	uint64_t maint_passes;
+	/* Appended after the fields above, which keep their places: during a
+	 * binary upgrade the older binary's processes count in their slots. */
+	uint64_t responses_ext[OM_OP_MAX - OM_OP_VERIFY][OM_STATUS_MAX + 1]; /* LIST, PURGE */
+	uint64_t purged;            /* objects deleted by PURGE */
 } om_srv_stats_sh_t;
+
+/* The row of responses_total counters of an op (unknown ops: op 0's). */
+static inline uint64_t *
+om_srv_responses(om_srv_stats_sh_t *s, unsigned op)
+{
+	if (op <= OM_OP_VERIFY)
+		return s->responses[op];
+	if (op <= OM_OP_MAX)
+		return s->responses_ext[op - OM_OP_VERIFY - 1];
+	return s->responses[0];
+}
 
 /*
  * Requests of a process to the cache manager, in its slot after its

@@ -81,9 +81,12 @@ om_srv_stats_retire(om_srv_t *srv, unsigned slot)
  */
 enum { LS_NONE, LS_OP_STATUS, LS_TIER, LS_KIND, LS_DIR, LS_CLASS };
 
-/* Ops HELLO..PING and VERIFY, then "other": frames refused before their op was known
- * (bad magic, version) and client frames with op GOAWAY. */
-#define NOPS    (OM_OP_PING + 2)
+/* The op label's values: the protocol's operations but GOAWAY, in code
+ * order, then "other": frames refused before their op was known (bad
+ * magic, version) and client frames with op GOAWAY. */
+static const unsigned label_ops[] = { OM_OP_HELLO, OM_OP_GET, OM_OP_PUT, OM_OP_DELETE,
+	OM_OP_STAT, OM_OP_STATS, OM_OP_PING, OM_OP_VERIFY, OM_OP_LIST, OM_OP_PURGE };
+#define NOPS    (OM_ARRAY_LEN(label_ops) + 1)
 #define NSTATUS (OM_STATUS_MAX + 1)
 
 static const char *const tier_values[] = { "memory", "persistent" };
@@ -118,7 +121,7 @@ typedef struct {
 	uint64_t dgrams_dropped, dgrams_limited;
 	uint64_t http[5];
 	uint64_t gets, hits[2], misses;
-	uint64_t puts, put_bytes, superseded, deletes;
+	uint64_t puts, put_bytes, superseded, deletes, purged;
 	uint64_t evicted[2];
 	uint64_t copies_dropped, promoted, expired, lost_files;
 	uint64_t scrubbed, scrub_bytes, scrub_passes, damaged;
@@ -189,6 +192,7 @@ static const metric_t metrics[] = {
 	M("puts_superseded_total", COUNTER, LS_NONE, superseded,
 	    "PUTs overtaken by a newer concurrent PUT of the same URI."),
 	M("deletes_total", COUNTER, LS_NONE, deletes, "Objects removed by DELETE."),
+	M("objects_purged_total", COUNTER, LS_NONE, purged, "Objects removed by PURGE."),
 	M("evictions_total", COUNTER, LS_TIER, evicted, "Objects evicted to make room, by tier."),
 	M("copies_dropped_total", COUNTER, LS_NONE, copies_dropped,
 	    "Memory-tier copies of persistent objects dropped."),
@@ -240,10 +244,8 @@ labels(char *buf, size_t n, unsigned ls, unsigned i)
 
 	switch (ls) {
 	case LS_OP_STATUS:
-		if (i / NSTATUS + 1 <= OM_OP_PING)
-			lower(op, om_proto_op_name(i / NSTATUS + 1), sizeof(op));
-		else if (i / NSTATUS + 1 == NOPS - 1)
-			snprintf(op, sizeof(op), "verify");
+		if (i / NSTATUS < OM_ARRAY_LEN(label_ops))
+			lower(op, om_proto_op_name(label_ops[i / NSTATUS]), sizeof(op));
 		else
 			snprintf(op, sizeof(op), "other");
 		lower(st, om_proto_status_name(i % NSTATUS), sizeof(st));
@@ -300,9 +302,8 @@ snapshot(om_srv_t *srv, snap_t *s)
 	s->timeouts[0] = sum.timeouts_idle;
 	s->timeouts[1] = sum.timeouts_request;
 	for (unsigned st = 0; st < NSTATUS; st++) {
-		for (unsigned op = OM_OP_HELLO; op <= OM_OP_PING; op++)
-			s->requests[op - 1][st] = sum.responses[op][st];
-		s->requests[NOPS - 2][st] = sum.responses[OM_OP_VERIFY][st];
+		for (unsigned k = 0; k < OM_ARRAY_LEN(label_ops); k++)
+			s->requests[k][st] = om_srv_responses(&sum, label_ops[k])[st];
 		/* Op 0 holds refused frames. Under GOAWAY the server's own
 		 * GOAWAYs (status OK, goaways_total has them) and a client's
 		 * GOAWAY frames, refused as UNKNOWN_OP. */
@@ -330,6 +331,7 @@ snapshot(om_srv_t *srv, snap_t *s)
 	s->put_bytes = ss.put_bytes;
 	s->superseded = ss.superseded;
 	s->deletes = ss.deletes;
+	s->purged = sum.purged;
 	s->evicted[0] = ss.evicted[OM_TIER_MEM];
 	s->evicted[1] = ss.evicted[OM_TIER_DISK];
 	s->copies_dropped = ss.copies_dropped;

@@ -275,6 +275,11 @@ int om_store_open_entry(om_store_t *st, int tier, const om_ix_obj_t *o);
 #define OM_STORE_DROP_ID(key)       ((key) >> 1)
 /* 0, or -ENOENT. */
 int om_store_delete(om_store_t *st, const void *uri, size_t len);
+/* Deletes the version o that a lookup or a listing found (its file, then
+ * its entry), as DELETE does, but only if the index still holds it: 0, or
+ * -ENOENT if it was replaced or deleted meanwhile, or -errno (om_store_why
+ * says why). Not counted as a DELETE (deletes_total): the caller counts. */
+int om_store_delete_obj(om_store_t *st, const om_ix_obj_t *o);
 
 /* Cache manager pass: reap expired objects, enforce both tier limits,
  * promote hot persistent objects, decay read counters. */

@@ -1209,26 +1209,55 @@ om_store_read_meta(om_store_t *st, const om_get_t *g, void *buf, size_t cap, uin
  * finds it would bring the object back at the next start. A GET between
  * the two finds the entry without its file, a miss.
  */
+/* A deleted object's file, before its entry goes: 0, -ENOENT (already
+ * gone), or the error (om_store_why says it). */
+static int
+delete_file(om_store_t *st, int tier, uint64_t id)
+{
+	int rc, e2 = 0;
+
+	rc = drop_file(st, tier, id, &e2);
+	if (rc != 0 && rc != -ENOENT) {
+		char name[OM_NAME_MAX];
+
+		om_store_object_name(id, name, sizeof(name));
+		om_store_set_why(st, "cannot remove the object's file %s/%s: %s", st->tier[tier].path,
+		    name, om_strerror(rc));
+	}
+	return rc;
+}
+
+/* With durability = fsync, a removal is acknowledged only once durable. */
+static int
+delete_sync(om_store_t *st, int tier, uint64_t id)
+{
+	char name[OM_NAME_MAX];
+	int rc;
+
+	if (st->durability != OM_DURABLE_FSYNC)
+		return 0;
+	om_store_object_name(id, name, sizeof(name));
+	name[2] = '\0';
+	if ((rc = om_os_fsync_dir(st->tier[tier].dirfd, name)) != 0)
+		om_store_set_why(st, "the object's file is removed, but syncing %s/%s failed: %s",
+		    st->tier[tier].path, name, om_strerror(rc));
+	return rc;
+}
+
 int
 om_store_delete(om_store_t *st, const void *uri, size_t len)
 {
 	st->why[0] = '\0';
 	for (int tries = 0; tries < 8; tries++) {
-		int tier, rc, e2 = 0;
+		int tier, rc;
 		om_ix_obj_t o;
 
 		if (om_index_lookup(st->ix, uri, len, &o, 0) != 0)
 			return -ENOENT;
 		tier = om_store_tier_of(o.flags);
-		rc = drop_file(st, tier, o.id, &e2);
-		if (rc != 0 && rc != -ENOENT) {
-			char name[OM_NAME_MAX];
-
-			om_store_object_name(o.id, name, sizeof(name));
-			om_store_set_why(st, "cannot remove the object's file %s/%s: %s", st->tier[tier].path,
-			    name, om_strerror(rc));
+		rc = delete_file(st, tier, o.id);
+		if (rc != 0 && rc != -ENOENT)
 			return rc;
-		}
 		/* The release unlinks the copy, and finds the primary gone. Not
 		 * the same version any more (replaced meanwhile): look again. */
 		if (om_index_delete_slot(st->ix, o.slot, o.id, NULL) != 0) {
@@ -1236,20 +1265,29 @@ om_store_delete(om_store_t *st, const void *uri, size_t len)
 				continue;
 		}
 		st->stats->deletes++;
-		if (st->durability == OM_DURABLE_FSYNC) {
-			char name[OM_NAME_MAX];
-
-			om_store_object_name(o.id, name, sizeof(name));
-			name[2] = '\0';
-			if ((rc = om_os_fsync_dir(st->tier[tier].dirfd, name)) != 0) {
-				om_store_set_why(st, "the object's file is removed, but syncing %s/%s failed: %s",
-				    st->tier[tier].path, name, om_strerror(rc));
-				return rc;
-			}
-		}
+		if ((rc = delete_sync(st, tier, o.id)) != 0)
+			return rc;
 		return expired(&o, om_time_s()) ? -ENOENT : 0;
 	}
 	return -ENOENT;
+}
+
+int
+om_store_delete_obj(om_store_t *st, const om_ix_obj_t *o)
+{
+	int tier = om_store_tier_of(o->flags), rc;
+
+	st->why[0] = '\0';
+	/* The file first, as DELETE does: a removal answered stays done
+	 * across a restart. A version replaced meanwhile loses its file a
+	 * little early (its replacer's release finds it gone), never the new
+	 * version's. */
+	rc = delete_file(st, tier, o->id);
+	if (rc != 0 && rc != -ENOENT)
+		return rc;
+	if (om_index_delete_slot(st->ix, o->slot, o->id, NULL) != 0)
+		return -ENOENT;
+	return delete_sync(st, tier, o->id);
 }
 
 /* ---- recovery of a dead process's publish ------------------------------ */

@@ -28,6 +28,7 @@ static const char *const statuses[] = {
 };
 _Static_assert(sizeof(statuses) / sizeof(statuses[0]) == OM_STATUS_MAX + 1, "a status name each");
 static const char *const ops[] = { "hello", "get", "put", "delete", "stat", "stats", "ping", "verify",
+	"list", "purge",
 	"other" };
 
 static int
