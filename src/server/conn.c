@@ -320,7 +320,7 @@ respond(conn_t *c, const om_req_t *q, const resp_t *r, bool last)
 	o->resp_end = last;
 	/* Unknown ops (answered UNKNOWN_OP) count with op 0, "other". */
 	if (r->status <= OM_STATUS_MAX) {
-		uint64_t *row = om_srv_responses(stats, q->op);
+		uint64_t *row = om_srv_responses(stats, c->w->stats2, q->op);
 
 		OM_STORE(&row[r->status], row[r->status] + 1);
 	}
@@ -1193,7 +1193,7 @@ purge_take(void *arg, const om_ix_entry_t *e, unsigned n)
 static void
 do_purge(conn_t *c, const om_req_t *q, const uint8_t *prefix)
 {
-	om_srv_stats_sh_t *stats = c->w->stats;
+	om_srv_stats2_sh_t *stats2 = c->w->stats2;
 	resp_t r = { .status = OM_STATUS_OK, .body = OM_BODY_INLINE };
 	purge_t p = { .c = c, .start_ns = now_ns() };
 	uint32_t bucket;
@@ -1204,7 +1204,7 @@ do_purge(conn_t *c, const om_req_t *q, const uint8_t *prefix)
 		return;
 	rc = om_index_list(c->w->srv->ix, &bucket, prefix, q->uri_len, LIST_BUCKETS, LIST_LOOK,
 	    purge_take, &p);
-	OM_STORE(&stats->purged, stats->purged + p.deleted);
+	OM_STORE(&stats2->purged, stats2->purged + p.deleted);
 	if (p.rc != 0) {
 		const char *why = om_store_why(c->w->srv->st);
 
@@ -2087,7 +2087,7 @@ conn_udp_free(wlistener_t *l)
 static void
 recount(conn_t *c, unsigned op, unsigned from, unsigned to)
 {
-	uint64_t *row = om_srv_responses(c->w->stats, op);
+	uint64_t *row = om_srv_responses(c->w->stats, c->w->stats2, op);
 
 	if (op > OM_OP_MAX)
 		return;

@@ -67,7 +67,7 @@ typedef struct {
 	uint64_t conns_current;
 	uint64_t conns_total;
 	/* responses by the request's op and their status (GOAWAY: op 8); LIST
-	 * and PURGE in responses_ext (om_srv_responses gives an op's row) */
+	 * and PURGE in om_srv_stats2_sh_t (om_srv_responses gives an op's row) */
 	uint64_t responses[OM_OP_VERIFY + 1][OM_STATUS_MAX + 1];
 	uint64_t bytes_in;
 	uint64_t bytes_out;
@@ -91,22 +91,7 @@ typedef struct {
 	uint64_t worker_restarts;
 	uint64_t started_at; /* unix seconds */
 	uint64_t maint_passes;
-	/* Appended after the fields above, which keep their places: during a
-	 * binary upgrade the older binary's processes count in their slots. */
-	uint64_t responses_ext[OM_OP_MAX - OM_OP_VERIFY][OM_STATUS_MAX + 1]; /* LIST, PURGE */
-	uint64_t purged;            /* objects deleted by PURGE */
 } om_srv_stats_sh_t;
-
-/* The row of responses_total counters of an op (unknown ops: op 0's). */
-static inline uint64_t *
-om_srv_responses(om_srv_stats_sh_t *s, unsigned op)
-{
-	if (op <= OM_OP_VERIFY)
-		return s->responses[op];
-	if (op <= OM_OP_MAX)
-		return s->responses_ext[op - OM_OP_VERIFY - 1];
-	return s->responses[0];
-}
 
 /*
  * Requests of a process to the cache manager, in its slot after its
@@ -130,6 +115,29 @@ typedef struct {
 	} verify_q[OM_VERIFY_QUEUE];
 } om_srv_requests_sh_t;
 
+/*
+ * Counters added since, in an area of their own after the requests: the
+ * areas before keep their places and sizes, because the processes of an
+ * older binary count in the same slots' areas during a binary upgrade (and
+ * the masters find their slots' owners there). Later counters go here, at
+ * the end, or in another area after this one.
+ */
+typedef struct {
+	uint64_t responses[OM_OP_MAX - OM_OP_VERIFY][OM_STATUS_MAX + 1]; /* LIST, PURGE */
+	uint64_t purged;            /* objects deleted by PURGE */
+} om_srv_stats2_sh_t;
+
+/* The row of requests_total counters of an op (unknown ops: op 0's). */
+static inline uint64_t *
+om_srv_responses(om_srv_stats_sh_t *s, om_srv_stats2_sh_t *s2, unsigned op)
+{
+	if (op <= OM_OP_VERIFY)
+		return s->responses[op];
+	if (op <= OM_OP_MAX)
+		return s2->responses[op - OM_OP_VERIFY - 1];
+	return s->responses[0];
+}
+
 /* What every process of one generation shares (inherited from the master). */
 typedef struct {
 	om_conf_t *conf;
@@ -145,6 +153,7 @@ typedef struct {
 
 om_srv_stats_sh_t *om_srv_stats(om_srv_t *srv, unsigned slot);
 om_srv_requests_sh_t *om_srv_requests(om_srv_t *srv, unsigned slot);
+om_srv_stats2_sh_t *om_srv_stats2(om_srv_t *srv, unsigned slot);
 /* Adds a slot's counters to the retired totals and zeroes it. */
 void om_srv_stats_retire(om_srv_t *srv, unsigned slot);
 /* The STATS body, summed over every process: flags 0 for the text of

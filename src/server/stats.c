@@ -44,6 +44,19 @@ om_srv_requests(om_srv_t *srv, unsigned slot)
 	return (om_srv_requests_sh_t *)(void *)(area + off);
 }
 
+om_srv_stats2_sh_t *
+om_srv_stats2(om_srv_t *srv, unsigned slot)
+{
+	uint8_t *area = om_index_proc_area(srv->ix, slot);
+	size_t off = OM_ALIGN_UP(srv_offset() + sizeof(om_srv_stats_sh_t), (size_t)64);
+
+	off = OM_ALIGN_UP(off + sizeof(om_srv_requests_sh_t), (size_t)64);
+	if (area == NULL)
+		return NULL;
+	OM_ASSERT(off + sizeof(om_srv_stats2_sh_t) <= om_index_proc_bytes(srv->ix));
+	return (om_srv_stats2_sh_t *)(void *)(area + off);
+}
+
 /* Atomic adds: two masters may retire into the same totals during a
  * binary upgrade. */
 static void
@@ -60,14 +73,16 @@ void
 om_srv_stats_retire(om_srv_t *srv, unsigned slot)
 {
 	om_srv_stats_sh_t *from = om_srv_stats(srv, slot), *to = om_srv_stats(srv, OM_SLOT_RETIRED);
+	om_srv_stats2_sh_t *from2 = om_srv_stats2(srv, slot), *to2 = om_srv_stats2(srv, OM_SLOT_RETIRED);
 	om_store_stats_t *sfrom = (om_store_stats_t *)om_store_slot_stats(srv->st, slot);
 	om_store_stats_t *sto = (om_store_stats_t *)om_store_slot_stats(srv->st, OM_SLOT_RETIRED);
 
-	if (from == NULL || to == NULL || sfrom == NULL || sto == NULL)
+	if (from == NULL || to == NULL || from2 == NULL || to2 == NULL || sfrom == NULL || sto == NULL)
 		return;
 	/* Open connections of a dead process are closed now. */
 	OM_STORE(&from->conns_current, 0);
 	add_u64s((uint64_t *)to, (const uint64_t *)from, sizeof(*from) / 8, 1);
+	add_u64s((uint64_t *)to2, (const uint64_t *)from2, sizeof(*from2) / 8, 1);
 	add_u64s((uint64_t *)sto, (const uint64_t *)sfrom, sizeof(*sfrom) / 8, 1);
 }
 
@@ -265,6 +280,7 @@ static void
 snapshot(om_srv_t *srv, snap_t *s)
 {
 	om_srv_stats_sh_t sum;
+	om_srv_stats2_sh_t sum2;
 	om_store_stats_t ss;
 	om_ix_usage_t iu;
 	om_store_usage_t su;
@@ -272,13 +288,17 @@ snapshot(om_srv_t *srv, snap_t *s)
 	uint64_t now = (uint64_t)om_time_s();
 
 	memset(&sum, 0, sizeof(sum));
+	memset(&sum2, 0, sizeof(sum2));
 	memset(&ss, 0, sizeof(ss));
 	for (unsigned slot = 0; slot < om_index_procs(srv->ix); slot++) {
 		const om_srv_stats_sh_t *p = om_srv_stats(srv, slot);
+		const om_srv_stats2_sh_t *p2 = om_srv_stats2(srv, slot);
 		const om_store_stats_t *q = om_store_slot_stats(srv->st, slot);
 
 		if (p != NULL)
 			add_u64s((uint64_t *)&sum, (const uint64_t *)p, sizeof(sum) / 8, 0);
+		if (p2 != NULL)
+			add_u64s((uint64_t *)&sum2, (const uint64_t *)p2, sizeof(sum2) / 8, 0);
 		if (q != NULL)
 			add_u64s((uint64_t *)&ss, (const uint64_t *)q, sizeof(ss) / 8, 0);
 	}
@@ -303,7 +323,7 @@ snapshot(om_srv_t *srv, snap_t *s)
 	s->timeouts[1] = sum.timeouts_request;
 	for (unsigned st = 0; st < NSTATUS; st++) {
 		for (unsigned k = 0; k < OM_ARRAY_LEN(label_ops); k++)
-			s->requests[k][st] = om_srv_responses(&sum, label_ops[k])[st];
+			s->requests[k][st] = om_srv_responses(&sum, &sum2, label_ops[k])[st];
 		/* Op 0 holds refused frames. Under GOAWAY the server's own
 		 * GOAWAYs (status OK, goaways_total has them) and a client's
 		 * GOAWAY frames, refused as UNKNOWN_OP. */
@@ -331,7 +351,7 @@ snapshot(om_srv_t *srv, snap_t *s)
 	s->put_bytes = ss.put_bytes;
 	s->superseded = ss.superseded;
 	s->deletes = ss.deletes;
-	s->purged = sum.purged;
+	s->purged = sum2.purged;
 	s->evicted[0] = ss.evicted[OM_TIER_MEM];
 	s->evicted[1] = ss.evicted[OM_TIER_DISK];
 	s->copies_dropped = ss.copies_dropped;

@@ -365,6 +365,7 @@ om_worker_run(om_srv_t *srv)
 		return OM_EXIT_FATAL;
 	w->srv = srv;
 	w->stats = om_srv_stats(srv, srv->slot);
+	w->stats2 = om_srv_stats2(srv, srv->slot);
 	if (fdc_init(w) != 0) {
 		om_log_err(ENOMEM, "no memory for %u cached descriptors", w->fdc_size);
 		free(w);

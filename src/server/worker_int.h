@@ -70,6 +70,7 @@ typedef struct {
 typedef struct {
 	om_srv_t *srv;
 	om_srv_stats_sh_t *stats;
+	om_srv_stats2_sh_t *stats2; /* counters added since (om_server.h) */
 	int ep;
 	int sigfd;
 	ev_tag_t sig_tag;
