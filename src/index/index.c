@@ -1048,7 +1048,7 @@ matches_room(ix_matches_t *m, size_t len)
 		m->at = at;
 		m->cap = c;
 	}
-	if (m->ulen + words > m->ucap) {
+	if (m->uris == NULL || m->ulen + words > m->ucap) {
 		size_t c = m->ucap ? m->ucap * 2 : 4096;
 		char *u;
 

@@ -1306,7 +1306,7 @@ check_request(conn_t *c, const om_req_t *q)
 		/* An empty PURGE would empty the store: not by accident. */
 		status = OM_STATUS_URI_INVALID;
 		snprintf(why, sizeof(why), "prefix of %u bytes (%u to %u allowed)", q->uri_len,
-		    q->op == OM_OP_PURGE ? 1 : 0, conf->index.max_uri);
+		    q->op == OM_OP_PURGE ? 1u : 0u, conf->index.max_uri);
 	} else if (has_uri && (q->uri_len == 0 || q->uri_len > conf->index.max_uri)) {
 		status = OM_STATUS_URI_INVALID;
 		snprintf(why, sizeof(why), "URI of %u bytes (1 to %u allowed)", q->uri_len,
