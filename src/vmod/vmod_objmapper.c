@@ -715,6 +715,48 @@ vmod_cache_purge(VRT_CTX, struct VPFX(objmapper_cache) *c)
 	omv_pool_put(c, &h);
 }
 
+/*
+ * Every object under a prefix of keys: this cache's own (its namespace)
+ * if the argument is empty, else the one given (another namespace, such
+ * as the one before a change of `prefix`). objmapperd deletes in steps,
+ * each a call bounded by `timeout`; the count, or -1 if it was not done
+ * (or failed part way: what was deleted is counted in `purges` and the
+ * log says how many).
+ */
+VCL_INT
+vmod_cache_purge_prefix(VRT_CTX, struct VPFX(objmapper_cache) *c, VCL_STRING prefix)
+{
+	const char *p;
+	om_client_t *h;
+	uint64_t n = 0;
+	int rc;
+
+	CHECK_OBJ_NOTNULL(c, OMV_CACHE_MAGIC);
+	if ((ctx->method & (VCL_MET_TASK_C | VCL_MET_TASK_B)) == 0) {
+		VRT_fail(ctx, "objmapper: purge_prefix() in a client or backend subroutine only");
+		return (-1);
+	}
+	p = prefix != NULL && *prefix != '\0' ? prefix : c->prefix;
+	h = omv_pool_get(ctx, c, "purge_prefix");
+	if (h == NULL) {
+		VSLb(ctx->vsl, SLT_Error, "objmapper: purge_prefix %s: not done (objmapperd "
+		    "unavailable)", p);
+		return (-1);
+	}
+	rc = om_client_purge(h, p, &n);
+	if (n > 0)
+		omv_count(c, &c->vsc->purges, n);
+	if (rc == 0) {
+		VSLb(ctx->vsl, SLT_VCL_Log, "objmapper: purged %ju objects under %s", (uintmax_t)n, p);
+	} else {
+		VSLb(ctx->vsl, SLT_VCL_Log, "objmapper: purge_prefix %s: %ju objects deleted before "
+		    "the failure", p, (uintmax_t)n);
+		omv_fail(ctx->vsl, c, rc, h, "purge_prefix", p);
+	}
+	omv_pool_put(c, &h);
+	return (rc == 0 ? (VCL_INT)n : -1);
+}
+
 VCL_STRING
 vmod_cache_key(VRT_CTX, struct VPFX(objmapper_cache) *c)
 {
