@@ -103,6 +103,7 @@ static const char *const log_targets[] = { "stderr", "syslog", "file", NULL };
 static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
 static const char *const durabilities[] = { "none", "fsync", NULL };
 static const char *const evictions[] = { "lru", "none", NULL };
+static const char *const serves[] = { "objects", "metrics", NULL };
 _Static_assert(OM_LOG_STDERR == 0 && OM_LOG_SYSLOG == 1 && OM_LOG_FILE == 2, "log_targets");
 _Static_assert(OM_LOG_ERR == 0 && OM_LOG_WARN == 1 && OM_LOG_INFO == 2 &&
     OM_LOG_DEBUG == 3, "log_levels");
@@ -186,6 +187,7 @@ static const struct conf_key listen_keys[] = {
 	{ "max_datagram", K_UINT, KEY_UDP, L(max_datagram), 512, 65507, NULL },
 	{ "amplification", K_UINT, KEY_UDP, L(amplification), 1, 100, NULL },
 	{ "max_header", K_SIZE, KEY_HTTP, L(max_header), 1024, 60u << 10, NULL },
+	{ "serve", K_ENUM, KEY_HTTP, L(serve), 0, 0, serves },
 	{ NULL, 0, 0, 0, 0, 0, 0, NULL },
 };
 

@@ -48,6 +48,12 @@ enum om_conf_eviction {
 	OM_EVICTION_NONE = 1, /* never: a PUT that does not fit is refused (NO_SPACE) */
 };
 
+/* What an http listener serves (serve =). */
+enum om_conf_serve {
+	OM_SERVE_OBJECTS = 0, /* the store: GET, HEAD, PUT, DELETE of objects */
+	OM_SERVE_METRICS = 1, /* the statistics, at /metrics only (Prometheus) */
+};
+
 enum om_conf_listen_type {
 	OM_CONF_LISTEN_UNIX = 1,
 	OM_CONF_LISTEN_TCP = 2,
@@ -115,6 +121,7 @@ typedef struct {
 	/* http (type = http: a unix listener if it has a path, else tcp) */
 	int http;                                 /* speaks HTTP/1.1, not objmapper frames */
 	uint32_t max_header;                      /* bytes of a request head; default 8K */
+	enum om_conf_serve serve;                 /* default OM_SERVE_OBJECTS */
 	unsigned line;                            /* of its section header, for messages */
 } om_conf_listen_t;
 

@@ -1,7 +1,8 @@
 /*
  * HTTP/1.1 on a listener of type http: GET and HEAD (with conditional and
  * single-range requests), PUT (Content-Length or chunked) and DELETE over
- * the same store, access rules and limits as the objmapper protocol.
+ * the same store, access rules and limits as the objmapper protocol; or,
+ * on a listener with serve = metrics, the statistics at /metrics only.
  * Responses are queued like the protocol's (conn.c sends them in order);
  * a body is sent with sendfile(2) from the object's file, through the
  * worker's descriptor cache. Worker processes.
@@ -24,6 +25,8 @@
 #include "server/conn_int.h"
 
 #define ALLOW       "GET, HEAD, PUT, DELETE"
+#define ALLOW_METRICS "GET, HEAD"
+#define METRICS_PATH  "/metrics"
 #define HEAD_CAP    1024 /* a response head without the object's metadata */
 #define CONTINUE    "HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -56,11 +59,13 @@ status_om(int status)
 	}
 }
 
+/* A metrics listener's requests are all STATS. */
 static void
 count(conn_t *c, enum om_http_method m, int status)
 {
 	om_srv_stats_sh_t *st = c->w->stats;
-	unsigned op = op_of(m), s = status_om(status), k = (unsigned)status / 100 - 1;
+	unsigned op = c->ls->metrics ? OM_OP_STATS : op_of(m), s = status_om(status);
+	unsigned k = (unsigned)status / 100 - 1;
 
 	OM_STORE(&st->responses[op][s], st->responses[op][s] + 1);
 	if (k < 5)
@@ -649,6 +654,61 @@ do_delete(conn_t *c, const om_http_req_t *r, bool bye)
 		reply(c, r->method, 204, bye, NULL, NULL);
 }
 
+/* ---- serve = metrics ---------------------------------------------------- */
+
+/*
+ * The statistics in the Prometheus text format, for a scraper's plain GET
+ * of /metrics (a query is ignored). The listener serves nothing else, so
+ * no object's URI can ever be taken for it; its allow lists govern it as
+ * STATS: a reader may.
+ */
+static void
+do_metrics(conn_t *c, const om_http_req_t *r, bool close)
+{
+	size_t plen = sizeof(METRICS_PATH) - 1, len = 0;
+	bool head = r->method == OM_HTTP_HEAD;
+	char *text;
+	head_t h;
+
+	if (r->method != OM_HTTP_GET && !head) {
+		reply(c, r->method, 405, close, "Allow: " ALLOW_METRICS "\r\n", "listener %s serves "
+		    "the statistics only: GET " METRICS_PATH, c->ls->name);
+		return;
+	}
+	if (r->path.n < plen || memcmp(r->path.p, METRICS_PATH, plen) != 0 ||
+	    (r->path.n > plen && r->path.p[plen] != '?')) {
+		reply(c, r->method, 404, close, NULL, "listener %s serves the statistics at "
+		    METRICS_PATH " only", c->ls->name);
+		return;
+	}
+	if (c->access < OM_ACCESS_READ) {
+		OM_STORE(&c->w->stats->denied, c->w->stats->denied + 1);
+		reply(c, r->method, 403, close, NULL, "%s may not read on listener %s", c->peer.name,
+		    c->ls->name);
+		return;
+	}
+	if ((text = om_srv_stats_text(c->w->srv, OM_STATS_PROMETHEUS, &len)) == NULL) {
+		reply(c, r->method, 503, close, "Retry-After: 1\r\n", "out of memory");
+		return;
+	}
+	h = head_begin(c, 200, close, head ? 0 : len);
+	add(&h, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+	    "Cache-Control: no-store\r\nContent-Length: %zu\r\n\r\n", len);
+	if (!head && h.o != NULL && !h.overflow && h.cap - h.o->len >= len) {
+		memcpy(h.o->data + h.o->len, text, len);
+		h.o->len += len;
+	} else if (!head) {
+		h.overflow = true;
+	}
+	free(text);
+	count(c, r->method, 200);
+	if (close) {
+		c->http.close = true;
+		c->closing = true;
+	}
+	(void)head_push(c, &h, true);
+}
+
 static void
 dispatch(conn_t *c, const om_http_req_t *r)
 {
@@ -658,6 +718,11 @@ dispatch(conn_t *c, const om_http_req_t *r)
 	enum om_access need;
 	const char *bad;
 
+	if (c->ls->metrics) {
+		/* A body is never read here: answered, then the connection ends. */
+		do_metrics(c, r, close || body);
+		return;
+	}
 	if (r->method == OM_HTTP_OTHER) {
 		reply(c, r->method, 405, close || body, "Allow: " ALLOW "\r\n", "%.*s is not served here",
 		    (int)(r->method_name.n < 32 ? r->method_name.n : 32), r->method_name.p);

@@ -173,6 +173,7 @@ listener_apply(om_listener_t *l, const om_conf_t *conf, const om_conf_listen_t *
 	 * previous generation keep what they spoke (their workers' copy). */
 	l->http = cl->http != 0;
 	l->max_header = cl->max_header;
+	l->metrics = cl->http && cl->serve == OM_SERVE_METRICS;
 	switch (l->transport) {
 	case OM_TRANSPORT_UNIX:
 		l->modes = 1u << OM_MODE_AUTO | 1u << OM_MODE_FDPASS | 1u << OM_MODE_COPY |

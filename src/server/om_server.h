@@ -56,6 +56,7 @@ typedef struct {
 	uint32_t amplification;
 	bool http;            /* HTTP/1.1 (src/server/http.c), not objmapper frames */
 	uint32_t max_header;  /* http: bytes of a request head */
+	bool metrics;         /* http: serves the statistics only (serve = metrics) */
 } om_listener_t;
 
 /* What a peer may do on a listener (from its allow lists). */

@@ -1,14 +1,19 @@
 /*
  * STATS against the real daemon: exact counts after a known sequence of
  * operations, the line grammar of the text form, the Prometheus text
- * format checked line by line, and the three outputs of "objmapper
- * stats" (table, --json through a strict JSON parser, --prometheus).
+ * format checked line by line, the three outputs of "objmapper stats"
+ * (table, --json through a strict JSON parser, --prometheus), and the
+ * statistics scraped with curl from an HTTP listener with serve = metrics
+ * (checked by promtool where the prometheus package is installed).
  */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,12 +36,44 @@ static const char *const ops[] = { "hello", "get", "put", "delete", "stat", "sta
 	"list", "purge",
 	"other" };
 
+/* HTTP listeners: metrics (loopback may scrape), metrics that nobody
+ * here may scrape, metrics on a Unix socket, and one of objects. */
+static int metrics_port, closed_port, objects_port;
+
+static int
+free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
 static int
 setup(void **state)
 {
+	char extra[1024];
+
 	(void)state;
+	metrics_port = free_port();
+	closed_port = free_port();
+	objects_port = free_port();
 	/* No promotion: a persistent object's reads stay persistent hits. */
-	om_daemon_init(&D, 2, "[cache]\npromote_hits = 0\n");
+	snprintf(extra, sizeof(extra), "[cache]\npromote_hits = 0\n"
+	    "[listen.metrics]\ntype = http\naddress = 127.0.0.1\nport = %d\nserve = metrics\n"
+	    "allow_read = 127.0.0.1\n"
+	    "[listen.closed]\ntype = http\naddress = 127.0.0.1\nport = %d\nserve = metrics\n"
+	    "allow_read = 10.9.9.9\n"
+	    "[listen.metrics_unix]\ntype = http\npath = metrics.sock\nserve = metrics\n"
+	    "[listen.objects]\ntype = http\naddress = 127.0.0.1\nport = %d\n",
+	    metrics_port, closed_port, objects_port);
+	om_daemon_init(&D, 2, extra);
 	om_daemon_start(&D);
 	return 0;
 }
@@ -445,6 +482,166 @@ test_prometheus(void **state)
 	om_client_close(c);
 }
 
+/* ---- scraped over HTTP (serve = metrics) ------------------------------------- */
+
+/* Runs a shell command; its standard output in out (NUL-terminated,
+ * truncated to cap); returns its exit status. */
+__attribute__((format(printf, 3, 4))) static int
+run(char *out, size_t cap, const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+	size_t n = 0, k;
+	FILE *p;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	while (n + 1 < cap && (k = fread(out + n, 1, cap - 1 - n, p)) > 0)
+		n += k;
+	out[n] = '\0';
+	while (fgetc(p) != EOF)
+		;
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* curl -i of a URL (and extra curl arguments): the head in head, the body
+ * returned (in the same buffer); asserts curl's success. */
+static char *
+curl(char *buf, size_t cap, const char *args, const char *url, char **head)
+{
+	char *sep;
+
+	if (run(buf, cap, "curl -sS -i --max-time 10 %s '%s'", args, url) != 0)
+		fail_msg("curl %s %s failed: %s", args, url, buf);
+	sep = strstr(buf, "\r\n\r\n");
+	assert_non_null(sep);
+	*sep = '\0';
+	*head = buf;
+	return sep + 4;
+}
+
+static int
+has_line(const char *head, const char *line)
+{
+	const char *p = strstr(head, line);
+
+	return p != NULL && (p == head || p[-1] == '\n') && (p[strlen(line)] == '\r' ||
+	    p[strlen(line)] == '\0');
+}
+
+static void
+test_metrics_http(void **state)
+{
+	static char buf[1 << 20], obj[4096];
+	om_client_t *c = client();
+	char url[256], file[400], *head, *body, *before, *after;
+	unsigned long long puts0;
+	int promtool;
+
+	(void)state;
+	before = stats(c, 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", metrics_port);
+	body = curl(buf, sizeof(buf), "", url, &head);
+	assert_true(has_line(head, "HTTP/1.1 200 OK"));
+	assert_true(has_line(head, "Content-Type: text/plain; version=0.0.4; charset=utf-8"));
+	/* The format of STATS PROMETHEUS, line by line. */
+	assert_int_equal(check_prometheus(body, "objmapper_requests_total"),
+	    (sizeof(ops) / sizeof(ops[0])) * (OM_STATUS_MAX + 1));
+	assert_non_null(strstr(body, "\n# TYPE objmapper_puts_total counter\n"));
+	assert_non_null(strstr(body, "\n# TYPE objmapper_objects_purged_total counter\n"));
+	{
+		/* Content-Length is the body's. */
+		char line[64];
+
+		snprintf(line, sizeof(line), "Content-Length: %zu", strlen(body));
+		assert_true(has_line(head, line));
+	}
+	/* promtool, where the prometheus package is installed. */
+	promtool = run(obj, sizeof(obj), "command -v promtool") == 0;
+	if (promtool) {
+		FILE *f;
+
+		snprintf(file, sizeof(file), "%s/scrape.txt", D.dir);
+		f = fopen(file, "w");
+		assert_non_null(f);
+		assert_int_equal(fputs(body, f) >= 0, 1);
+		fclose(f);
+		if (run(obj, sizeof(obj), "promtool check metrics < '%s' 2>&1", file) != 0 || obj[0] != '\0')
+			fail_msg("promtool check metrics: %s", obj);
+		print_message("promtool check metrics: no finding\n");
+	} else {
+		print_message("promtool not installed: the strict checker only\n");
+	}
+	/* A scraper's query is ignored; HEAD has the head only. */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics?name[]=objmapper_puts_total",
+	    metrics_port);
+	body = curl(buf, sizeof(buf), "-g", url, &head);
+	assert_true(has_line(head, "HTTP/1.1 200 OK"));
+	assert_non_null(strstr(body, "\nobjmapper_puts_total "));
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", metrics_port);
+	body = curl(buf, sizeof(buf), "-I", url, &head);
+	assert_true(has_line(head, "HTTP/1.1 200 OK"));
+	assert_string_equal(body, "");
+	/* Nothing else is served there. */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", metrics_port);
+	body = curl(buf, sizeof(buf), "", url, &head);
+	assert_true(has_line(head, "HTTP/1.1 404 Not Found"));
+	assert_string_equal(body, "404 Not Found: listener metrics serves the statistics at /metrics "
+	    "only\n");
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metricsx", metrics_port);
+	(void)curl(buf, sizeof(buf), "", url, &head);
+	assert_true(has_line(head, "HTTP/1.1 404 Not Found"));
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", metrics_port);
+	body = curl(buf, sizeof(buf), "-X PUT --data-binary x", url, &head);
+	assert_true(has_line(head, "HTTP/1.1 405 Method Not Allowed"));
+	assert_true(has_line(head, "Allow: GET, HEAD"));
+	assert_true(has_line(head, "Connection: close"));
+	body = curl(buf, sizeof(buf), "-X DELETE", url, &head);
+	assert_true(has_line(head, "HTTP/1.1 405 Method Not Allowed"));
+	/* Its allow list: loopback is not on the closed listener's. */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", closed_port);
+	body = curl(buf, sizeof(buf), "", url, &head);
+	assert_true(has_line(head, "HTTP/1.1 403 Forbidden"));
+	assert_non_null(strstr(body, "may not read on listener closed"));
+	/* Over a Unix socket. */
+	snprintf(file, sizeof(file), "--unix-socket '%s/metrics.sock'", D.dir);
+	body = curl(buf, sizeof(buf), file, "http://localhost/metrics", &head);
+	assert_true(has_line(head, "HTTP/1.1 200 OK"));
+	(void)check_prometheus(body, "");
+
+	/* An object named /metrics is an object, on a listener of objects;
+	 * the metrics listener gives the statistics all the same. */
+	puts0 = value(before, "puts_total");
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", objects_port);
+	body = curl(buf, sizeof(buf), "-X PUT --data-binary 'not the statistics'", url, &head);
+	assert_true(has_line(head, "HTTP/1.1 201 Created"));
+	body = curl(buf, sizeof(buf), "", url, &head);
+	assert_true(has_line(head, "HTTP/1.1 200 OK"));
+	assert_string_equal(body, "not the statistics");
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", metrics_port);
+	body = curl(buf, sizeof(buf), "", url, &head);
+	assert_true(has_line(head, "HTTP/1.1 200 OK"));
+	snprintf(obj, sizeof(obj), "\nobjmapper_puts_total %llu\n", puts0 + 1);
+	assert_non_null(strstr(body, obj));
+
+	/* Counted as STATS: 5 scrapes answered 200 (2 GETs and a HEAD
+	 * before, the Unix one, the last), 4 refused on the listener, 1
+	 * denied. */
+	after = stats(c, 0);
+	assert_int_equal(req(after, "stats", "ok") - req(before, "stats", "ok"), 5 + 1);
+	assert_int_equal(req(after, "stats", "not_found") - req(before, "stats", "not_found"), 2);
+	assert_int_equal(req(after, "stats", "bad_request") - req(before, "stats", "bad_request"), 2);
+	assert_int_equal(req(after, "stats", "denied") - req(before, "stats", "denied"), 1);
+	free(before);
+	free(after);
+	om_client_close(c);
+}
+
 /* ---- the objmapper command --------------------------------------------------- */
 
 /* Runs objmapper -s SOCK ARGS; stdout into out, stderr dropped. Returns
@@ -834,6 +1031,7 @@ main(void)
 		cmocka_unit_test(test_json_parser),
 		cmocka_unit_test(test_cli_json),
 		cmocka_unit_test(test_other_op),
+		cmocka_unit_test(test_metrics_http),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

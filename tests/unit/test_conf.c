@@ -821,6 +821,10 @@ static const struct err_case errors[] = {
 	    "[listen.l] max_header: a key of http listeners only" },
 	{ "[listen.l]\ntype = http\nport = 80\nmax_header = 100\n", 4,
 	    "[listen.l] max_header: 100 is out of range (1K..60K)" },
+	{ "[listen.l]\ntype = tcp\nport = 80\nserve = metrics\n", 4,
+	    "[listen.l] serve: a key of http listeners only" },
+	{ "[listen.l]\ntype = http\nport = 80\nserve = stats\n", 4,
+	    "[listen.l] serve: \"stats\" is not one of objects, metrics" },
 	{ "[listen.l]\ntype = http\nport = 80\nmode = 0600\n", 4,
 	    "[listen.l] mode: not a key of tcp listeners" },
 	{ "[listen.l]\ntype = tcp\npath = /x.sock\nport = 1\n", 3,
@@ -1013,7 +1017,7 @@ test_example(void **state)
 		    "max_object_size", "max_datagram", "amplification", NULL },
 		{ "[listen.http]", "type", "path", "mode", "allow_read", "allow_write",
 		    "idle_timeout", "request_timeout", "max_object_size", "max_pipeline", "max_buffer",
-		    "max_header", NULL },
+		    "max_header", "serve", NULL },
 	};
 	char path[PATH_MAX], err[1024], *text, *sec, *end, *line;
 	om_conf_t *c = NULL;
