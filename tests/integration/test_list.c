@@ -537,7 +537,7 @@ typedef struct {
 	volatile uint64_t ops[2];
 	volatile uint64_t failures;
 	char why[256];
-	volatile int ping_stop;
+	volatile int ping_go, ping_stop;
 	volatile uint64_t pings, ping_max_ns; /* the pinger's answers, its slowest */
 	uint8_t churn[NCHURN];   /* writer 0: 1 if /w/N exists */
 	put_rec_t under[NUNDER]; /* writer 1: /s/1NNNN (N < 1000), then /s/1w/NNNN */
@@ -617,7 +617,11 @@ writer(int role)
 	_exit(0);
 }
 
-/* PINGs one after the other, beside a purge, on the daemon's one worker. */
+/* PINGs one after the other, beside a purge, on the daemon's one worker;
+ * forked with the writers, before the tests hold anything (valgrind checks
+ * the children's leaks too). */
+static pid_t pinger;
+
 static pid_t
 pinger_start(void)
 {
@@ -627,9 +631,11 @@ pinger_start(void)
 	if (pid == 0) {
 		om_client_t *c = NULL;
 
+		while (!sh->ping_go && !sh->stop)
+			usleep(1000);
 		if (om_client_connect(D.sock, 0, &c) != 0)
 			_exit(1);
-		while (!sh->ping_stop) {
+		while (!sh->ping_stop && !sh->stop) {
 			int64_t t0 = now_ns(), t;
 
 			if (om_client_ping(c) != 0)
@@ -654,6 +660,7 @@ writers_start(void)
 		if (writers[i] == 0)
 			writer(i);
 	}
+	pinger = pinger_start();
 }
 
 static void
@@ -777,6 +784,8 @@ teardown_big(void **state)
 	for (int i = 0; i < 2; i++)
 		if (writers[i] > 0)
 			(void)om_test_wait(writers[i]);
+	if (pinger > 0)
+		(void)om_test_wait(pinger);
 	munmap(sh, sizeof(*sh));
 	rc = teardown(state);
 	if (shm_disk[0] != '\0')
@@ -904,8 +913,8 @@ test_purge_100k_under_writers(void **state)
 	{
 		uint64_t n2 = 0, p0;
 		int64_t t0;
-		pid_t pinger = pinger_start();
 
+		sh->ping_go = 1;
 		while (sh->pings < 10)
 			usleep(1000);
 		sh->ping_max_ns = 0;
@@ -917,6 +926,7 @@ test_purge_100k_under_writers(void **state)
 		p0 = sh->pings - p0;
 		sh->ping_stop = 1;
 		assert_int_equal(om_test_wait(pinger), 0);
+		pinger = 0;
 		print_message("purge /s/2: %llu objects in %.3f s, with writers running; %llu PINGs "
 		    "answered meanwhile, the slowest in %.1f ms\n", (unsigned long long)n2,
 		    (double)t0 / 1e9, (unsigned long long)p0, (double)sh->ping_max_ns / 1e6);
