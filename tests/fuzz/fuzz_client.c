@@ -10,7 +10,8 @@
  * reconnect back-off) returns at once. Input:
  *
  *   u8 n, then n operation bytes (GET in each form, STAT, STATS, PING,
- *   DELETE, PUT, PUT of a descriptor, a pipelined batch); then the streams,
+ *   DELETE, PUT, PUT of a descriptor, a pipelined batch, LIST in pages,
+ *   PURGE in steps); then the streams,
  *   one per connection: u8 flags (bit 0: a descriptor comes with the first
  *   byte), u16 length, the bytes. A connection past the last stream is
  *   refused.
@@ -18,13 +19,15 @@
  * Then the same streams go straight into the non-blocking decoder
  * (om_decoder_feed, in pieces whose sizes the stream's bytes choose, a
  * descriptor with the first piece of a stream whose flag asks for one),
- * and every response it yields is checked against its kind.
+ * and every response it yields is checked against its kind, and read as a
+ * LIST page and as a PURGE step.
  *
  * Checks: no memory error, leak or undefined behaviour; results inside
  * their bounds (a buffer GET's length within the buffer, a descriptor
  * GET's descriptor valid, STATS text terminated, a decoded response's
- * body where its kind says); no descriptor is left open once the handle
- * and the decoder are closed.
+ * body where its kind says, a listing's entries each a URI of uri_len
+ * bytes that a URI may hold, NUL-terminated); no descriptor is left open
+ * once the handle and the decoder are closed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -140,6 +143,24 @@ lowest_free_fd(void)
 	return fd;
 }
 
+/* A listing's entry as the library hands it over; stops the listing at
+ * the entry *arg counts down to (if not NULL). */
+static int
+check_entry(void *arg, const om_entry_t *e)
+{
+	unsigned *left = arg;
+
+	FZ_ASSERT(e->uri != NULL && e->uri_len >= 1 && e->uri_len <= OM_PROTO_URI_MAX &&
+	    strlen(e->uri) == e->uri_len, "entry of %zu bytes", e->uri_len);
+	for (size_t i = 0; i < e->uri_len; i++)
+		FZ_ASSERT((unsigned char)e->uri[i] > 0x20 && (unsigned char)e->uri[i] != 0x7f,
+		    "byte 0x%02x in an entry's URI", (unsigned char)e->uri[i]);
+	FZ_ASSERT(e->copy == 0 || e->copy == 1, "copy %d", e->copy);
+	if (left != NULL && --*left == 0)
+		return 7;
+	return 0;
+}
+
 static void
 run_op(om_client_t *c, uint8_t op)
 {
@@ -149,7 +170,7 @@ run_op(om_client_t *c, uint8_t op)
 	om_info_t info;
 	om_object_t obj, objs[3];
 
-	switch (op % 10) {
+	switch (op % 12) {
 	case 0: {
 		char buf[256];
 		size_t len = 9999;
@@ -212,6 +233,20 @@ run_op(om_client_t *c, uint8_t op)
 		close(mfd);
 		break;
 	}
+	case 10: {
+		unsigned left = 3;
+
+		rc = om_client_list(c, (op & 8) ? NULL : uri, check_entry, (op & 16) ? &left : NULL);
+		FZ_ASSERT(rc <= 0 || rc == 7, "list: %d", rc);
+		break;
+	}
+	case 11: {
+		uint64_t n = 12345;
+
+		rc = om_client_purge(c, uri, &n);
+		FZ_ASSERT(rc <= 0, "purge: %d", rc);
+		break;
+	}
 	default: {
 		int rcs[3];
 
@@ -267,6 +302,16 @@ decode_streams(fz_in_t in)
 				    "inline body without data");
 				FZ_ASSERT((r.meta == NULL) == (r.meta_len == 0) || r.rc == -OM_ENOMEM, "meta");
 				FZ_ASSERT(strlen(r.msg) < sizeof(r.msg), "msg");
+				{
+					uint64_t cur = 1, cnt = 1;
+					int lr = om_response_list(&r, &cur, check_entry, NULL);
+					int pr = om_response_purge(&r, &cur, &cnt);
+
+					FZ_ASSERT(lr == 0 || lr == r.rc || lr == -OM_EPROTO, "list page: %d", lr);
+					FZ_ASSERT(pr == 0 || pr == r.rc || pr == -OM_EPROTO, "purge step: %d", pr);
+					FZ_ASSERT(lr != 0 || r.op == OM_OP_LIST, "a page of op %d", r.op);
+					FZ_ASSERT(pr != 0 || (r.op == OM_OP_PURGE && r.len == 16), "a step");
+				}
 				om_response_free(&r);
 			}
 			FZ_ASSERT(rc <= 0 && (rc == 0 || om_decoder_message(d)[0] != '\0'),

@@ -6,8 +6,10 @@
  * Checks: decoding never reads past the fixed header; a decoded header
  * encodes back to the same bytes (a response: when its version is 1, the
  * only one put_resp writes); fields built from the input survive
- * encode -> decode; om_proto_uri_error agrees with an independent
- * reference of the rule; status and op names are never NULL.
+ * encode -> decode; om_proto_uri_error and om_proto_prefix_error (LIST,
+ * PURGE) agree with independent references of their rules, a valid URI
+ * is a valid prefix and so is every beginning of a valid prefix; status
+ * and op names are never NULL.
  */
 #include <errno.h>
 #include <string.h>
@@ -32,6 +34,19 @@ uri_ok_ref(const uint8_t *u, size_t len, size_t max)
 		if (starts && ends && u[i] == '.' && u[i + 1] == '.')
 			return 0;
 	}
+	return 1;
+}
+
+/* The prefix rule of LIST and PURGE: 0..max bytes, none <= 0x20 or 0x7f
+ * (".." allowed: a prefix may end anywhere). */
+static int
+prefix_ok_ref(const uint8_t *u, size_t len, size_t max)
+{
+	if (len > max)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (u[i] <= 0x20 || u[i] == 0x7f)
+			return 0;
 	return 1;
 }
 
@@ -180,6 +195,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FZ_ASSERT((why == NULL) == uri_ok_ref(u + 1, size - 1, OM_PROTO_URI_MAX),
 			    "uri rule disagrees: %s", why ? why : "accepted");
 		}
+		why = om_proto_prefix_error(u, size, max);
+		FZ_ASSERT((why == NULL) == prefix_ok_ref(u, size, max), "prefix rule disagrees: %s",
+		    why ? why : "accepted");
+		FZ_ASSERT(!uri_ok_ref(u, size, max) || why == NULL, "a URI that is no prefix");
+		if (why == NULL && size > 0)
+			FZ_ASSERT(om_proto_prefix_error(u, (size_t)data[size - 1] % size, max) == NULL,
+			    "a beginning of a prefix that is not one");
 		free(u);
 	}
 	for (unsigned i = 0; i < 3 && size > i; i++) {
