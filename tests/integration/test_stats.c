@@ -601,8 +601,11 @@ test_metrics_http(void **state)
 	assert_true(has_line(head, "HTTP/1.1 405 Method Not Allowed"));
 	assert_true(has_line(head, "Allow: GET, HEAD"));
 	assert_true(has_line(head, "Connection: close"));
+	assert_string_equal(body, "405 Method Not Allowed: listener metrics serves the statistics "
+	    "only: GET /metrics\n");
 	body = curl(buf, sizeof(buf), "-X DELETE", url, &head);
 	assert_true(has_line(head, "HTTP/1.1 405 Method Not Allowed"));
+	assert_non_null(strstr(body, "serves the statistics only"));
 	/* Its allow list: loopback is not on the closed listener's. */
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", closed_port);
 	body = curl(buf, sizeof(buf), "", url, &head);
@@ -620,6 +623,7 @@ test_metrics_http(void **state)
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", objects_port);
 	body = curl(buf, sizeof(buf), "-X PUT --data-binary 'not the statistics'", url, &head);
 	assert_true(has_line(head, "HTTP/1.1 201 Created"));
+	assert_string_equal(body, "");
 	body = curl(buf, sizeof(buf), "", url, &head);
 	assert_true(has_line(head, "HTTP/1.1 200 OK"));
 	assert_string_equal(body, "not the statistics");
