@@ -24,6 +24,7 @@
 
 #include <objmapper/objmapper.h>
 
+#include "os/om_os.h"
 #include "proto/om_proto.h"
 
 #define API __attribute__((visibility("default")))
@@ -219,48 +220,25 @@ next_resp(om_client_t *c, om_response_t *o)
 static int
 send_all(om_client_t *c, struct iovec *iov, int iovcnt, int fd, size_t *sent)
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} ctl;
-	struct msghdr mh;
-
 	if (sent != NULL)
 		*sent = 0;
-	memset(&mh, 0, sizeof(mh));
-	if (fd >= 0) {
-		struct cmsghdr *cm;
-
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.buf;
-		mh.msg_controllen = sizeof(ctl.buf);
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	}
 	while (iovcnt > 0) {
-		ssize_t n;
+		ssize_t n = om_os_send_fd(c->fd, iov, iovcnt, fd, 0);
 
-		mh.msg_iov = iov;
-		mh.msg_iovlen = (size_t)iovcnt;
-		n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
 		if (n < 0) {
-			if (errno == EINTR)
+			if (n == -EINTR)
 				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
+			if (n == -EAGAIN || n == -EWOULDBLOCK)
 				return timed_out(c, "send to");
 			/* The daemon closed its end (after a GOAWAY): nothing of
 			 * what did not leave was taken. */
-			c->refused = errno == EPIPE || errno == ECONNRESET;
-			return fail(c, OM_EIO, "send to %s: %s", c->path, strerror(errno));
+			c->refused = n == -EPIPE || n == -ECONNRESET;
+			return fail(c, OM_EIO, "send to %s: %s", c->path, strerror((int)-n));
 		}
 		if (sent != NULL)
 			*sent += (size_t)n;
 		/* The descriptor went with the first bytes. */
-		mh.msg_control = NULL;
-		mh.msg_controllen = 0;
+		fd = -1;
 		while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
 			n -= (ssize_t)iov->iov_len;
 			iov++;

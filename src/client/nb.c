@@ -17,6 +17,7 @@
 
 #include <objmapper/objmapper.h>
 
+#include "os/om_os.h"
 #include "proto/om_proto.h"
 
 #define API __attribute__((visibility("default")))
@@ -406,13 +407,10 @@ body_left(const om_decoder_t *d)
 API int
 om_decoder_recv(om_decoder_t *d, int fd)
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int) * 8)];
-	} ctl;
-	struct msghdr mh;
-	struct iovec iov;
-	struct cmsghdr *cm;
+	int got[OM_OS_FDS_MAX];
+	om_os_fds_t fds = { got, 0, OM_OS_FDS_MAX, 0 };
+	uint8_t *to;
+	size_t want;
 	bool direct;
 	ssize_t n;
 	int rc = 0;
@@ -424,46 +422,34 @@ om_decoder_recv(om_decoder_t *d, int fd)
 	if (direct) {
 		uint64_t left = body_left(d);
 
-		iov.iov_base = (uint8_t *)d->cur.data + d->body_got;
-		iov.iov_len = left > (1u << 30) ? (1u << 30) : (size_t)left;
+		to = (uint8_t *)d->cur.data + d->body_got;
+		want = left > (1u << 30) ? (1u << 30) : (size_t)left;
 	} else {
 		if (d->len == d->cap) {
 			snprintf(d->err, sizeof(d->err), "the decoder's buffer is full: call om_decoder_next");
 			return -OM_EIO;
 		}
-		iov.iov_base = d->buf + d->len;
-		iov.iov_len = d->cap - d->len;
+		to = d->buf + d->len;
+		want = d->cap - d->len;
 	}
-	memset(&mh, 0, sizeof(mh));
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = ctl.buf;
-	mh.msg_controllen = sizeof(ctl.buf);
 	do
-		n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
+		n = om_os_recv_fds(fd, to, want, MSG_DONTWAIT, &fds);
+	while (n == -EINTR);
+	if (n < 0 && n != -EPROTO) {
+		if (n == -EAGAIN || n == -EWOULDBLOCK)
 			return -OM_EAGAIN;
-		snprintf(d->err, sizeof(d->err), "%s", strerror(errno));
+		snprintf(d->err, sizeof(d->err), "%s", strerror((int)-n));
 		return -OM_EIO;
 	}
-	for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-			continue;
-		for (size_t i = 0; i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-			int rfd;
-
-			memcpy(&rfd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-			if (rc == 0)
-				rc = fdq_push(d, rfd);
-			else
-				close(rfd);
-		}
+	for (unsigned i = 0; i < fds.n; i++) {
+		if (rc == 0)
+			rc = fdq_push(d, got[i]);
+		else
+			close(got[i]);
 	}
 	if (rc != 0)
 		return rc;
-	if (mh.msg_flags & MSG_CTRUNC)
+	if (n == -EPROTO)
 		return broken(d, "descriptors from the server were truncated");
 	d->received += (uint64_t)n;
 	if (direct)

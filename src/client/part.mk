@@ -1,6 +1,6 @@
 # libobjmapper: static and shared (soname libobjmapper.so.0), only the
 # om_client_* / om_object_* API exported.
-CLIENT_SRCS   := src/client/client.c src/client/nb.c src/proto/proto.c
+CLIENT_SRCS   := src/client/client.c src/client/nb.c src/proto/proto.c src/os/fdpass.c
 CLIENT_OBJS   := $(CLIENT_SRCS:%.c=$(O)/%.o)
 CLIENT_SOVER  := 0
 CLIENT_VER    := 0.1.0

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct iovec;
+
 /* Writes all n bytes at the current offset (retrying EINTR and short writes). */
 int om_os_write_all(int fd, const void *buf, size_t n);
 /* Reads exactly n bytes at off; -EIO if the file is shorter. */
@@ -35,5 +37,35 @@ int om_os_mkdir(int dirfd, const char *name, mode_t mode);
 /* Tells the service manager (systemd, Type=notify) a state such as
  * "READY=1\nMAINPID=1234", in a datagram to $NOTIFY_SOCKET; 0 without one. */
 int om_os_notify(const char *state);
+
+/*
+ * Descriptor passing (fdpass.c). om_os_send_fd is one sendmsg of iov with
+ * fd (if >= 0) attached to its first byte (SCM_RIGHTS), flags |
+ * MSG_NOSIGNAL: the bytes sent, or -errno (the descriptor went only if
+ * some bytes did). om_os_recv_fds is one recvmsg (flags |
+ * MSG_CMSG_CLOEXEC) of at most len bytes with up to OM_OS_FDS_MAX
+ * descriptors: each is kept in fds->fd while fds->n < fds->max, else
+ * closed; fds->received counts them all. The bytes received (0: end of
+ * stream), or -errno; -EPROTO when more descriptors came than it takes
+ * (the kernel dropped some), those that came kept or closed all the same.
+ */
+#define OM_OS_FDS_MAX 8
+typedef struct {
+	int *fd;           /* room for max descriptors */
+	unsigned n, max;   /* kept, and at most */
+	unsigned received; /* that came, kept or closed */
+} om_os_fds_t;
+ssize_t om_os_send_fd(int sock, const struct iovec *iov, int iovcnt, int fd, int flags);
+ssize_t om_os_recv_fds(int sock, void *buf, size_t len, int flags, om_os_fds_t *fds);
+
+/*
+ * Signals read from a signalfd (signals.c). om_os_signalfd blocks the n
+ * signals of sigs first if block (a child inherits its master's mask),
+ * and returns a non-blocking signalfd for them, or -errno.
+ * om_os_signal_next reads the next signal that came: its number, or 0
+ * when none is left.
+ */
+int om_os_signalfd(const int *sigs, unsigned n, int block);
+int om_os_signal_next(int sigfd);
 
 #endif

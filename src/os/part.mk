@@ -1,1 +1,1 @@
-ENGINE_SRCS += src/os/os.c
+ENGINE_SRCS += src/os/os.c src/os/fdpass.c src/os/signals.c

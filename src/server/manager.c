@@ -8,11 +8,11 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "core/om_core.h"
 #include "core/om_log.h"
+#include "os/om_os.h"
 #include "server/om_server.h"
 
 /* A scrub pass asked for by VERIFY runs at least this fast (bytes/s). */
@@ -58,6 +58,9 @@ take_requests(om_srv_t *srv)
 	return pass;
 }
 
+/* Blocked already (the master's mask); HUP is read and ignored. */
+static const int manager_signals[] = { SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGHUP };
+
 int
 om_manager_run(om_srv_t *srv)
 {
@@ -69,19 +72,11 @@ om_manager_run(om_srv_t *srv)
 	 * where the old one was rather than start the pass again. */
 	uint32_t *cursor = &om_srv_requests(srv, OM_SLOT_MASTER)->scrub_cursor;
 	int on_demand = 0;
-	struct signalfd_siginfo si;
-	sigset_t set;
-	int sigfd;
+	int sigfd, sig;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGQUIT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGHUP);
-	sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	sigfd = om_os_signalfd(manager_signals, OM_ARRAY_LEN(manager_signals), 0);
 	if (sigfd < 0) {
-		om_log_err(errno, "signalfd failed");
+		om_log_err(-sigfd, "signalfd failed");
 		return OM_EXIT_FATAL;
 	}
 	for (;;) {
@@ -93,11 +88,11 @@ om_manager_run(om_srv_t *srv)
 			om_log_err(errno, "poll failed");
 			return OM_EXIT_FATAL;
 		}
-		while (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-			if (si.ssi_signo == SIGUSR1) {
+		while ((sig = om_os_signal_next(sigfd)) != 0) {
+			if (sig == SIGUSR1) {
 				if (om_log_reopen() != 0)
 					om_log_err(errno, "reopening the log failed");
-			} else if (si.ssi_signo != SIGHUP) {
+			} else if (sig != SIGHUP) {
 				om_log_info(0, "exiting");
 				return 0;
 			}

@@ -20,7 +20,6 @@
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -959,13 +958,17 @@ children_left(master_t *m)
 	return false;
 }
 
+/* What the master reads from its signalfd (blocked: its children inherit
+ * the mask, and make signalfds of their own). */
+static const int master_signals[] = { SIGCHLD, SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGUSR2 };
+
 static void
 handle_signals(master_t *m)
 {
-	struct signalfd_siginfo si;
+	int sig;
 
-	while (read(m->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		switch (si.ssi_signo) {
+	while ((sig = om_os_signal_next(m->sigfd)) != 0) {
+		switch (sig) {
 		case SIGCHLD:
 			reap(m);
 			break;
@@ -1385,7 +1388,6 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 	master_t *m = calloc(1, sizeof(*m));
 	om_listener_t *ls[OM_CONF_LISTEN_MAX];
 	struct epoll_event e;
-	sigset_t set;
 	char err[1024];
 	int rc;
 
@@ -1455,18 +1457,13 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 		fprintf(stderr, "objmapperd: daemon: %s\n", strerror(errno));
 		goto fail;
 	}
-	sigemptyset(&set);
-	sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGQUIT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGUSR2);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	m->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	m->sigfd = om_os_signalfd(master_signals, OM_ARRAY_LEN(master_signals), 1);
+	if (m->sigfd < 0) {
+		fprintf(stderr, "objmapperd: signalfd/epoll: %s\n", strerror(-m->sigfd));
+		goto fail;
+	}
 	m->ep = epoll_create1(EPOLL_CLOEXEC);
-	if (m->sigfd < 0 || m->ep < 0) {
+	if (m->ep < 0) {
 		fprintf(stderr, "objmapperd: signalfd/epoll: %s\n", strerror(errno));
 		goto fail;
 	}

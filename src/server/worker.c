@@ -14,13 +14,13 @@
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/om_core.h"
 #include "core/om_log.h"
+#include "os/om_os.h"
 #include "server/worker_int.h"
 
 /* One connection per wake-up: the listener stays readable, and with
@@ -329,13 +329,17 @@ start_drain(worker_t *w)
 	}
 }
 
+/* Blocked already: the master's mask is inherited. HUP is read and
+ * ignored (the master reloads). */
+static const int child_signals[] = { SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGHUP };
+
 static int
 handle_signals(worker_t *w)
 {
-	struct signalfd_siginfo si;
+	int sig;
 
-	while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		switch (si.ssi_signo) {
+	while ((sig = om_os_signal_next(w->sigfd)) != 0) {
+		switch (sig) {
 		case SIGQUIT:
 			start_drain(w);
 			break;
@@ -358,7 +362,6 @@ om_worker_run(om_srv_t *srv)
 {
 	worker_t *w = calloc(1, sizeof(*w));
 	struct epoll_event evs[128];
-	sigset_t set;
 	int rc = 0;
 
 	if (w == NULL)
@@ -372,15 +375,9 @@ om_worker_run(om_srv_t *srv)
 		return OM_EXIT_FATAL;
 	}
 	w->ep = epoll_create1(EPOLL_CLOEXEC);
-	sigemptyset(&set);
-	sigaddset(&set, SIGQUIT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGHUP);
-	w->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	w->sigfd = w->ep >= 0 ? om_os_signalfd(child_signals, OM_ARRAY_LEN(child_signals), 0) : -errno;
 	if (w->ep < 0 || w->sigfd < 0) {
-		om_log_err(errno, "epoll or signalfd failed");
+		om_log_err(-w->sigfd, "epoll or signalfd failed");
 		if (w->ep >= 0)
 			close(w->ep);
 		free(w->fdc);
