@@ -272,8 +272,8 @@ size_t om_index_proc_bytes(const om_index_t *ix);
 
 /*
  * Full consistency check: takes every lock (repairing as needed), walks
- * every chain, the free list and the URI arena. 0, or -EUCLEAN with a
- * description in err.
+ * every chain, the free list of every block size and the arena's blocks.
+ * 0, or -EUCLEAN with a description in err.
  */
 int om_index_check(om_index_t *ix, char *err, size_t errlen);
 

@@ -5,6 +5,7 @@
  * processes, once per connection (per datagram for UDP).
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -95,7 +96,7 @@ om_peer_from_socket(om_peer_t *p, int fd, unsigned transport)
 		socklen_t len = sizeof(uc);
 
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0)
-			return -1;
+			return -errno;
 		p->has_cred = true;
 		p->pid = uc.pid;
 		p->uid = uc.uid;
@@ -112,7 +113,7 @@ om_peer_from_socket(om_peer_t *p, int fd, unsigned transport)
 		socklen_t len = sizeof(ss);
 
 		if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
-			return -1;
+			return -errno;
 		om_peer_from_sockaddr(p, (struct sockaddr *)&ss);
 		return 0;
 	}

@@ -90,8 +90,8 @@ om_manager_run(om_srv_t *srv)
 		}
 		while ((sig = om_os_signal_next(sigfd)) != 0) {
 			if (sig == SIGUSR1) {
-				if (om_log_reopen() != 0)
-					om_log_err(errno, "reopening the log failed");
+				if ((rc = om_log_reopen()) != 0)
+					om_log_err(-rc, "reopening the log failed");
 			} else if (sig != SIGHUP) {
 				om_log_info(0, "exiting");
 				return 0;

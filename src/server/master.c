@@ -965,7 +965,7 @@ static const int master_signals[] = { SIGCHLD, SIGHUP, SIGQUIT, SIGTERM, SIGINT,
 static void
 handle_signals(master_t *m)
 {
-	int sig;
+	int sig, rc;
 
 	while ((sig = om_os_signal_next(m->sigfd)) != 0) {
 		switch (sig) {
@@ -984,8 +984,8 @@ handle_signals(master_t *m)
 			stop(m, 2);
 			break;
 		case SIGUSR1:
-			if (om_log_reopen() != 0)
-				om_log_err(errno, "reopening the log failed");
+			if ((rc = om_log_reopen()) != 0)
+				om_log_err(-rc, "reopening the log failed");
 			signal_children(m, SIGUSR1, false);
 			break;
 		case SIGUSR2:

@@ -251,7 +251,7 @@ accept_some(worker_t *w, wlistener_t *l)
 {
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		om_peer_t peer;
-		int fd;
+		int fd, rc;
 		conn_t *c;
 
 		fd = accept4(l->ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -280,8 +280,8 @@ accept_some(worker_t *w, wlistener_t *l)
 			w->accept_resume_ms = om_clock_ms() + 100;
 			return;
 		}
-		if (om_peer_from_socket(&peer, fd, l->ls->transport) != 0) {
-			om_log_debug(errno, "a peer on %s left before it was known", l->ls->where);
+		if ((rc = om_peer_from_socket(&peer, fd, l->ls->transport)) != 0) {
+			om_log_debug(-rc, "a peer on %s left before it was known", l->ls->where);
 			close(fd);
 			continue;
 		}
@@ -336,7 +336,7 @@ static const int child_signals[] = { SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGHUP }
 static int
 handle_signals(worker_t *w)
 {
-	int sig;
+	int sig, rc;
 
 	while ((sig = om_os_signal_next(w->sigfd)) != 0) {
 		switch (sig) {
@@ -347,8 +347,8 @@ handle_signals(worker_t *w)
 		case SIGINT:
 			return -1;
 		case SIGUSR1:
-			if (om_log_reopen() != 0)
-				om_log_err(errno, "reopening the log failed");
+			if ((rc = om_log_reopen()) != 0)
+				om_log_err(-rc, "reopening the log failed");
 			break;
 		default:
 			break;

@@ -92,10 +92,10 @@ typedef struct {
 	uint64_t notes_cursor;  /* the index's notes of dropped files, read */
 	uint64_t notes_at_tick; /* the cursor at the last tick */
 	bool notes_behind;      /* and it was behind the head then */
-	uint8_t *scratch;     /* a copy-mode bounce buffer shared by connections */
 } worker_t;
 
 /* access.c */
+/* Who is at the other end of an accepted socket; 0 or -errno. */
 int om_peer_from_socket(om_peer_t *p, int fd, unsigned transport);
 void om_peer_from_sockaddr(om_peer_t *p, const struct sockaddr *sa);
 enum om_access om_peer_access(const om_listener_t *ls, const om_peer_t *p);

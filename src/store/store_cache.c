@@ -4,7 +4,7 @@
  * periodically.
  *
  * Eviction is an approximate LRU: om_index_sample looks at the next few
- * objects of the tier's classes (a clock hand over the entry table) and
+ * objects of the tier's classes (a clock hand over the arena's blocks) and
  * returns the one read longest ago.
  */
 #include <fcntl.h>
