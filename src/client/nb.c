@@ -351,6 +351,22 @@ fdq_push(om_decoder_t *d, int fd)
 	return 0;
 }
 
+/* Queues descriptors that came, in order; once the queue refuses one, the
+ * rest are closed. */
+static int
+fdq_take(om_decoder_t *d, const int *fds, unsigned n)
+{
+	int rc = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = fdq_push(d, fds[i]);
+		else
+			close(fds[i]);
+	}
+	return rc;
+}
+
 /* Moves what is buffered to the front when that makes room. */
 static void
 make_room(om_decoder_t *d)
@@ -367,14 +383,8 @@ make_room(om_decoder_t *d)
 API int
 om_decoder_feed(om_decoder_t *d, const void *bytes, size_t n, const int *fds, unsigned nfds)
 {
-	int rc = 0;
+	int rc = fdq_take(d, fds, nfds);
 
-	for (unsigned i = 0; i < nfds; i++) {
-		if (rc == 0)
-			rc = fdq_push(d, fds[i]);
-		else
-			close(fds[i]);
-	}
 	if (rc != 0)
 		return rc;
 	make_room(d);
@@ -413,7 +423,7 @@ om_decoder_recv(om_decoder_t *d, int fd)
 	size_t want;
 	bool direct;
 	ssize_t n;
-	int rc = 0;
+	int rc;
 
 	make_room(d);
 	/* In the middle of a large inline body with nothing buffered: into
@@ -441,13 +451,7 @@ om_decoder_recv(om_decoder_t *d, int fd)
 		snprintf(d->err, sizeof(d->err), "%s", strerror((int)-n));
 		return -OM_EIO;
 	}
-	for (unsigned i = 0; i < fds.n; i++) {
-		if (rc == 0)
-			rc = fdq_push(d, got[i]);
-		else
-			close(got[i]);
-	}
-	if (rc != 0)
+	if ((rc = fdq_take(d, got, fds.n)) != 0)
 		return rc;
 	if (n == -EPROTO)
 		return broken(d, "descriptors from the server were truncated");
