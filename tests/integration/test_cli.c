@@ -22,19 +22,9 @@ static om_daemon_t D;
 static int
 setup(void **state)
 {
-	(void)state;
-	om_daemon_init(&D, 2, NULL);
-	om_daemon_start(&D);
+	om_daemon_up(&D, 2, NULL);
 	setenv("OBJMAPPER_SOCKET", D.sock, 1);
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	om_daemon_stop(&D);
-	om_daemon_cleanup(&D);
+	*state = &D;
 	return 0;
 }
 
@@ -282,5 +272,5 @@ main(void)
 	};
 
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, om_daemon_teardown);
 }

@@ -26,30 +26,9 @@ static om_daemon_t D;
 static int
 setup(void **state)
 {
-	(void)state;
-	om_daemon_init(&D, 2, NULL);
-	om_daemon_start(&D);
+	om_daemon_up(&D, 2, NULL);
+	*state = &D;
 	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	om_daemon_stop(&D);
-	om_daemon_cleanup(&D);
-	return 0;
-}
-
-static om_client_t *
-client(unsigned flags)
-{
-	om_client_t *c = NULL;
-	int rc = om_client_connect(D.sock, flags, &c);
-
-	if (rc != 0)
-		fail_msg("connect: %s", om_client_message(c));
-	return c;
 }
 
 /* Runs a program, returns its exit status and its output (stdout+stderr). */
@@ -159,7 +138,7 @@ static void
 test_every_mode_every_size(void **state)
 {
 	static const size_t sizes[] = { 0, 1, 4096, 1 << 20, 64 << 20 };
-	om_client_t *c = client(0);
+	om_client_t *c = om_test_connect(D.sock, 0);
 	unsigned char *buf = malloc(64 << 20), *got = malloc(64 << 20);
 
 	(void)state;
@@ -227,7 +206,7 @@ test_every_mode_every_size(void **state)
 static void
 test_put_from_descriptor(void **state)
 {
-	om_client_t *c = client(0);
+	om_client_t *c = om_test_connect(D.sock, 0);
 	size_t size = (3 << 20) + 17;
 	unsigned char *buf = malloc(size);
 	char path[400];
@@ -268,7 +247,7 @@ test_put_from_descriptor(void **state)
 static void
 test_metadata_expiry_delete(void **state)
 {
-	om_client_t *c = client(0);
+	om_client_t *c = om_test_connect(D.sock, 0);
 	om_put_opts_t po = { .meta = "Content-Type: text/html\r\n", .meta_len = 25 };
 	om_info_t info;
 	void *meta = NULL;
@@ -305,7 +284,7 @@ static void
 test_pipelined_batch(void **state)
 {
 	enum { N = 300 };
-	om_client_t *c = client(0);
+	om_client_t *c = om_test_connect(D.sock, 0);
 	static char uris[N][32];
 	const char *u[N];
 	static om_object_t objs[N];
@@ -358,7 +337,7 @@ test_pipelined_batch(void **state)
 static void
 test_shared_descriptions(void **state)
 {
-	om_client_t *priv = client(0), *shared = client(OM_CLIENT_OFFSET_READS);
+	om_client_t *priv = om_test_connect(D.sock, 0), *shared = om_test_connect(D.sock, OM_CLIENT_OFFSET_READS);
 	int a, b;
 	char got[16] = "";
 	om_info_t info;
@@ -392,7 +371,7 @@ test_shared_descriptions(void **state)
 static void
 test_stats(void **state)
 {
-	om_client_t *c = client(0);
+	om_client_t *c = om_test_connect(D.sock, 0);
 	char *text = NULL;
 
 	(void)state;
@@ -410,7 +389,7 @@ test_stats(void **state)
 static void
 test_stop_and_restart(void **state)
 {
-	om_client_t *c = client(0);
+	om_client_t *c = om_test_connect(D.sock, 0);
 	unsigned char buf[10000];
 	struct stat sb;
 	om_object_t o;
@@ -428,7 +407,7 @@ test_stop_and_restart(void **state)
 	assert_int_not_equal(stat(D.sock, &sb), 0);
 	assert_int_not_equal(stat(D.pidfile, &sb), 0);
 	om_daemon_start(&D);
-	c = client(0);
+	c = om_test_connect(D.sock, 0);
 	for (int i = 0; i < 50; i++) {
 		char uri[32];
 
@@ -460,5 +439,5 @@ main(void)
 	};
 
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, om_daemon_teardown);
 }

@@ -85,20 +85,6 @@ start_faulty(void)
 	free(saved);
 }
 
-static pid_t
-the_worker(void)
-{
-	pid_t w[64];
-
-	for (int i = 0; i < 500; i++) {
-		if (om_daemon_children(&D, w, 64, "worker process") == 1)
-			return w[0];
-		usleep(10000);
-	}
-	fail_msg("no worker:\n%s", om_daemon_log(&D));
-	return -1;
-}
-
 static int
 dead(pid_t pid)
 {
@@ -264,7 +250,7 @@ put_faults(const put_kind_t *pk)
 	want[1] = 7;
 
 	/* How many calls the worker makes for this PUT, and which. */
-	om_fault_arm(ctl, the_worker(), 0, 0, OM_FA_COUNT, 0);
+	om_fault_arm(ctl, om_daemon_only_worker(&D), 0, 0, OM_FA_COUNT, 0);
 	assert_int_equal(put_version(c, "/d/obj", ++seed, pk->size, pk->by_fd), 0);
 	om_fault_disarm(ctl);
 	want[0] = seed;
@@ -285,7 +271,7 @@ put_faults(const put_kind_t *pk)
 			int rc;
 
 			seed++;
-			om_fault_arm(ctl, the_worker(), 0, k, kind == K_SHORT ? OM_FA_SHORT : OM_FA_ERRNO,
+			om_fault_arm(ctl, om_daemon_only_worker(&D), 0, k, kind == K_SHORT ? OM_FA_SHORT : OM_FA_ERRNO,
 			    kind_err[kind]);
 			rc = put_version(c, "/d/obj", seed, pk->size, pk->by_fd);
 			om_fault_disarm(ctl);
@@ -330,7 +316,7 @@ put_faults(const put_kind_t *pk)
 
 		seed++;
 		ks++;
-		om_fault_arm(ctl, the_worker(), 0, k, OM_FA_KILL, 0);
+		om_fault_arm(ctl, om_daemon_only_worker(&D), 0, k, OM_FA_KILL, 0);
 		rc = put_version(c, "/d/obj", seed, pk->size, pk->by_fd);
 		om_fault_disarm(ctl);
 		snprintf(ctx, sizeof(ctx), "%s, killed at call %" PRIu64 " (%s)", pk->name, k,

@@ -54,32 +54,6 @@ static om_daemon_t D;
 static int tcp_port, udp_port;
 static char tcp_addr[64], udp_addr[64], http_sock[400], tier_dir[2][400];
 
-/* A port free for both TCP and UDP on loopback, for now. */
-static int
-free_port(void)
-{
-	for (int tries = 0; tries < 50; tries++) {
-		struct sockaddr_in sa = { .sin_family = AF_INET };
-		socklen_t len = sizeof(sa);
-		int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), port;
-
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		assert_int_equal(bind(t, (struct sockaddr *)&sa, sizeof(sa)), 0);
-		assert_int_equal(getsockname(t, (struct sockaddr *)&sa, &len), 0);
-		port = ntohs(sa.sin_port);
-		if (bind(u, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			close(t);
-			close(u);
-			return port;
-		}
-		close(t);
-		close(u);
-	}
-	fail_msg("no free port");
-	return 0;
-}
-
 /*
  * Descriptors this process inherited above 2 that are not close-on-exec
  * (a CI runner's or a shell's) would pass into the daemon the test
@@ -110,9 +84,8 @@ setup(void **state)
 {
 	char extra[2048];
 
-	(void)state;
-	tcp_port = free_port();
-	udp_port = free_port();
+	tcp_port = om_test_free_port();
+	udp_port = om_test_free_port();
 	snprintf(tcp_addr, sizeof(tcp_addr), "tcp://127.0.0.1:%d", tcp_port);
 	snprintf(udp_addr, sizeof(udp_addr), "udp://127.0.0.1:%d", udp_port);
 	/* Detached, logging to a file, so that the pid file, the log file and
@@ -153,15 +126,7 @@ setup(void **state)
 	snprintf(tier_dir[OM_TIER_MEMORY], sizeof(tier_dir[0]), "%s", D.mem);
 	own_fds_cloexec();
 	om_daemon_start(&D);
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	om_daemon_stop(&D);
-	om_daemon_cleanup(&D);
+	*state = &D;
 	return 0;
 }
 
@@ -1294,5 +1259,5 @@ main(void)
 	};
 
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, om_daemon_teardown);
 }

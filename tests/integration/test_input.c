@@ -31,18 +31,8 @@ static om_daemon_t D;
 static int
 setup(void **state)
 {
-	(void)state;
-	om_daemon_init(&D, 2, "");
-	om_daemon_start(&D);
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	om_daemon_stop(&D);
-	om_daemon_cleanup(&D);
+	om_daemon_up(&D, 2, "");
+	*state = &D;
 	return 0;
 }
 
@@ -327,24 +317,6 @@ test_fatal_errors(void **state)
  * stops reading it once its answers pile up, keeps its memory bounded and
  * serves everyone else meanwhile.
  */
-static long
-rss_kb(pid_t pid)
-{
-	char path[64], line[256];
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "r");
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
-}
-
 static void
 test_sender_that_never_reads(void **state)
 {
@@ -360,7 +332,7 @@ test_sender_that_never_reads(void **state)
 	assert_int_equal(om_client_put(c, "/big", big, sizeof(big), NULL, NULL), 0);
 	nw = om_daemon_children(&D, workers, 8, "worker process");
 	for (int i = 0; i < nw; i++)
-		before[i] = rss_kb(workers[i]);
+		before[i] = om_test_rss_kb(workers[i]);
 	fd = om_raw_connect_unix(D.sock);
 	flags = fcntl(fd, F_GETFL);
 	fcntl(fd, F_SETFL, flags | O_NONBLOCK);
@@ -392,7 +364,7 @@ test_sender_that_never_reads(void **state)
 		assert_true((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < 1000);
 	}
 	for (int i = 0; i < nw; i++) {
-		after[i] = rss_kb(workers[i]);
+		after[i] = om_test_rss_kb(workers[i]);
 		/* Bounded: the output queue, not the 1 MiB per request asked. */
 		assert_true(after[i] - before[i] < 64 * 1024);
 		if (after[i] - before[i] > grown)
@@ -419,5 +391,5 @@ main(void)
 	};
 
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, om_daemon_teardown);
 }

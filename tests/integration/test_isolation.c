@@ -72,31 +72,6 @@ down(void **state)
 	return 0;
 }
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
-static int
-one_worker(void *arg)
-{
-	return om_daemon_children(&D, arg, 8, "worker process") == 1;
-}
-
-static pid_t
-the_worker(void)
-{
-	pid_t pids[8];
-
-	if (!om_wait_until(one_worker, pids, 5000))
-		fail_msg("not exactly one worker process");
-	return pids[0];
-}
-
 /* ---- raw objmapper requests ----------------------------------------------- */
 
 /* PUT of len bytes from a buffer; asserts OK. */
@@ -146,14 +121,14 @@ raw_get_check(int fd, const char *uri, const void *want, size_t len)
 static ssize_t
 http_read(int fd, char *buf, size_t cap, int timeout_ms)
 {
-	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	uint64_t end = om_test_now_ms() + (uint64_t)timeout_ms;
 	size_t have = 0;
 
 	buf[0] = '\0';
 	for (;;) {
 		struct pollfd p = { fd, POLLIN, 0 };
 		char *eoh = strstr(buf, "\r\n\r\n"), *cl;
-		uint64_t t = now_ms();
+		uint64_t t = om_test_now_ms();
 		ssize_t n;
 
 		if (eoh != NULL) {
@@ -248,7 +223,7 @@ test_partial_requests_cost_nothing(void **state)
 
 	(void)state;
 	up(NULL);
-	w = the_worker();
+	w = om_daemon_only_worker(&D);
 	ctl = om_raw_connect_unix(D.sock);
 	for (unsigned i = 0; i < 20; i++) {
 		char uri[32];
@@ -354,7 +329,7 @@ test_http_refuses_at_once(void **state)
 		    "an objmapper HELLO";
 
 		fd = om_raw_connect_unix(http_sock);
-		t0 = now_ms();
+		t0 = om_test_now_ms();
 		if (i < sizeof(cases) / sizeof(cases[0])) {
 			om_raw_send_all(fd, cases[i].bytes, cases[i].len);
 			snprintf(want, sizeof(want), "HTTP/1.1 %s ", cases[i].status);
@@ -367,7 +342,7 @@ test_http_refuses_at_once(void **state)
 		if (strncmp(buf, want, strlen(want)) != 0 || strstr(buf, "\r\nConnection: close\r\n") == NULL)
 			fail_msg("%s: answered\n%s", what, buf);
 		print_message("%s: \"%.*s\" after %llu ms\n", what, (int)strcspn(buf, "\r"), buf,
-		    (unsigned long long)(now_ms() - t0));
+		    (unsigned long long)(om_test_now_ms() - t0));
 		om_raw_assert_closed(fd);
 		close(fd);
 	}
@@ -444,7 +419,7 @@ test_put_fd_keeps_latency(void **state)
 	 * room there by evicting what it holds. */
 	raw_put_flags(b, "/small", small, sizeof(small), OM_PUT_EPHEMERAL);
 
-	t0 = now_ms();
+	t0 = om_test_now_ms();
 	om_raw_send_with_fd(a, req, om_raw_req(req, OM_OP_PUT, 5, OM_PUT_FD, "/big", 0, size), src);
 	close(src);
 	for (;;) {
@@ -462,7 +437,7 @@ test_put_fd_keeps_latency(void **state)
 	}
 	if (om_raw_read_resp(a, &r, msg, sizeof(msg)) != OM_STATUS_OK)
 		fail_msg("PUT by descriptor: status %d: %s", r.status, msg);
-	t_put = now_ms() - t0;
+	t_put = om_test_now_ms() - t0;
 	/* The client's file, removed by the client once stored (the last
 	 * close of a removed file frees its pages: the daemon's would be). */
 	unlink(path);

@@ -56,15 +56,6 @@ down(void **state)
 	return 0;
 }
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 static om_client_t *
 client(void)
 {
@@ -122,37 +113,13 @@ stat_of(om_client_t *c, const char *series)
 	return value(stats(c), series);
 }
 
-static int
-one_worker(void *arg)
-{
-	return om_daemon_children(&D, arg, 8, "worker process") == 1;
-}
-
-/* The only worker (its title is set a moment after the socket answers). */
-static pid_t
-the_worker(void)
-{
-	pid_t pids[8];
-
-	if (!om_wait_until(one_worker, pids, 5000))
-		fail_msg("not exactly one worker process");
-	return pids[0];
-}
-
+/* Resident memory of a process that must be there. */
 static long
 rss_kb(pid_t pid)
 {
-	char path[64], line[256];
-	long kb = -1;
-	FILE *f;
+	long kb = om_test_rss_kb(pid);
 
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
+	assert_true(kb >= 0);
 	return kb;
 }
 
@@ -290,19 +257,19 @@ test_idle_timeout(void **state)
 	fd = om_raw_connect_unix(D.sock);
 	om_raw_send_all(fd, buf, om_raw_req(buf, OM_OP_PING, 7, 0, NULL, 0, 0));
 	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
-	t0 = next_ping = now_ms();
+	t0 = next_ping = om_test_now_ms();
 	/* One connection says nothing, the other PINGs every 200 ms (a
 	 * slack of 1.8 s before its own idle timeout: under a load of 10 on
 	 * 2 CPUs, pings 500 ms apart once let it time out too). */
-	while (now_ms() - t0 < 4000 || (cut == 0 && now_ms() - t0 < 6000)) {
+	while (om_test_now_ms() - t0 < 4000 || (cut == 0 && om_test_now_ms() - t0 < 6000)) {
 		struct pollfd p = { fd, POLLIN, 0 };
 
-		if (now_ms() >= next_ping) {
+		if (om_test_now_ms() >= next_ping) {
 			assert_int_equal(om_client_ping(keep), 0);
 			next_ping += 200;
 		}
 		if (cut == 0 && poll(&p, 1, 20) == 1) {
-			cut = now_ms();
+			cut = om_test_now_ms();
 			assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
 			assert_int_equal(r.op, OM_OP_GOAWAY);
 			assert_int_equal(r.id, 7); /* the last request accepted */
@@ -349,24 +316,24 @@ test_request_timeout(void **state)
 	good = client();
 	fd = om_raw_connect_unix(D.sock);
 	flen = om_raw_req(frame, OM_OP_GET, 9, OM_MODE_COPY, "/rt/slow", 0, 0);
-	t0 = now_ms();
+	t0 = om_test_now_ms();
 	om_raw_send_all(fd, frame, 1);
 	sent = 1;
 	next_byte = t0 + 1000;
-	for (unsigned i = 0; cut == 0 && now_ms() - t0 < 6000; i++) {
+	for (unsigned i = 0; cut == 0 && om_test_now_ms() - t0 < 6000; i++) {
 		struct pollfd p = { fd, POLLIN, 0 };
 
 		snprintf(uri, sizeof(uri), "/rt/%u", i % 50);
 		put_get(good, uri, 512 + (i * 997u) % 16384, i);
 		ops += 2;
-		if (now_ms() >= next_byte && sent < flen) {
+		if (om_test_now_ms() >= next_byte && sent < flen) {
 			/* Once it is closed a send may fail: the GOAWAY says why. */
 			if (send(fd, frame + sent, 1, MSG_NOSIGNAL) == 1)
 				sent++;
 			next_byte += 1000;
 		}
 		if (poll(&p, 1, 0) == 1) {
-			cut = now_ms();
+			cut = om_test_now_ms();
 			assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
 			assert_int_equal(r.op, OM_OP_GOAWAY);
 			assert_int_equal(r.id, 0); /* nothing was accepted */
@@ -413,7 +380,7 @@ test_request_timeout_put_body(void **state)
 	up(1, "request_timeout = 2s\n");
 	om_test_fill(body, sizeof(body), 11);
 	fd = om_raw_connect_unix(D.sock);
-	t0 = now_ms();
+	t0 = om_test_now_ms();
 	om_raw_send_all(fd, buf, om_raw_req(buf, OM_OP_PUT, 51, 0, "/rt/put", 0, sizeof(body)));
 	/* 3.2 s of sending: past request_timeout (2 s), within its allowance
 	 * for 1 MiB (2 + 4 s), with room for a loaded machine. */
@@ -421,7 +388,7 @@ test_request_timeout_put_body(void **state)
 		usleep(200 * 1000);
 		om_raw_send_all(fd, body + i * (64 << 10), 64 << 10);
 	}
-	assert_true(now_ms() - t0 > 3000);
+	assert_true(om_test_now_ms() - t0 > 3000);
 	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
 	assert_int_equal(r.op, OM_OP_PUT);
 	assert_int_equal(r.id, 51);
@@ -575,7 +542,7 @@ test_pipeline_bounded(void **state)
 	uri[250] = '\0';
 	om_test_fill(obj, sizeof(obj), 77);
 	assert_int_equal(om_client_put(c, uri, obj, sizeof(obj), NULL, NULL), 0);
-	w = the_worker();
+	w = om_daemon_only_worker(&D);
 	rss0 = rss_kb(w);
 
 	rl = OM_REQ_HDR_LEN + strlen(uri);
@@ -597,8 +564,8 @@ test_pipeline_bounded(void **state)
 		}
 		assert_true(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
 		if (stuck == 0)
-			stuck = now_ms();
-		else if (now_ms() - stuck >= 500)
+			stuck = om_test_now_ms();
+		else if (om_test_now_ms() - stuck >= 500)
 			break;
 		usleep(10 * 1000);
 	}
@@ -612,14 +579,14 @@ test_pipeline_bounded(void **state)
 
 	/* Others are served promptly meanwhile. */
 	for (int i = 0; i < 50; i++) {
-		uint64_t t = now_ms();
+		uint64_t t = om_test_now_ms();
 		om_object_t o;
 
 		assert_int_equal(om_client_get(c, uri, OM_MODE_COPY, 0, &o), 0);
 		assert_int_equal(o.len, sizeof(obj));
 		assert_memory_equal(o.data, obj, sizeof(obj));
 		om_object_free(&o);
-		assert_true(now_ms() - t < 1000);
+		assert_true(om_test_now_ms() - t < 1000);
 	}
 	rss1 = rss_kb(w);
 	print_message("a pipelining client that does not read: %zu of %d requests sent before "
@@ -628,12 +595,12 @@ test_pipeline_bounded(void **state)
 
 	/* Now it reads (and sends the rest as the daemon takes it): every
 	 * answer, in order, byte for byte. */
-	t_end = now_ms() + 30000;
+	t_end = om_test_now_ms() + 30000;
 	while (got < PIPE_REQS) {
 		struct pollfd p = { fd, (short)(POLLIN | (off < total ? POLLOUT : 0)), 0 };
 		ssize_t n;
 
-		assert_true(now_ms() < t_end);
+		assert_true(om_test_now_ms() < t_end);
 		assert_int_equal(poll(&p, 1, 5000), 1);
 		assert_false(p.revents & (POLLERR | POLLNVAL));
 		while (off < total && (n = send(fd, reqs + off, total - off, MSG_NOSIGNAL)) > 0)
@@ -718,7 +685,7 @@ test_max_files(void **state)
 
 	(void)state;
 	up(0, "[daemon]\nworkers = 1\npid_file = objmapperd.pid\nmax_files = 64\n");
-	w = the_worker();
+	w = om_daemon_only_worker(&D);
 	c = client();
 	for (int i = 0; i < FILES_CONNS; i++)
 		fds[i] = om_raw_connect_unix_flags(D.sock, SOCK_NONBLOCK);
@@ -827,7 +794,7 @@ test_nofile_below_wanted(void **state)
 	    "max_connections = 100\n[cache]\nopen_files = 1024\n");
 	D.before_exec = low_nofile;
 	om_daemon_start(&D);
-	w = the_worker();
+	w = om_daemon_only_worker(&D);
 	proc_nofile(D.pid, &soft, &hard);
 	print_message("descriptor limit 100 (hard 300), 2248 wanted: the daemon has %ld (hard %ld)\n",
 	    soft, hard);

@@ -33,32 +33,6 @@ static om_daemon_t D;
 static int tcp_port, udp_port, tcp2_port;
 static char tcp_addr[64], tcp6_addr[64], udp_addr[64];
 
-/* A port free for both TCP and UDP on loopback, for now. */
-static int
-free_port(void)
-{
-	for (int tries = 0; tries < 50; tries++) {
-		struct sockaddr_in sa = { .sin_family = AF_INET };
-		socklen_t len = sizeof(sa);
-		int t = socket(AF_INET, SOCK_STREAM, 0), u = socket(AF_INET, SOCK_DGRAM, 0), port;
-
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		assert_int_equal(bind(t, (struct sockaddr *)&sa, sizeof(sa)), 0);
-		assert_int_equal(getsockname(t, (struct sockaddr *)&sa, &len), 0);
-		port = ntohs(sa.sin_port);
-		sa.sin_addr.s_addr = htonl(INADDR_ANY);
-		if (bind(u, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			close(t);
-			close(u);
-			return port;
-		}
-		close(t);
-		close(u);
-	}
-	fail_msg("no free port");
-	return 0;
-}
-
 static void
 write_conf(const char *acl_unix, const char *acl_tcp, const char *acl_udp)
 {
@@ -77,37 +51,17 @@ write_conf(const char *acl_unix, const char *acl_tcp, const char *acl_udp)
 static int
 setup(void **state)
 {
-	(void)state;
-	tcp_port = free_port();
-	tcp2_port = free_port();
-	udp_port = free_port();
+	tcp_port = om_test_free_port();
+	tcp2_port = om_test_free_port();
+	udp_port = om_test_free_port();
 	snprintf(tcp_addr, sizeof(tcp_addr), "tcp://127.0.0.1:%d", tcp_port);
 	snprintf(tcp6_addr, sizeof(tcp6_addr), "tcp://[::1]:%d", tcp_port);
 	snprintf(udp_addr, sizeof(udp_addr), "udp://127.0.0.1:%d", udp_port);
 	om_daemon_init(&D, 2, "");
 	write_conf("", "allow_write = 127.0.0.1 ::1", "allow_write = 127.0.0.1");
 	om_daemon_start(&D);
+	*state = &D;
 	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	om_daemon_stop(&D);
-	om_daemon_cleanup(&D);
-	return 0;
-}
-
-static om_client_t *
-connect_to(const char *addr)
-{
-	om_client_t *c = NULL;
-	int rc = om_client_connect(addr, 0, &c);
-
-	if (rc != 0)
-		fail_msg("connect %s: %s", addr, c ? om_client_message(c) : "?");
-	return c;
 }
 
 static uint8_t *
@@ -127,7 +81,7 @@ static void
 test_tcp_modes(void **state)
 {
 	static const size_t sizes[] = { 0, 1, 4096, 65536, 65537, 1u << 20, 64u << 20 };
-	om_client_t *c = connect_to(tcp_addr), *c6 = connect_to(tcp6_addr);
+	om_client_t *c = om_test_connect(tcp_addr, 0), *c6 = om_test_connect(tcp6_addr, 0);
 	const om_caps_t *caps = om_client_caps(c);
 
 	(void)state;
@@ -246,7 +200,7 @@ udp_ask(int fd, uint8_t op, uint32_t id, uint32_t flags, const char *uri, const 
 static void
 test_udp(void **state)
 {
-	om_client_t *c = connect_to(udp_addr), *t = connect_to(tcp_addr);
+	om_client_t *c = om_test_connect(udp_addr, 0), *t = om_test_connect(tcp_addr, 0);
 	const om_caps_t *caps = om_client_caps(c);
 	uint8_t *small = pattern(5000, 3), ans[70000];
 	om_resp_t r;
@@ -403,7 +357,7 @@ static void
 test_acl_network(void **state)
 {
 	struct sockaddr_in src = { .sin_family = AF_INET }, dst = { .sin_family = AF_INET };
-	om_client_t *c = connect_to(tcp_addr);
+	om_client_t *c = om_test_connect(tcp_addr, 0);
 	uint8_t h[OM_REQ_HDR_LEN + 16], ans[4096];
 	long denied0 = stat_value(c, "requests_denied_total ");
 	om_resp_t r;
@@ -554,7 +508,7 @@ test_acl_unix(void **state)
 	write_conf(acl, "allow_write = 127.0.0.1 ::1", "allow_write = 127.0.0.1");
 	om_daemon_kill(&D, SIGHUP);
 	usleep(500 * 1000);
-	c = connect_to(D.sock);
+	c = om_test_connect(D.sock, 0);
 	assert_int_equal(om_client_put(c, "/acl/unix", "root's", 6, NULL, NULL), 0);
 
 	for (int round = 0; round < 2; round++) {
@@ -599,7 +553,7 @@ test_acl_unix(void **state)
 	}
 	/* Nothing changed: root's bytes are still there. */
 	{
-		om_client_t *r = connect_to(D.sock);
+		om_client_t *r = om_test_connect(D.sock, 0);
 		om_object_t o;
 
 		assert_int_equal(om_client_get(r, "/acl/unix", OM_MODE_COPY, 0, &o), 0);
@@ -682,5 +636,5 @@ main(void)
 		cmocka_unit_test(test_cli),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, om_daemon_teardown);
 }

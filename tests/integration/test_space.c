@@ -38,15 +38,6 @@ static om_client_t *cl;
 
 #define MiB (1024u * 1024u)
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 /* The daemon with its persistent tier (and, with mem_mb, its memory
  * tier) on tmpfs mounts of its own. */
 static void
@@ -296,16 +287,16 @@ test_unfinished_put_holds_what_it_sent(void **state)
 		fail_msg("an unfinished PUT that sent 10 bytes holds %llu bytes",
 		    (unsigned long long)(before - free_bytes(disk)));
 	/* A byte every 200 ms: cut, with a GOAWAY saying why. */
-	t0 = now_ms();
-	while (now_ms() - t0 < 20000) {
+	t0 = om_test_now_ms();
+	while (om_test_now_ms() - t0 < 20000) {
 		struct pollfd p = { fd, POLLIN, 0 };
 
 		if (poll(&p, 1, 200) == 1) {
-			cut = now_ms() - t0;
+			cut = om_test_now_ms() - t0;
 			break;
 		}
 		if (send(fd, "x", 1, MSG_NOSIGNAL) != 1) {
-			cut = now_ms() - t0;
+			cut = om_test_now_ms() - t0;
 			break;
 		}
 	}

@@ -41,29 +41,13 @@ static const char *const ops[] = { "hello", "get", "put", "delete", "stat", "sta
 static int metrics_port, closed_port, objects_port;
 
 static int
-free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
-
-static int
 setup(void **state)
 {
 	char extra[1024];
 
-	(void)state;
-	metrics_port = free_port();
-	closed_port = free_port();
-	objects_port = free_port();
+	metrics_port = om_test_free_port();
+	closed_port = om_test_free_port();
+	objects_port = om_test_free_port();
 	/* No promotion: a persistent object's reads stay persistent hits. */
 	snprintf(extra, sizeof(extra), "[cache]\npromote_hits = 0\n"
 	    "[listen.metrics]\ntype = http\naddress = 127.0.0.1\nport = %d\nserve = metrics\n"
@@ -73,28 +57,9 @@ setup(void **state)
 	    "[listen.metrics_unix]\ntype = http\npath = metrics.sock\nserve = metrics\n"
 	    "[listen.objects]\ntype = http\naddress = 127.0.0.1\nport = %d\n",
 	    metrics_port, closed_port, objects_port);
-	om_daemon_init(&D, 2, extra);
-	om_daemon_start(&D);
+	om_daemon_up(&D, 2, extra);
+	*state = &D;
 	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	om_daemon_stop(&D);
-	om_daemon_cleanup(&D);
-	return 0;
-}
-
-static om_client_t *
-client(void)
-{
-	om_client_t *c = NULL;
-
-	if (om_client_connect(D.sock, 0, &c) != 0)
-		fail_msg("connect: %s", om_client_message(c));
-	return c;
 }
 
 static char *
@@ -272,7 +237,7 @@ get(om_client_t *c, const char *uri, int mode, int expect)
 static void
 test_exact_counts(void **state)
 {
-	om_client_t *c = client();
+	om_client_t *c = om_test_connect(D.sock, 0);
 	char *before, *after;
 	om_info_t info;
 	int fd;
@@ -346,7 +311,7 @@ test_exact_counts(void **state)
 static void
 test_other_op(void **state)
 {
-	om_client_t *c = client(), *raw;
+	om_client_t *c = om_test_connect(D.sock, 0), *raw;
 	uint8_t frame[OM_REQ_HDR_LEN] = { 'X', 'X' };
 	uint8_t resp[OM_RESP_HDR_LEN + OM_PROTO_MSG_MAX];
 	char *before, *after;
@@ -355,7 +320,7 @@ test_other_op(void **state)
 	before = stats(c, 0);
 	/* On a second connection, which a bad frame closes. The answer is
 	 * counted before it is sent. */
-	raw = client();
+	raw = om_test_connect(D.sock, 0);
 	assert_int_equal(write(om_client_fd(raw), frame, sizeof(frame)), (ssize_t)sizeof(frame));
 	assert_true(read(om_client_fd(raw), resp, sizeof(resp)) >= (ssize_t)OM_RESP_HDR_LEN);
 	om_client_close(raw);
@@ -444,7 +409,7 @@ check_prometheus(const char *text, const char *count)
 static void
 test_prometheus(void **state)
 {
-	om_client_t *c = client();
+	om_client_t *c = om_test_connect(D.sock, 0);
 	char *text = stats(c, 0), *prom = stats(c, OM_STATS_PROMETHEUS);
 	char s[160];
 
@@ -538,7 +503,7 @@ static void
 test_metrics_http(void **state)
 {
 	static char buf[1 << 20], obj[4096];
-	om_client_t *c = client();
+	om_client_t *c = om_test_connect(D.sock, 0);
 	char url[256], file[400], *head, *body, *before, *after;
 	unsigned long long puts0;
 	int promtool;
@@ -689,7 +654,7 @@ cli(char *out, size_t cap, const char *a1, const char *a2)
 static void
 test_cli_table(void **state)
 {
-	om_client_t *c = client();
+	om_client_t *c = om_test_connect(D.sock, 0);
 	char *text = stats(c, 0);
 	static char out[65536];
 	size_t width = 0;
@@ -982,7 +947,7 @@ test_json_parser(void **state)
 static void
 test_cli_json(void **state)
 {
-	om_client_t *c = client();
+	om_client_t *c = om_test_connect(D.sock, 0);
 	static char out[65536], lines[65536];
 	char *t1, *t2;
 
@@ -1039,5 +1004,5 @@ main(void)
 	};
 
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, om_daemon_teardown);
 }

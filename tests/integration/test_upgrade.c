@@ -47,21 +47,6 @@ typedef struct {
 static shared_t *sh;
 static pid_t kids[2];
 
-static int
-free_port(int type)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0), port;
-
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
-
 static pid_t
 pid_in(const char *path)
 {
@@ -233,9 +218,9 @@ up(void)
 {
 	char extra[1024];
 
-	tcp_port = free_port(SOCK_STREAM);
-	udp_port = free_port(SOCK_DGRAM);
-	http_port = free_port(SOCK_STREAM);
+	tcp_port = om_test_free_port();
+	udp_port = om_test_free_port();
+	http_port = om_test_free_port();
 	memset(&D, 0, sizeof(D));
 	om_daemon_init(&D, 2, NULL);
 	snprintf(extra, sizeof(extra),

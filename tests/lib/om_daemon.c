@@ -2,10 +2,12 @@
  * Integration-test harness (see om_daemon.h): the real objmapperd on
  * private directories, started and stopped by the tests themselves.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -413,4 +415,77 @@ om_daemon_log(const om_daemon_t *d)
 	close(fd);
 	buf[n > 0 ? n : 0] = '\0';
 	return buf;
+}
+
+void
+om_daemon_up(om_daemon_t *d, unsigned workers, const char *extra)
+{
+	om_daemon_init(d, workers, extra);
+	om_daemon_start(d);
+}
+
+int
+om_daemon_teardown(void **state)
+{
+	om_daemon_t *d = *state;
+
+	om_daemon_stop(d);
+	om_daemon_cleanup(d);
+	return 0;
+}
+
+om_client_t *
+om_test_connect(const char *addr, unsigned flags)
+{
+	om_client_t *c = NULL;
+
+	if (om_client_connect(addr, flags, &c) != 0)
+		fail_msg("connect %s: %s", addr, c != NULL ? om_client_message(c) : "?");
+	return c;
+}
+
+int
+om_test_free_port(void)
+{
+	for (int tries = 0; tries < 50; tries++) {
+		struct sockaddr_in sa = { .sin_family = AF_INET };
+		socklen_t len = sizeof(sa);
+		int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), port;
+
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		assert_int_equal(bind(t, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		assert_int_equal(getsockname(t, (struct sockaddr *)&sa, &len), 0);
+		port = ntohs(sa.sin_port);
+		/* Any address: free there, it is free on loopback too. */
+		sa.sin_addr.s_addr = htonl(INADDR_ANY);
+		if (bind(u, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(t);
+			close(u);
+			return port;
+		}
+		close(t);
+		close(u);
+	}
+	fail_msg("no free port");
+	return 0;
+}
+
+static int
+one_worker(void *arg)
+{
+	void **a = arg;
+
+	return om_daemon_children(a[0], a[1], 8, "worker process") == 1;
+}
+
+pid_t
+om_daemon_only_worker(const om_daemon_t *d)
+{
+	pid_t pids[8];
+	void *arg[2] = { (void *)d, pids };
+
+	if (!om_wait_until(one_worker, arg, 5000))
+		fail_msg("not exactly one worker process:\n%s", om_daemon_log(d));
+	return pids[0];
 }

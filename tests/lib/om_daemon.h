@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <objmapper/objmapper.h>
+
 typedef struct {
 	char dir[256];   /* configuration, socket, pid file, log, persistent tier */
 	char mem[256];   /* memory tier */
@@ -43,6 +45,21 @@ int om_daemon_wait(om_daemon_t *d, int timeout_ms);
 void om_daemon_stop(om_daemon_t *d);
 /* Removes every directory. */
 void om_daemon_cleanup(om_daemon_t *d);
+/*
+ * cmocka group fixtures. A setup calls om_daemon_up (init, then start)
+ * and sets *state to its daemon; om_daemon_teardown stops the daemon
+ * *state points to (asserting a clean exit) and removes its directories.
+ */
+void om_daemon_up(om_daemon_t *d, unsigned workers, const char *extra);
+int om_daemon_teardown(void **state);
+/* Connects to addr (a socket path or tcp:// udp:// address) with flags,
+ * or fails the test with the library's message. */
+om_client_t *om_test_connect(const char *addr, unsigned flags);
+/* A loopback port free for TCP, and for UDP on any address, for now. */
+int om_test_free_port(void);
+/* The daemon's only worker process (its title is set a moment after the
+ * socket answers); fails the test if there is not exactly one within 5 s. */
+pid_t om_daemon_only_worker(const om_daemon_t *d);
 /* The master's children: fills pids, returns how many (at most n). With
  * title non-NULL, only those whose process title contains it. */
 int om_daemon_children(const om_daemon_t *d, pid_t *pids, int n, const char *title);

@@ -15,15 +15,6 @@
 #include "om_raw.h"
 #include "om_test.h"
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 int
 om_raw_connect_unix_flags(const char *path, int flags)
 {
@@ -129,11 +120,11 @@ static int
 read_full(int fd, void *buf, size_t n, int timeout_ms)
 {
 	uint8_t *p = buf;
-	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	uint64_t end = om_test_now_ms() + (uint64_t)timeout_ms;
 
 	while (n > 0) {
 		struct pollfd pf = { fd, POLLIN, 0 };
-		uint64_t t = now_ms();
+		uint64_t t = om_test_now_ms();
 		ssize_t r;
 
 		if (t >= end || poll(&pf, 1, (int)(end - t)) != 1)

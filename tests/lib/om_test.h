@@ -53,6 +53,12 @@ uint64_t om_test_mem_limit(uint64_t want);
  * /proc/PID/stat; asserts. */
 long om_test_cpu_ticks(pid_t pid);
 
+/* Milliseconds of the monotonic clock. */
+uint64_t om_test_now_ms(void);
+/* Resident memory of a process in KiB (VmRSS), or -1 if it cannot be
+ * read. */
+long om_test_rss_kb(pid_t pid);
+
 /* True when running under valgrind (make check-valgrind). */
 int om_test_under_valgrind(void);
 

@@ -124,32 +124,6 @@ static int tcp_port, udp_port, http_port;
 static char tcp_addr[64], udp_addr[64], tier_p[400], tier_m[400];
 static unsigned conf_flip;
 
-/* A port free for both TCP and UDP on loopback, for now. */
-static int
-free_port(void)
-{
-	for (int tries = 0; tries < 50; tries++) {
-		struct sockaddr_in sa = { .sin_family = AF_INET };
-		socklen_t len = sizeof(sa);
-		int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), port;
-
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		assert_int_equal(bind(t, (struct sockaddr *)&sa, sizeof(sa)), 0);
-		assert_int_equal(getsockname(t, (struct sockaddr *)&sa, &len), 0);
-		port = ntohs(sa.sin_port);
-		if (bind(u, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			close(t);
-			close(u);
-			return port;
-		}
-		close(t);
-		close(u);
-	}
-	fail_msg("no free port");
-	return 0;
-}
-
 /*
  * Small tiers: the persistent one holds about a third of what the keys
  * would need at their average size, so PUTs evict; the memory tier takes
@@ -1108,24 +1082,6 @@ typedef struct {
 	int settled;
 } sample_t;
 
-static long
-rss_kib_of(pid_t pid)
-{
-	char path[64], line[256];
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "re");
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
-}
-
 static int
 under(const char *path, const char *dir)
 {
@@ -1223,7 +1179,7 @@ sample(sample_t *s)
 	n = 1 + om_daemon_children(&D, pids + 1, 63, NULL);
 	s->procs = (unsigned)n;
 	for (int i = 0; i < n; i++) {
-		long kb = rss_kib_of(pids[i]);
+		long kb = om_test_rss_kb(pids[i]);
 
 		unsigned fds = 0;
 
@@ -1383,9 +1339,9 @@ soak(void **state)
 	    cfg_rss_pct, cfg_rss_kib, cfg_fd_margin, seed);
 
 	om_daemon_init(&D, WORKERS, "");
-	tcp_port = free_port();
-	udp_port = free_port();
-	http_port = free_port();
+	tcp_port = om_test_free_port();
+	udp_port = om_test_free_port();
+	http_port = om_test_free_port();
 	snprintf(tcp_addr, sizeof(tcp_addr), "tcp://127.0.0.1:%d", tcp_port);
 	snprintf(udp_addr, sizeof(udp_addr), "udp://127.0.0.1:%d", udp_port);
 	snprintf(tier_p, sizeof(tier_p), "%s/objects", D.dir);
