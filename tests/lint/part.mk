@@ -10,11 +10,14 @@
 # include directories). A false positive is silenced on its own line,
 # with the reason: /* NOLINT(check): why */, /* cppcheck-suppress id ; why */.
 #
-#   make lint            both (installed first by scripts/install-deps)
+#   make lint            all three (installed first by scripts/install-deps)
 #   make lint-cppcheck   cppcheck only (about 10 s)
 #   make lint-tidy       clang-tidy only: one run per file, in parallel with
 #                        -j, and only for files changed since their last
 #                        clean run ($(O)/lint/tidy/FILE.ok)
+#   make lint-layers     the layers of src/ (tests/lint/layers) against the
+#                        include graph and the calls between the built
+#                        objects: nothing points up, no cycle
 
 LINT_SRCS := $(sort $(wildcard src/*/*.c tests/lib/*.c tests/unit/*.c tests/integration/*.c \
                tests/soak/*.c tests/tools/*.c tests/fuzz/*.c tests/nginx/*.c bench/*.c))
@@ -38,8 +41,8 @@ $(LINT_STAMP): scripts/install-deps
 	@scripts/install-deps cppcheck clang-tidy libvarnishapi-dev python3
 	@touch $@
 
-lint: lint-cppcheck lint-tidy
-	@echo "lint: cppcheck and clang-tidy found nothing in $(words $(LINT_SRCS)) files"
+lint: lint-cppcheck lint-tidy lint-layers
+	@echo "lint: cppcheck, clang-tidy and check-layers found nothing in $(words $(LINT_SRCS)) files"
 
 lint-cppcheck: | $(LINT_STAMP) $(VMOD_GEN_H)
 	@mkdir -p $(O)/lint/cppcheck
@@ -61,4 +64,11 @@ $(O)/lint/tidy/%.ok: % $(LINT_HDRS) $(TIDY_CONFS) tests/lint/cmocka-noreturn.h |
 		{ grep -v '^[0-9]* warnings\? generated\.$$' || true; }
 	@touch $@
 
-.PHONY: lint lint-cppcheck lint-tidy
+# The objects whose symbols say which file calls which (the VMOD's where
+# it is built).
+LAYER_OBJS := $(ENGINE_OBJS) $(SERVER_OBJS) $(CLIENT_OBJS) $(CLI_OBJS) \
+	$(if $(VMOD_ALL),$(VMOD_SRCS:%.c=$(O)/%.o))
+lint-layers: $(LAYER_OBJS) | $(LINT_STAMP)
+	@tests/lint/check-layers --objects $(O)
+
+.PHONY: lint lint-cppcheck lint-tidy lint-layers
