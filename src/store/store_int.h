@@ -1,7 +1,7 @@
 /*
- * Internals shared by the store's files (store.c, store_rebuild.c,
- * store_cache.c). Process-local state; nothing here is in shared memory
- * except om_store_proc_sh_t.
+ * Internals shared by the store's files (listed below, by layer).
+ * Process-local state; nothing here is in shared memory except
+ * om_store_proc_sh_t.
  */
 #ifndef OM_STORE_INT_H
 #define OM_STORE_INT_H
@@ -76,34 +76,73 @@ om_store_tier_of(uint32_t ixflags)
 }
 
 
-/* Unlinks an object file; ENOENT is not an error. */
-int om_store_unlink_obj(om_store_t *st, int tier, uint64_t id);
+/*
+ * The store's files by layer, each using only those above it in this
+ * list (tests/lint/layers):
+ *   store_meta.c    the record's bytes (encode, decode)
+ *   store_tier.c    a tier's directory, its files' names, new files and
+ *                   their publication; this process's slot
+ *   store_space.c   a tier's space, limit and usage; om_store_why
+ *   store_record.c  where a tier keeps records: attributes or files
+ *   store_drop.c    removing objects' files, emptying tmp/; a dead
+ *                   process's publish
+ *   store_evict.c   eviction for space      store_attach.c  an index kept
+ *   store_put.c     PUT                                     across a stop
+ *   store_scrub.c   scrubbing, and the      store_rebuild.c the rebuild
+ *                   first open's check
+ *   store_maint.c   expiry and promotion
+ *   store.c         opening the store; GET, STAT, DELETE
+ */
+
+/* ---- store_tier.c ---- */
+
+/*
+ * A tier's new file, not yet published: unlinked (O_TMPFILE), or
+ * tmp/ID.PID.SUFFIX where the filesystem has no O_TMPFILE. Objects, record
+ * files and promoted copies are all made and published this way.
+ * om_store_file_new opens it (oflags: O_EXCL or O_TRUNC for a temporary
+ * name), 0 or -errno; om_store_file_publish gives it its name (a link of
+ * the unlinked file, a rename of the temporary one), 0 or -errno;
+ * om_store_file_discard removes a temporary name never published and
+ * closes the descriptor.
+ */
+typedef struct {
+	int fd;            /* -1: none */
+	char tmpname[48];  /* its temporary name, or "" */
+} om_store_file_t;
+void om_store_file_init(om_store_file_t *f);
+int om_store_file_new(om_store_t *st, int tier, uint64_t id, const char *suffix, int oflags, mode_t mode,
+    om_store_file_t *f);
+int om_store_file_publish(om_store_t *st, int tier, om_store_file_t *f, const char *name);
+void om_store_file_discard(om_store_t *st, int tier, om_store_file_t *f);
+/* A tier's directory for the store (created, locked, probed; adopt_fd:
+ * one handed over open and locked by a binary upgrade, else -1); what
+ * om_store_check finds of one; its space settings; the check that its
+ * filesystem can bound it; its directories given to the daemon's user. */
+int om_tier_open(om_tier_t *t, const char *name, const om_tier_params_t *tp, int no_tmpfile, int no_xattr,
+    int adopt_fd, char *err, size_t errlen);
+int om_tier_check(const char *name, const om_tier_params_t *tp, char *err, size_t errlen);
+void om_tier_set_space(om_tier_t *t, const om_tier_params_t *tp);
+int om_tier_check_space(const om_tier_t *t, char *err, size_t errlen);
+int om_tier_chown(om_tier_t *t, const om_store_params_t *p, char *err, size_t errlen);
+/* A process's slot of the index segment, or NULL. */
+om_store_proc_sh_t *om_store_proc(om_store_t *st, unsigned slot);
+/* Records (or clears, id 0) the object this process is about to publish. */
 void om_store_intent(om_store_t *st, uint64_t id, int tier, int kind);
-/* Evicts one object to make room in the tier; 0, or -ENOENT if nothing
- * can be evicted. */
-int om_store_evict_one(om_store_t *st, int tier);
-/* Evicts one object to make room in the index: any object, or with
- * uri_len > 0 one whose index block fits a URI of that length. */
-int om_store_evict_index(om_store_t *st, size_t uri_len);
+
+/* ---- store_space.c ---- */
+
 /* Bytes used in a tier (memory: ephemeral + copies). */
 uint64_t om_store_tier_used(om_store_t *st, int tier);
-/* Makes `need` bytes of room under the tier's limit, evicting; 0 or
- * -ENOSPC. */
-int om_store_make_room(om_store_t *st, int tier, uint64_t need);
 /* The tier's limit in bytes now (UINT64_MAX = none): one statvfs if it is
  * a share of the filesystem. */
 uint64_t om_store_limit(om_store_t *st, int tier);
-/* Evicts from the tier until `bytes` (by the index's count) are gone;
- * 0, or -ENOSPC if the tier ran out of objects first. */
-int om_store_evict_bytes(om_store_t *st, int tier, uint64_t bytes);
-/*
- * Records (store_record.c): in the object file's attribute, or in a
- * record file where the tier's filesystem has no user attributes.
- */
-typedef struct {
-	int fd;            /* an unpublished record file, or -1 */
-	char tmpname[48];  /* its temporary name, or "" */
-} om_rec_t;
+/* Sets om_store_why's sentence. */
+void om_store_set_why(om_store_t *st, const char *fmt, ...) OM_PRINTF(2, 3);
+
+/* ---- store_record.c: in the object file's attribute, or in a record file
+ * where the tier's filesystem has no user attributes ---- */
+
 void om_rec_name(uint64_t id, char *buf, size_t n);
 /* The record of object id (fd: its file, or -1): its length, or -errno
  * (-ENODATA: none). */
@@ -111,20 +150,46 @@ ssize_t om_rec_read(om_store_t *st, int tier, uint64_t id, int fd, uint8_t *buf,
 /* The same for dirfd/name (in dirpath), without opening the object. */
 ssize_t om_rec_read_at(om_store_t *st, int tier, int dirfd, const char *dirpath, const char *name,
     uint8_t *buf, size_t cap);
-void om_rec_init(om_rec_t *r);
 /* Stores the record of the unpublished object file fd: as its attribute,
  * or in a new unpublished record file (r), which om_rec_publish links
  * before the object is. -EMSGSIZE if the attribute is too large. */
 int om_rec_prepare(om_store_t *st, int tier, uint64_t id, int fd, const uint8_t *rec, size_t len,
-    om_rec_t *r);
-int om_rec_publish(om_store_t *st, int tier, uint64_t id, om_rec_t *r);
-/* Drops an unpublished record file. */
-void om_rec_discard(om_store_t *st, int tier, om_rec_t *r);
+    om_store_file_t *r);
+int om_rec_publish(om_store_t *st, int tier, uint64_t id, om_store_file_t *r);
 /* Removes the record file of a removed object (none with attributes). */
 void om_rec_unlink(om_store_t *st, int tier, uint64_t id);
+
+/* ---- store_drop.c ---- */
+
+/* Removes an object file: 0, -ENOENT if there was none, or -errno if it
+ * could be neither unlinked nor moved to tmp/ (*err: why not moved). */
+int om_store_drop_file(om_store_t *st, int tier, uint64_t id, int *err);
+/* Unlinks an object file; ENOENT is not an error. */
+int om_store_unlink_obj(om_store_t *st, int tier, uint64_t id);
+/* The index's release callback: a dropped object's files go. */
+void om_store_release(void *arg, const om_ix_obj_t *o);
+/* Drops a promoted copy: unlinks it, then clears the flag. */
+void om_store_drop_copy(om_store_t *st, const om_ix_obj_t *o);
 /* Empties the tier's tmp/ (what a start must: files being written by
  * processes that are gone, dropped files). */
 int om_store_clean_tmp(om_store_t *st, int tier, uint64_t *removed);
+
+/* ---- store_evict.c ---- */
+
+/* Evicts one object to make room in the tier; 0, or -ENOENT if nothing
+ * can be evicted. */
+int om_store_evict_one(om_store_t *st, int tier);
+/* Evicts one object to make room in the index: any object, or with
+ * uri_len > 0 one whose index block fits a URI of that length. */
+int om_store_evict_index(om_store_t *st, size_t uri_len);
+/* Makes `need` bytes of room under the tier's limit, evicting; 0 or
+ * -ENOSPC. */
+int om_store_make_room(om_store_t *st, int tier, uint64_t need);
+/* Evicts from the tier until `bytes` (by the index's count) are gone;
+ * 0, or -ENOSPC if the tier ran out of objects first. */
+int om_store_evict_bytes(om_store_t *st, int tier, uint64_t bytes);
+
+/* ---- store_attach.c ---- */
 /* Reads the tier's stamp, or makes one (store_attach.c). */
 int om_store_stamp(om_store_t *st, int tier, char *err, size_t errlen);
 /* Each tier says who its files were written as ("uid:gid" in
@@ -134,9 +199,5 @@ int om_store_stamp(om_store_t *st, int tier, char *err, size_t errlen);
  * worker writes). */
 void om_store_writer_read(om_store_t *st, int tier);
 void om_store_writer_note(om_store_t *st);
-/* Sets om_store_why's sentence. */
-void om_store_set_why(om_store_t *st, const char *fmt, ...) OM_PRINTF(2, 3);
-/* Drops a promoted copy: unlinks it, then clears the flag. */
-void om_store_drop_copy(om_store_t *st, const om_ix_obj_t *o);
 
 #endif

@@ -269,38 +269,6 @@ rebuild_file(rebuild_t *rb, int tier, int dfd, const char *name, unsigned char d
 	return 0;
 }
 
-int
-om_store_clean_tmp(om_store_t *st, int tier, uint64_t *removed)
-{
-	int fd = openat(st->tier[tier].dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	struct dirent *de;
-	DIR *d;
-
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (d == NULL) {
-		close(fd);
-		return -errno;
-	}
-	for (;;) {
-		errno = 0;
-		if ((de = readdir(d)) == NULL)
-			break;
-		if (de->d_name[0] == '.')
-			continue;
-		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
-			(*removed)++;
-	}
-	/* What could not be listed stays until the next start: nothing reads
-	 * tmp/, so this is no reason to refuse this one. */
-	if (de == NULL && errno != 0)
-		om_log_warn(errno, "store: rebuild: reading %s/tmp failed; temporary files may be left",
-		    st->tier[tier].path);
-	closedir(d);
-	return 0;
-}
-
 static int
 orphan_record(rebuild_t *rb, int dfd, const char *rname)
 {

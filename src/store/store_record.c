@@ -96,26 +96,9 @@ om_rec_read_at(om_store_t *st, int tier, int dirfd, const char *dirpath, const c
 	return read_file_at(dirfd, rname, buf, cap);
 }
 
-void
-om_rec_init(om_rec_t *r)
-{
-	r->fd = -1;
-	r->tmpname[0] = '\0';
-}
-
-void
-om_rec_discard(om_store_t *st, int tier, om_rec_t *r)
-{
-	if (r->tmpname[0])
-		unlinkat(st->tier[tier].dirfd, r->tmpname, 0);
-	if (r->fd >= 0)
-		close(r->fd);
-	om_rec_init(r);
-}
-
 int
 om_rec_prepare(om_store_t *st, int tier, uint64_t id, int fd, const uint8_t *rec, size_t len,
-    om_rec_t *r)
+    om_store_file_t *r)
 {
 	om_tier_t *t = &st->tier[tier];
 	int rc;
@@ -126,47 +109,30 @@ om_rec_prepare(om_store_t *st, int tier, uint64_t id, int fd, const uint8_t *rec
 		rc = -errno;
 		return rc == -E2BIG || rc == -ERANGE ? -EMSGSIZE : rc;
 	}
-	/* Like the object: an unlinked file, or a temporary name that
-	 * carries the pid (the master removes a dead process's). Read-only
-	 * from the start: it needs no attribute, so no write permission. */
-	if (t->tmpfile_ok) {
-		r->fd = openat(t->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0440);
-	} else {
-		snprintf(r->tmpname, sizeof(r->tmpname), "tmp/%016" PRIx64 ".%d.rtmp", id, (int)getpid());
-		r->fd = openat(t->dirfd, r->tmpname, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0440);
-		if (r->fd < 0)
-			r->tmpname[0] = '\0';
-	}
-	if (r->fd < 0)
-		return -errno;
+	/* A new file like the object. Read-only from the start: it needs no
+	 * attribute, so no write permission. */
+	if ((rc = om_store_file_new(st, tier, id, "rtmp", O_EXCL, 0440, r)) != 0)
+		return rc;
 	if ((rc = om_os_write_all(r->fd, rec, len)) != 0 ||
 	    (st->durability == OM_DURABLE_FSYNC && fsync(r->fd) != 0)) {
 		if (rc == 0)
 			rc = -errno;
-		om_rec_discard(st, tier, r);
+		om_store_file_discard(st, tier, r);
 		return rc;
 	}
 	return 0;
 }
 
 int
-om_rec_publish(om_store_t *st, int tier, uint64_t id, om_rec_t *r)
+om_rec_publish(om_store_t *st, int tier, uint64_t id, om_store_file_t *r)
 {
-	om_tier_t *t = &st->tier[tier];
 	char name[OM_NAME_MAX];
 	int rc;
 
-	if (!t->rec_files)
+	if (!st->tier[tier].rec_files)
 		return 0;
 	om_rec_name(id, name, sizeof(name));
-	if (r->tmpname[0]) {
-		if (renameat(t->dirfd, r->tmpname, t->dirfd, name) != 0)
-			return -errno;
-		r->tmpname[0] = '\0';
-		rc = 0;
-	} else {
-		rc = om_os_link_tmpfile(r->fd, t->dirfd, name);
-	}
+	rc = om_store_file_publish(st, tier, r, name);
 	if (rc == 0) {
 		close(r->fd);
 		r->fd = -1;

@@ -4,7 +4,8 @@
  * to its tier's corrupt/, its entry dropped), logged once and never
  * served again. The cache manager runs it at a set rate over the whole
  * store; workers quarantine what they find damaged while reading bytes
- * for a client.
+ * for a client, and the first open of an object the rebuild indexed from
+ * its record alone checks its size (om_store_open_entry).
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -71,6 +72,32 @@ om_store_quarantine(om_store_t *st, const om_ix_obj_t *o, int tier, const char *
 	}
 	(void)om_index_delete_slot(st->ix, o->slot, o->id, NULL);
 	return 0;
+}
+
+int
+om_store_open_entry(om_store_t *st, int tier, const om_ix_obj_t *o)
+{
+	struct stat sb;
+	char why[96];
+	int fd, rc;
+
+	fd = om_store_open_obj(st, tier, o->id);
+	if (fd < 0 || !(o->flags & OM_IX_F_UNCHECKED) || tier != om_store_tier_of(o->flags))
+		return fd;
+	if (fstat(fd, &sb) != 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	if ((uint64_t)sb.st_size == o->size) {
+		(void)om_index_update_flags(st->ix, o->slot, o->id, 0, OM_IX_F_UNCHECKED);
+		return fd;
+	}
+	close(fd);
+	snprintf(why, sizeof(why), "%" PRIu64 " bytes where its record says %" PRIu64,
+	    (uint64_t)sb.st_size, o->size);
+	om_store_quarantine(st, o, tier, why);
+	return -ENOENT;
 }
 
 /*

@@ -19,6 +19,36 @@ share(uint64_t total, unsigned pct)
 	return total / 100 * pct + total % 100 * pct / 100;
 }
 
+uint64_t
+om_store_tier_used(om_store_t *st, int tier)
+{
+	uint64_t b[OM_IX_NCLASS];
+
+	om_index_class_bytes(st->ix, b);
+	if (tier == OM_TIER_DISK)
+		return b[OM_IX_CLASS_PERSIST];
+	return b[OM_IX_CLASS_EPHEMERAL] + b[OM_IX_CLASS_COPY];
+}
+
+void
+om_store_usage(om_store_t *st, om_store_usage_t *u)
+{
+	om_ix_usage_t iu;
+
+	om_index_usage(st->ix, &iu);
+	memset(u, 0, sizeof(*u));
+	u->used[OM_TIER_DISK] = iu.bytes[OM_IX_CLASS_PERSIST];
+	u->used[OM_TIER_MEM] = iu.bytes[OM_IX_CLASS_EPHEMERAL] + iu.bytes[OM_IX_CLASS_COPY];
+	for (int t = 0; t < 2; t++) {
+		uint64_t l = om_store_limit(st, t);
+
+		u->limit[t] = l == UINT64_MAX ? 0 : l;
+	}
+	u->objects = iu.objects;
+	u->copies = iu.count[OM_IX_CLASS_COPY];
+	u->ephemeral = iu.count[OM_IX_CLASS_EPHEMERAL];
+}
+
 int
 om_store_space(om_store_t *st, int tier, om_space_t *sp)
 {

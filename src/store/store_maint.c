@@ -1,11 +1,8 @@
 /*
- * Tier limits, eviction, promotion and expiry. Workers call the eviction
- * path when a PUT needs room; the cache manager runs om_store_maintain
- * periodically.
- *
- * Eviction is an approximate LRU: om_index_sample looks at the next few
- * objects of the tier's classes (a clock hand over the arena's blocks) and
- * returns the one read longest ago.
+ * The cache manager's pass over the store (om_store_maintain): expired
+ * objects are removed, both tiers brought within their limits, hot
+ * persistent objects copied into the memory tier, and read counts decayed.
+ * Cache manager only.
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -19,141 +16,6 @@
 #include "core/om_log.h"
 #include "os/om_os.h"
 #include "store/store_int.h"
-
-uint64_t
-om_store_tier_used(om_store_t *st, int tier)
-{
-	uint64_t b[OM_IX_NCLASS];
-
-	om_index_class_bytes(st->ix, b);
-	if (tier == OM_TIER_DISK)
-		return b[OM_IX_CLASS_PERSIST];
-	return b[OM_IX_CLASS_EPHEMERAL] + b[OM_IX_CLASS_COPY];
-}
-
-void
-om_store_usage(om_store_t *st, om_store_usage_t *u)
-{
-	om_ix_usage_t iu;
-
-	om_index_usage(st->ix, &iu);
-	memset(u, 0, sizeof(*u));
-	u->used[OM_TIER_DISK] = iu.bytes[OM_IX_CLASS_PERSIST];
-	u->used[OM_TIER_MEM] = iu.bytes[OM_IX_CLASS_EPHEMERAL] + iu.bytes[OM_IX_CLASS_COPY];
-	for (int t = 0; t < 2; t++) {
-		uint64_t l = om_store_limit(st, t);
-
-		u->limit[t] = l == UINT64_MAX ? 0 : l;
-	}
-	u->objects = iu.objects;
-	u->copies = iu.count[OM_IX_CLASS_COPY];
-	u->ephemeral = iu.count[OM_IX_CLASS_EPHEMERAL];
-}
-
-void
-om_store_drop_copy(om_store_t *st, const om_ix_obj_t *o)
-{
-	/* File first: a reader that finds the flag but not the file falls
-	 * back to the primary; the reverse order could leak the file. */
-	om_store_unlink_obj(st, OM_TIER_MEM, o->id);
-	if (om_index_update_flags(st->ix, o->slot, o->id, 0, OM_IX_F_COPY) == 0)
-		st->stats->copies_dropped++;
-}
-
-static int
-evict_class(om_store_t *st, unsigned cls, int tier, size_t uri_len)
-{
-	om_ix_obj_t v;
-
-	if (om_index_sample(st->ix, OM_IX_SEL(cls), st->evict_samples, uri_len, &st->cursor[cls], &v) != 0)
-		return -ENOENT;
-	if (cls == OM_IX_CLASS_COPY) {
-		om_store_drop_copy(st, &v);
-		return 0;
-	}
-	/* The release callback unlinks the files. Losing the race to a
-	 * concurrent writer is progress all the same. */
-	if (om_index_delete_slot(st->ix, v.slot, v.id, NULL) == 0)
-		st->stats->evicted[tier]++;
-	return 0;
-}
-
-/*
- * The memory tier gives up promoted copies before it evicts ephemeral
- * objects, which exist nowhere else.
- */
-int
-om_store_evict_one(om_store_t *st, int tier)
-{
-	uint64_t b[OM_IX_NCLASS];
-
-	if (tier == OM_TIER_DISK)
-		return evict_class(st, OM_IX_CLASS_PERSIST, OM_TIER_DISK, 0);
-	om_index_class_bytes(st->ix, b);
-	if (b[OM_IX_CLASS_COPY] > 0 && evict_class(st, OM_IX_CLASS_COPY, OM_TIER_MEM, 0) == 0)
-		return 0;
-	return evict_class(st, OM_IX_CLASS_EPHEMERAL, OM_TIER_MEM, 0);
-}
-
-int
-om_store_evict_index(om_store_t *st, size_t uri_len)
-{
-	unsigned sel = OM_IX_SEL(OM_IX_CLASS_PERSIST) | OM_IX_SEL(OM_IX_CLASS_EPHEMERAL);
-	om_ix_obj_t v;
-
-	if (om_index_sample(st->ix, sel, st->evict_samples, uri_len, &st->cursor[OM_IX_CLASS_PERSIST],
-	    &v) != 0)
-		return -ENOENT;
-	if (om_index_delete_slot(st->ix, v.slot, v.id, NULL) == 0)
-		st->stats->evicted[om_store_tier_of(v.flags)]++;
-	return 0;
-}
-
-int
-om_store_make_room(om_store_t *st, int tier, uint64_t need)
-{
-	uint64_t limit = om_store_limit(st, tier);
-
-	if (limit == UINT64_MAX)
-		return 0;
-	if (need > limit)
-		return -ENOSPC;
-	/* Bounded: concurrent writers may refill what we free. */
-	for (int i = 0; i < 4096 && !st->no_evict; i++) {
-		if (om_store_tier_used(st, tier) + need <= limit)
-			return 0;
-		if (om_store_evict_one(st, tier) != 0)
-			break;
-	}
-	return om_store_tier_used(st, tier) + need <= limit ? 0 : -ENOSPC;
-}
-
-int
-om_store_evict_bytes(om_store_t *st, int tier, uint64_t bytes)
-{
-	uint64_t start = om_store_tier_used(st, tier);
-
-	for (int i = 0; i < 4096 && !st->no_evict; i++) {
-		uint64_t now = om_store_tier_used(st, tier);
-
-		if (now + bytes <= start)
-			return 0;
-		if (om_store_evict_one(st, tier) != 0)
-			break;
-	}
-	return om_store_tier_used(st, tier) + bytes <= start ? 0 : -ENOSPC;
-}
-
-int
-om_store_enforce(om_store_t *st, int tier)
-{
-	uint64_t before = st->stats->evicted[tier] + st->stats->copies_dropped;
-	int rc = om_store_make_room(st, tier, 0);
-
-	if (rc != 0)
-		return rc;
-	return (int)(st->stats->evicted[tier] + st->stats->copies_dropped - before);
-}
 
 /* ---- expiry ------------------------------------------------------------ */
 
@@ -232,15 +94,15 @@ fs_has_room(om_store_t *st, int tier, uint64_t size)
 static int
 promote_one(om_store_t *st, const om_ix_obj_t *o)
 {
-	om_tier_t *mem = &st->tier[OM_TIER_MEM];
 	uint8_t rec[OM_META_REC_MAX];
-	char name[OM_NAME_MAX], tmp[48] = "";
+	char name[OM_NAME_MAX];
 	om_meta_rec_t r;
-	om_rec_t cr;
-	int src, dst = -1, rc;
+	om_store_file_t dst, cr;
+	int src, rc;
 	ssize_t n;
 
-	om_rec_init(&cr);
+	om_store_file_init(&dst);
+	om_store_file_init(&cr);
 	src = om_store_open_entry(st, OM_TIER_DISK, o);
 	if (src < 0)
 		return src;
@@ -260,21 +122,13 @@ promote_one(om_store_t *st, const om_ix_obj_t *o)
 		memcpy(rec, copy, len);
 		n = (ssize_t)len;
 	}
-	if (mem->tmpfile_ok) {
-		dst = openat(mem->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	} else {
-		snprintf(tmp, sizeof(tmp), "tmp/%016" PRIx64 ".%d.copy", o->id, (int)getpid());
-		dst = openat(mem->dirfd, tmp, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0600);
-	}
-	if (dst < 0) {
-		rc = -errno;
+	if ((rc = om_store_file_new(st, OM_TIER_MEM, o->id, "copy", O_TRUNC, 0600, &dst)) != 0)
 		goto out;
-	}
-	if ((rc = om_os_copy_range(dst, src, 0, o->size)) != 0)
+	if ((rc = om_os_copy_range(dst.fd, src, 0, o->size)) != 0)
 		goto out;
-	if ((rc = om_rec_prepare(st, OM_TIER_MEM, o->id, dst, rec, (size_t)n, &cr)) != 0)
+	if ((rc = om_rec_prepare(st, OM_TIER_MEM, o->id, dst.fd, rec, (size_t)n, &cr)) != 0)
 		goto out;
-	if (fchmod(dst, 0440) != 0) {
+	if (fchmod(dst.fd, 0440) != 0) {
 		rc = -errno;
 		goto out;
 	}
@@ -282,16 +136,11 @@ promote_one(om_store_t *st, const om_ix_obj_t *o)
 	om_store_intent(st, o->id, OM_TIER_MEM, OM_KIND_COPY);
 	/* EEXIST: the record of a copy left by a manager that died (below). */
 	rc = om_rec_publish(st, OM_TIER_MEM, o->id, &cr);
-	if (rc == 0 || rc == -EEXIST) {
-		if (tmp[0])
-			rc = renameat(mem->dirfd, tmp, mem->dirfd, name) == 0 ? 0 : -errno;
-		else
-			rc = om_os_link_tmpfile(dst, mem->dirfd, name);
-	}
+	if (rc == 0 || rc == -EEXIST)
+		rc = om_store_file_publish(st, OM_TIER_MEM, &dst, name);
 	if (rc == 0 || rc == -EEXIST) {
 		/* EEXIST: a copy left by a manager that died before flagging it;
 		 * objects are immutable, so it holds the same bytes. */
-		tmp[0] = '\0';
 		if (om_index_update_flags(st->ix, o->slot, o->id, OM_IX_F_COPY, 0) == 0) {
 			rc = 0;
 		} else {
@@ -303,11 +152,8 @@ promote_one(om_store_t *st, const om_ix_obj_t *o)
 	}
 	om_store_intent(st, 0, 0, 0);
 out:
-	om_rec_discard(st, OM_TIER_MEM, &cr);
-	if (tmp[0])
-		unlinkat(mem->dirfd, tmp, 0);
-	if (dst >= 0)
-		close(dst);
+	om_store_file_discard(st, OM_TIER_MEM, &cr);
+	om_store_file_discard(st, OM_TIER_MEM, &dst);
 	close(src);
 	return rc;
 }
