@@ -4,7 +4,7 @@
 TEST_LIB_OBJS := $(O)/tests/lib/om_test.o
 INTEG_LIB_OBJS := $(TEST_LIB_OBJS) $(O)/tests/lib/om_daemon.o $(O)/tests/lib/om_load.o $(O)/tests/lib/om_raw.o
 
-UNIT_NAMES  := test_core test_os test_index test_index_crash test_index_stress test_store \
+UNIT_NAMES  := test_core test_os test_proto test_index test_index_crash test_index_stress test_store \
                test_store_rebuild test_conf
 INTEG_NAMES := test_daemon test_reload test_crash test_input test_cli test_ops test_stats test_net test_limits \
                test_hygiene test_client_stream test_space test_scrub test_restart test_upgrade

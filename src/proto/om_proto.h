@@ -72,6 +72,15 @@ const char *om_proto_status_name(unsigned status);
 const char *om_proto_status_text(unsigned status);
 const char *om_proto_op_name(unsigned op);
 
+/* The daemon's answers to a failure of -errno rc (status.c): its
+ * objmapper status, its HTTP status (INTERNAL and 500 for an errno the
+ * table does not have); and the objmapper status an HTTP status counts as
+ * (2xx and 3xx: OK; another without a row: INTERNAL from 500, else
+ * BAD_REQUEST). */
+uint16_t om_proto_status_of(int rc);
+int om_proto_http_status_of(int rc);
+uint16_t om_proto_status_of_http(int http);
+
 /* Little-endian field access. */
 static inline void
 om_le16(uint8_t *p, uint16_t v)

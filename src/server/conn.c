@@ -383,22 +383,6 @@ shown(const uint8_t *uri, size_t len, char *buf, size_t n)
 	return buf;
 }
 
-static uint16_t
-status_of(int rc)
-{
-	switch (rc) {
-	case -ENOENT: return OM_STATUS_NOT_FOUND;
-	case -EINVAL: return OM_STATUS_BAD_REQUEST;
-	case -ENAMETOOLONG: return OM_STATUS_URI_INVALID;
-	case -EMSGSIZE: return OM_STATUS_META_TOO_LARGE;
-	case -EFBIG: return OM_STATUS_TOO_LARGE;
-	case -ENOSPC: case -EDQUOT: return OM_STATUS_NO_SPACE;
-	case -EMFILE: case -ENFILE: case -ENOMEM: case -EAGAIN: return OM_STATUS_BUSY;
-	case -ENODATA: return OM_STATUS_SHORT_BODY;
-	default: return OM_STATUS_INTERNAL;
-	}
-}
-
 /* ---- operations -------------------------------------------------------- */
 
 static void
@@ -526,7 +510,7 @@ do_get(conn_t *c, const om_req_t *q, const uint8_t *uri)
 			respond_err(c, q, OM_STATUS_NOT_FOUND, "no such object: %s",
 			    shown(uri, q->uri_len, ub, sizeof(ub)));
 		else
-			respond_err(c, q, status_of(rc), "cannot open the object: %s", om_strerror(rc));
+			respond_err(c, q, om_proto_status_of(rc), "cannot open the object: %s", om_strerror(rc));
 		return;
 	}
 	if (fdc != NULL)
@@ -693,7 +677,7 @@ put_done(conn_t *c, const om_req_t *q, int rc, const om_ix_obj_t *obj)
 
 	if (rc != 0) {
 		/* No object is missing in a PUT: ENOENT is the server's. */
-		uint16_t status = rc == -ENOENT ? OM_STATUS_INTERNAL : status_of(rc);
+		uint16_t status = rc == -ENOENT ? OM_STATUS_INTERNAL : om_proto_status_of(rc);
 		char why[OM_PROTO_MSG_MAX];
 
 		if (rc == -ENODATA) {
@@ -869,7 +853,7 @@ do_stat(conn_t *c, const om_req_t *q, const uint8_t *uri)
 		return;
 	}
 	if (rc != 0) {
-		respond_err(c, q, status_of(rc), "cannot open the object: %s", om_strerror(rc));
+		respond_err(c, q, om_proto_status_of(rc), "cannot open the object: %s", om_strerror(rc));
 		return;
 	}
 	o = g.obj;
@@ -877,7 +861,7 @@ do_stat(conn_t *c, const om_req_t *q, const uint8_t *uri)
 		rc = om_store_read_meta(st, &g, meta, sizeof(meta), &meta_len, &mtime);
 	close(g.fd);
 	if (rc != 0) {
-		respond_err(c, q, status_of(rc), "cannot read the object's record: %s", om_strerror(rc));
+		respond_err(c, q, om_proto_status_of(rc), "cannot read the object's record: %s", om_strerror(rc));
 		return;
 	}
 	r.obj = &o;
@@ -906,7 +890,7 @@ do_simple(conn_t *c, const om_req_t *q, const uint8_t *uri)
 		if (rc != 0) {
 			const char *why = om_store_why(c->w->srv->st);
 
-			respond_err(c, q, status_of(rc), "%s: %s%s%s",
+			respond_err(c, q, om_proto_status_of(rc), "%s: %s%s%s",
 			    rc == -ENOENT ? "no such object" : "cannot delete",
 			    shown(uri, q->uri_len, ub, sizeof(ub)), why[0] ? ": " : "", why);
 			return;
@@ -1208,7 +1192,7 @@ do_purge(conn_t *c, const om_req_t *q, const uint8_t *prefix)
 	if (p.rc != 0) {
 		const char *why = om_store_why(c->w->srv->st);
 
-		respond_err(c, q, status_of(p.rc), "cannot delete %s: %s (%llu objects were deleted "
+		respond_err(c, q, om_proto_status_of(p.rc), "cannot delete %s: %s (%llu objects were deleted "
 		    "before it)", p.uri, why[0] ? why : om_strerror(p.rc), (unsigned long long)p.deleted);
 		om_log_err_limited(0, "PURGE: cannot delete %s: %s", p.uri, why[0] ? why : om_strerror(p.rc));
 		return;

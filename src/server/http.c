@@ -44,27 +44,12 @@ op_of(enum om_http_method m)
 	}
 }
 
-static unsigned
-status_om(int status)
-{
-	switch (status) {
-	case 200: case 201: case 204: case 206: case 304: return OM_STATUS_OK;
-	case 403: return OM_STATUS_DENIED;
-	case 404: return OM_STATUS_NOT_FOUND;
-	case 413: return OM_STATUS_TOO_LARGE;
-	case 414: return OM_STATUS_URI_INVALID;
-	case 503: return OM_STATUS_BUSY;
-	case 507: return OM_STATUS_NO_SPACE;
-	default: return status >= 500 ? OM_STATUS_INTERNAL : OM_STATUS_BAD_REQUEST;
-	}
-}
-
 /* A metrics listener's requests are all STATS. */
 static void
 count(conn_t *c, enum om_http_method m, int status)
 {
 	om_srv_stats_sh_t *st = c->w->stats;
-	unsigned op = c->ls->metrics ? OM_OP_STATS : op_of(m), s = status_om(status);
+	unsigned op = c->ls->metrics ? OM_OP_STATS : op_of(m), s = om_proto_status_of_http(status);
 	unsigned k = (unsigned)status / 100 - 1;
 
 	OM_STORE(&st->responses[op][s], st->responses[op][s] + 1);
@@ -394,24 +379,6 @@ store_msg(const conn_t *c, int rc)
 	return why[0] ? why : om_strerror(rc);
 }
 
-static int
-status_of_store(int rc)
-{
-	switch (rc) {
-	case -EFBIG: return 413;
-	case -ENOSPC:
-	case -EDQUOT: return 507;
-	case -ENAMETOOLONG: return 414;
-	case -EMSGSIZE:
-	case -EINVAL: return 400;
-	case -ENOMEM:
-	case -EMFILE:
-	case -ENFILE:
-	case -EAGAIN: return 503;
-	default: return 500;
-	}
-}
-
 /* The request's fields an object keeps, as header lines. */
 static int
 put_meta(const om_http_req_t *r, char *out, size_t cap, size_t *len)
@@ -461,7 +428,8 @@ put_expires(const om_http_req_t *r)
 static int
 put_error(conn_t *c, int rc, char *why, size_t n)
 {
-	int status = status_of_store(rc);
+	/* No object is missing in a PUT: ENOENT is the server's. */
+	int status = rc == -ENOENT ? 500 : om_proto_http_status_of(rc);
 
 	if (status == 500) {
 		put_failure(c, rc, OM_TIER_DISK, why, n);
@@ -649,7 +617,7 @@ do_delete(conn_t *c, const om_http_req_t *r, bool bye)
 		reply(c, r->method, 404, bye, NULL, "no such object: %s",
 		    shown((const uint8_t *)r->path.p, r->path.n, ub, sizeof(ub)));
 	else if (rc != 0)
-		reply(c, r->method, status_of_store(rc), bye, NULL, "cannot delete: %s", store_msg(c, rc));
+		reply(c, r->method, om_proto_http_status_of(rc), bye, NULL, "cannot delete: %s", store_msg(c, rc));
 	else
 		reply(c, r->method, 204, bye, NULL, NULL);
 }
