@@ -1388,6 +1388,7 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 	master_t *m = calloc(1, sizeof(*m));
 	om_listener_t *ls[OM_CONF_LISTEN_MAX];
 	struct epoll_event e;
+	sigset_t set;
 	char err[1024];
 	int rc;
 
@@ -1419,6 +1420,17 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 			unsetenv("OBJMAPPER_INHERIT");
 		}
 	}
+
+	/* Blocked before anything slow (the rebuild takes seconds): a signal
+	 * that comes while the daemon starts waits for the signalfd below and
+	 * is acted on once it has started; one that came before would kill it
+	 * (QUIT, TERM, INT) or be lost where the parent ignored it (a shell
+	 * starts background jobs with QUIT and INT ignored, and a blocked
+	 * signal is kept even then). The rebuild's threads inherit the mask. */
+	sigemptyset(&set);
+	for (unsigned i = 0; i < OM_ARRAY_LEN(master_signals); i++)
+		sigaddset(&set, master_signals[i]);
+	sigprocmask(SIG_BLOCK, &set, NULL);
 
 	if (foreground)
 		rc = om_log_open(OM_LOG_STDERR, NULL, (int)conf->log.level);

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -393,6 +395,72 @@ test_fallbacks(void **state)
 	expect_rebuild("its consistency check failed");
 }
 
+/* The daemon started as a shell starts a background job: QUIT and INT
+ * ignored. */
+static void
+ignore_quit(void)
+{
+	signal(SIGQUIT, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+}
+
+/*
+ * A QUIT that comes while the daemon starts (here, in the middle of a
+ * rebuild of 100,000 objects) is not lost: the daemon finishes starting,
+ * then stops gracefully, even where it was started with QUIT ignored (it
+ * went on serving, and systemd's stop waited for its timeout).
+ */
+static void
+test_quit_while_starting(void **state)
+{
+	struct stat sb;
+	int status = -1;
+	double t0;
+
+	(void)state;
+	assert_int_equal(unlink(ixfile), 0);
+	(void)unlink(D.pidfile);
+	{
+		pid_t pid = fork();
+
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			int fd = open(D.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			dup2(fd, 1);
+			dup2(fd, 2);
+			ignore_quit();
+			execl(om_test_program("objmapperd"), "objmapperd", "-F", "-f", D.conf, (char *)NULL);
+			_exit(127);
+		}
+		D.pid = pid;
+	}
+	/* The pid file is made (empty) before the index: the rebuild is
+	 * under way, or about to be. */
+	t0 = now_s();
+	while (stat(D.pidfile, &sb) != 0 && now_s() - t0 < 10)
+		usleep(1000);
+	assert_int_equal(stat(D.pidfile, &sb), 0);
+	assert_int_equal(kill(D.pid, SIGQUIT), 0);
+	t0 = now_s();
+	while (now_s() - t0 < 30) {
+		if (waitpid(D.pid, &status, WNOHANG) == D.pid)
+			break;
+		usleep(10000);
+	}
+	if (!WIFEXITED(status))
+		fail_msg("a QUIT sent while it started did not stop it within 30 s:\n%s", om_daemon_log(&D));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	log_has("index rebuilt");
+	D.pid = 0;
+	/* The stop sealed the index: the next start attaches it. */
+	start();
+	assert_true(attached());
+	assert_int_equal(stat_value("index_objects "), NOBJ);
+	stop();
+}
+
 int
 main(void)
 {
@@ -402,6 +470,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_attach_after_quit_and_kill),
 		cmocka_unit_test(test_fallbacks),
+		cmocka_unit_test(test_quit_while_starting),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
