@@ -40,7 +40,7 @@ out_new(enum out_kind kind, size_t datalen)
 		return NULL;
 	memset(o, 0, sizeof(*o));
 	o->kind = kind;
-	o->fd = -1;
+	o->ref = OM_FDREF_NONE;
 	o->len = datalen;
 	return o;
 }
@@ -48,10 +48,7 @@ out_new(enum out_kind kind, size_t datalen)
 static void
 out_free(out_t *o)
 {
-	if (o->fdc != NULL)
-		o->fdc->refs--;
-	else if (o->fd >= 0)
-		close(o->fd);
+	om_fdref_put(&o->ref);
 	free(o);
 }
 
@@ -127,7 +124,7 @@ flush(conn_t *c)
 		out_t *o = c->out_head;
 		ssize_t n;
 
-		if (o->kind == OUT_BUF && o->fd >= 0 && o->done == 0) {
+		if (o->kind == OUT_BUF && o->ref.fd >= 0 && o->done == 0) {
 			/* A descriptor goes in the same sendmsg as its header's first
 			 * byte, and alone: no other descriptor-carrying header shares
 			 * that sendmsg. */
@@ -148,18 +145,12 @@ flush(conn_t *c)
 			cm->cmsg_level = SOL_SOCKET;
 			cm->cmsg_type = SCM_RIGHTS;
 			cm->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(cm), &o->fd, sizeof(int));
+			memcpy(CMSG_DATA(cm), &o->ref.fd, sizeof(int));
 			n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 			if (n > 0) {
 				OM_STORE(&stats->fds_passed, stats->fds_passed + 1);
 				/* Passed: the kernel holds its own reference now. */
-				if (o->fdc != NULL) {
-					o->fdc->refs--;
-					o->fdc = NULL;
-				} else {
-					close(o->fd);
-				}
-				o->fd = -1;
+				om_fdref_put(&o->ref);
 			}
 		} else if (o->kind == OUT_BUF) {
 			/* Gather buffers up to the next descriptor or file range. */
@@ -167,7 +158,7 @@ flush(conn_t *c)
 			int cnt = 0;
 
 			for (out_t *p = o; p != NULL && cnt < 64 && p->kind == OUT_BUF &&
-			    (p == o || p->fd < 0); p = p->next) {
+			    (p == o || p->ref.fd < 0); p = p->next) {
 				iov[cnt].iov_base = p->data + p->done;
 				iov[cnt].iov_len = (size_t)(p->len - p->done);
 				cnt++;
@@ -194,7 +185,7 @@ flush(conn_t *c)
 		} else if (o->kind == OUT_SPLICE) {
 			off_t off = (off_t)o->off;
 
-			n = sendfile(c->fd, o->fd, &off, o->len > (1u << 30) ? (1u << 30) : (size_t)o->len);
+			n = sendfile(c->fd, o->ref.fd, &off, o->len > (1u << 30) ? (1u << 30) : (size_t)o->len);
 			if (n == 0) {
 				om_log_err_limited(0, "object file shorter than its size");
 				return false;
@@ -216,7 +207,7 @@ flush(conn_t *c)
 
 				if (c->bounce == NULL && (c->bounce = malloc(SCRATCH_SIZE)) == NULL)
 					return false;
-				r = pread(o->fd, c->bounce, want, (off_t)o->off);
+				r = pread(o->ref.fd, c->bounce, want, (off_t)o->off);
 				if (r <= 0) {
 					om_log_err_limited(r < 0 ? errno : 0, "reading an object file failed");
 					return false;
@@ -335,7 +326,6 @@ resp_data_at(const resp_t *r)
 	return OM_RESP_HDR_LEN + (msg_len > OM_PROTO_MSG_MAX ? OM_PROTO_MSG_MAX : msg_len) + r->meta_len;
 }
 
-
 __attribute__((format(printf, 4, 5))) static void
 respond_err(conn_t *c, const om_req_t *q, uint16_t status, const char *fmt, ...)
 {
@@ -365,22 +355,6 @@ fatal(conn_t *c, const char *why)
 		c->txn = NULL;
 	}
 	om_log_debug(0, "closing a connection: %s", why);
-}
-
-/* A URI for messages: printable, cut short. */
-const char *
-shown(const uint8_t *uri, size_t len, char *buf, size_t n)
-{
-	size_t i, k = 0;
-
-	for (i = 0; i < len && k + 5 < n; i++)
-		buf[k++] = (uri[i] >= 0x20 && uri[i] < 0x7f) ? (char)uri[i] : '?';
-	if (i < len && k + 4 < n) {
-		memcpy(buf + k, "...", 3);
-		k += 3;
-	}
-	buf[k] = '\0';
-	return buf;
 }
 
 /* ---- operations -------------------------------------------------------- */
@@ -441,55 +415,92 @@ get_as_fd(const conn_t *c, unsigned mode, uint64_t size)
 	    (mode == OM_MODE_AUTO && size > c->ls->inline_threshold));
 }
 
-/*
- * The descriptor of a GET. The worker's cache of open descriptors (one
- * open file description for all) serves every GET whose bytes the worker
- * reads itself (pread, sendfile: at explicit offsets), and the descriptors
- * passed to clients that read only at explicit offsets; a client that may
- * read(2) gets a new description at offset 0. A hit in the cache saves
- * the open(2) and close(2) of the object's file.
- */
-int
-get_descriptor(conn_t *c, const uint8_t *uri, size_t len, unsigned mode, unsigned sflags,
-    om_get_t *g, fdc_entry_t **fdc)
+/* A GET's descriptor: the cache's, unless it is passed to a client that
+ * may read(2) it (fdpass, or auto over the threshold, on a Unix listener,
+ * to a client that did not promise to read at explicit offsets). */
+static om_obj_want_t
+get_want(const conn_t *c, const om_req_t *q, unsigned mode)
 {
-	om_store_t *st = c->w->srv->st;
-	fdc_entry_t *e;
-	bool shared;
-	int rc;
+	om_obj_want_t w = { .sflags = (q->flags & OM_GET_NO_TOUCH) ? OM_GET_NOTOUCH : 0,
+		.meta = (q->flags & OM_GET_WANT_META) != 0, .private_over = UINT64_MAX };
 
-	*fdc = NULL;
-	if ((rc = om_store_locate(st, uri, len, sflags, g)) != 0)
-		return rc;
-	shared = c->offset_reads || !get_as_fd(c, mode, g->obj.size);
-	if (shared && (e = fdc_get(c->w, g->tier, g->obj.id)) != NULL) {
-		g->fd = e->fd;
-		*fdc = e;
-		return 0;
+	if (c->offset_reads || c->ls->transport != OM_TRANSPORT_UNIX)
+		return w;
+	if (mode == OM_MODE_FDPASS)
+		w.private_all = true;
+	else if (mode == OM_MODE_AUTO)
+		w.private_over = c->ls->inline_threshold;
+	return w;
+}
+
+/* A small object: header and bytes in one buffer, one write; read anyway,
+ * so checked against the checksum kept with it. */
+static void
+get_inline(conn_t *c, const om_req_t *q, resp_t *r, om_obj_t *ob)
+{
+	out_t *o;
+	ssize_t n;
+
+	r->inline_len = (size_t)ob->obj.size;
+	if ((o = respond(c, q, r, true)) == NULL) {
+		respond_err(c, q, OM_STATUS_BUSY, "out of memory");
+		return;
 	}
-	g->fd = om_store_open_entry(st, g->tier, &g->obj);
-	if (g->fd == -ENOENT) /* raced with a replace, or a copy dropped: counted already */
-		return om_store_get(st, uri, len, sflags | OM_GET_NOTOUCH | OM_GET_NOCOUNT, g);
-	if (g->fd < 0)
-		return g->fd;
-	if (shared && (e = fdc_put(c->w, g->tier, g->obj.id, g->fd)) != NULL)
-		*fdc = e;
-	return 0;
+	n = r->inline_len ? pread(ob->ref.fd, o->data + resp_data_at(r), r->inline_len, 0) : 0;
+	if (n != (ssize_t)r->inline_len) {
+		free(o);
+		respond_err(c, q, OM_STATUS_INTERNAL, "short read of the object's file");
+		return;
+	}
+	if (om_crc32c(0, o->data + resp_data_at(r), r->inline_len) != ob->obj.crc) {
+		free(o);
+		om_store_quarantine(c->w->srv->st, &ob->obj, ob->tier, "its bytes do not match their "
+		    "checksum (found serving a GET)");
+		respond_err(c, q, OM_STATUS_INTERNAL, "the object is damaged (its bytes do not match "
+		    "their checksum): taken out of service");
+		return;
+	}
+	out_push(c, o);
+}
+
+/* A larger object (or splice): the header, then the file's bytes, copied
+ * (each checked against the checksum as it is read) or sendfile'd. */
+static void
+get_range(conn_t *c, const om_req_t *q, resp_t *r, om_obj_t *ob, unsigned mode)
+{
+	out_t *o, *f;
+
+	if ((o = respond(c, q, r, ob->obj.size == 0)) == NULL) {
+		respond_err(c, q, OM_STATUS_BUSY, "out of memory");
+		return;
+	}
+	out_push(c, o);
+	if (ob->obj.size == 0)
+		return;
+	if ((f = out_new(mode == OM_MODE_SPLICE ? OUT_SPLICE : OUT_COPY, 0)) == NULL) {
+		fatal(c, "out of memory");
+		return;
+	}
+	f->ref = om_fdref_take(&ob->ref);
+	f->off = 0;
+	f->len = ob->obj.size;
+	f->resp_end = true;
+	f->check = f->kind == OUT_COPY;
+	f->crc = 0;
+	f->tier = ob->tier;
+	f->obj = ob->obj;
+	out_push(c, f);
 }
 
 static void
 do_get(conn_t *c, const om_req_t *q, const uint8_t *uri)
 {
-	om_store_t *st = c->w->srv->st;
-	unsigned mode = q->flags & OM_MODE_MASK, sflags = 0;
-	bool want_meta = (q->flags & OM_GET_WANT_META) != 0, as_fd;
+	unsigned mode = q->flags & OM_MODE_MASK;
 	uint8_t meta[OM_PROTO_META_MAX];
-	uint32_t meta_len = 0;
-	int64_t mtime = 0;
-	fdc_entry_t *fdc = NULL;
-	char ub[96];
 	resp_t r = { .status = OM_STATUS_OK };
-	om_get_t g;
+	om_obj_want_t want;
+	char ub[96];
+	om_obj_t ob;
 	out_t *o;
 	int rc;
 
@@ -502,106 +513,50 @@ do_get(conn_t *c, const om_req_t *q, const uint8_t *uri)
 		    mode);
 		return;
 	}
-	if (q->flags & OM_GET_NO_TOUCH)
-		sflags |= OM_GET_NOTOUCH;
-	rc = get_descriptor(c, uri, q->uri_len, mode, sflags, &g, &fdc);
-	if (rc != 0) {
-		if (rc == -ENOENT)
+	want = get_want(c, q, mode);
+	if ((rc = om_obj_get(&c->w->fdc, c->w->srv->st, uri, q->uri_len, &want, &ob, meta, sizeof(meta))) != 0) {
+		if (ob.bad_record)
+			respond_err(c, q, OM_STATUS_INTERNAL, "cannot read the object's record: %s", om_strerror(rc));
+		else if (rc == -ENOENT)
 			respond_err(c, q, OM_STATUS_NOT_FOUND, "no such object: %s",
-			    shown(uri, q->uri_len, ub, sizeof(ub)));
+			    om_obj_uri_shown(uri, q->uri_len, ub, sizeof(ub)));
 		else
 			respond_err(c, q, om_proto_status_of(rc), "cannot open the object: %s", om_strerror(rc));
 		return;
 	}
-	if (fdc != NULL)
-		fdc->refs++;
-	if (want_meta && (rc = om_store_read_meta(st, &g, meta, sizeof(meta), &meta_len, &mtime)) != 0) {
-		respond_err(c, q, OM_STATUS_INTERNAL, "cannot read the object's record: %s", om_strerror(rc));
-		goto drop;
-	}
-	if (c->dgram && OM_RESP_HDR_LEN + meta_len + g.obj.size > c->ls->max_datagram) {
+	if (c->dgram && OM_RESP_HDR_LEN + ob.meta_len + ob.obj.size > c->ls->max_datagram) {
 		respond_err(c, q, OM_STATUS_TOO_LARGE, "too large for UDP: %llu bytes (at most %llu here)",
-		    (unsigned long long)g.obj.size,
-		    (unsigned long long)(c->ls->max_datagram - OM_RESP_HDR_LEN - meta_len));
-		goto drop;
+		    (unsigned long long)ob.obj.size,
+		    (unsigned long long)(c->ls->max_datagram - OM_RESP_HDR_LEN - ob.meta_len));
+		om_obj_put(&ob);
+		return;
 	}
-	as_fd = get_as_fd(c, mode, g.obj.size);
+	r.tier = ob.tier == OM_TIER_MEM ? OM_TIER_MEMORY : OM_TIER_PERSISTENT;
+	r.obj = &ob.obj;
+	r.body_len = ob.obj.size;
+	r.meta = meta;
+	r.meta_len = (uint16_t)ob.meta_len;
+	r.mtime = (uint32_t)ob.mtime;
+	if (get_as_fd(c, mode, ob.obj.size)) {
+		r.body = OM_BODY_DESCRIPTOR;
+		if ((o = respond(c, q, &r, true)) == NULL) {
+			respond_err(c, q, OM_STATUS_BUSY, "out of memory");
+		} else {
+			o->ref = om_fdref_take(&ob.ref);
+			out_push(c, o);
+		}
+		om_obj_put(&ob);
+		return;
+	}
 	/* TCP auto: small objects through one buffer, large ones sendfile'd. */
 	if (mode == OM_MODE_AUTO && c->ls->transport == OM_TRANSPORT_TCP)
-		mode = g.obj.size > c->ls->inline_threshold ? OM_MODE_SPLICE : OM_MODE_COPY;
-	r.tier = g.tier == OM_TIER_MEM ? OM_TIER_MEMORY : OM_TIER_PERSISTENT;
-	r.obj = &g.obj;
-	r.body_len = g.obj.size;
-	r.meta = meta;
-	r.meta_len = (uint16_t)meta_len;
-	r.mtime = (uint32_t)mtime;
-
-	if (as_fd) {
-		r.body = OM_BODY_DESCRIPTOR;
-		if ((o = respond(c, q, &r, true)) == NULL)
-			goto oom;
-		o->fd = g.fd;
-		o->fdc = fdc;
-		out_push(c, o);
-		return;
-	}
+		mode = ob.obj.size > c->ls->inline_threshold ? OM_MODE_SPLICE : OM_MODE_COPY;
 	r.body = OM_BODY_INLINE;
-	if (mode != OM_MODE_SPLICE && g.obj.size <= INLINE_READ) {
-		/* Small: header and bytes in one buffer, one write. */
-		ssize_t n;
-
-		r.inline_len = (size_t)g.obj.size;
-		if ((o = respond(c, q, &r, true)) == NULL)
-			goto oom;
-		n = r.inline_len ? pread(g.fd, o->data + resp_data_at(&r), r.inline_len, 0) : 0;
-		if (n != (ssize_t)r.inline_len) {
-			free(o);
-			respond_err(c, q, OM_STATUS_INTERNAL, "short read of the object's file");
-			goto drop;
-		}
-		/* Read anyway: checked against the checksum kept with it. */
-		if (om_crc32c(0, o->data + resp_data_at(&r), r.inline_len) != g.obj.crc) {
-			free(o);
-			om_store_quarantine(st, &g.obj, g.tier, "its bytes do not match their checksum (found "
-			    "serving a GET)");
-			respond_err(c, q, OM_STATUS_INTERNAL, "the object is damaged (its bytes do not match "
-			    "their checksum): taken out of service");
-			goto drop;
-		}
-		out_push(c, o);
-		goto drop;
-	}
-	if ((o = respond(c, q, &r, g.obj.size == 0)) == NULL)
-		goto oom;
-	out_push(c, o);
-	if (g.obj.size > 0) {
-		out_t *f = out_new(mode == OM_MODE_SPLICE ? OUT_SPLICE : OUT_COPY, 0);
-
-		if (f == NULL)
-			goto oom_fatal;
-		f->fd = g.fd;
-		f->fdc = fdc;
-		f->off = 0;
-		f->len = g.obj.size;
-		f->resp_end = true;
-		f->check = f->kind == OUT_COPY;
-		f->crc = 0;
-		f->tier = g.tier;
-		f->obj = g.obj;
-		out_push(c, f);
-		return;
-	}
-	goto drop;
-oom:
-	respond_err(c, q, OM_STATUS_BUSY, "out of memory");
-	goto drop;
-oom_fatal:
-	fatal(c, "out of memory");
-drop:
-	if (fdc != NULL)
-		fdc->refs--;
+	if (mode != OM_MODE_SPLICE && ob.obj.size <= INLINE_READ)
+		get_inline(c, q, &r, &ob);
 	else
-		close(g.fd);
+		get_range(c, q, &r, &ob, mode);
+	om_obj_put(&ob);
 }
 
 /*
@@ -649,50 +604,23 @@ readable_at_offsets(int fd, char *why, size_t n)
 	return false;
 }
 
-/*
- * Why a PUT into tier failed that the server cannot explain by the request:
- * the store's error, unless the tier's directory was deleted under the
- * daemon (every PUT there fails then, with errors that say nothing of it:
- * EPERM, ENOENT), which is what the client and the log are told.
- */
-const char *
-put_failure(conn_t *c, int rc, int tier, char *buf, size_t n)
-{
-	om_store_t *st = c->w->srv->st;
-
-	if (om_store_tier_gone(st, tier))
-		snprintf(buf, n, "PUT failed: the %s tier's directory %s was deleted; nothing can be "
-		    "stored there until objmapperd is restarted", tier == OM_TIER_MEM ? "memory" :
-		    "persistent", om_store_tier_path(st, tier));
-	else
-		snprintf(buf, n, "PUT failed: %s", om_store_why(st)[0] ? om_store_why(st) : om_strerror(rc));
-	return buf;
-}
-
 static void
 put_done(conn_t *c, const om_req_t *q, int rc, const om_ix_obj_t *obj)
 {
 	resp_t r = { .status = OM_STATUS_OK };
 	out_t *o;
 
+	if (rc == -ENODATA) {
+		respond_err(c, q, OM_STATUS_SHORT_BODY, "the descriptor holds fewer than %llu bytes",
+		    (unsigned long long)q->body_len);
+		return;
+	}
 	if (rc != 0) {
-		/* No object is missing in a PUT: ENOENT is the server's. */
-		uint16_t status = rc == -ENOENT ? OM_STATUS_INTERNAL : om_proto_status_of(rc);
 		char why[OM_PROTO_MSG_MAX];
+		uint16_t status = om_obj_put_error(c->w->srv->st, rc,
+		    (q->flags & OM_PUT_EPHEMERAL) ? OM_TIER_MEM : OM_TIER_DISK, why, sizeof(why));
 
-		if (rc == -ENODATA) {
-			respond_err(c, q, OM_STATUS_SHORT_BODY, "the descriptor holds fewer than %llu bytes",
-			    (unsigned long long)q->body_len);
-		} else if (status == OM_STATUS_INTERNAL) {
-			put_failure(c, rc, (q->flags & OM_PUT_EPHEMERAL) ? OM_TIER_MEM : OM_TIER_DISK, why,
-			    sizeof(why));
-			respond_err(c, q, status, "%s", why);
-			om_log_err_limited(0, "%s", why);
-		} else {
-			const char *why_store = om_store_why(c->w->srv->st);
-
-			respond_err(c, q, status, "PUT failed: %s", why_store[0] ? why_store : om_strerror(rc));
-		}
+		respond_err(c, q, status, "%s", why);
 		return;
 	}
 	r.obj = obj;
@@ -849,7 +777,7 @@ do_stat(conn_t *c, const om_req_t *q, const uint8_t *uri)
 	rc = om_store_get(st, uri, q->uri_len, OM_GET_NOTOUCH | OM_GET_NOCOUNT, &g);
 	if (rc == -ENOENT) {
 		respond_err(c, q, OM_STATUS_NOT_FOUND, "no such object: %s",
-		    shown(uri, q->uri_len, ub, sizeof(ub)));
+		    om_obj_uri_shown(uri, q->uri_len, ub, sizeof(ub)));
 		return;
 	}
 	if (rc != 0) {
@@ -892,7 +820,7 @@ do_simple(conn_t *c, const om_req_t *q, const uint8_t *uri)
 
 			respond_err(c, q, om_proto_status_of(rc), "%s: %s%s%s",
 			    rc == -ENOENT ? "no such object" : "cannot delete",
-			    shown(uri, q->uri_len, ub, sizeof(ub)), why[0] ? ": " : "", why);
+			    om_obj_uri_shown(uri, q->uri_len, ub, sizeof(ub)), why[0] ? ": " : "", why);
 			return;
 		}
 	} else if (q->op == OM_OP_STATS) {
@@ -951,7 +879,7 @@ do_verify(conn_t *c, const om_req_t *q, const uint8_t *uri)
 
 		if (om_store_stat(c->w->srv->st, uri, q->uri_len, &o) != 0) {
 			respond_err(c, q, OM_STATUS_NOT_FOUND, "no such object: %s",
-			    shown(uri, q->uri_len, ub, sizeof(ub)));
+			    om_obj_uri_shown(uri, q->uri_len, ub, sizeof(ub)));
 			return;
 		}
 		/* A full queue drops its oldest request: the scrub's passes
@@ -1165,7 +1093,7 @@ purge_take(void *arg, const om_ix_entry_t *e, unsigned n)
 			p->deleted++;
 		if (rc != 0 && rc != -ENOENT) {
 			p->rc = rc;
-			shown((const uint8_t *)e[i].uri, e[i].len, p->uri, sizeof(p->uri));
+			om_obj_uri_shown((const uint8_t *)e[i].uri, e[i].len, p->uri, sizeof(p->uri));
 			return OM_IX_LIST_LAST;
 		}
 	}
@@ -2120,7 +2048,7 @@ udp_one(conn_t *c, size_t n, const struct sockaddr *from, socklen_t fromlen)
 	c->state = ST_HEADER;
 
 	for (out_t *o = c->out_head; o != NULL; o = o->next) {
-		if (o->kind != OUT_BUF || o->fd >= 0 || len + o->len > sizeof(dg)) {
+		if (o->kind != OUT_BUF || o->ref.fd >= 0 || len + o->len > sizeof(dg)) {
 			whole = false; /* cannot happen: GETs over UDP are inline buffers */
 			break;
 		}

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "proto/om_http.h"
+#include "server/object.h"
 #include "server/worker_int.h"
 #include "store/om_store.h"
 
@@ -28,8 +29,7 @@ enum out_kind {
 typedef struct out {
 	struct out *next;
 	enum out_kind kind;
-	int fd;            /* BUF: descriptor to pass with the first byte, or -1; else the file */
-	fdc_entry_t *fdc;  /* the descriptor belongs to the cache: release, do not close */
+	om_fdref_t ref;    /* BUF: a descriptor to pass with the first byte, or none; else the file */
 	bool resp_end;     /* the last part of a response */
 	uint64_t off;      /* file ranges: next offset */
 	uint64_t len;      /* BUF: bytes of data; ranges: bytes left */
@@ -115,12 +115,6 @@ void out_push(conn_t *c, out_t *o);
 void consume(conn_t *c, size_t n);
 int body_write(conn_t *c);
 void fatal(conn_t *c, const char *why);
-const char *shown(const uint8_t *uri, size_t len, char *buf, size_t n);
-/* The message of a PUT into tier that failed with rc for a reason of the
- * server's (it says so if the tier's directory was deleted). */
-const char *put_failure(conn_t *c, int rc, int tier, char *buf, size_t n);
-int get_descriptor(conn_t *c, const uint8_t *uri, size_t len, unsigned mode, unsigned sflags,
-    om_get_t *g, fdc_entry_t **fdc);
 
 /* http.c */
 /* Handles what the buffer holds; true if there is more to do at once. */

@@ -250,80 +250,82 @@ if_range_holds(const om_http_req_t *r, const char *etag, int64_t mtime)
 	return om_http_date_parse(r->if_range.p, r->if_range.n, &t) == 0 && t == mtime;
 }
 
-static void
-do_get(conn_t *c, const om_http_req_t *r, bool bye)
+/*
+ * What a GET of the object answers (RFC 9110 13.2.2): 304 if a condition
+ * (If-None-Match, else If-Modified-Since) says the client has it, 206 for
+ * a range that applies and fits ([*first, *last]), 416 for one that does
+ * not fit, else 200 (the whole object in [*first, *last]).
+ */
+static int
+get_status(const om_http_req_t *r, const char *etag, int64_t mtime, uint64_t size, uint64_t *first,
+    uint64_t *last)
 {
-	om_store_t *st = c->w->srv->st;
-	bool head = r->method == OM_HTTP_HEAD, has_type, has_fresh, not_modified = false;
-	uint8_t meta[OM_PROTO_META_MAX];
-	uint32_t meta_len = 0;
-	int64_t mtime = 0, ims;
-	uint64_t first = 0, last = 0, len;
-	char etag[48], lm[OM_HTTP_DATE_LEN], ub[96];
-	fdc_entry_t *fdc = NULL;
-	int status = 200, rng = 0, rc;
-	om_get_t g;
-	head_t h;
+	bool not_modified = false;
+	int64_t ims;
+	int rng = 0;
 
-	rc = get_descriptor(c, (const uint8_t *)r->path.p, r->path.n, OM_MODE_COPY,
-	    head ? OM_GET_NOTOUCH : 0, &g, &fdc);
-	if (rc == -ENOENT) {
-		reply(c, r->method, 404, bye, NULL, "no such object: %s",
-		    shown((const uint8_t *)r->path.p, r->path.n, ub, sizeof(ub)));
-		return;
-	}
-	if (rc != 0) {
-		reply(c, r->method, 500, bye, NULL, "cannot open the object: %s", om_strerror(rc));
-		return;
-	}
-	if (fdc != NULL)
-		fdc->refs++;
-	if (fdc != NULL && fdc->has_meta) {
-		meta_len = fdc->meta_len;
-		mtime = fdc->mtime;
-		if (meta_len)
-			memcpy(meta, fdc->meta, meta_len);
-	} else if ((rc = om_store_read_meta(st, &g, meta, sizeof(meta), &meta_len, &mtime)) != 0) {
-		reply(c, r->method, 500, bye, NULL, "cannot read the object's record: %s",
-		    om_strerror(rc));
-		goto drop;
-	} else if (fdc != NULL) {
-		fdc_set_meta(fdc, meta, meta_len, mtime);
-	}
-	http_etag(etag, sizeof(etag), &g.obj);
-	om_http_date_format(mtime, lm);
-
-	/* Conditions (RFC 9110 13.2.2): If-None-Match, else If-Modified-Since. */
+	*first = *last = 0;
 	if (r->if_none_match.p != NULL)
 		not_modified = om_http_etag_match(r->if_none_match.p, r->if_none_match.n, etag);
 	else if (r->if_modified_since.p != NULL &&
 	    om_http_date_parse(r->if_modified_since.p, r->if_modified_since.n, &ims) == 0)
 		not_modified = mtime <= ims;
 	if (not_modified)
-		status = 304;
-	else if (r->range.p != NULL && if_range_holds(r, etag, mtime))
-		rng = om_http_range(r->range.p, r->range.n, g.obj.size, &first, &last);
-	if (rng < 0) {
+		return 304;
+	if (r->range.p != NULL && if_range_holds(r, etag, mtime))
+		rng = om_http_range(r->range.p, r->range.n, size, first, last);
+	if (rng < 0)
+		return 416;
+	if (rng > 0)
+		return 206;
+	*last = size ? size - 1 : 0;
+	return 200;
+}
+
+static void
+do_get(conn_t *c, const om_http_req_t *r, bool bye)
+{
+	om_obj_want_t want = { .sflags = r->method == OM_HTTP_HEAD ? OM_GET_NOTOUCH : 0, .meta = true,
+		.private_over = UINT64_MAX };
+	bool head = r->method == OM_HTTP_HEAD, has_type, has_fresh;
+	uint8_t meta[OM_PROTO_META_MAX];
+	uint64_t first, last, len;
+	char etag[48], lm[OM_HTTP_DATE_LEN], ub[96];
+	int status, rc;
+	om_obj_t ob;
+	head_t h;
+
+	/* The worker reads the bytes itself (sendfile): the cache's descriptor. */
+	if ((rc = om_obj_get(&c->w->fdc, c->w->srv->st, r->path.p, r->path.n, &want, &ob, meta,
+	    sizeof(meta))) != 0) {
+		if (rc == -ENOENT && !ob.bad_record)
+			reply(c, r->method, 404, bye, NULL, "no such object: %s",
+			    om_obj_uri_shown(r->path.p, r->path.n, ub, sizeof(ub)));
+		else
+			reply(c, r->method, 500, bye, NULL, "cannot %s: %s", ob.bad_record ?
+			    "read the object's record" : "open the object", om_strerror(rc));
+		return;
+	}
+	http_etag(etag, sizeof(etag), &ob.obj);
+	om_http_date_format(ob.mtime, lm);
+	status = get_status(r, etag, ob.mtime, ob.obj.size, &first, &last);
+	if (status == 416) {
 		char f[64];
 
-		snprintf(f, sizeof(f), "Content-Range: bytes */%" PRIu64 "\r\n", g.obj.size);
+		snprintf(f, sizeof(f), "Content-Range: bytes */%" PRIu64 "\r\n", ob.obj.size);
 		reply(c, r->method, 416, bye, f, "the range is outside the object's %" PRIu64 " bytes",
-		    g.obj.size);
+		    ob.obj.size);
 		goto drop;
 	}
-	if (rng > 0)
-		status = 206;
-	else
-		last = g.obj.size ? g.obj.size - 1 : 0;
-	len = g.obj.size ? last - first + 1 : 0;
+	len = ob.obj.size ? last - first + 1 : 0;
 
-	h = head_begin(c, status, bye, meta_len + 2 * meta_len / 16);
+	h = head_begin(c, status, bye, ob.meta_len + 2 * ob.meta_len / 16);
 	add(&h, "ETag: %s\r\nLast-Modified: %s\r\n", etag, lm);
-	add_meta(&h, (const char *)meta, meta_len, &has_type, &has_fresh);
-	if (!has_fresh && g.obj.expires > 0) {
+	add_meta(&h, (const char *)meta, ob.meta_len, &has_type, &has_fresh);
+	if (!has_fresh && ob.obj.expires > 0) {
 		char ex[OM_HTTP_DATE_LEN];
 
-		om_http_date_format(g.obj.expires, ex);
+		om_http_date_format(ob.obj.expires, ex);
 		add(&h, "Expires: %s\r\n", ex);
 	}
 	if (status == 304) {
@@ -337,7 +339,7 @@ do_get(conn_t *c, const om_http_req_t *r, bool bye)
 	add(&h, "Accept-Ranges: bytes\r\n");
 	if (status == 206)
 		add(&h, "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n", first, last,
-		    g.obj.size);
+		    ob.obj.size);
 	add(&h, "Content-Length: %" PRIu64 "\r\n\r\n", len);
 	count(c, r->method, status);
 	if (head || len == 0) {
@@ -353,19 +355,14 @@ do_get(conn_t *c, const om_http_req_t *r, bool bye)
 			fatal(c, "out of memory");
 			goto drop;
 		}
-		f->fd = g.fd;
-		f->fdc = fdc;
+		f->ref = om_fdref_take(&ob.ref);
 		f->off = first;
 		f->len = len;
 		f->resp_end = true;
 		out_push(c, f);
 	}
-	return;
 drop:
-	if (fdc != NULL)
-		fdc->refs--;
-	else
-		close(g.fd);
+	om_obj_put(&ob);
 }
 
 /* ---- PUT --------------------------------------------------------------- */
@@ -428,16 +425,9 @@ put_expires(const om_http_req_t *r)
 static int
 put_error(conn_t *c, int rc, char *why, size_t n)
 {
-	/* No object is missing in a PUT: ENOENT is the server's. */
-	int status = rc == -ENOENT ? 500 : om_proto_http_status_of(rc);
+	uint16_t status = om_obj_put_error(c->w->srv->st, rc, OM_TIER_DISK, why, n);
 
-	if (status == 500) {
-		put_failure(c, rc, OM_TIER_DISK, why, n);
-		om_log_err_limited(0, "%s", why);
-	} else {
-		snprintf(why, n, "PUT failed: %s", store_msg(c, rc));
-	}
-	return status;
+	return status == OM_STATUS_INTERNAL ? 500 : om_proto_http_status_of(rc);
 }
 
 static void
@@ -615,7 +605,7 @@ do_delete(conn_t *c, const om_http_req_t *r, bool bye)
 
 	if (rc == -ENOENT)
 		reply(c, r->method, 404, bye, NULL, "no such object: %s",
-		    shown((const uint8_t *)r->path.p, r->path.n, ub, sizeof(ub)));
+		    om_obj_uri_shown(r->path.p, r->path.n, ub, sizeof(ub)));
 	else if (rc != 0)
 		reply(c, r->method, om_proto_http_status_of(rc), bye, NULL, "cannot delete: %s", store_msg(c, rc));
 	else

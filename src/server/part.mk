@@ -1,5 +1,6 @@
 # objmapperd: the daemon.
 SERVER_SRCS := src/server/main.c src/server/master.c src/server/worker.c src/server/conn.c \
+               src/server/fdcache.c src/server/object.c \
                src/server/manager.c src/server/stats.c src/server/access.c src/server/http.c
 SERVER_OBJS := $(SERVER_SRCS:%.c=$(O)/%.o)
 PROGRAMS    += $(O)/objmapperd

@@ -30,183 +30,6 @@
 #define SWEEP_MS 1000
 #define NOTES_MS 50
 
-/* ---- descriptor cache -------------------------------------------------- */
-
-static fdc_entry_t *
-fdc_slot(worker_t *w, int tier, uint64_t id)
-{
-	uint64_t h = (id ^ ((uint64_t)tier << 63)) * 0x9e3779b97f4a7c15ull;
-
-	return &w->fdc[h >> w->fdc_shift];
-}
-
-/* Entries of [cache] open_files, as far as the descriptor limit allows
- * beside max_connections, rounded down to a power of two (at least 16). */
-static int
-fdc_init(worker_t *w)
-{
-	const om_conf_t *conf = w->srv->conf;
-	uint64_t want = conf->cache.open_files, room = want;
-	struct rlimit rl;
-	unsigned bits = 4;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-		uint64_t other = (uint64_t)conf->daemon.max_connections + 64;
-
-		room = rl.rlim_cur > other ? rl.rlim_cur - other : 0;
-	}
-	if (room < want) {
-		om_log_warn(0, "descriptor limit %llu leaves room for %llu of open_files = %llu",
-		    (unsigned long long)rl.rlim_cur, (unsigned long long)room, (unsigned long long)want);
-		want = room;
-	}
-	while (bits < 24 && (1ull << (bits + 1)) <= want)
-		bits++;
-	w->fdc_size = 1u << bits;
-	w->fdc_shift = 64 - bits;
-	w->fdc = calloc(w->fdc_size, sizeof(*w->fdc));
-	w->notes_cursor = w->notes_at_tick = om_index_notes_head(w->srv->ix);
-	return w->fdc != NULL ? 0 : -ENOMEM;
-}
-
-fdc_entry_t *
-fdc_get(worker_t *w, int tier, uint64_t id)
-{
-	fdc_entry_t *e = fdc_slot(w, tier, id);
-
-	return e->id == id && e->tier == tier ? e : NULL;
-}
-
-static void
-fdc_drop(worker_t *w, fdc_entry_t *e)
-{
-	w->fdc_count--;
-	close(e->fd);
-	free(e->meta);
-	e->meta = NULL;
-	e->has_meta = false;
-	e->dropped = false;
-	e->id = 0;
-}
-
-void
-fdc_set_meta(fdc_entry_t *e, const void *meta, size_t len, int64_t mtime)
-{
-	uint8_t *copy = NULL;
-
-	if (len > 0 && (copy = malloc(len)) == NULL)
-		return;
-	if (len > 0)
-		memcpy(copy, meta, len);
-	free(e->meta);
-	e->meta = copy;
-	e->meta_len = (uint16_t)len;
-	e->mtime = mtime;
-	e->has_meta = true;
-}
-
-/* Takes fd into the cache, or returns NULL (the slot is busy: the caller
- * keeps its descriptor). */
-fdc_entry_t *
-fdc_put(worker_t *w, int tier, uint64_t id, int fd)
-{
-	fdc_entry_t *e = fdc_slot(w, tier, id);
-
-	if (e->id != 0) {
-		if (e->refs > 0)
-			return NULL;
-		fdc_drop(w, e);
-	}
-	w->fdc_count++;
-	e->id = id;
-	e->tier = tier;
-	e->fd = fd;
-	e->refs = 0;
-	return e;
-}
-
-/* An entry whose file is gone: closed now, or once no response uses it. */
-static void
-fdc_gone(worker_t *w, fdc_entry_t *e)
-{
-	e->dropped = true;
-	if (e->refs > 0)
-		w->fdc_deferred = true;
-	else
-		fdc_drop(w, e);
-}
-
-/* Closes the entries dropped while in use and, with files, every entry
- * whose file is gone (link count 0): when notes of dropped files were
- * lost. */
-static void
-fdc_scan(worker_t *w, bool files)
-{
-	w->fdc_deferred = false;
-	for (unsigned i = 0; i < w->fdc_size; i++) {
-		fdc_entry_t *e = &w->fdc[i];
-		struct stat sb;
-
-		if (e->id != 0 && (e->dropped ||
-		    (files && (fstat(e->fd, &sb) != 0 || sb.st_nlink == 0))))
-			fdc_gone(w, e);
-	}
-}
-
-static void
-fdc_noted(void *arg, uint64_t key)
-{
-	worker_t *w = arg;
-	fdc_entry_t *e = fdc_get(w, OM_STORE_DROP_TIER(key), OM_STORE_DROP_ID(key));
-
-	if (e != NULL)
-		fdc_gone(w, e);
-}
-
-/* Reads the index's notes of dropped files (one load when there are none). */
-static void
-fdc_follow(worker_t *w)
-{
-	om_index_t *ix = w->srv->ix;
-
-	if (om_index_notes_head(ix) != w->notes_cursor &&
-	    om_index_notes(ix, &w->notes_cursor, fdc_noted, w) == -ERANGE)
-		fdc_scan(w, true);
-}
-
-/* Once a second: the entries left in use, and a cursor that stayed behind
- * one note for a whole second (following stops only before a note not yet
- * written: its writer died between the two stores). */
-static void
-fdc_tick(worker_t *w)
-{
-	bool behind;
-
-	fdc_follow(w);
-	behind = om_index_notes_head(w->srv->ix) != w->notes_cursor;
-	if (behind && w->notes_behind && w->notes_cursor == w->notes_at_tick) {
-		om_log_warn(0, "a note of a dropped file was never written; checking every cached descriptor");
-		w->notes_cursor = om_index_notes_head(w->srv->ix);
-		behind = false;
-		fdc_scan(w, true);
-	} else if (w->fdc_deferred) {
-		fdc_scan(w, false);
-	}
-	w->notes_at_tick = w->notes_cursor;
-	w->notes_behind = behind;
-}
-
-static void
-fdc_clear(worker_t *w)
-{
-	for (unsigned i = 0; w->fdc != NULL && i < w->fdc_size; i++) {
-		if (w->fdc[i].id != 0 && w->fdc[i].refs == 0)
-			fdc_drop(w, &w->fdc[i]);
-	}
-	free(w->fdc);
-	w->fdc = NULL;
-}
-
 /* ---- connections ------------------------------------------------------- */
 
 /* Stream listeners on or off (accepting); UDP listeners stay on until
@@ -369,8 +192,8 @@ om_worker_run(om_srv_t *srv)
 	w->srv = srv;
 	w->stats = om_srv_stats(srv, srv->slot);
 	w->stats2 = om_srv_stats2(srv, srv->slot);
-	if (fdc_init(w) != 0) {
-		om_log_err(ENOMEM, "no memory for %u cached descriptors", w->fdc_size);
+	if (om_fdc_init(&w->fdc, srv->ix, srv->conf->cache.open_files, srv->conf->daemon.max_connections) != 0) {
+		om_log_err(ENOMEM, "no memory for %u cached descriptors", w->fdc.size);
 		free(w);
 		return OM_EXIT_FATAL;
 	}
@@ -380,7 +203,7 @@ om_worker_run(om_srv_t *srv)
 		om_log_err(-w->sigfd, "epoll or signalfd failed");
 		if (w->ep >= 0)
 			close(w->ep);
-		free(w->fdc);
+		free(w->fdc.e);
 		free(w);
 		return OM_EXIT_FATAL;
 	}
@@ -418,7 +241,7 @@ om_worker_run(om_srv_t *srv)
 		/* While it holds descriptors, an idle worker still reads the
 		 * notes of dropped files often, so that their space comes back
 		 * within NOTES_MS. */
-		if (w->fdc_count > 0 && timeout > NOTES_MS)
+		if (w->fdc.count > 0 && timeout > NOTES_MS)
 			timeout = NOTES_MS;
 		if (w->ready != NULL)
 			timeout = 0;
@@ -446,7 +269,7 @@ om_worker_run(om_srv_t *srv)
 				goto out;
 			}
 		}
-		fdc_follow(w);
+		om_fdc_follow(&w->fdc);
 		/* Connections with buffered work get their turn. */
 		conn_ready_run(w);
 		now = om_clock_ms();
@@ -459,7 +282,7 @@ om_worker_run(om_srv_t *srv)
 		}
 		if (now >= w->next_sweep_ms) {
 			om_log_limits_flush();
-			fdc_tick(w);
+			om_fdc_tick(&w->fdc);
 			for (conn_t *k = w->conns; k != NULL;) {
 				conn_t *next = conn_next(k);
 
@@ -478,7 +301,7 @@ out:
 		while ((c = conn_ready_pop(w)) != NULL)
 			(void)conn_reap(c);
 	}
-	fdc_clear(w);
+	om_fdc_clear(&w->fdc);
 	for (unsigned i = 0; i < OM_CONF_LISTEN_MAX; i++)
 		conn_udp_free(&w->ls[i]);
 	om_log_info(0, "exiting");

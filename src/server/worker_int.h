@@ -1,6 +1,6 @@
 /*
  * Internals of a worker process: the event loop (worker.c), connections
- * and the protocol (conn.c), the descriptor cache. Worker processes only.
+ * and the protocol (conn.c). Worker processes only.
  */
 #ifndef OM_WORKER_INT_H
 #define OM_WORKER_INT_H
@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "proto/om_proto.h"
+#include "server/fdcache.h"
 #include "server/om_server.h"
 
 enum ev_kind {
@@ -44,29 +45,6 @@ typedef struct {
 	char name[64];        /* "uid 1000", "127.0.0.2", for messages */
 } om_peer_t;
 
-/*
- * The worker's descriptor cache: object files kept open for the reads the
- * worker does itself (sendfile, pread) and for clients that read only at
- * explicit offsets (HELLO OFFSET_READS); [cache] open_files entries,
- * direct-mapped by (tier, id). Objects are immutable and ids never reused,
- * so an entry never serves wrong bytes. A replaced, deleted or evicted
- * object's entry is closed when the worker reads the index's note of its
- * file (om_index_note_drop), so that its space is given back.
- */
-typedef struct {
-	uint64_t id;   /* 0 = empty */
-	int tier;
-	int fd;
-	unsigned refs; /* responses queued with this descriptor */
-	bool dropped;  /* its file is gone: closed once refs is 0 */
-	/* The object's record, once read (HTTP sends its metadata and mtime
-	 * with every GET; an object never changes, so one read serves all). */
-	bool has_meta;
-	uint16_t meta_len;
-	int64_t mtime;
-	uint8_t *meta; /* malloc'd, meta_len bytes (NULL if none) */
-} fdc_entry_t;
-
 typedef struct {
 	om_srv_t *srv;
 	om_srv_stats_sh_t *stats;
@@ -84,14 +62,7 @@ typedef struct {
 	uint64_t drain_deadline_ms;
 	uint64_t accept_resume_ms; /* accepting paused until (EMFILE) */
 	uint64_t next_sweep_ms;
-	fdc_entry_t *fdc;
-	unsigned fdc_size;      /* a power of two */
-	unsigned fdc_shift;     /* 64 - log2(fdc_size) */
-	unsigned fdc_count;     /* entries in use */
-	bool fdc_deferred;      /* entries dropped while in use */
-	uint64_t notes_cursor;  /* the index's notes of dropped files, read */
-	uint64_t notes_at_tick; /* the cursor at the last tick */
-	bool notes_behind;      /* and it was behind the head then */
+	om_fdc_t fdc;           /* the descriptor cache (fdcache.c) */
 } worker_t;
 
 /* access.c */
@@ -126,9 +97,5 @@ void conn_close(conn_t *c);
 
 /* worker.c */
 void worker_conn_gone(worker_t *w, conn_t *c);
-fdc_entry_t *fdc_get(worker_t *w, int tier, uint64_t id);
-fdc_entry_t *fdc_put(worker_t *w, int tier, uint64_t id, int fd);
-/* Keeps a copy of the object's record in its entry (if memory allows). */
-void fdc_set_meta(fdc_entry_t *e, const void *meta, size_t len, int64_t mtime);
 
 #endif

@@ -1,0 +1,84 @@
+/*
+ * A worker's descriptor cache (fdcache.c) and the references to object
+ * files that responses hold. Worker processes only.
+ */
+#ifndef OM_FDCACHE_H
+#define OM_FDCACHE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "index/om_index.h"
+
+/*
+ * Object files kept open for the reads the worker does itself (sendfile,
+ * pread) and for clients that read only at explicit offsets (HELLO
+ * OFFSET_READS); [cache] open_files entries, direct-mapped by (tier, id).
+ * Objects are immutable and ids never reused, so an entry never serves
+ * wrong bytes. A replaced, deleted or evicted object's entry is closed
+ * when the worker reads the index's note of its file
+ * (om_index_note_drop), so that its space is given back.
+ */
+typedef struct {
+	uint64_t id;   /* 0 = empty */
+	int tier;
+	int fd;
+	unsigned refs; /* references held (responses queued with this descriptor) */
+	bool dropped;  /* its file is gone: closed once refs is 0 */
+	/* The object's record, once read (an object never changes, so one
+	 * read serves every GET that wants its metadata and mtime). */
+	bool has_meta;
+	uint16_t meta_len;
+	int64_t mtime;
+	uint8_t *meta; /* malloc'd, meta_len bytes (NULL if none) */
+} om_fdc_entry_t;
+
+typedef struct {
+	om_index_t *ix;
+	om_fdc_entry_t *e;
+	unsigned size;          /* entries: a power of two */
+	unsigned shift;         /* 64 - log2(size) */
+	unsigned count;         /* entries in use */
+	bool deferred;          /* entries dropped while in use */
+	uint64_t notes_cursor;  /* the index's notes of dropped files, read */
+	uint64_t notes_at_tick; /* the cursor at the last tick */
+	bool notes_behind;      /* and it was behind the head then */
+} om_fdc_t;
+
+/*
+ * A descriptor of an object file, held: the cache's (its entry counts the
+ * reference) or one of its own. om_fdref_put releases it (the entry's
+ * count, or closes its own) and clears it; om_fdref_take hands it over,
+ * clearing the source.
+ */
+typedef struct {
+	int fd;             /* -1: none */
+	om_fdc_entry_t *e;  /* the cache's entry of fd, or NULL: fd is the reference's own */
+} om_fdref_t;
+
+#define OM_FDREF_NONE ((om_fdref_t){ -1, NULL })
+
+void om_fdref_put(om_fdref_t *r);
+om_fdref_t om_fdref_take(om_fdref_t *r);
+
+/* Entries of `want` as far as the descriptor limit allows beside
+ * max_connections, rounded down to a power of two (at least 16). 0 or
+ * -ENOMEM. */
+int om_fdc_init(om_fdc_t *c, om_index_t *ix, uint64_t want, unsigned max_connections);
+/* Closes every entry (none may be held) and frees the table. */
+void om_fdc_clear(om_fdc_t *c);
+/* A reference to the cached descriptor of (tier, id), or none (fd -1). */
+om_fdref_t om_fdc_get(om_fdc_t *c, int tier, uint64_t id);
+/* Takes fd into the cache and returns a reference to it; if the entry's
+ * slot is held by another object in use, fd stays the reference's own. */
+om_fdref_t om_fdc_add(om_fdc_t *c, int tier, uint64_t id, int fd);
+/* Keeps a copy of the object's metadata and mtime in r's entry, if it has
+ * one (and memory allows). */
+void om_fdc_set_meta(const om_fdref_t *r, const void *meta, size_t len, int64_t mtime);
+/* Reads the index's notes of dropped files and closes their entries (one
+ * load when there are none): every turn of the worker's loop. */
+void om_fdc_follow(om_fdc_t *c);
+/* Once a second: entries dropped while in use, and notes never written. */
+void om_fdc_tick(om_fdc_t *c);
+
+#endif

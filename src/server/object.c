@@ -1,0 +1,108 @@
+/*
+ * Objects as both protocols serve them (object.h). Every GET of either
+ * protocol goes through om_obj_get: the worker's cache of open descriptors
+ * (one open file description for all) serves the reads the worker does
+ * itself (pread, sendfile: at explicit offsets) and the descriptors passed
+ * to clients that read only at explicit offsets; a client that may read(2)
+ * gets a new description at offset 0. A hit saves the open(2) and close(2)
+ * of the object's file, and the read of its record. Worker processes.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/om_core.h"
+#include "core/om_log.h"
+#include "proto/om_proto.h"
+#include "server/object.h"
+
+int
+om_obj_get(om_fdc_t *fdc, om_store_t *st, const void *uri, size_t len, const om_obj_want_t *want,
+    om_obj_t *o, uint8_t *meta, size_t cap)
+{
+	om_get_t g;
+	bool shared;
+	int rc;
+
+	memset(o, 0, sizeof(*o));
+	o->ref = OM_FDREF_NONE;
+	if ((rc = om_store_locate(st, uri, len, want->sflags, &g)) != 0)
+		return rc;
+	shared = !want->private_all && g.obj.size <= want->private_over;
+	if (shared)
+		o->ref = om_fdc_get(fdc, g.tier, g.obj.id);
+	if (o->ref.fd < 0) {
+		g.fd = om_store_open_entry(st, g.tier, &g.obj);
+		if (g.fd == -ENOENT) {
+			/* Raced with a replace, or a copy dropped: counted already. */
+			if ((rc = om_store_get(st, uri, len, want->sflags | OM_GET_NOTOUCH | OM_GET_NOCOUNT,
+			    &g)) != 0)
+				return rc;
+			o->ref = (om_fdref_t){ g.fd, NULL };
+		} else if (g.fd < 0) {
+			return g.fd;
+		} else {
+			o->ref = shared ? om_fdc_add(fdc, g.tier, g.obj.id, g.fd) : (om_fdref_t){ g.fd, NULL };
+		}
+	}
+	o->tier = g.tier;
+	o->obj = g.obj;
+	if (!want->meta)
+		return 0;
+	if (o->ref.e != NULL && o->ref.e->has_meta) {
+		o->meta_len = o->ref.e->meta_len;
+		o->mtime = o->ref.e->mtime;
+		if (o->meta_len)
+			memcpy(meta, o->ref.e->meta, o->meta_len);
+		return 0;
+	}
+	g.fd = o->ref.fd;
+	if ((rc = om_store_read_meta(st, &g, meta, cap, &o->meta_len, &o->mtime)) != 0) {
+		om_fdref_put(&o->ref);
+		o->bad_record = true;
+		return rc;
+	}
+	om_fdc_set_meta(&o->ref, meta, o->meta_len, o->mtime);
+	return 0;
+}
+
+void
+om_obj_put(om_obj_t *o)
+{
+	om_fdref_put(&o->ref);
+}
+
+uint16_t
+om_obj_put_error(om_store_t *st, int rc, int tier, char *why, size_t n)
+{
+	uint16_t status = rc == -ENOENT ? OM_STATUS_INTERNAL : om_proto_status_of(rc);
+
+	if (status != OM_STATUS_INTERNAL) {
+		snprintf(why, n, "PUT failed: %s", om_store_why(st)[0] ? om_store_why(st) : om_strerror(rc));
+		return status;
+	}
+	if (om_store_tier_gone(st, tier))
+		snprintf(why, n, "PUT failed: the %s tier's directory %s was deleted; nothing can be "
+		    "stored there until objmapperd is restarted", tier == OM_TIER_MEM ? "memory" :
+		    "persistent", om_store_tier_path(st, tier));
+	else
+		snprintf(why, n, "PUT failed: %s", om_store_why(st)[0] ? om_store_why(st) : om_strerror(rc));
+	om_log_err_limited(0, "%s", why);
+	return status;
+}
+
+const char *
+om_obj_uri_shown(const void *uri, size_t len, char *buf, size_t n)
+{
+	const uint8_t *u = uri;
+	size_t i, k = 0;
+
+	for (i = 0; i < len && k + 5 < n; i++)
+		buf[k++] = (u[i] >= 0x20 && u[i] < 0x7f) ? (char)u[i] : '?';
+	if (i < len && k + 4 < n) {
+		memcpy(buf + k, "...", 3);
+		k += 3;
+	}
+	buf[k] = '\0';
+	return buf;
+}
