@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "server/worker_int.h"
+#include "server/access.h"
 
 static bool
 net_match(const om_conf_acl_t *e, const uint8_t addr[16])

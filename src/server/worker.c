@@ -21,7 +21,7 @@
 #include "core/om_core.h"
 #include "core/om_log.h"
 #include "os/om_os.h"
-#include "server/worker_int.h"
+#include "server/protocols.h"
 
 /* One connection per wake-up: the listener stays readable, and with
  * EPOLLEXCLUSIVE an idle worker gets the next one, so that connections
@@ -58,24 +58,12 @@ listeners_set(worker_t *w, int on)
 	w->accepting = on;
 }
 
-void
-worker_conn_gone(worker_t *w, conn_t *c)
-{
-	(void)c;
-	w->nconns--;
-	OM_STORE(&w->stats->conns_current, w->stats->conns_current - 1);
-	if (!w->draining && !w->accepting && w->accept_resume_ms == 0 &&
-	    w->nconns < w->srv->conf->daemon.max_connections)
-		listeners_set(w, 1);
-}
-
 static void
 accept_some(worker_t *w, wlistener_t *l)
 {
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		om_peer_t peer;
 		int fd, rc;
-		conn_t *c;
 
 		fd = accept4(l->ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
@@ -98,7 +86,7 @@ accept_some(worker_t *w, wlistener_t *l)
 			/* Over the limit: told so and closed. Then this worker stays
 			 * out of accepting for a while, so that workers with room
 			 * take the next ones. */
-			conn_reject(w, fd, l->ls, "too many connections: try again later");
+			conn_reject(w, fd, l, "too many connections: try again later");
 			listeners_set(w, 0);
 			w->accept_resume_ms = om_clock_ms() + 100;
 			return;
@@ -117,14 +105,8 @@ accept_some(worker_t *w, wlistener_t *l)
 			if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) != 0)
 				om_log_debug(errno, "setsockopt(SO_SNDBUF) failed");
 		}
-		c = conn_new(w, fd, l->ls, &peer);
-		if (c == NULL) {
+		if (conn_new(w, fd, l, &peer) == NULL)
 			close(fd);
-			continue;
-		}
-		w->nconns++;
-		OM_STORE(&w->stats->conns_current, w->stats->conns_current + 1);
-		OM_STORE(&w->stats->conns_total, w->stats->conns_total + 1);
 	}
 }
 
@@ -180,22 +162,23 @@ handle_signals(worker_t *w)
 	return 0;
 }
 
-int
-om_worker_run(om_srv_t *srv)
+/* The worker's state, its epoll set with the signalfd and its listeners
+ * (accepting), its descriptor cache; NULL (logged) if any fails. */
+static worker_t *
+worker_new(om_srv_t *srv)
 {
 	worker_t *w = calloc(1, sizeof(*w));
-	struct epoll_event evs[128];
-	int rc = 0;
+	struct epoll_event e = { .events = EPOLLIN };
 
 	if (w == NULL)
-		return OM_EXIT_FATAL;
+		return NULL;
 	w->srv = srv;
 	w->stats = om_srv_stats(srv, srv->slot);
 	w->stats2 = om_srv_stats2(srv, srv->slot);
 	if (om_fdc_init(&w->fdc, srv->ix, srv->conf->cache.open_files, srv->conf->daemon.max_connections) != 0) {
 		om_log_err(ENOMEM, "no memory for %u cached descriptors", w->fdc.size);
 		free(w);
-		return OM_EXIT_FATAL;
+		return NULL;
 	}
 	w->ep = epoll_create1(EPOLL_CLOEXEC);
 	w->sigfd = w->ep >= 0 ? om_os_signalfd(child_signals, OM_ARRAY_LEN(child_signals), 0) : -errno;
@@ -205,105 +188,146 @@ om_worker_run(om_srv_t *srv)
 			close(w->ep);
 		free(w->fdc.e);
 		free(w);
-		return OM_EXIT_FATAL;
+		return NULL;
 	}
 	w->sig_tag.kind = EV_SIGNAL;
-	{
-		struct epoll_event e = { .events = EPOLLIN, .data.ptr = &w->sig_tag };
-
-		epoll_ctl(w->ep, EPOLL_CTL_ADD, w->sigfd, &e);
-	}
+	e.data.ptr = &w->sig_tag;
+	epoll_ctl(w->ep, EPOLL_CTL_ADD, w->sigfd, &e);
 	for (unsigned i = 0; i < srv->nlisteners; i++) {
 		w->ls[i].tag.kind = EV_LISTENER;
 		w->ls[i].ls = srv->listeners[i];
+		w->ls[i].proto = srv->listeners[i]->http ? &conn_proto_http : &conn_proto_bin;
 	}
 	w->nls = srv->nlisteners;
 	listeners_set(w, 1);
 	w->next_sweep_ms = om_clock_ms() + SWEEP_MS;
+	return w;
+}
 
-	for (;;) {
-		uint64_t now = om_clock_ms();
-		int timeout = (int)(w->next_sweep_ms > now ? w->next_sweep_ms - now : 0);
-		int n;
+/* How long the loop may wait for events: until the next sweep, the end of
+ * a drain, the resumption of accepting, the next read of the notes of
+ * dropped files; not at all with work on the ready list. -1: the loop is
+ * over (drained, or past the shutdown timeout). */
+static int
+wait_ms(worker_t *w)
+{
+	uint64_t now = om_clock_ms();
+	int timeout = (int)(w->next_sweep_ms > now ? w->next_sweep_ms - now : 0);
 
-		if (w->draining) {
-			if (w->nconns == 0)
-				break;
-			if (now >= w->drain_deadline_ms) {
-				om_log_warn(0, "shutdown timeout: closing %u connections", w->nconns);
-				break;
-			}
-			if ((int)(w->drain_deadline_ms - now) < timeout)
-				timeout = (int)(w->drain_deadline_ms - now);
+	if (w->draining) {
+		if (w->nconns == 0)
+			return -1;
+		if (now >= w->drain_deadline_ms) {
+			om_log_warn(0, "shutdown timeout: closing %u connections", w->nconns);
+			return -1;
 		}
-		if (w->accept_resume_ms && (int)(w->accept_resume_ms - now) < timeout)
-			timeout = w->accept_resume_ms > now ? (int)(w->accept_resume_ms - now) : 0;
-		/* While it holds descriptors, an idle worker still reads the
-		 * notes of dropped files often, so that their space comes back
-		 * within NOTES_MS. */
-		if (w->fdc.count > 0 && timeout > NOTES_MS)
-			timeout = NOTES_MS;
-		if (w->ready != NULL)
-			timeout = 0;
-		n = epoll_wait(w->ep, evs, 128, timeout);
+		if ((int)(w->drain_deadline_ms - now) < timeout)
+			timeout = (int)(w->drain_deadline_ms - now);
+	}
+	if (w->accept_resume_ms && (int)(w->accept_resume_ms - now) < timeout)
+		timeout = w->accept_resume_ms > now ? (int)(w->accept_resume_ms - now) : 0;
+	/* While it holds descriptors, an idle worker still reads the notes of
+	 * dropped files often, so that their space comes back within NOTES_MS. */
+	if (w->fdc.count > 0 && timeout > NOTES_MS)
+		timeout = NOTES_MS;
+	if (w->ready != NULL)
+		timeout = 0;
+	return timeout;
+}
+
+/* The events of one epoll_wait. -1: a signal says stop now. */
+static int
+events(worker_t *w, const struct epoll_event *evs, int n)
+{
+	for (int i = 0; i < n; i++) {
+		ev_tag_t *t = evs[i].data.ptr;
+
+		if (t->kind == EV_CONN) {
+			conn_event((conn_t *)t, evs[i].events);
+		} else if (t->kind == EV_LISTENER) {
+			wlistener_t *l = (wlistener_t *)t;
+
+			if (w->draining)
+				continue;
+			if (l->ls->transport == OM_TRANSPORT_UDP)
+				conn_udp_input(w, l);
+			else
+				accept_some(w, l);
+		} else if (handle_signals(w) != 0) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The rest of a turn: the notes of dropped files, the ready list, accepting
+ * again after a pause, and once a second the sweep (timeouts, the cache,
+ * the log's counts). */
+static void
+turn_end(worker_t *w)
+{
+	uint64_t now;
+
+	om_fdc_follow(&w->fdc);
+	/* Connections with buffered work get their turn. */
+	conn_ready_run(w);
+	now = om_clock_ms();
+	if (w->accept_resume_ms && now >= w->accept_resume_ms) {
+		w->accept_resume_ms = 0;
+		/* Also at the limit: the next newcomer that wakes this worker is
+		 * told BUSY rather than left in the backlog. */
+		if (!w->draining)
+			listeners_set(w, 1);
+	}
+	if (now >= w->next_sweep_ms) {
+		om_log_limits_flush();
+		om_fdc_tick(&w->fdc);
+		for (conn_t *k = w->conns; k != NULL;) {
+			conn_t *next = conn_next(k);
+
+			conn_tick(k, now);
+			k = next;
+		}
+		w->next_sweep_ms = now + SWEEP_MS;
+	}
+}
+
+static void
+worker_end(worker_t *w)
+{
+	conn_t *c;
+
+	while (w->conns != NULL)
+		conn_close(w->conns);
+	while ((c = conn_ready_pop(w)) != NULL)
+		(void)conn_reap(c);
+	om_fdc_clear(&w->fdc);
+	for (unsigned i = 0; i < OM_CONF_LISTEN_MAX; i++)
+		conn_udp_free(&w->ls[i]);
+	om_log_info(0, "exiting");
+}
+
+int
+om_worker_run(om_srv_t *srv)
+{
+	worker_t *w = worker_new(srv);
+	struct epoll_event evs[128];
+	int rc = 0, timeout;
+
+	if (w == NULL)
+		return OM_EXIT_FATAL;
+	while ((timeout = wait_ms(w)) >= 0) {
+		int n = epoll_wait(w->ep, evs, 128, timeout);
+
 		if (n < 0 && errno != EINTR) {
 			om_log_err(errno, "epoll_wait failed");
 			rc = OM_EXIT_FATAL;
 			break;
 		}
-		for (int i = 0; i < n; i++) {
-			ev_tag_t *t = evs[i].data.ptr;
-
-			if (t->kind == EV_CONN) {
-				conn_event((conn_t *)t, evs[i].events);
-			} else if (t->kind == EV_LISTENER) {
-				wlistener_t *l = (wlistener_t *)t;
-
-				if (w->draining)
-					continue;
-				if (l->ls->transport == OM_TRANSPORT_UDP)
-					conn_udp_input(w, l);
-				else
-					accept_some(w, l);
-			} else if (handle_signals(w) != 0) {
-				goto out;
-			}
-		}
-		om_fdc_follow(&w->fdc);
-		/* Connections with buffered work get their turn. */
-		conn_ready_run(w);
-		now = om_clock_ms();
-		if (w->accept_resume_ms && now >= w->accept_resume_ms) {
-			w->accept_resume_ms = 0;
-			/* Also at the limit: the next newcomer that wakes this worker
-			 * is told BUSY rather than left in the backlog. */
-			if (!w->draining)
-				listeners_set(w, 1);
-		}
-		if (now >= w->next_sweep_ms) {
-			om_log_limits_flush();
-			om_fdc_tick(&w->fdc);
-			for (conn_t *k = w->conns; k != NULL;) {
-				conn_t *next = conn_next(k);
-
-				conn_tick(k, now);
-				k = next;
-			}
-			w->next_sweep_ms = now + SWEEP_MS;
-		}
+		if (events(w, evs, n) != 0)
+			break;
+		turn_end(w);
 	}
-out:
-	while (w->conns != NULL)
-		conn_close(w->conns);
-	{
-		conn_t *c;
-
-		while ((c = conn_ready_pop(w)) != NULL)
-			(void)conn_reap(c);
-	}
-	om_fdc_clear(&w->fdc);
-	for (unsigned i = 0; i < OM_CONF_LISTEN_MAX; i++)
-		conn_udp_free(&w->ls[i]);
-	om_log_info(0, "exiting");
+	worker_end(w);
 	return rc;
 }

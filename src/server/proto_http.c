@@ -3,7 +3,8 @@
  * single-range requests), PUT (Content-Length or chunked) and DELETE over
  * the same store, access rules and limits as the objmapper protocol; or,
  * on a listener with serve = metrics, the statistics at /metrics only.
- * Responses are queued like the protocol's (conn.c sends them in order);
+ * Responses are queued like the binary protocol's (conn.c sends them in
+ * order);
  * a body is sent with sendfile(2) from the object's file, through the
  * worker's descriptor cache. Worker processes.
  *
@@ -22,7 +23,8 @@
 
 #include "core/om_core.h"
 #include "core/om_log.h"
-#include "server/conn_int.h"
+#include "server/object.h"
+#include "server/protocols.h"
 
 #define ALLOW       "GET, HEAD, PUT, DELETE"
 #define ALLOW_METRICS "GET, HEAD"
@@ -103,7 +105,7 @@ head_begin(conn_t *c, int status, bool close, size_t extra)
 {
 	head_t h = { NULL, HEAD_CAP + extra, false };
 
-	h.o = out_new(OUT_BUF, h.cap);
+	h.o = conn_out_new(OUT_BUF, h.cap);
 	if (h.o == NULL)
 		return h;
 	h.o->len = 0;
@@ -122,11 +124,11 @@ head_push(conn_t *c, head_t *h, bool last)
 	if (h->o == NULL || h->overflow) {
 		free(h->o);
 		h->o = NULL;
-		fatal(c, "out of memory for a response");
+		conn_end(c, "out of memory for a response");
 		return false;
 	}
 	h->o->resp_end = last;
-	out_push(c, h->o);
+	conn_out_push(c, h->o);
 	h->o = NULL;
 	return true;
 }
@@ -349,17 +351,17 @@ do_get(conn_t *c, const om_http_req_t *r, bool bye)
 	if (!head_push(c, &h, false))
 		goto drop;
 	{
-		out_t *f = out_new(OUT_SPLICE, 0);
+		out_t *f = conn_out_new(OUT_SPLICE, 0);
 
 		if (f == NULL) {
-			fatal(c, "out of memory");
+			conn_end(c, "out of memory");
 			goto drop;
 		}
 		f->ref = om_fdref_take(&ob.ref);
 		f->off = first;
 		f->len = len;
 		f->resp_end = true;
-		out_push(c, f);
+		conn_out_push(c, f);
 	}
 drop:
 	om_obj_put(&ob);
@@ -512,14 +514,14 @@ do_put(conn_t *c, const om_http_req_t *r, bool bye)
 	}
 	c->http.close = bye;
 	if (r->expect_continue && body) {
-		out_t *o = out_new(OUT_BUF, sizeof(CONTINUE) - 1);
+		out_t *o = conn_out_new(OUT_BUF, sizeof(CONTINUE) - 1);
 
 		if (o == NULL) {
 			put_fail(c, 503, "out of memory");
 			return;
 		}
 		memcpy(o->data, CONTINUE, sizeof(CONTINUE) - 1);
-		out_push(c, o);
+		conn_out_push(c, o);
 	}
 	if (r->chunked) {
 		memset(&c->http.ch, 0, sizeof(c->http.ch));
@@ -544,7 +546,7 @@ put_body(conn_t *c)
 
 		if (have == 0)
 			return false;
-		if ((rc = body_write(c)) != 0) {
+		if ((rc = conn_body_write(c)) != 0) {
 			char why[300];
 			int status = put_error(c, rc, why, sizeof(why));
 
@@ -584,7 +586,7 @@ put_body(conn_t *c)
 			}
 			return true;
 		}
-		consume(c, (size_t)k);
+		conn_consume(c, (size_t)k);
 		c->left += dlen; /* received: request_timeout grows with it */
 		if (done) {
 			put_finish(c);
@@ -718,8 +720,8 @@ dispatch(conn_t *c, const om_http_req_t *r)
 		c->closing = true;
 }
 
-bool
-http_request_ready(const conn_t *c)
+static bool
+http_ready(const conn_t *c)
 {
 	om_http_req_t r;
 	const char *why;
@@ -730,7 +732,7 @@ http_request_ready(const conn_t *c)
 	    c->ls->max_header, &r, &why) != 0;
 }
 
-bool
+static bool
 http_process(conn_t *c)
 {
 	int budget = RUN_BUDGET;
@@ -784,25 +786,29 @@ http_process(conn_t *c)
 		}
 		c->frames++;
 		dispatch(c, &r);
-		consume(c, (size_t)rc);
+		conn_consume(c, (size_t)rc);
 	}
 	return false;
 }
 
-void
-http_close_timeout(conn_t *c, bool request)
+/* A 408 if a request was being received (and nothing is queued). */
+static void
+http_goodbye(conn_t *c, uint16_t status, const char *why)
 {
-	if (request && c->out_head == NULL && !c->goaway_sent)
+	(void)why;
+	if (status != OM_STATUS_OK && c->out_head == NULL && !c->goaway_sent)
 		reply(c, OM_HTTP_OTHER, 408, true, NULL, "the request was not received in time");
 	c->goaway_sent = true;
 }
 
-void
-http_reject(worker_t *w, int fd, const char *why)
+/* 503 in one try. */
+static void
+http_reject(worker_t *w, int fd, const om_listener_t *ls, const char *why)
 {
 	char buf[512];
 	int n;
 
+	(void)ls;
 	n = snprintf(buf, sizeof(buf), "HTTP/1.1 503 Service Unavailable\r\nServer: objmapper\r\n"
 	    "Date: %s\r\nRetry-After: 1\r\nConnection: close\r\nContent-Type: text/plain\r\n"
 	    "Content-Length: %zu\r\n\r\n503 Service Unavailable: %s\n", http_date_now(),
@@ -811,3 +817,11 @@ http_reject(worker_t *w, int fd, const char *why)
 		(void)send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
 	OM_STORE(&w->stats->http_responses[4], w->stats->http_responses[4] + 1);
 }
+
+const conn_proto_t conn_proto_http = {
+	.process = http_process,
+	.ready = http_ready,
+	.goodbye = http_goodbye,
+	.reject = http_reject,
+	.linger = true,
+};
