@@ -47,6 +47,9 @@ OM_NORETURN void om_panic(const char *file, int line, const char *cond);
 #define OM_STORE_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define OM_ADD(p, v)      __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
 #define OM_FETCH_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+/* A counter one process writes and others read (its slot of the index
+ * segment): a relaxed store of its new value, no atomic add. */
+#define OM_COUNT(c, n)    OM_STORE(&(c), (c) + (n))
 #define OM_FENCE_ACQ()    __atomic_thread_fence(__ATOMIC_ACQUIRE)
 #define OM_FENCE_REL()    __atomic_thread_fence(__ATOMIC_RELEASE)
 

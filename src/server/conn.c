@@ -129,12 +129,12 @@ send_fd(conn_t *c, out_t *o)
 
 	if (n <= 0)
 		return n;
-	OM_STORE(&stats->fds_passed, stats->fds_passed + 1);
+	OM_COUNT(stats->fds_passed, 1);
 	/* Passed: the kernel holds its own reference now. */
 	om_fdref_put(&o->ref);
 	/* Part of the message went: the rest is a buffer. */
 	o->done = (uint64_t)n;
-	OM_STORE(&stats->bytes_out, stats->bytes_out + (uint64_t)n);
+	OM_COUNT(stats->bytes_out, (uint64_t)n);
 	if (o->done == o->len)
 		finish_out(c);
 	return n;
@@ -158,7 +158,7 @@ send_bufs(conn_t *c, out_t *o)
 	}
 	if ((n = writev(c->fd, iov, cnt)) <= 0)
 		return n < 0 ? -errno : 0;
-	OM_STORE(&stats->bytes_out, stats->bytes_out + (uint64_t)n);
+	OM_COUNT(stats->bytes_out, (uint64_t)n);
 	for (left = (size_t)n; left > 0;) {
 		out_t *p = c->out_head;
 		size_t k = (size_t)(p->len - p->done);
@@ -188,7 +188,7 @@ send_file(conn_t *c, out_t *o)
 		om_log_err_limited(0, "object file shorter than its size");
 		return 0;
 	}
-	OM_STORE(&stats->bytes_out, stats->bytes_out + (uint64_t)n);
+	OM_COUNT(stats->bytes_out, (uint64_t)n);
 	o->off += (uint64_t)n;
 	o->len -= (uint64_t)n;
 	if (o->len == 0)
@@ -239,7 +239,7 @@ send_copy(conn_t *c, out_t *o)
 		return 0;
 	if ((n = write(c->fd, c->bounce + c->bounce_off, c->bounce_len)) <= 0)
 		return n < 0 ? -errno : 0;
-	OM_STORE(&stats->bytes_out, stats->bytes_out + (uint64_t)n);
+	OM_COUNT(stats->bytes_out, (uint64_t)n);
 	c->bounce_off += (size_t)n;
 	c->bounce_len -= (size_t)n;
 	o->len -= (uint64_t)n;
@@ -360,14 +360,14 @@ read_in(conn_t *c, bool *drained)
 	*drained = n < (ssize_t)room;
 	/* Descriptors beyond RFD_MAX were closed; all are counted. */
 	c->nrfds = fds.n;
-	OM_STORE(&stats->fds_received, stats->fds_received + fds.received);
+	OM_COUNT(stats->fds_received, fds.received);
 	if (n < 0)
 		return n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR ? 0 : (int)n;
 	if (n == 0) {
 		c->eof = true;
 		return 0;
 	}
-	OM_STORE(&stats->bytes_in, stats->bytes_in + (uint64_t)n);
+	OM_COUNT(stats->bytes_in, (uint64_t)n);
 	c->starved = false;
 	c->active_ms = om_clock_ms();
 	if (c->req_start_ms == 0) {
@@ -416,8 +416,8 @@ conn_new(worker_t *w, int fd, const wlistener_t *l, const om_peer_t *peer)
 	w->conns = c;
 	c->draining = w->draining;
 	w->nconns++;
-	OM_STORE(&w->stats->conns_current, w->stats->conns_current + 1);
-	OM_STORE(&w->stats->conns_total, w->stats->conns_total + 1);
+	OM_COUNT(w->stats->conns_current, 1);
+	OM_COUNT(w->stats->conns_total, 1);
 	return c;
 }
 
@@ -708,7 +708,7 @@ conn_tick(conn_t *c, uint64_t now)
 		uint64_t limit = ls->request_timeout_ms + c->req_bytes * 1000 / (ls->min_rate ? ls->min_rate : 1);
 
 		if (now - c->req_start_ms > limit) {
-			OM_STORE(&stats->timeouts_request, stats->timeouts_request + 1);
+			OM_COUNT(stats->timeouts[OM_TIMEOUT_REQUEST], 1);
 			snprintf(why, sizeof(why), "request timeout: not received in full within %llu ms "
 			    "(%llu bytes arrived)", (unsigned long long)limit, (unsigned long long)c->req_bytes);
 			close_with(c, OM_STATUS_BAD_REQUEST, why);
@@ -718,7 +718,7 @@ conn_tick(conn_t *c, uint64_t now)
 	/* Nothing read or written for idle_timeout: an idle client, or one
 	 * that does not read what it asked for. */
 	if (ls->idle_timeout_ms && now - c->active_ms > ls->idle_timeout_ms) {
-		OM_STORE(&stats->timeouts_idle, stats->timeouts_idle + 1);
+		OM_COUNT(stats->timeouts[OM_TIMEOUT_IDLE], 1);
 		snprintf(why, sizeof(why), "idle for %u ms", ls->idle_timeout_ms);
 		close_with(c, OM_STATUS_OK, why);
 	}
@@ -729,5 +729,5 @@ conn_reject(worker_t *w, int fd, const wlistener_t *l, const char *why)
 {
 	l->proto->reject(w, fd, l->ls, why);
 	close(fd);
-	OM_STORE(&w->stats->conns_rejected, w->stats->conns_rejected + 1);
+	OM_COUNT(w->stats->conns_rejected, 1);
 }

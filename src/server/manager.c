@@ -108,7 +108,7 @@ om_manager_run(om_srv_t *srv)
 				    "%llu copies dropped", (unsigned long long)ms.expired,
 				    (unsigned long long)ms.evicted, (unsigned long long)ms.promoted,
 				    (unsigned long long)ms.copies_dropped);
-			OM_STORE(&stats->maint_passes, stats->maint_passes + 1);
+			OM_COUNT(stats->maint_passes, 1);
 			if (take_requests(srv)) {
 				OM_STORE(cursor, 0);
 				on_demand = 1;

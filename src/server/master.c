@@ -766,7 +766,7 @@ reap(master_t *m)
 			c->state = CH_FREE;
 			continue;
 		}
-		OM_STORE(&ms->worker_restarts, ms->worker_restarts + 1);
+		OM_COUNT(ms->worker_restarts, 1);
 		if (WIFEXITED(status) && WEXITSTATUS(status) == OM_EXIT_FATAL) {
 			om_log_err(0, "%s (pid %d) %s: it cannot run with this configuration; "
 			    "not restarting it", name, (int)pid, how);
@@ -849,7 +849,7 @@ reload(master_t *m)
 	om_log_info(0, "reloading %s", m->conf_path);
 	if (om_conf_load(m->conf_path, &nc, err, sizeof(err)) != 0) {
 		om_log_err(0, "reload failed: %s; the running configuration stays", err);
-		OM_STORE(&ms->reload_failures, ms->reload_failures + 1);
+		OM_COUNT(ms->reload_failures, 1);
 		return;
 	}
 	/* NOLINTNEXTLINE(bugprone-suspicious-memory-comparison,cert-exp42-c,cert-flp37-c): both come from om_conf_load's calloc: padding is zero */
@@ -885,7 +885,7 @@ reload(master_t *m)
 	store_params(nc, &sp);
 	if (om_store_reconfigure(m->srv.st, &sp, err, sizeof(err)) != 0) {
 		om_log_err(0, "reload failed: %s; the running configuration stays", err);
-		OM_STORE(&ms->reload_failures, ms->reload_failures + 1);
+		OM_COUNT(ms->reload_failures, 1);
 		om_conf_free(nc);
 		return;
 	}
@@ -893,7 +893,7 @@ reload(master_t *m)
 		store_params(oc, &sp);
 		(void)om_store_reconfigure(m->srv.st, &sp, err, sizeof(err));
 		om_log_err(0, "reload failed: %s; the running configuration stays", err);
-		OM_STORE(&ms->reload_failures, ms->reload_failures + 1);
+		OM_COUNT(ms->reload_failures, 1);
 		om_conf_free(nc);
 		return;
 	}
@@ -908,7 +908,7 @@ reload(master_t *m)
 	m->srv.conf = nc;
 	om_conf_free(oc);
 	m->srv.generation++;
-	OM_STORE(&ms->reloads, ms->reloads + 1);
+	OM_COUNT(ms->reloads, 1);
 	spawn_generation(m);
 	drain_old(m);
 	om_log_info(0, "generation %u running with %u workers; draining the previous one",

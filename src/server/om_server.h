@@ -62,8 +62,14 @@ typedef struct {
 /* What a peer may do on a listener (from its allow lists). */
 enum om_access { OM_ACCESS_NONE = 0, OM_ACCESS_READ = 1, OM_ACCESS_WRITE = 2 };
 
-/* Per-process counters, in the process's slot of the index segment after
- * the store's part; one writer (the process), summed by STATS. */
+/*
+ * Per-process counters, in the process's slot of the index segment after
+ * the store's part; one writer (the process, OM_COUNT), summed by STATS,
+ * where each has its line in stats.c's metrics[]. Their places and sizes
+ * are fixed: the processes of an older binary count in the same areas
+ * during a binary upgrade (new counters go at the end of the last area).
+ * Arrays are a labeled metric's series, in its labels' order.
+ */
 typedef struct {
 	uint64_t conns_current;
 	uint64_t conns_total;
@@ -78,11 +84,9 @@ typedef struct {
 	uint64_t bad_frames;
 	uint64_t denied;            /* requests refused by a listener's allow lists */
 	uint64_t conns_rejected;    /* over max_connections: answered BUSY and closed */
-	uint64_t timeouts_idle;     /* connections closed by idle_timeout */
-	uint64_t timeouts_request;  /* connections closed by request_timeout */
+	uint64_t timeouts[2];       /* connections closed by idle_timeout, request_timeout */
 	uint64_t accept_pauses;     /* accept failed (EMFILE, ENFILE...): paused */
-	uint64_t dgrams_in;         /* UDP datagrams received */
-	uint64_t dgrams_out;        /* UDP datagrams sent */
+	uint64_t dgrams[2];         /* UDP datagrams received, sent */
 	uint64_t dgrams_dropped;    /* UDP datagrams dropped unanswered (not a frame) */
 	uint64_t dgrams_limited;    /* UDP responses cut to the amplification limit */
 	uint64_t http_responses[5]; /* HTTP responses by class: 1xx .. 5xx */
@@ -151,6 +155,10 @@ typedef struct {
 	unsigned master_slot; /* its master's (OM_SLOT_MASTER, or another after a binary upgrade) */
 	unsigned worker_no; /* workers: 0..N-1 */
 } om_srv_t;
+
+/* Index of timeouts[] and dgrams[]. */
+enum { OM_TIMEOUT_IDLE, OM_TIMEOUT_REQUEST };
+enum { OM_DGRAM_IN, OM_DGRAM_OUT };
 
 om_srv_stats_sh_t *om_srv_stats(om_srv_t *srv, unsigned slot);
 om_srv_requests_sh_t *om_srv_requests(om_srv_t *srv, unsigned slot);

@@ -74,7 +74,7 @@ respond(conn_t *c, const om_req_t *q, const resp_t *r, bool last)
 	if (r->status <= OM_STATUS_MAX) {
 		uint64_t *row = om_srv_responses(stats, c->w->stats2, q->op);
 
-		OM_STORE(&row[r->status], row[r->status] + 1);
+		OM_COUNT(row[r->status], 1);
 	}
 	return o;
 }
@@ -863,7 +863,7 @@ do_purge(conn_t *c, const om_req_t *q, const uint8_t *prefix)
 		return;
 	rc = om_index_list(c->w->srv->ix, &bucket, prefix, q->uri_len, LIST_BUCKETS, LIST_LOOK,
 	    purge_take, &p);
-	OM_STORE(&stats2->purged, stats2->purged + p.deleted);
+	OM_COUNT(stats2->purged, p.deleted);
 	if (p.rc != 0) {
 		const char *why = om_store_why(c->w->srv->st);
 
@@ -990,7 +990,7 @@ check_request(conn_t *c, const om_req_t *q)
 		status = OM_STATUS_DENIED;
 		snprintf(why, sizeof(why), "%s may not %s on listener %s", c->peer.name,
 		    need_access(q->op) == OM_ACCESS_WRITE ? "write" : "read", c->ls->name);
-		OM_STORE(&c->w->stats->denied, c->w->stats->denied + 1);
+		OM_COUNT(c->w->stats->denied, 1);
 	}
 	if (status == OM_STATUS_OK)
 		return 0;
@@ -1064,7 +1064,7 @@ send_goaway(conn_t *c)
 
 	c->goaway_sent = true;
 	c->closing = true;
-	OM_STORE(&c->w->stats->goaways, c->w->stats->goaways + 1);
+	OM_COUNT(c->w->stats->goaways, 1);
 	if (o != NULL)
 		conn_out_push(c, o);
 }
@@ -1133,7 +1133,7 @@ bad_frame(conn_t *c, int rc, const om_req_t *q)
 	om_req_t z = { .op = 0, .id = 0 };
 	om_srv_stats_sh_t *stats = c->w->stats;
 
-	OM_STORE(&stats->bad_frames, stats->bad_frames + 1);
+	OM_COUNT(stats->bad_frames, 1);
 	if (rc == -EPROTONOSUPPORT) {
 		z.op = q->op;
 		z.id = q->id;
@@ -1231,7 +1231,7 @@ stray_descriptors(conn_t *c)
 
 	if (c->nrfds == 0 || c->state != ST_HEADER || c->in_off != c->in_len || c->closing)
 		return;
-	OM_STORE(&c->w->stats->goaways, c->w->stats->goaways + 1);
+	OM_COUNT(c->w->stats->goaways, 1);
 	c->goaway_sent = true;
 	conn_bin_error(c, &g, OM_STATUS_BAD_REQUEST, "a descriptor came with a request that takes none "
 	    "(after request %u): closing", c->last_id);
@@ -1284,7 +1284,7 @@ bin_goodbye(conn_t *c, uint16_t status, const char *why)
 
 	if (!c->goaway_sent && (o = respond(c, &q, &r, true)) != NULL) {
 		c->goaway_sent = true;
-		OM_STORE(&c->w->stats->goaways, c->w->stats->goaways + 1);
+		OM_COUNT(c->w->stats->goaways, 1);
 		conn_out_push(c, o);
 	}
 }
@@ -1304,8 +1304,7 @@ bin_reject(worker_t *w, int fd, const om_listener_t *ls, const char *why)
 	om_proto_put_resp(buf, &h);
 	memcpy(buf + OM_RESP_HDR_LEN, why, len);
 	(void)send(fd, buf, OM_RESP_HDR_LEN + len, MSG_DONTWAIT | MSG_NOSIGNAL);
-	OM_STORE(&w->stats->responses[OM_OP_GOAWAY][OM_STATUS_BUSY],
-	    w->stats->responses[OM_OP_GOAWAY][OM_STATUS_BUSY] + 1);
+	OM_COUNT(w->stats->responses[OM_OP_GOAWAY][OM_STATUS_BUSY], 1);
 }
 
 const conn_proto_t conn_proto_bin = {

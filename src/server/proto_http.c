@@ -54,9 +54,9 @@ count(conn_t *c, enum om_http_method m, int status)
 	unsigned op = c->ls->metrics ? OM_OP_STATS : op_of(m), s = om_proto_status_of_http(status);
 	unsigned k = (unsigned)status / 100 - 1;
 
-	OM_STORE(&st->responses[op][s], st->responses[op][s] + 1);
+	OM_COUNT(st->responses[op][s], 1);
 	if (k < 5)
-		OM_STORE(&st->http_responses[k], st->http_responses[k] + 1);
+		OM_COUNT(st->http_responses[k], 1);
 }
 
 /* ---- response heads ---------------------------------------------------- */
@@ -642,7 +642,7 @@ do_metrics(conn_t *c, const om_http_req_t *r, bool close)
 		return;
 	}
 	if (c->access < OM_ACCESS_READ) {
-		OM_STORE(&c->w->stats->denied, c->w->stats->denied + 1);
+		OM_COUNT(c->w->stats->denied, 1);
 		reply(c, r->method, 403, close, NULL, "%s may not read on listener %s", c->peer.name,
 		    c->ls->name);
 		return;
@@ -699,7 +699,7 @@ dispatch(conn_t *c, const om_http_req_t *r)
 	}
 	need = r->method == OM_HTTP_PUT || r->method == OM_HTTP_DELETE ? OM_ACCESS_WRITE : OM_ACCESS_READ;
 	if (c->access < need) {
-		OM_STORE(&c->w->stats->denied, c->w->stats->denied + 1);
+		OM_COUNT(c->w->stats->denied, 1);
 		reply(c, r->method, 403, close || body, NULL, "%s may not %s on listener %s", c->peer.name,
 		    need == OM_ACCESS_WRITE ? "write" : "read", c->ls->name);
 		return;
@@ -778,7 +778,7 @@ http_process(conn_t *c)
 			return false;
 		}
 		if (rc < 0) {
-			OM_STORE(&c->w->stats->bad_frames, c->w->stats->bad_frames + 1);
+			OM_COUNT(c->w->stats->bad_frames, 1);
 			if (rc == -431 || r.method_name.p == NULL)
 				r.method = OM_HTTP_OTHER;
 			reply(c, r.method, -rc, true, NULL, "%s", why);
@@ -815,7 +815,7 @@ http_reject(worker_t *w, int fd, const om_listener_t *ls, const char *why)
 	    strlen("503 Service Unavailable: \n") + strlen(why), why);
 	if (n > 0 && (size_t)n < sizeof(buf))
 		(void)send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
-	OM_STORE(&w->stats->http_responses[4], w->stats->http_responses[4] + 1);
+	OM_COUNT(w->stats->http_responses[4], 1);
 }
 
 const conn_proto_t conn_proto_http = {

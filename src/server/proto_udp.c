@@ -68,7 +68,7 @@ recount(conn_t *c, unsigned op, unsigned from, unsigned to)
 	if (op > OM_OP_MAX)
 		return;
 	OM_STORE(&row[from], row[from] - 1);
-	OM_STORE(&row[to], row[to] + 1);
+	OM_COUNT(row[to], 1);
 }
 
 static void
@@ -95,7 +95,7 @@ udp_one(conn_t *c, size_t n, const struct sockaddr *from, socklen_t fromlen)
 
 	/* Not a frame: no answer to whoever it claims to come from. */
 	if (n < OM_REQ_HDR_LEN || om_get16(c->in) != OM_PROTO_MAGIC) {
-		OM_STORE(&stats->dgrams_dropped, stats->dgrams_dropped + 1);
+		OM_COUNT(stats->dgrams_dropped, 1);
 		return;
 	}
 	(void)om_proto_get_req(c->in, &q);
@@ -136,7 +136,7 @@ udp_one(conn_t *c, size_t n, const struct sockaddr *from, socklen_t fromlen)
 			m = snprintf(msg, sizeof(msg), "pad to %zu bytes: a response of %zu bytes is over %u "
 			    "times the request's %zu", (len + ls->amplification - 1) / ls->amplification, len,
 			    ls->amplification, n);
-		OM_STORE(&stats->dgrams_limited, stats->dgrams_limited + 1);
+		OM_COUNT(stats->dgrams_limited, 1);
 		if (limit < OM_RESP_HDR_LEN || m < 0) {
 			recount(c, q.op, old, OM_STATUS_TOO_LARGE);
 			goto done; /* not even a header fits: silence */
@@ -154,8 +154,8 @@ udp_one(conn_t *c, size_t n, const struct sockaddr *from, socklen_t fromlen)
 			recount(c, q.op, old, OM_STATUS_TOO_LARGE);
 	}
 	if (sendto(c->fd, dg, len, MSG_DONTWAIT | MSG_NOSIGNAL, from, fromlen) == (ssize_t)len) {
-		OM_STORE(&stats->dgrams_out, stats->dgrams_out + 1);
-		OM_STORE(&stats->bytes_out, stats->bytes_out + len);
+		OM_COUNT(stats->dgrams[OM_DGRAM_OUT], 1);
+		OM_COUNT(stats->bytes_out, len);
 	} else {
 		om_log_debug(errno, "sendto %s failed", c->peer.name);
 	}
@@ -186,10 +186,10 @@ conn_udp_input(worker_t *w, wlistener_t *l)
 				om_log_warn_limited(errno, "recvfrom on %s failed", l->ls->where);
 			return;
 		}
-		OM_STORE(&w->stats->dgrams_in, w->stats->dgrams_in + 1);
-		OM_STORE(&w->stats->bytes_in, w->stats->bytes_in + (uint64_t)n);
+		OM_COUNT(w->stats->dgrams[OM_DGRAM_IN], 1);
+		OM_COUNT(w->stats->bytes_in, (uint64_t)n);
 		if ((size_t)n > IN_CAP) {
-			OM_STORE(&w->stats->dgrams_dropped, w->stats->dgrams_dropped + 1);
+			OM_COUNT(w->stats->dgrams_dropped, 1);
 			continue;
 		}
 		udp_one(c, (size_t)n, (struct sockaddr *)&from, fromlen);

@@ -122,28 +122,24 @@ series(unsigned ls)
 	}
 }
 
-/* Everything STATS reports, summed once; labeled families are arrays in
- * their label set's order (tiers: memory, persistent). */
+/*
+ * What STATS reads: every process's counters summed (workers, manager,
+ * master, the retired), the shared usage, and the few values computed
+ * from them. Each metric below takes its value, or its labeled family's
+ * array of values, from here: a counter is defined by its field in the
+ * shared structures (om_server.h, om_store.h) and its line in metrics[],
+ * nowhere else.
+ */
 typedef struct {
+	om_srv_stats_sh_t srv;
+	om_srv_stats2_sh_t srv2;
+	om_store_stats_t store;
+	om_ix_usage_t ix;
+	om_store_usage_t use;
 	uint64_t uptime, generation, workers;
-	uint64_t reloads, reload_failures, worker_restarts, maint_passes;
-	uint64_t conns_current, conns_total, conns_rejected, accept_pauses;
-	uint64_t timeouts[2];
-	uint64_t requests[NOPS][NSTATUS];
-	uint64_t denied, goaways, bad_frames;
-	uint64_t bytes_in, bytes_out, fds_passed, fds_received;
-	uint64_t dgrams[2];
-	uint64_t dgrams_dropped, dgrams_limited;
-	uint64_t http[5];
-	uint64_t gets, hits[2], misses;
-	uint64_t puts, put_bytes, superseded, deletes, purged;
-	uint64_t evicted[2];
-	uint64_t copies_dropped, promoted, expired, lost_files;
-	uint64_t scrubbed, scrub_bytes, scrub_passes, damaged;
-	uint64_t objects[2], ephemeral, copies, ix_objects;
-	uint64_t bytes[2], limit[2];
-	uint64_t ix_capacity, ix_arena, ix_arena_used, ix_segment, owner_deaths;
-} snap_t;
+	uint64_t requests[NOPS][NSTATUS]; /* by the op label's values */
+	uint64_t objects[2];              /* by tier */
+} sums_t;
 
 enum { COUNTER, GAUGE };
 
@@ -151,11 +147,11 @@ typedef struct {
 	const char *name; /* [a-z0-9_]; units in the name: _seconds, _bytes, _total */
 	unsigned type;
 	unsigned ls;      /* LS_* */
-	size_t off;       /* of its value, or its array of values, in snap_t */
+	size_t off;       /* of its value, or its array of values, in sums_t */
 	const char *help;
 } metric_t;
 
-#define M(name, type, ls, field, help) { name, type, ls, offsetof(snap_t, field), help }
+#define M(name, type, ls, field, help) { name, type, ls, offsetof(sums_t, field), help }
 
 /* docs/STATISTICS.md describes each of these; keep the two in step. */
 static const metric_t metrics[] = {
@@ -163,81 +159,81 @@ static const metric_t metrics[] = {
 	M("generation", GAUGE, LS_NONE, generation,
 	    "Generation of the configuration (one more with each reload that took effect)."),
 	M("workers", GAUGE, LS_NONE, workers, "Worker processes configured."),
-	M("reloads_total", COUNTER, LS_NONE, reloads, "Reloads of the configuration that took effect."),
-	M("reload_failures_total", COUNTER, LS_NONE, reload_failures,
+	M("reloads_total", COUNTER, LS_NONE, srv.reloads, "Reloads of the configuration that took effect."),
+	M("reload_failures_total", COUNTER, LS_NONE, srv.reload_failures,
 	    "Reloads refused; the running configuration stayed."),
-	M("worker_restarts_total", COUNTER, LS_NONE, worker_restarts,
+	M("worker_restarts_total", COUNTER, LS_NONE, srv.worker_restarts,
 	    "Worker processes started again after they died."),
-	M("manager_passes_total", COUNTER, LS_NONE, maint_passes,
+	M("manager_passes_total", COUNTER, LS_NONE, srv.maint_passes,
 	    "Maintenance passes of the cache manager (expiry, eviction, promotion)."),
-	M("connections_current", GAUGE, LS_NONE, conns_current, "Client connections open now."),
-	M("connections_total", COUNTER, LS_NONE, conns_total, "Client connections accepted."),
-	M("connections_rejected_total", COUNTER, LS_NONE, conns_rejected,
+	M("connections_current", GAUGE, LS_NONE, srv.conns_current, "Client connections open now."),
+	M("connections_total", COUNTER, LS_NONE, srv.conns_total, "Client connections accepted."),
+	M("connections_rejected_total", COUNTER, LS_NONE, srv.conns_rejected,
 	    "Connections over max_connections, answered BUSY and closed."),
-	M("accept_pauses_total", COUNTER, LS_NONE, accept_pauses,
+	M("accept_pauses_total", COUNTER, LS_NONE, srv.accept_pauses,
 	    "Times a worker stopped accepting for a while because accept failed (EMFILE, ENFILE)."),
-	M("timeouts_total", COUNTER, LS_KIND, timeouts,
+	M("timeouts_total", COUNTER, LS_KIND, srv.timeouts,
 	    "Connections closed by idle_timeout (kind idle) or request_timeout (kind request)."),
 	M("requests_total", COUNTER, LS_OP_STATUS, requests,
 	    "Requests answered, by operation and response status."),
-	M("requests_denied_total", COUNTER, LS_NONE, denied,
+	M("requests_denied_total", COUNTER, LS_NONE, srv.denied,
 	    "Requests refused by a listener's allow lists (also counted as status denied)."),
-	M("goaways_total", COUNTER, LS_NONE, goaways,
+	M("goaways_total", COUNTER, LS_NONE, srv.goaways,
 	    "GOAWAY frames sent (reload, stop, or a connection the server closes)."),
-	M("bad_frames_total", COUNTER, LS_NONE, bad_frames,
+	M("bad_frames_total", COUNTER, LS_NONE, srv.bad_frames,
 	    "Frames with a bad magic or an unsupported version; their connection was closed."),
-	M("bytes_in_total", COUNTER, LS_NONE, bytes_in, "Bytes read from client sockets."),
-	M("bytes_out_total", COUNTER, LS_NONE, bytes_out,
+	M("bytes_in_total", COUNTER, LS_NONE, srv.bytes_in, "Bytes read from client sockets."),
+	M("bytes_out_total", COUNTER, LS_NONE, srv.bytes_out,
 	    "Bytes written to client sockets (not those read through passed descriptors)."),
-	M("descriptors_passed_total", COUNTER, LS_NONE, fds_passed, "Descriptors sent to clients."),
-	M("descriptors_received_total", COUNTER, LS_NONE, fds_received,
+	M("descriptors_passed_total", COUNTER, LS_NONE, srv.fds_passed, "Descriptors sent to clients."),
+	M("descriptors_received_total", COUNTER, LS_NONE, srv.fds_received,
 	    "Descriptors received from clients (PUT from a descriptor)."),
-	M("datagrams_total", COUNTER, LS_DIR, dgrams, "UDP datagrams received (dir in) and sent (dir out)."),
-	M("datagrams_dropped_total", COUNTER, LS_NONE, dgrams_dropped,
+	M("datagrams_total", COUNTER, LS_DIR, srv.dgrams, "UDP datagrams received (dir in) and sent (dir out)."),
+	M("datagrams_dropped_total", COUNTER, LS_NONE, srv.dgrams_dropped,
 	    "UDP datagrams dropped unanswered (not a frame)."),
-	M("datagrams_limited_total", COUNTER, LS_NONE, dgrams_limited,
+	M("datagrams_limited_total", COUNTER, LS_NONE, srv.dgrams_limited,
 	    "UDP responses cut to the amplification limit."),
-	M("http_responses_total", COUNTER, LS_CLASS, http,
+	M("http_responses_total", COUNTER, LS_CLASS, srv.http_responses,
 	    "HTTP responses (http listeners), by status class; also counted in requests_total."),
-	M("gets_total", COUNTER, LS_NONE, gets, "Objects looked up to be read (hits and misses)."),
-	M("hits_total", COUNTER, LS_TIER, hits, "Objects found and opened, by the tier they were read from."),
-	M("misses_total", COUNTER, LS_NONE, misses, "Objects looked up that did not exist or had expired."),
-	M("puts_total", COUNTER, LS_NONE, puts, "Objects stored."),
-	M("put_bytes_total", COUNTER, LS_NONE, put_bytes, "Bytes of the objects stored."),
-	M("puts_superseded_total", COUNTER, LS_NONE, superseded,
+	M("gets_total", COUNTER, LS_NONE, store.gets, "Objects looked up to be read (hits and misses)."),
+	M("hits_total", COUNTER, LS_TIER, store.hits, "Objects found and opened, by the tier they were read from."),
+	M("misses_total", COUNTER, LS_NONE, store.misses, "Objects looked up that did not exist or had expired."),
+	M("puts_total", COUNTER, LS_NONE, store.puts, "Objects stored."),
+	M("put_bytes_total", COUNTER, LS_NONE, store.put_bytes, "Bytes of the objects stored."),
+	M("puts_superseded_total", COUNTER, LS_NONE, store.superseded,
 	    "PUTs overtaken by a newer concurrent PUT of the same URI."),
-	M("deletes_total", COUNTER, LS_NONE, deletes, "Objects removed by DELETE."),
-	M("objects_purged_total", COUNTER, LS_NONE, purged, "Objects removed by PURGE."),
-	M("evictions_total", COUNTER, LS_TIER, evicted, "Objects evicted to make room, by tier."),
-	M("copies_dropped_total", COUNTER, LS_NONE, copies_dropped,
+	M("deletes_total", COUNTER, LS_NONE, store.deletes, "Objects removed by DELETE."),
+	M("objects_purged_total", COUNTER, LS_NONE, srv2.purged, "Objects removed by PURGE."),
+	M("evictions_total", COUNTER, LS_TIER, store.evicted, "Objects evicted to make room, by tier."),
+	M("copies_dropped_total", COUNTER, LS_NONE, store.copies_dropped,
 	    "Memory-tier copies of persistent objects dropped."),
-	M("promotions_total", COUNTER, LS_NONE, promoted,
+	M("promotions_total", COUNTER, LS_NONE, store.promoted,
 	    "Persistent objects copied into the memory tier."),
-	M("expirations_total", COUNTER, LS_NONE, expired, "Expired objects removed."),
-	M("lost_files_total", COUNTER, LS_NONE, lost_files,
+	M("expirations_total", COUNTER, LS_NONE, store.expired, "Expired objects removed."),
+	M("lost_files_total", COUNTER, LS_NONE, store.lost_files,
 	    "Index entries removed because their file had vanished."),
-	M("scrub_objects_total", COUNTER, LS_NONE, scrubbed,
+	M("scrub_objects_total", COUNTER, LS_NONE, store.scrubbed,
 	    "Objects read again by the scrub (or VERIFY) and found intact."),
-	M("scrub_bytes_total", COUNTER, LS_NONE, scrub_bytes, "Bytes read again by the scrub."),
-	M("scrub_passes_total", COUNTER, LS_NONE, scrub_passes,
+	M("scrub_bytes_total", COUNTER, LS_NONE, store.scrub_bytes, "Bytes read again by the scrub."),
+	M("scrub_passes_total", COUNTER, LS_NONE, store.scrub_passes,
 	    "Passes of the scrub over the whole store completed."),
-	M("objects_damaged_total", COUNTER, LS_NONE, damaged,
+	M("objects_damaged_total", COUNTER, LS_NONE, store.damaged,
 	    "Objects (or memory copies) whose bytes did not match their checksum: quarantined."),
 	M("objects", GAUGE, LS_TIER, objects,
 	    "Objects held, by tier: memory has ephemeral objects and copies, persistent the rest."),
-	M("objects_ephemeral", GAUGE, LS_NONE, ephemeral, "Ephemeral objects (memory tier only)."),
-	M("objects_copies", GAUGE, LS_NONE, copies, "Persistent objects with a copy in the memory tier."),
-	M("index_objects", GAUGE, LS_NONE, ix_objects,
+	M("objects_ephemeral", GAUGE, LS_NONE, use.ephemeral, "Ephemeral objects (memory tier only)."),
+	M("objects_copies", GAUGE, LS_NONE, use.copies, "Persistent objects with a copy in the memory tier."),
+	M("index_objects", GAUGE, LS_NONE, ix.objects,
 	    "Index entries: every object once, whatever copies it has."),
-	M("bytes", GAUGE, LS_TIER, bytes, "Bytes of the objects held, by tier."),
-	M("limit_bytes", GAUGE, LS_TIER, limit,
+	M("bytes", GAUGE, LS_TIER, use.used, "Bytes of the objects held, by tier."),
+	M("limit_bytes", GAUGE, LS_TIER, use.limit,
 	    "Size of each tier in bytes (a share of its filesystem resolved); 0: none of its own."),
-	M("index_capacity", GAUGE, LS_NONE, ix_capacity, "Objects the index can hold."),
-	M("index_arena_bytes", GAUGE, LS_NONE, ix_arena, "Bytes of the index's block storage."),
-	M("index_arena_used_bytes", GAUGE, LS_NONE, ix_arena_used,
+	M("index_capacity", GAUGE, LS_NONE, ix.capacity, "Objects the index can hold."),
+	M("index_arena_bytes", GAUGE, LS_NONE, ix.arena_bytes, "Bytes of the index's block storage."),
+	M("index_arena_used_bytes", GAUGE, LS_NONE, ix.arena_used,
 	    "Bytes of the block storage carved into blocks (live or free)."),
-	M("index_segment_bytes", GAUGE, LS_NONE, ix_segment, "Bytes of the shared index segment."),
-	M("lock_owner_deaths_repaired_total", COUNTER, LS_NONE, owner_deaths,
+	M("index_segment_bytes", GAUGE, LS_NONE, ix.segment_bytes, "Bytes of the shared index segment."),
+	M("lock_owner_deaths_repaired_total", COUNTER, LS_NONE, ix.owner_deaths,
 	    "Index locks whose owner died holding them, repaired."),
 };
 
@@ -274,109 +270,45 @@ labels(char *buf, size_t n, unsigned ls, unsigned i)
 	}
 }
 
-/* Sums every process's slot (workers, manager, master, the retired) and
- * reads the shared usage. */
+/* Sums every process's slot (workers, manager, master, the retired),
+ * reads the shared usage, and computes what is not a counter. */
 static void
-snapshot(om_srv_t *srv, snap_t *s)
+sum_all(om_srv_t *srv, sums_t *s)
 {
-	om_srv_stats_sh_t sum;
-	om_srv_stats2_sh_t sum2;
-	om_store_stats_t ss;
-	om_ix_usage_t iu;
-	om_store_usage_t su;
-	om_srv_stats_sh_t *master;
-	uint64_t now = (uint64_t)om_time_s();
+	om_srv_stats_sh_t *master = om_srv_stats(srv, srv->master_slot);
+	uint64_t now = (uint64_t)om_time_s(), started;
 
-	memset(&sum, 0, sizeof(sum));
-	memset(&sum2, 0, sizeof(sum2));
-	memset(&ss, 0, sizeof(ss));
+	memset(s, 0, sizeof(*s));
 	for (unsigned slot = 0; slot < om_index_procs(srv->ix); slot++) {
 		const om_srv_stats_sh_t *p = om_srv_stats(srv, slot);
 		const om_srv_stats2_sh_t *p2 = om_srv_stats2(srv, slot);
 		const om_store_stats_t *q = om_store_slot_stats(srv->st, slot);
 
 		if (p != NULL)
-			add_u64s((uint64_t *)&sum, (const uint64_t *)p, sizeof(sum) / 8, 0);
+			add_u64s((uint64_t *)&s->srv, (const uint64_t *)p, sizeof(*p) / 8, 0);
 		if (p2 != NULL)
-			add_u64s((uint64_t *)&sum2, (const uint64_t *)p2, sizeof(sum2) / 8, 0);
+			add_u64s((uint64_t *)&s->srv2, (const uint64_t *)p2, sizeof(*p2) / 8, 0);
 		if (q != NULL)
-			add_u64s((uint64_t *)&ss, (const uint64_t *)q, sizeof(ss) / 8, 0);
+			add_u64s((uint64_t *)&s->store, (const uint64_t *)q, sizeof(*q) / 8, 0);
 	}
-	master = om_srv_stats(srv, srv->master_slot);
-	sum.started_at = master != NULL ? OM_LOAD(&master->started_at) : 0;
-	om_index_usage(srv->ix, &iu);
-	om_store_usage(srv->st, &su);
-
-	memset(s, 0, sizeof(*s));
-	s->uptime = sum.started_at && now > sum.started_at ? now - sum.started_at : 0;
+	om_index_usage(srv->ix, &s->ix);
+	om_store_usage(srv->st, &s->use);
+	started = master != NULL ? OM_LOAD(&master->started_at) : 0;
+	s->uptime = started && now > started ? now - started : 0;
 	s->generation = srv->generation;
 	s->workers = srv->conf->daemon.workers;
-	s->reloads = sum.reloads;
-	s->reload_failures = sum.reload_failures;
-	s->worker_restarts = sum.worker_restarts;
-	s->maint_passes = sum.maint_passes;
-	s->conns_current = sum.conns_current;
-	s->conns_total = sum.conns_total;
-	s->conns_rejected = sum.conns_rejected;
-	s->accept_pauses = sum.accept_pauses;
-	s->timeouts[0] = sum.timeouts_idle;
-	s->timeouts[1] = sum.timeouts_request;
 	for (unsigned st = 0; st < NSTATUS; st++) {
 		for (unsigned k = 0; k < OM_ARRAY_LEN(label_ops); k++)
-			s->requests[k][st] = om_srv_responses(&sum, &sum2, label_ops[k])[st];
+			s->requests[k][st] = om_srv_responses(&s->srv, &s->srv2, label_ops[k])[st];
 		/* Op 0 holds refused frames. Under GOAWAY the server's own
 		 * GOAWAYs (status OK, goaways_total has them) and a client's
 		 * GOAWAY frames, refused as UNKNOWN_OP. */
-		s->requests[NOPS - 1][st] = sum.responses[0][st] +
-		    (st != OM_STATUS_OK ? sum.responses[OM_OP_GOAWAY][st] : 0);
+		s->requests[NOPS - 1][st] = s->srv.responses[0][st] +
+		    (st != OM_STATUS_OK ? s->srv.responses[OM_OP_GOAWAY][st] : 0);
 	}
-	s->denied = sum.denied;
-	s->goaways = sum.goaways;
-	s->bad_frames = sum.bad_frames;
-	s->bytes_in = sum.bytes_in;
-	s->bytes_out = sum.bytes_out;
-	s->fds_passed = sum.fds_passed;
-	s->fds_received = sum.fds_received;
-	s->dgrams[0] = sum.dgrams_in;
-	s->dgrams[1] = sum.dgrams_out;
-	s->dgrams_dropped = sum.dgrams_dropped;
-	s->dgrams_limited = sum.dgrams_limited;
-	for (unsigned k = 0; k < 5; k++)
-		s->http[k] = sum.http_responses[k];
-	s->gets = ss.gets;
-	s->hits[0] = ss.hits_mem;
-	s->hits[1] = ss.hits_disk;
-	s->misses = ss.misses;
-	s->puts = ss.puts;
-	s->put_bytes = ss.put_bytes;
-	s->superseded = ss.superseded;
-	s->deletes = ss.deletes;
-	s->purged = sum2.purged;
-	s->evicted[0] = ss.evicted[OM_TIER_MEM];
-	s->evicted[1] = ss.evicted[OM_TIER_DISK];
-	s->copies_dropped = ss.copies_dropped;
-	s->promoted = ss.promoted;
-	s->expired = ss.expired;
-	s->lost_files = ss.lost_files;
-	s->scrubbed = ss.scrubbed;
-	s->scrub_bytes = ss.scrub_bytes;
-	s->scrub_passes = ss.scrub_passes;
-	s->damaged = ss.damaged;
 	/* A promoted object is in both tiers; an ephemeral one only in memory. */
-	s->objects[0] = su.ephemeral + su.copies;
-	s->objects[1] = su.objects > su.ephemeral ? su.objects - su.ephemeral : 0;
-	s->ephemeral = su.ephemeral;
-	s->copies = su.copies;
-	s->ix_objects = iu.objects;
-	s->bytes[0] = su.used[OM_TIER_MEM];
-	s->bytes[1] = su.used[OM_TIER_DISK];
-	s->limit[0] = su.limit[OM_TIER_MEM];
-	s->limit[1] = su.limit[OM_TIER_DISK];
-	s->ix_capacity = iu.capacity;
-	s->ix_arena = iu.arena_bytes;
-	s->ix_arena_used = iu.arena_used;
-	s->ix_segment = iu.segment_bytes;
-	s->owner_deaths = iu.owner_deaths;
+	s->objects[0] = s->use.ephemeral + s->use.copies;
+	s->objects[1] = s->use.objects > s->use.ephemeral ? s->use.objects - s->use.ephemeral : 0;
 }
 
 typedef struct {
@@ -417,11 +349,11 @@ om_srv_stats_text(om_srv_t *srv, unsigned flags, size_t *len)
 	const char *prefix = prom ? "objmapper_" : "";
 	text_t t = { malloc(8192), 0, 8192, 0 };
 	char lb[64];
-	snap_t s;
+	sums_t s;
 
 	if (t.buf == NULL)
 		return NULL;
-	snapshot(srv, &s);
+	sum_all(srv, &s);
 	for (size_t m = 0; m < sizeof(metrics) / sizeof(metrics[0]); m++) {
 		const metric_t *d = &metrics[m];
 		const uint64_t *v = (const uint64_t *)(const void *)((const char *)&s + d->off);

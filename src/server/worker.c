@@ -74,7 +74,7 @@ accept_some(worker_t *w, wlistener_t *l)
 				/* Out of descriptors: pause accepting rather than spin. */
 				om_log_warn_limited(errno, "accept on %s failed; pausing accepts for 100 ms",
 				    l->ls->where);
-				OM_STORE(&w->stats->accept_pauses, w->stats->accept_pauses + 1);
+				OM_COUNT(w->stats->accept_pauses, 1);
 				listeners_set(w, 0);
 				w->accept_resume_ms = om_clock_ms() + 100;
 				return;

@@ -92,8 +92,7 @@ typedef struct {
 	uint64_t put_bytes;
 	uint64_t superseded;      /* PUTs ordered before a concurrent newer one */
 	uint64_t gets;
-	uint64_t hits_mem;
-	uint64_t hits_disk;
+	uint64_t hits[2];         /* objects opened, by tier (enum om_tier_id) */
 	uint64_t misses;
 	uint64_t deletes;
 	uint64_t evicted[2];      /* objects evicted from the tier */

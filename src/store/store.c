@@ -170,10 +170,8 @@ om_store_get(om_store_t *st, const void *uri, size_t len, unsigned flags, om_get
 			out->fd = fd;
 			out->tier = tier;
 			out->obj = o;
-			if (count && tier == OM_TIER_MEM)
-				st->stats->hits_mem++;
-			else if (count)
-				st->stats->hits_disk++;
+			if (count)
+				st->stats->hits[tier]++;
 			return 0;
 		}
 		if (fd != -ENOENT)
@@ -210,10 +208,8 @@ om_store_locate(om_store_t *st, const void *uri, size_t len, unsigned flags, om_
 	out->fd = -1;
 	out->obj = o;
 	out->tier = (o.flags & OM_IX_F_COPY) ? OM_TIER_MEM : om_store_tier_of(o.flags);
-	if (count && out->tier == OM_TIER_MEM)
-		st->stats->hits_mem++;
-	else if (count)
-		st->stats->hits_disk++;
+	if (count)
+		st->stats->hits[out->tier]++;
 	return 0;
 }
 
