@@ -10,7 +10,7 @@ VMOD_DIR   := $(O)/vmod
 VMOD_GEN   := $(O)/src/vmod/gen
 VMOD_SO    := $(VMOD_DIR)/libvmod_objmapper.so
 VMOD_MAN   := $(VMOD_DIR)/vmod_objmapper.3
-VMOD_SRCS  := src/vmod/vmod_objmapper.c src/vmod/vmod_vfp.c src/vmod/vmod_meta.c
+VMOD_SRCS  := src/vmod/vmod_objmapper.c src/vmod/vmod_vfp.c src/vmod/vmod_pool.c src/vmod/vmod_meta.c
 VMOD_OBJS  := $(VMOD_SRCS:%.c=$(O)/%.o) $(VMOD_GEN)/vcc_objmapper_if.o $(VMOD_GEN)/VSC_objmapper.o
 VMOD_GEN_H := $(VMOD_GEN)/vcc_objmapper_if.h $(VMOD_GEN)/VSC_objmapper.h $(VMOD_GEN)/config.h
 
@@ -43,7 +43,7 @@ $(VMOD_GEN)/config.h:
 	@echo '/* vmod_objmapper: nothing to configure */' >$@
 
 $(O)/src/vmod/%.o: CPPFLAGS += -I$(VMOD_GEN) $(VARNISH_CFLAGS)
-$(O)/src/vmod/vmod_objmapper.o $(O)/src/vmod/vmod_vfp.o $(VMOD_GEN)/vcc_objmapper_if.o \
+$(O)/src/vmod/vmod_objmapper.o $(O)/src/vmod/vmod_vfp.o $(O)/src/vmod/vmod_pool.o $(VMOD_GEN)/vcc_objmapper_if.o \
 	$(VMOD_GEN)/VSC_objmapper.o: | $(VMOD_GEN_H)
 # Varnish finds the module by its one exported symbol, Vmod_objmapper_Data.
 $(VMOD_GEN)/vcc_objmapper_if.o: CFLAGS += -fvisibility=default

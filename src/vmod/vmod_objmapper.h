@@ -1,6 +1,7 @@
 /*
  * vmod_objmapper's private types, shared by the director
- * (vmod_objmapper.c) and the fetch processors (vmod_vfp.c).
+ * (vmod_objmapper.c), the fetch processors (vmod_vfp.c) and the pool of
+ * connections (vmod_pool.c).
  */
 #ifndef OMV_H
 #define OMV_H
@@ -84,7 +85,7 @@ struct omv_task {
 	double t_start;
 };
 
-/* vmod_objmapper.c */
+/* vmod_pool.c */
 om_client_t *omv_pool_get(VRT_CTX, omv_cache_t *c, const char *why);
 void omv_pool_put(omv_cache_t *c, om_client_t **hp);
 /* Counts and logs a failure of a call to objmapperd (rc < 0) and, for the
