@@ -1,6 +1,6 @@
 /*
  * objmapperd internals shared by its processes: the master (master.c), the
- * workers (worker.c, conn.c) and the cache manager (manager.c).
+ * workers (worker.c and the files below it) and the cache manager (manager.c).
  */
 #ifndef OM_SERVER_H
 #define OM_SERVER_H
@@ -54,7 +54,7 @@ typedef struct {
 	uint64_t max_buffer;
 	uint32_t max_datagram;
 	uint32_t amplification;
-	bool http;            /* HTTP/1.1 (src/server/http.c), not objmapper frames */
+	bool http;            /* HTTP/1.1 (proto_http.c), not objmapper frames */
 	uint32_t max_header;  /* http: bytes of a request head */
 	bool metrics;         /* http: serves the statistics only (serve = metrics) */
 } om_listener_t;
