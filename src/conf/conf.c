@@ -475,72 +475,69 @@ nss_result(int rc, const void *res)
 	return rc > 0 ? -rc : -EIO;
 }
 
-static int
-lookup_user(const char *name, uid_t *uid, gid_t *gid)
-{
-	struct passwd pw, *res = NULL;
-	size_t n;
-	char *buf = nss_buf(_SC_GETPW_R_SIZE_MAX, &n);
-	int rc;
+/* What an NSS lookup asks for. */
+enum nss_kind {
+	NSS_USER,  /* a user by name: its uid and primary gid */
+	NSS_GROUP, /* a group by name: its gid */
+	NSS_GID,   /* a group by gid: its name */
+};
 
-	while (buf != NULL && (rc = getpwnam_r(name, &pw, buf, n, &res)) == ERANGE &&
-	    n < (1u << 20)) {
+/*
+ * One lookup, with a buffer that grows while the library says ERANGE (up
+ * to 1 MiB): 0 with the answer set, -ENOENT, or another -errno.
+ */
+static int
+nss_lookup(enum nss_kind kind, const char *name, uid_t *uid, gid_t *gid, char *out, size_t len)
+{
+	struct passwd pw, *pwr = NULL;
+	struct group gr, *grr = NULL;
+	size_t n;
+	char *buf = nss_buf(kind == NSS_USER ? _SC_GETPW_R_SIZE_MAX : _SC_GETGR_R_SIZE_MAX, &n);
+	int rc = 0;
+
+	while (buf != NULL) {
+		if (kind == NSS_USER)
+			rc = getpwnam_r(name, &pw, buf, n, &pwr);
+		else if (kind == NSS_GROUP)
+			rc = getgrnam_r(name, &gr, buf, n, &grr);
+		else
+			rc = getgrgid_r(*gid, &gr, buf, n, &grr);
+		if (rc != ERANGE || n >= (1u << 20))
+			break;
 		free(buf);
 		buf = malloc(n *= 2);
 	}
 	if (buf == NULL)
 		return -ENOMEM;
-	rc = nss_result(rc, res);
-	if (rc == 0) {
+	rc = nss_result(rc, kind == NSS_USER ? (const void *)pwr : (const void *)grr);
+	if (rc == 0 && kind == NSS_USER) {
 		*uid = pw.pw_uid;
 		*gid = pw.pw_gid;
+	} else if (rc == 0 && kind == NSS_GROUP) {
+		*gid = gr.gr_gid;
+	} else if (rc == 0 && (size_t)snprintf(out, len, "%s", gr.gr_name) >= len) {
+		rc = -ENAMETOOLONG;
 	}
 	free(buf);
 	return rc;
+}
+
+static int
+lookup_user(const char *name, uid_t *uid, gid_t *gid)
+{
+	return nss_lookup(NSS_USER, name, uid, gid, NULL, 0);
 }
 
 static int
 lookup_group(const char *name, gid_t *gid)
 {
-	struct group gr, *res = NULL;
-	size_t n;
-	char *buf = nss_buf(_SC_GETGR_R_SIZE_MAX, &n);
-	int rc;
-
-	while (buf != NULL && (rc = getgrnam_r(name, &gr, buf, n, &res)) == ERANGE &&
-	    n < (1u << 20)) {
-		free(buf);
-		buf = malloc(n *= 2);
-	}
-	if (buf == NULL)
-		return -ENOMEM;
-	rc = nss_result(rc, res);
-	if (rc == 0)
-		*gid = gr.gr_gid;
-	free(buf);
-	return rc;
+	return nss_lookup(NSS_GROUP, name, NULL, gid, NULL, 0);
 }
 
 static int
 lookup_gid(gid_t gid, char *name, size_t len)
 {
-	struct group gr, *res = NULL;
-	size_t n;
-	char *buf = nss_buf(_SC_GETGR_R_SIZE_MAX, &n);
-	int rc;
-
-	while (buf != NULL && (rc = getgrgid_r(gid, &gr, buf, n, &res)) == ERANGE &&
-	    n < (1u << 20)) {
-		free(buf);
-		buf = malloc(n *= 2);
-	}
-	if (buf == NULL)
-		return -ENOMEM;
-	rc = nss_result(rc, res);
-	if (rc == 0 && (size_t)snprintf(name, len, "%s", gr.gr_name) >= len)
-		rc = -ENAMETOOLONG;
-	free(buf);
-	return rc;
+	return nss_lookup(NSS_GID, NULL, NULL, &gid, name, len);
 }
 
 static void

@@ -1,6 +1,9 @@
 /*
- * Core helpers shared by every process: panic, error strings.
+ * Core helpers shared by every process: panic, error strings, growing an
+ * array.
  */
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -20,4 +23,18 @@ om_strerror(int err)
 	if (err < 0)
 		err = -err;
 	return strerror(err);
+}
+
+int
+om_grow(void *arrayp, size_t *cap, size_t size)
+{
+	size_t n = *cap ? *cap * 2 : 64;
+	void *old, *p;
+
+	memcpy(&old, arrayp, sizeof(old));
+	if (n < *cap || n > SIZE_MAX / size || (p = realloc(old, n * size)) == NULL)
+		return -ENOMEM;
+	memcpy(arrayp, &p, sizeof(p));
+	*cap = n;
+	return 0;
 }

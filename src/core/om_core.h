@@ -83,5 +83,49 @@ uint64_t om_hash64(const void *buf, size_t len, uint64_t seed);
 
 /* Errors: 0 or -errno across module boundaries. */
 const char *om_strerror(int err);
+/* Doubles the capacity of a malloc'd array (64 elements at first):
+ * arrayp is the address of its pointer, updated. 0, or -ENOMEM (the
+ * array as it was). */
+int om_grow(void *arrayp, size_t *cap, size_t size);
+
+/* Little-endian field access: the protocol's frames, the objects' records. */
+static inline void
+om_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void
+om_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void
+om_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint16_t
+om_get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static inline uint32_t
+om_get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t
+om_get64(const uint8_t *p)
+{
+	return (uint64_t)om_get32(p) | (uint64_t)om_get32(p + 4) << 32;
+}
 
 #endif

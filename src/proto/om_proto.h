@@ -11,6 +11,8 @@
 
 #include <objmapper/protocol.h>
 
+#include "core/om_core.h"
+
 typedef struct {
 	uint8_t version;
 	uint8_t op;
@@ -80,45 +82,5 @@ const char *om_proto_op_name(unsigned op);
 uint16_t om_proto_status_of(int rc);
 int om_proto_http_status_of(int rc);
 uint16_t om_proto_status_of_http(int http);
-
-/* Little-endian field access. */
-static inline void
-om_le16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static inline void
-om_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline void
-om_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline uint16_t
-om_get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static inline uint32_t
-om_get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline uint64_t
-om_get64(const uint8_t *p)
-{
-	return (uint64_t)om_get32(p) | (uint64_t)om_get32(p + 4) << 32;
-}
 
 #endif

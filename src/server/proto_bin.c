@@ -79,6 +79,19 @@ respond(conn_t *c, const om_req_t *q, const resp_t *r, bool last)
 	return o;
 }
 
+/* Queues a response without a body of its own to build, or ends the
+ * connection if there is no memory for it. */
+static void
+answer(conn_t *c, const om_req_t *q, const resp_t *r)
+{
+	out_t *o = respond(c, q, r, true);
+
+	if (o == NULL)
+		conn_end(c, "out of memory");
+	else
+		conn_out_push(c, o);
+}
+
 static size_t
 resp_data_at(const resp_t *r)
 {
@@ -357,7 +370,6 @@ static void
 put_done(conn_t *c, const om_req_t *q, int rc, const om_ix_obj_t *obj)
 {
 	resp_t r = { .status = OM_STATUS_OK };
-	out_t *o;
 
 	if (rc == -ENODATA) {
 		conn_bin_error(c, q, OM_STATUS_SHORT_BODY, "the descriptor holds fewer than %llu bytes",
@@ -376,11 +388,7 @@ put_done(conn_t *c, const om_req_t *q, int rc, const om_ix_obj_t *obj)
 	/* cppcheck-suppress nullPointer ; obj is NULL only with rc != 0 (returned above) */
 	r.body_len = obj->size;
 	r.tier = (obj->flags & OM_IX_F_EPHEMERAL) ? OM_TIER_MEMORY : OM_TIER_PERSISTENT;
-	if ((o = respond(c, q, &r, true)) == NULL) {
-		conn_end(c, "out of memory");
-		return;
-	}
-	conn_out_push(c, o);
+	answer(c, q, &r);
 }
 
 /* ST_FDCOPY: what one turn of the worker copies at most, in steps. */
@@ -511,7 +519,6 @@ do_stat(conn_t *c, const om_req_t *q, const uint8_t *uri)
 	char ub[96];
 	om_ix_obj_t o;
 	om_get_t g;
-	out_t *out;
 	int rc;
 
 	if (q->flags & ~(uint32_t)OM_GET_WANT_META) {
@@ -545,11 +552,7 @@ do_stat(conn_t *c, const om_req_t *q, const uint8_t *uri)
 	r.meta = meta;
 	r.meta_len = (uint16_t)meta_len;
 	r.mtime = (uint32_t)mtime;
-	if ((out = respond(c, q, &r, true)) == NULL) {
-		conn_end(c, "out of memory");
-		return;
-	}
-	conn_out_push(c, out);
+	answer(c, q, &r);
 }
 
 static void
@@ -592,11 +595,7 @@ do_simple(conn_t *c, const om_req_t *q, const uint8_t *uri)
 		conn_out_push(c, o);
 		return;
 	}
-	if ((o = respond(c, q, &r, true)) == NULL) {
-		conn_end(c, "out of memory");
-		return;
-	}
-	conn_out_push(c, o);
+	answer(c, q, &r);
 }
 
 /*
@@ -612,7 +611,6 @@ do_verify(conn_t *c, const om_req_t *q, const uint8_t *uri)
 	resp_t r = { .status = OM_STATUS_OK };
 	char ub[96];
 	om_ix_obj_t o;
-	out_t *out;
 
 	if (rq == NULL) {
 		conn_bin_error(c, q, OM_STATUS_INTERNAL, "no slot for requests to the cache manager");
@@ -640,11 +638,7 @@ do_verify(conn_t *c, const om_req_t *q, const uint8_t *uri)
 		r.tier = (o.flags & (OM_IX_F_EPHEMERAL | OM_IX_F_COPY)) ? OM_TIER_MEMORY : OM_TIER_PERSISTENT;
 		r.msg = "queued: the cache manager checks its bytes at its next turn";
 	}
-	if ((out = respond(c, q, &r, true)) == NULL) {
-		conn_end(c, "out of memory");
-		return;
-	}
-	conn_out_push(c, out);
+	answer(c, q, &r);
 }
 
 /*

@@ -30,15 +30,8 @@ typedef struct {
 static int
 collect_push(collect_t *c, const om_ix_obj_t *o)
 {
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 64;
-		om_ix_obj_t *p = realloc(c->v, cap * sizeof(*p));
-
-		if (p == NULL)
-			return -ENOMEM;
-		c->v = p;
-		c->cap = cap;
-	}
+	if (c->n == c->cap && om_grow(&c->v, &c->cap, sizeof(*c->v)) != 0)
+		return -ENOMEM;
 	c->v[c->n++] = *o;
 	return 0;
 }

@@ -9,53 +9,6 @@
 #include "core/om_core.h"
 #include "store/store_meta.h"
 
-static void
-put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void
-put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void
-put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t
-get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t
-get32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 3; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static uint64_t
-get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /*
  *  0  4  magic "OMO1"
  *  4  1  version
@@ -79,24 +32,24 @@ om_meta_encode(const om_meta_rec_t *r, uint8_t *buf, size_t cap)
 
 	if (len > cap || r->uri_len > 0xffff)
 		return 0;
-	put32(buf + 0, OM_META_MAGIC);
+	om_le32(buf + 0, OM_META_MAGIC);
 	buf[4] = OM_META_VERSION;
 	buf[5] = r->kind;
-	put16(buf + 6, (uint16_t)r->uri_len);
-	put32(buf + 8, r->meta_len);
-	put32(buf + 12, r->crc);
-	put64(buf + 16, r->id);
-	put64(buf + 24, r->size);
-	put64(buf + 32, (uint64_t)r->expires);
-	put64(buf + 40, (uint64_t)r->mtime);
-	put32(buf + 48, 0);
+	om_le16(buf + 6, (uint16_t)r->uri_len);
+	om_le32(buf + 8, r->meta_len);
+	om_le32(buf + 12, r->crc);
+	om_le64(buf + 16, r->id);
+	om_le64(buf + 24, r->size);
+	om_le64(buf + 32, (uint64_t)r->expires);
+	om_le64(buf + 40, (uint64_t)r->mtime);
+	om_le32(buf + 48, 0);
 	if (r->uri_len)
 		memcpy(buf + OM_META_HDR, r->uri, r->uri_len);
 	if (r->meta_len)
 		memcpy(buf + OM_META_HDR + r->uri_len, r->meta, r->meta_len);
 	c = om_crc32c(0, buf, 52);
 	c = om_crc32c(c, buf + OM_META_HDR, len - OM_META_HDR);
-	put32(buf + 52, c);
+	om_le32(buf + 52, c);
 	return len;
 }
 
@@ -106,12 +59,12 @@ om_meta_decode(const uint8_t *buf, size_t len, om_meta_rec_t *r)
 	uint32_t c;
 	size_t want;
 
-	if (len < OM_META_HDR || get32(buf) != OM_META_MAGIC || buf[4] != OM_META_VERSION)
+	if (len < OM_META_HDR || om_get32(buf) != OM_META_MAGIC || buf[4] != OM_META_VERSION)
 		return -EBADMSG;
 	memset(r, 0, sizeof(*r));
 	r->kind = buf[5];
-	r->uri_len = get16(buf + 6);
-	r->meta_len = get32(buf + 8);
+	r->uri_len = om_get16(buf + 6);
+	r->meta_len = om_get32(buf + 8);
 	want = OM_META_HDR + (size_t)r->uri_len + r->meta_len;
 	if (want != len || r->uri_len == 0)
 		return -EBADMSG;
@@ -119,13 +72,13 @@ om_meta_decode(const uint8_t *buf, size_t len, om_meta_rec_t *r)
 		return -EBADMSG;
 	c = om_crc32c(0, buf, 52);
 	c = om_crc32c(c, buf + OM_META_HDR, len - OM_META_HDR);
-	if (c != get32(buf + 52))
+	if (c != om_get32(buf + 52))
 		return -EBADMSG;
-	r->crc = get32(buf + 12);
-	r->id = get64(buf + 16);
-	r->size = get64(buf + 24);
-	r->expires = (int64_t)get64(buf + 32);
-	r->mtime = (int64_t)get64(buf + 40);
+	r->crc = om_get32(buf + 12);
+	r->id = om_get64(buf + 16);
+	r->size = om_get64(buf + 24);
+	r->expires = (int64_t)om_get64(buf + 32);
+	r->mtime = (int64_t)om_get64(buf + 40);
 	r->uri = buf + OM_META_HDR;
 	r->meta = r->meta_len ? buf + OM_META_HDR + r->uri_len : NULL;
 	return r->id != 0 ? 0 : -EBADMSG;

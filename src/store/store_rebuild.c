@@ -131,15 +131,8 @@ remember_copy(rebuild_t *rb, const om_meta_rec_t *r)
 {
 	copy_ref_t *c;
 
-	if (rb->ncopies == rb->capcopies) {
-		size_t cap = rb->capcopies ? rb->capcopies * 2 : 64;
-		copy_ref_t *p = realloc(rb->copies, cap * sizeof(*p));
-
-		if (p == NULL)
-			return -ENOMEM;
-		rb->copies = p;
-		rb->capcopies = cap;
-	}
+	if (rb->ncopies == rb->capcopies && om_grow(&rb->copies, &rb->capcopies, sizeof(*rb->copies)) != 0)
+		return -ENOMEM;
 	c = &rb->copies[rb->ncopies];
 	c->uri = malloc(r->uri_len);
 	if (c->uri == NULL)
