@@ -35,16 +35,6 @@ static om_daemon_t D;
 static int tcp_port, udp_port;
 static char tcp_addr[64], udp_addr[64];
 
-static om_client_t *
-client(const char *addr)
-{
-	om_client_t *c = NULL;
-
-	if (om_client_connect(addr, 0, &c) != 0)
-		fail_msg("connect %s: %s", addr, om_client_message(c));
-	return c;
-}
-
 static int64_t
 now_ns(void)
 {
@@ -52,30 +42,6 @@ now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-static int
-free_port(void)
-{
-	for (int tries = 0; tries < 50; tries++) {
-		struct sockaddr_in sa = { .sin_family = AF_INET };
-		socklen_t len = sizeof(sa);
-		int t = socket(AF_INET, SOCK_STREAM, 0), u = socket(AF_INET, SOCK_DGRAM, 0), port;
-
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		assert_int_equal(bind(t, (struct sockaddr *)&sa, sizeof(sa)), 0);
-		assert_int_equal(getsockname(t, (struct sockaddr *)&sa, &len), 0);
-		port = ntohs(sa.sin_port);
-		if (bind(u, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			close(t);
-			close(u);
-			return port;
-		}
-		close(t);
-		close(u);
-	}
-	fail_msg("no free port");
-	return 0;
 }
 
 /* ---- a listing collected ----------------------------------------------------- */
@@ -183,9 +149,8 @@ setup_small(void **state)
 {
 	char extra[1024];
 
-	(void)state;
-	tcp_port = free_port();
-	udp_port = free_port();
+	tcp_port = om_test_free_port();
+	udp_port = om_test_free_port();
 	snprintf(tcp_addr, sizeof(tcp_addr), "tcp://127.0.0.1:%d", tcp_port);
 	snprintf(udp_addr, sizeof(udp_addr), "udp://127.0.0.1:%d", udp_port);
 	/* TCP: readers only (nobody is on 10.9.9.9). */
@@ -194,17 +159,8 @@ setup_small(void **state)
 	    "allow_write = 10.9.9.9\n"
 	    "[listen.udp]\ntype = udp\naddress = 127.0.0.1\nport = %d\n",
 	    tcp_port, udp_port);
-	om_daemon_init(&D, 2, extra);
-	om_daemon_start(&D);
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	om_daemon_stop(&D);
-	om_daemon_cleanup(&D);
+	om_daemon_up(&D, 2, extra);
+	*state = &D;
 	return 0;
 }
 
@@ -224,7 +180,7 @@ fill_small(om_client_t *c)
 static void
 test_list_small(void **state)
 {
-	om_client_t *c = client(D.sock), *t, *u;
+	om_client_t *c = om_test_connect(D.sock, 0), *t, *u;
 	static coll_t coll;
 	uint64_t cursor = 0;
 	unsigned pages = 0;
@@ -275,8 +231,8 @@ test_list_small(void **state)
 	assert_string_equal(uris(&coll), "/img/a.png /img/b.png /img/sub/c.png");
 
 	/* The same over TCP (a reader there) and UDP. */
-	t = client(tcp_addr);
-	u = client(udp_addr);
+	t = om_test_connect(tcp_addr, 0);
+	u = om_test_connect(udp_addr, 0);
 	assert_string_equal(list_uris(t, "/img"), "/img/a.png /img/b.png /img/sub/c.png /imgx");
 	assert_string_equal(list_uris(u, "/img"), "/img/a.png /img/b.png /img/sub/c.png /imgx");
 	om_client_close(t);
@@ -318,7 +274,7 @@ stop_at_second(void *arg, const om_entry_t *e)
 static void
 test_list_stops(void **state)
 {
-	om_client_t *c = client(D.sock);
+	om_client_t *c = om_test_connect(D.sock, 0);
 	unsigned n = 0;
 
 	(void)state;
@@ -333,7 +289,7 @@ test_list_stops(void **state)
 static void
 test_purge_small(void **state)
 {
-	om_client_t *c = client(D.sock), *t;
+	om_client_t *c = om_test_connect(D.sock, 0), *t;
 	unsigned long long purged0 = stat_value("objects_purged_total");
 	unsigned long long ok0 = stat_value("requests_total{op=\"purge\",status=\"ok\"}");
 	unsigned long long den0 = stat_value("requests_total{op=\"purge\",status=\"denied\"}");
@@ -343,7 +299,7 @@ test_purge_small(void **state)
 	(void)state;
 	fill_small(c);
 	/* A reader may not purge: nothing goes. */
-	t = client(tcp_addr);
+	t = om_test_connect(tcp_addr, 0);
 	assert_int_equal(om_client_purge(t, "/img", &n), -OM_STATUS_DENIED);
 	assert_int_equal(n, 0);
 	assert_non_null(strstr(om_client_message(t), "may not write on listener tcp"));
@@ -399,7 +355,7 @@ frame(uint8_t *buf, uint8_t op, uint32_t id, uint32_t flags, const char *prefix,
 static void
 test_frames(void **state)
 {
-	om_client_t *c = client(D.sock);
+	om_client_t *c = om_test_connect(D.sock, 0);
 	uint8_t req[1200], body[4096];
 	char msg[512];
 	om_resp_t r;
@@ -744,7 +700,6 @@ setup_big(void **state)
 	om_store_t *st;
 	int64_t t0;
 
-	(void)state;
 	/* One worker: the listings, purges, writers and pinger share it. */
 	om_daemon_init(&D, 1, NULL);
 	conf_replace("capacity = 100000", "capacity = 150000");
@@ -771,6 +726,7 @@ setup_big(void **state)
 	assert_true(sh != MAP_FAILED);
 	memset(sh, 0, sizeof(*sh));
 	writers_start();
+	*state = &D;
 	return 0;
 }
 
@@ -787,7 +743,7 @@ teardown_big(void **state)
 	if (pinger > 0)
 		(void)om_test_wait(pinger);
 	munmap(sh, sizeof(*sh));
-	rc = teardown(state);
+	rc = om_daemon_teardown(state);
 	if (shm_disk[0] != '\0')
 		om_test_rmtree(shm_disk);
 	print_message("teardown in %.1f s\n", (double)(now_ns() - t0) / 1e9);
@@ -826,7 +782,7 @@ see(void *arg, const om_entry_t *e)
 static void
 test_list_100k_under_writers(void **state)
 {
-	om_client_t *c = client(D.sock);
+	om_client_t *c = om_test_connect(D.sock, 0);
 	static seen_t s;
 	uint64_t ops0 = sh->ops[0] + sh->ops[1];
 	double t;
@@ -889,7 +845,7 @@ present(om_client_t *c, const char *uri)
 static void
 test_purge_100k_under_writers(void **state)
 {
-	om_client_t *c = client(D.sock);
+	om_client_t *c = om_test_connect(D.sock, 0);
 	unsigned long long purged0 = stat_value("objects_purged_total");
 	int64_t start, end;
 	uint64_t n = 0, ops0;
@@ -1015,7 +971,7 @@ main(void)
 		cmocka_unit_test(test_list_100k_under_writers),
 		cmocka_unit_test(test_purge_100k_under_writers),
 	};
-	int rc = cmocka_run_group_tests_name("small", small, setup_small, teardown);
+	int rc = cmocka_run_group_tests_name("small", small, setup_small, om_daemon_teardown);
 
 	return rc + cmocka_run_group_tests_name("big", big, setup_big, teardown_big);
 }
