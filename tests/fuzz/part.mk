@@ -30,7 +30,7 @@ FUZZ_SRCS_http  := src/proto/http.c
 FUZZ_SRCS_conf  := src/conf/conf.c src/core/core.c src/core/log.c
 FUZZ_SRCS_meta  := src/store/store_meta.c src/core/crc32c.c
 FUZZ_SRCS_index := src/index/index.c src/core/hash.c src/core/core.c src/core/log.c
-FUZZ_SRCS_client := src/client/client.c src/client/nb.c src/proto/proto.c
+FUZZ_SRCS_client := src/client/client.c src/client/nb.c src/proto/proto.c src/os/fdpass.c
 FUZZ_LIBS_conf  := -linih
 # test_fuzz_NAME links the engine library, and the client's the client library.
 FUZZ_REPLAY_LIBS_client := $(CLIENT_A)
