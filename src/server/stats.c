@@ -205,6 +205,8 @@ static const metric_t metrics[] = {
 	M("deletes_total", COUNTER, LS_NONE, store.deletes, "Objects removed by DELETE."),
 	M("objects_purged_total", COUNTER, LS_NONE, srv2.purged, "Objects removed by PURGE."),
 	M("evictions_total", COUNTER, LS_TIER, store.evicted, "Objects evicted to make room, by tier."),
+	M("index_evictions_total", COUNTER, LS_NONE, store.index_evicted,
+	    "Objects evicted for a new entry because the index was full (also in evictions_total)."),
 	M("copies_dropped_total", COUNTER, LS_NONE, store.copies_dropped,
 	    "Memory-tier copies of persistent objects dropped."),
 	M("promotions_total", COUNTER, LS_NONE, store.promoted,

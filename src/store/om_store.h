@@ -104,6 +104,7 @@ typedef struct {
 	uint64_t scrub_bytes;     /* bytes read by the scrub */
 	uint64_t scrub_passes;    /* passes over the whole store completed */
 	uint64_t damaged;         /* objects (or copies) whose bytes did not match: quarantined */
+	uint64_t index_evicted;   /* of evicted[]: for a new entry in a full index */
 } om_store_stats_t;
 
 typedef struct {

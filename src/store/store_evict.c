@@ -57,8 +57,10 @@ om_store_evict_index(om_store_t *st, size_t uri_len)
 	if (om_index_sample(st->ix, sel, st->evict_samples, uri_len, &st->cursor[OM_IX_CLASS_PERSIST],
 	    &v) != 0)
 		return -ENOENT;
-	if (om_index_delete_slot(st->ix, v.slot, v.id, NULL) == 0)
+	if (om_index_delete_slot(st->ix, v.slot, v.id, NULL) == 0) {
 		st->stats->evicted[om_store_tier_of(v.flags)]++;
+		st->stats->index_evicted++;
+	}
 	return 0;
 }
 

@@ -349,6 +349,12 @@ om_store_proc(om_store_t *st, unsigned slot)
 	return om_index_proc_area(st->ix, slot);
 }
 
+/* The server's counters follow at the next 64 bytes past 256: a field
+ * added here beyond that would move them, and during a binary upgrade the
+ * two masters would read each other's slots at other offsets. */
+_Static_assert(sizeof(om_store_proc_sh_t) > 192 && sizeof(om_store_proc_sh_t) <= 256,
+    "the store's part of a process slot keeps its 256 bytes");
+
 size_t
 om_store_proc_bytes(void)
 {

@@ -107,6 +107,23 @@ count_present(const char *fmt, unsigned n)
 	return have;
 }
 
+/* A statistic as STATS gives it (summed over its labels, if any). */
+static uint64_t
+stat_of(const char *name)
+{
+	char *text = NULL;
+	uint64_t sum = 0;
+	size_t n = strlen(name);
+
+	assert_int_equal(om_client_stats(cl, &text), 0);
+	for (const char *p = text; p != NULL && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		if (strncmp(p, name, n) == 0 && (p[n] == ' ' || p[n] == '{'))
+			sum += strtoull(strchr(p, ' ') + 1, NULL, 10);
+	}
+	free(text);
+	return sum;
+}
+
 static uint64_t
 free_bytes(const char *path)
 {
@@ -357,6 +374,9 @@ test_full_index(void **state)
 	}
 	assert_int_equal(count_present("/ix/%u", 20), 8);
 	assert_int_equal(om_client_stat(cl, "/ix/19", 0, NULL, NULL, NULL), 0);
+	/* Each of the 12 beyond the capacity evicted one, and says why. */
+	assert_int_equal(stat_of("index_evictions_total"), 12);
+	assert_int_equal(stat_of("evictions_total"), 12);
 
 	/* A store that must never evict. */
 	{
@@ -367,16 +387,43 @@ test_full_index(void **state)
 		fclose(f);
 	}
 	om_daemon_kill(&D, SIGHUP);
-	for (int i = 0; i < 100; i++) {
-		usleep(50 * 1000);
-		if (put("/ix/new", "abc", 3, 0) == -OM_STATUS_NO_SPACE)
+	/* Until the reload takes effect, a PUT of a new URI may still reach
+	 * a worker of the old configuration and evict: each try is a URI of
+	 * its own, so that a replace (which needs no new entry) never passes
+	 * for a refusal. */
+	for (unsigned i = 0;; i++) {
+		int rc;
+
+		assert_true(i < 100);
+		snprintf(uri, sizeof(uri), "/ix/new%u", i);
+		if ((rc = put(uri, "abc", 3, 0)) == -OM_STATUS_NO_SPACE)
 			break;
+		assert_int_equal(rc, 0);
+		usleep(50 * 1000);
 	}
-	assert_int_equal(put("/ix/new2", "abc", 3, 0), -OM_STATUS_NO_SPACE);
 	assert_non_null(strstr(om_client_message(cl), "index full: capacity 8, and this store never evicts"));
-	assert_int_equal(count_present("/ix/%u", 20), 8);
-	/* A replace needs no new entry. */
-	assert_int_equal(put("/ix/19", "abcd", 4, 0), 0);
+	{
+		/* From now on a new URI evicts nothing: the same 8 stay. */
+		uint64_t evicted = stat_of("index_evictions_total");
+		char held[8][64];
+		unsigned n = 0;
+
+		for (unsigned i = 0; i < 120; i++) {
+			snprintf(uri, sizeof(uri), i < 20 ? "/ix/%u" : "/ix/new%u", i < 20 ? i : i - 20);
+			if (om_client_stat(cl, uri, 0, NULL, NULL, NULL) == 0) {
+				assert_true(n < 8);
+				snprintf(held[n++], sizeof(held[0]), "%s", uri);
+			}
+		}
+		assert_int_equal(n, 8);
+		assert_int_equal(put("/ix/other", "abc", 3, 0), -OM_STATUS_NO_SPACE);
+		assert_non_null(strstr(om_client_message(cl), "index full: capacity 8, and this store never evicts"));
+		for (unsigned i = 0; i < n; i++)
+			assert_int_equal(om_client_stat(cl, held[i], 0, NULL, NULL, NULL), 0);
+		assert_int_equal(stat_of("index_evictions_total"), evicted);
+		/* A replace needs no new entry. */
+		assert_int_equal(put(held[0], "abcd", 4, 0), 0);
+	}
 }
 
 /*
