@@ -11,6 +11,7 @@ INTEG_NAMES := test_daemon test_reload test_crash test_input test_cli test_ops t
 INTEG_NAMES += test_client_peer
 INTEG_NAMES += test_isolation
 INTEG_NAMES += test_list
+INTEG_NAMES += test_small
 UNIT_BINS   := $(UNIT_NAMES:%=$(O)/tests/%)
 INTEG_BINS  := $(INTEG_NAMES:%=$(O)/tests/%)
 TEST_BINS   += $(UNIT_BINS) $(INTEG_BINS)

@@ -32,6 +32,15 @@ int om_os_fsync_dir(int dirfd, const char *name);
  */
 ssize_t om_os_getxattr_at(int dirfd, const char *dirpath, const char *name,
     const char *attr, void *buf, size_t size);
+/*
+ * Copies n bytes out of a shared mapping of a file, or returns -EFAULT if
+ * the file no longer holds them (cut short behind the mapping's back: the
+ * SIGBUS is caught, not fatal). om_os_mapped_guard installs the handler
+ * (and unblocks SIGBUS) once per process, before the first copy; 0 or
+ * -errno. A SIGBUS anywhere else keeps its default action.
+ */
+int om_os_mapped_guard(void);
+int om_os_copy_mapped(void *dst, const void *src, size_t n);
 /* mkdirat that accepts an existing directory. */
 int om_os_mkdir(int dirfd, const char *name, mode_t mode);
 /* Tells the service manager (systemd, Type=notify) a state such as

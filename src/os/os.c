@@ -5,6 +5,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,4 +235,58 @@ om_os_notify(const char *state)
 		rc = -errno;
 	close(fd);
 	return rc;
+}
+
+/*
+ * A copy out of a mapping faults with SIGBUS where the file was cut short
+ * after it was mapped. The handler jumps back into the copy that faulted;
+ * a SIGBUS anywhere else gets the default action back and, returning,
+ * faults again at the same instruction: the process dies as it always
+ * did. SA_NODEFER leaves SIGBUS unblocked after the jump, so no signal
+ * mask needs saving (sigsetjmp(jb, 0)).
+ */
+static _Thread_local sigjmp_buf *volatile mapped_jump;
+
+static void
+mapped_fault(int sig, siginfo_t *si, void *uc)
+{
+	sigjmp_buf *jb = mapped_jump;
+
+	(void)si;
+	(void)uc;
+	if (jb != NULL) {
+		mapped_jump = NULL;
+		siglongjmp(*jb, 1);
+	}
+	signal(sig, SIG_DFL);
+}
+
+int
+om_os_mapped_guard(void)
+{
+	struct sigaction sa;
+	sigset_t set;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = mapped_fault;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGBUS, &sa, NULL) != 0)
+		return -errno;
+	sigemptyset(&set);
+	sigaddset(&set, SIGBUS);
+	return -pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+int
+om_os_copy_mapped(void *dst, const void *src, size_t n)
+{
+	sigjmp_buf jb;
+
+	if (sigsetjmp(jb, 0) != 0)
+		return -EFAULT;
+	mapped_jump = &jb;
+	memcpy(dst, src, n);
+	mapped_jump = NULL;
+	return 0;
 }

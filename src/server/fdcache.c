@@ -8,12 +8,14 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/om_core.h"
 #include "core/om_log.h"
+#include "os/om_os.h"
 #include "server/fdcache.h"
 #include "store/om_store.h"
 
@@ -50,6 +52,7 @@ om_fdc_init(om_fdc_t *c, om_index_t *ix, uint64_t want, unsigned max_connections
 	uint64_t room = want;
 	struct rlimit rl;
 	unsigned bits = 4;
+	int rc;
 
 	memset(c, 0, sizeof(*c));
 	c->ix = ix;
@@ -69,7 +72,13 @@ om_fdc_init(om_fdc_t *c, om_index_t *ix, uint64_t want, unsigned max_connections
 	c->shift = 64 - bits;
 	c->e = calloc(c->size, sizeof(*c->e));
 	c->notes_cursor = c->notes_at_tick = om_index_notes_head(ix);
-	return c->e != NULL ? 0 : -ENOMEM;
+	if (c->e == NULL)
+		return -ENOMEM;
+	if ((rc = om_os_mapped_guard()) == 0)
+		c->maps = true;
+	else
+		om_log_warn(-rc, "no SIGBUS handler: small objects are read with pread, never mapped");
+	return 0;
 }
 
 om_fdref_t
@@ -80,13 +89,61 @@ om_fdc_get(om_fdc_t *c, int tier, uint64_t id)
 	if (e->id != id || e->tier != tier)
 		return OM_FDREF_NONE;
 	e->refs++;
+	if (e->hits < UINT16_MAX)
+		e->hits++;
 	return (om_fdref_t){ e->fd, e };
+}
+
+const uint8_t *
+om_fdc_map(om_fdc_t *c, const om_fdref_t *r, uint64_t size)
+{
+	om_fdc_entry_t *e = r->e;
+	void *p;
+
+	if (e == NULL || e->hits < OM_FDC_MAP_HITS)
+		return NULL;
+	if (e->map != NULL)
+		return e->map_len == size ? e->map : NULL;
+	if (!c->maps || e->map_failed || size == 0 || size > OM_FDC_MAP_MAX || c->mapped >= OM_FDC_MAPS_MAX)
+		return NULL;
+	p = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, e->fd, 0);
+	if (p == MAP_FAILED) {
+		e->map_failed = true;
+		return NULL;
+	}
+	e->map = p;
+	e->map_len = (size_t)size;
+	c->mapped++;
+	return e->map;
+}
+
+static void
+unmap(om_fdc_t *c, om_fdc_entry_t *e)
+{
+	if (e->map == NULL)
+		return;
+	munmap(e->map, e->map_len);
+	e->map = NULL;
+	e->map_len = 0;
+	c->mapped--;
+}
+
+void
+om_fdc_map_fails(om_fdc_t *c, const om_fdref_t *r)
+{
+	if (r->e == NULL)
+		return;
+	unmap(c, r->e);
+	r->e->map_failed = true;
 }
 
 static void
 drop(om_fdc_t *c, om_fdc_entry_t *e)
 {
 	c->count--;
+	unmap(c, e);
+	e->map_failed = false;
+	e->hits = 0;
 	close(e->fd);
 	free(e->meta);
 	e->meta = NULL;

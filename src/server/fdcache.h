@@ -31,6 +31,13 @@ typedef struct {
 	uint16_t meta_len;
 	int64_t mtime;
 	uint8_t *meta; /* malloc'd, meta_len bytes (NULL if none) */
+	/* A small object served from its entry OM_FDC_MAP_HITS times is
+	 * mapped (read-only, shared), and its inline GETs copy from the
+	 * mapping instead of calling pread. */
+	uint16_t hits;    /* times served from the cache (saturating) */
+	bool map_failed;  /* mmap refused, or a copy faulted: pread from now on */
+	uint8_t *map;     /* NULL if not mapped */
+	size_t map_len;
 } om_fdc_entry_t;
 
 typedef struct {
@@ -39,6 +46,8 @@ typedef struct {
 	unsigned size;          /* entries: a power of two */
 	unsigned shift;         /* 64 - log2(size) */
 	unsigned count;         /* entries in use */
+	unsigned mapped;        /* entries with a mapping */
+	bool maps;              /* mappings allowed (the SIGBUS guard is installed) */
 	bool deferred;          /* entries dropped while in use */
 	uint64_t notes_cursor;  /* the index's notes of dropped files, read */
 	uint64_t notes_at_tick; /* the cursor at the last tick */
@@ -75,6 +84,21 @@ om_fdref_t om_fdc_add(om_fdc_t *c, int tier, uint64_t id, int fd);
 /* Keeps a copy of the object's metadata and mtime in r's entry, if it has
  * one (and memory allows). */
 void om_fdc_set_meta(const om_fdref_t *r, const void *meta, size_t len, int64_t mtime);
+/*
+ * Hits of an entry before its object is mapped, and the objects mapped:
+ * at most OM_FDC_MAP_MAX bytes, at most OM_FDC_MAPS_MAX mappings per
+ * worker (each is an area of the address space, and vm.max_map_count,
+ * 65,530 by default, bounds them for the whole process, malloc's too).
+ */
+#define OM_FDC_MAP_HITS 1
+#define OM_FDC_MAP_MAX  (64u * 1024u)
+#define OM_FDC_MAPS_MAX 16384u
+/* The mapping of r's object (size bytes), made at the first call once its
+ * entry has OM_FDC_MAP_HITS hits; NULL if r has no entry, the entry is
+ * not that hot, or the object cannot be mapped. */
+const uint8_t *om_fdc_map(om_fdc_t *c, const om_fdref_t *r, uint64_t size);
+/* Gives up r's mapping (a copy from it faulted): pread from now on. */
+void om_fdc_map_fails(om_fdc_t *c, const om_fdref_t *r);
 /* Reads the index's notes of dropped files and closes their entries (one
  * load when there are none): every turn of the worker's loop. */
 void om_fdc_follow(om_fdc_t *c);

@@ -10,9 +10,11 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/om_core.h"
 #include "core/om_log.h"
+#include "os/om_os.h"
 #include "proto/om_proto.h"
 #include "server/object.h"
 
@@ -64,6 +66,35 @@ om_obj_get(om_fdc_t *fdc, om_store_t *st, const void *uri, size_t len, const om_
 	}
 	om_fdc_set_meta(&o->ref, meta, o->meta_len, o->mtime);
 	return 0;
+}
+
+/*
+ * A hot small object is copied from a mapping: no pread, a system call
+ * less on each of its GETs. Only hot ones (OM_FDC_MAP_HITS): a mapping
+ * costs an mmap, a page fault and, when the entry goes, a munmap.
+ */
+ssize_t
+om_obj_read(om_fdc_t *fdc, const om_obj_t *o, uint64_t off, void *buf, size_t len)
+{
+	const uint8_t *m;
+	ssize_t n;
+
+	if (len == 0)
+		return 0;
+	if ((m = om_fdc_map(fdc, &o->ref, o->obj.size)) != NULL) {
+		if (om_os_copy_mapped(buf, m + off, len) == 0)
+			return (ssize_t)len;
+		om_fdc_map_fails(fdc, &o->ref);
+		return 0;
+	}
+	n = pread(o->ref.fd, buf, len, (off_t)off);
+	return n < 0 ? -errno : n;
+}
+
+bool
+om_obj_mapped(om_fdc_t *fdc, const om_obj_t *o)
+{
+	return om_fdc_map(fdc, &o->ref, o->obj.size) != NULL;
 }
 
 void

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "server/fdcache.h"
 #include "store/om_store.h"
@@ -43,6 +44,17 @@ typedef struct {
  */
 int om_obj_get(om_fdc_t *fdc, om_store_t *st, const void *uri, size_t len, const om_obj_want_t *want,
     om_obj_t *o, uint8_t *meta, size_t cap);
+/*
+ * Bytes [off, off + len) of o's object (within it, len at most
+ * OM_FDC_MAP_MAX for a mapping) into buf: copied from the cache entry's
+ * mapping where the entry is hot enough to have one (no system call),
+ * else with pread. len, or fewer (a short read), or -errno; a mapped file
+ * cut short behind the daemon's back reads short (the copy's SIGBUS is
+ * caught) and its mapping is given up.
+ */
+ssize_t om_obj_read(om_fdc_t *fdc, const om_obj_t *o, uint64_t off, void *buf, size_t len);
+/* Whether om_obj_read copies o's bytes from a mapping (making it). */
+bool om_obj_mapped(om_fdc_t *fdc, const om_obj_t *o);
 /* Releases what om_obj_get holds. */
 void om_obj_put(om_obj_t *o);
 /*

@@ -208,7 +208,7 @@ get_inline(conn_t *c, const om_req_t *q, resp_t *r, om_obj_t *ob)
 		conn_bin_error(c, q, OM_STATUS_BUSY, "out of memory");
 		return;
 	}
-	n = r->inline_len ? pread(ob->ref.fd, o->data + resp_data_at(r), r->inline_len, 0) : 0;
+	n = om_obj_read(&c->w->fdc, ob, 0, o->data + resp_data_at(r), r->inline_len);
 	if (n != (ssize_t)r->inline_len) {
 		free(o);
 		conn_bin_error(c, q, OM_STATUS_INTERNAL, "short read of the object's file");

@@ -1,0 +1,310 @@
+/*
+ * Small objects served from a worker's mapping: an object GET a second
+ * time from the descriptor cache is mapped and copied from the mapping (no
+ * pread). The bytes are the object's, over the binary protocol and HTTP
+ * (whole and ranges); a replaced object's mapping goes with its file; a
+ * flipped byte is still caught by the checksum; a file cut short behind
+ * the daemon's back is a refused GET, not a dead worker.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <objmapper/objmapper.h>
+
+#include "om_daemon.h"
+#include "om_raw.h"
+#include "om_test.h"
+
+static om_daemon_t D;
+static om_client_t *cl;
+static char http_sock[400];
+
+static void
+up(void)
+{
+	om_daemon_init(&D, 1, "[cache]\nscrub_rate = 0\n"
+	    "[listen.http]\ntype = http\npath = http.sock\n");
+	om_daemon_start(&D);
+	snprintf(http_sock, sizeof(http_sock), "%s/http.sock", D.dir);
+	assert_int_equal(om_client_connect(D.sock, OM_CLIENT_OFFSET_READS, &cl), 0);
+}
+
+static int
+down(void **state)
+{
+	(void)state;
+	om_client_close(cl);
+	cl = NULL;
+	om_daemon_stop(&D);
+	om_daemon_cleanup(&D);
+	return 0;
+}
+
+static om_info_t
+put(const char *uri, size_t len, uint64_t seed)
+{
+	unsigned char *buf = malloc(len);
+	om_info_t info;
+
+	assert_non_null(buf);
+	om_test_fill(buf, len, seed);
+	assert_int_equal(om_client_put(cl, uri, buf, len, NULL, &info), 0);
+	free(buf);
+	return info;
+}
+
+/* A GET in copy mode returns exactly the bytes put with seed. */
+static void
+get_is(const char *uri, size_t len, uint64_t seed)
+{
+	unsigned char *want = malloc(len);
+	om_object_t o;
+
+	assert_non_null(want);
+	om_test_fill(want, len, seed);
+	assert_int_equal(om_client_get(cl, uri, OM_MODE_COPY, 0, &o), 0);
+	assert_int_equal(o.len, len);
+	assert_non_null(o.data);
+	assert_memory_equal(o.data, want, len);
+	om_object_free(&o);
+	free(want);
+}
+
+static void
+obj_path(char *buf, size_t n, uint64_t id)
+{
+	snprintf(buf, n, "%s/objects/%02x/%016llx", D.dir, (unsigned)(id & 0xff), (unsigned long long)id);
+}
+
+static pid_t
+worker(void)
+{
+	pid_t w;
+
+	assert_int_equal(om_daemon_children(&D, &w, 1, "worker"), 1);
+	return w;
+}
+
+/* Whether the worker maps the object's file. */
+static int
+mapped(pid_t w, uint64_t id)
+{
+	char maps[64], name[32], line[1024];
+	FILE *f;
+	int found = 0;
+
+	snprintf(maps, sizeof(maps), "/proc/%d/maps", (int)w);
+	snprintf(name, sizeof(name), "/%016llx", (unsigned long long)id);
+	f = fopen(maps, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strstr(line, name) != NULL)
+			found = 1;
+	fclose(f);
+	return found;
+}
+
+typedef struct {
+	pid_t w;
+	uint64_t id;
+} map_arg_t;
+
+static int
+unmapped(void *arg)
+{
+	const map_arg_t *a = arg;
+
+	return !mapped(a->w, a->id);
+}
+
+static void
+rewrite(uint64_t id, off_t at, int cut)
+{
+	char path[600];
+	unsigned char b;
+	int fd;
+
+	obj_path(path, sizeof(path), id);
+	assert_int_equal(chmod(path, 0640), 0);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	if (cut) {
+		assert_int_equal(ftruncate(fd, at), 0);
+	} else {
+		assert_int_equal(pread(fd, &b, 1, at), 1);
+		b ^= 1;
+		assert_int_equal(pwrite(fd, &b, 1, at), 1);
+	}
+	close(fd);
+	assert_int_equal(chmod(path, 0440), 0);
+}
+
+/* Mapped at the second GET, the same bytes; a replace drops the mapping. */
+static void
+test_mapped_gets(void **state)
+{
+	om_info_t a, b;
+	map_arg_t m;
+	pid_t w;
+
+	(void)state;
+	up();
+	w = worker();
+	a = put("/m", 3000, 1);
+	get_is("/m", 3000, 1);
+	assert_false(mapped(w, a.id));
+	get_is("/m", 3000, 1);
+	assert_true(mapped(w, a.id));
+	for (int i = 0; i < 20; i++)
+		get_is("/m", 3000, 1);
+	/* Larger than 64 KiB: read by pread (or streamed), never mapped. */
+	b = put("/big", 100000, 3);
+	get_is("/big", 100000, 3);
+	get_is("/big", 100000, 3);
+	assert_false(mapped(w, b.id));
+	/* Replaced: the new bytes, and the old file's mapping goes. */
+	b = put("/m", 2000, 2);
+	get_is("/m", 2000, 2);
+	get_is("/m", 2000, 2);
+	m.w = w;
+	m.id = a.id;
+	if (!om_wait_until(unmapped, &m, 5000))
+		fail_msg("the replaced object's file is still mapped after 5 s");
+	assert_true(mapped(w, b.id));
+	assert_int_equal(worker(), w);
+}
+
+/* A flipped byte under the mapping is seen by the checksum. */
+static void
+test_mapped_damage(void **state)
+{
+	om_object_t o;
+	om_info_t a;
+	pid_t w;
+
+	(void)state;
+	up();
+	w = worker();
+	a = put("/d", 4096, 7);
+	get_is("/d", 4096, 7);
+	get_is("/d", 4096, 7);
+	assert_true(mapped(w, a.id));
+	rewrite(a.id, 100, 0);
+	assert_int_equal(om_client_get(cl, "/d", OM_MODE_COPY, 0, &o), -OM_STATUS_INTERNAL);
+	assert_non_null(strstr(om_client_message(cl), "damaged"));
+	assert_int_equal(om_client_stat(cl, "/d", 0, NULL, NULL, NULL), -OM_STATUS_NOT_FOUND);
+	assert_int_equal(worker(), w);
+}
+
+/* A file cut short behind the mapping: a refused GET, the worker lives. */
+static void
+test_mapped_cut(void **state)
+{
+	om_object_t o;
+	om_info_t a;
+	pid_t w;
+
+	(void)state;
+	up();
+	w = worker();
+	a = put("/c", 10000, 8);
+	put("/other", 5000, 9);
+	get_is("/c", 10000, 8);
+	get_is("/c", 10000, 8);
+	assert_true(mapped(w, a.id));
+	rewrite(a.id, 0, 1);
+	assert_int_equal(om_client_get(cl, "/c", OM_MODE_COPY, 0, &o), -OM_STATUS_INTERNAL);
+	assert_non_null(strstr(om_client_message(cl), "short read"));
+	/* Again, now by pread: still refused. */
+	assert_int_equal(om_client_get(cl, "/c", OM_MODE_COPY, 0, &o), -OM_STATUS_INTERNAL);
+	assert_int_equal(worker(), w);
+	assert_int_equal(om_client_ping(cl), 0);
+	get_is("/other", 5000, 9);
+	get_is("/other", 5000, 9);
+}
+
+/* HTTP GET of `uri`: the status and the body (at most cap bytes). */
+static int
+http_get(const char *uri, const char *range, unsigned char *body, size_t cap, size_t *len)
+{
+	char req[512], head[4096];
+	size_t n = 0, want;
+	const char *cl_at, *end;
+	int fd = om_raw_connect_unix(http_sock), status;
+	ssize_t r;
+
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n%s%s%s\r\n", uri,
+	    range ? "Range: bytes=" : "", range ? range : "", range ? "\r\n" : "");
+	om_raw_send_all(fd, req, strlen(req));
+	for (;;) {
+		r = recv(fd, head + n, sizeof(head) - 1 - n, 0);
+		assert_true(r > 0);
+		n += (size_t)r;
+		head[n] = 0;
+		if ((end = strstr(head, "\r\n\r\n")) != NULL)
+			break;
+	}
+	assert_int_equal(sscanf(head, "HTTP/1.1 %d", &status), 1);
+	cl_at = strstr(head, "Content-Length: ");
+	assert_non_null(cl_at);
+	want = strtoul(cl_at + 16, NULL, 10);
+	assert_true(want <= cap);
+	end += 4;
+	*len = n - (size_t)(end - head);
+	memcpy(body, end, *len);
+	while (*len < want) {
+		r = recv(fd, body + *len, want - *len, 0);
+		assert_true(r > 0);
+		*len += (size_t)r;
+	}
+	assert_int_equal(*len, want);
+	close(fd);
+	return status;
+}
+
+/* HTTP: the mapped body behind its head, whole and in ranges. */
+static void
+test_mapped_http(void **state)
+{
+	unsigned char want[9000], got[9000];
+	om_info_t a;
+	size_t len;
+	pid_t w;
+
+	(void)state;
+	up();
+	w = worker();
+	a = put("/h", sizeof(want), 11);
+	om_test_fill(want, sizeof(want), 11);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(http_get("/h", NULL, got, sizeof(got), &len), 200);
+		assert_int_equal(len, sizeof(want));
+		assert_memory_equal(got, want, sizeof(want));
+	}
+	assert_true(mapped(w, a.id));
+	assert_int_equal(http_get("/h", "100-199", got, sizeof(got), &len), 206);
+	assert_int_equal(len, 100);
+	assert_memory_equal(got, want + 100, 100);
+	assert_int_equal(http_get("/h", "-10", got, sizeof(got), &len), 206);
+	assert_int_equal(len, 10);
+	assert_memory_equal(got, want + sizeof(want) - 10, 10);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_mapped_gets, down),
+		cmocka_unit_test_teardown(test_mapped_damage, down),
+		cmocka_unit_test_teardown(test_mapped_cut, down),
+		cmocka_unit_test_teardown(test_mapped_http, down),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
