@@ -75,6 +75,7 @@ enum conf_kind {
 #define KEY_REQUIRED 0x1u
 #define KEY_ZERO_OK  0x2u /* K_SIZE: 0 (the default) is allowed below min */
 #define KEY_NONE_OK  0x4u /* K_PATH: "none" is kept as it is (no such file) */
+#define KEY_AUTO     0x8u /* K_SIZE: "auto" is OM_CONF_SIZE_AUTO */
 /* Listener keys: the types they belong to (none = every type). */
 #define KEY_UNIX     0x10u
 #define KEY_TCP      0x20u
@@ -174,7 +175,7 @@ static const struct conf_key listen_keys[] = {
 	{ "address", K_ADDRESS, KEY_NET, L(address), 0, 0, NULL },
 	{ "port", K_UINT, KEY_REQUIRED | KEY_NET, L(port), 1, 65535, NULL },
 	{ "backlog", K_UINT, KEY_STREAM, L(backlog), 1, 65535, NULL },
-	{ "inline_threshold", K_SIZE, KEY_STREAM, L(inline_threshold), 0, 64u << 20, NULL },
+	{ "inline_threshold", K_SIZE, KEY_STREAM | KEY_AUTO, L(inline_threshold), 0, 64u << 20, NULL },
 	{ "send_buffer", K_SIZE, KEY_STREAM, L(send_buffer), 0, 64u << 20, NULL },
 	{ "allow_read", K_ACL, 0, L(allow_read), 0, 0, NULL },
 	{ "allow_write", K_ACL, 0, L(allow_write), 0, 0, NULL },
@@ -428,7 +429,7 @@ range_fail(struct parse *p, const struct conf_key *k, const char *v)
 	fmt_value(k, k->max, hi, sizeof(hi));
 	if (k->max != UINT64_MAX)
 		key_fail(p, k->name, -EINVAL, "%s is out of range (%s..%s%s)", v, lo, hi,
-		    k->kind == K_WORKERS ? ", or auto" : "");
+		    k->kind == K_WORKERS || (k->flags & KEY_AUTO) ? ", or auto" : "");
 	else if (k->flags & KEY_ZERO_OK)
 		key_fail(p, k->name, -EINVAL, "%s is out of range (0, or at least %s)", v, lo);
 	else
@@ -815,6 +816,10 @@ conf_set(struct parse *p, const struct conf_key *k, void *base, const char *v)
 		}
 		goto range;
 	case K_SIZE:
+		if ((k->flags & KEY_AUTO) && strcmp(v, "auto") == 0) {
+			put_uint(base, k, OM_CONF_SIZE_AUTO);
+			return;
+		}
 		if ((rc = parse_size(v, &n)) == -EINVAL) {
 			key_fail(p, k->name, -EINVAL,
 			    "\"%s\" is not a size (a number with an optional K, M, G or T)", v);
@@ -936,7 +941,7 @@ listener_init(om_conf_listen_t *l, const char *name, unsigned line)
 	l->owner.user_gid = (gid_t)-1;
 	l->owner.gid = (gid_t)-1;
 	l->backlog = 511;
-	l->inline_threshold = 64u << 10;
+	l->inline_threshold = OM_CONF_SIZE_AUTO;
 	l->send_buffer = 2u << 20;
 	snprintf(l->address, sizeof(l->address), "127.0.0.1");
 	(void)parse_address(l->address, l->addr, &l->family);

@@ -20,6 +20,7 @@
 #define OM_CONF_SOCKET_PATH_MAX 107 /* bytes of a socket path: sun_path less its NUL */
 #define OM_CONF_NAME_MAX        256 /* user and group names, with the NUL */
 #define OM_CONF_WORKERS_MAX     256
+#define OM_CONF_SIZE_AUTO       UINT64_MAX /* a size key set to "auto" */
 
 /*
  * Who a process runs as, or who owns a socket file. Each name was resolved
@@ -102,7 +103,8 @@ typedef struct {
 	uint32_t port;
 	/* stream listeners */
 	uint32_t backlog;                         /* listen(2); default 511 */
-	uint64_t inline_threshold;                /* bytes; default 64K */
+	uint64_t inline_threshold;                /* bytes, or OM_CONF_SIZE_AUTO (the
+	                                           * default: chosen per connection) */
 	uint64_t send_buffer;                     /* SO_SNDBUF of connections; default 2M,
 	                                           * 0 = the kernel's default */
 	/* who may do what: read = allow_read + allow_write, write = allow_write */

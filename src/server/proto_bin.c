@@ -121,6 +121,29 @@ conn_bin_error(conn_t *c, const om_req_t *q, uint16_t status, const char *fmt, .
 
 /* ---- operations -------------------------------------------------------- */
 
+/*
+ * Mode auto's threshold: the listener's inline_threshold, or by default
+ * (auto) the size from which a descriptor costs less than the copy,
+ * measured (docs/ARCHITECTURE.md, Small objects): over Unix 4 KiB for a
+ * client that reads at offsets (the descriptor comes from the worker's
+ * cache: no open, no close) and 32 KiB for one that needs a description
+ * of its own (an open and a close per GET); over TCP, sendfile against a
+ * buffer, 64 KiB. HELLO announces it, so it is the connection's.
+ */
+#define AUTO_INLINE_SHARED  (4u * 1024u)
+#define AUTO_INLINE_PRIVATE (32u * 1024u)
+#define AUTO_INLINE_NET     (64u * 1024u)
+
+static uint64_t
+inline_threshold(const conn_t *c)
+{
+	if (c->ls->inline_threshold != OM_CONF_SIZE_AUTO)
+		return c->ls->inline_threshold;
+	if (c->ls->transport != OM_TRANSPORT_UNIX)
+		return AUTO_INLINE_NET;
+	return c->offset_reads ? AUTO_INLINE_SHARED : AUTO_INLINE_PRIVATE;
+}
+
 static void
 do_hello(conn_t *c, const om_req_t *q)
 {
@@ -155,7 +178,7 @@ do_hello(conn_t *c, const om_req_t *q)
 		caps.max_datagram = (uint16_t)c->ls->max_datagram;
 		caps.amplification = (uint8_t)c->ls->amplification;
 	}
-	caps.inline_threshold = c->ls->inline_threshold;
+	caps.inline_threshold = inline_threshold(c);
 	caps.flags = c->offset_reads ? OM_CAPS_SHARED_DESCRIPTIONS : 0;
 	r.body_len = OM_HELLO_CAPS_LEN + name_len;
 	r.inline_len = (size_t)r.body_len;
@@ -174,7 +197,7 @@ static bool
 get_as_fd(const conn_t *c, unsigned mode, uint64_t size)
 {
 	return c->ls->transport == OM_TRANSPORT_UNIX && (mode == OM_MODE_FDPASS ||
-	    (mode == OM_MODE_AUTO && size > c->ls->inline_threshold));
+	    (mode == OM_MODE_AUTO && size > inline_threshold(c)));
 }
 
 /* A GET's descriptor: the cache's, unless it is passed to a client that
@@ -191,7 +214,7 @@ get_want(const conn_t *c, const om_req_t *q, unsigned mode)
 	if (mode == OM_MODE_FDPASS)
 		w.private_all = true;
 	else if (mode == OM_MODE_AUTO)
-		w.private_over = c->ls->inline_threshold;
+		w.private_over = inline_threshold(c);
 	return w;
 }
 
@@ -312,7 +335,7 @@ do_get(conn_t *c, const om_req_t *q, const uint8_t *uri)
 	}
 	/* TCP auto: small objects through one buffer, large ones sendfile'd. */
 	if (mode == OM_MODE_AUTO && c->ls->transport == OM_TRANSPORT_TCP)
-		mode = ob.obj.size > c->ls->inline_threshold ? OM_MODE_SPLICE : OM_MODE_COPY;
+		mode = ob.obj.size > inline_threshold(c) ? OM_MODE_SPLICE : OM_MODE_COPY;
 	r.body = OM_BODY_INLINE;
 	if (mode != OM_MODE_SPLICE && ob.obj.size <= INLINE_READ)
 		get_inline(c, q, &r, &ob);

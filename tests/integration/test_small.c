@@ -296,6 +296,68 @@ test_mapped_http(void **state)
 	assert_memory_equal(got, want + sizeof(want) - 10, 10);
 }
 
+/* Mode auto's threshold by default: 4 KiB for a client that reads at
+ * offsets, 32 KiB for one that does not (HELLO says which); a listener's
+ * inline_threshold is the same for both. */
+static void
+auto_is(om_client_t *c, const char *uri, int inline_bytes)
+{
+	om_object_t o;
+
+	assert_int_equal(om_client_get(c, uri, OM_MODE_AUTO, 0, &o), 0);
+	if (inline_bytes) {
+		assert_int_equal(o.fd, -1);
+		assert_non_null(o.data);
+	} else {
+		assert_true(o.fd >= 0);
+	}
+	om_object_free(&o);
+}
+
+static void
+test_auto_threshold(void **state)
+{
+	om_client_t *priv;
+
+	(void)state;
+	up();
+	put("/4k", 4096, 1);
+	put("/5k", 5000, 2);
+	put("/32k", 32768, 3);
+	put("/33k", 33000, 4);
+	assert_int_equal(om_client_caps(cl)->inline_threshold, 4096);
+	auto_is(cl, "/4k", 1);
+	auto_is(cl, "/5k", 0);
+	auto_is(cl, "/33k", 0);
+	assert_int_equal(om_client_connect(D.sock, 0, &priv), 0);
+	assert_int_equal(om_client_caps(priv)->inline_threshold, 32768);
+	auto_is(priv, "/5k", 1);
+	auto_is(priv, "/32k", 1);
+	auto_is(priv, "/33k", 0);
+	om_client_close(priv);
+	om_client_close(cl);
+	cl = NULL;
+	om_daemon_stop(&D);
+	om_daemon_cleanup(&D);
+
+	om_daemon_init(&D, 1, "[listen.fixed]\ntype = unix\npath = fixed.sock\n"
+	    "inline_threshold = 8K\n");
+	om_daemon_start(&D);
+	assert_int_equal(om_client_connect(D.sock, OM_CLIENT_OFFSET_READS, &cl), 0);
+	put("/5k", 5000, 2);
+	put("/9k", 9000, 5);
+	{
+		char path[400];
+
+		snprintf(path, sizeof(path), "%s/fixed.sock", D.dir);
+		assert_int_equal(om_client_connect(path, OM_CLIENT_OFFSET_READS, &priv), 0);
+	}
+	assert_int_equal(om_client_caps(priv)->inline_threshold, 8192);
+	auto_is(priv, "/5k", 1);
+	auto_is(priv, "/9k", 0);
+	om_client_close(priv);
+}
+
 int
 main(void)
 {
@@ -304,6 +366,7 @@ main(void)
 		cmocka_unit_test_teardown(test_mapped_damage, down),
 		cmocka_unit_test_teardown(test_mapped_cut, down),
 		cmocka_unit_test_teardown(test_mapped_http, down),
+		cmocka_unit_test_teardown(test_auto_threshold, down),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -157,7 +157,7 @@ check_defaults(const om_conf_t *c)
 	assert_string_equal(c->listen[0].owner.group, "");
 	assert_int_equal(c->listen[0].owner.gid, (gid_t)-1);
 	assert_int_equal(c->listen[0].backlog, 511);
-	assert_int_equal(c->listen[0].inline_threshold, 64 << 10);
+	assert_true(c->listen[0].inline_threshold == OM_CONF_SIZE_AUTO);
 	assert_int_equal(c->listen[0].send_buffer, 2u << 20);
 	assert_int_equal(c->listen[0].allow_read.n, 0);
 	assert_int_equal(c->listen[0].allow_write.n, 1);
@@ -322,7 +322,11 @@ test_every_key(void **state)
 	    "type = unix\n"
 	    "path = /x/b.sock\n"
 	    "mode = 0755\n"
-	    "inline_threshold = 0\n");
+	    "inline_threshold = 0\n"
+	    "[listen.c]\n"
+	    "type = tcp\n"
+	    "port = 7070\n"
+	    "inline_threshold = auto\n");
 
 	assert_int_equal(c->daemon.workers, 3);
 	assert_int_equal(c->daemon.workers_auto, 0);
@@ -364,7 +368,7 @@ test_every_key(void **state)
 	assert_int_equal(c->cache.evict_samples, 64);
 	assert_int_equal(c->cache.max_metadata, 0);
 
-	assert_int_equal(c->nlisten, 2);
+	assert_int_equal(c->nlisten, 3);
 	assert_string_equal(c->listen[0].name, "a-1_B");
 	assert_int_equal(c->listen[0].line, 35);
 	assert_int_equal(c->listen[0].type, OM_CONF_LISTEN_UNIX);
@@ -389,6 +393,7 @@ test_every_key(void **state)
 	assert_int_equal(c->listen[1].owner.gid, root_gid);
 	assert_int_equal(c->listen[1].backlog, 511);
 	assert_int_equal(c->listen[1].inline_threshold, 0);
+	assert_true(c->listen[2].inline_threshold == OM_CONF_SIZE_AUTO);
 	assert_int_equal(c->listen[1].send_buffer, 2u << 20);
 	om_conf_free(c);
 
@@ -755,10 +760,12 @@ static const struct err_case errors[] = {
 	    "[memory] size: 18446744073709551616 is too large" },
 	{ LISTEN "backlog = 0\n", 4, "[listen.l] backlog: 0 is out of range (1..65535)" },
 	{ LISTEN "backlog = 65536\n", 4, "[listen.l] backlog: 65536 is out of range (1..65535)" },
+	{ LISTEN "inline_threshold = automatic\n", 4,
+	    "[listen.l] inline_threshold: \"automatic\" is not a size (a number with an optional K, M, G or T)" },
 	{ LISTEN "inline_threshold = 65M\n", 4,
-	    "[listen.l] inline_threshold: 65M is out of range (0..64M)" },
+	    "[listen.l] inline_threshold: 65M is out of range (0..64M, or auto)" },
 	{ LISTEN "inline_threshold = 67108865\n", 4,
-	    "[listen.l] inline_threshold: 67108865 is out of range (0..64M)" },
+	    "[listen.l] inline_threshold: 67108865 is out of range (0..64M, or auto)" },
 	/* Modes. */
 	{ LISTEN "mode = 0888\n", 4,
 	    "[listen.l] mode: \"0888\" is not an octal mode (3 or 4 octal digits, e.g. 0660)" },
