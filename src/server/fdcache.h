@@ -90,7 +90,7 @@ void om_fdc_set_meta(const om_fdref_t *r, const void *meta, size_t len, int64_t 
  * worker (each is an area of the address space, and vm.max_map_count,
  * 65,530 by default, bounds them for the whole process, malloc's too).
  */
-#define OM_FDC_MAP_HITS 1
+#define OM_FDC_MAP_HITS 16
 #define OM_FDC_MAP_MAX  (64u * 1024u)
 #define OM_FDC_MAPS_MAX 16384u
 /* The mapping of r's object (size bytes), made at the first call once its

@@ -91,12 +91,6 @@ om_obj_read(om_fdc_t *fdc, const om_obj_t *o, uint64_t off, void *buf, size_t le
 	return n < 0 ? -errno : n;
 }
 
-bool
-om_obj_mapped(om_fdc_t *fdc, const om_obj_t *o)
-{
-	return om_fdc_map(fdc, &o->ref, o->obj.size) != NULL;
-}
-
 void
 om_obj_put(om_obj_t *o)
 {

@@ -53,8 +53,6 @@ int om_obj_get(om_fdc_t *fdc, om_store_t *st, const void *uri, size_t len, const
  * caught) and its mapping is given up.
  */
 ssize_t om_obj_read(om_fdc_t *fdc, const om_obj_t *o, uint64_t off, void *buf, size_t len);
-/* Whether om_obj_read copies o's bytes from a mapping (making it). */
-bool om_obj_mapped(om_fdc_t *fdc, const om_obj_t *o);
 /* Releases what om_obj_get holds. */
 void om_obj_put(om_obj_t *o);
 /*

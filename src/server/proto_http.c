@@ -29,9 +29,9 @@
 #define ALLOW       "GET, HEAD, PUT, DELETE"
 #define ALLOW_METRICS "GET, HEAD"
 #define METRICS_PATH  "/metrics"
-/* Bodies up to this, of mapped objects, are copied behind their head (one
- * writev); larger ones are sendfile'd, which copies once instead of twice. */
-#define HTTP_MAPPED_MAX (16u * 1024u)
+/* Bodies up to this are copied behind their head (one writev); larger
+ * ones are sendfile'd, which copies once instead of twice. */
+#define HTTP_SMALL_BODY (16u * 1024u)
 #define HEAD_CAP    1024 /* a response head without the object's metadata */
 #define CONTINUE    "HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -292,7 +292,7 @@ do_get(conn_t *c, const om_http_req_t *r, bool bye)
 {
 	om_obj_want_t want = { .sflags = r->method == OM_HTTP_HEAD ? OM_GET_NOTOUCH : 0, .meta = true,
 		.private_over = UINT64_MAX };
-	bool head = r->method == OM_HTTP_HEAD, has_type, has_fresh, mapped;
+	bool head = r->method == OM_HTTP_HEAD, has_type, has_fresh, small;
 	uint8_t meta[OM_PROTO_META_MAX];
 	uint64_t first, last, len;
 	char etag[48], lm[OM_HTTP_DATE_LEN], ub[96];
@@ -324,11 +324,10 @@ do_get(conn_t *c, const om_http_req_t *r, bool bye)
 	}
 	len = ob.obj.size ? last - first + 1 : 0;
 
-	/* A small body of a mapped object goes in the head's buffer: one
-	 * writev for the response instead of a writev and a sendfile. */
-	mapped = !head && status != 304 && len > 0 && len <= HTTP_MAPPED_MAX &&
-	    om_obj_mapped(&c->w->fdc, &ob);
-	h = head_begin(c, status, bye, ob.meta_len + 2 * ob.meta_len / 16 + (mapped ? len : 0));
+	/* A small body goes in the head's buffer: one writev for the
+	 * response instead of a writev and a sendfile. */
+	small = !head && status != 304 && len > 0 && len <= HTTP_SMALL_BODY;
+	h = head_begin(c, status, bye, ob.meta_len + 2 * ob.meta_len / 16 + (small ? len : 0));
 	add(&h, "ETag: %s\r\nLast-Modified: %s\r\n", etag, lm);
 	add_meta(&h, (const char *)meta, ob.meta_len, &has_type, &has_fresh);
 	if (!has_fresh && ob.obj.expires > 0) {
@@ -355,13 +354,13 @@ do_get(conn_t *c, const om_http_req_t *r, bool bye)
 		(void)head_push(c, &h, true);
 		goto drop;
 	}
-	if (mapped && h.o != NULL && !h.overflow && h.cap - h.o->len >= len &&
+	if (small && h.o != NULL && !h.overflow && h.cap - h.o->len >= len &&
 	    om_obj_read(&c->w->fdc, &ob, first, h.o->data + h.o->len, (size_t)len) == (ssize_t)len) {
 		h.o->len += (size_t)len;
 		(void)head_push(c, &h, true);
 		goto drop;
 	}
-	/* (A mapped file cut short behind the daemon's back: sendfile says so.) */
+	/* (A file cut short behind the daemon's back: sendfile says so.) */
 	if (!head_push(c, &h, false))
 		goto drop;
 	{

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -246,6 +247,36 @@ test_signalfd(void **state)
 	close(fd);
 }
 
+/* A copy out of a mapping: the bytes; a file cut short under the
+ * mapping is -EFAULT (the SIGBUS caught), and the next copy works. */
+static void
+test_copy_mapped(void **state)
+{
+	char path[] = "/tmp/om_test_os.XXXXXX";
+	unsigned char want[8192], got[8192];
+	void *m;
+	int fd;
+
+	(void)state;
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	om_test_fill(want, sizeof(want), 5);
+	assert_int_equal(write(fd, want, sizeof(want)), (ssize_t)sizeof(want));
+	m = mmap(NULL, sizeof(want), PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(om_os_mapped_guard(), 0);
+	assert_int_equal(om_os_copy_mapped(got, m, sizeof(got)), 0);
+	assert_memory_equal(got, want, sizeof(want));
+	assert_int_equal(ftruncate(fd, 4096), 0);
+	assert_int_equal(om_os_copy_mapped(got, (const unsigned char *)m + 4096, 100), -EFAULT);
+	assert_int_equal(om_os_copy_mapped(got, m, 4096), 0);
+	assert_memory_equal(got, want, 4096);
+	assert_int_equal(om_os_copy_mapped(got, m, sizeof(got)), -EFAULT);
+	munmap(m, sizeof(want));
+	close(fd);
+}
+
 int
 main(void)
 {
@@ -256,6 +287,7 @@ main(void)
 		cmocka_unit_test(test_too_many),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_signalfd),
+		cmocka_unit_test(test_copy_mapped),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
