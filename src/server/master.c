@@ -52,6 +52,8 @@ typedef struct {
 	uint64_t respawn_at_ms; /* CH_WAITING */
 	uint64_t kill_at_ms;    /* CH_DRAINING: SIGKILL if still there */
 	unsigned quick_deaths;  /* consecutive exits soon after start */
+	int ready_fd;           /* workers: read end of the readiness pipe, until it speaks */
+	bool ready;             /* workers: accepting (a byte came through ready_fd) */
 } child_t;
 
 typedef struct {
@@ -81,6 +83,7 @@ typedef struct {
 	unsigned nin_ls;
 	int stopping;   /* 1 graceful, 2 fast */
 	uint64_t stop_deadline_ms;
+	uint64_t drain_at_ms; /* a reload's old workers are drained once the new ones accept, or then */
 	int exit_status;
 } master_t;
 
@@ -510,6 +513,10 @@ child_main(master_t *m, child_t *c)
 	/* What only the master uses. */
 	close(m->ep);
 	close(m->sigfd);
+	for (unsigned i = 0; i < CHILD_MAX; i++) {
+		if (&m->ch[i] != c && m->ch[i].ready_fd >= 0)
+			close(m->ch[i].ready_fd);
+	}
 	if (m->ixfd >= 0)
 		close(m->ixfd);
 	if (m->pfh != NULL)
@@ -526,6 +533,7 @@ child_main(master_t *m, child_t *c)
 		_exit(0);
 	m->srv.slot = c->slot;
 	m->srv.worker_no = c->worker_no;
+	m->srv.ready_fd = c->ready_fd;
 	m->srv.generation = c->generation;
 	m->srv.conf = m->conf;
 	m->srv.nlisteners = m->nls;
@@ -540,7 +548,7 @@ static int
 spawn(master_t *m, child_t *c)
 {
 	char name[32];
-	int slot = slot_alloc(m);
+	int slot = slot_alloc(m), p[2] = { -1, -1 }, err;
 	pid_t pid;
 
 	if (slot < 0) {
@@ -551,16 +559,46 @@ spawn(master_t *m, child_t *c)
 	}
 	c->slot = (unsigned)slot;
 	c->started_ms = om_clock_ms();
+	c->ready = false;
+	/* A worker says when it accepts through a pipe (s6's readiness
+	 * notification): a byte, then the end. Without the pipe it counts as
+	 * accepting at once, as every worker did before. */
+	if (c->kind == CH_WORKER && pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {
+		om_log_warn_limited(errno, "pipe2 failed: this worker is taken as accepting at once");
+		p[0] = p[1] = -1;
+	}
 	pid = fork();
 	if (pid < 0) {
-		om_log_err_limited(errno, "fork failed; retrying in 1 s");
+		err = errno;
+		om_log_err_limited(err, "fork failed; retrying in 1 s");
+		if (p[0] >= 0) {
+			close(p[0]);
+			close(p[1]);
+		}
 		slot_free(m, (unsigned)slot);
 		c->state = CH_WAITING;
 		c->respawn_at_ms = om_clock_ms() + 1000;
-		return -errno;
+		return -err;
 	}
-	if (pid == 0)
+	if (pid == 0) {
+		if (p[0] >= 0)
+			close(p[0]);
+		c->ready_fd = p[1];
 		child_main(m, c);
+	}
+	c->ready_fd = -1;
+	c->ready = p[0] < 0;
+	if (p[0] >= 0) {
+		struct epoll_event e = { .events = EPOLLIN, .data.fd = p[0] };
+
+		close(p[1]);
+		if (epoll_ctl(m->ep, EPOLL_CTL_ADD, p[0], &e) == 0) {
+			c->ready_fd = p[0];
+		} else {
+			close(p[0]);
+			c->ready = true;
+		}
+	}
 	c->pid = pid;
 	c->state = CH_RUNNING;
 	om_log_debug(0, "started %s (pid %d, generation %u)", kind_name(c, name, sizeof(name)),
@@ -576,6 +614,7 @@ child_new(master_t *m, enum child_kind kind, unsigned worker_no)
 			child_t *c = &m->ch[i];
 
 			memset(c, 0, sizeof(*c));
+			c->ready_fd = -1;
 			c->kind = kind;
 			c->worker_no = worker_no;
 			c->generation = m->srv.generation;
@@ -613,15 +652,17 @@ signal_children(master_t *m, int sig, bool old_only)
 	}
 }
 
+/* The children of earlier generations (only the cache managers, or all)
+ * go: QUIT, and SIGKILL after the shutdown timeout. */
 static void
-drain_old(master_t *m)
+drain_old(master_t *m, bool workers)
 {
 	uint64_t kill_at = om_clock_ms() + m->conf->daemon.shutdown_timeout_ms + KILL_GRACE_MS;
 
 	for (unsigned i = 0; i < CHILD_MAX; i++) {
 		child_t *c = &m->ch[i];
 
-		if (c->generation == m->srv.generation)
+		if (c->generation == m->srv.generation || (!workers && c->kind == CH_WORKER))
 			continue;
 		if (c->state == CH_RUNNING) {
 			kill(c->pid, SIGQUIT);
@@ -631,6 +672,80 @@ drain_old(master_t *m)
 			c->state = CH_FREE; /* not replaced: its generation is gone */
 		}
 	}
+}
+
+/*
+ * A reload drains the old workers only once every worker of the new
+ * generation accepts: until then the old ones take the connections that
+ * arrive (a new worker may take a while to be scheduled on a loaded
+ * machine, and a connection left in the listen queue meanwhile waited for
+ * it). If the new ones are not all accepting within RELOAD_READY_MS, the
+ * old ones go all the same, so that generations never pile up.
+ */
+#define RELOAD_READY_MS 10000
+
+static void
+drain_when_ready(master_t *m)
+{
+	unsigned ready = 0, waiting = 0;
+
+	if (m->drain_at_ms == 0)
+		return;
+	for (unsigned i = 0; i < CHILD_MAX; i++) {
+		const child_t *c = &m->ch[i];
+
+		if (c->kind != CH_WORKER || c->generation != m->srv.generation)
+			continue;
+		if (c->state == CH_RUNNING && c->ready)
+			ready++;
+		else if (c->state == CH_RUNNING || c->state == CH_WAITING)
+			waiting++;
+	}
+	if ((ready == 0 || waiting > 0) && om_clock_ms() < m->drain_at_ms)
+		return;
+	if (ready == 0 || waiting > 0)
+		om_log_warn(0, "generation %u: %u of its workers accepting after %u ms; draining the "
+		    "previous one all the same", m->srv.generation, ready, RELOAD_READY_MS);
+	m->drain_at_ms = 0;
+	drain_old(m, true);
+}
+
+static child_t *
+child_of_ready_fd(master_t *m, int fd)
+{
+	for (unsigned i = 0; i < CHILD_MAX; i++) {
+		if (m->ch[i].ready_fd == fd && m->ch[i].state != CH_FREE)
+			return &m->ch[i];
+	}
+	return NULL;
+}
+
+static void
+ready_close(child_t *c)
+{
+	if (c->ready_fd >= 0) {
+		close(c->ready_fd); /* which takes it out of the epoll set */
+		c->ready_fd = -1;
+	}
+}
+
+/* A worker's pipe spoke: a byte if it accepts, the end alone if it died
+ * before (its exit is reaped as any other). */
+static void
+ready_event(master_t *m, int fd)
+{
+	child_t *c = child_of_ready_fd(m, fd);
+	ssize_t n;
+	char b;
+
+	if (c == NULL)
+		return;
+	n = read(fd, &b, 1);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return; /* an event of an earlier pipe with this number */
+	c->ready = n == 1;
+	ready_close(c);
+	drain_when_ready(m);
 }
 
 /* ---- binary upgrade ---------------------------------------------------- */
@@ -752,6 +867,7 @@ reap(master_t *m)
 		}
 		if (c == NULL)
 			continue;
+		ready_close(c);
 		/* A file it published but did not index, and its counters. */
 		om_store_reclaim_slot(m->srv.st, c->slot);
 		om_srv_stats_retire(&m->srv, c->slot);
@@ -910,9 +1026,12 @@ reload(master_t *m)
 	m->srv.generation++;
 	OM_COUNT(ms->reloads, 1);
 	spawn_generation(m);
-	drain_old(m);
-	om_log_info(0, "generation %u running with %u workers; draining the previous one",
+	drain_old(m, false);
+	if (m->drain_at_ms == 0)
+		m->drain_at_ms = om_clock_ms() + RELOAD_READY_MS;
+	om_log_info(0, "generation %u running with %u workers; draining the previous one once they accept",
 	    m->srv.generation, m->conf->daemon.workers);
+	drain_when_ready(m);
 }
 
 /* ---- start and stop ---------------------------------------------------- */
@@ -1014,6 +1133,8 @@ timers(master_t *m)
 			c->kill_at_ms = UINT64_MAX;
 		}
 	}
+	if (m->drain_at_ms != 0 && now >= m->drain_at_ms)
+		drain_when_ready(m);
 	if (m->stopping && now >= m->stop_deadline_ms) {
 		om_log_warn(0, "children still running after the timeout; killing them");
 		signal_children(m, SIGKILL, false);
@@ -1034,6 +1155,8 @@ next_timeout(master_t *m)
 	}
 	if (m->stopping && m->stop_deadline_ms < next)
 		next = m->stop_deadline_ms;
+	if (m->drain_at_ms != 0 && m->drain_at_ms < next)
+		next = m->drain_at_ms;
 	return next > now ? (int)(next - now) : 0;
 }
 
@@ -1511,8 +1634,12 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 			m->exit_status = 1;
 			break;
 		}
-		if (n > 0)
-			handle_signals(m);
+		for (int i = 0; i < n; i++) {
+			if (ev[i].data.fd == m->sigfd)
+				handle_signals(m);
+			else
+				ready_event(m, ev[i].data.fd);
+		}
 		timers(m);
 		om_log_limits_flush();
 		if (m->stopping && !children_left(m))

@@ -154,6 +154,7 @@ typedef struct {
 	unsigned slot;      /* this process's slot */
 	unsigned master_slot; /* its master's (OM_SLOT_MASTER, or another after a binary upgrade) */
 	unsigned worker_no; /* workers: 0..N-1 */
+	int ready_fd;       /* workers: a byte written to it says "accepting"; -1 once said */
 } om_srv_t;
 
 /* Index of timeouts[] and dgrams[]. */

@@ -317,6 +317,14 @@ om_worker_run(om_srv_t *srv)
 
 	if (w == NULL)
 		return OM_EXIT_FATAL;
+	/* Its listeners are in its epoll set: the master may now drain the
+	 * workers it replaces (a reload), whose queue of connections this
+	 * one takes over. */
+	if (srv->ready_fd >= 0) {
+		(void)!write(srv->ready_fd, "\n", 1);
+		close(srv->ready_fd);
+		srv->ready_fd = -1;
+	}
 	while ((timeout = wait_ms(w)) >= 0) {
 		int n = epoll_wait(w->ep, evs, 128, timeout);
 

@@ -522,6 +522,102 @@ test_summary(void **state)
 	    absorbed[K_ENOSPC], absorbed[K_EIO], absorbed[K_EMFILE], absorbed[K_EINTR], absorbed[K_SHORT]);
 }
 
+/*
+ * A reload drains the old workers only once the new ones accept: with the
+ * new workers held before they reach their loop (OM_FAULT_STALL: they wait
+ * in their first prctl while a file exists), a client that connects is
+ * answered by the old ones. Before, the old ones were told to drain at
+ * once and the client waited in the listen queue for as long as the new
+ * ones took (on a loaded machine, seconds: test_reload's storm saw
+ * HELLOs unanswered for 5 s under ASan).
+ */
+typedef struct {
+	pid_t old[2];
+	const char *stall;
+} held_t;
+
+static int
+held_workers_up(void *arg)
+{
+	pid_t now[8];
+
+	(void)arg;
+	return om_daemon_children(&D, now, 8, "worker process") == 4;
+}
+
+/* Only the two new workers are left. */
+static int
+old_workers_gone(void *arg)
+{
+	held_t *h = arg;
+	pid_t now[8];
+	int n = om_daemon_children(&D, now, 8, "worker process");
+
+	for (int i = 0; i < n; i++) {
+		if (now[i] == h->old[0] || now[i] == h->old[1])
+			return 0;
+	}
+	return n == 2;
+}
+
+static void
+test_reload_waits_for_new_workers(void **state)
+{
+	char stall[400], one[8] = "";
+	om_client_t *c = NULL;
+	om_object_t obj;
+	held_t h;
+	int fd;
+
+	(void)state;
+	om_daemon_init(&D, 2, NULL);
+	snprintf(stall, sizeof(stall), "%s/stall", D.dir);
+	h.stall = stall;
+	setenv("OM_FAULT_STALL", stall, 1);
+	start_faulty();
+	unsetenv("OM_FAULT_STALL");
+	assert_int_equal(om_client_connect(D.sock, 0, &c), 0);
+	assert_int_equal(om_client_put(c, "/held", "held", 4, NULL, NULL), 0);
+	om_client_close(c);
+	c = NULL;
+	assert_int_equal(om_daemon_children(&D, h.old, 2, "worker process"), 2);
+
+	fd = open(stall, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	om_daemon_kill(&D, SIGHUP);
+	assert_true(om_wait_until(held_workers_up, NULL, 10000));
+	/* Time enough for the master to have told the old ones to go. */
+	usleep(300 * 1000);
+	assert_int_equal(kill(h.old[0], 0), 0);
+	assert_int_equal(kill(h.old[1], 0), 0);
+	/* A new client is answered while the new workers cannot be. */
+	if (om_client_connect_timeout(D.sock, 0, 2000, &c) != 0)
+		fail_msg("a client that connected while a reload's new workers were starting got no "
+		    "answer in 2 s: %s", om_client_message(c));
+	om_client_set_timeout(c, 2000);
+	assert_int_equal(om_client_get(c, "/held", OM_MODE_COPY, 0, &obj), 0);
+	assert_int_equal(obj.len, 4);
+	memcpy(one, obj.data, 4);
+	assert_string_equal(one, "held");
+	om_object_free(&obj);
+	om_client_close(c);
+	c = NULL;
+
+	/* Released, the new ones accept and the old ones go. */
+	assert_int_equal(unlink(stall), 0);
+	assert_true(om_wait_until(old_workers_gone, &h, 10000));
+	assert_int_equal(om_client_connect(D.sock, 0, &c), 0);
+	assert_int_equal(om_client_get(c, "/held", OM_MODE_COPY, 0, &obj), 0);
+	assert_int_equal(obj.len, 4);
+	om_object_free(&obj);
+	om_client_close(c);
+	om_daemon_stop(&D);
+	om_daemon_cleanup(&D);
+	om_fault_destroy(ctl);
+	ctl = NULL;
+}
+
 static int
 setup(void **state)
 {
@@ -549,6 +645,7 @@ main(void)
 		cmocka_unit_test(test_put_fd),
 		cmocka_unit_test(test_summary),
 		cmocka_unit_test(test_full_memory_tier),
+		cmocka_unit_test(test_reload_waits_for_new_workers),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

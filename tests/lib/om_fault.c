@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -60,7 +61,7 @@ real(void **slot, const char *name)
 static void *real_open, *real_openat, *real_write, *real_pwrite, *real_pread, *real_copy_file_range,
     *real_sendfile, *real_fallocate, *real_fsetxattr, *real_fgetxattr, *real_lgetxattr,
     *real_syscall, *real_fchmod, *real_fsync, *real_fdatasync, *real_linkat, *real_renameat,
-    *real_unlinkat, *real_mkdirat, *real_fstatat, *real_fchownat, *real_readdir;
+    *real_unlinkat, *real_mkdirat, *real_fstatat, *real_fchownat, *real_readdir, *real_prctl;
 
 /* ---- the control block -------------------------------------------------- */
 
@@ -70,6 +71,10 @@ static char count_file[512];
 /* OM_FAULT_NOXATTR=DIR: user extended attributes of files under DIR are
  * refused (EOPNOTSUPP), as tmpfs before Linux 6.6 refuses them. */
 static char noxattr_dir[512];
+/* OM_FAULT_STALL=FILE: a process that sets its parent-death signal (every
+ * child of objmapperd, first thing after fork) waits while FILE exists, for
+ * up to 60 s: a test holds a reload's new workers before they accept. */
+static char stall_file[512];
 
 EXPORT void
 om_fault_use(om_fault_ctl_t *c)
@@ -133,11 +138,13 @@ env_init(void)
 	const char *path = getenv("OM_FAULT_CTL");
 	const char *at = getenv("OM_FAULT_AT"), *action = getenv("OM_FAULT_ACTION");
 	const char *cf = getenv("OM_FAULT_COUNT_FILE"), *pid = getenv("OM_FAULT_PID");
-	const char *nx = getenv("OM_FAULT_NOXATTR");
+	const char *nx = getenv("OM_FAULT_NOXATTR"), *sf = getenv("OM_FAULT_STALL");
 	om_fault_ctl_t *c = NULL;
 
 	if (nx != NULL && nx[0] == '/')
 		snprintf(noxattr_dir, sizeof(noxattr_dir), "%s", nx);
+	if (sf != NULL && sf[0] == '/')
+		snprintf(stall_file, sizeof(stall_file), "%s", sf);
 	if (path != NULL) {
 		int fd = REAL(int (*)(const char *, int, ...), open)(path, O_RDWR | O_CLOEXEC);
 
@@ -522,4 +529,23 @@ readdir(DIR *d)
 	if (hit(OM_FC_READDIR, dirfd(d)) == FAIL)
 		return NULL;
 	return REAL(struct dirent *(*)(DIR *), readdir)(d);
+}
+
+EXPORT int
+prctl(int option, ...)
+{
+	unsigned long a[4];
+	va_list ap;
+
+	va_start(ap, option);
+	for (int i = 0; i < 4; i++)
+		a[i] = va_arg(ap, unsigned long);
+	va_end(ap);
+	(void)get_ctl();
+	if (option == PR_SET_PDEATHSIG && stall_file[0] != '\0') {
+		for (int i = 0; i < 6000 && access(stall_file, F_OK) == 0; i++)
+			usleep(10000);
+	}
+	return REAL(int (*)(int, unsigned long, unsigned long, unsigned long, unsigned long), prctl)(option,
+	    a[0], a[1], a[2], a[3]);
 }
