@@ -50,14 +50,7 @@ down(void **state)
 static om_info_t
 put(const char *uri, size_t len, uint64_t seed)
 {
-	unsigned char *buf = malloc(len);
-	om_info_t info;
-
-	assert_non_null(buf);
-	om_test_fill(buf, len, seed);
-	assert_int_equal(om_client_put(cl, uri, buf, len, NULL, &info), 0);
-	free(buf);
-	return info;
+	return om_test_put_filled(cl, uri, len, seed);
 }
 
 /* A GET in copy mode returns exactly the bytes put with seed. */
@@ -80,7 +73,7 @@ get_is(const char *uri, size_t len, uint64_t seed)
 static void
 obj_path(char *buf, size_t n, uint64_t id)
 {
-	snprintf(buf, n, "%s/objects/%02x/%016llx", D.dir, (unsigned)(id & 0xff), (unsigned long long)id);
+	om_daemon_obj_path(&D, buf, n, id);
 }
 
 static pid_t

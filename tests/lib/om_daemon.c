@@ -444,6 +444,26 @@ om_test_connect(const char *addr, unsigned flags)
 	return c;
 }
 
+om_info_t
+om_test_put_filled(om_client_t *c, const char *uri, size_t len, uint64_t seed)
+{
+	unsigned char *buf = malloc(len ? len : 1);
+	om_info_t info;
+
+	assert_non_null(buf);
+	om_test_fill(buf, len, seed);
+	if (om_client_put(c, uri, buf, len, NULL, &info) != 0)
+		fail_msg("PUT %s (%zu bytes): %s", uri, len, om_client_message(c));
+	free(buf);
+	return info;
+}
+
+void
+om_daemon_obj_path(const om_daemon_t *d, char *buf, size_t n, uint64_t id)
+{
+	snprintf(buf, n, "%s/objects/%02x/%016llx", d->dir, (unsigned)(id & 0xff), (unsigned long long)id);
+}
+
 int
 om_test_free_port(void)
 {

@@ -55,6 +55,11 @@ int om_daemon_teardown(void **state);
 /* Connects to addr (a socket path or tcp:// udp:// address) with flags,
  * or fails the test with the library's message. */
 om_client_t *om_test_connect(const char *addr, unsigned flags);
+/* PUTs len bytes made by om_test_fill(seed) at uri, or fails the test;
+ * the stored object's fields. */
+om_info_t om_test_put_filled(om_client_t *c, const char *uri, size_t len, uint64_t seed);
+/* The path of object id's file in d's persistent tier. */
+void om_daemon_obj_path(const om_daemon_t *d, char *buf, size_t n, uint64_t id);
 /* A loopback port free for TCP, and for UDP on any address, for now. */
 int om_test_free_port(void);
 /* The daemon's only worker process (its title is set a moment after the
