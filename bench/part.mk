@@ -44,8 +44,9 @@ bench-transports: $(O)/bench/loadgen $(O)/objmapperd
 # summary.csv, table.md, plots): objmapperd (Unix auto/fdpass/copy, TCP
 # copy/splice), memcached and the floor, the same loadgen for all; restart
 # time and resident memory; objmapperd's HTTP listener against nginx (read-only,
-# 16 connections, 4 KiB and 1 MiB). `make bench` is planned for under 10 minutes
-# on 2 idle CPUs, `make bench-quick` for under one. Installs memcached, nginx and
+# 16 connections, 4 KiB and 1 MiB); issue 20's targets (table.md, targets.csv).
+# `make bench` is planned for under 10 minutes on 2 idle CPUs, `make
+# bench-quick` for about a minute and a half. Installs memcached, nginx and
 # gnuplot first.
 bench bench-quick: $(O)/bench/loadgen $(O)/bench/floor_server $(O)/bench/bench_engine $(O)/objmapperd $(O)/objmapper \
     $(O)/tests/test_upgrade
@@ -53,6 +54,16 @@ bench bench-quick: $(O)/bench/loadgen $(O)/bench/floor_server $(O)/bench/bench_e
 	O=$(O) bench/compare $(if $(filter bench-quick,$@),--quick) $(BENCH_ARGS)
 
 .PHONY: bench bench-quick
+
+# System calls per GET and per PUT of objmapperd (modes auto, copy, fdpass,
+# HTTP; PUTs and 10% PUTs) and memcached under the same loadgen, from
+# strace -c of the servers' workers (bench/syscalls: a table in
+# bench/results/syscalls-*; about 4 minutes, BENCH_ARGS=--quick about 2).
+bench-syscalls: $(O)/bench/loadgen $(O)/objmapperd $(O)/objmapper
+	@scripts/install-deps bench
+	O=$(O) bench/syscalls $(BENCH_ARGS)
+
+.PHONY: bench-syscalls
 
 # Varnish with objmapper as its second level (vmod_objmapper) against
 # Varnish's misses going to the origin (nginx over TCP) or to objmapperd's
