@@ -142,6 +142,7 @@ static const struct conf_key memory_keys[] = {
 	{ "path", K_PATH, 0, C(memory.path), 0, 0, NULL },
 	{ "size", K_SPACE, 0, C(memory.size), 0, UINT64_MAX, NULL },
 	{ "reserve", K_SPACE, 0, C(memory.reserve), 0, UINT64_MAX, NULL },
+	{ "pack_max", K_SIZE, 0, C(memory.pack_max), 0, OM_STORE_PACK_MAX, NULL },
 	{ NULL, 0, 0, 0, 0, 0, 0, NULL },
 };
 
@@ -149,6 +150,7 @@ static const struct conf_key persistent_keys[] = {
 	{ "path", K_PATH, 0, C(persistent.path), 0, 0, NULL },
 	{ "size", K_SPACE, 0, C(persistent.size), 0, UINT64_MAX, NULL },
 	{ "reserve", K_SPACE, 0, C(persistent.reserve), 0, UINT64_MAX, NULL },
+	{ "pack_max", K_SIZE, 0, C(persistent.pack_max), 0, OM_STORE_PACK_MAX, NULL },
 	{ "durability", K_ENUM, 0, C(persistent.durability), 0, 0, durabilities },
 	{ NULL, 0, 0, 0, 0, 0, 0, NULL },
 };
@@ -1337,11 +1339,13 @@ conf_defaults(om_conf_t *c)
 	snprintf(c->memory.path, sizeof(c->memory.path), "%s", "/run/objmapper/memory");
 	c->memory.size = (om_conf_space_t){ 0, 50 };
 	c->memory.reserve = (om_conf_space_t){ 0, 5 };
+	c->memory.pack_max = OM_CONF_PACK_MAX_DEFAULT;
 
 	snprintf(c->persistent.path, sizeof(c->persistent.path), "%s",
 	    "/var/lib/objmapper/objects");
 	c->persistent.size = (om_conf_space_t){ 0, 0 };
 	c->persistent.reserve = (om_conf_space_t){ 0, 5 };
+	c->persistent.pack_max = OM_CONF_PACK_MAX_DEFAULT;
 	c->persistent.durability = OM_DURABLE_NONE;
 
 	c->cache.interval_ms = 1000;

@@ -154,16 +154,21 @@ typedef struct {
 		char file[PATH_MAX];                  /* kept here across stops; "" = not kept */
 	} index;
 
+/* Objects of up to 16 KiB go into packs by default (ARCHITECTURE, "Packs"). */
+#define OM_CONF_PACK_MAX_DEFAULT 0u
+
 	struct {
 		char path[PATH_MAX];
 		om_conf_space_t size;                 /* default 50%; 0 = no limit of its own */
 		om_conf_space_t reserve;              /* default 5% */
+		uint64_t pack_max;                    /* objects up to this go into packs */
 	} memory;
 
 	struct {
 		char path[PATH_MAX];
 		om_conf_space_t size;                 /* default 0 = no limit of its own */
 		om_conf_space_t reserve;              /* default 5% */
+		uint64_t pack_max;
 		enum om_durability durability;
 	} persistent;
 

@@ -429,12 +429,34 @@ obj_from_block(const om_index_t *ix, uint32_t off, om_ix_obj_t *o)
 
 	o->id = OM_LOAD(&b->id);
 	o->size = OM_LOAD(&b->size);
+	o->loc = 0;
 	o->expires = OM_LOAD(&b->expires);
 	o->crc = OM_LOAD(&b->crc);
 	o->flags = OM_LOAD(&b->lenflags) & IX_FLAG_MASK;
 	o->hits = OM_LOAD(&b->hits);
 	o->atime = OM_LOAD(&b->atime);
 	o->slot = off;
+	if (o->flags & OM_IX_F_PACKED) {
+		o->loc = o->size >> OM_IX_PACKED_SIZE_BITS;
+		o->size &= OM_IX_PACKED_SIZE_MAX;
+	}
+}
+
+/* The block's size field: a packed object's loc shares it. */
+static uint64_t
+size_field(const om_ix_obj_t *o)
+{
+	if (!(o->flags & OM_IX_F_PACKED))
+		return o->size;
+	OM_ASSERT(o->size <= OM_IX_PACKED_SIZE_MAX && o->loc <= OM_IX_LOC_MAX);
+	return o->loc << OM_IX_PACKED_SIZE_BITS | o->size;
+}
+
+/* An object's bytes from its flags and size field (or its size). */
+static uint64_t
+size_of(uint32_t lf, uint64_t field)
+{
+	return (lf & OM_IX_F_PACKED) ? field & OM_IX_PACKED_SIZE_MAX : field;
 }
 
 /*
@@ -583,6 +605,7 @@ delta_add(ix_delta_t *d, uint32_t lf, uint64_t size, int sign)
 {
 	unsigned c = class_of_flags(lf);
 
+	size = size_of(lf, size);
 	d->count[c] += sign;
 	d->bytes[c] += sign * (int64_t)size;
 	if (lf & OM_IX_F_COPY) {
@@ -691,7 +714,7 @@ block_fill(om_index_t *ix, uint32_t off, uint32_t hash, const void *uri,
 
 	OM_STORE(&e->hash, hash);
 	OM_STORE(&e->id, obj->id);
-	OM_STORE(&e->size, obj->size);
+	OM_STORE(&e->size, size_field(obj));
 	OM_STORE(&e->expires, obj->expires);
 	OM_STORE(&e->crc, obj->crc);
 	OM_STORE(&e->atime, om_index_ticks());
@@ -769,7 +792,8 @@ om_index_put(om_index_t *ix, const void *uri, size_t len, const om_ix_obj_t *obj
 	HOOK(ix);
 
 	/* The new block is private until the log below links it. */
-	lf_new = (uint32_t)len << 16 | (obj->flags & (OM_IX_F_EPHEMERAL | OM_IX_F_UNCHECKED)) | IX_ST_LINKED;
+	lf_new = (uint32_t)len << 16 | (obj->flags & (OM_IX_F_EPHEMERAL | OM_IX_F_UNCHECKED | OM_IX_F_PACKED)) |
+	    IX_ST_LINKED;
 	delta_add(&d, lf_new, obj->size, 1);
 	lb_init(&lb, &st->log);
 	if (link != NULL) {
@@ -908,6 +932,31 @@ om_index_update_flags(om_index_t *ix, uint32_t slot, uint64_t id, uint32_t set,
 		delta_log(ix, &lb, st, &d);
 		lb_commit(ix, &lb, &st->seq);
 	}
+	stripe_unlock(st);
+	return 0;
+}
+
+int
+om_index_relocate(om_index_t *ix, uint32_t slot, uint64_t id, uint64_t from, uint64_t to)
+{
+	ix_block_sh_t *e;
+	ix_stripe_sh_t *st;
+	om_ix_obj_t o;
+	ix_lb_t lb;
+
+	OM_ASSERT(to <= OM_IX_LOC_MAX);
+	if (slot_lock(ix, slot, id, &st) == NULL)
+		return -ENOENT;
+	e = blk(ix, slot);
+	obj_from_block(ix, slot, &o);
+	if (!(o.flags & OM_IX_F_PACKED) || o.loc != from) {
+		stripe_unlock(st);
+		return -ENOENT;
+	}
+	o.loc = to;
+	lb_init(&lb, &st->log);
+	lb_put64(ix, &lb, &e->size, size_field(&o));
+	lb_commit(ix, &lb, &st->seq);
 	stripe_unlock(st);
 	return 0;
 }
@@ -1956,10 +2005,10 @@ om_index_check(om_index_t *ix, char *err, size_t errlen)
 				CHECK(OM_LOAD(&e->id) != 0 && OM_LOAD(&e->id) < OM_LOAD(&h->next_id),
 				    "block %u: id %llu not issued", off, (unsigned long long)OM_LOAD(&e->id));
 				count[class_of_flags(lf)]++;
-				bytes[class_of_flags(lf)] += OM_LOAD(&e->size);
+				bytes[class_of_flags(lf)] += size_of(lf, OM_LOAD(&e->size));
 				if (lf & OM_IX_F_COPY) {
 					count[OM_IX_CLASS_COPY]++;
-					bytes[OM_IX_CLASS_COPY] += OM_LOAD(&e->size);
+					bytes[OM_IX_CLASS_COPY] += size_of(lf, OM_LOAD(&e->size));
 				}
 			}
 		}

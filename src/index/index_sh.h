@@ -12,7 +12,7 @@
 #include "index/om_index.h"
 
 #define IX_MAGIC   0x58494d4fu /* "OMIX" */
-#define IX_VERSION 4u
+#define IX_VERSION 5u
 #define IX_NIL     UINT32_MAX
 #define IX_LOG_MAX 16
 #define IX_UNIT    16u /* arena granule */

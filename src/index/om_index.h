@@ -33,6 +33,13 @@ typedef struct {
 #define OM_IX_F_COPY      0x0008u /* a promoted copy exists in the memory tier */
 #define OM_IX_F_UNCHECKED 0x0010u /* indexed by a rebuild from its record alone: the
                                    * size of its file not yet compared with it */
+#define OM_IX_F_PACKED    0x0020u /* an entry in a pack (loc), not a file of its own */
+
+/* A packed object is smaller than this (its size and loc share the
+ * block's 64-bit size field), and its loc below 2^(64 - this). */
+#define OM_IX_PACKED_SIZE_BITS 24u
+#define OM_IX_PACKED_SIZE_MAX  ((UINT64_C(1) << OM_IX_PACKED_SIZE_BITS) - 1)
+#define OM_IX_LOC_MAX          ((UINT64_C(1) << (64 - OM_IX_PACKED_SIZE_BITS)) - 1)
 
 /* Accounting classes: where an object's bytes are counted. */
 enum {
@@ -53,6 +60,7 @@ typedef struct {
 	uint32_t hits;    /* reads since the last decay, up to the index's hits_max */
 	uint32_t atime;   /* last read, in ticks (om_index_ticks()) */
 	uint32_t slot;    /* the object's block: a handle for the *_slot calls */
+	uint64_t loc;     /* OM_IX_F_PACKED: where in which pack (the store's), else 0 */
 } om_ix_obj_t;
 
 typedef struct {
@@ -142,6 +150,10 @@ int om_index_delete_slot(om_index_t *ix, uint32_t slot, uint64_t id,
  * 0 or -ENOENT. */
 int om_index_update_flags(om_index_t *ix, uint32_t slot, uint64_t id,
     uint32_t set, uint32_t clear);
+
+/* Moves a packed object (slot, id) from loc `from` to `to` (a compaction
+ * copied its entry): 0, or -ENOENT if it is no longer that object there. */
+int om_index_relocate(om_index_t *ix, uint32_t slot, uint64_t id, uint64_t from, uint64_t to);
 
 /* Visits every object, one stripe at a time (no lock held during fn). */
 int om_index_iterate(om_index_t *ix, om_ix_iter_fn fn, void *arg);

@@ -15,6 +15,8 @@ struct iovec;
 int om_os_write_all(int fd, const void *buf, size_t n);
 /* Reads exactly n bytes at off; -EIO if the file is shorter. */
 int om_os_pread_all(int fd, void *buf, size_t n, uint64_t off);
+/* All n bytes at off, or -errno. */
+int om_os_pwrite_all(int fd, const void *buf, size_t n, uint64_t off);
 /*
  * Appends len bytes of src (from src_off) to dst at dst's offset: in the
  * kernel with copy_file_range, else sendfile, else read/write (across

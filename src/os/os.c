@@ -66,6 +66,28 @@ om_os_pread_all(int fd, void *buf, size_t n, uint64_t off)
 	return 0;
 }
 
+int
+om_os_pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
+{
+	const char *p = buf;
+
+	while (n > 0) {
+		ssize_t w = pwrite(fd, p, n, (off_t)off);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (w == 0)
+			return -EIO;
+		p += w;
+		n -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	return 0;
+}
+
 static int
 copy_readwrite(int dst, int src, uint64_t off, uint64_t len)
 {

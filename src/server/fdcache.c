@@ -117,6 +117,29 @@ om_fdc_map(om_fdc_t *c, const om_fdref_t *r, uint64_t size)
 	return e->map;
 }
 
+const uint8_t *
+om_fdc_map_pack(om_fdc_t *c, const om_fdref_t *r)
+{
+	om_fdc_entry_t *e = r->e;
+	void *p;
+
+	if (e == NULL)
+		return NULL;
+	if (e->map != NULL)
+		return e->map;
+	if (!c->maps || e->map_failed || c->mapped >= OM_FDC_MAPS_MAX)
+		return NULL;
+	p = mmap(NULL, (size_t)OM_STORE_PACK_BYTES, PROT_READ, MAP_SHARED, e->fd, 0);
+	if (p == MAP_FAILED) {
+		e->map_failed = true;
+		return NULL;
+	}
+	e->map = p;
+	e->map_len = (size_t)OM_STORE_PACK_BYTES;
+	c->mapped++;
+	return e->map;
+}
+
 static void
 unmap(om_fdc_t *c, om_fdc_entry_t *e)
 {
@@ -175,7 +198,9 @@ om_fdc_add(om_fdc_t *c, int tier, uint64_t id, int fd)
 	om_fdc_entry_t *e = slot_of(c, tier, id);
 
 	if (e->id != 0) {
-		if (e->refs > 0)
+		/* A pack serves many objects: an object's file does not take
+		 * its place. */
+		if (e->refs > 0 || (OM_STORE_IS_PACK_ID(e->id) && !OM_STORE_IS_PACK_ID(id)))
 			return (om_fdref_t){ fd, NULL };
 		drop(c, e);
 	}
@@ -253,6 +278,16 @@ om_fdc_tick(om_fdc_t *c)
 	}
 	c->notes_at_tick = c->notes_cursor;
 	c->notes_behind = behind;
+	/* Packs are removed with a note (compaction); one removed from
+	 * outside (its tier's directory deleted) is let go within a second. */
+	for (unsigned i = 0; i < c->size; i++) {
+		om_fdc_entry_t *e = &c->e[i];
+		struct stat sb;
+
+		if (e->id != 0 && !e->dropped && OM_STORE_IS_PACK_ID(e->id) &&
+		    (fstat(e->fd, &sb) != 0 || sb.st_nlink == 0))
+			gone(c, e);
+	}
 }
 
 void

@@ -97,6 +97,9 @@ void om_fdc_set_meta(const om_fdref_t *r, const void *meta, size_t len, int64_t 
  * entry has OM_FDC_MAP_HITS hits; NULL if r has no entry, the entry is
  * not that hot, or the object cannot be mapped. */
 const uint8_t *om_fdc_map(om_fdc_t *c, const om_fdref_t *r, uint64_t size);
+/* The mapping of a pack's entry (OM_STORE_PACK_BYTES of it, at once:
+ * many objects share it), or NULL (mappings refused: pread). */
+const uint8_t *om_fdc_map_pack(om_fdc_t *c, const om_fdref_t *r);
 /* Gives up r's mapping (a copy from it faulted): pread from now on. */
 void om_fdc_map_fails(om_fdc_t *c, const om_fdref_t *r);
 /* Reads the index's notes of dropped files and closes their entries (one

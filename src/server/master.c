@@ -915,11 +915,13 @@ store_params(const om_conf_t *conf, om_store_params_t *p)
 	p->mem.limit_pct = conf->memory.size.pct;
 	p->mem.reserve = conf->memory.reserve.bytes;
 	p->mem.reserve_pct = conf->memory.reserve.pct;
+	p->mem.pack_max = (uint32_t)conf->memory.pack_max;
 	p->disk.path = conf->persistent.path;
 	p->disk.limit = conf->persistent.size.bytes;
 	p->disk.limit_pct = conf->persistent.size.pct;
 	p->disk.reserve = conf->persistent.reserve.bytes;
 	p->disk.reserve_pct = conf->persistent.reserve.pct;
+	p->disk.pack_max = (uint32_t)conf->persistent.pack_max;
 	p->no_evict = conf->cache.eviction == OM_EVICTION_NONE;
 	p->durability = conf->persistent.durability;
 	p->promote_hits = conf->cache.promote_hits;

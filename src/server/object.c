@@ -18,6 +18,64 @@
 #include "proto/om_proto.h"
 #include "server/object.h"
 
+/* Bytes of a pack at off: from its mapping (a SIGBUS caught), or pread. */
+static int
+pack_read(om_fdc_t *fdc, const om_fdref_t *ref, uint64_t off, void *buf, size_t len)
+{
+	const uint8_t *m = om_fdc_map_pack(fdc, ref);
+
+	if (m != NULL && off + len <= OM_STORE_PACK_BYTES) {
+		if (om_os_copy_mapped(buf, m + off, len) == 0)
+			return 0;
+		om_fdc_map_fails(fdc, ref);
+	}
+	return om_os_pread_all(ref->fd, buf, len, off);
+}
+
+/*
+ * A packed object: the worker's descriptor (and mapping) of its pack,
+ * shared by every object in it, and its record checked (it is this
+ * object's: a pack number is used again once its pack is gone). 1 if the
+ * entry is not the object's (a compaction moved it: look it up again).
+ */
+static int
+get_packed(om_fdc_t *fdc, om_store_t *st, const om_get_t *g, const om_obj_want_t *want, om_obj_t *o,
+    uint8_t *meta, size_t cap)
+{
+	uint32_t no = om_store_pack_no(&g->obj), rlen;
+	uint64_t pid = OM_STORE_PACK_ID(no), at;
+	uint8_t mark[8], rec[OM_PROTO_META_MAX + 1024 + 64];
+	uint32_t mlen = 0;
+	int64_t mtime = 0;
+	int rc;
+
+	o->ref = om_fdc_get(fdc, g->tier, pid);
+	if (o->ref.fd < 0) {
+		int fd = om_store_open_pack(st, g->tier, no);
+
+		if (fd == -ENOENT)
+			return 1;
+		if (fd < 0)
+			return fd;
+		o->ref = om_fdc_add(fdc, g->tier, pid, fd);
+	}
+	o->base = om_store_pack_off(&g->obj);
+	if ((rc = pack_read(fdc, &o->ref, o->base - 8, mark, sizeof(mark))) != 0 ||
+	    (rc = om_store_pack_rec_at(&g->obj, mark, &at, &rlen)) != 0 || rlen > sizeof(rec) ||
+	    (rc = pack_read(fdc, &o->ref, at, rec, rlen)) != 0 ||
+	    (rc = om_store_pack_meta(&g->obj, rec, rlen, want->meta ? meta : rec, want->meta ? cap : sizeof(rec),
+	    &mlen, &mtime)) != 0) {
+		om_fdref_put(&o->ref);
+		return rc == -ENOENT || rc == -EIO ? 1 : rc;
+	}
+	o->packed = true;
+	o->tier = g->tier;
+	o->obj = g->obj;
+	o->meta_len = want->meta ? mlen : 0;
+	o->mtime = mtime;
+	return 0;
+}
+
 int
 om_obj_get(om_fdc_t *fdc, om_store_t *st, const void *uri, size_t len, const om_obj_want_t *want,
     om_obj_t *o, uint8_t *meta, size_t cap)
@@ -30,6 +88,14 @@ om_obj_get(om_fdc_t *fdc, om_store_t *st, const void *uri, size_t len, const om_
 	o->ref = OM_FDREF_NONE;
 	if ((rc = om_store_locate(st, uri, len, want->sflags, &g)) != 0)
 		return rc;
+	for (int tries = 0; g.obj.flags & OM_IX_F_PACKED; tries++) {
+		if ((rc = get_packed(fdc, st, &g, want, o, meta, cap)) <= 0)
+			return rc;
+		/* Moved by a compaction (or gone): as it is now. */
+		if (tries == 3 || om_store_locate(st, uri, len, want->sflags | OM_GET_NOTOUCH |
+		    OM_GET_NOCOUNT, &g) != 0)
+			return -ENOENT;
+	}
 	shared = !want->private_all && g.obj.size <= want->private_over;
 	if (shared)
 		o->ref = om_fdc_get(fdc, g.tier, g.obj.id);
@@ -81,6 +147,11 @@ om_obj_read(om_fdc_t *fdc, const om_obj_t *o, uint64_t off, void *buf, size_t le
 
 	if (len == 0)
 		return 0;
+	if (o->packed) {
+		int rc = pack_read(fdc, &o->ref, o->base + off, buf, len);
+
+		return rc == 0 ? (ssize_t)len : rc == -EIO ? 0 : rc;
+	}
 	if ((m = om_fdc_map(fdc, &o->ref, o->obj.size)) != NULL) {
 		if (om_os_copy_mapped(buf, m + off, len) == 0)
 			return (ssize_t)len;
@@ -89,6 +160,22 @@ om_obj_read(om_fdc_t *fdc, const om_obj_t *o, uint64_t off, void *buf, size_t le
 	}
 	n = pread(o->ref.fd, buf, len, (off_t)off);
 	return n < 0 ? -errno : n;
+}
+
+int
+om_obj_private(om_store_t *st, om_obj_t *o)
+{
+	int fd;
+
+	if (!o->packed)
+		return 0;
+	if ((fd = om_store_pack_memfd(st, o->tier, &o->obj)) < 0)
+		return fd;
+	om_fdref_put(&o->ref);
+	o->ref = (om_fdref_t){ fd, NULL };
+	o->packed = false;
+	o->base = 0;
+	return 0;
 }
 
 void

@@ -33,6 +33,9 @@ typedef struct {
 	uint32_t meta_len;   /* with want.meta: the metadata's length (in the caller's buffer) */
 	int64_t mtime;       /* ... and the mtime of its record */
 	bool bad_record;     /* after a failure: its record could not be read (else: the file not opened) */
+	bool packed;         /* ref is the object's pack, its bytes from base on: never passed to a
+	                      * client (om_obj_private gives one its own descriptor) */
+	uint64_t base;
 } om_obj_t;
 
 /*
@@ -53,6 +56,9 @@ int om_obj_get(om_fdc_t *fdc, om_store_t *st, const void *uri, size_t len, const
  * caught) and its mapping is given up.
  */
 ssize_t om_obj_read(om_fdc_t *fdc, const om_obj_t *o, uint64_t off, void *buf, size_t len);
+/* For a client that gets a descriptor of a packed object: its own (a
+ * sealed memfd of the bytes) replaces the pack's in o. 0 or -errno. */
+int om_obj_private(om_store_t *st, om_obj_t *o);
 /* Releases what om_obj_get holds. */
 void om_obj_put(om_obj_t *o);
 /*

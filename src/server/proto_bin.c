@@ -267,7 +267,7 @@ get_range(conn_t *c, const om_req_t *q, resp_t *r, om_obj_t *ob, unsigned mode)
 		return;
 	}
 	f->ref = om_fdref_take(&ob->ref);
-	f->off = 0;
+	f->off = ob->base;
 	f->len = ob->obj.size;
 	f->resp_end = true;
 	f->check = f->kind == OUT_COPY;
@@ -322,7 +322,16 @@ do_get(conn_t *c, const om_req_t *q, const uint8_t *uri)
 	r.meta = meta;
 	r.meta_len = (uint16_t)ob.meta_len;
 	r.mtime = (uint32_t)ob.mtime;
-	if (get_as_fd(c, mode, ob.obj.size)) {
+	/* A packed object goes inline in mode auto (it is small, and copied
+	 * from a mapping); a client that asks for its descriptor gets one of
+	 * its own. */
+	if ((mode == OM_MODE_FDPASS || !ob.packed) && get_as_fd(c, mode, ob.obj.size)) {
+		if ((rc = om_obj_private(c->w->srv->st, &ob)) != 0) {
+			conn_bin_error(c, q, om_proto_status_of(rc), "cannot make the object's descriptor: %s",
+			    om_strerror(rc));
+			om_obj_put(&ob);
+			return;
+		}
 		r.body = OM_BODY_DESCRIPTOR;
 		if ((o = respond(c, q, &r, true)) == NULL) {
 			conn_bin_error(c, q, OM_STATUS_BUSY, "out of memory");

@@ -371,7 +371,7 @@ do_get(conn_t *c, const om_http_req_t *r, bool bye)
 			goto drop;
 		}
 		f->ref = om_fdref_take(&ob.ref);
-		f->off = first;
+		f->off = ob.base + first;
 		f->len = len;
 		f->resp_end = true;
 		conn_out_push(c, f);

@@ -41,7 +41,14 @@ typedef struct {
 	unsigned limit_pct;   /* or this share of the filesystem; 0 = bytes */
 	uint64_t reserve;     /* bytes kept free on the filesystem */
 	unsigned reserve_pct; /* or this share of it; 0 = bytes */
+	uint32_t pack_max;    /* objects of at most this many bytes go into packs
+	                       * (many to a file); 0 = a file each. At most
+	                       * OM_STORE_PACK_MAX. */
 } om_tier_params_t;
+
+#define OM_STORE_PACK_MAX (64u * 1024)
+/* A pack file is never longer: a reader maps this much of it at once. */
+#define OM_STORE_PACK_BYTES ((uint64_t)4 << 20)
 
 /* Largest metadata blob stored with an object (an HTTP cache's headers). */
 #define OM_STORE_META_MAX 2048
@@ -105,6 +112,7 @@ typedef struct {
 	uint64_t scrub_passes;    /* passes over the whole store completed */
 	uint64_t damaged;         /* objects (or copies) whose bytes did not match: quarantined */
 	uint64_t index_evicted;   /* of evicted[]: for a new entry in a full index */
+	uint64_t packs_removed;   /* packs compacted away (or found empty) */
 } om_store_stats_t;
 
 typedef struct {
@@ -273,6 +281,40 @@ int om_store_open_entry(om_store_t *st, int tier, const om_ix_obj_t *o);
 #define OM_STORE_DROP_KEY(tier, id) ((uint64_t)(id) << 1 | (uint64_t)((tier) & 1))
 #define OM_STORE_DROP_TIER(key)     ((int)((key) & 1))
 #define OM_STORE_DROP_ID(key)       ((key) >> 1)
+/* A pack, where an id is expected (a descriptor cache's key): packs are
+ * noted as dropped under OM_STORE_DROP_KEY(tier, OM_STORE_PACK_ID(no)). */
+#define OM_STORE_PACK_ID(no)        (UINT64_C(1) << 62 | (uint64_t)(no))
+#define OM_STORE_IS_PACK_ID(id)     (((id) >> 62) == 1)
+/* A packed object (OM_IX_F_PACKED): its pack and where its bytes begin. */
+uint32_t om_store_pack_no(const om_ix_obj_t *o);
+uint64_t om_store_pack_off(const om_ix_obj_t *o);
+/* Opens pack no of the tier read-only, for a reader that keeps it (a
+ * worker's descriptor cache): a descriptor, or -errno (-ENOENT: removed
+ * by a compaction; look the object up again). */
+int om_store_open_pack(om_store_t *st, int tier, uint32_t no);
+/* Whether the entry of o in the pack open as fd is still o's and live
+ * (0), or -ENOENT. */
+int om_store_pack_check(int fd, const om_ix_obj_t *o);
+/* Where the record of packed object o begins in its pack, given the 8
+ * bytes just before its bytes (mark): its length in *rlen; 0 or -ENOENT
+ * (not an entry's mark). */
+int om_store_pack_rec_at(const om_ix_obj_t *o, const uint8_t mark[8], uint64_t *at, uint32_t *rlen);
+/* Decodes o's record (rlen bytes read from its pack): its metadata into
+ * buf (cap bytes), *len and *mtime. 0, -ENOENT if it is not o's record,
+ * -ERANGE if cap is too small. */
+int om_store_pack_meta(const om_ix_obj_t *o, const uint8_t *rec, uint32_t rlen, void *buf,
+    size_t cap, uint32_t *len, int64_t *mtime);
+/* A descriptor for a client of a packed object's bytes: a sealed memfd,
+ * read-only, holding exactly them (a pack's descriptor would show the
+ * other objects in it). -errno. */
+int om_store_pack_memfd(om_store_t *st, int tier, const om_ix_obj_t *o);
+/*
+ * Compaction (the cache manager): packs with less than half of them live
+ * have their live entries copied to the manager's own pack and are
+ * removed, until about `budget` bytes were copied. Returns the packs
+ * removed, or -errno.
+ */
+int om_store_compact(om_store_t *st, uint64_t budget);
 /* 0, or -ENOENT. */
 int om_store_delete(om_store_t *st, const void *uri, size_t len);
 /* Deletes the version o that a lookup or a listing found (its file, then

@@ -48,6 +48,9 @@ om_store_open(const om_store_params_t *p, om_index_t *ix, om_store_t **out,
 	if (st == NULL)
 		return -ENOMEM;
 	st->tier[0].dirfd = st->tier[1].dirfd = -1;
+	st->pw[0].fd = st->pw[1].fd = -1;
+	for (unsigned i = 0; i < OM_ARRAY_LEN(st->pk); i++)
+		st->pk[i].fd = -1;
 	st->ix = ix;
 	st->durability = p->durability;
 	st->promote_hits = p->promote_hits;
@@ -99,6 +102,7 @@ om_store_close(om_store_t *st)
 {
 	if (st == NULL)
 		return;
+	om_pack_close_all(st);
 	for (int t = 0; t < 2; t++)
 		if (st->tier[t].dirfd >= 0)
 			close(st->tier[t].dirfd);
@@ -164,7 +168,8 @@ om_store_get(om_store_t *st, const void *uri, size_t len, unsigned flags, om_get
 		}
 		if (fd < 0) {
 			tier = om_store_tier_of(o.flags);
-			fd = om_store_open_entry(st, tier, &o);
+			fd = (o.flags & OM_IX_F_PACKED) ? om_store_pack_memfd(st, tier, &o) :
+			    om_store_open_entry(st, tier, &o);
 		}
 		if (fd >= 0) {
 			out->fd = fd;
@@ -234,7 +239,16 @@ om_store_read_meta(om_store_t *st, const om_get_t *g, void *buf, size_t cap, uin
 	ssize_t n;
 	int rc;
 
-	n = om_rec_read(st, g->tier, g->obj.id, g->fd, rec, sizeof(rec));
+	if (g->obj.flags & OM_IX_F_PACKED) {
+		int fd = om_store_open_pack(st, g->tier, om_store_pack_no(&g->obj));
+
+		if (fd < 0)
+			return fd;
+		n = om_pack_entry(fd, g->obj.loc, g->obj.id, rec, sizeof(rec));
+		close(fd);
+	} else {
+		n = om_rec_read(st, g->tier, g->obj.id, g->fd, rec, sizeof(rec));
+	}
 	if (n < 0)
 		return (int)n;
 	if ((rc = om_meta_decode(rec, (size_t)n, &r)) != 0)
@@ -252,10 +266,21 @@ om_store_read_meta(om_store_t *st, const om_get_t *g, void *buf, size_t cap, uin
 /* A deleted object's file, before its entry goes: 0, -ENOENT (already
  * gone), or the error (om_store_why says it). */
 static int
-delete_file(om_store_t *st, int tier, uint64_t id)
+delete_file(om_store_t *st, int tier, const om_ix_obj_t *o)
 {
+	uint64_t id = o->id;
 	int rc, e2 = 0;
 
+	if (o->flags & OM_IX_F_PACKED) {
+		char name[32];
+
+		if ((rc = om_pack_kill(st, tier, o->loc)) != 0 && rc != -ENOENT) {
+			om_pack_name(om_store_pack_no(o), name, sizeof(name));
+			om_store_set_why(st, "cannot mark the object dead in its pack %s/%s: %s",
+			    st->tier[tier].path, name, om_strerror(rc));
+		}
+		return rc;
+	}
 	rc = om_store_drop_file(st, tier, id, &e2);
 	if (rc != 0 && rc != -ENOENT) {
 		char name[OM_NAME_MAX];
@@ -269,12 +294,14 @@ delete_file(om_store_t *st, int tier, uint64_t id)
 
 /* With durability = fsync, a removal is acknowledged only once durable. */
 static int
-delete_sync(om_store_t *st, int tier, uint64_t id)
+delete_sync(om_store_t *st, int tier, const om_ix_obj_t *o)
 {
 	char name[OM_NAME_MAX];
+	uint64_t id = o->id;
 	int rc;
 
-	if (st->durability != OM_DURABLE_FSYNC)
+	/* A pack's state word was synced by om_pack_kill. */
+	if (st->durability != OM_DURABLE_FSYNC || (o->flags & OM_IX_F_PACKED))
 		return 0;
 	om_store_object_name(id, name, sizeof(name));
 	name[2] = '\0';
@@ -301,7 +328,7 @@ om_store_delete(om_store_t *st, const void *uri, size_t len)
 		if (om_index_lookup(st->ix, uri, len, &o, 0) != 0)
 			return -ENOENT;
 		tier = om_store_tier_of(o.flags);
-		rc = delete_file(st, tier, o.id);
+		rc = delete_file(st, tier, &o);
 		if (rc != 0 && rc != -ENOENT)
 			return rc;
 		/* The release unlinks the copy, and finds the primary gone. Not
@@ -311,7 +338,7 @@ om_store_delete(om_store_t *st, const void *uri, size_t len)
 				continue;
 		}
 		st->stats->deletes++;
-		if ((rc = delete_sync(st, tier, o.id)) != 0)
+		if ((rc = delete_sync(st, tier, &o)) != 0)
 			return rc;
 		return expired(&o, om_time_s()) ? -ENOENT : 0;
 	}
@@ -328,10 +355,10 @@ om_store_delete_obj(om_store_t *st, const om_ix_obj_t *o)
 	 * across a restart. A version replaced meanwhile loses its file a
 	 * little early (its replacer's release finds it gone), never the new
 	 * version's. */
-	rc = delete_file(st, tier, o->id);
+	rc = delete_file(st, tier, o);
 	if (rc != 0 && rc != -ENOENT)
 		return rc;
 	if (om_index_delete_slot(st->ix, o->slot, o->id, NULL) != 0)
 		return -ENOENT;
-	return delete_sync(st, tier, o->id);
+	return delete_sync(st, tier, o);
 }

@@ -87,6 +87,14 @@ om_store_release(void *arg, const om_ix_obj_t *o)
 {
 	om_store_t *st = arg;
 
+	if (o->flags & OM_IX_F_PACKED) {
+		int rc = om_pack_kill(st, om_store_tier_of(o->flags), o->loc);
+
+		if (rc != 0 && rc != -ENOENT)
+			om_log_err_limited(-rc, "store: marking packed object %016" PRIx64 " dead failed; "
+			    "it may come back at the next start", o->id);
+		return;
+	}
 	om_store_unlink_obj(st, om_store_tier_of(o->flags), o->id);
 	if (o->flags & OM_IX_F_COPY)
 		om_store_unlink_obj(st, OM_TIER_MEM, o->id);
@@ -187,6 +195,12 @@ om_store_reclaim_slot(om_store_t *st, unsigned slot)
 		return 0;
 	tier = (int)OM_LOAD(&p->intent_tier) == OM_TIER_MEM ? OM_TIER_MEM : OM_TIER_DISK;
 	kind = (int)OM_LOAD(&p->intent_kind);
+	if (kind == OM_KIND_PACKED) {
+		int r2 = om_pack_reclaim(st, tier, id, OM_LOAD(&p->intent_loc));
+
+		OM_STORE(&p->intent_id, 0);
+		return r2;
+	}
 	fd = om_store_open_obj(st, tier, id);
 	if (fd == -ENOENT) {
 		/* It died between publishing the record and the object. */

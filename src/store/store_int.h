@@ -29,6 +29,7 @@ typedef struct {
 	unsigned limit_pct;
 	uint64_t reserve;
 	unsigned reserve_pct;
+	uint32_t pack_max; /* objects up to this many bytes go into packs; 0 = none */
 	const char *name; /* "memory" or "persistent", for messages */
 	char path[PATH_MAX];
 } om_tier_t;
@@ -45,7 +46,8 @@ typedef struct {
 	uint32_t intent_tier;
 	uint32_t intent_kind;
 	uint32_t pid;
-	uint8_t pad[44];
+	uint64_t intent_loc; /* intent_kind OM_KIND_PACKED: where the entry goes */
+	uint8_t pad[36];
 	om_store_stats_t stats; /* this process's counters (one writer) */
 } om_store_proc_sh_t;
 
@@ -67,6 +69,18 @@ struct om_store {
 	om_store_stats_t *stats;     /* in the process slot, or local_stats */
 	om_store_stats_t local_stats;
 	char why[256];               /* om_store_why */
+	struct {                     /* the pack this process appends to, per tier */
+		int fd;              /* -1: none yet */
+		uint32_t no;
+		uint64_t end;
+	} pw[2];
+	struct {                     /* packs opened to mark entries dead */
+		int fd;
+		int tier;
+		uint32_t no;
+	} pk[8];
+	unsigned pk_next;
+	uint64_t pack_seed;
 };
 
 static inline int
@@ -84,6 +98,7 @@ om_store_tier_of(uint32_t ixflags)
  *                   their publication; this process's slot
  *   store_space.c   a tier's space, limit and usage; om_store_why
  *   store_record.c  where a tier keeps records: attributes or files
+ *   store_pack.c    packs: small objects many to a file
  *   store_drop.c    removing objects' files, emptying tmp/; a dead
  *                   process's publish
  *   store_evict.c   eviction for space      store_attach.c  an index kept
@@ -129,6 +144,8 @@ int om_tier_chown(om_tier_t *t, const om_store_params_t *p, char *err, size_t er
 om_store_proc_sh_t *om_store_proc(om_store_t *st, unsigned slot);
 /* Records (or clears, id 0) the object this process is about to publish. */
 void om_store_intent(om_store_t *st, uint64_t id, int tier, int kind);
+/* The same for a pack entry about to be written at loc. */
+void om_store_intent_loc(om_store_t *st, uint64_t id, int tier, uint64_t loc);
 
 /* ---- store_space.c ---- */
 
@@ -173,6 +190,34 @@ void om_store_drop_copy(om_store_t *st, const om_ix_obj_t *o);
 /* Empties the tier's tmp/ (what a start must: files being written by
  * processes that are gone, dropped files). */
 int om_store_clean_tmp(om_store_t *st, int tier, uint64_t *removed);
+
+/* ---- store_pack.c: small objects, many to a file ---- */
+
+void om_pack_name(uint32_t no, char *buf, size_t n);
+/* Appends an entry (record rec, then the bytes) to this process's pack of
+ * the tier, opening a new pack if it has none or it is full; the entry's
+ * loc is known (and returned in *loc, and recorded as the intent) before
+ * anything is written. 0 or -errno. */
+int om_pack_append(om_store_t *st, int tier, uint64_t id, const uint8_t *rec, size_t rlen,
+    const void *data, size_t size, uint64_t *loc);
+/* Marks an entry dead (its object replaced, deleted, evicted): 0 or -errno. */
+int om_pack_kill(om_store_t *st, int tier, uint64_t loc);
+/* Opens a pack read-only: a descriptor or -errno. */
+int om_pack_open(om_store_t *st, int tier, uint32_t no);
+/* Checks that the entry at loc in the pack open as fd is live and holds
+ * object id; copies its record into rec (cap bytes) if rec is not NULL.
+ * The record's length, or -ENOENT (dead, or another object), or -errno. */
+ssize_t om_pack_entry(int fd, uint64_t loc, uint64_t id, uint8_t *rec, size_t cap);
+/* Closes this process's packs. */
+void om_pack_close_all(om_store_t *st);
+/* The rebuild of one tier's packs (store_rebuild.c calls it). */
+typedef struct {
+	uint64_t max_id;
+	uint64_t entries, stale, expired, corrupt;
+} om_pack_rebuild_t;
+int om_pack_rebuild(om_store_t *st, int tier, int64_t now, om_pack_rebuild_t *pr);
+/* A dead process's intent on a pack entry: kill it if it is not indexed. */
+int om_pack_reclaim(om_store_t *st, int tier, uint64_t id, uint64_t loc);
 
 /* ---- store_evict.c ---- */
 

@@ -51,7 +51,7 @@ collect_hot(void *arg, const om_ix_obj_t *o)
 {
 	collect_t *c = arg;
 
-	if (!(o->flags & (OM_IX_F_EPHEMERAL | OM_IX_F_COPY)) && o->hits >= c->min_hits &&
+	if (!(o->flags & (OM_IX_F_EPHEMERAL | OM_IX_F_COPY | OM_IX_F_PACKED)) && o->hits >= c->min_hits &&
 	    o->size <= c->max_size && (o->expires == 0 || o->expires > c->now))
 		return collect_push(c, o);
 	return 0;
@@ -64,6 +64,9 @@ by_hits_desc(const void *a, const void *b)
 
 	return x->hits < y->hits ? 1 : x->hits > y->hits ? -1 : 0;
 }
+
+/* Bytes of live entries a maintenance pass copies out of packs at most. */
+#define COMPACT_STEP ((uint64_t)16 << 20)
 
 /* ---- promotion --------------------------------------------------------- */
 
@@ -173,6 +176,10 @@ om_store_maintain(om_store_t *st, om_maint_stats_t *ms)
 
 	(void)om_store_make_room(st, OM_TIER_DISK, 0);
 	(void)om_store_make_room(st, OM_TIER_MEM, 0);
+	/* What dead entries hold in packs goes back (a step per pass). */
+	if ((rc = om_store_compact(st, COMPACT_STEP)) > 0)
+		st->stats->packs_removed += (uint64_t)rc;
+	rc = 0;
 
 	if (st->promote_hits > 0) {
 		uint64_t limit = om_store_limit(st, OM_TIER_MEM);

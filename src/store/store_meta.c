@@ -83,3 +83,67 @@ om_meta_decode(const uint8_t *buf, size_t len, om_meta_rec_t *r)
 	r->meta = r->meta_len ? buf + OM_META_HDR + r->uri_len : NULL;
 	return r->id != 0 ? 0 : -EBADMSG;
 }
+
+/* ---- packs (store_pack.c): a pack's header and its entries ------------- */
+
+void
+om_pack_header_make(uint8_t *h, int tier, uint32_t no)
+{
+	memset(h, 0, OM_PACK_HDR);
+	om_le32(h, OM_PACK_MAGIC);
+	h[4] = 1;
+	h[5] = (uint8_t)tier;
+	om_le32(h + 8, no);
+	om_le32(h + 60, om_crc32c(0, h, 60));
+}
+
+int
+om_pack_header_check(const uint8_t *h, size_t len, int tier, uint32_t no)
+{
+	if (len < OM_PACK_HDR || om_get32(h) != OM_PACK_MAGIC || h[4] != 1 || h[5] != (uint8_t)tier ||
+	    om_get32(h + 8) != no || om_get32(h + 60) != om_crc32c(0, h, 60))
+		return -EBADMSG;
+	return 0;
+}
+
+/*
+ * Walks a pack's image (len bytes read from it): fn gets every entry that
+ * checks (record, length, bytes against their checksum), live or dead,
+ * with its loc and state. Stops at the first that does not: the end of
+ * what a writer that died, or failed, wrote. Returns the offset where it
+ * stopped. Shared with the fuzzer (tests/fuzz/fuzz_pack.c).
+ */
+uint64_t
+om_pack_walk(const uint8_t *img, size_t len, int tier, uint32_t no,
+    int (*fn)(void *arg, const om_meta_rec_t *r, uint64_t loc, uint32_t state, const uint8_t *data),
+    void *arg)
+{
+	uint64_t at = OM_PACK_HDR;
+
+	if (om_pack_header_check(img, len, tier, no) != 0)
+		return 0;
+	while (at + OM_META_HDR + 8 <= len) {
+		om_meta_rec_t r;
+		uint64_t d, elen;
+		uint32_t rlen;
+		size_t avail = len - (size_t)at;
+
+		if (om_get32(img + at) != OM_META_MAGIC)
+			break;
+		/* The record's own lengths: its header says them. */
+		rlen = OM_META_HDR + (uint32_t)(img[at + 6] | img[at + 7] << 8) + om_get32(img + at + 8);
+		if (rlen > OM_META_REC_MAX || rlen > avail || om_meta_decode(img + at, rlen, &r) != 0)
+			break;
+		d = at + OM_PACK_ALIGN16((uint64_t)rlen + 8);
+		elen = om_pack_entry_len(rlen, r.size);
+		if (r.size > OM_PACK_BYTES || at + elen > len || om_get32(img + d - 4) != rlen)
+			break;
+		if (om_crc32c(0, img + d, (size_t)r.size) != r.crc)
+			break;
+		if (fn != NULL && fn(arg, &r, OM_PACK_LOC(no, d), om_get32(img + d - 8), img + d) != 0)
+			break;
+		at += elen;
+	}
+	return at;
+}
+

@@ -21,6 +21,7 @@ enum om_meta_kind {
 	OM_KIND_PERSIST = 1,   /* primary, persistent tier */
 	OM_KIND_EPHEMERAL = 2, /* primary, memory tier only */
 	OM_KIND_COPY = 3,      /* promoted copy of a persistent object */
+	OM_KIND_PACKED = 4,    /* never in a record: an intent on a pack entry (intent_loc) */
 };
 
 typedef struct {
@@ -42,4 +43,38 @@ size_t om_meta_encode(const om_meta_rec_t *r, uint8_t *buf, size_t cap);
  * and meta pointers of r point into buf. */
 int om_meta_decode(const uint8_t *buf, size_t len, om_meta_rec_t *r);
 
+/* A pack: TIER/packs/NNNNNN (its number, 6 hex digits), a 64-byte header,
+ * then entries, each 16-aligned: the record, the state word (live or
+ * dead) and the record's length just before the bytes, which begin
+ * 16-aligned, and padding. An object's loc says which pack and where its
+ * bytes begin (docs/ARCHITECTURE.md, "Packs"). */
+#define OM_PACK_BYTES   ((uint64_t)4 << 20) /* a pack is never longer (OM_STORE_PACK_BYTES) */
+#define OM_PACK_HDR     64u
+#define OM_PACK_MAGIC   0x31504d4fu /* "OMP1" */
+#define OM_PACK_NO_BITS 22u
+#define OM_PACK_NO_MAX  ((1u << OM_PACK_NO_BITS) - 1)
+#define OM_PACK_LOC(no, off) ((uint64_t)(no) << 18 | (uint64_t)(off) >> 4)
+#define OM_PACK_NO(loc)  ((uint32_t)((loc) >> 18))
+#define OM_PACK_OFF(loc) (((loc) & 0x3ffffu) << 4)
+#define OM_PACK_LIVE    0u
+#define OM_PACK_DEAD    0x44414544u /* "DEAD" */
+#define OM_PACK_ALIGN16(n) (((n) + 15) & ~(uint64_t)15)
+
+/* The entry of bytes at data offset d: where it begins and the total
+ * length of an entry with a record of rlen and size bytes. */
+static inline uint64_t
+om_pack_entry_len(size_t rlen, uint64_t size)
+{
+	return OM_PACK_ALIGN16(rlen + 8) + OM_PACK_ALIGN16(size);
+}
+/* A pack's header (OM_PACK_HDR bytes): made, and checked (0 or -EBADMSG). */
+void om_pack_header_make(uint8_t *h, int tier, uint32_t no);
+int om_pack_header_check(const uint8_t *h, size_t len, int tier, uint32_t no);
+/* Walks a pack's image (len bytes of pack no of the tier): fn gets each
+ * entry that checks, live or dead (state), with its loc; a non-zero
+ * return stops the walk. Stops at the first entry that does not check.
+ * Returns where it stopped (0: no valid header). Also the fuzzer's. */
+uint64_t om_pack_walk(const uint8_t *img, size_t len, int tier, uint32_t no,
+    int (*fn)(void *arg, const om_meta_rec_t *r, uint64_t loc, uint32_t state, const uint8_t *data),
+    void *arg);
 #endif

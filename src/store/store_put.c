@@ -36,6 +36,7 @@ struct om_put_txn {
 	uint32_t meta_len;
 	size_t uri_len;
 	om_store_file_t rec;  /* its record file, where the tier keeps them in files */
+	uint8_t *buf;         /* a packed object's bytes (it has no file), else NULL */
 	uint8_t meta[OM_STORE_META_MAX];
 	char uri[OM_IX_URI_MAX];
 };
@@ -228,9 +229,21 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 	t->uri_len = len;
 	om_store_file_init(&t->file);
 	om_store_file_init(&t->rec);
+	t->buf = NULL;
 	if (a->meta_len)
 		memcpy(t->meta, a->meta, a->meta_len);
 	memcpy(t->uri, uri, len);
+
+	/* A small object goes into this process's pack at commit: its bytes
+	 * wait here meanwhile (at most pack_max). */
+	if (!(a->flags & OM_STORE_SIZE_OPEN) && st->tier[tier].pack_max > 0 && a->size <= st->tier[tier].pack_max) {
+		if ((t->buf = malloc(a->size ? (size_t)a->size : 1)) == NULL) {
+			free(t);
+			return -ENOMEM;
+		}
+		*out = t;
+		return 0;
+	}
 
 	/* Out of inodes or of space for one: as for its bytes. */
 	while ((rc = om_store_file_new(st, tier, t->id, "tmp", O_EXCL, 0600, &t->file)) != 0)
@@ -254,6 +267,13 @@ om_store_put_write(om_put_txn_t *t, const void *buf, size_t n)
 
 	if (n > t->size - t->written)
 		return -EFBIG;
+	if (t->buf != NULL) {
+		memcpy(t->buf + t->written, buf, n);
+		t->crc = om_crc32c(t->crc, buf, n);
+		t->crc_upto += n;
+		t->written += n;
+		return 0;
+	}
 	if ((rc = ensure_room(t, t->written + n)) != 0)
 		return rc;
 	while (left > 0) {
@@ -287,6 +307,25 @@ om_store_put_copy(om_put_txn_t *t, int fd, uint64_t off, uint64_t n)
 
 	if (n > t->size - t->written)
 		return -EFBIG;
+	if (t->buf != NULL) {
+		uint8_t *p = t->buf + t->written;
+
+		while (done < n) {
+			ssize_t r = pread(fd, p + done, (size_t)(n - done), (off_t)(off + done));
+
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0)
+				return -errno;
+			if (r == 0)
+				return -ENODATA; /* the descriptor holds fewer bytes */
+			done += (uint64_t)r;
+		}
+		t->crc = om_crc32c(t->crc, p, (size_t)n);
+		t->crc_upto += n;
+		t->written += n;
+		return 0;
+	}
 	if ((rc = ensure_room(t, t->written + n)) != 0)
 		return rc;
 	while ((rc = om_os_copy_range(t->file.fd, fd, off + done, n - done)) == -ENOSPC || rc == -EDQUOT) {
@@ -314,6 +353,8 @@ om_store_put_fd(const om_put_txn_t *t)
 int
 om_store_put_wrote(om_put_txn_t *t, uint64_t n)
 {
+	if (t->buf != NULL)
+		return -EINVAL; /* a packed object has no file to splice into */
 	if (n > t->size - t->written)
 		return -EFBIG;
 	t->written += n;
@@ -327,6 +368,7 @@ om_store_put_abort(om_put_txn_t *t)
 		return;
 	om_store_file_discard(t->st, t->tier, &t->file);
 	om_store_file_discard(t->st, t->tier, &t->rec);
+	free(t->buf);
 	free(t);
 }
 
@@ -354,6 +396,89 @@ int
 om_store_put_sum(om_put_txn_t *t, uint64_t max)
 {
 	return crc_extend(t, t->written - t->crc_upto > max ? t->crc_upto + max : t->written);
+}
+
+/* Swaps the index entry for the new object o (evicting where the index is
+ * full and the store may): om_index_put's result, -ENOSPC with
+ * om_store_why saying which limit. */
+static int
+index_swap(om_put_txn_t *t, const om_ix_obj_t *o, om_ix_obj_t *old)
+{
+	om_store_t *st = t->st;
+	int rc;
+
+	for (int tries = 0;; tries++) {
+		rc = om_index_put(st->ix, t->uri, t->uri_len, o, OM_IX_UPSERT, old);
+		if ((rc != -ENOSPC && rc != -ENOMEM) || st->no_evict || tries >= 64)
+			break;
+		/* Full by count: any object makes room. Full arena: only an
+		 * object whose block has the size this URI needs. */
+		if (om_store_evict_index(st, rc == -ENOMEM ? t->uri_len : 0) != 0)
+			break;
+	}
+	if (rc == -ENOSPC) {
+		om_store_set_why(st, "index full: capacity %u%s", om_index_capacity(st->ix),
+		    st->no_evict ? ", and this store never evicts" : "");
+	} else if (rc == -ENOMEM) {
+		om_store_set_why(st, "index full: no room in its arena for a URI of %zu bytes%s", t->uri_len,
+		    st->no_evict ? ", and this store never evicts" : "");
+		rc = -ENOSPC;
+	}
+	return rc;
+}
+
+/*
+ * A small object: one entry appended to this process's pack (written
+ * whole at an offset named by the intent first), then the index entry
+ * swapped. The entry is dead (state word) if the PUT fails after it was
+ * written, or was ordered before a newer one.
+ */
+static int
+commit_packed(om_put_txn_t *t, om_ix_obj_t *out)
+{
+	om_store_t *st = t->st;
+	uint8_t rec[OM_META_REC_MAX];
+	om_meta_rec_t r;
+	om_ix_obj_t o, old;
+	size_t rlen;
+	int rc, kind = t->tier == OM_TIER_MEM ? OM_KIND_EPHEMERAL : OM_KIND_PERSIST;
+
+	memset(&o, 0, sizeof(o));
+	o.id = t->id;
+	o.size = t->size;
+	o.expires = t->expires;
+	o.crc = t->crc;
+	o.flags = OM_IX_F_PACKED | (t->tier == OM_TIER_MEM ? OM_IX_F_EPHEMERAL : 0);
+	r = (om_meta_rec_t){ .kind = (uint8_t)kind, .id = o.id, .size = o.size,
+		.expires = o.expires, .mtime = om_time_s(), .crc = o.crc, .uri = t->uri,
+		.uri_len = (uint32_t)t->uri_len, .meta = t->meta, .meta_len = t->meta_len };
+	rlen = om_meta_encode(&r, rec, sizeof(rec));
+	OM_ASSERT(rlen != 0);
+	while ((rc = om_pack_append(st, t->tier, t->id, rec, rlen, t->buf, (size_t)t->size, &o.loc)) != 0) {
+		if ((rc == -ENOSPC || rc == -EDQUOT) && evict_for_enospc(t) == 0)
+			continue;
+		goto fail;
+	}
+	rc = index_swap(t, &o, &old);
+	if (rc == -ESTALE) {
+		(void)om_pack_kill(st, t->tier, o.loc);
+		st->stats->superseded++;
+	} else if (rc < 0) {
+		(void)om_pack_kill(st, t->tier, o.loc);
+		om_store_intent(st, 0, 0, 0);
+		goto fail;
+	}
+	om_store_intent(st, 0, 0, 0);
+	st->stats->puts++;
+	st->stats->put_bytes += t->size;
+	if (out != NULL)
+		*out = o;
+	free(t->buf);
+	free(t);
+	return 0;
+fail:
+	om_store_put_abort(t);
+	return rc;
 }
 
 int
@@ -384,6 +509,8 @@ om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
 		    st->no_evict ? ", and this store never evicts" : "");
 		goto fail;
 	}
+	if (t->buf != NULL)
+		return commit_packed(t, out);
 	if ((rc = crc_extend(t, t->size)) != 0)
 		goto fail;
 
@@ -443,23 +570,7 @@ om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
 			goto fail_published;
 	}
 
-	for (int tries = 0;; tries++) {
-		rc = om_index_put(st->ix, t->uri, t->uri_len, &o, OM_IX_UPSERT, &old);
-		if ((rc != -ENOSPC && rc != -ENOMEM) || st->no_evict || tries >= 64)
-			break;
-		/* Full by count: any object makes room. Full arena: only an
-		 * object whose block has the size this URI needs. */
-		if (om_store_evict_index(st, rc == -ENOMEM ? t->uri_len : 0) != 0)
-			break;
-	}
-	if (rc == -ENOSPC) {
-		om_store_set_why(st, "index full: capacity %u%s", om_index_capacity(st->ix),
-		    st->no_evict ? ", and this store never evicts" : "");
-	} else if (rc == -ENOMEM) {
-		om_store_set_why(st, "index full: no room in its arena for a URI of %zu bytes%s", t->uri_len,
-		    st->no_evict ? ", and this store never evicts" : "");
-		rc = -ENOSPC;
-	}
+	rc = index_swap(t, &o, &old);
 	if (rc == -ESTALE) {
 		/* A concurrent PUT of this URI with a newer id landed first:
 		 * ours is ordered before it and its file is not needed. */

@@ -444,6 +444,19 @@ om_store_rebuild(om_store_t *st, om_rebuild_stats_t *rs)
 			pthread_join(tid[i], NULL);
 		rc = job.error;
 	}
+	/* Packs (store_pack.c): entries that check are indexed, newer ids
+	 * winning over files and entries alike. */
+	for (int tier = 0; tier < 2 && rc == 0; tier++) {
+		om_pack_rebuild_t pr = { 0, 0, 0, 0, 0 };
+
+		rc = om_pack_rebuild(st, tier, job.now, &pr);
+		if (pr.max_id > max_id)
+			max_id = pr.max_id;
+		rb[0].s.files_scanned += pr.entries + pr.stale + pr.expired + pr.corrupt;
+		rb[0].s.stale_removed += pr.stale;
+		rb[0].s.expired_removed += pr.expired;
+		rb[0].s.corrupt_moved += pr.corrupt;
+	}
 	for (unsigned i = 0; i < nthreads; i++) {
 		stats_add(rs, &rb[i].s);
 		if (rb[i].max_id > max_id)

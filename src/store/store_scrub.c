@@ -15,6 +15,7 @@
 
 #include "core/om_core.h"
 #include "core/om_log.h"
+#include "os/om_os.h"
 #include "store/store_int.h"
 
 /* An object not read for this long is not kept in the page cache by the
@@ -36,6 +37,35 @@ kind_of(int tier, const om_ix_obj_t *o)
 	return (o->flags & OM_IX_F_EPHEMERAL) ? "ephemeral" : "memory copy of a persistent";
 }
 
+/* A damaged packed object: its bytes, as they are, go to corrupt/ID for
+ * the operator; its entry is marked dead and leaves the index. */
+static int
+quarantine_packed(om_store_t *st, const om_ix_obj_t *o, int tier, const char *why)
+{
+	static _Thread_local uint8_t buf[OM_STORE_PACK_MAX];
+	om_tier_t *t = &st->tier[tier];
+	char pname[32], dst[64];
+	int fd, out;
+
+	om_pack_name(om_store_pack_no(o), pname, sizeof(pname));
+	snprintf(dst, sizeof(dst), "corrupt/%016" PRIx64, o->id);
+	fd = om_store_open_pack(st, tier, om_store_pack_no(o));
+	if (fd >= 0 && o->size <= sizeof(buf) &&
+	    om_os_pread_all(fd, buf, (size_t)o->size, om_store_pack_off(o)) == 0 &&
+	    (out = openat(t->dirfd, dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0440)) >= 0) {
+		(void)om_os_pwrite_all(out, buf, (size_t)o->size, 0);
+		close(out);
+	}
+	if (fd >= 0)
+		close(fd);
+	om_log_warn(0, "store: %s/%s at %" PRIu64 ", %s object %016" PRIx64 ": %s; its bytes copied to %s/%s, "
+	    "never served again", t->path, pname, om_store_pack_off(o),
+	    tier == OM_TIER_DISK ? "persistent" : "ephemeral", o->id, why, t->path, dst);
+	/* The release marks the entry dead. */
+	(void)om_index_delete_slot(st->ix, o->slot, o->id, NULL);
+	return 0;
+}
+
 int
 om_store_quarantine(om_store_t *st, const om_ix_obj_t *o, int tier, const char *why)
 {
@@ -43,6 +73,8 @@ om_store_quarantine(om_store_t *st, const om_ix_obj_t *o, int tier, const char *
 	char name[OM_NAME_MAX], dst[64];
 
 	st->stats->damaged++;
+	if (o->flags & OM_IX_F_PACKED)
+		return quarantine_packed(st, o, tier, why);
 	om_store_object_name(o->id, name, sizeof(name));
 	if (tier == OM_TIER_MEM && !(o->flags & OM_IX_F_EPHEMERAL)) {
 		/* A copy: the primary on disk still holds the bytes. */
@@ -109,23 +141,35 @@ static int
 verify_file(om_store_t *st, const om_ix_obj_t *o, int tier, uint64_t *read)
 {
 	static _Thread_local uint8_t buf[262144];
-	uint64_t off = 0;
+	uint64_t off = 0, base = 0;
 	uint32_t crc = 0;
 	struct stat sb;
 	char why[128];
 	int fd, rc = 0;
 
 	*read = 0;
-	fd = om_store_open_obj(st, tier, o->id);
-	if (fd < 0)
-		return fd;
-	if (fstat(fd, &sb) != 0) {
-		rc = -errno;
-		goto out;
+	if (o->flags & OM_IX_F_PACKED) {
+		/* An entry of a pack: live and the object's, its bytes from
+		 * base on. */
+		fd = om_store_open_pack(st, tier, om_store_pack_no(o));
+		if (fd < 0)
+			return fd;
+		if ((rc = om_store_pack_check(fd, o)) != 0)
+			goto out;
+		base = om_store_pack_off(o);
+		sb.st_size = (off_t)o->size;
+	} else {
+		fd = om_store_open_obj(st, tier, o->id);
+		if (fd < 0)
+			return fd;
+		if (fstat(fd, &sb) != 0) {
+			rc = -errno;
+			goto out;
+		}
 	}
 	while (off < o->size) {
 		size_t want = o->size - off < sizeof(buf) ? (size_t)(o->size - off) : sizeof(buf);
-		ssize_t n = pread(fd, buf, want, (off_t)off);
+		ssize_t n = pread(fd, buf, want, (off_t)(base + off));
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -152,7 +196,7 @@ verify_file(om_store_t *st, const om_ix_obj_t *o, int tier, uint64_t *read)
 		(void)om_index_update_flags(st->ix, o->slot, o->id, 0, OM_IX_F_UNCHECKED);
 	/* What nobody reads stays out of the page cache, and is read from
 	 * the disk by the next pass. */
-	if (tier == OM_TIER_DISK && om_index_ticks() - o->atime > SCRUB_COLD_TICKS)
+	if (tier == OM_TIER_DISK && !(o->flags & OM_IX_F_PACKED) && om_index_ticks() - o->atime > SCRUB_COLD_TICKS)
 		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 out:
 	close(fd);

@@ -128,14 +128,14 @@ om_store_file_discard(om_store_t *st, int tier, om_store_file_t *f)
 int
 om_tier_chown(om_tier_t *t, const om_store_params_t *p, char *err, size_t errlen)
 {
-	static const char *const extra[] = { ".", "tmp", "corrupt" };
+	static const char *const extra[] = { ".", "tmp", "corrupt", "packs" };
 	char sub[8];
 
-	for (unsigned i = 0; i < OM_FANOUT + 3; i++) {
-		const char *name = i < 3 ? extra[i] : sub;
+	for (unsigned i = 0; i < OM_FANOUT + 4; i++) {
+		const char *name = i < 4 ? extra[i] : sub;
 
-		if (i >= 3)
-			snprintf(sub, sizeof(sub), "%02x", i - 3);
+		if (i >= 4)
+			snprintf(sub, sizeof(sub), "%02x", i - 4);
 		if (fchownat(t->dirfd, name, p->owner_uid, p->owner_gid, AT_SYMLINK_NOFOLLOW) != 0) {
 			int rc = -errno;
 
@@ -154,6 +154,7 @@ om_tier_set_space(om_tier_t *t, const om_tier_params_t *tp)
 	t->limit_pct = tp->limit_pct;
 	t->reserve = tp->reserve;
 	t->reserve_pct = tp->reserve_pct;
+	t->pack_max = tp->pack_max > OM_STORE_PACK_MAX ? OM_STORE_PACK_MAX : tp->pack_max;
 }
 
 /* A filesystem that reports no size (ramfs) has no share to take and
@@ -230,7 +231,8 @@ om_tier_open(om_tier_t *t, const char *name, const om_tier_params_t *tp, int no_
 		}
 	}
 	if ((rc = om_os_mkdir(t->dirfd, "tmp", 0750)) != 0 ||
-	    (rc = om_os_mkdir(t->dirfd, "corrupt", 0750)) != 0) {
+	    (rc = om_os_mkdir(t->dirfd, "corrupt", 0750)) != 0 ||
+	    (rc = om_os_mkdir(t->dirfd, "packs", 0750)) != 0) {
 		snprintf(err, errlen, "%s tier: mkdir in \"%s\" failed: %s", name, t->path, om_strerror(rc));
 		return rc;
 	}
@@ -399,4 +401,15 @@ om_store_intent(om_store_t *st, uint64_t id, int tier, int kind)
 	OM_STORE(&p->intent_tier, (uint32_t)tier);
 	OM_STORE(&p->intent_kind, (uint32_t)kind);
 	OM_STORE_REL(&p->intent_id, id);
+}
+
+void
+om_store_intent_loc(om_store_t *st, uint64_t id, int tier, uint64_t loc)
+{
+	om_store_proc_sh_t *p = om_store_proc(st, st->slot);
+
+	if (p == NULL)
+		return;
+	OM_STORE(&p->intent_loc, loc);
+	om_store_intent(st, id, tier, OM_KIND_PACKED);
 }

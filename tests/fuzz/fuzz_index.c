@@ -116,7 +116,8 @@ static void
 same_obj(const model_t *s, const om_ix_obj_t *a, const om_ix_obj_t *m, const char *what)
 {
 	FZ_ASSERT(a->id == m->id && a->size == m->size && a->expires == m->expires &&
-	    a->crc == m->crc && a->flags == m->flags && a->hits == m->hits && a->slot == m->slot,
+	    a->crc == m->crc && a->flags == m->flags && a->hits == m->hits && a->slot == m->slot &&
+	    a->loc == m->loc,
 	    "step %u: %s: index id %llu size %llu flags %#x hits %u slot %u, model id %llu size "
 	    "%llu flags %#x hits %u slot %u", s->step, what, (unsigned long long)a->id,
 	    (unsigned long long)a->size, a->flags, a->hits, a->slot, (unsigned long long)m->id,
@@ -242,7 +243,12 @@ op_put(model_t *s, fz_in_t *in, enum om_ix_put_mode mode, bool stale)
 	obj.size = fz_u32(in) | (uint64_t)fz_u8(in) << 32;
 	obj.expires = (int64_t)fz_u64(in);
 	obj.crc = fz_u32(in);
-	obj.flags = flags; /* only OM_IX_F_EPHEMERAL and OM_IX_F_UNCHECKED are taken */
+	obj.flags = flags; /* only OM_IX_F_EPHEMERAL, OM_IX_F_UNCHECKED and OM_IX_F_PACKED are taken */
+	if (flags & OM_IX_F_PACKED) {
+		/* A packed object's size and loc share the block's field. */
+		obj.size &= OM_IX_PACKED_SIZE_MAX;
+		obj.loc = fz_u64(in) & OM_IX_LOC_MAX;
+	}
 	obj.hits = 77;
 	obj.atime = 1;
 	obj.slot = 12345;
@@ -282,7 +288,7 @@ op_put(model_t *s, fz_in_t *in, enum om_ix_put_mode mode, bool stale)
 	}
 	if (rc == 0 || rc == 1) {
 		want = obj;
-		want.flags = obj.flags & (OM_IX_F_EPHEMERAL | OM_IX_F_UNCHECKED);
+		want.flags = obj.flags & (OM_IX_F_EPHEMERAL | OM_IX_F_UNCHECKED | OM_IX_F_PACKED);
 		want.hits = 0;
 		m->o = want;
 		m->present = true;
@@ -380,6 +386,19 @@ op_flags(model_t *s, fz_in_t *in)
 
 	pick_slot(s, in, &slot, &id);
 	k = model_by_slot(s, slot, id);
+	if (b & 0x10) {
+		/* A compaction's move of a packed object: only from where it is. */
+		uint64_t from = (k >= 0 && (b & 0x20)) ? s->m[k].o.loc : fz_u64(in) & OM_IX_LOC_MAX;
+		uint64_t to = fz_u64(in) & OM_IX_LOC_MAX;
+		bool ok = k >= 0 && (s->m[k].o.flags & OM_IX_F_PACKED) && s->m[k].o.loc == from;
+
+		rc = om_index_relocate(s->ix, slot, id, from, to);
+		FZ_ASSERT(rc == (ok ? 0 : -ENOENT), "step %u: relocate %u id %llu: %d, model key %d",
+		    s->step, slot, (unsigned long long)id, rc, k);
+		if (ok)
+			s->m[k].o.loc = to;
+		return;
+	}
 	rc = om_index_update_flags(s->ix, slot, id, set, clear);
 	FZ_ASSERT(rc == (k >= 0 ? 0 : -ENOENT), "step %u: update_flags %u id %llu: %d, model key %d",
 	    s->step, slot, (unsigned long long)id, rc, k);

@@ -17,7 +17,7 @@
 FUZZ_CC         ?= clang
 FUZZ_TIME       ?= 300
 FUZZ_SMOKE_TIME ?= 15
-FUZZ_TARGETS    := proto http conf meta index client
+FUZZ_TARGETS    := proto http conf meta pack index client
 FUZZ_O          := $(O)/fuzz
 FUZZ_SAN        := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS     := -std=c11 $(WARN) -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link
@@ -29,6 +29,7 @@ FUZZ_SRCS_proto := src/proto/proto.c
 FUZZ_SRCS_http  := src/proto/http.c
 FUZZ_SRCS_conf  := src/conf/conf.c src/core/core.c src/core/log.c
 FUZZ_SRCS_meta  := src/store/store_meta.c src/core/crc32c.c
+FUZZ_SRCS_pack  := src/store/store_meta.c src/core/crc32c.c
 FUZZ_SRCS_index := src/index/index.c src/core/hash.c src/core/core.c src/core/log.c
 FUZZ_SRCS_client := src/client/client.c src/client/nb.c src/proto/proto.c src/os/fdpass.c
 FUZZ_LIBS_conf  := -linih

@@ -1,0 +1,764 @@
+/*
+ * Packs: objects of up to a tier's pack_max bytes are appended, many to a
+ * file, to the pack this process writes (one per process and tier, so
+ * appends take no lock), instead of a file each: on tmpfs a file costs a
+ * whole page, an inode and a dentry, 4x the bytes of a 1 KiB object.
+ *
+ * An entry is written whole, by one pwritev at an offset known before it
+ * is written (the process's intent names it), and never changed again but
+ * for its state word: live, or dead once its object is replaced, deleted
+ * or evicted. A pack is removed whole, when the cache manager has copied
+ * its live entries to its own pack (compaction, store_maint.c) or none is
+ * left; a reader that holds it open or mapped keeps reading the complete
+ * old bytes, as with an object file. Layout and crash argument:
+ * docs/ARCHITECTURE.md, "Packs".
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <dirent.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/om_core.h"
+#include "core/om_log.h"
+#include "os/om_os.h"
+#include "store/store_int.h"
+
+static const uint8_t zeros[16];
+
+void
+om_pack_name(uint32_t no, char *buf, size_t n)
+{
+	snprintf(buf, n, "packs/%06" PRIx32, no);
+}
+
+static uint32_t
+pick_no(om_store_t *st)
+{
+	if (st->pack_seed == 0) {
+		uint64_t s = 0;
+		struct timespec ts;
+
+		if (getrandom(&s, sizeof(s), GRND_NONBLOCK) != (ssize_t)sizeof(s)) {
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			s = (uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 32;
+		}
+		st->pack_seed = s | 1;
+	}
+	/* xorshift64 */
+	st->pack_seed ^= st->pack_seed << 13;
+	st->pack_seed ^= st->pack_seed >> 7;
+	st->pack_seed ^= st->pack_seed << 17;
+	return (uint32_t)(st->pack_seed >> 20) & OM_PACK_NO_MAX;
+}
+
+static void
+writer_close(om_store_t *st, int tier)
+{
+	if (st->pw[tier].fd >= 0)
+		close(st->pw[tier].fd); /* and with it the lock that says it is written */
+	st->pw[tier].fd = -1;
+	st->pw[tier].end = 0;
+}
+
+/* A new pack for this process: a free number (O_EXCL), locked shared for
+ * as long as it is appended to (compaction takes only packs it can lock
+ * exclusively), its header written. */
+static int
+writer_open(om_store_t *st, int tier)
+{
+	om_tier_t *t = &st->tier[tier];
+	uint8_t h[OM_PACK_HDR];
+	char name[32];
+	int fd = -1, rc;
+	uint32_t no = 0;
+
+	for (int tries = 0; tries < 64; tries++) {
+		no = pick_no(st);
+		if (no == 0)
+			continue;
+		om_pack_name(no, name, sizeof(name));
+		fd = openat(t->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+		if (fd >= 0 || errno != EEXIST)
+			break;
+	}
+	if (fd < 0)
+		return errno == EEXIST ? -ENOSPC : -errno;
+	if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	om_pack_header_make(h, tier, no);
+	if ((rc = om_os_pwrite_all(fd, h, sizeof(h), 0)) != 0)
+		goto fail;
+	if (st->durability == OM_DURABLE_FSYNC && (rc = om_os_fsync_dir(t->dirfd, "packs")) != 0)
+		goto fail;
+	st->pw[tier].fd = fd;
+	st->pw[tier].no = no;
+	st->pw[tier].end = OM_PACK_HDR;
+	return 0;
+fail:
+	close(fd);
+	(void)unlinkat(t->dirfd, name, 0);
+	return rc;
+}
+
+int
+om_pack_append(om_store_t *st, int tier, uint64_t id, const uint8_t *rec, size_t rlen,
+    const void *data, size_t size, uint64_t *loc)
+{
+	uint64_t elen = om_pack_entry_len(rlen, size), at, d;
+	uint8_t mark[8];
+	struct iovec iov[5];
+	size_t pad1, pad2, total = 0;
+	ssize_t n;
+	int cnt = 0, rc;
+
+	if (st->pw[tier].fd >= 0 && st->pw[tier].end + elen > OM_PACK_BYTES)
+		writer_close(st, tier);
+	/* A pack removed behind the store's back (its tier's directory
+	 * deleted): what went into it would be lost. */
+	if (st->pw[tier].fd >= 0) {
+		struct stat sb;
+
+		if (fstat(st->pw[tier].fd, &sb) != 0 || sb.st_nlink == 0)
+			writer_close(st, tier);
+	}
+	if (st->pw[tier].fd < 0 && (rc = writer_open(st, tier)) != 0)
+		return rc;
+	at = st->pw[tier].end;
+	d = at + OM_PACK_ALIGN16(rlen + 8);
+	*loc = OM_PACK_LOC(st->pw[tier].no, d);
+	pad1 = (size_t)(d - 8 - at - rlen);
+	pad2 = (size_t)(OM_PACK_ALIGN16(size) - size);
+	om_le32(mark, OM_PACK_LIVE);
+	om_le32(mark + 4, (uint32_t)rlen);
+	/* pwritev only reads them: the casts drop const, nothing writes. */
+	iov[cnt++] = (struct iovec){ (uint8_t *)rec, rlen };
+	if (pad1)
+		iov[cnt++] = (struct iovec){ (uint8_t *)zeros, pad1 };
+	iov[cnt++] = (struct iovec){ mark, sizeof(mark) };
+	if (size)
+		iov[cnt++] = (struct iovec){ (void *)data, size };
+	if (pad2)
+		iov[cnt++] = (struct iovec){ (uint8_t *)zeros, pad2 };
+	for (int i = 0; i < cnt; i++)
+		total += iov[i].iov_len;
+	OM_ASSERT(total == elen);
+
+	om_store_intent_loc(st, id, tier, *loc);
+	do
+		n = pwritev(st->pw[tier].fd, iov, cnt, (off_t)at);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)total) {
+		rc = n < 0 ? -errno : -ENOSPC;
+		/* Whatever of it landed is the pack's end for good: a rebuild
+		 * stops at an entry that does not check. The next PUT opens
+		 * another pack. */
+		writer_close(st, tier);
+		om_store_intent(st, 0, 0, 0);
+		return rc;
+	}
+	if (st->durability == OM_DURABLE_FSYNC && fdatasync(st->pw[tier].fd) != 0) {
+		rc = -errno;
+		writer_close(st, tier);
+		om_store_intent(st, 0, 0, 0);
+		return rc;
+	}
+	st->pw[tier].end = at + elen;
+	return 0;
+}
+
+/* A descriptor of pack no of the tier, open for writing state words:
+ * kept, a few per process. */
+static int
+pack_rw(om_store_t *st, int tier, uint32_t no)
+{
+	char name[32];
+	unsigned i;
+	int fd;
+
+	if (st->pw[tier].fd >= 0 && st->pw[tier].no == no)
+		return st->pw[tier].fd;
+	for (i = 0; i < OM_ARRAY_LEN(st->pk); i++)
+		if (st->pk[i].fd >= 0 && st->pk[i].tier == tier && st->pk[i].no == no)
+			return st->pk[i].fd;
+	om_pack_name(no, name, sizeof(name));
+	fd = openat(st->tier[tier].dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	i = st->pk_next++ % OM_ARRAY_LEN(st->pk);
+	if (st->pk[i].fd >= 0)
+		close(st->pk[i].fd);
+	st->pk[i].fd = fd;
+	st->pk[i].tier = tier;
+	st->pk[i].no = no;
+	return fd;
+}
+
+int
+om_pack_kill(om_store_t *st, int tier, uint64_t loc)
+{
+	uint8_t w[4];
+	int fd = pack_rw(st, tier, OM_PACK_NO(loc)), rc;
+
+	if (fd == -ENOENT)
+		return -ENOENT; /* compacted away */
+	if (fd < 0)
+		return fd;
+	om_le32(w, OM_PACK_DEAD);
+	if ((rc = om_os_pwrite_all(fd, w, sizeof(w), OM_PACK_OFF(loc) - 8)) != 0)
+		return rc;
+	if (st->durability == OM_DURABLE_FSYNC && fdatasync(fd) != 0)
+		return -errno;
+	return 0;
+}
+
+int
+om_pack_open(om_store_t *st, int tier, uint32_t no)
+{
+	char name[32];
+	int fd;
+
+	om_pack_name(no, name, sizeof(name));
+	fd = openat(st->tier[tier].dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	return fd < 0 ? -errno : fd;
+}
+
+ssize_t
+om_pack_entry(int fd, uint64_t loc, uint64_t id, uint8_t *rec, size_t cap)
+{
+	uint8_t mark[8], hdr[OM_META_HDR];
+	uint64_t d = OM_PACK_OFF(loc), e;
+	uint32_t rlen;
+	int rc;
+
+	if (d < OM_PACK_HDR + OM_META_HDR + 8)
+		return -ENOENT;
+	if ((rc = om_os_pread_all(fd, mark, sizeof(mark), d - 8)) != 0)
+		return rc == -ENODATA ? -ENOENT : rc;
+	rlen = om_get32(mark + 4);
+	if (om_get32(mark) != OM_PACK_LIVE || rlen < OM_META_HDR || rlen > OM_META_REC_MAX ||
+	    OM_PACK_ALIGN16((uint64_t)rlen + 8) > d - OM_PACK_HDR)
+		return -ENOENT;
+	e = d - OM_PACK_ALIGN16((uint64_t)rlen + 8);
+	if (rec == NULL) {
+		if ((rc = om_os_pread_all(fd, hdr, sizeof(hdr), e)) != 0)
+			return rc == -ENODATA ? -ENOENT : rc;
+		if (om_get32(hdr) != OM_META_MAGIC || om_get64(hdr + 16) != id)
+			return -ENOENT;
+		return (ssize_t)rlen;
+	}
+	if (rlen > cap)
+		return -ERANGE;
+	if ((rc = om_os_pread_all(fd, rec, rlen, e)) != 0)
+		return rc == -ENODATA ? -ENOENT : rc;
+	{
+		om_meta_rec_t r;
+
+		if (om_meta_decode(rec, rlen, &r) != 0 || r.id != id)
+			return -ENOENT;
+	}
+	return (ssize_t)rlen;
+}
+
+void
+om_pack_close_all(om_store_t *st)
+{
+	for (int tier = 0; tier < 2; tier++)
+		writer_close(st, tier);
+	for (unsigned i = 0; i < OM_ARRAY_LEN(st->pk); i++) {
+		if (st->pk[i].fd >= 0)
+			close(st->pk[i].fd);
+		st->pk[i].fd = -1;
+	}
+}
+
+/* ---- rebuild ------------------------------------------------------------ */
+
+static int
+parse_no(const char *name, uint32_t *no)
+{
+	uint32_t v = 0;
+
+	if (strlen(name) != 6)
+		return -1;
+	for (int i = 0; i < 6; i++) {
+		char c = name[i];
+
+		if (c >= '0' && c <= '9')
+			v = v << 4 | (uint32_t)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v = v << 4 | (uint32_t)(c - 'a' + 10);
+		else
+			return -1;
+	}
+	if (v == 0 || v > OM_PACK_NO_MAX)
+		return -1;
+	*no = v;
+	return 0;
+}
+
+typedef struct {
+	om_store_t *st;
+	int tier;
+	int64_t now;
+	om_pack_rebuild_t *pr;
+	uint64_t live;
+	int err;
+} pack_rb_t;
+
+static int
+rebuild_entry(void *arg, const om_meta_rec_t *r, uint64_t loc, uint32_t state, const uint8_t *data)
+{
+	pack_rb_t *b = arg;
+	om_store_t *st = b->st;
+	om_ix_obj_t o;
+	int rc;
+
+	(void)data;
+	if (r->id > b->pr->max_id)
+		b->pr->max_id = r->id;
+	if (state != OM_PACK_LIVE)
+		return 0;
+	if ((b->tier == OM_TIER_DISK) != (r->kind == OM_KIND_PERSIST) || r->kind == OM_KIND_COPY ||
+	    r->uri_len > om_index_max_uri(st->ix)) {
+		b->pr->corrupt++;
+		(void)om_pack_kill(st, b->tier, loc);
+		return 0;
+	}
+	if (r->expires != 0 && r->expires <= b->now) {
+		b->pr->expired++;
+		(void)om_pack_kill(st, b->tier, loc);
+		return 0;
+	}
+	memset(&o, 0, sizeof(o));
+	o.id = r->id;
+	o.size = r->size;
+	o.expires = r->expires;
+	o.crc = r->crc;
+	o.flags = OM_IX_F_PACKED | (b->tier == OM_TIER_MEM ? OM_IX_F_EPHEMERAL : 0);
+	o.loc = loc;
+	rc = om_index_put(st->ix, r->uri, r->uri_len, &o, OM_IX_UPSERT, NULL);
+	if (rc == 1) {
+		b->pr->stale++; /* the older version was released */
+	} else if (rc == -ESTALE) {
+		/* A newer version, or this very object copied by a compaction
+		 * that did not finish: this entry is not needed. */
+		b->pr->stale++;
+		(void)om_pack_kill(st, b->tier, loc);
+		return 0;
+	} else if (rc == -ENOSPC || rc == -ENOMEM) {
+		om_log_err(0, "store: rebuild: the index is full: its capacity is smaller than the "
+		    "number of objects in the tiers, or its URI arena too small for their URIs");
+		b->err = -ENOSPC;
+		return 1;
+	} else if (rc < 0) {
+		b->err = rc;
+		return 1;
+	}
+	b->pr->entries++;
+	b->live++;
+	return 0;
+}
+
+static int
+rebuild_pack(pack_rb_t *b, int dfd, const char *name, uint32_t no)
+{
+	om_tier_t *t = &b->st->tier[b->tier];
+	struct stat sb;
+	uint64_t end;
+	uint8_t *img;
+	int fd, rc;
+
+	fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &sb) != 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	if (!S_ISREG(sb.st_mode) || sb.st_size < OM_PACK_HDR || (uint64_t)sb.st_size > OM_PACK_BYTES) {
+		close(fd);
+		om_log_warn(0, "store: rebuild: %s/packs/%s is not a pack (%lld bytes); left alone",
+		    t->path, name, (long long)sb.st_size);
+		b->pr->corrupt++;
+		return 0;
+	}
+	img = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	if (img == MAP_FAILED) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	b->live = 0;
+	end = om_pack_walk(img, (size_t)sb.st_size, b->tier, no, rebuild_entry, b);
+	munmap(img, (size_t)sb.st_size);
+	close(fd);
+	if (b->err != 0)
+		return b->err;
+	if (end == 0) {
+		om_log_warn(0, "store: rebuild: %s/packs/%s has no pack header; left alone", t->path, name);
+		b->pr->corrupt++;
+	} else if (end < (uint64_t)sb.st_size) {
+		om_log_warn(0, "store: rebuild: %s/packs/%s: %llu bytes from offset %llu do not check "
+		    "(a write cut short, or damage); the entries before them are indexed",
+		    t->path, name, (unsigned long long)((uint64_t)sb.st_size - end), (unsigned long long)end);
+	}
+	if (end != 0 && b->live == 0 && unlinkat(dfd, name, 0) != 0)
+		om_log_warn(errno, "store: rebuild: cannot remove the empty pack %s/packs/%s", t->path, name);
+	return 0;
+}
+
+int
+om_pack_rebuild(om_store_t *st, int tier, int64_t now, om_pack_rebuild_t *pr)
+{
+	pack_rb_t b = { st, tier, now, pr, 0, 0 };
+	struct dirent *de;
+	int fd, rc = 0;
+	DIR *d;
+
+	fd = openat(st->tier[tier].dirfd, "packs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -errno;
+	}
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		uint32_t no;
+
+		if (de->d_name[0] == '.' || parse_no(de->d_name, &no) != 0)
+			continue;
+		rc = rebuild_pack(&b, dirfd(d), de->d_name, no);
+	}
+	closedir(d);
+	return rc;
+}
+
+int
+om_pack_reclaim(om_store_t *st, int tier, uint64_t id, uint64_t loc)
+{
+	uint8_t rec[OM_META_REC_MAX];
+	om_meta_rec_t r;
+	om_ix_obj_t o;
+	ssize_t n;
+	int fd = om_pack_open(st, tier, OM_PACK_NO(loc));
+
+	if (fd < 0)
+		return 0;
+	n = om_pack_entry(fd, loc, id, rec, sizeof(rec));
+	close(fd);
+	/* Not written (or not whole): nothing to undo. */
+	if (n < 0 || om_meta_decode(rec, (size_t)n, &r) != 0)
+		return 0;
+	if (om_index_lookup(st->ix, r.uri, r.uri_len, &o, 0) == 0 && o.id == id &&
+	    (o.flags & OM_IX_F_PACKED) && o.loc == loc)
+		return 0;
+	(void)om_pack_kill(st, tier, loc);
+	om_log_info(0, "store: dropped packed object %016" PRIx64 " written by a process that died "
+	    "before indexing it", id);
+	return 1;
+}
+
+/* ---- readers ------------------------------------------------------------ */
+
+uint32_t
+om_store_pack_no(const om_ix_obj_t *o)
+{
+	return OM_PACK_NO(o->loc);
+}
+
+uint64_t
+om_store_pack_off(const om_ix_obj_t *o)
+{
+	return OM_PACK_OFF(o->loc);
+}
+
+int
+om_store_open_pack(om_store_t *st, int tier, uint32_t no)
+{
+	return om_pack_open(st, tier, no);
+}
+
+int
+om_store_pack_check(int fd, const om_ix_obj_t *o)
+{
+	ssize_t n = om_pack_entry(fd, o->loc, o->id, NULL, 0);
+
+	return n < 0 ? (int)n : 0;
+}
+
+int
+om_store_pack_memfd(om_store_t *st, int tier, const om_ix_obj_t *o)
+{
+	static _Thread_local uint8_t buf[OM_STORE_PACK_MAX];
+	char path[40];
+	int pfd, mfd, ro, rc;
+
+	if (o->size > sizeof(buf))
+		return -EFBIG;
+	if ((pfd = om_pack_open(st, tier, OM_PACK_NO(o->loc))) < 0)
+		return pfd;
+	rc = om_store_pack_check(pfd, o);
+	if (rc == 0)
+		rc = om_os_pread_all(pfd, buf, (size_t)o->size, OM_PACK_OFF(o->loc));
+	close(pfd);
+	if (rc != 0)
+		return rc == -EIO ? -ENOENT : rc;
+	if ((mfd = memfd_create("objmapper-object", MFD_CLOEXEC | MFD_ALLOW_SEALING)) < 0)
+		return -errno;
+	if ((rc = om_os_pwrite_all(mfd, buf, (size_t)o->size, 0)) != 0) {
+		close(mfd);
+		return rc;
+	}
+	/* Mode 0440, as a published object's file. */
+	(void)fchmod(mfd, 0440);
+	(void)fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+	/* Read-only, as an object file's descriptor is: a new description
+	 * of it opened O_RDONLY (the sealed one if /proc is not there). */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
+	ro = open(path, O_RDONLY | O_CLOEXEC);
+	if (ro < 0)
+		return mfd;
+	close(mfd);
+	return ro;
+}
+
+/* ---- compaction --------------------------------------------------------- */
+
+typedef struct {
+	int tier;
+	uint32_t no;
+	uint64_t size;
+	uint64_t live;
+} pack_use_t;
+
+typedef struct {
+	pack_use_t *p;
+	size_t n;
+} pack_uses_t;
+
+static int
+use_cmp(const void *a, const void *b)
+{
+	const pack_use_t *x = a, *y = b;
+
+	if (x->tier != y->tier)
+		return x->tier < y->tier ? -1 : 1;
+	return x->no < y->no ? -1 : x->no > y->no;
+}
+
+static int
+live_add(void *arg, const om_ix_obj_t *o)
+{
+	pack_uses_t *u = arg;
+	pack_use_t key = { 0, 0, 0, 0 }, *hit;
+
+	if (!(o->flags & OM_IX_F_PACKED))
+		return 0;
+	key.tier = om_store_tier_of(o->flags);
+	key.no = OM_PACK_NO(o->loc);
+	if ((hit = bsearch(&key, u->p, u->n, sizeof(*u->p), use_cmp)) != NULL)
+		hit->live += om_pack_entry_len(OM_META_HDR + 16, o->size);
+	return 0;
+}
+
+typedef struct {
+	om_store_t *st;
+	int tier;
+	uint64_t copied;
+} pack_cp_t;
+
+static int
+copy_entry(void *arg, const om_meta_rec_t *r, uint64_t loc, uint32_t state, const uint8_t *data)
+{
+	pack_cp_t *c = arg;
+	om_store_t *st = c->st;
+	uint8_t rec[OM_META_REC_MAX];
+	om_ix_obj_t o;
+	uint64_t nloc;
+	size_t rlen;
+
+	if (state != OM_PACK_LIVE)
+		return 0;
+	if (om_index_lookup(st->ix, r->uri, r->uri_len, &o, 0) != 0 || o.id != r->id ||
+	    !(o.flags & OM_IX_F_PACKED) || o.loc != loc)
+		return 0; /* not what the index holds: nothing to keep */
+	rlen = om_meta_encode(r, rec, sizeof(rec));
+	if (rlen == 0 || om_pack_append(st, c->tier, r->id, rec, rlen, data, (size_t)r->size, &nloc) != 0)
+		return 1;
+	if (om_index_relocate(st->ix, o.slot, o.id, loc, nloc) != 0)
+		(void)om_pack_kill(st, c->tier, nloc); /* replaced or dropped meanwhile */
+	om_store_intent(st, 0, 0, 0);
+	c->copied += (uint64_t)r->size + rlen;
+	return 0;
+}
+
+/* Copies pack no's live entries to this process's pack, then removes it.
+ * A pack some process still appends to (its shared lock) is left alone. */
+static int
+compact_one(om_store_t *st, int tier, uint32_t no, uint64_t *copied)
+{
+	om_tier_t *t = &st->tier[tier];
+	pack_cp_t c = { st, tier, 0 };
+	struct stat sb;
+	char name[32];
+	uint8_t *img;
+	uint64_t end;
+	int fd, rc = 0;
+
+	om_pack_name(no, name, sizeof(name));
+	if ((fd = openat(t->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0 || fstat(fd, &sb) != 0 || sb.st_size < OM_PACK_HDR ||
+	    (uint64_t)sb.st_size > OM_PACK_BYTES) {
+		close(fd);
+		return 0;
+	}
+	img = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	if (img == MAP_FAILED) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	end = om_pack_walk(img, (size_t)sb.st_size, tier, no, copy_entry, &c);
+	munmap(img, (size_t)sb.st_size);
+	*copied += c.copied;
+	/* Stopped by a failed append (the filesystem full): the pack stays,
+	 * what was copied is the copy's now and dead... not yet: leave it
+	 * whole, the next pass tries again (the copies made are indexed). */
+	if (end != 0 && end < (uint64_t)sb.st_size && c.copied == 0 && st->pw[tier].fd < 0) {
+		close(fd);
+		return 0;
+	}
+	om_index_note_drop(st->ix, OM_STORE_DROP_KEY(tier, OM_STORE_PACK_ID(no)));
+	for (unsigned i = 0; i < OM_ARRAY_LEN(st->pk); i++) {
+		if (st->pk[i].fd >= 0 && st->pk[i].tier == tier && st->pk[i].no == no) {
+			close(st->pk[i].fd);
+			st->pk[i].fd = -1;
+		}
+	}
+	if (unlinkat(t->dirfd, name, 0) != 0)
+		rc = -errno;
+	close(fd);
+	return rc == 0 ? 1 : rc;
+}
+
+static int
+ratio_cmp(const void *a, const void *b)
+{
+	const pack_use_t *x = a, *y = b;
+	/* Least live share first. */
+	double rx = (double)x->live / (double)(x->size ? x->size : 1);
+	double ry = (double)y->live / (double)(y->size ? y->size : 1);
+
+	return rx < ry ? -1 : rx > ry;
+}
+
+int
+om_store_compact(om_store_t *st, uint64_t budget)
+{
+	pack_uses_t u = { NULL, 0 };
+	size_t cap = 0;
+	uint64_t copied = 0;
+	int removed = 0, rc = 0;
+
+	for (int tier = 0; tier < 2 && rc == 0; tier++) {
+		struct dirent *de;
+		DIR *d;
+		int fd = openat(st->tier[tier].dirfd, "packs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (fd < 0)
+			continue;
+		if ((d = fdopendir(fd)) == NULL) {
+			close(fd);
+			continue;
+		}
+		while ((de = readdir(d)) != NULL) {
+			struct stat sb;
+			uint32_t no;
+
+			if (de->d_name[0] == '.' || parse_no(de->d_name, &no) != 0)
+				continue;
+			if (st->pw[tier].fd >= 0 && st->pw[tier].no == no)
+				continue;
+			if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode))
+				continue;
+			if (u.n == cap) {
+				size_t nc = cap ? cap * 2 : 64;
+				pack_use_t *np = realloc(u.p, nc * sizeof(*np));
+
+				if (np == NULL) {
+					rc = -ENOMEM;
+					break;
+				}
+				u.p = np;
+				cap = nc;
+			}
+			u.p[u.n++] = (pack_use_t){ tier, no, (uint64_t)sb.st_size, 0 };
+		}
+		closedir(d);
+	}
+	if (rc != 0 || u.n == 0) {
+		free(u.p);
+		return rc;
+	}
+	qsort(u.p, u.n, sizeof(*u.p), use_cmp);
+	(void)om_index_scan(st->ix, live_add, &u);
+	qsort(u.p, u.n, sizeof(*u.p), ratio_cmp);
+	for (size_t i = 0; i < u.n && copied < budget; i++) {
+		/* Half of it dead (or a pack whose writer is gone and left it
+		 * mostly empty): worth the copy. */
+		if (u.p[i].live * 2 > u.p[i].size)
+			break;
+		rc = compact_one(st, u.p[i].tier, u.p[i].no, &copied);
+		if (rc < 0)
+			break;
+		removed += rc;
+		rc = 0;
+	}
+	free(u.p);
+	return rc < 0 ? rc : removed;
+}
+
+int
+om_store_pack_rec_at(const om_ix_obj_t *o, const uint8_t mark[8], uint64_t *at, uint32_t *rlen)
+{
+	uint64_t d = OM_PACK_OFF(o->loc);
+	uint32_t n = om_get32(mark + 4);
+
+	if (n < OM_META_HDR || n > OM_META_REC_MAX || OM_PACK_ALIGN16((uint64_t)n + 8) > d - OM_PACK_HDR)
+		return -ENOENT;
+	*at = d - OM_PACK_ALIGN16((uint64_t)n + 8);
+	*rlen = n;
+	return 0;
+}
+
+int
+om_store_pack_meta(const om_ix_obj_t *o, const uint8_t *rec, uint32_t rlen, void *buf,
+    size_t cap, uint32_t *len, int64_t *mtime)
+{
+	om_meta_rec_t r;
+
+	if (om_meta_decode(rec, rlen, &r) != 0 || r.id != o->id)
+		return -ENOENT;
+	if (r.meta_len > cap)
+		return -ERANGE;
+	if (r.meta_len)
+		memcpy(buf, r.meta, r.meta_len);
+	*len = r.meta_len;
+	if (mtime != NULL)
+		*mtime = r.mtime;
+	return 0;
+}
