@@ -545,6 +545,18 @@ held_workers_up(void *arg)
 	return om_daemon_children(&D, now, 8, "worker process") == 4;
 }
 
+/* Both workers of the first generation are up (named: a worker sets its
+ * title as it starts, and on a loaded machine the second may not have yet
+ * when the first has answered a PUT). */
+static int
+first_workers_up(void *arg)
+{
+	pid_t now[8];
+
+	(void)arg;
+	return om_daemon_children(&D, now, 8, "worker process") == 2;
+}
+
 /* Only the two new workers are left. */
 static int
 old_workers_gone(void *arg)
@@ -580,6 +592,7 @@ test_reload_waits_for_new_workers(void **state)
 	assert_int_equal(om_client_put(c, "/held", "held", 4, NULL, NULL), 0);
 	om_client_close(c);
 	c = NULL;
+	assert_true(om_wait_until(first_workers_up, NULL, 10000));
 	assert_int_equal(om_daemon_children(&D, h.old, 2, "worker process"), 2);
 
 	fd = open(stall, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
