@@ -81,6 +81,8 @@ struct om_store {
 	} pk[8];
 	unsigned pk_next;
 	uint64_t pack_seed;
+	uint64_t pack_skip[16];      /* packs compaction leaves (damaged), tier << 62 | loc */
+	unsigned pack_skip_next;
 };
 
 static inline int

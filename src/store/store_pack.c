@@ -578,6 +578,7 @@ typedef struct {
 	om_store_t *st;
 	int tier;
 	uint64_t copied;
+	int failed; /* an append failed (the filesystem full): stopped */
 } pack_cp_t;
 
 static int
@@ -596,12 +597,43 @@ copy_entry(void *arg, const om_meta_rec_t *r, uint64_t loc, uint32_t state, cons
 	    !(o.flags & OM_IX_F_PACKED) || o.loc != loc)
 		return 0; /* not what the index holds: nothing to keep */
 	rlen = om_meta_encode(r, rec, sizeof(rec));
-	if (rlen == 0 || om_pack_append(st, c->tier, r->id, rec, rlen, data, (size_t)r->size, &nloc) != 0)
+	if (rlen == 0 || om_pack_append(st, c->tier, r->id, rec, rlen, data, (size_t)r->size, &nloc) != 0) {
+		c->failed = 1;
 		return 1;
+	}
 	if (om_index_relocate(st->ix, o.slot, o.id, loc, nloc) != 0)
 		(void)om_pack_kill(st, c->tier, nloc); /* replaced or dropped meanwhile */
 	om_store_intent(st, 0, 0, 0);
 	c->copied += (uint64_t)r->size + rlen;
+	return 0;
+}
+
+static int
+holds_no(void *arg, const om_ix_obj_t *o)
+{
+	const uint64_t *want = arg; /* tier << 62 | pack no */
+
+	return (o->flags & OM_IX_F_PACKED) && OM_PACK_NO(o->loc) == (uint32_t)(*want & OM_PACK_NO_MAX) &&
+	    (uint64_t)om_store_tier_of(o->flags) == (*want >> 62);
+}
+
+/* Whether the index still holds an object in pack no of the tier. */
+static int
+still_holds(om_store_t *st, int tier, uint32_t no)
+{
+	uint64_t want = (uint64_t)tier << 62 | no;
+
+	return om_index_scan(st->ix, holds_no, &want) != 0;
+}
+
+static int
+skipped(const om_store_t *st, int tier, uint32_t no)
+{
+	uint64_t key = OM_PACK_LOC(no, 0) | (uint64_t)tier << 62;
+
+	for (unsigned i = 0; i < OM_ARRAY_LEN(st->pack_skip); i++)
+		if (st->pack_skip[i] == key)
+			return 1;
 	return 0;
 }
 
@@ -611,7 +643,7 @@ static int
 compact_one(om_store_t *st, int tier, uint32_t no, uint64_t *copied)
 {
 	om_tier_t *t = &st->tier[tier];
-	pack_cp_t c = { st, tier, 0 };
+	pack_cp_t c = { st, tier, 0, 0 };
 	struct stat sb;
 	char name[32];
 	uint8_t *img;
@@ -635,10 +667,19 @@ compact_one(om_store_t *st, int tier, uint32_t no, uint64_t *copied)
 	end = om_pack_walk(img, (size_t)sb.st_size, tier, no, copy_entry, &c);
 	munmap(img, (size_t)sb.st_size);
 	*copied += c.copied;
-	/* Stopped by a failed append (the filesystem full): the pack stays,
-	 * what was copied is the copy's now and dead... not yet: leave it
-	 * whole, the next pass tries again (the copies made are indexed). */
-	if (end != 0 && end < (uint64_t)sb.st_size && c.copied == 0 && st->pw[tier].fd < 0) {
+	/* Stopped by a failed append (the filesystem full): the pack stays
+	 * (what was copied is indexed where it went), and the next pass
+	 * goes on. Stopped by an entry that does not check (damage in the
+	 * middle): the objects after it are still indexed here (the scrub
+	 * judges each), so the pack stays while any is, and this process
+	 * does not try it again. */
+	if (c.failed || (end < (uint64_t)sb.st_size && still_holds(st, tier, no))) {
+		if (!c.failed) {
+			st->pack_skip[st->pack_skip_next++ % OM_ARRAY_LEN(st->pack_skip)] = OM_PACK_LOC(no, 0) | (uint64_t)tier << 62;
+			om_log_warn(0, "store: %s/%s: an entry at offset %llu does not check; the objects "
+			    "after it stay in this pack, which is not compacted", t->path, name,
+			    (unsigned long long)end);
+		}
 		close(fd);
 		return 0;
 	}
@@ -691,7 +732,7 @@ om_store_compact(om_store_t *st, uint64_t budget)
 
 			if (de->d_name[0] == '.' || parse_no(de->d_name, &no) != 0)
 				continue;
-			if (st->pw[tier].fd >= 0 && st->pw[tier].no == no)
+			if ((st->pw[tier].fd >= 0 && st->pw[tier].no == no) || skipped(st, tier, no))
 				continue;
 			if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode))
 				continue;

@@ -387,6 +387,16 @@ bind_stats(om_store_t *st)
 void
 om_store_set_slot(om_store_t *st, unsigned slot)
 {
+	/* A forked child appends to packs of its own, never to one its
+	 * parent may still write (the parent's descriptor stays its own),
+	 * and draws other pack numbers. */
+	for (int tier = 0; tier < 2; tier++) {
+		if (st->pw[tier].fd >= 0)
+			close(st->pw[tier].fd);
+		st->pw[tier].fd = -1;
+		st->pw[tier].end = 0;
+	}
+	st->pack_seed = 0;
 	st->slot = slot;
 	bind_stats(st);
 }
