@@ -72,3 +72,9 @@ $(O)/tests/test_client: $(O)/tests/unit/test_client.o $(TEST_LIB_OBJS) $(CLIENT_
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 TEST_BINS += $(O)/tests/test_client
+
+# Packs (store_pack.c): the store's API with pack_max = 16 KiB.
+$(O)/tests/test_pack: $(O)/tests/unit/test_pack.o $(TEST_LIB_OBJS) $(ENGINE_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+TEST_BINS += $(O)/tests/test_pack
