@@ -282,6 +282,7 @@ turn_end(worker_t *w)
 	if (now >= w->next_sweep_ms) {
 		om_log_limits_flush();
 		om_fdc_tick(&w->fdc);
+		om_store_pack_sweep(w->srv->st);
 		for (conn_t *k = w->conns; k != NULL;) {
 			conn_t *next = conn_next(k);
 

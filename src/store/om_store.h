@@ -315,6 +315,11 @@ int om_store_pack_memfd(om_store_t *st, int tier, const om_ix_obj_t *o);
  * removed, or -errno.
  */
 int om_store_compact(om_store_t *st, uint64_t budget);
+/* Closes what this process keeps open of packs removed since (by another
+ * process's compaction) to mark their entries dead: a removed pack's
+ * space goes back only once no process holds it. A worker calls it at
+ * its tick; om_store_maintain does. */
+void om_store_pack_sweep(om_store_t *st);
 /* 0, or -ENOENT. */
 int om_store_delete(om_store_t *st, const void *uri, size_t len);
 /* Deletes the version o that a lookup or a listing found (its file, then

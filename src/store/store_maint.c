@@ -179,6 +179,7 @@ om_store_maintain(om_store_t *st, om_maint_stats_t *ms)
 	/* What dead entries hold in packs goes back (a step per pass). */
 	if ((rc = om_store_compact(st, COMPACT_STEP)) > 0)
 		st->stats->packs_removed += (uint64_t)rc;
+	om_store_pack_sweep(st);
 	rc = 0;
 
 	if (st->promote_hits > 0) {

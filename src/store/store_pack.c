@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,16 +272,35 @@ om_pack_entry(int fd, uint64_t loc, uint64_t id, uint8_t *rec, size_t cap)
 	return (ssize_t)rlen;
 }
 
+/* Closes the descriptors kept to mark entries dead: all of them, or
+ * (gone_only) those of packs removed since they were opened. */
+static void
+pk_close(om_store_t *st, bool gone_only)
+{
+	for (unsigned i = 0; i < OM_ARRAY_LEN(st->pk); i++) {
+		struct stat sb;
+
+		if (st->pk[i].fd < 0)
+			continue;
+		if (gone_only && fstat(st->pk[i].fd, &sb) == 0 && sb.st_nlink > 0)
+			continue;
+		close(st->pk[i].fd);
+		st->pk[i].fd = -1;
+	}
+}
+
+void
+om_store_pack_sweep(om_store_t *st)
+{
+	pk_close(st, true);
+}
+
 void
 om_pack_close_all(om_store_t *st)
 {
 	for (int tier = 0; tier < 2; tier++)
 		writer_close(st, tier);
-	for (unsigned i = 0; i < OM_ARRAY_LEN(st->pk); i++) {
-		if (st->pk[i].fd >= 0)
-			close(st->pk[i].fd);
-		st->pk[i].fd = -1;
-	}
+	pk_close(st, false);
 }
 
 /* ---- rebuild ------------------------------------------------------------ */
@@ -443,6 +463,10 @@ om_pack_rebuild(om_store_t *st, int tier, int64_t now, om_pack_rebuild_t *pr)
 		rc = rebuild_pack(&b, dirfd(d), de->d_name, no);
 	}
 	closedir(d);
+	/* The master rebuilds, then forks every other process: none of them
+	 * is to inherit (and keep) a descriptor of a pack that a compaction
+	 * removes later. */
+	pk_close(st, false);
 	return rc;
 }
 
@@ -466,6 +490,7 @@ om_pack_reclaim(om_store_t *st, int tier, uint64_t id, uint64_t loc)
 	    (o.flags & OM_IX_F_PACKED) && o.loc == loc)
 		return 0;
 	(void)om_pack_kill(st, tier, loc);
+	pk_close(st, false); /* the master's: not kept, not inherited by the next worker */
 	om_log_info(0, "store: dropped packed object %016" PRIx64 " written by a process that died "
 	    "before indexing it", id);
 	return 1;
