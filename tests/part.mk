@@ -78,3 +78,10 @@ $(O)/tests/test_pack: $(O)/tests/unit/test_pack.o $(TEST_LIB_OBJS) $(ENGINE_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 TEST_BINS += $(O)/tests/test_pack
+
+# Packs in the daemon (pack_max = 16K on both tiers).
+$(O)/tests/test_packs: $(O)/tests/integration/test_packs.o $(INTEG_LIB_OBJS) $(CLIENT_A) $(ENGINE_LIB) \
+		| $(PROGRAMS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS) -lcmocka
+TEST_BINS += $(O)/tests/test_packs

@@ -207,6 +207,8 @@ static const metric_t metrics[] = {
 	M("evictions_total", COUNTER, LS_TIER, store.evicted, "Objects evicted to make room, by tier."),
 	M("index_evictions_total", COUNTER, LS_NONE, store.index_evicted,
 	    "Objects evicted for a new entry because the index was full (also in evictions_total)."),
+	M("packs_removed_total", COUNTER, LS_NONE, store.packs_removed,
+	    "Packs of small objects removed whole by the compaction (their live objects copied), or found empty."),
 	M("copies_dropped_total", COUNTER, LS_NONE, store.copies_dropped,
 	    "Memory-tier copies of persistent objects dropped."),
 	M("promotions_total", COUNTER, LS_NONE, store.promoted,
