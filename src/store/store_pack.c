@@ -121,7 +121,7 @@ om_pack_append(om_store_t *st, int tier, uint64_t id, const uint8_t *rec, size_t
 	uint8_t mark[8];
 	struct iovec iov[5];
 	size_t pad1, pad2, total = 0;
-	ssize_t n;
+	ssize_t n = 0;
 	int cnt = 0, rc;
 
 	if (st->pw[tier].fd >= 0 && st->pw[tier].end + elen > OM_PACK_BYTES)
@@ -157,11 +157,32 @@ om_pack_append(om_store_t *st, int tier, uint64_t id, const uint8_t *rec, size_t
 	OM_ASSERT(total == elen);
 
 	om_store_intent_loc(st, id, tier, *loc);
-	do
-		n = pwritev(st->pw[tier].fd, iov, cnt, (off_t)at);
-	while (n < 0 && errno == EINTR);
+	/* A short write (a filesystem may move fewer bytes than asked) goes
+	 * on from where it stopped, as every data loop of the store does;
+	 * only an error, or no progress, fails the append. */
+	for (size_t done = 0, first = 0; done < total;) {
+		n = pwritev(st->pw[tier].fd, iov + first, cnt - (int)first, (off_t)(at + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+		while (n > 0 && first < (size_t)cnt) {
+			if ((size_t)n >= iov[first].iov_len) {
+				n -= (ssize_t)iov[first].iov_len;
+				first++;
+			} else {
+				iov[first].iov_base = (uint8_t *)iov[first].iov_base + n;
+				iov[first].iov_len -= (size_t)n;
+				n = 0;
+			}
+		}
+		n = (ssize_t)done;
+	}
 	if (n != (ssize_t)total) {
 		rc = n < 0 ? -errno : -ENOSPC;
+		om_store_set_why(st, "cannot append to the pack %s/packs/%06" PRIx32 ": %s",
+		    st->tier[tier].path, st->pw[tier].no, om_strerror(rc));
 		/* Whatever of it landed is the pack's end for good: a rebuild
 		 * stops at an entry that does not check. The next PUT opens
 		 * another pack. */
@@ -171,6 +192,8 @@ om_pack_append(om_store_t *st, int tier, uint64_t id, const uint8_t *rec, size_t
 	}
 	if (st->durability == OM_DURABLE_FSYNC && fdatasync(st->pw[tier].fd) != 0) {
 		rc = -errno;
+		om_store_set_why(st, "cannot sync the pack %s/packs/%06" PRIx32 ": %s", st->tier[tier].path,
+		    st->pw[tier].no, om_strerror(rc));
 		writer_close(st, tier);
 		om_store_intent(st, 0, 0, 0);
 		return rc;
