@@ -85,3 +85,12 @@ $(O)/tests/test_packs: $(O)/tests/integration/test_packs.o $(INTEG_LIB_OBJS) $(C
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS) -lcmocka
 TEST_BINS += $(O)/tests/test_packs
+
+# Faults on a pack's append (pwritev) in the daemon: in make check and in
+# make check-faults.
+$(O)/tests/test_faults_packs: $(O)/tests/integration/test_faults_packs.o $(INTEG_LIB_OBJS) \
+		$(FAULT_CTL_OBJ) $(CLIENT_A) $(ENGINE_LIB) | $(PROGRAMS) $(FAULT_SO)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS) -lcmocka
+TEST_BINS += $(O)/tests/test_faults_packs
+check-faults: $(O)/tests/test_faults_packs

@@ -23,6 +23,7 @@
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -61,7 +62,8 @@ real(void **slot, const char *name)
 static void *real_open, *real_openat, *real_write, *real_pwrite, *real_pread, *real_copy_file_range,
     *real_sendfile, *real_fallocate, *real_fsetxattr, *real_fgetxattr, *real_lgetxattr,
     *real_syscall, *real_fchmod, *real_fsync, *real_fdatasync, *real_linkat, *real_renameat,
-    *real_unlinkat, *real_mkdirat, *real_fstatat, *real_fchownat, *real_readdir, *real_prctl;
+    *real_unlinkat, *real_mkdirat, *real_fstatat, *real_fchownat, *real_readdir, *real_prctl,
+    *real_pwritev;
 
 /* ---- the control block -------------------------------------------------- */
 
@@ -329,6 +331,33 @@ pwrite(int fd, const void *buf, size_t n, off_t off)
 	default: break;
 	}
 	return REAL(ssize_t (*)(int, const void *, size_t, off_t), pwrite)(fd, buf, n, off);
+}
+
+/* A short pwritev moves the first half of the bytes of all its vectors. */
+EXPORT ssize_t
+pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
+{
+	struct iovec cut[64];
+	size_t total = 0, left;
+	int n = 0;
+
+	switch (hit(OM_FC_PWRITEV, fd)) {
+	case FAIL: return -1;
+	case SHORT:
+		for (int i = 0; i < cnt; i++)
+			total += iov[i].iov_len;
+		left = half(total);
+		for (int i = 0; i < cnt && i < 64 && left > 0; i++) {
+			cut[n] = iov[i];
+			if (cut[n].iov_len > left)
+				cut[n].iov_len = left;
+			left -= cut[n].iov_len;
+			n++;
+		}
+		return REAL(ssize_t (*)(int, const struct iovec *, int, off_t), pwritev)(fd, cut, n, off);
+	default: break;
+	}
+	return REAL(ssize_t (*)(int, const struct iovec *, int, off_t), pwritev)(fd, iov, cnt, off);
 }
 
 EXPORT ssize_t

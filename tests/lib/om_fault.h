@@ -48,12 +48,13 @@ enum om_fault_call {
 	OM_FC_FSTATAT,
 	OM_FC_FCHOWNAT,
 	OM_FC_READDIR,
+	OM_FC_PWRITEV,    /* pwritev (a pack's entry, store_pack.c) */
 	OM_FC_NCALLS
 };
 #define OM_FC_BIT(c) (1u << (c))
 /* Calls that move bytes (the only ones a "short" fault applies to). */
 #define OM_FC_DATA (OM_FC_BIT(OM_FC_WRITE) | OM_FC_BIT(OM_FC_PREAD) | \
-	OM_FC_BIT(OM_FC_COPY) | OM_FC_BIT(OM_FC_SENDFILE))
+	OM_FC_BIT(OM_FC_COPY) | OM_FC_BIT(OM_FC_SENDFILE) | OM_FC_BIT(OM_FC_PWRITEV))
 
 enum om_fault_action {
 	OM_FA_COUNT = 0, /* count only */

@@ -30,6 +30,7 @@ static const char *const call_names[OM_FC_NCALLS] = {
 	[OM_FC_FSTATAT] = "fstatat",
 	[OM_FC_FCHOWNAT] = "fchownat",
 	[OM_FC_READDIR] = "readdir",
+	[OM_FC_PWRITEV] = "pwritev",
 };
 
 __attribute__((visibility("default"))) const char *
