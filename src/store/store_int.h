@@ -78,8 +78,7 @@ struct om_store {
 		int fd;
 		int tier;
 		uint32_t no;
-	} pk[8];
-	unsigned pk_next;
+	} pk[64];
 	uint64_t pack_seed;
 	uint64_t pack_skip[16];      /* packs compaction leaves (damaged), tier << 62 | loc */
 	unsigned pack_skip_next;

@@ -203,24 +203,28 @@ om_pack_append(om_store_t *st, int tier, uint64_t id, const uint8_t *rec, size_t
 }
 
 /* A descriptor of pack no of the tier, open for writing state words:
- * kept, a few per process. */
+ * kept, direct-mapped by number (a replace marks its old entry dead, in
+ * any of the packs). A kept one is checked to be still linked: a pack
+ * compacted away by another process, whose number a new pack may have
+ * taken, is opened again. */
 static int
 pack_rw(om_store_t *st, int tier, uint32_t no)
 {
+	unsigned i = (no * 2654435761u >> 8 ^ (unsigned)tier) % OM_ARRAY_LEN(st->pk);
+	struct stat sb;
 	char name[32];
-	unsigned i;
 	int fd;
 
 	if (st->pw[tier].fd >= 0 && st->pw[tier].no == no)
 		return st->pw[tier].fd;
-	for (i = 0; i < OM_ARRAY_LEN(st->pk); i++)
-		if (st->pk[i].fd >= 0 && st->pk[i].tier == tier && st->pk[i].no == no)
+	if (st->pk[i].fd >= 0 && st->pk[i].tier == tier && st->pk[i].no == no) {
+		if (fstat(st->pk[i].fd, &sb) == 0 && sb.st_nlink > 0)
 			return st->pk[i].fd;
+	}
 	om_pack_name(no, name, sizeof(name));
 	fd = openat(st->tier[tier].dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return -errno;
-	i = st->pk_next++ % OM_ARRAY_LEN(st->pk);
 	if (st->pk[i].fd >= 0)
 		close(st->pk[i].fd);
 	st->pk[i].fd = fd;
