@@ -1039,6 +1039,9 @@ typedef struct {
 	int32_t inflight_key;
 	kstate_t inflight;
 	uint64_t acked;
+	uint32_t stop;
+	uint64_t reads, bad_reads;
+	char why[256];
 } kshared_t;
 
 static kshared_t *ksh;
@@ -1119,6 +1122,53 @@ kw_read(fx_t *f, int k)
 	return got;
 }
 
+/* A reader beside the writer (a process of its own, no cmocka): every
+ * object it finds is wholly one version, its bytes those its metadata
+ * names. */
+static void
+kw_reader(fx_t *f, uint64_t rnd)
+{
+	static unsigned char want[PACK_MAX + 4000], have[PACK_MAX + 4001];
+
+	om_store_set_slot(f->st, 4);
+	while (!__atomic_load_n(&ksh->stop, __ATOMIC_SEQ_CST)) {
+		int k = (int)(om_test_rand(&rnd) % KW_KEYS);
+		char uri[128], meta[128];
+		uint32_t mlen = 0;
+		uint64_t seed = 0;
+		om_get_t g;
+		ssize_t n;
+		const char *bad = NULL;
+
+		kw_uri(uri, sizeof(uri), k);
+		if (om_store_get(f->st, uri, strlen(uri), OM_GET_NOTOUCH, &g) != 0)
+			continue;
+		if (om_store_read_meta(f->st, &g, meta, sizeof(meta) - 1, &mlen, NULL) != 0) {
+			/* Replaced between the GET and the record's read: the
+			 * descriptor is still whole, the record gone. */
+			close(g.fd);
+			continue;
+		}
+		meta[mlen] = '\0';
+		n = pread(g.fd, have, sizeof(have), 0);
+		if (sscanf(meta, "seed=%" SCNu64, &seed) != 1)
+			bad = "metadata";
+		else if (n != (ssize_t)g.obj.size)
+			bad = "size";
+		else {
+			om_test_fill(want, (size_t)n, seed);
+			if (memcmp(want, have, (size_t)n) != 0)
+				bad = "bytes";
+		}
+		close(g.fd);
+		ksh->reads++;
+		if (bad != NULL && ksh->bad_reads++ == 0)
+			snprintf(ksh->why, sizeof(ksh->why), "key %d: %s (seed %" PRIu64 ", %zd of %" PRIu64
+			    " bytes)", k, bad, seed, n, g.obj.size);
+	}
+	_exit(0);
+}
+
 static int
 kw_same(const kstate_t *a, const kstate_t *b)
 {
@@ -1137,10 +1187,15 @@ test_killed_writers(void **state)
 	ksh->inflight_key = -1;
 	for (int round = 0; round < 6; round++) {
 		uint64_t present = 0, before = ksh->acked;
-		pid_t w;
+		pid_t w, r;
 
 		/* Each round's writer appends to packs of its own. */
 		fx_reopen(f);
+		ksh->stop = 0;
+		r = fork();
+		assert_true(r >= 0);
+		if (r == 0)
+			kw_reader(f, rnd + (uint64_t)round);
 		w = fork();
 		assert_true(w >= 0);
 		if (w == 0)
@@ -1150,6 +1205,11 @@ test_killed_writers(void **state)
 		usleep((useconds_t)(om_test_rand(&rnd) % 3000));
 		kill(w, SIGKILL);
 		assert_true(WIFSIGNALED(om_test_wait(w)));
+		__atomic_store_n(&ksh->stop, 1, __ATOMIC_SEQ_CST);
+		om_test_wait(r);
+		if (ksh->bad_reads)
+			fail_msg("round %d: %" PRIu64 " of %" PRIu64 " reads saw a partial or mixed object: %s",
+			    round, ksh->bad_reads, ksh->reads, ksh->why);
 		total += ksh->acked - before;
 		/* Odd rounds: the master reclaims the slot first; even rounds:
 		 * a crash of everything. */
@@ -1187,7 +1247,9 @@ test_killed_writers(void **state)
 			assert_true(kw_same(&got, &ksh->model[k]));
 		}
 	}
-	print_message("%" PRIu64 " acknowledged writes by 6 killed writers\n", total);
+	print_message("%" PRIu64 " acknowledged writes by 6 killed writers, %" PRIu64 " reads beside them\n",
+	    total, ksh->reads);
+	assert_true(ksh->reads > 0);
 	fx_free(f);
 }
 
