@@ -293,17 +293,43 @@ test_fdpass_private(void **state)
 	get_mode_is("/fd", OM_MODE_FDPASS, 3000, 6);
 }
 
+/* Whether the worker maps a pack of the tier (its directory path). */
+static int
+maps_a_pack(pid_t w, const char *tier)
+{
+	char maps[64], line[1024], want[400];
+	FILE *f;
+	int found = 0;
+
+	snprintf(maps, sizeof(maps), "/proc/%d/maps", (int)w);
+	snprintf(want, sizeof(want), "%s/packs/", tier);
+	f = fopen(maps, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strstr(line, want) != NULL)
+			found = 1;
+	fclose(f);
+	return found;
+}
+
 /* Served 20 times (from the worker's mapping of the pack), then replaced:
  * the new bytes, in every mode. */
 static void
 test_mapped_then_replaced(void **state)
 {
+	char objects[300];
+	pid_t w;
+
 	(void)state;
 	up_with(1, NULL);
+	w = om_daemon_only_worker(&D);
+	snprintf(objects, sizeof(objects), "%s/objects", D.dir);
 	for (int v = 0; v < 4; v++) {
 		put_meta("/hot", 2000 + (size_t)v * 700, 40 + (uint64_t)v, v % 2 ? OM_PUT_EPHEMERAL : 0);
 		for (int i = 0; i < 20; i++)
 			get_mode_is("/hot", OM_MODE_COPY, 2000 + (size_t)v * 700, 40 + (uint64_t)v);
+		/* Served from a mapping of its pack. */
+		assert_true(maps_a_pack(w, v % 2 ? D.mem : objects));
 		get_mode_is("/hot", OM_MODE_AUTO, 2000 + (size_t)v * 700, 40 + (uint64_t)v);
 		get_mode_is("/hot", OM_MODE_FDPASS, 2000 + (size_t)v * 700, 40 + (uint64_t)v);
 	}
