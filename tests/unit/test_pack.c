@@ -335,6 +335,25 @@ flip_at(const char *path, off_t at)
 	close(fd);
 }
 
+static void
+note_pack_fd(void *arg, const char *target)
+{
+	int *n = arg;
+
+	if (strstr(target, "/packs/") != NULL)
+		(*n)++;
+}
+
+/* Descriptors this process has open on packs. */
+static int
+pack_fds(void)
+{
+	int n = 0;
+
+	(void)om_test_fd_targets(getpid(), note_pack_fd, &n);
+	return n;
+}
+
 /* ---- GET ---------------------------------------------------------------- */
 
 static void
@@ -869,6 +888,9 @@ test_duplicate_entries_rebuild_once(void **state)
 	    rs.objects, rs.stale_removed);
 	assert_int_equal(rs.objects, 10);
 	assert_int_equal(rs.stale_removed, 10);
+	/* The rebuild marked 10 entries dead, and keeps no pack open for it:
+	 * the master rebuilds, then forks every other process. */
+	assert_int_equal(pack_fds(), 0);
 	check_first(f, 10);
 	assert_int_equal(live_entries(f), 10);
 	/* The copy whose entries all died is removed by the next rebuild (or
@@ -959,6 +981,7 @@ test_reclaim_dead_writer(void **state)
 	assert_int_equal(x.found, 1);
 	assert_int_equal(x.state, OM_PACK_LIVE);
 	assert_int_equal(om_store_reclaim_slot(f->st, 5), 1);
+	assert_int_equal(pack_fds(), 0); /* the master's reclaim keeps none open */
 	assert_int_equal(om_store_stat(f->st, "/never-acked", 12, NULL), -ENOENT);
 	check_obj(f, "/kept", 10, 1);
 	assert_int_equal(om_store_reclaim_slot(f->st, 5), 0);
@@ -992,6 +1015,115 @@ test_reclaim_keeps_indexed_entry(void **state)
 	om_test_wait(pid);
 	(void)om_store_reclaim_slot(f->st, 5);
 	check_obj(f, "/acked", 4000, 3);
+	fx_free(f);
+}
+
+/* ---- expiry and eviction ------------------------------------------------ */
+
+static int
+put_exp(fx_t *f, const char *uri, size_t size, uint64_t seed, int eph, int64_t expires, om_ix_obj_t *out)
+{
+	unsigned char buf[4096];
+	om_put_args_t a = { .size = size, .expires = expires, .flags = eph ? OM_STORE_EPHEMERAL : 0 };
+
+	om_test_fill(buf, size, seed);
+	return om_store_put(f->st, uri, strlen(uri), buf, &a, out);
+}
+
+/* An expired packed object: a miss at once, its entry dead after the
+ * manager's pass, and not brought back by a rebuild (which marks the
+ * entry of one that expired while stopped dead too). */
+static void
+test_expiry(void **state)
+{
+	fx_t *f = fx_new(100);
+	om_ix_obj_t past[2], keep, later[2];
+	om_maint_stats_t ms;
+	om_rebuild_stats_t rs;
+	om_get_t g;
+
+	(void)state;
+	for (int eph = 0; eph < 2; eph++) {
+		int tier = eph ? OM_TIER_MEM : OM_TIER_DISK;
+		char uri[32];
+
+		snprintf(uri, sizeof(uri), "/past/%d", eph);
+		assert_int_equal(put_exp(f, uri, 100, 1, eph, om_time_s() - 1, &past[eph]), 0);
+		assert_int_equal(om_store_get(f->st, uri, strlen(uri), 0, &g), -ENOENT);
+		assert_int_equal(state_of(f, tier, past[eph].loc), OM_PACK_LIVE);
+		snprintf(uri, sizeof(uri), "/later/%d", eph);
+		assert_int_equal(put_exp(f, uri, 200, 2, eph, om_time_s() + 2, &later[eph]), 0);
+	}
+	assert_int_equal(put_exp(f, "/keep", 300, 3, 0, 0, &keep), 0);
+	assert_int_equal(om_store_maintain(f->st, &ms), 0);
+	assert_int_equal(ms.expired, 2);
+	assert_int_equal(state_of(f, OM_TIER_DISK, past[0].loc), OM_PACK_DEAD);
+	assert_int_equal(state_of(f, OM_TIER_MEM, past[1].loc), OM_PACK_DEAD);
+	assert_int_equal(state_of(f, OM_TIER_DISK, later[0].loc), OM_PACK_LIVE);
+	/* Stopped; /later expires meanwhile. */
+	om_store_close(f->st);
+	f->st = NULL;
+	while (om_time_s() <= later[0].expires)
+		usleep(100000);
+	fx_open(f);
+	fx_restart(f, &rs);
+	assert_int_equal(rs.objects, 1);
+	assert_int_equal(rs.expired_removed, 2);
+	assert_int_equal(state_of(f, OM_TIER_DISK, later[0].loc), OM_PACK_DEAD);
+	/* The memory tier's pack had nothing live left: removed. */
+	{
+		uint32_t nos[4];
+
+		assert_int_equal(list_packs(f, OM_TIER_MEM, nos, 4), 0);
+	}
+	{
+		unsigned char want[300];
+
+		om_test_fill(want, sizeof(want), 3);
+		assert_int_equal(om_store_get(f->st, "/keep", 5, 0, &g), 0);
+		assert_fd_bytes(g.fd, want, sizeof(want));
+		close(g.fd);
+	}
+	assert_int_equal(live_entries(f), 1);
+	fx_free(f);
+}
+
+/* A memory tier of 64 KiB takes 100 packed objects of 2,000 bytes by
+ * evicting: the objects left are whole, their entries the only live
+ * ones, the evicted ones' entries dead. */
+static void
+test_eviction(void **state)
+{
+	fx_t *f = fx_new(1000);
+	om_store_usage_t u;
+	unsigned found = 0;
+	char uri[32];
+
+	(void)state;
+	om_store_close(f->st);
+	f->p.mem.limit = 64 * 1024;
+	fx_open(f);
+	for (int i = 0; i < 100; i++) {
+		snprintf(uri, sizeof(uri), "/ev/%d", i);
+		assert_int_equal(put_seed(f, uri, 2000, (uint64_t)i + 1, 1, NULL), 0);
+	}
+	assert_true(om_store_stats(f->st)->evicted[OM_TIER_MEM] > 0);
+	om_store_usage(f->st, &u);
+	assert_true(u.used[OM_TIER_MEM] <= 64 * 1024);
+	for (int i = 0; i < 100; i++) {
+		snprintf(uri, sizeof(uri), "/ev/%d", i);
+		if (om_store_stat(f->st, uri, strlen(uri), NULL) != 0)
+			continue;
+		check_obj(f, uri, 2000, (uint64_t)i + 1);
+		found++;
+	}
+	print_message("a memory tier of 64 KiB: %u of 100 objects of 2,000 bytes left, %" PRIu64 " evicted\n",
+	    found, om_store_stats(f->st)->evicted[OM_TIER_MEM]);
+	assert_int_equal(found, u.ephemeral);
+	assert_int_equal(found + om_store_stats(f->st)->evicted[OM_TIER_MEM], 100);
+	assert_int_equal(live_entries(f), found);
+	/* The most recent ones are kept. */
+	check_obj(f, "/ev/99", 2000, 100);
 	fx_free(f);
 }
 
@@ -1268,6 +1400,8 @@ main(void)
 		cmocka_unit_test(test_duplicate_entries_rebuild_once),
 		cmocka_unit_test(test_reclaim_dead_writer),
 		cmocka_unit_test(test_reclaim_keeps_indexed_entry),
+		cmocka_unit_test(test_expiry),
+		cmocka_unit_test(test_eviction),
 		cmocka_unit_test(test_durable_fsync),
 		cmocka_unit_test(test_killed_writers),
 	};
