@@ -46,6 +46,48 @@ slot_of(om_fdc_t *c, int tier, uint64_t id)
 	return &c->e[h >> c->shift];
 }
 
+static unsigned
+pack_home(int tier, uint64_t id)
+{
+	uint64_t h = (id ^ ((uint64_t)tier << 61)) * 0x9e3779b97f4a7c15ull;
+
+	return (unsigned)(h >> 54) % OM_FDC_PACKS;
+}
+
+/* The pack's entry, or NULL. */
+static om_fdc_entry_t *
+pack_find(om_fdc_t *c, int tier, uint64_t id)
+{
+	unsigned h = pack_home(tier, id);
+
+	for (unsigned i = 0; i < OM_FDC_PACK_PROBE; i++) {
+		om_fdc_entry_t *e = &c->pk[(h + i) % OM_FDC_PACKS];
+
+		if (e->id == id && e->tier == tier)
+			return e;
+	}
+	return NULL;
+}
+
+/* Where a pack goes: an empty slot of its probe, else the least recently
+ * used one not in use (the caller drops it), else NULL. */
+static om_fdc_entry_t *
+pack_place(om_fdc_t *c, int tier, uint64_t id)
+{
+	unsigned h = pack_home(tier, id);
+	om_fdc_entry_t *best = NULL;
+
+	for (unsigned i = 0; i < OM_FDC_PACK_PROBE; i++) {
+		om_fdc_entry_t *e = &c->pk[(h + i) % OM_FDC_PACKS];
+
+		if (e->id == 0)
+			return e;
+		if (e->refs == 0 && (best == NULL || e->used < best->used))
+			best = e;
+	}
+	return best;
+}
+
 int
 om_fdc_init(om_fdc_t *c, om_index_t *ix, uint64_t want, unsigned max_connections)
 {
@@ -57,7 +99,7 @@ om_fdc_init(om_fdc_t *c, om_index_t *ix, uint64_t want, unsigned max_connections
 	memset(c, 0, sizeof(*c));
 	c->ix = ix;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-		uint64_t other = (uint64_t)max_connections + 64;
+		uint64_t other = (uint64_t)max_connections + 64 + OM_FDC_PACKS;
 
 		room = rl.rlim_cur > other ? rl.rlim_cur - other : 0;
 	}
@@ -71,9 +113,14 @@ om_fdc_init(om_fdc_t *c, om_index_t *ix, uint64_t want, unsigned max_connections
 	c->size = 1u << bits;
 	c->shift = 64 - bits;
 	c->e = calloc(c->size, sizeof(*c->e));
+	c->pk = calloc(OM_FDC_PACKS, sizeof(*c->pk));
 	c->notes_cursor = c->notes_at_tick = om_index_notes_head(ix);
-	if (c->e == NULL)
+	if (c->e == NULL || c->pk == NULL) {
+		free(c->e);
+		free(c->pk);
+		c->e = c->pk = NULL;
 		return -ENOMEM;
+	}
 	if ((rc = om_os_mapped_guard()) == 0)
 		c->maps = true;
 	else
@@ -84,8 +131,16 @@ om_fdc_init(om_fdc_t *c, om_index_t *ix, uint64_t want, unsigned max_connections
 om_fdref_t
 om_fdc_get(om_fdc_t *c, int tier, uint64_t id)
 {
-	om_fdc_entry_t *e = slot_of(c, tier, id);
+	om_fdc_entry_t *e;
 
+	if (OM_STORE_IS_PACK_ID(id)) {
+		if ((e = pack_find(c, tier, id)) == NULL)
+			return OM_FDREF_NONE;
+		e->used = ++c->clock;
+		e->refs++;
+		return (om_fdref_t){ e->fd, e };
+	}
+	e = slot_of(c, tier, id);
 	if (e->id != id || e->tier != tier)
 		return OM_FDREF_NONE;
 	e->refs++;
@@ -195,12 +250,17 @@ om_fdc_set_meta(const om_fdref_t *r, const void *meta, size_t len, int64_t mtime
 om_fdref_t
 om_fdc_add(om_fdc_t *c, int tier, uint64_t id, int fd)
 {
-	om_fdc_entry_t *e = slot_of(c, tier, id);
+	om_fdc_entry_t *e;
 
+	if (OM_STORE_IS_PACK_ID(id)) {
+		if ((e = pack_place(c, tier, id)) == NULL)
+			return (om_fdref_t){ fd, NULL };
+		e->used = ++c->clock;
+	} else {
+		e = slot_of(c, tier, id);
+	}
 	if (e->id != 0) {
-		/* A pack serves many objects: an object's file does not take
-		 * its place. */
-		if (e->refs > 0 || (OM_STORE_IS_PACK_ID(e->id) && !OM_STORE_IS_PACK_ID(id)))
+		if (e->refs > 0)
 			return (om_fdref_t){ fd, NULL };
 		drop(c, e);
 	}
@@ -230,8 +290,8 @@ static void
 scan(om_fdc_t *c, bool files)
 {
 	c->deferred = false;
-	for (unsigned i = 0; i < c->size; i++) {
-		om_fdc_entry_t *e = &c->e[i];
+	for (unsigned i = 0; i < c->size + OM_FDC_PACKS; i++) {
+		om_fdc_entry_t *e = i < c->size ? &c->e[i] : &c->pk[i - c->size];
 		struct stat sb;
 
 		if (e->id != 0 && (e->dropped ||
@@ -244,9 +304,11 @@ static void
 noted(void *arg, uint64_t key)
 {
 	om_fdc_t *c = arg;
-	om_fdc_entry_t *e = slot_of(c, OM_STORE_DROP_TIER(key), OM_STORE_DROP_ID(key));
+	int tier = OM_STORE_DROP_TIER(key);
+	uint64_t id = OM_STORE_DROP_ID(key);
+	om_fdc_entry_t *e = OM_STORE_IS_PACK_ID(id) ? pack_find(c, tier, id) : slot_of(c, tier, id);
 
-	if (e->id == OM_STORE_DROP_ID(key) && e->tier == OM_STORE_DROP_TIER(key))
+	if (e != NULL && e->id == id && e->tier == tier)
 		gone(c, e);
 }
 
@@ -280,11 +342,11 @@ om_fdc_tick(om_fdc_t *c)
 	c->notes_behind = behind;
 	/* Packs are removed with a note (compaction); one removed from
 	 * outside (its tier's directory deleted) is let go within a second. */
-	for (unsigned i = 0; i < c->size; i++) {
-		om_fdc_entry_t *e = &c->e[i];
+	for (unsigned i = 0; i < OM_FDC_PACKS; i++) {
+		om_fdc_entry_t *e = &c->pk[i];
 		struct stat sb;
 
-		if (e->id != 0 && !e->dropped && OM_STORE_IS_PACK_ID(e->id) &&
+		if (e->id != 0 && !e->dropped &&
 		    (fstat(e->fd, &sb) != 0 || sb.st_nlink == 0))
 			gone(c, e);
 	}
@@ -297,6 +359,12 @@ om_fdc_clear(om_fdc_t *c)
 		if (c->e[i].id != 0 && c->e[i].refs == 0)
 			drop(c, &c->e[i]);
 	}
+	for (unsigned i = 0; c->pk != NULL && i < OM_FDC_PACKS; i++) {
+		if (c->pk[i].id != 0 && c->pk[i].refs == 0)
+			drop(c, &c->pk[i]);
+	}
 	free(c->e);
+	free(c->pk);
 	c->e = NULL;
+	c->pk = NULL;
 }

@@ -38,7 +38,16 @@ typedef struct {
 	bool map_failed;  /* mmap refused, or a copy faulted: pread from now on */
 	uint8_t *map;     /* NULL if not mapped */
 	size_t map_len;
+	uint64_t used;    /* packs: the cache's clock at the last use */
 } om_fdc_entry_t;
+
+/* Packs (OM_STORE_IS_PACK_ID) have a table of their own: each serves many
+ * objects, so two of them must never evict each other at every other
+ * GET as two entries of a direct-mapped table would. Open addressing, a
+ * probe of OM_FDC_PACK_PROBE slots, the least recently used one not in
+ * use evicted. */
+#define OM_FDC_PACKS      256u
+#define OM_FDC_PACK_PROBE 8u
 
 typedef struct {
 	om_index_t *ix;
@@ -49,6 +58,8 @@ typedef struct {
 	unsigned mapped;        /* entries with a mapping */
 	bool maps;              /* mappings allowed (the SIGBUS guard is installed) */
 	bool deferred;          /* entries dropped while in use */
+	om_fdc_entry_t *pk;     /* OM_FDC_PACKS entries for packs */
+	uint64_t clock;         /* pack uses */
 	uint64_t notes_cursor;  /* the index's notes of dropped files, read */
 	uint64_t notes_at_tick; /* the cursor at the last tick */
 	bool notes_behind;      /* and it was behind the head then */
