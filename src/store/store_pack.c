@@ -822,6 +822,14 @@ om_store_compact(om_store_t *st, uint64_t budget)
 		rc = 0;
 	}
 	free(u.p);
+	/* The packs this pass copied into are let go: a process never
+	 * compacts the pack it appends to, so the copies would hold their
+	 * space until that pack filled, however many of them die. Closed,
+	 * it is compacted at a later pass like any other; the next copy
+	 * opens another. */
+	if (copied > 0)
+		for (int tier = 0; tier < 2; tier++)
+			writer_close(st, tier);
 	return rc < 0 ? rc : removed;
 }
 
