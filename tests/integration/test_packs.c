@@ -253,6 +253,81 @@ test_modes_unix_and_http(void **state)
 	}
 }
 
+/* PUTs by HTTP (with a Content-Length), in pieces and by descriptor:
+ * each small one is packed, and reads back the same. */
+static void
+test_other_put_paths(void **state)
+{
+	unsigned char body[6000], got[6000];
+	char req[512], head[4096], resp[512];
+	char packs[320];
+	size_t len;
+	int fd;
+	ssize_t n;
+
+	(void)state;
+	up_with(1, NULL);
+	snprintf(packs, sizeof(packs), "%s/objects/packs", D.dir);
+	/* HTTP, with a Content-Length: packed. */
+	om_test_fill(body, sizeof(body), 61);
+	fd = om_raw_connect_unix(http_sock);
+	snprintf(req, sizeof(req), "PUT /hp HTTP/1.1\r\nHost: x\r\nContent-Type: text/x-hp\r\n"
+	    "Content-Length: %zu\r\n\r\n", sizeof(body));
+	om_raw_send_all(fd, req, strlen(req));
+	om_raw_send_all(fd, body, sizeof(body));
+	n = recv(fd, resp, sizeof(resp) - 1, 0);
+	assert_true(n > 12);
+	resp[n] = '\0';
+	assert_non_null(strstr(resp, "HTTP/1.1 201"));
+	close(fd);
+	assert_int_equal(om_test_count_files(packs, NULL, NULL), 1);
+	assert_int_equal(http_req("GET", "/hp", NULL, head, sizeof(head), got, sizeof(got), &len), 200);
+	assert_int_equal(len, sizeof(body));
+	assert_memory_equal(got, body, sizeof(body));
+	assert_non_null(strstr(head, "Content-Type: text/x-hp\r\n"));
+	{
+		om_object_t o;
+
+		assert_int_equal(om_client_get(cl, "/hp", OM_MODE_FDPASS, 0, &o), 0);
+		fd_is(o.fd, body, sizeof(body));
+		om_object_free(&o);
+	}
+	/* The binary protocol, the bytes in pieces. */
+	assert_int_equal(om_client_put_begin(cl, "/pieces", sizeof(body), NULL), 0);
+	for (size_t off = 0; off < sizeof(body); off += 1000)
+		assert_int_equal(om_client_put_write(cl, body + off, 1000), 0);
+	assert_int_equal(om_client_put_end(cl, NULL), 0);
+	/* By descriptor: the daemon copies from it. */
+	{
+		char path[400];
+		om_put_opts_t po = { .meta = META, .meta_len = (uint32_t)strlen(META) };
+
+		snprintf(path, sizeof(path), "%s/source", D.dir);
+		fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, body, sizeof(body)), (ssize_t)sizeof(body));
+		assert_int_equal(om_client_put_fd(cl, "/byfd", fd, 4000, &po, NULL), 0);
+		close(fd);
+		unlink(path);
+	}
+	{
+		om_object_t o;
+
+		assert_int_equal(om_client_get(cl, "/pieces", OM_MODE_COPY, 0, &o), 0);
+		assert_int_equal(o.len, sizeof(body));
+		assert_memory_equal(o.data, body, sizeof(body));
+		om_object_free(&o);
+	}
+	get_mode_is("/byfd", OM_MODE_SPLICE, 4000, 61);
+	/* Three packed objects, no object file: the tier holds its pack. */
+	{
+		char objects[300];
+
+		snprintf(objects, sizeof(objects), "%s/objects", D.dir);
+		assert_int_equal(om_test_count_files(objects, NULL, NULL), om_test_count_files(packs, NULL, NULL));
+	}
+}
+
 /* fdpass: each GET a description of the client's own, read-only, 0440. */
 static void
 test_fdpass_private(void **state)
@@ -487,9 +562,10 @@ no_removed_pack_open(void *arg)
 
 /*
  * The cache manager compacts: 4,000 objects of 1 KiB fill a worker's
- * first pack (4 MiB) and start a second; 90% of them deleted, the first
- * pack (no longer appended to) is compacted within seconds. A worker's
- * current pack is not: it is compacted once full.
+ * first pack (4 MiB) and start a second; 60% of them deleted, the first
+ * pack (no longer appended to) is compacted within seconds, and once most
+ * of what it copied is deleted too, the pack it copied to is compacted in
+ * its turn. A worker's current pack is not: it is compacted once full.
  */
 static void
 test_manager_compacts(void **state)
@@ -511,22 +587,32 @@ test_manager_compacts(void **state)
 	snprintf(packs, sizeof(packs), "%s/objects/packs", D.dir);
 	assert_int_equal(om_test_count_files(packs, NULL, NULL), 2);
 	full = dir_bytes(packs);
-	for (int i = 0; i < 4000; i++) {
-		char uri[32];
+	/* 60% deleted, and the first pack compacted: its live entries are
+	 * copied to the cache manager's pack. Then most of those deleted
+	 * too: that pack is compacted in its turn. */
+	for (int phase = 0; phase < 2; phase++) {
+		for (int i = 0; i < 4000; i++) {
+			char uri[32];
 
-		if (i % 10 == 0)
-			continue;
-		snprintf(uri, sizeof(uri), "/k/%d", i);
-		assert_int_equal(om_client_delete(cl, uri), 0);
+			if (i % 10 == 0 || (phase == 0) != (i % 10 <= 6))
+				continue;
+			snprintf(uri, sizeof(uri), "/k/%d", i);
+			assert_int_equal(om_client_delete(cl, uri), 0);
+		}
+		for (int t = 0; phase == 0 && t < 500 && stat_of("packs_removed_total") == 0; t++)
+			usleep(20000);
+		if (phase == 0)
+			assert_true(stat_of("packs_removed_total") >= 1);
 	}
 	s.path = packs;
-	s.below = full / 2;
+	/* What is live: 400 objects (and the pack still appended to). */
+	s.below = full / 4;
 	if (!om_wait_until(shrunk, &s, 10000))
 		fail_msg("packs/ still holds %" PRIu64 " bytes (of %" PRIu64 ") after 10 s:\n%s",
 		    dir_bytes(packs), full, om_daemon_log(&D));
 	print_message("4,000 objects of 1 KiB, 3,600 deleted: packs/ from %" PRIu64 " to %" PRIu64 " bytes\n",
 	    full, dir_bytes(packs));
-	assert_true(stat_of("packs_removed_total") >= 1);
+	assert_true(stat_of("packs_removed_total") >= 2);
 	/* The space goes back: no process of the daemon keeps the removed
 	 * pack open (nor mapped). */
 	if (!om_wait_until(no_removed_pack_open, NULL, 5000))
@@ -680,6 +766,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_modes_unix_and_http, down),
+		cmocka_unit_test_teardown(test_other_put_paths, down),
 		cmocka_unit_test_teardown(test_fdpass_private, down),
 		cmocka_unit_test_teardown(test_mapped_then_replaced, down),
 		cmocka_unit_test_teardown(test_memory_footprint, down),

@@ -849,6 +849,50 @@ test_compaction(void **state)
 	fx_free(f);
 }
 
+/* The pack a compaction copied into is compacted in its turn, by the
+ * same handle, once most of what it copied is deleted (a handle never
+ * compacts the pack it appends to: the compaction lets it go). */
+static void
+test_compaction_pack_compacted_in_turn(void **state)
+{
+	fx_t *f = fx_new(1000);
+	uint32_t nos[4], first;
+	char uri[32];
+	om_ix_obj_t o;
+
+	(void)state;
+	for (int i = 0; i < 100; i++) {
+		snprintf(uri, sizeof(uri), "/ct/%d", i);
+		assert_int_equal(put_seed(f, uri, 1500, (uint64_t)i + 1, 0, &o), 0);
+	}
+	fx_reopen(f);
+	for (int i = 0; i < 100; i++) {
+		if (i % 10 == 0 || i % 10 >= 7)
+			continue;
+		snprintf(uri, sizeof(uri), "/ct/%d", i);
+		assert_int_equal(om_store_delete(f->st, uri, strlen(uri)), 0);
+	}
+	assert_int_equal(om_store_compact(f->st, UINT64_MAX), 1);
+	assert_int_equal(list_packs(f, OM_TIER_DISK, nos, 4), 1);
+	first = nos[0];
+	for (int i = 0; i < 100; i++) {
+		if (i % 10 <= 6) /* 0 kept, 1..6 gone already */
+			continue;
+		snprintf(uri, sizeof(uri), "/ct/%d", i);
+		assert_int_equal(om_store_delete(f->st, uri, strlen(uri)), 0);
+	}
+	assert_int_equal(om_store_compact(f->st, UINT64_MAX), 1);
+	assert_int_equal(list_packs(f, OM_TIER_DISK, nos, 4), 1);
+	assert_int_not_equal(nos[0], first);
+	for (int i = 0; i < 100; i += 10) {
+		snprintf(uri, sizeof(uri), "/ct/%d", i);
+		o = check_obj(f, uri, 1500, (uint64_t)i + 1);
+		assert_int_equal(OM_PACK_NO(o.loc), nos[0]);
+	}
+	assert_int_equal(live_entries(f), 10);
+	fx_free(f);
+}
+
 /* A compaction killed between its copy and the removal leaves every live
  * entry in two packs: the rebuild indexes each object once. */
 static void
@@ -1397,6 +1441,7 @@ main(void)
 		cmocka_unit_test(test_damaged_entry_stops_the_rebuild_walk),
 		cmocka_unit_test(test_scrub_quarantines_packed),
 		cmocka_unit_test(test_compaction),
+		cmocka_unit_test(test_compaction_pack_compacted_in_turn),
 		cmocka_unit_test(test_duplicate_entries_rebuild_once),
 		cmocka_unit_test(test_reclaim_dead_writer),
 		cmocka_unit_test(test_reclaim_keeps_indexed_entry),
