@@ -15,6 +15,14 @@ static int crc_hw = -1;
 
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
+#if defined(__x86_64__)
+#define CRC_LONG  8192u
+#define CRC_SHORT 256u
+
+static uint32_t crc_x8_long, crc_x8_short; /* x^(8 * CRC_LONG), x^(8 * CRC_SHORT) mod P */
+static uint32_t crc_x8n(size_t n);
+#endif
+
 static void
 crc_init_table(void)
 {
@@ -33,6 +41,10 @@ crc_init_table(void)
 			crc_table[t][n] = c;
 		}
 	}
+#if defined(__x86_64__)
+	crc_x8_long = crc_x8n(CRC_LONG);
+	crc_x8_short = crc_x8n(CRC_SHORT);
+#endif
 }
 
 static uint32_t
@@ -60,6 +72,63 @@ crc_sw(uint32_t crc, const unsigned char *p, size_t len)
 }
 
 #if defined(__x86_64__)
+/*
+ * The crc32 instruction takes three cycles and can start one a cycle: one
+ * chain of them runs at a third of its speed. So a long buffer is cut
+ * into three streams of equal length run side by side (each from 0 but
+ * the first), joined by shifting each stream's CRC over the bytes of the
+ * next (a multiplication by x^(8n) modulo P): what Intel's crc_pcl and
+ * Mark Adler's crc32c.c do. A PUT of 64 KiB spent 6% of the worker's CPU
+ * in the single chain.
+ */
+/* a * b modulo P, both reflected (x^0 is the top bit). */
+static uint32_t
+crc_multmodp(uint32_t a, uint32_t b)
+{
+	uint32_t m = (uint32_t)1 << 31, p = 0;
+
+	for (;;) {
+		if (a & m) {
+			p ^= b;
+			if ((a & (m - 1)) == 0)
+				break;
+		}
+		m >>= 1;
+		b = (b & 1) ? (b >> 1) ^ CRC32C_POLY : b >> 1;
+	}
+	return p;
+}
+
+/* x^(8n) modulo P: x^0 shifted over n zero bytes. */
+static uint32_t
+crc_x8n(size_t n)
+{
+	uint32_t c = (uint32_t)1 << 31;
+
+	while (n--)
+		c = crc_table[0][c & 0xff] ^ (c >> 8);
+	return c;
+}
+
+__attribute__((target("sse4.2"))) static uint64_t
+crc_hw_3way(uint64_t c0, const unsigned char *p, size_t n, uint32_t x8n)
+{
+	uint64_t c1 = 0, c2 = 0;
+
+	for (size_t i = 0; i < n; i += 8) {
+		uint64_t w0, w1, w2;
+
+		memcpy(&w0, p + i, 8);
+		memcpy(&w1, p + n + i, 8);
+		memcpy(&w2, p + 2 * n + i, 8);
+		c0 = __builtin_ia32_crc32di(c0, w0);
+		c1 = __builtin_ia32_crc32di(c1, w1);
+		c2 = __builtin_ia32_crc32di(c2, w2);
+	}
+	c0 = crc_multmodp(x8n, (uint32_t)c0) ^ c1;
+	return crc_multmodp(x8n, (uint32_t)c0) ^ c2;
+}
+
 __attribute__((target("sse4.2"))) static uint32_t
 crc_hw_x86(uint32_t crc, const unsigned char *p, size_t len)
 {
@@ -68,6 +137,16 @@ crc_hw_x86(uint32_t crc, const unsigned char *p, size_t len)
 	while (len && ((uintptr_t)p & 7)) {
 		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
 		len--;
+	}
+	while (len >= 3 * CRC_LONG) {
+		c = crc_hw_3way(c, p, CRC_LONG, crc_x8_long);
+		p += 3 * CRC_LONG;
+		len -= 3 * CRC_LONG;
+	}
+	while (len >= 3 * CRC_SHORT) {
+		c = crc_hw_3way(c, p, CRC_SHORT, crc_x8_short);
+		p += 3 * CRC_SHORT;
+		len -= 3 * CRC_SHORT;
 	}
 	while (len >= 8) {
 		uint64_t w;

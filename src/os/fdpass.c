@@ -44,17 +44,24 @@ om_os_send_fd(int sock, const struct iovec *iov, int iovcnt, int fd, int flags)
 ssize_t
 om_os_recv_fds(int sock, void *buf, size_t len, int flags, om_os_fds_t *fds)
 {
+	struct iovec iov = { buf, len };
+
+	return om_os_recv_fds_iov(sock, &iov, 1, flags, fds);
+}
+
+ssize_t
+om_os_recv_fds_iov(int sock, struct iovec *iov, int iovcnt, int flags, om_os_fds_t *fds)
+{
 	union {
 		struct cmsghdr h;
 		char buf[CMSG_SPACE(sizeof(int) * OM_OS_FDS_MAX)];
 	} ctl;
 	struct msghdr mh;
-	struct iovec iov = { buf, len };
 	ssize_t n;
 
 	memset(&mh, 0, sizeof(mh));
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
+	mh.msg_iov = iov;
+	mh.msg_iovlen = (size_t)iovcnt;
 	mh.msg_control = ctl.buf;
 	mh.msg_controllen = sizeof(ctl.buf);
 	n = recvmsg(sock, &mh, flags | MSG_CMSG_CLOEXEC);

@@ -23,7 +23,8 @@ int om_os_pwrite_all(int fd, const void *buf, size_t n, uint64_t off);
  * filesystems that refuse the faster calls). -ENODATA if src is shorter.
  */
 int om_os_copy_range(int dst, int src, uint64_t src_off, uint64_t len);
-/* Gives an O_TMPFILE descriptor a name (linkat through /proc/self/fd). */
+/* Gives an O_TMPFILE descriptor a name (linkat with AT_EMPTY_PATH, or through
+ * /proc/self/fd where that is not allowed). */
 int om_os_link_tmpfile(int fd, int dirfd, const char *name);
 /* fsync of a directory, by path relative to dirfd ("." for dirfd itself). */
 int om_os_fsync_dir(int dirfd, const char *name);
@@ -68,6 +69,8 @@ typedef struct {
 } om_os_fds_t;
 ssize_t om_os_send_fd(int sock, const struct iovec *iov, int iovcnt, int fd, int flags);
 ssize_t om_os_recv_fds(int sock, void *buf, size_t len, int flags, om_os_fds_t *fds);
+/* The same into iovcnt buffers, filled in order. */
+ssize_t om_os_recv_fds_iov(int sock, struct iovec *iov, int iovcnt, int flags, om_os_fds_t *fds);
 
 /*
  * Signals read from a signalfd (signals.c). om_os_signalfd blocks the n

@@ -316,7 +316,16 @@ int
 conn_body_write(conn_t *c)
 {
 	size_t have = c->in_len - c->in_off, n = have < c->left ? have : (size_t)c->left;
-	int rc = om_store_put_write(c->txn, c->in + c->in_off, n);
+	int rc;
+
+	if (c->body_ext > 0) {
+		/* Read past the input buffer (read_in): these came first. */
+		n = c->body_ext;
+		c->body_ext = 0;
+		c->left -= n;
+		return om_store_put_write(c->txn, c->w->body_buf, n);
+	}
+	rc = om_store_put_write(c->txn, c->in + c->in_off, n);
 
 	conn_consume(c, n);
 	c->left -= n;
@@ -336,6 +345,19 @@ conn_take_fd(conn_t *c)
 	return fd;
 }
 
+/* Whether the next read takes the rest of a PUT's body past the input
+ * buffer: a body still longer than that buffer, none of it waiting. */
+static bool
+body_direct(conn_t *c)
+{
+	if ((c->state != ST_BODY && c->state != ST_HTTP_BODY) || c->txn == NULL || c->dgram ||
+	    c->in_off != c->in_len || c->body_ext != 0 || c->left <= IN_CAP)
+		return false;
+	if (c->w->body_buf == NULL && (c->w->body_buf = malloc(BODY_BUF)) == NULL)
+		return false;
+	return true;
+}
+
 /* Reads what the socket has, with any descriptors. Returns the bytes
  * read (0 for nothing yet or end of stream) or -errno; *drained is set
  * when the read took less than it had room for (the socket is empty). */
@@ -344,7 +366,7 @@ read_in(conn_t *c, bool *drained)
 {
 	om_srv_stats_sh_t *stats = c->w->stats;
 	om_os_fds_t fds = { c->rfds, c->nrfds, RFD_MAX, 0 };
-	size_t room;
+	size_t room, to_in = 0;
 	ssize_t n;
 
 	if (c->in_off > 0 && c->in_len == IN_CAP) {
@@ -355,8 +377,30 @@ read_in(conn_t *c, bool *drained)
 	*drained = false;
 	if (c->in_len == IN_CAP)
 		return 0;
-	room = IN_CAP - c->in_len;
-	n = om_os_recv_fds(c->fd, c->in + c->in_len, room, MSG_DONTWAIT, &fds);
+	if (body_direct(c)) {
+		/*
+		 * The rest of a large body: read into the worker's body buffer,
+		 * and what follows it into the (empty) input buffer, so that
+		 * it goes to the file in steps of up to BODY_BUF, a read and a
+		 * write each, rather than of IN_CAP. The body's bytes are
+		 * written before this connection's turn ends, so before any
+		 * other connection reads into the buffer.
+		 */
+		size_t want = c->left < BODY_BUF ? (size_t)c->left : BODY_BUF;
+		struct iovec iov[2] = { { c->w->body_buf, want }, { c->in, IN_CAP } };
+
+		c->in_off = c->in_len = 0;
+		room = want + IN_CAP;
+		n = om_os_recv_fds_iov(c->fd, iov, 2, MSG_DONTWAIT, &fds);
+		if (n > 0) {
+			c->body_ext = (size_t)n < want ? (size_t)n : want;
+			to_in = (size_t)n - c->body_ext;
+		}
+	} else {
+		room = IN_CAP - c->in_len;
+		n = om_os_recv_fds(c->fd, c->in + c->in_len, room, MSG_DONTWAIT, &fds);
+		to_in = n > 0 ? (size_t)n : 0;
+	}
 	*drained = n < (ssize_t)room;
 	/* Descriptors beyond RFD_MAX were closed; all are counted. */
 	c->nrfds = fds.n;
@@ -375,7 +419,7 @@ read_in(conn_t *c, bool *drained)
 		c->req_bytes = 0;
 	}
 	c->req_bytes += (uint64_t)n;
-	c->in_len += (size_t)n;
+	c->in_len += to_in;
 	return (int)n;
 }
 

@@ -19,11 +19,18 @@
 #include "server/om_server.h"
 #include "store/om_store.h"
 
-#define IN_CAP        (64u * 1024u)         /* holds any datagram (65,507 bytes) */
+/* The input buffer holds any datagram (65,507 bytes) and any request frame
+ * whose body is at most 64 KiB (INLINE_READ: a small object), header, URI
+ * and metadata included: such a PUT arrives in one read and goes to its
+ * file in one write (with a buffer of 64 KiB it took two of each). */
+#define IN_CAP        (64u * 1024u + 4096u)
 #define INLINE_READ   (64u * 1024u)         /* copy-mode objects up to this go in one buffer */
+_Static_assert(IN_CAP >= OM_REQ_HDR_LEN + OM_PROTO_URI_MAX + OM_PROTO_META_MAX + INLINE_READ,
+    "a frame with a body of INLINE_READ bytes fits the input buffer");
 #define SKIP_MAX      (64ull * 1024 * 1024) /* a refused PUT body up to this is read and dropped */
 #define RUN_BUDGET    32                    /* requests per turn before others get theirs */
 #define BOUNCE_SIZE   (256u * 1024u)        /* copy mode: bytes read, then written */
+#define BODY_BUF      (256u * 1024u)        /* a large PUT body's bytes, read past the input buffer */
 #define RFD_MAX       OM_OS_FDS_MAX         /* descriptors received and not yet taken */
 
 enum ev_kind {
@@ -68,6 +75,8 @@ typedef struct {
 	uint64_t accept_resume_ms; /* accepting paused until (EMFILE) */
 	uint64_t next_sweep_ms;
 	om_fdc_t fdc;           /* the descriptor cache (fdcache.c) */
+	uint8_t *body_buf;      /* BODY_BUF bytes: a PUT body read past the input buffer, written
+	                         * to its transaction before any other connection reads */
 } worker_t;
 
 enum out_kind {
@@ -130,6 +139,9 @@ struct conn {
 	uint64_t left;            /* ST_BODY, ST_SKIP, ST_FDCOPY: bytes still to come */
 	int put_fd;               /* ST_FDCOPY: the client's descriptor (owned), or -1 */
 	uint64_t put_off;         /* ST_FDCOPY: its bytes copied so far */
+	size_t body_ext;          /* ST_BODY, ST_HTTP_BODY: bytes of the body read into the
+	                           * worker's body_buf, not yet written (they come before
+	                           * those of the input buffer) */
 	out_t *out_head, *out_tail;
 	uint64_t out_bytes;
 	unsigned inflight;        /* responses queued, not fully sent */
@@ -197,6 +209,12 @@ int conn_take_fd(conn_t *c);
 /* A PUT's bytes in the buffer, up to the c->left still expected, to its
  * transaction. Returns the store's error, or 0. */
 int conn_body_write(conn_t *c);
+/* Bytes of a PUT's body received and not yet written (ST_BODY, ST_HTTP_BODY). */
+static inline size_t
+conn_body_have(const conn_t *c)
+{
+	return c->body_ext + (c->in_len - c->in_off);
+}
 /* An error that leaves the stream unusable: what is queued is sent, then
  * the connection closes (an unfinished PUT is dropped). */
 void conn_end(conn_t *c, const char *why);

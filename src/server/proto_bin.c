@@ -1109,7 +1109,7 @@ body_step(conn_t *c)
 	om_ix_obj_t obj;
 	int rc;
 
-	if (c->in_len == c->in_off)
+	if (conn_body_have(c) == 0)
 		return STEP_WAIT;
 	if ((rc = conn_body_write(c)) != 0) {
 		om_store_put_abort(c->txn);

@@ -552,12 +552,12 @@ do_put(conn_t *c, const om_http_req_t *r, bool bye)
 static bool
 put_body(conn_t *c)
 {
-	size_t have = c->in_len - c->in_off;
+	size_t have;
 
 	if (c->state == ST_HTTP_BODY) {
 		int rc;
 
-		if (have == 0)
+		if (conn_body_have(c) == 0)
 			return false;
 		if ((rc = conn_body_write(c)) != 0) {
 			char why[300];

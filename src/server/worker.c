@@ -306,6 +306,7 @@ worker_end(worker_t *w)
 	for (unsigned i = 0; i < OM_CONF_LISTEN_MAX; i++)
 		conn_udp_free(&w->ls[i]);
 	om_log_info(0, "exiting");
+	free(w->body_buf);
 	free(w);
 }
 

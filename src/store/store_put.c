@@ -80,61 +80,79 @@ evicted_for(om_put_txn_t *t, uint64_t bytes)
 	t->evictions++;
 }
 
+/* ensure_room's decision from the figures of the tier's space (sp), for
+ * the bytes up to `end`, checked up to `mark`. */
+static int
+room_with(om_put_txn_t *t, uint64_t end, uint64_t mark, const om_space_t *sp)
+{
+	om_store_t *st = t->st;
+	uint64_t need, rest;
+
+	if ((t->flags & OM_STORE_SIZE_OPEN) && end > sp->max) {
+		om_store_set_why(st, "more than the %s tier can ever hold (%" PRIu64 " bytes)",
+		    tier_word(t->tier), sp->max);
+		return -EFBIG;
+	}
+	if (sp->fs_size == 0) {
+		t->room_to = mark;
+		return 0;
+	}
+	need = pages(mark - t->written);
+	rest = (t->flags & OM_STORE_SIZE_OPEN) ? need : pages(t->size - t->written);
+	if (sp->fs_free >= sp->reserve + need) {
+		t->room_to = mark;
+		return 0;
+	}
+	if (may_evict(t) && sp->used + sp->fs_free >= sp->reserve + rest) {
+		evicted_for(t, sp->reserve + need - sp->fs_free);
+		t->room_to = mark;
+		return 0;
+	}
+	/* What was evicted for this PUT may not be free yet (a descriptor
+	 * of it is still open somewhere): go on while there is room. */
+	if (t->evicted > 0 && sp->fs_free >= need) {
+		t->room_to = mark;
+		return 0;
+	}
+	om_store_set_why(st, "no room in the %s tier: its filesystem has %" PRIu64 " bytes free, %" PRIu64
+	    " of which are kept free (reserve), and its objects take %" PRIu64 " bytes",
+	    tier_word(t->tier), sp->fs_free, sp->reserve, sp->used);
+	return -ENOSPC;
+}
+
+/* Where the bytes up to end stop: a step further, or the whole object. */
+static uint64_t
+room_mark(const om_put_txn_t *t, uint64_t end)
+{
+	uint64_t mark = end + ROOM_STEP;
+
+	if (!(t->flags & OM_STORE_SIZE_OPEN) && mark > t->size)
+		mark = t->size;
+	return mark;
+}
+
 /*
  * Before the bytes up to `end` are written: the filesystem must keep its
  * reserve free after them. If it would not, and the tier's own objects
  * can give back what the rest of the PUT needs, evict (least recently
  * used first); if they cannot (the space is held by something else), the
  * PUT fails with nothing evicted. Checked a step ahead, so that a PUT
- * costs one statvfs per MiB.
+ * costs one statvfs per MiB (the first step's from the figures
+ * om_store_put_begin took, where they showed room without evicting).
  */
 static int
 ensure_room(om_put_txn_t *t, uint64_t end)
 {
-	om_store_t *st = t->st;
-	uint64_t mark, need, rest;
 	om_space_t sp;
 
 	if (end <= t->room_to)
 		return 0;
-	mark = end + ROOM_STEP;
-	if (!(t->flags & OM_STORE_SIZE_OPEN) && mark > t->size)
-		mark = t->size;
-	if (om_store_space(st, t->tier, &sp) != 0) {
+	if (om_store_space(t->st, t->tier, &sp) != 0) {
 		/* No figures: the writes themselves will say ENOSPC. */
-		t->room_to = mark;
+		t->room_to = room_mark(t, end);
 		return 0;
 	}
-	if ((t->flags & OM_STORE_SIZE_OPEN) && end > sp.max) {
-		om_store_set_why(st, "more than the %s tier can ever hold (%" PRIu64 " bytes)",
-		    tier_word(t->tier), sp.max);
-		return -EFBIG;
-	}
-	if (sp.fs_size == 0) {
-		t->room_to = mark;
-		return 0;
-	}
-	need = pages(mark - t->written);
-	rest = (t->flags & OM_STORE_SIZE_OPEN) ? need : pages(t->size - t->written);
-	if (sp.fs_free >= sp.reserve + need) {
-		t->room_to = mark;
-		return 0;
-	}
-	if (may_evict(t) && sp.used + sp.fs_free >= sp.reserve + rest) {
-		evicted_for(t, sp.reserve + need - sp.fs_free);
-		t->room_to = mark;
-		return 0;
-	}
-	/* What was evicted for this PUT may not be free yet (a descriptor
-	 * of it is still open somewhere): go on while there is room. */
-	if (t->evicted > 0 && sp.fs_free >= need) {
-		t->room_to = mark;
-		return 0;
-	}
-	om_store_set_why(st, "no room in the %s tier: its filesystem has %" PRIu64 " bytes free, %" PRIu64
-	    " of which are kept free (reserve), and its objects take %" PRIu64 " bytes",
-	    tier_word(t->tier), sp.fs_free, sp.reserve, sp.used);
-	return -ENOSPC;
+	return room_with(t, end, room_mark(t, end), &sp);
 }
 
 /*
@@ -162,13 +180,15 @@ evict_for_enospc(om_put_txn_t *t)
 /* An object of `size` bytes must fit the tier: -EFBIG if it never can,
  * -ENOSPC if it cannot now even after evicting everything it may. */
 static int
-check_fits(om_store_t *st, int tier, uint64_t size)
+check_fits(om_store_t *st, int tier, uint64_t size, om_space_t *spp)
 {
 	om_space_t sp;
 	int rc;
 
 	if ((rc = om_store_space(st, tier, &sp)) != 0)
 		return rc;
+	if (spp != NULL)
+		*spp = sp;
 	if (size > sp.max) {
 		om_store_set_why(st, "%" PRIu64 " bytes is more than the %s tier can ever hold (%" PRIu64
 		    " bytes: %s)", size, tier_word(tier), sp.max,
@@ -193,6 +213,7 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
     om_put_txn_t **out)
 {
 	om_put_txn_t *t;
+	om_space_t sp;
 	int tier, rc;
 
 	st->why[0] = '\0';
@@ -207,7 +228,7 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 	tier = (a->flags & OM_STORE_EPHEMERAL) ? OM_TIER_MEM : OM_TIER_DISK;
 	/* Nothing is evicted yet: the room under the limit is made at commit,
 	 * on the filesystem as the bytes arrive. */
-	if (!(a->flags & OM_STORE_SIZE_OPEN) && (rc = check_fits(st, tier, a->size)) != 0)
+	if (!(a->flags & OM_STORE_SIZE_OPEN) && (rc = check_fits(st, tier, a->size, &sp)) != 0)
 		return rc;
 
 	t = malloc(sizeof(*t));
@@ -253,6 +274,11 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 		free(t);
 		return rc;
 	}
+	/* The figures check_fits just took serve the first step of the
+	 * bytes, where they show room without evicting (a statvfs less). */
+	if (!(a->flags & OM_STORE_SIZE_OPEN) && (sp.fs_size == 0 || sp.fs_free >= sp.reserve +
+	    pages(room_mark(t, 0))))
+		t->room_to = room_mark(t, 0);
 	*out = t;
 	return 0;
 }
@@ -494,7 +520,7 @@ om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out)
 
 	if (t->flags & OM_STORE_SIZE_OPEN) {
 		t->size = t->written;
-		if ((rc = check_fits(st, t->tier, t->size)) != 0)
+		if ((rc = check_fits(st, t->tier, t->size, NULL)) != 0)
 			goto fail;
 	}
 	if (t->written != t->size) {

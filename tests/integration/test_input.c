@@ -158,6 +158,88 @@ test_put_lengths_lie(void **state)
 	assert_serving();
 }
 
+/*
+ * Large bodies, pipelined and interleaved: the rest of a body longer than
+ * the input buffer is read into the worker's body buffer (shared by its
+ * connections), what follows it into the connection's input buffer. Two
+ * connections send their bodies in alternate pieces, one of them with
+ * more requests right behind its body in the same sends: every byte of
+ * every object is where it belongs.
+ */
+static void
+check_object(om_client_t *c, const char *uri, const uint8_t *want, size_t len)
+{
+	om_object_t o;
+
+	assert_int_equal(om_client_get(c, uri, OM_MODE_COPY, 0, &o), 0);
+	assert_int_equal(o.len, len);
+	assert_memory_equal(o.data, want, len);
+	om_object_free(&o);
+}
+
+static void
+test_large_bodies_interleaved(void **state)
+{
+	static const size_t lens[] = { (1u << 20) + 12345, 70000, 5, 300000 };
+	static const char *const uris[] = { "/big/a1", "/big/a2", "/big/a3", "/big/b1" };
+	uint8_t *obj[4], *sa, *sb;
+	size_t na = 0, nb = 0, offa = 0, offb = 0;
+	int fa = om_raw_connect_unix(D.sock), fb = om_raw_connect_unix(D.sock);
+	om_client_t *c = NULL;
+	om_resp_t r;
+
+	(void)state;
+	sa = malloc((1u << 21) + 4096);
+	sb = malloc(400000);
+	assert_non_null(sa);
+	assert_non_null(sb);
+	for (int i = 0; i < 4; i++) {
+		obj[i] = malloc(lens[i]);
+		assert_non_null(obj[i]);
+		om_test_fill(obj[i], lens[i], (uint64_t)i + 40);
+	}
+	/* Connection a: three PUTs back to back; b: one. */
+	for (int i = 0; i < 3; i++) {
+		na += om_raw_req(sa + na, OM_OP_PUT, (uint32_t)(i + 1), 0, uris[i], 0, lens[i]);
+		memcpy(sa + na, obj[i], lens[i]);
+		na += lens[i];
+	}
+	nb += om_raw_req(sb, OM_OP_PUT, 9, 0, uris[3], 0, lens[3]);
+	memcpy(sb + nb, obj[3], lens[3]);
+	nb += lens[3];
+	/* In alternate pieces of odd sizes, so that bodies and frames are
+	 * cut anywhere. */
+	while (offa < na || offb < nb) {
+		size_t k = offa < na ? (na - offa < 50001 ? na - offa : 50001) : 0;
+
+		om_raw_send_all(fa, sa + offa, k);
+		offa += k;
+		k = offb < nb ? (nb - offb < 33333 ? nb - offb : 33333) : 0;
+		om_raw_send_all(fb, sb + offb, k);
+		offb += k;
+	}
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(om_raw_read_resp(fa, &r, NULL, 0), 0);
+		assert_int_equal(r.status, OM_STATUS_OK);
+		assert_int_equal(r.id, (uint32_t)(i + 1));
+		assert_int_equal(r.body_len, lens[i]);
+	}
+	assert_int_equal(om_raw_read_resp(fb, &r, NULL, 0), 0);
+	assert_int_equal(r.status, OM_STATUS_OK);
+	assert_int_equal(r.id, 9);
+	assert_int_equal(om_client_connect(D.sock, 0, &c), 0);
+	for (int i = 0; i < 4; i++)
+		check_object(c, uris[i], obj[i], lens[i]);
+	om_client_close(c);
+	close(fa);
+	close(fb);
+	for (int i = 0; i < 4; i++)
+		free(obj[i]);
+	free(sa);
+	free(sb);
+	assert_serving();
+}
+
 /* Errors a frame can be skipped past: answered, and the connection goes on. */
 static void
 test_recoverable_errors(void **state)
@@ -385,6 +467,7 @@ main(void)
 		cmocka_unit_test(test_wrong_version),
 		cmocka_unit_test(test_truncated_frames),
 		cmocka_unit_test(test_put_lengths_lie),
+		cmocka_unit_test(test_large_bodies_interleaved),
 		cmocka_unit_test(test_recoverable_errors),
 		cmocka_unit_test(test_fatal_errors),
 		cmocka_unit_test(test_sender_that_never_reads),

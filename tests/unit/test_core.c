@@ -54,6 +54,29 @@ crc_ref(const unsigned char *p, size_t len)
 	return ~c;
 }
 
+/* Lengths around the hardware path's three-stream blocks (3 x 256 and
+ * 3 x 8192 bytes), from unaligned starts and with a CRC carried in: the
+ * streams joined must give the bytes' CRC, as the table path does. */
+static void
+test_crc32c_streams(void **state)
+{
+	static unsigned char buf[3 * 8192 * 3 + 64];
+	static const size_t lens[] = { 767, 768, 769, 775, 776, 1536, 2311, 24575, 24576, 24577,
+		24583, 49152, 65536, 65600, 73727, 73728, sizeof(buf) - 16 };
+
+	(void)state;
+	om_test_fill(buf, sizeof(buf), 99);
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		for (size_t start = 0; start < 9; start += 3) {
+			uint32_t seed = (uint32_t)(0x9e3779b9u * (i + 1));
+
+			assert_int_equal(om_crc32c(seed, buf + start, lens[i]),
+			    om_crc32c_portable(seed, buf + start, lens[i]));
+			assert_int_equal(om_crc32c(0, buf + start, lens[i]), crc_ref(buf + start, lens[i]));
+		}
+	}
+}
+
 /* Both the default (hardware where present) and the table path agree
  * with the bitwise definition, on unaligned starts and odd lengths. */
 static void
@@ -104,6 +127,7 @@ main(void)
 		cmocka_unit_test(test_crc32c_vectors),
 		cmocka_unit_test(test_crc32c_incremental),
 		cmocka_unit_test(test_crc32c_paths_match),
+		cmocka_unit_test(test_crc32c_streams),
 		cmocka_unit_test(test_hash_spread),
 	};
 
