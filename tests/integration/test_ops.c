@@ -149,6 +149,27 @@ test_runs_as_configured_user(void **state)
 	assert_int_equal(sb.st_uid, pw->pw_uid);
 	assert_int_equal(sb.st_mode & 07777, 0440);
 	om_object_free(&o);
+	/* And an object of a file of its own (larger than any pack takes),
+	 * linked by a worker that is not root: AT_EMPTY_PATH where the kernel
+	 * allows it to the file's opener, else through /proc/self/fd. */
+	{
+		static uint8_t big[100000];
+
+		om_test_fill(big, sizeof(big), 5);
+		for (int i = 0; i < 3; i++) {
+			assert_int_equal(om_client_put(c, "/as-nobody/big", big, sizeof(big), NULL, NULL), 0);
+			assert_int_equal(om_client_get(c, "/as-nobody/big", OM_MODE_FDPASS, 0, &o), 0);
+			assert_int_equal(fstat(o.fd, &sb), 0);
+			assert_int_equal(sb.st_uid, pw->pw_uid);
+			assert_int_equal(sb.st_mode & 07777, 0440);
+			assert_int_equal(sb.st_size, sizeof(big));
+			om_object_free(&o);
+			assert_int_equal(om_client_get(c, "/as-nobody/big", OM_MODE_COPY, 0, &o), 0);
+			assert_int_equal(o.len, sizeof(big));
+			assert_memory_equal(o.data, big, sizeof(big));
+			om_object_free(&o);
+		}
+	}
 	om_client_close(c);
 	om_daemon_stop(&D);
 	om_daemon_cleanup(&D);
