@@ -219,6 +219,11 @@ typedef struct {
 int om_pack_rebuild(om_store_t *st, int tier, int64_t now, om_pack_rebuild_t *pr);
 /* A dead process's intent on a pack entry: kill it if it is not indexed. */
 int om_pack_reclaim(om_store_t *st, int tier, uint64_t id, uint64_t loc);
+/* What evicting packed objects freed is on the filesystem only once their
+ * pack is gone: closes this process's pack of the tier and compacts the
+ * tier's packs (om_store_compact, about budget bytes copied). The packs
+ * removed, or -errno. */
+int om_pack_give_back(om_store_t *st, int tier, uint64_t budget);
 
 /* ---- store_evict.c ---- */
 

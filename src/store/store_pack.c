@@ -759,15 +759,16 @@ ratio_cmp(const void *a, const void *b)
 	return rx < ry ? -1 : rx > ry;
 }
 
-int
-om_store_compact(om_store_t *st, uint64_t budget)
+/* om_store_compact for the tiers from..to (inclusive). */
+static int
+compact_tiers(om_store_t *st, int from, int to, uint64_t budget)
 {
 	pack_uses_t u = { NULL, 0 };
 	size_t cap = 0;
 	uint64_t copied = 0;
 	int removed = 0, rc = 0;
 
-	for (int tier = 0; tier < 2 && rc == 0; tier++) {
+	for (int tier = from; tier <= to && rc == 0; tier++) {
 		struct dirent *de;
 		DIR *d;
 		int fd = openat(st->tier[tier].dirfd, "packs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -831,6 +832,21 @@ om_store_compact(om_store_t *st, uint64_t budget)
 		for (int tier = 0; tier < 2; tier++)
 			writer_close(st, tier);
 	return rc < 0 ? rc : removed;
+}
+
+int
+om_store_compact(om_store_t *st, uint64_t budget)
+{
+	return compact_tiers(st, 0, 1, budget);
+}
+
+int
+om_pack_give_back(om_store_t *st, int tier, uint64_t budget)
+{
+	/* This process's own pack too: closed (its lock with it), so that a
+	 * compaction may take it; the next PUT opens another. */
+	writer_close(st, tier);
+	return compact_tiers(st, tier, tier, budget);
 }
 
 int

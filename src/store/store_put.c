@@ -45,6 +45,9 @@ struct om_put_txn {
  * (one statvfs per step): what an unfinished PUT can make the store evict
  * or hold is bounded by what it has sent. */
 #define ROOM_STEP ((uint64_t)1 << 20)
+/* Bytes of live entries a PUT short of room copies out of packs at most
+ * to have the space of evicted packed objects back (om_pack_give_back). */
+#define GIVE_BACK_STEP ((uint64_t)4 << 20)
 
 static uint64_t
 pages(uint64_t n)
@@ -104,7 +107,13 @@ room_with(om_put_txn_t *t, uint64_t end, uint64_t mark, const om_space_t *sp)
 		return 0;
 	}
 	if (may_evict(t) && sp->used + sp->fs_free >= sp->reserve + rest) {
+		om_space_t now;
+
 		evicted_for(t, sp->reserve + need - sp->fs_free);
+		/* An evicted packed object's bytes go back to the filesystem
+		 * only with its pack: if they did not, compact now. */
+		if (om_store_space(st, t->tier, &now) == 0 && now.fs_free < now.reserve + need)
+			(void)om_pack_give_back(st, t->tier, GIVE_BACK_STEP);
 		t->room_to = mark;
 		return 0;
 	}
@@ -262,6 +271,9 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 			free(t);
 			return -ENOMEM;
 		}
+		/* Its room is checked as a file's bytes' (below). */
+		if (sp.fs_size == 0 || sp.fs_free >= sp.reserve + pages(room_mark(t, 0)))
+			t->room_to = room_mark(t, 0);
 		*out = t;
 		return 0;
 	}
@@ -293,6 +305,10 @@ om_store_put_write(om_put_txn_t *t, const void *buf, size_t n)
 
 	if (n > t->size - t->written)
 		return -EFBIG;
+	/* A packed object's bytes too: the room for them is checked before
+	 * they are accepted, as a file's. */
+	if ((rc = ensure_room(t, t->written + n)) != 0)
+		return rc;
 	if (t->buf != NULL) {
 		memcpy(t->buf + t->written, buf, n);
 		t->crc = om_crc32c(t->crc, buf, n);
@@ -300,8 +316,6 @@ om_store_put_write(om_put_txn_t *t, const void *buf, size_t n)
 		t->written += n;
 		return 0;
 	}
-	if ((rc = ensure_room(t, t->written + n)) != 0)
-		return rc;
 	while (left > 0) {
 		ssize_t w = write(t->file.fd, p, left);
 
@@ -333,6 +347,8 @@ om_store_put_copy(om_put_txn_t *t, int fd, uint64_t off, uint64_t n)
 
 	if (n > t->size - t->written)
 		return -EFBIG;
+	if ((rc = ensure_room(t, t->written + n)) != 0)
+		return rc;
 	if (t->buf != NULL) {
 		uint8_t *p = t->buf + t->written;
 
@@ -352,8 +368,6 @@ om_store_put_copy(om_put_txn_t *t, int fd, uint64_t off, uint64_t n)
 		t->written += n;
 		return 0;
 	}
-	if ((rc = ensure_room(t, t->written + n)) != 0)
-		return rc;
 	while ((rc = om_os_copy_range(t->file.fd, fd, off + done, n - done)) == -ENOSPC || rc == -EDQUOT) {
 		/* Go on where the copy stopped: the file is written in order
 		 * from its start, so its offset says how far. */
