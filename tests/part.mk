@@ -2,7 +2,8 @@
 # Unit tests link the engine; integration tests start the real daemon
 # (and the CLI) and talk to it through libobjmapper.
 TEST_LIB_OBJS := $(O)/tests/lib/om_test.o
-INTEG_LIB_OBJS := $(TEST_LIB_OBJS) $(O)/tests/lib/om_daemon.o $(O)/tests/lib/om_load.o $(O)/tests/lib/om_raw.o
+INTEG_LIB_OBJS := $(TEST_LIB_OBJS) $(O)/tests/lib/om_daemon.o $(O)/tests/lib/om_load.o $(O)/tests/lib/om_raw.o \
+                  $(O)/tests/lib/om_packs.o
 
 UNIT_NAMES  := test_core test_os test_proto test_index test_index_crash test_index_stress test_store \
                test_store_rebuild test_conf

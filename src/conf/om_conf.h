@@ -155,7 +155,7 @@ typedef struct {
 	} index;
 
 /* Objects of up to 16 KiB go into packs by default (ARCHITECTURE, "Packs"). */
-#define OM_CONF_PACK_MAX_DEFAULT 0u
+#define OM_CONF_PACK_MAX_DEFAULT (16u * 1024)
 
 	struct {
 		char path[PATH_MAX];

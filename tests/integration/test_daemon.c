@@ -333,19 +333,27 @@ test_pipelined_batch(void **state)
 }
 
 /* A client reading only at offsets may share one description; others
- * never do; a replaced object is never served from the cache. */
+ * never do; a replaced object is never served from the cache. The
+ * objects are over 16 KiB (the default pack_max), files of their own:
+ * the descriptions shared are of the descriptor cache's files. A packed
+ * object's descriptor is a memfd of its own, shared with no one, for
+ * either client (the end of this test). */
+#define SHARED_LEN (20 * 1024)
 static void
 test_shared_descriptions(void **state)
 {
 	om_client_t *priv = om_test_connect(D.sock, 0), *shared = om_test_connect(D.sock, OM_CLIENT_OFFSET_READS);
+	static char one[SHARED_LEN], two[SHARED_LEN];
 	int a, b;
 	char got[16] = "";
 	om_info_t info;
 
 	(void)state;
+	memcpy(one, "version one", 11);
+	memcpy(two, "version two", 11);
 	assert_true(om_client_caps(shared)->shared_descriptions);
 	assert_false(om_client_caps(priv)->shared_descriptions);
-	assert_int_equal(om_client_put(priv, "/shared", "version one", 11, NULL, NULL), 0);
+	assert_int_equal(om_client_put(priv, "/shared", one, SHARED_LEN, NULL, NULL), 0);
 	assert_int_equal(om_client_get_fd(priv, "/shared", &a, NULL), 0);
 	assert_int_equal(om_client_get_fd(priv, "/shared", &b, NULL), 0);
 	assert_int_equal(lseek(a, 5, SEEK_SET), 5);
@@ -359,11 +367,22 @@ test_shared_descriptions(void **state)
 	assert_int_equal(lseek(b, 0, SEEK_CUR), 5);
 	close(a);
 	close(b);
-	assert_int_equal(om_client_put(priv, "/shared", "version two", 11, NULL, NULL), 0);
+	assert_int_equal(om_client_put(priv, "/shared", two, SHARED_LEN, NULL, NULL), 0);
 	assert_int_equal(om_client_get_fd(shared, "/shared", &a, &info), 0);
-	assert_int_equal(pread(a, got, sizeof(got), 0), 11);
+	assert_int_equal(pread(a, got, 11, 0), 11);
 	assert_memory_equal(got, "version two", 11);
 	close(a);
+	/* Packed (11 bytes): a description of its own at every GET, for the
+	 * client that may share too. */
+	assert_int_equal(om_client_put(priv, "/shared-packed", "version one", 11, NULL, NULL), 0);
+	assert_int_equal(om_client_get_fd(shared, "/shared-packed", &a, NULL), 0);
+	assert_int_equal(om_client_get_fd(shared, "/shared-packed", &b, NULL), 0);
+	assert_int_equal(lseek(a, 5, SEEK_SET), 5);
+	assert_int_equal(lseek(b, 0, SEEK_CUR), 0);
+	assert_int_equal(pread(b, got, sizeof(got), 0), 11);
+	assert_memory_equal(got, "version one", 11);
+	close(a);
+	close(b);
 	om_client_close(priv);
 	om_client_close(shared);
 }

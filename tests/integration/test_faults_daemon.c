@@ -38,6 +38,7 @@
 
 #include "om_daemon.h"
 #include "om_fault.h"
+#include "om_packs.h"
 #include "om_test.h"
 
 static om_daemon_t D;
@@ -174,12 +175,13 @@ seed_of(om_client_t *c, const char *uri)
 }
 
 /* Files under a directory: in tmp/ (those named ID.dropped apart), and
- * elsewhere. */
+ * objects elsewhere: a file each, or a live entry in a pack (the packs
+ * themselves are not counted; om_packs_objects). */
 static void
-tier_files(const char *tier, long *objects, long *temp, long *dropped)
+tier_files(const char *tier, int t, long *objects, long *temp, long *dropped)
 {
 	char tmp[400];
-	long all = om_test_count_files(tier, NULL, NULL);
+	long all = om_packs_objects(tier, t);
 
 	snprintf(tmp, sizeof(tmp), "%s/tmp", tier);
 	*temp = om_test_count_files(tmp, ".dropped", dropped);
@@ -189,7 +191,8 @@ tier_files(const char *tier, long *objects, long *temp, long *dropped)
 
 /*
  * The daemon's state: the index consistent, the objects those expected
- * (seed 0: absent), byte for byte, one file each, and nothing in tmp/ but
+ * (seed 0: absent), byte for byte, one file or live pack entry each (the
+ * 10000-byte /d/other is packed), and nothing in tmp/ but
  * (with dropped_ok) files of dropped objects.
  */
 static void
@@ -212,7 +215,7 @@ check_state(om_client_t *c, const char *const *uris, const uint32_t *want, int n
 	for (int t = 0; t < 2; t++) {
 		long f, tm, dr;
 
-		tier_files(t ? objects : D.mem, &f, &tm, &dr);
+		tier_files(t ? objects : D.mem, t ? OM_TIER_PERSISTENT : OM_TIER_MEMORY, &f, &tm, &dr);
 		files += f;
 		temp += tm;
 		dropped += dr;
@@ -220,7 +223,7 @@ check_state(om_client_t *c, const char *const *uris, const uint32_t *want, int n
 	if (temp != 0 || (dropped != 0 && !dropped_ok))
 		fail_msg("%s: %ld temporary and %ld dropped files left in tmp/", ctx, temp, dropped);
 	if (files != present)
-		fail_msg("%s: %ld object files for %ld objects", ctx, files, present);
+		fail_msg("%s: %ld object files and live pack entries for %ld objects", ctx, files, present);
 }
 
 /* ---- PUTs under faults ---------------------------------------------------- */

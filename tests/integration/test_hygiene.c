@@ -6,7 +6,9 @@
  *   promoted copies, a libobjmapper client holds what it held before plus
  *   its connections; every descriptor that came with a response was the
  *   object's own file (same inode as its file in the tier), read-only and
- *   close-on-exec. On the wire (raw recvmsg), only a GET answered with
+ *   close-on-exec; a packed object's (at most pack_max bytes, 16 KiB by
+ *   default) a sealed memfd of its own (mode 0440, read-only,
+ *   close-on-exec, of the object's size), never its pack. On the wire (raw recvmsg), only a GET answered with
  *   body kind "descriptor" ever carries one, exactly one, and an HTTP
  *   listener never sends any.
  * - The daemon's descriptors: every descriptor of every process (master,
@@ -49,6 +51,8 @@
 
 #define MAX_URI 256
 #define MAX_META 512
+/* The tiers' pack_max (their default): objects up to it are packed. */
+#define PACK_MAX (16 * 1024)
 
 static om_daemon_t D;
 static int tcp_port, udp_port;
@@ -188,7 +192,9 @@ assert_fds(const fdset_t *before, const int *extra, int nextra)
 }
 
 /* A descriptor that came with a response: the object's file, read-only,
- * close-on-exec, of the object's size. */
+ * close-on-exec, of the object's size; a packed object's (it has no file):
+ * a memfd of its own, sealed, mode 0440, read-only, close-on-exec, of the
+ * object's size. */
 static void
 assert_object_fd(int fd, const om_info_t *info)
 {
@@ -202,6 +208,29 @@ assert_object_fd(int fd, const om_info_t *info)
 	assert_int_equal(fstat(fd, &fs), 0);
 	assert_true(S_ISREG(fs.st_mode));
 	assert_int_equal((uint64_t)fs.st_size, info->size);
+	if (info->size <= PACK_MAX) {
+		int seals = fcntl(fd, F_GET_SEALS), need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL;
+		char self[64], target[512];
+		ssize_t n;
+
+		if (stat(path, &ps) == 0)
+			fail_msg("object %" PRIu64 " of %" PRIu64 " bytes has a file (%s): not packed", info->id,
+			    info->size, path);
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+		n = readlink(self, target, sizeof(target) - 1);
+		assert_true(n > 0);
+		target[n] = '\0';
+		if (strncmp(target, "/memfd:objmapper-object", 23) != 0)
+			fail_msg("descriptor %d of packed object %" PRIu64 " is %s, not a memfd of its own", fd,
+			    info->id, target);
+		if (seals < 0 || (seals & need) != need)
+			fail_msg("the memfd of packed object %" PRIu64 " is not sealed (seals %#x)", info->id,
+			    (unsigned)seals);
+		assert_int_equal(fs.st_mode & 07777, 0440);
+		assert_int_equal(fl & O_ACCMODE, O_RDONLY);
+		assert_true(fdfl & FD_CLOEXEC);
+		return;
+	}
 	if (stat(path, &ps) != 0)
 		fail_msg("the object's file %s: %s", path, strerror(errno));
 	if (fs.st_ino != ps.st_ino || fs.st_dev != ps.st_dev)
@@ -629,12 +658,17 @@ count_object_fds(unsigned *all, unsigned *gone)
  * The workers' descriptor caches: [cache] open_files = 4096 holds more
  * than the default 1024 on one worker, and every descriptor of a deleted,
  * replaced or evicted object's file is closed (the index's notes of
- * dropped files), so that its space is given back.
+ * dropped files), so that its space is given back. The objects are over
+ * PACK_MAX: files of their own, a descriptor each (packed ones share their
+ * pack's).
  */
+#define FDC_A (PACK_MAX + 600)
+#define FDC_B (PACK_MAX + 700)
+
 static void
 test_cached_descriptors(void **state)
 {
-	static uint8_t buf[4096], want[4096];
+	static uint8_t buf[FDC_B], want[FDC_B];
 	om_client_t *c = NULL, *c2 = NULL;
 	unsigned all = 0, gone = 0, i;
 	uint64_t t0;
@@ -644,8 +678,8 @@ test_cached_descriptors(void **state)
 	assert_int_equal(om_client_connect(D.sock, 0, &c), 0);
 	for (i = 0; i < 3000; i++) {
 		snprintf(uri, sizeof(uri), "/fdc/%u", i);
-		om_test_fill(buf, 600, i);
-		assert_int_equal(om_client_put(c, uri, buf, 600, NULL, NULL), 0);
+		om_test_fill(buf, FDC_A, i);
+		assert_int_equal(om_client_put(c, uri, buf, FDC_A, NULL, NULL), 0);
 	}
 	/* Read back by the worker (copy mode: from its cache), twice: the
 	 * second read of each comes from a memory-tier copy (promote_hits 1). */
@@ -655,9 +689,9 @@ test_cached_descriptors(void **state)
 
 			snprintf(uri, sizeof(uri), "/fdc/%u", i);
 			assert_int_equal(om_client_get_buf(c, uri, OM_MODE_COPY, buf, sizeof(buf), &n, NULL), 0);
-			assert_int_equal(n, 600);
-			om_test_fill(want, 600, i);
-			assert_memory_equal(buf, want, 600);
+			assert_int_equal(n, FDC_A);
+			om_test_fill(want, FDC_A, i);
+			assert_memory_equal(buf, want, FDC_A);
 		}
 		if (round == 0)
 			usleep(300000); /* a manager pass or two: the copies */
@@ -674,8 +708,8 @@ test_cached_descriptors(void **state)
 	for (i = 0; i < 3000; i++) {
 		snprintf(uri, sizeof(uri), "/fdc/%u", i);
 		if (i < 1000) {
-			om_test_fill(buf, 700, i + 7);
-			assert_int_equal(om_client_put(c2, uri, buf, 700, NULL, NULL), 0);
+			om_test_fill(buf, FDC_B, i + 7);
+			assert_int_equal(om_client_put(c2, uri, buf, FDC_B, NULL, NULL), 0);
 		} else {
 			assert_int_equal(om_client_delete(c2, uri), 0);
 		}
@@ -696,9 +730,9 @@ test_cached_descriptors(void **state)
 
 		snprintf(uri, sizeof(uri), "/fdc/%u", i);
 		assert_int_equal(om_client_get_buf(c, uri, OM_MODE_COPY, buf, sizeof(buf), &n, NULL), 0);
-		assert_int_equal(n, 700);
-		om_test_fill(want, 700, i + 7);
-		assert_memory_equal(buf, want, 700);
+		assert_int_equal(n, FDC_B);
+		om_test_fill(want, FDC_B, i + 7);
+		assert_memory_equal(buf, want, FDC_B);
 		assert_int_equal(om_client_delete(c, uri), 0);
 	}
 	om_client_close(c);

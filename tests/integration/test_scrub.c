@@ -19,6 +19,7 @@
 #include <objmapper/objmapper.h>
 
 #include "om_daemon.h"
+#include "om_packs.h"
 #include "om_test.h"
 
 static om_daemon_t D;
@@ -155,7 +156,29 @@ test_scrub_finds_bit_rot(void **state)
 	(void)b;
 }
 
-/* A worker that reads the bytes anyway (copy mode) checks them. */
+/* A byte of packed object id flipped in its pack (at `at` of its bytes). */
+static void
+flip_packed(uint64_t id, uint64_t at)
+{
+	char tier[400], path[1200];
+	unsigned char b;
+	uint64_t off;
+	int fd;
+
+	snprintf(tier, sizeof(tier), "%s/objects", D.dir);
+	if (om_packs_find(tier, OM_TIER_PERSISTENT, id, path, sizeof(path), &off) != 0)
+		fail_msg("object %llu is in no pack", (unsigned long long)id);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &b, 1, (off_t)(off + at)), 1);
+	b ^= 1;
+	assert_int_equal(pwrite(fd, &b, 1, (off_t)(off + at)), 1);
+	close(fd);
+}
+
+/* A worker that reads the bytes anyway (copy mode) checks them: a small
+ * object (3000 bytes: packed, at the default pack_max), inline, and a
+ * large one (a file), streamed. */
 static void
 test_copy_mode_checks(void **state)
 {
@@ -166,7 +189,7 @@ test_copy_mode_checks(void **state)
 	up("[cache]\nscrub_rate = 0\n");
 	s = put("/small", 3000, 1);
 	l = put("/large", 1000000, 2);
-	flip(s.id, 0);
+	flip_packed(s.id, 0);
 	flip(l.id, 999999);
 	/* Inline: an error instead of the bytes. */
 	assert_int_equal(om_client_get(cl, "/small", OM_MODE_COPY, 0, &o), -OM_STATUS_INTERNAL);

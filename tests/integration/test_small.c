@@ -6,6 +6,10 @@
  * replaced object's mapping goes with its file; a flipped byte is still
  * caught by the checksum; a file cut short behind the daemon's back is a
  * refused GET, not a dead worker. Mode auto's threshold per connection.
+ * Every object here is a file of its own (pack_max = 0,
+ * om_daemon_init_files): these are the mechanisms of file objects (their
+ * mapping, their file flipped or cut); a packed object is always inline in
+ * mode auto (mapped with its pack, one mapping per pack).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,7 +33,7 @@ static char http_sock[400];
 static void
 up(void)
 {
-	om_daemon_init(&D, 1, "[cache]\nscrub_rate = 0\n"
+	om_daemon_init_files(&D, 1, "[cache]\nscrub_rate = 0\n"
 	    "[listen.http]\ntype = http\npath = http.sock\n");
 	om_daemon_start(&D);
 	snprintf(http_sock, sizeof(http_sock), "%s/http.sock", D.dir);
@@ -364,7 +368,7 @@ test_auto_threshold(void **state)
 	om_daemon_stop(&D);
 	om_daemon_cleanup(&D);
 
-	om_daemon_init(&D, 1, "[listen.fixed]\ntype = unix\npath = fixed.sock\n"
+	om_daemon_init_files(&D, 1, "[listen.fixed]\ntype = unix\npath = fixed.sock\n"
 	    "inline_threshold = 8K\n");
 	om_daemon_start(&D);
 	assert_int_equal(om_client_connect(D.sock, OM_CLIENT_OFFSET_READS, &cl), 0);

@@ -95,6 +95,15 @@ om_daemon_init(om_daemon_t *d, unsigned workers, const char *extra)
 	om_daemon_write_conf(d, workers, extra);
 }
 
+void
+om_daemon_init_files(om_daemon_t *d, unsigned workers, const char *extra)
+{
+	om_daemon_init(d, workers, extra);
+	snprintf(d->mem_conf, sizeof(d->mem_conf), "size = 256M\npack_max = 0");
+	snprintf(d->disk_conf, sizeof(d->disk_conf), "size = 2G\npack_max = 0");
+	om_daemon_write_conf(d, workers, extra);
+}
+
 static int
 answers(const char *path)
 {

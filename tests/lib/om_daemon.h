@@ -32,6 +32,10 @@ const char *om_test_program(const char *name);
 /* Prepares directories and writes the configuration (workers, extra
  * lines); does not start anything. */
 void om_daemon_init(om_daemon_t *d, unsigned workers, const char *extra);
+/* As om_daemon_init, with pack_max = 0 in both tiers: every object a
+ * file of its own, for tests of what a file object does (its mapping,
+ * its descriptor, its file changed behind the daemon's back). */
+void om_daemon_init_files(om_daemon_t *d, unsigned workers, const char *extra);
 /* (Re)writes the configuration file with the given extra text. */
 void om_daemon_write_conf(om_daemon_t *d, unsigned workers, const char *extra);
 /* Starts objmapperd -F and waits until its socket answers (asserts). */

@@ -132,11 +132,14 @@ check_defaults(const om_conf_t *c)
 	assert_int_equal(c->memory.size.pct, 50);
 	assert_int_equal(c->memory.reserve.bytes, 0);
 	assert_int_equal(c->memory.reserve.pct, 5);
+	/* Objects of up to 16 KiB packed, in either tier. */
+	assert_int_equal(c->memory.pack_max, 16 * 1024);
 
 	assert_string_equal(c->persistent.path, "/var/lib/objmapper/objects");
 	assert_int_equal(c->persistent.size.bytes, 0);
 	assert_int_equal(c->persistent.size.pct, 0);
 	assert_int_equal(c->persistent.reserve.pct, 5);
+	assert_int_equal(c->persistent.pack_max, 16 * 1024);
 	assert_int_equal(c->cache.eviction, OM_EVICTION_LRU);
 	assert_int_equal(c->cache.scrub_rate, 8u << 20);
 	assert_int_equal(c->persistent.durability, OM_DURABLE_NONE);
@@ -1010,8 +1013,8 @@ test_example(void **state)
 		    "max_connections", "max_files", NULL },
 		{ "[log]", "target", "file", "level", NULL },
 		{ "[index]", "capacity", "max_uri", "arena", "atime_resolution", "file", NULL },
-		{ "[memory]", "path", "size", "reserve", NULL },
-		{ "[persistent]", "path", "size", "reserve", "durability", NULL },
+		{ "[memory]", "path", "size", "reserve", "pack_max", NULL },
+		{ "[persistent]", "path", "size", "reserve", "pack_max", "durability", NULL },
 		{ "[cache]", "interval", "promote_hits", "promote_max_size", "evict_samples",
 		    "max_metadata", "eviction", "scrub_rate", NULL },
 		{ "[listen.local]", "type", "path", "mode", "owner", "group", "backlog",
