@@ -125,7 +125,7 @@ om_pack_walk(const uint8_t *img, size_t len, int tier, uint32_t no,
 	while (at + OM_META_HDR + 8 <= len) {
 		om_meta_rec_t r;
 		uint64_t d, elen;
-		uint32_t rlen;
+		uint32_t rlen, state;
 		size_t avail = len - (size_t)at;
 
 		if (om_get32(img + at) != OM_META_MAGIC)
@@ -138,9 +138,17 @@ om_pack_walk(const uint8_t *img, size_t len, int tier, uint32_t no,
 		elen = om_pack_entry_len(rlen, r.size);
 		if (r.size > OM_PACK_BYTES || at + elen > len || om_get32(img + d - 4) != rlen)
 			break;
-		if (om_crc32c(0, img + d, (size_t)r.size) != r.crc)
-			break;
-		if (fn != NULL && fn(arg, &r, OM_PACK_LOC(no, d), om_get32(img + d - 8), img + d) != 0)
+		state = om_get32(img + d - 8);
+		if (om_crc32c(0, img + d, (size_t)r.size) != r.crc) {
+			/* The end of what a writer wrote (nothing follows), or
+			 * damage in the middle: that entry alone is bad, its
+			 * record (which checks) says where the next begins. */
+			if (at + elen >= len)
+				break;
+			if (state != OM_PACK_DEAD)
+				state = OM_PACK_BAD;
+		}
+		if (fn != NULL && fn(arg, &r, OM_PACK_LOC(no, d), state, img + d) != 0)
 			break;
 		at += elen;
 	}

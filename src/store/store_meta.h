@@ -58,6 +58,8 @@ int om_meta_decode(const uint8_t *buf, size_t len, om_meta_rec_t *r);
 #define OM_PACK_OFF(loc) (((loc) & 0x3ffffu) << 4)
 #define OM_PACK_LIVE    0u
 #define OM_PACK_DEAD    0x44414544u /* "DEAD" */
+#define OM_PACK_BAD     0xffffffffu /* never written: om_pack_walk's word for a live
+                                     * entry whose record checks and bytes do not */
 #define OM_PACK_ALIGN16(n) (((n) + 15) & ~(uint64_t)15)
 
 /* The entry of bytes at data offset d: where it begins and the total
@@ -71,9 +73,13 @@ om_pack_entry_len(size_t rlen, uint64_t size)
 void om_pack_header_make(uint8_t *h, int tier, uint32_t no);
 int om_pack_header_check(const uint8_t *h, size_t len, int tier, uint32_t no);
 /* Walks a pack's image (len bytes of pack no of the tier): fn gets each
- * entry that checks, live or dead (state), with its loc; a non-zero
- * return stops the walk. Stops at the first entry that does not check.
- * Returns where it stopped (0: no valid header). Also the fuzzer's. */
+ * entry that checks, live or dead (state), with its loc, and as
+ * OM_PACK_BAD a live one whose record checks but whose bytes do not,
+ * when more follows it (damage: the walk goes on past it); a non-zero
+ * return stops the walk. Stops at the first entry whose record or
+ * lengths do not check, or whose bytes do not and nothing follows (the
+ * end of what a writer wrote). Returns where it stopped (0: no valid
+ * header). Also the fuzzer's. */
 uint64_t om_pack_walk(const uint8_t *img, size_t len, int tier, uint32_t no,
     int (*fn)(void *arg, const om_meta_rec_t *r, uint64_t loc, uint32_t state, const uint8_t *data),
     void *arg);

@@ -330,6 +330,32 @@ om_pack_close_all(om_store_t *st)
 	pk_close(st, false);
 }
 
+/* ---- damaged entries ----------------------------------------------------- */
+
+/* An entry whose bytes do not match their checksum, found walking a pack:
+ * its bytes as they are go to corrupt/ID for the operator, it is marked
+ * dead, and said once in the log. */
+static void
+pack_damaged(om_store_t *st, int tier, const om_meta_rec_t *r, uint64_t loc, const uint8_t *data,
+    const char *when)
+{
+	om_tier_t *t = &st->tier[tier];
+	char dst[64], pname[32];
+	int out;
+
+	snprintf(dst, sizeof(dst), "corrupt/%016" PRIx64, r->id);
+	out = openat(t->dirfd, dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0440);
+	if (out >= 0) {
+		(void)om_os_pwrite_all(out, data, (size_t)r->size, 0);
+		close(out);
+	}
+	(void)om_pack_kill(st, tier, loc);
+	om_pack_name(OM_PACK_NO(loc), pname, sizeof(pname));
+	om_log_warn(0, "store: %s/%s at %llu, object %016" PRIx64 ": its bytes do not match their checksum "
+	    "(found %s); copied to %s/%s, never served again", t->path, pname,
+	    (unsigned long long)OM_PACK_OFF(loc), r->id, when, t->path, dst);
+}
+
 /* ---- rebuild ------------------------------------------------------------ */
 
 static int
@@ -372,9 +398,13 @@ rebuild_entry(void *arg, const om_meta_rec_t *r, uint64_t loc, uint32_t state, c
 	om_ix_obj_t o;
 	int rc;
 
-	(void)data;
 	if (r->id > b->pr->max_id)
 		b->pr->max_id = r->id;
+	if (state == OM_PACK_BAD) {
+		b->pr->corrupt++;
+		pack_damaged(st, b->tier, r, loc, data, "by the rebuild");
+		return 0;
+	}
 	if (state != OM_PACK_LIVE)
 		return 0;
 	if ((b->tier == OM_TIER_DISK) != (r->kind == OM_KIND_PERSIST) || r->kind == OM_KIND_COPY ||
@@ -643,11 +673,18 @@ copy_entry(void *arg, const om_meta_rec_t *r, uint64_t loc, uint32_t state, cons
 	uint64_t nloc;
 	size_t rlen;
 
-	if (state != OM_PACK_LIVE)
+	if (state != OM_PACK_LIVE && state != OM_PACK_BAD)
 		return 0;
 	if (om_index_lookup(st->ix, r->uri, r->uri_len, &o, 0) != 0 || o.id != r->id ||
 	    !(o.flags & OM_IX_F_PACKED) || o.loc != loc)
 		return 0; /* not what the index holds: nothing to keep */
+	if (state == OM_PACK_BAD) {
+		/* Damaged: not copied; out of service, as the scrub would. */
+		st->stats->damaged++;
+		pack_damaged(st, c->tier, r, loc, data, "by a compaction");
+		(void)om_index_delete_slot(st->ix, o.slot, o.id, NULL);
+		return 0;
+	}
 	rlen = om_meta_encode(r, rec, sizeof(rec));
 	if (rlen == 0 || om_pack_append(st, c->tier, r->id, rec, rlen, data, (size_t)r->size, &nloc) != 0) {
 		c->failed = 1;

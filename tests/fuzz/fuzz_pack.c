@@ -11,7 +11,8 @@
  *
  * Checks: the walk stops inside the image and at an entry boundary; every
  * entry it hands out lies inside the image, its loc names this pack and a
- * 16-aligned offset whose bytes hold the record's size and check sum, its
+ * 16-aligned offset whose bytes hold the record's size and check sum (or,
+ * passed as bad, do not and more follows), its
  * record decodes, and the length word before the bytes is the record's
  * length; the walk of an image of well-formed entries reaches its end and
  * hands out each of them in order, live or dead as written.
@@ -45,9 +46,17 @@ seen(void *arg, const om_meta_rec_t *r, uint64_t loc, uint32_t state, const uint
 	FZ_ASSERT(d % 16 == 0 && d >= OM_PACK_HDR + OM_META_HDR + 8, "data offset %llu", (unsigned long long)d);
 	FZ_ASSERT(data == w->img + d, "data pointer");
 	FZ_ASSERT(d + r->size <= w->len, "bytes past the image");
-	FZ_ASSERT(om_crc32c(0, data, (size_t)r->size) == r->crc, "bytes against their check sum");
+	if (state == OM_PACK_BAD) {
+		/* Damaged in the middle: more follows it, its word is not DEAD. */
+		FZ_ASSERT(om_crc32c(0, data, (size_t)r->size) != r->crc, "a bad entry whose bytes check");
+		FZ_ASSERT(om_get32(data - 8) != OM_PACK_DEAD, "a dead entry called bad");
+		FZ_ASSERT(d + OM_PACK_ALIGN16(r->size) < w->len, "a bad entry at the end");
+	} else {
+		FZ_ASSERT(state == om_get32(data - 8), "state word");
+		FZ_ASSERT(state == OM_PACK_DEAD || om_crc32c(0, data, (size_t)r->size) == r->crc,
+		    "bytes against their check sum");
+	}
 	FZ_ASSERT(om_get32(data - 4) >= OM_META_HDR, "length word");
-	FZ_ASSERT(state == om_get32(data - 8), "state word");
 	if (w->check_order && w->n < w->want_n) {
 		FZ_ASSERT(loc == w->want_locs[w->n], "entry %u at another loc", w->n);
 		FZ_ASSERT(state == w->want_state[w->n], "entry %u state", w->n);

@@ -666,19 +666,21 @@ test_torn_tail(void **state)
 }
 
 /*
- * A flipped byte in an entry's bytes: the rebuild's walk stops at the
- * first entry that does not check, so that entry and every one after it
- * in the pack are not indexed (the walk cannot tell damage from the
- * tail of a writer that died). The rebuild counts only what it indexed.
+ * A flipped byte in an entry's bytes, in the middle of a pack: that entry
+ * alone is lost (its record checks and says where the next one begins):
+ * it is copied to corrupt/ID, marked dead, and counted; the nine others
+ * and the object in another pack are indexed with their bytes. The next
+ * rebuild finds it dead and counts nothing more.
  */
 static void
-test_damaged_entry_stops_the_rebuild_walk(void **state)
+test_damaged_entry_is_skipped_by_the_rebuild(void **state)
 {
 	fx_t *f = fx_new(100);
 	om_rebuild_stats_t rs;
 	om_ix_obj_t o[10];
 	char path[600];
 	uint32_t nos[4];
+	struct stat sb;
 
 	(void)state;
 	ten_in_a_pack(f, o);
@@ -689,13 +691,27 @@ test_damaged_entry_stops_the_rebuild_walk(void **state)
 	fx_restart(f, &rs);
 	print_message("a byte flipped in entry 6 of a pack of 10 (and 1 object elsewhere): the rebuild indexed %" PRIu64 " objects "
 	    "(%" PRIu64 " scanned, %" PRIu64 " corrupt)\n", rs.objects, rs.files_scanned, rs.corrupt_moved);
-	assert_int_equal(rs.objects, 6);
-	assert_int_equal(rs.files_scanned, 6);
-	assert_int_equal(rs.corrupt_moved, 0);
-	check_first(f, 5);
+	assert_int_equal(rs.objects, 10);
+	assert_int_equal(rs.corrupt_moved, 1);
+	for (int i = 0; i < 10; i++) {
+		char uri[32];
+
+		snprintf(uri, sizeof(uri), "/t/%d", i);
+		if (i == 5)
+			assert_int_equal(om_store_stat(f->st, uri, strlen(uri), NULL), -ENOENT);
+		else
+			check_obj(f, uri, 1000 + (size_t)i * 100, (uint64_t)i + 1);
+	}
 	check_obj(f, "/other", 100, 99);
-	/* The pack stays (it has live entries), its damaged part too. */
+	/* Its bytes, as found, for the operator; its entry dead. */
+	snprintf(path, sizeof(path), "%s/corrupt/%016" PRIx64, f->disk, o[5].id);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_size, (off_t)o[5].size);
+	assert_int_equal(state_of(f, OM_TIER_DISK, o[5].loc), OM_PACK_DEAD);
 	assert_int_equal(list_packs(f, OM_TIER_DISK, nos, 4), 1);
+	fx_restart(f, &rs);
+	assert_int_equal(rs.objects, 10);
+	assert_int_equal(rs.corrupt_moved, 0);
 	fx_free(f);
 }
 
@@ -1438,7 +1454,7 @@ main(void)
 		cmocka_unit_test(test_replace_and_delete_mark_dead),
 		cmocka_unit_test(test_rebuild_live_entries_only),
 		cmocka_unit_test(test_torn_tail),
-		cmocka_unit_test(test_damaged_entry_stops_the_rebuild_walk),
+		cmocka_unit_test(test_damaged_entry_is_skipped_by_the_rebuild),
 		cmocka_unit_test(test_scrub_quarantines_packed),
 		cmocka_unit_test(test_compaction),
 		cmocka_unit_test(test_compaction_pack_compacted_in_turn),
