@@ -63,8 +63,7 @@ get_packed(om_fdc_t *fdc, om_store_t *st, const om_get_t *g, const om_obj_want_t
 	if ((rc = pack_read(fdc, &o->ref, o->base - 8, mark, sizeof(mark))) != 0 ||
 	    (rc = om_store_pack_rec_at(&g->obj, mark, &at, &rlen)) != 0 || rlen > sizeof(rec) ||
 	    (rc = pack_read(fdc, &o->ref, at, rec, rlen)) != 0 ||
-	    (rc = om_store_pack_meta(&g->obj, rec, rlen, want->meta ? meta : rec, want->meta ? cap : sizeof(rec),
-	    &mlen, &mtime)) != 0) {
+	    (rc = om_store_pack_meta(&g->obj, rec, rlen, want->meta ? meta : NULL, cap, &mlen, &mtime)) != 0) {
 		om_fdref_put(&o->ref);
 		return rc == -ENOENT || rc == -EIO ? 1 : rc;
 	}

@@ -300,8 +300,8 @@ int om_store_pack_check(int fd, const om_ix_obj_t *o);
  * (not an entry's mark). */
 int om_store_pack_rec_at(const om_ix_obj_t *o, const uint8_t mark[8], uint64_t *at, uint32_t *rlen);
 /* Decodes o's record (rlen bytes read from its pack): its metadata into
- * buf (cap bytes), *len and *mtime. 0, -ENOENT if it is not o's record,
- * -ERANGE if cap is too small. */
+ * buf (cap bytes; buf NULL: only checked and measured), *len and *mtime.
+ * 0, -ENOENT if it is not o's record, -ERANGE if cap is too small. */
 int om_store_pack_meta(const om_ix_obj_t *o, const uint8_t *rec, uint32_t rlen, void *buf,
     size_t cap, uint32_t *len, int64_t *mtime);
 /* A descriptor for a client of a packed object's bytes: a sealed memfd,

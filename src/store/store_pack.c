@@ -907,12 +907,14 @@ om_store_pack_meta(const om_ix_obj_t *o, const uint8_t *rec, uint32_t rlen, void
 
 	if (om_meta_decode(rec, rlen, &r) != 0 || r.id != o->id)
 		return -ENOENT;
+	*len = r.meta_len;
+	if (mtime != NULL)
+		*mtime = r.mtime;
+	if (buf == NULL)
+		return 0;
 	if (r.meta_len > cap)
 		return -ERANGE;
 	if (r.meta_len)
 		memcpy(buf, r.meta, r.meta_len);
-	*len = r.meta_len;
-	if (mtime != NULL)
-		*mtime = r.mtime;
 	return 0;
 }
