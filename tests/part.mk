@@ -40,7 +40,7 @@ $(O)/tests/%.o: CPPFLAGS += -Itests/lib
 # be preloaded into any build of objmapperd) for test_faults_daemon.
 FAULT_CTL_OBJ := $(O)/tests/lib/om_fault_ctl.o
 FAULT_SO      := $(O)/tests/om_fault.so
-$(O)/tests/test_faults: $(O)/tests/unit/test_faults.o $(TEST_LIB_OBJS) $(ENGINE_LIB) \
+$(O)/tests/test_faults: $(O)/tests/unit/test_faults.o $(TEST_LIB_OBJS) $(O)/tests/lib/om_packs.o $(ENGINE_LIB) \
 		$(O)/tests/lib/om_fault.o $(FAULT_CTL_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka

@@ -274,7 +274,7 @@ delete_file(om_store_t *st, int tier, const om_ix_obj_t *o)
 	if (o->flags & OM_IX_F_PACKED) {
 		char name[32];
 
-		if ((rc = om_pack_kill(st, tier, o->loc)) != 0 && rc != -ENOENT) {
+		if ((rc = om_pack_drop(st, tier, id, o->loc)) != 0 && rc != -ENOENT) {
 			om_pack_name(om_store_pack_no(o), name, sizeof(name));
 			om_store_set_why(st, "cannot mark the object dead in its pack %s/%s: %s",
 			    st->tier[tier].path, name, om_strerror(rc));
@@ -300,9 +300,19 @@ delete_sync(om_store_t *st, int tier, const om_ix_obj_t *o)
 	uint64_t id = o->id;
 	int rc;
 
-	/* A pack's state word was synced by om_pack_kill. */
-	if (st->durability != OM_DURABLE_FSYNC || (o->flags & OM_IX_F_PACKED))
+	if (st->durability != OM_DURABLE_FSYNC)
 		return 0;
+	/* The entry's state word, after the entry went from the index (as a
+	 * file's directory is synced after it): a crash before the sync
+	 * leaves the object or not, never an index entry of a dead one. */
+	if (o->flags & OM_IX_F_PACKED) {
+		if ((rc = om_pack_sync(st, tier, o->loc)) != 0) {
+			om_pack_name(om_store_pack_no(o), name, sizeof(name));
+			om_store_set_why(st, "the object is marked dead in its pack, but syncing %s/%s failed: %s",
+			    st->tier[tier].path, name, om_strerror(rc));
+		}
+		return rc;
+	}
 	om_store_object_name(id, name, sizeof(name));
 	name[2] = '\0';
 	if ((rc = om_os_fsync_dir(st->tier[tier].dirfd, name)) != 0)

@@ -88,11 +88,7 @@ om_store_release(void *arg, const om_ix_obj_t *o)
 	om_store_t *st = arg;
 
 	if (o->flags & OM_IX_F_PACKED) {
-		int rc = om_pack_kill(st, om_store_tier_of(o->flags), o->loc);
-
-		if (rc != 0 && rc != -ENOENT)
-			om_log_err_limited(-rc, "store: marking packed object %016" PRIx64 " dead failed; "
-			    "it may come back at the next start", o->id);
+		(void)om_pack_drop(st, om_store_tier_of(o->flags), o->id, o->loc); /* it logs */
 		return;
 	}
 	om_store_unlink_obj(st, om_store_tier_of(o->flags), o->id);
@@ -130,8 +126,8 @@ om_store_clean_tmp(om_store_t *st, int tier, uint64_t *removed)
 		errno = 0;
 		if ((de = readdir(d)) == NULL)
 			break;
-		if (de->d_name[0] == '.')
-			continue;
+		if (de->d_name[0] == '.' || om_pack_is_tomb(de->d_name))
+			continue; /* a note for the packs' rebuild (om_pack_drop) */
 		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
 			(*removed)++;
 	}

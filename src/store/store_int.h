@@ -201,8 +201,18 @@ void om_pack_name(uint32_t no, char *buf, size_t n);
  * anything is written. 0 or -errno. */
 int om_pack_append(om_store_t *st, int tier, uint64_t id, const uint8_t *rec, size_t rlen,
     const void *data, size_t size, uint64_t *loc);
-/* Marks an entry dead (its object replaced, deleted, evicted): 0 or -errno. */
+/* Marks an entry dead (its object replaced, deleted, evicted), not synced
+ * (om_pack_sync): 0 or -errno. */
 int om_pack_kill(om_store_t *st, int tier, uint64_t loc);
+/* om_pack_kill, or where it fails a note in tmp/ for the next rebuild
+ * (tmp/ID.LOC.dead): 0, -ENOENT (the pack is gone), or -errno if neither
+ * could be done (logged). */
+int om_pack_drop(om_store_t *st, int tier, uint64_t id, uint64_t loc);
+/* Whether a name in tmp/ is such a note (the rebuild of the packs reads
+ * and removes them; om_store_clean_tmp leaves them). */
+int om_pack_is_tomb(const char *name);
+/* Syncs the pack holding loc (durability = fsync: a DELETE's state word). */
+int om_pack_sync(om_store_t *st, int tier, uint64_t loc);
 /* Opens a pack read-only: a descriptor or -errno. */
 int om_pack_open(om_store_t *st, int tier, uint32_t no);
 /* Checks that the entry at loc in the pack open as fd is live and holds

@@ -194,6 +194,9 @@ om_pack_append(om_store_t *st, int tier, uint64_t id, const uint8_t *rec, size_t
 		rc = -errno;
 		om_store_set_why(st, "cannot sync the pack %s/packs/%06" PRIx32 ": %s", st->tier[tier].path,
 		    st->pw[tier].no, om_strerror(rc));
+		/* The entry is whole: a rebuild would index it, and bring back
+		 * a PUT that failed. */
+		(void)om_pack_drop(st, tier, id, *loc);
 		writer_close(st, tier);
 		om_store_intent(st, 0, 0, 0);
 		return rc;
@@ -222,7 +225,9 @@ pack_rw(om_store_t *st, int tier, uint32_t no)
 			return st->pk[i].fd;
 	}
 	om_pack_name(no, name, sizeof(name));
-	fd = openat(st->tier[tier].dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	do
+		fd = openat(st->tier[tier].dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	while (fd < 0 && errno == EINTR);
 	if (fd < 0)
 		return -errno;
 	if (st->pk[i].fd >= 0)
@@ -237,17 +242,61 @@ int
 om_pack_kill(om_store_t *st, int tier, uint64_t loc)
 {
 	uint8_t w[4];
-	int fd = pack_rw(st, tier, OM_PACK_NO(loc)), rc;
+	int fd = pack_rw(st, tier, OM_PACK_NO(loc));
 
 	if (fd == -ENOENT)
 		return -ENOENT; /* compacted away */
 	if (fd < 0)
 		return fd;
 	om_le32(w, OM_PACK_DEAD);
-	if ((rc = om_os_pwrite_all(fd, w, sizeof(w), OM_PACK_OFF(loc) - 8)) != 0)
+	return om_os_pwrite_all(fd, w, sizeof(w), OM_PACK_OFF(loc) - 8);
+}
+
+int
+om_pack_sync(om_store_t *st, int tier, uint64_t loc)
+{
+	int fd = pack_rw(st, tier, OM_PACK_NO(loc));
+
+	if (fd == -ENOENT)
+		return 0; /* compacted away: its entries are nowhere */
+	if (fd < 0)
+		return fd;
+	return fdatasync(fd) == 0 ? 0 : -errno;
+}
+
+/*
+ * An entry that could not be marked dead (its pack could not be opened
+ * or written) would be indexed again by the next rebuild: it is noted as
+ * tmp/ID.LOC.dead instead, which the rebuild reads before the packs and
+ * kills that entry by (as om_store_drop_file moves a file it cannot
+ * unlink to tmp/). Until then it takes space in its pack, not in the
+ * index: a compaction leaves it behind.
+ */
+int
+om_pack_drop(om_store_t *st, int tier, uint64_t id, uint64_t loc)
+{
+	om_tier_t *t = &st->tier[tier];
+	char name[48], pname[32];
+	int rc, fd;
+
+	if ((rc = om_pack_kill(st, tier, loc)) == 0 || rc == -ENOENT)
 		return rc;
-	if (st->durability == OM_DURABLE_FSYNC && fdatasync(fd) != 0)
-		return -errno;
+	om_pack_name(OM_PACK_NO(loc), pname, sizeof(pname));
+	snprintf(name, sizeof(name), "tmp/%016" PRIx64 ".%010" PRIx64 ".dead", id, loc);
+	do
+		fd = openat(t->dirfd, name, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	while (fd < 0 && errno == EINTR);
+	if (fd < 0) {
+		int e = errno;
+
+		om_log_err_limited(-rc, "store: marking object %016" PRIx64 " dead in %s/%s failed, and so "
+		    "did noting it in tmp/ (%s); it may come back at the next start", id, t->path, pname,
+		    om_strerror(-e));
+		return rc;
+	}
+	close(fd);
+	om_log_warn_limited(-rc, "store: marking object %016" PRIx64 " dead in %s/%s failed; noted as "
+	    "%s/%s, dropped at the next start", id, t->path, pname, t->path, name);
 	return 0;
 }
 
@@ -381,6 +430,113 @@ parse_no(const char *name, uint32_t *no)
 	return 0;
 }
 
+/* A note of om_pack_drop: the entry at loc, of object id, is dead. */
+typedef struct {
+	uint64_t id;
+	uint64_t loc;
+	int keep; /* found live, and marking it dead failed again */
+} tomb_t;
+
+#define TOMB_LEN 32 /* "0123456789abcdef.0123456789.dead" */
+
+static int
+parse_hex(const char *s, size_t n, uint64_t *v)
+{
+	*v = 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (c >= '0' && c <= '9')
+			*v = *v << 4 | (uint64_t)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			*v = *v << 4 | (uint64_t)(c - 'a' + 10);
+		else
+			return -1;
+	}
+	return 0;
+}
+
+static int
+tomb_parse(const char *name, tomb_t *t)
+{
+	if (strlen(name) != TOMB_LEN || name[16] != '.' || strcmp(name + 27, ".dead") != 0 ||
+	    parse_hex(name, 16, &t->id) != 0 || parse_hex(name + 17, 10, &t->loc) != 0)
+		return -1;
+	t->keep = 0;
+	return 0;
+}
+
+int
+om_pack_is_tomb(const char *name)
+{
+	tomb_t t;
+
+	return tomb_parse(name, &t) == 0;
+}
+
+static int
+tomb_cmp(const void *a, const void *b)
+{
+	const tomb_t *x = a, *y = b;
+
+	if (x->id != y->id)
+		return x->id < y->id ? -1 : 1;
+	return x->loc < y->loc ? -1 : x->loc > y->loc;
+}
+
+/* The tier's notes, sorted: their number, or -errno. */
+static ssize_t
+tombs_load(om_store_t *st, int tier, tomb_t **out)
+{
+	int fd = openat(st->tier[tier].dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	tomb_t *v = NULL, t;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	DIR *d;
+
+	*out = NULL;
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (tomb_parse(de->d_name, &t) != 0)
+			continue;
+		if (n == cap) {
+			tomb_t *nv = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof(*v));
+
+			if (nv == NULL) {
+				free(v);
+				closedir(d);
+				return -ENOMEM;
+			}
+			v = nv;
+		}
+		v[n++] = t;
+	}
+	closedir(d);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), tomb_cmp);
+	*out = v;
+	return (ssize_t)n;
+}
+
+/* Removes the notes whose entries are dead now (or gone). */
+static void
+tombs_done(om_store_t *st, int tier, const tomb_t *v, size_t n)
+{
+	char name[48];
+
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].keep)
+			continue;
+		snprintf(name, sizeof(name), "tmp/%016" PRIx64 ".%010" PRIx64 ".dead", v[i].id, v[i].loc);
+		(void)unlinkat(st->tier[tier].dirfd, name, 0);
+	}
+}
+
 typedef struct {
 	om_store_t *st;
 	int tier;
@@ -388,6 +544,8 @@ typedef struct {
 	om_pack_rebuild_t *pr;
 	uint64_t live;
 	int err;
+	tomb_t *tombs;
+	size_t ntombs;
 } pack_rb_t;
 
 static int
@@ -407,6 +565,16 @@ rebuild_entry(void *arg, const om_meta_rec_t *r, uint64_t loc, uint32_t state, c
 	}
 	if (state != OM_PACK_LIVE)
 		return 0;
+	if (b->ntombs != 0) {
+		tomb_t key = { r->id, loc, 0 }, *hit = bsearch(&key, b->tombs, b->ntombs, sizeof(key), tomb_cmp);
+
+		if (hit != NULL) {
+			/* Dropped by a process that could not mark it dead. */
+			b->pr->stale++;
+			hit->keep = om_pack_kill(st, b->tier, loc) != 0;
+			return 0;
+		}
+	}
 	if ((b->tier == OM_TIER_DISK) != (r->kind == OM_KIND_PERSIST) || r->kind == OM_KIND_COPY ||
 	    r->uri_len > om_index_max_uri(st->ix)) {
 		b->pr->corrupt++;
@@ -500,17 +668,26 @@ rebuild_pack(pack_rb_t *b, int dfd, const char *name, uint32_t no)
 int
 om_pack_rebuild(om_store_t *st, int tier, int64_t now, om_pack_rebuild_t *pr)
 {
-	pack_rb_t b = { st, tier, now, pr, 0, 0 };
+	pack_rb_t b = { st, tier, now, pr, 0, 0, NULL, 0 };
 	struct dirent *de;
+	ssize_t nt;
 	int fd, rc = 0;
 	DIR *d;
 
+	/* The notes of entries to kill first; they go once the packs are
+	 * read through (a rebuild that stops reads them again). */
+	if ((nt = tombs_load(st, tier, &b.tombs)) < 0)
+		return (int)nt;
+	b.ntombs = (size_t)nt;
 	fd = openat(st->tier[tier].dirfd, "packs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
+	if (fd < 0) {
+		rc = errno == ENOENT ? 0 : -errno;
+		goto out;
+	}
 	if ((d = fdopendir(fd)) == NULL) {
 		close(fd);
-		return -errno;
+		rc = -errno;
+		goto out;
 	}
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		uint32_t no;
@@ -520,6 +697,10 @@ om_pack_rebuild(om_store_t *st, int tier, int64_t now, om_pack_rebuild_t *pr)
 		rc = rebuild_pack(&b, dirfd(d), de->d_name, no);
 	}
 	closedir(d);
+out:
+	if (rc == 0)
+		tombs_done(st, tier, b.tombs, b.ntombs);
+	free(b.tombs);
 	/* The master rebuilds, then forks every other process: none of them
 	 * is to inherit (and keep) a descriptor of a pack that a compaction
 	 * removes later. */
@@ -546,7 +727,7 @@ om_pack_reclaim(om_store_t *st, int tier, uint64_t id, uint64_t loc)
 	if (om_index_lookup(st->ix, r.uri, r.uri_len, &o, 0) == 0 && o.id == id &&
 	    (o.flags & OM_IX_F_PACKED) && o.loc == loc)
 		return 0;
-	(void)om_pack_kill(st, tier, loc);
+	(void)om_pack_drop(st, tier, id, loc);
 	pk_close(st, false); /* the master's: not kept, not inherited by the next worker */
 	om_log_info(0, "store: dropped packed object %016" PRIx64 " written by a process that died "
 	    "before indexing it", id);
@@ -690,8 +871,17 @@ copy_entry(void *arg, const om_meta_rec_t *r, uint64_t loc, uint32_t state, cons
 		c->failed = 1;
 		return 1;
 	}
-	if (om_index_relocate(st->ix, o.slot, o.id, loc, nloc) != 0)
-		(void)om_pack_kill(st, c->tier, nloc); /* replaced or dropped meanwhile */
+	if (om_index_relocate(st->ix, o.slot, o.id, loc, nloc) != 0) {
+		(void)om_pack_drop(st, c->tier, r->id, nloc); /* replaced or dropped meanwhile */
+	} else {
+		/* The old entry dies at once: a compaction stopped short of
+		 * removing its pack (the filesystem full, a crash) must not
+		 * leave the object live twice. Between the two, the intent
+		 * names the old entry, which a reclaim kills (the index no
+		 * longer holds it). */
+		om_store_intent_loc(st, r->id, c->tier, loc);
+		(void)om_pack_drop(st, c->tier, r->id, loc);
+	}
 	om_store_intent(st, 0, 0, 0);
 	c->copied += (uint64_t)r->size + rlen;
 	return 0;

@@ -501,10 +501,10 @@ commit_packed(om_put_txn_t *t, om_ix_obj_t *out)
 	}
 	rc = index_swap(t, &o, &old);
 	if (rc == -ESTALE) {
-		(void)om_pack_kill(st, t->tier, o.loc);
+		(void)om_pack_drop(st, t->tier, o.id, o.loc);
 		st->stats->superseded++;
 	} else if (rc < 0) {
-		(void)om_pack_kill(st, t->tier, o.loc);
+		(void)om_pack_drop(st, t->tier, o.id, o.loc);
 		om_store_intent(st, 0, 0, 0);
 		goto fail;
 	}

@@ -17,6 +17,7 @@
 typedef struct {
 	unsigned live;
 	uint64_t *ids;
+	uint64_t *locs; /* and where each is (OM_PACK_LOC), if not NULL */
 	unsigned cap;
 	uint64_t want;  /* om_packs_find: this id */
 	uint64_t off;   /* and where its bytes are */
@@ -33,6 +34,8 @@ on_entry(void *arg, const om_meta_rec_t *r, uint64_t loc, uint32_t state, const 
 		return 0;
 	if (w->ids != NULL && w->live < w->cap)
 		w->ids[w->live] = r->id;
+	if (w->locs != NULL && w->live < w->cap)
+		w->locs[w->live] = loc;
 	w->live++;
 	if (w->want != 0 && r->id == w->want) {
 		w->off = OM_PACK_OFF(loc);
@@ -85,7 +88,13 @@ walk_all(const char *tier_dir, int tier, walk_t *w, char *path, size_t n)
 unsigned
 om_packs_live(const char *tier_dir, int tier, uint64_t *ids, unsigned cap)
 {
-	walk_t w = { 0, ids, cap, 0, 0, 0 };
+	return om_packs_live_at(tier_dir, tier, ids, NULL, cap);
+}
+
+unsigned
+om_packs_live_at(const char *tier_dir, int tier, uint64_t *ids, uint64_t *locs, unsigned cap)
+{
+	walk_t w = { 0, ids, locs, cap, 0, 0, 0 };
 
 	walk_all(tier_dir, tier, &w, NULL, 0);
 	return w.live;
@@ -94,7 +103,7 @@ om_packs_live(const char *tier_dir, int tier, uint64_t *ids, unsigned cap)
 int
 om_packs_find(const char *tier_dir, int tier, uint64_t id, char *path, size_t n, uint64_t *off)
 {
-	walk_t w = { 0, NULL, 0, id, 0, 0 };
+	walk_t w = { 0, NULL, NULL, 0, id, 0, 0 };
 
 	walk_all(tier_dir, tier, &w, path, n);
 	if (!w.found)

@@ -13,6 +13,8 @@
  * OM_TIER_PERSISTENT) under tier_dir (TIER/packs/NNNNNN); 0 if there is
  * no packs directory. If ids is not NULL, the first cap ids go there. */
 unsigned om_packs_live(const char *tier_dir, int tier, uint64_t *ids, unsigned cap);
+/* The same, with where each entry is (its loc: OM_PACK_LOC) in locs. */
+unsigned om_packs_live_at(const char *tier_dir, int tier, uint64_t *ids, uint64_t *locs, unsigned cap);
 /* The pack holding object id's live entry: its path and the offset of the
  * object's first byte in it. 0, or -ENOENT. */
 int om_packs_find(const char *tier_dir, int tier, uint64_t id, char *path, size_t n, uint64_t *off);

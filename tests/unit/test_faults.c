@@ -62,6 +62,7 @@
 #include "store/om_store.h"
 #include "store/store_meta.h"
 #include "om_fault.h"
+#include "om_packs.h"
 #include "om_test.h"
 
 #define NK        12
@@ -86,7 +87,12 @@ typedef struct {
 enum op {
 	OP_PUT, OP_PUT_STREAM, OP_PUT_FD, OP_PUT_FD_XDEV, OP_PUT_EPH, OP_REPLACE, OP_REPLACE_EPH,
 	OP_PUT_TMPNAME, OP_REPLACE_FSYNC, OP_DELETE, OP_DELETE_FSYNC, OP_PROMOTE, OP_EVICT_PUT,
-	OP_MAINTAIN, OP_REBUILD, OP_OPEN, OP_N
+	OP_MAINTAIN, OP_REBUILD, OP_OPEN,
+	/* The same over packs (pack_max 16 KiB: every object of the world is
+	 * an entry of a pack but /f/big, which is a file with a copy). */
+	OP_PK_PUT, OP_PK_PUT_EPH, OP_PK_REPLACE, OP_PK_REPLACE_EPH, OP_PK_REPLACE_FSYNC, OP_PK_GROW,
+	OP_PK_SHRINK, OP_PK_DELETE, OP_PK_DELETE_FSYNC, OP_PK_EVICT_PUT, OP_PK_MAINTAIN, OP_PK_COMPACT,
+	OP_PK_REBUILD, OP_N
 };
 
 static const char *const op_names[OP_N] = {
@@ -94,7 +100,29 @@ static const char *const op_names[OP_N] = {
 	"PUT (ephemeral)", "replace (with copy)", "replace (ephemeral)", "replace (temporary names)",
 	"replace (fsync)", "delete (with copy)", "delete (fsync)", "promotion", "eviction by a PUT",
 	"eviction + expiry (manager)", "rebuild", "opening the tiers",
+	"packed: PUT", "packed: PUT (ephemeral)", "packed: replace", "packed: replace (ephemeral)",
+	"packed: replace (fsync)", "packed: replace by a file", "packed: a file replaced by an entry",
+	"packed: delete", "packed: delete (fsync)", "packed: eviction by a PUT",
+	"packed: eviction + expiry (manager)", "packed: compaction (manager)", "packed: rebuild",
 };
+
+#define PACK_MAX 16384
+
+/* What an operation over packs does, as the operation over files it
+ * mirrors: how it is run and which outcomes it may have. */
+static enum op
+base_op(enum op op)
+{
+	static const enum op base[] = {
+		[OP_PK_PUT] = OP_PUT, [OP_PK_PUT_EPH] = OP_PUT_EPH, [OP_PK_REPLACE] = OP_REPLACE,
+		[OP_PK_REPLACE_EPH] = OP_REPLACE_EPH, [OP_PK_REPLACE_FSYNC] = OP_REPLACE_FSYNC,
+		[OP_PK_GROW] = OP_REPLACE, [OP_PK_SHRINK] = OP_REPLACE, [OP_PK_DELETE] = OP_DELETE,
+		[OP_PK_DELETE_FSYNC] = OP_DELETE_FSYNC, [OP_PK_EVICT_PUT] = OP_EVICT_PUT,
+		[OP_PK_MAINTAIN] = OP_MAINTAIN, [OP_PK_COMPACT] = OP_MAINTAIN, [OP_PK_REBUILD] = OP_REBUILD,
+	};
+
+	return op >= OP_PK_PUT ? base[op] : op;
+}
 
 enum kind { K_KILL, K_ENOSPC, K_EIO, K_EMFILE, K_EINTR, K_SHORT, K_N };
 static const char *const kind_names[K_N] = { "kill", "ENOSPC", "EIO", "EMFILE", "EINTR", "short" };
@@ -116,6 +144,8 @@ typedef struct {
 	int nkeys;
 	int target;       /* key the operation changes, or -1 */
 	enum op op;
+	enum op bop;      /* base_op(op) */
+	int packed;       /* the tiers' pack_max is PACK_MAX */
 	uint64_t garbage[8]; /* rebuild: ids of files it should remove */
 	int ngarbage;
 	uint64_t id_hi;   /* above every id issued in this run */
@@ -126,6 +156,7 @@ typedef struct {
 	int rc;
 	int fd_leak;
 	int verified;     /* rebuild, opening: the child checked its own index */
+	int compacted;    /* packs the compaction removed */
 	char why[1024];
 	om_maint_stats_t ms;
 } shared_t;
@@ -143,6 +174,10 @@ typedef struct {
 static shared_t *sh;
 static om_fault_ctl_t *ctl;
 static unsigned dropped_files;
+/* Entries noted in tmp/ to be killed at the next start (tmp/ID.LOC.dead,
+ * where marking them dead failed), per tier, as list_tier found them. */
+static uint64_t tombs[2][NK], tomb_locs[2][NK];
+static int ntombs[2];
 static world_t *W;
 static figures_t fig;
 static int full_mode;
@@ -187,8 +222,11 @@ meta_of(char *buf, size_t n, uint64_t seed)
 	snprintf(buf, n, "seed=%" PRIu64, seed);
 }
 
+/* Open descriptors; with packs, those of packs are counted there instead
+ * (the store keeps them open from one operation to the next: the pack it
+ * appends to, and those it marks entries dead in). */
 static int
-count_fds(void)
+count_fds(int *packs)
 {
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *de;
@@ -196,8 +234,24 @@ count_fds(void)
 
 	if (d == NULL)
 		return -1;
-	while ((de = readdir(d)) != NULL)
-		n += de->d_name[0] != '.';
+	if (packs != NULL)
+		*packs = 0;
+	while ((de = readdir(d)) != NULL) {
+		char link[512];
+		ssize_t len;
+
+		if (de->d_name[0] == '.')
+			continue;
+		len = packs != NULL ? readlinkat(dirfd(d), de->d_name, link, sizeof(link) - 1) : -1;
+		if (len > 0) {
+			link[len] = '\0';
+			if (strstr(link, "/packs/") != NULL) {
+				(*packs)++;
+				continue;
+			}
+		}
+		n++;
+	}
 	closedir(d);
 	return n;
 }
@@ -391,6 +445,75 @@ make_garbage(world_t *w)
 	make_file(to, 207, 5000);
 }
 
+/* Over packs: packs less than half live that no process appends to, for
+ * the compaction. Beside the world's objects, 8 of 3,000 bytes put and
+ * deleted in the persistent tier, 4 in the memory tier; then a restart,
+ * which leaves no pack being written. */
+static void
+make_holes(world_t *w)
+{
+	om_rebuild_stats_t rs;
+	char uri[32];
+
+	for (int i = 0; i < 12; i++) {
+		ver_t v = { 300 + (uint64_t)i, 3000, i >= 8, 0, 0 };
+
+		snprintf(uri, sizeof(uri), "/f/hole/%d", i);
+		assert_int_equal(put_ver(w->st, uri, &v), 0);
+	}
+	for (int i = 0; i < 12; i++) {
+		snprintf(uri, sizeof(uri), "/f/hole/%d", i);
+		assert_int_equal(om_store_delete(w->st, uri, strlen(uri)), 0);
+	}
+	note_ids(w);
+	world_close(w);
+	world_open(w);
+	assert_int_equal(om_store_rebuild(w->st, &rs), 0);
+}
+
+/* Over packs, what crashes leave for the rebuild: an older version of a
+ * URI still live (a replace killed before it marked the old entry dead),
+ * an expired object, temporary files, and a torn tail (an entry cut short
+ * at the end of the pack being written). */
+static void
+make_garbage_packed(world_t *w)
+{
+	uint8_t live[4], junk[200];
+	char path[700], to[700];
+	struct stat sb;
+	om_ix_obj_t o;
+	ver_t v;
+	int s, fd;
+
+	om_le32(live, OM_PACK_LIVE);
+	s = add_key(w, "/f/stale", 201, 1200, 0, 0);
+	assert_int_equal(om_index_lookup(w->ix, "/f/stale", 8, &o, 0), 0);
+	assert_true(o.flags & OM_IX_F_PACKED);
+	v = (ver_t){ 202, 1300, 0, 0, 0 };
+	assert_int_equal(put_ver(w->st, "/f/stale", &v), 0);
+	w->keys[s].base = w->keys[s].done = v;
+	snprintf(path, sizeof(path), "%s/packs/%06" PRIx32, w->disk, om_store_pack_no(&o));
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, live, sizeof(live), (off_t)om_store_pack_off(&o) - 8), 4);
+	w->garbage[w->ngarbage++] = o.id;
+
+	v = (ver_t){ 205, 900, 0, 0, om_time_s() - 1 };
+	assert_int_equal(put_ver(w->st, "/f/expired", &v), 0);
+	w->garbage[w->ngarbage++] = id_of(w, "/f/expired");
+
+	snprintf(to, sizeof(to), "%s/tmp/00000000000000aa.tmp", w->disk);
+	make_file(to, 206, 5000);
+
+	/* Last: nothing is appended after it. */
+	assert_int_equal(om_index_lookup(w->ix, "/f/expired", 10, &o, 0), 0);
+	assert_int_equal(om_store_pack_no(&o), (uint32_t)strtoul(strrchr(path, '/') + 1, NULL, 16));
+	memset(junk, 0x5a, sizeof(junk));
+	assert_int_equal(fstat(fd, &sb), 0);
+	assert_int_equal(pwrite(fd, junk, sizeof(junk), sb.st_size), (ssize_t)sizeof(junk));
+	close(fd);
+}
+
 static uint64_t
 disk_used(world_t *w)
 {
@@ -404,34 +527,39 @@ disk_used(world_t *w)
 static void
 world_setup(world_t *w, enum op op)
 {
+	enum op b = base_op(op);
 	om_maint_stats_t ms;
-	int plain, hot, eph, nk;
+	int plain, hot, eph, big, nk;
 
 	memset(&w->p, 0, sizeof(w->p));
 	w->p.mem.limit = om_test_mem_limit(0);
 	w->p.promote_hits = 2;
 	w->p.no_tmpfile = op == OP_PUT_TMPNAME;
-	w->p.durability = (op == OP_REPLACE_FSYNC || op == OP_DELETE_FSYNC) ? OM_DURABLE_FSYNC :
+	w->p.durability = (b == OP_REPLACE_FSYNC || b == OP_DELETE_FSYNC) ? OM_DURABLE_FSYNC :
 	    OM_DURABLE_NONE;
+	w->packed = op >= OP_PK_PUT;
+	w->p.mem.pack_max = w->p.disk.pack_max = w->packed ? PACK_MAX : 0;
 	w->nkeys = 0;
 	w->ngarbage = 0;
 	w->target = -1;
 	w->op = op;
+	w->bop = b;
 	world_open(w);
 
 	plain = add_key(w, "/f/plain", 11, 3000, 0, 0);
 	hot = add_key(w, "/f/hot", 12, 5000, 0, 0);
 	eph = add_key(w, "/f/eph", 13, 2000, 1, 0);
-	add_key(w, "/f/big", 14, 100000, 0, 0);
+	big = add_key(w, "/f/big", 14, 100000, 0, 0);
 	add_key(w, "/f/a", 15, 1000, 0, 0);
 	add_key(w, "/f/b", 16, 1500, 0, 0);
 	add_key(w, "/f/c", 17, 2500, 0, om_time_s() + 36000);
 	nk = add_key(w, "/f/new", 0, 0, 0, 0);
-	/* /f/hot has a copy in the memory tier. */
-	touch(w, "/f/hot", 2);
+	/* /f/hot has a copy in the memory tier; over packs /f/big, the one
+	 * object that is a file (packed objects are not promoted). */
+	touch(w, w->packed ? "/f/big" : "/f/hot", 2);
 	assert_int_equal(om_store_maintain(w->st, &ms), 0);
 	assert_int_equal(ms.promoted, 1);
-	w->keys[hot].base.copy = w->keys[hot].done.copy = 1;
+	w->keys[w->packed ? big : hot].base.copy = w->keys[w->packed ? big : hot].done.copy = 1;
 
 	switch (op) {
 	case OP_PUT:
@@ -485,17 +613,66 @@ world_setup(world_t *w, enum op op)
 		w->keys[plain].done.copy = 1;
 		touch(w, "/f/plain", 2);
 		break;
+	case OP_PK_PUT:
+		w->target = nk;
+		w->keys[nk].done = (ver_t){ 121, 3000, 0, 0, 0 };
+		break;
+	case OP_PK_PUT_EPH:
+		w->target = nk;
+		w->keys[nk].done = (ver_t){ 122, 2500, 1, 0, 0 };
+		break;
+	case OP_PK_REPLACE:
+		w->target = hot;
+		w->keys[hot].done = (ver_t){ 123, 4000, 0, 0, 0 };
+		break;
+	case OP_PK_REPLACE_EPH:
+		w->target = eph;
+		w->keys[eph].done = (ver_t){ 124, 2200, 1, 0, 0 };
+		break;
+	case OP_PK_REPLACE_FSYNC:
+		w->target = plain;
+		w->keys[plain].done = (ver_t){ 125, 6000, 0, 0, 0 };
+		break;
+	case OP_PK_GROW:
+		w->target = plain;
+		w->keys[plain].done = (ver_t){ 126, 40000, 0, 0, 0 };
+		break;
+	case OP_PK_SHRINK:
+		w->target = big;
+		w->keys[big].done = (ver_t){ 127, 1000, 0, 0, 0 };
+		break;
+	case OP_PK_DELETE:
+		w->target = hot;
+		w->keys[hot].done = (ver_t){ 0 };
+		break;
+	case OP_PK_DELETE_FSYNC:
+		w->target = plain;
+		w->keys[plain].done = (ver_t){ 0 };
+		break;
+	case OP_PK_COMPACT:
+		make_holes(w);
+		break;
+	case OP_PK_REBUILD:
+		make_garbage_packed(w);
+		note_ids(w);
+		world_close(w);
+		break;
 	case OP_EVICT_PUT:
 	case OP_MAINTAIN:
+	case OP_PK_EVICT_PUT:
+	case OP_PK_MAINTAIN:
 		for (int k = 0; k < w->nkeys; k++)
 			if (w->keys[k].base.seed != 0 && !w->keys[k].base.eph) {
 				w->keys[k].victim = 1;
 				w->keys[k].done = (ver_t){ 0 };
 			}
-		if (op == OP_EVICT_PUT) {
+		if (b == OP_EVICT_PUT) {
+			/* Over packs the new object is an entry too. */
+			uint32_t size = w->packed ? 12000 : 30000;
+
 			w->target = nk;
-			w->keys[nk].done = (ver_t){ 110, 30000, 0, 0, 0 };
-			w->p.disk.limit = disk_used(w) + 30000 - 1;
+			w->keys[nk].done = (ver_t){ 110, size, 0, 0, 0 };
+			w->p.disk.limit = disk_used(w) + size - 1;
 		} else {
 			w->p.disk.limit = disk_used(w) - 1;
 			w->target = add_key(w, "/f/expired", 111, 700, 0, om_time_s() - 1);
@@ -562,7 +739,20 @@ list_tier(const world_t *w, const char *tier, uint64_t *ids, int cap, int *n, in
 				continue;
 			}
 			/* tmp_ok 1: anything in tmp/; 2: only files of dropped
-			 * objects that could not be unlinked (ID.dropped). */
+			 * objects that could not be unlinked (ID.dropped), and
+			 * notes of packed ones that could not be marked dead
+			 * (ID.LOC.dead). */
+			if (i == 256 && tmp_ok == 2 && strlen(de->d_name) == 32 &&
+			    strcmp(de->d_name + 27, ".dead") == 0) {
+				int t = strcmp(tier, w->mem) == 0 ? OM_TIER_MEM : OM_TIER_DISK;
+
+				if (ntombs[t] < NK) {
+					tombs[t][ntombs[t]] = strtoull(de->d_name, NULL, 16);
+					tomb_locs[t][ntombs[t]++] = strtoull(de->d_name + 17, NULL, 16);
+				}
+				dropped_files++;
+				continue;
+			}
 			if (i == 256 && (tmp_ok == 1 || (tmp_ok == 2 && ((strlen(de->d_name) == 24 &&
 			    strcmp(de->d_name + 16, ".dropped") == 0) || (strlen(de->d_name) == 26 &&
 			    strcmp(de->d_name + 16, ".r.dropped") == 0))))) {
@@ -654,6 +844,40 @@ check_record(world_t *w, int tier, const char *uri, uint64_t id, int kind, char 
 	return 0;
 }
 
+/* A packed object's record, read from its pack behind the store's back:
+ * its one live entry is where the index says, and names it. */
+static int
+check_pack_record(world_t *w, int tier, const char *uri, const om_ix_obj_t *o, int kind, char *why,
+    size_t n)
+{
+	uint8_t mark[8], rec[OM_META_REC_MAX];
+	char path[1400];
+	om_meta_rec_t r;
+	uint64_t off;
+	uint32_t rlen = 0;
+	int fd, ok;
+
+	if (om_packs_find(tier == OM_TIER_MEM ? w->mem : w->disk, tier, o->id, path, sizeof(path), &off) != 0)
+		return whyf(why, n, "%s: no live entry of %016" PRIx64 " in the packs", uri, o->id);
+	if (off != om_store_pack_off(o) || strtoul(strrchr(path, '/') + 1, NULL, 16) != om_store_pack_no(o))
+		return whyf(why, n, "%s: its live entry is in %s at %" PRIu64 ", the index says pack %06" PRIx32
+		    " at %" PRIu64, uri, path, off, om_store_pack_no(o), om_store_pack_off(o));
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return whyf(why, n, "%s: open(%s): %s", uri, path, strerror(errno));
+	ok = pread(fd, mark, sizeof(mark), (off_t)off - 8) == 8;
+	if (ok) {
+		rlen = om_get32(mark + 4);
+		ok = rlen <= sizeof(rec) && pread(fd, rec, rlen, (off_t)(off - OM_PACK_ALIGN16(rlen + 8))) ==
+		    (ssize_t)rlen && om_meta_decode(rec, rlen, &r) == 0;
+	}
+	close(fd);
+	if (!ok)
+		return whyf(why, n, "%s: the record of its entry does not decode", uri);
+	if (r.id != o->id || r.kind != kind || r.uri_len != strlen(uri) || memcmp(r.uri, uri, r.uri_len) != 0)
+		return whyf(why, n, "%s: the record of its entry: id %" PRIx64 " kind %d", uri, r.id, r.kind);
+	return 0;
+}
+
 /* Reads the object the index holds for key k: which version it is, and
  * that it is that version whole. */
 static int
@@ -663,11 +887,12 @@ read_version(world_t *w, const fkey_t *k, const om_ix_obj_t *o, ver_t *got, char
 	char meta[128], wn[600];
 	uint32_t mlen = 0;
 	uint64_t seed = 0;
-	int fd = om_store_open_obj(w->st, tier, o->id), rc = -1;
+	int packed = (o->flags & OM_IX_F_PACKED) != 0, rc = -1;
+	int fd = packed ? om_store_pack_memfd(w->st, tier, o) : om_store_open_obj(w->st, tier, o->id);
 
 	if (fd < 0)
-		return whyf(why, n, "%s: id %" PRIx64 " indexed, its file cannot be opened: %s", k->uri, o->id,
-		    om_strerror(fd));
+		return whyf(why, n, "%s: id %" PRIx64 " indexed, its %s cannot be opened: %s", k->uri, o->id,
+		    packed ? "entry" : "file", om_strerror(fd));
 	if (read_all(fd, o->size, wn, sizeof(wn)) != 0) {
 		whyf(why, n, "%s: %s", k->uri, wn);
 		goto out;
@@ -691,8 +916,9 @@ read_version(world_t *w, const fkey_t *k, const om_ix_obj_t *o, ver_t *got, char
 		whyf(why, n, "%s: bytes are not those of seed %" PRIu64, k->uri, seed);
 		goto out;
 	}
-	if (check_record(w, tier, k->uri, o->id, tier == OM_TIER_MEM ? OM_KIND_EPHEMERAL : OM_KIND_PERSIST,
-	    why, n) != 0)
+	if (packed ? check_pack_record(w, tier, k->uri, o, tier == OM_TIER_MEM ? OM_KIND_EPHEMERAL :
+	    OM_KIND_PERSIST, why, n) != 0 : check_record(w, tier, k->uri, o->id, tier == OM_TIER_MEM ?
+	    OM_KIND_EPHEMERAL : OM_KIND_PERSIST, why, n) != 0)
 		goto out;
 	if (o->flags & OM_IX_F_COPY) {
 		int cfd = om_store_open_obj(w->st, OM_TIER_MEM, o->id);
@@ -751,6 +977,27 @@ enum {
 	                * removes it) */
 };
 
+/* Leaves out of ids (and locs beside them, if not NULL) the world's
+ * garbage (what a failed rebuild may leave). */
+static int
+drop_garbage(const world_t *w, uint64_t *ids, uint64_t *locs, int n)
+{
+	int j = 0;
+
+	for (int i = 0; i < n; i++) {
+		int g = 0;
+
+		for (int x = 0; x < w->ngarbage; x++)
+			g |= ids[i] == w->garbage[x];
+		if (g)
+			continue;
+		if (locs != NULL)
+			locs[j] = locs[i];
+		ids[j++] = ids[i];
+	}
+	return j;
+}
+
 /*
  * The state check. allow[k]: the versions key k may be in (A_BASE,
  * A_DONE); observed[k] gets the one it is in.
@@ -758,8 +1005,9 @@ enum {
 static int
 verify(world_t *w, const unsigned *allow, unsigned *observed, int tolerate, char *why, size_t n)
 {
-	uint64_t want[2][2 * NK], have[2][2 * NK + 512];
-	int nwant[2] = { 0, 0 }, nhave[2], present = 0;
+	uint64_t want[2][2 * NK], have[2][2 * NK + 512], wantp[2][NK], wantl[2][NK], havep[2][NK + 64],
+	    havel[2][NK + 64];
+	int nwant[2] = { 0, 0 }, nhave[2], nwantp[2] = { 0, 0 }, nhavep[2], present = 0;
 	char err[256];
 	om_ix_usage_t u;
 
@@ -772,11 +1020,17 @@ verify(world_t *w, const unsigned *allow, unsigned *observed, int tolerate, char
 		unsigned m = 0;
 
 		if (om_index_lookup(w->ix, k->uri, strlen(k->uri), &o, 0) == 0) {
+			int tier = (o.flags & OM_IX_F_EPHEMERAL) ? OM_TIER_MEM : OM_TIER_DISK;
+
 			if (read_version(w, k, &o, &got, why, n) != 0)
 				return -1;
 			present++;
-			want[(o.flags & OM_IX_F_EPHEMERAL) ? OM_TIER_MEM : OM_TIER_DISK][nwant[(o.flags &
-			    OM_IX_F_EPHEMERAL) ? OM_TIER_MEM : OM_TIER_DISK]++] = o.id;
+			if (o.flags & OM_IX_F_PACKED) {
+				wantl[tier][nwantp[tier]] = o.loc;
+				wantp[tier][nwantp[tier]++] = o.id;
+			}
+			else
+				want[tier][nwant[tier]++] = o.id;
 			if (o.flags & OM_IX_F_COPY)
 				want[OM_TIER_MEM][nwant[OM_TIER_MEM]++] = o.id;
 		}
@@ -815,24 +1069,41 @@ verify(world_t *w, const unsigned *allow, unsigned *observed, int tolerate, char
 		char lw[512];
 
 		note_ids(w);
+		ntombs[t] = 0;
 		if (list_tier(w, path, have[t], 2 * NK + 512, &nhave[t], 0, tolerate, lw, sizeof(lw)) != 0)
 			return whyf(why, n, "%s", lw);
+		/* Live entries of packs, each object in one (an entry live
+		 * twice is counted twice). */
+		nhavep[t] = (int)om_packs_live_at(path, t, havep[t], havel[t], NK + 64);
+		if (nhavep[t] > NK + 64)
+			return whyf(why, n, "the %s tier's packs hold %d live entries", t ? "persistent" : "memory",
+			    nhavep[t]);
 		if (tolerate == T_GARBAGE) {
-			int j = 0;
-
-			for (int i = 0; i < nhave[t]; i++) {
-				int g = 0;
-
-				for (int x = 0; x < w->ngarbage; x++)
-					g |= have[t][i] == w->garbage[x];
-				if (!g)
-					have[t][j++] = have[t][i];
-			}
-			nhave[t] = j;
+			nhave[t] = drop_garbage(w, have[t], NULL, nhave[t]);
+			nhavep[t] = drop_garbage(w, havep[t], havel[t], nhavep[t]);
+		}
+		/* A noted entry may still be live (the next start kills it),
+		 * but never the one the index holds (a compaction notes the
+		 * old entry of an object it moved). */
+		for (int x = 0; x < ntombs[t]; x++) {
+			for (int i = 0; i < nwantp[t]; i++)
+				if (wantp[t][i] == tombs[t][x] && wantl[t][i] == tomb_locs[t][x])
+					return whyf(why, n, "the entry the index holds of %016" PRIx64 " is noted "
+					    "dead in tmp/", tombs[t][x]);
+			for (int i = 0; i < nhavep[t]; i++)
+				if (havep[t][i] == tombs[t][x] && havel[t][i] == tomb_locs[t][x]) {
+					nhavep[t]--;
+					havep[t][i] = havep[t][nhavep[t]];
+					havel[t][i] = havel[t][nhavep[t]];
+					break;
+				}
 		}
 		if (!same_set(want[t], nwant[t], have[t], nhave[t]))
 			return whyf(why, n, "the %s tier holds %d object files, the index %d", t ? "persistent" :
 			    "memory", nhave[t], nwant[t]);
+		if (!same_set(wantp[t], nwantp[t], havep[t], nhavep[t]))
+			return whyf(why, n, "the %s tier's packs hold %d live entries, the index %d packed objects",
+			    t ? "persistent" : "memory", nhavep[t], nwantp[t]);
 	}
 	return 0;
 }
@@ -848,6 +1119,19 @@ world_wipe(world_t *w)
 	world_close(w);
 	list_tier(w, w->disk, ids, 4, &n, 1, 1, why, sizeof(why));
 	list_tier(w, w->mem, ids, 4, &n, 1, 1, why, sizeof(why));
+	for (int t = 0; t < 2; t++) {
+		char dir[320];
+		struct dirent *de;
+		DIR *d;
+
+		snprintf(dir, sizeof(dir), "%s/packs", t ? w->disk : w->mem);
+		if ((d = opendir(dir)) == NULL)
+			continue;
+		while ((de = readdir(d)) != NULL)
+			if (de->d_name[0] != '.')
+				unlinkat(dirfd(d), de->d_name, 0);
+		closedir(d);
+	}
 	w->id_hi = 0;
 }
 
@@ -902,7 +1186,7 @@ do_op(world_t *w, int src_fd)
 	int rc;
 
 	/* Only the cache manager's passes have no target. */
-	if (t == NULL && w->op != OP_PROMOTE && w->op != OP_MAINTAIN)
+	if (t == NULL && w->bop != OP_PROMOTE && w->bop != OP_MAINTAIN)
 		return -EINVAL;
 	if (t != NULL) {
 		meta_of(meta, sizeof(meta), t->done.seed);
@@ -911,7 +1195,7 @@ do_op(world_t *w, int src_fd)
 		a.meta_len = (uint32_t)strlen(meta);
 		a.flags = t->done.eph ? OM_STORE_EPHEMERAL : 0;
 	}
-	switch (w->op) {
+	switch (w->bop) {
 	case OP_PUT_STREAM: {
 		om_put_txn_t *txn;
 
@@ -935,6 +1219,11 @@ do_op(world_t *w, int src_fd)
 		return om_store_delete(w->st, t->uri, strlen(t->uri));
 	case OP_PROMOTE:
 	case OP_MAINTAIN:
+		if (w->op == OP_PK_COMPACT) {
+			rc = om_store_compact(w->st, 16u << 20);
+			sh->compacted = rc > 0 ? rc : 0;
+			return rc < 0 ? rc : 0;
+		}
 		return om_store_maintain(w->st, &sh->ms);
 	default:
 		return om_store_put(w->st, t->uri, strlen(t->uri), obj_buf, &a, NULL);
@@ -944,26 +1233,27 @@ do_op(world_t *w, int src_fd)
 static void
 child_run(world_t *w, uint32_t mask, uint64_t at, enum om_fault_action action, int err)
 {
-	int src = -1, fds;
+	int src = -1, fds, packs = 0, packs_after = 0;
 
 	alarm(60);
 	sh->rc = 0;
 	sh->fd_leak = 0;
 	sh->verified = 0;
+	sh->compacted = 0;
 	sh->why[0] = '\0';
-	if (w->op == OP_REBUILD || w->op == OP_OPEN) {
+	if (w->bop == OP_REBUILD || w->bop == OP_OPEN) {
 		om_ix_params_t ip = { .capacity = 64, .max_uri = 128, .hits_max = 16 };
 		unsigned allow[NK] = { 0 };
 		om_rebuild_stats_t rs;
 		char err2[256];
 		int rc;
 
-		fds = count_fds();
+		fds = count_fds(NULL);
 		if (om_index_create(&ip, &w->ix) != 0)
 			_exit(3);
 		w->p.disk.path = w->disk;
 		w->p.mem.path = w->mem;
-		if (w->op == OP_OPEN)
+		if (w->bop == OP_OPEN)
 			om_fault_arm(ctl, getpid(), mask, at, action, err);
 		rc = om_store_open(&w->p, w->ix, &w->st, err2, sizeof(err2));
 		if (rc != 0) {
@@ -975,7 +1265,7 @@ child_run(world_t *w, uint32_t mask, uint64_t at, enum om_fault_action action, i
 			w->st = NULL;
 		} else {
 			om_store_set_slot(w->st, SLOT_KID);
-			if (w->op == OP_REBUILD)
+			if (w->bop == OP_REBUILD)
 				om_fault_arm(ctl, getpid(), mask, at, action, err);
 			else
 				om_fault_disarm(ctl);
@@ -990,7 +1280,7 @@ child_run(world_t *w, uint32_t mask, uint64_t at, enum om_fault_action action, i
 			}
 			/* A store opened despite a fault publishes as any other:
 			 * with O_TMPFILE and linkat, not temporary names. */
-			if (rc == 0 && sh->verified && w->op == OP_OPEN && ctl->fired != 0) {
+			if (rc == 0 && sh->verified && w->bop == OP_OPEN && ctl->fired != 0) {
 				ver_t v = { 998, 100, 0, 0, 0 };
 				uint64_t fired = ctl->fired;
 				uint32_t fired_call = ctl->fired_call;
@@ -1011,23 +1301,27 @@ child_run(world_t *w, uint32_t mask, uint64_t at, enum om_fault_action action, i
 			}
 		}
 		world_close(w);
-		sh->fd_leak = count_fds() - fds;
+		sh->fd_leak = count_fds(NULL) - fds;
 		_exit(0);
 	}
 
 	om_store_set_slot(w->st, SLOT_KID);
-	if (w->op == OP_PUT_FD || w->op == OP_PUT_FD_XDEV) {
-		src = open(w->op == OP_PUT_FD ? w->src_disk : w->src_mem, O_RDONLY | O_CLOEXEC);
+	if (w->bop == OP_PUT_FD || w->bop == OP_PUT_FD_XDEV) {
+		src = open(w->bop == OP_PUT_FD ? w->src_disk : w->src_mem, O_RDONLY | O_CLOEXEC);
 		if (src < 0)
 			_exit(3);
 	} else if (w->target >= 0 && w->keys[w->target].done.seed != 0) {
 		om_test_fill(obj_buf, w->keys[w->target].done.size, w->keys[w->target].done.seed);
 	}
-	fds = count_fds();
+	fds = count_fds(&packs);
 	om_fault_arm(ctl, getpid(), mask, at, action, err);
 	sh->rc = do_op(w, src);
 	om_fault_disarm(ctl);
-	sh->fd_leak = count_fds() - fds;
+	sh->fd_leak = count_fds(&packs_after) - fds;
+	/* Packs kept open: at most the one appended to and the one marked in,
+	 * per tier. */
+	if (packs_after > packs + 4)
+		sh->fd_leak = packs_after - packs;
 	_exit(0);
 }
 
@@ -1061,17 +1355,21 @@ is_put(enum op op)
 static void
 allow_for(const world_t *w, enum outcome oc, enum kind kind, unsigned fired_call, unsigned *allow)
 {
-	int either = w->op == OP_PROMOTE || w->op == OP_MAINTAIN;
+	int either = w->bop == OP_PROMOTE || w->bop == OP_MAINTAIN;
 	/* A PUT that finds the filesystem full (creating its files, writing
 	 * its bytes or its record, linking them) evicts from its tier. */
-	int fs_full = kind == K_ENOSPC && is_put(w->op) && fired_call < OM_FC_NCALLS &&
+	int fs_full = kind == K_ENOSPC && is_put(w->bop) && fired_call < OM_FC_NCALLS &&
 	    ((OM_FC_DATA | OM_FC_BIT(OM_FC_OPEN) | OM_FC_BIT(OM_FC_FSETXATTR) |
 	    OM_FC_BIT(OM_FC_LINKAT) | OM_FC_BIT(OM_FC_RENAMEAT)) & OM_FC_BIT(fired_call));
+	/* Over packs, the sync of the entry too: a filesystem that allocates
+	 * at writeback says ENOSPC there, and the PUT evicts and appends the
+	 * entry again. */
+	fs_full |= kind == K_ENOSPC && is_put(w->bop) && w->packed && fired_call == OM_FC_FSYNC;
 	int eph = w->target >= 0 && w->keys[w->target].done.eph;
 	/* A DELETE removes the file before the entry, and with durability =
 	 * fsync then syncs its directory: a failed sync is an error (the
 	 * removal is not known to be durable) of a DELETE that happened. */
-	int unsynced = w->op == OP_DELETE_FSYNC && oc == O_FAILED && fired_call < OM_FC_NCALLS &&
+	int unsynced = w->bop == OP_DELETE_FSYNC && oc == O_FAILED && fired_call < OM_FC_NCALLS &&
 	    ((OM_FC_BIT(OM_FC_OPEN) | OM_FC_BIT(OM_FC_FSYNC)) & OM_FC_BIT(fired_call));
 
 	for (int i = 0; i < w->nkeys; i++) {
@@ -1125,7 +1423,7 @@ check_k(world_t *w, enum outcome oc, enum kind kind, enum view view, const char 
 	unsigned allow[NK] = { 0 }, observed[NK];
 	unsigned fired_call = ctl->fired ? ctl->fired_call : OM_FC_NCALLS;
 	char why[1024];
-	int rebuildish = w->op == OP_REBUILD || w->op == OP_OPEN;
+	int rebuildish = w->bop == OP_REBUILD || w->bop == OP_OPEN;
 	unsigned d0;
 
 	if (oc != O_KILLED) {
@@ -1220,7 +1518,7 @@ passes_of(enum op op, pass_t *ps)
 	const uint32_t mk = OM_FC_BIT(OM_FC_MKDIRAT) | OM_FC_BIT(OM_FC_FSTATAT);
 	const uint32_t all = (1u << OM_FC_NCALLS) - 1;
 
-	if (op != OP_REBUILD && op != OP_OPEN) {
+	if (base_op(op) != OP_REBUILD && base_op(op) != OP_OPEN) {
 		ps[0] = (pass_t){ 0, 1, 0 };
 		return 1;
 	}
@@ -1231,7 +1529,7 @@ passes_of(enum op op, pass_t *ps)
 	 * kill and EIO only (each is the same call on another directory, and
 	 * every errno takes the same path).
 	 */
-	if (op == OP_REBUILD) {
+	if (base_op(op) == OP_REBUILD) {
 		ps[0] = (pass_t){ all & ~walk, reduced == 2 ? 4 : 1, 0 };
 		ps[1] = (pass_t){ walk, full_mode ? 1 : 41, 0 };
 	} else {
@@ -1251,12 +1549,13 @@ enumerate(enum op op)
 	unsigned np;
 
 	if (reduced == 2 && op != OP_PUT && op != OP_PUT_FD && op != OP_REPLACE && op != OP_DELETE &&
-	    op != OP_PROMOTE && op != OP_EVICT_PUT && op != OP_REBUILD) {
+	    op != OP_PROMOTE && op != OP_EVICT_PUT && op != OP_REBUILD && op != OP_PK_REPLACE &&
+	    op != OP_PK_SHRINK && op != OP_PK_COMPACT && op != OP_PK_REBUILD) {
 		print_message("%s: skipped under valgrind (make check runs it)\n", op_names[op]);
 		return;
 	}
 	np = passes_of(op, ps);
-	int rebuildish = op == OP_REBUILD || op == OP_OPEN;
+	int rebuildish = base_op(op) == OP_REBUILD || base_op(op) == OP_OPEN;
 
 	w->id_hi = 256;
 	world_wipe(w); /* after a test that failed half-way */
@@ -1278,6 +1577,18 @@ enumerate(enum op op)
 			allow_for(w, O_OK, K_KILL, OM_FC_NCALLS, allow);
 			if (verify(w, allow, NULL, 0, why, sizeof(why)) != 0)
 				fail_msg("%s without faults: %s", op_names[op], why);
+		}
+		/* Over packs, the operation took the layout it is named for. */
+		if (op == OP_PK_COMPACT && sh->compacted != 2)
+			fail_msg("%s without faults: %d packs removed, not 2", op_names[op], sh->compacted);
+		if (w->packed && w->target >= 0 && w->keys[w->target].done.seed != 0) {
+			const fkey_t *t = &w->keys[w->target];
+			om_ix_obj_t o;
+
+			assert_int_equal(om_index_lookup(w->ix, t->uri, strlen(t->uri), &o, 0), 0);
+			if (((o.flags & OM_IX_F_PACKED) != 0) != (t->done.size <= PACK_MAX))
+				fail_msg("%s: %s of %u bytes is %s", op_names[op], t->uri, t->done.size,
+				    (o.flags & OM_IX_F_PACKED) ? "packed" : "a file");
 		}
 		world_wipe(w);
 		assert_true(n > 0);
@@ -1389,6 +1700,19 @@ OP_TEST(test_evict_put, OP_EVICT_PUT)
 OP_TEST(test_maintain, OP_MAINTAIN)
 OP_TEST(test_rebuild, OP_REBUILD)
 OP_TEST(test_open, OP_OPEN)
+OP_TEST(test_pk_put, OP_PK_PUT)
+OP_TEST(test_pk_put_ephemeral, OP_PK_PUT_EPH)
+OP_TEST(test_pk_replace, OP_PK_REPLACE)
+OP_TEST(test_pk_replace_ephemeral, OP_PK_REPLACE_EPH)
+OP_TEST(test_pk_replace_fsync, OP_PK_REPLACE_FSYNC)
+OP_TEST(test_pk_grow, OP_PK_GROW)
+OP_TEST(test_pk_shrink, OP_PK_SHRINK)
+OP_TEST(test_pk_delete, OP_PK_DELETE)
+OP_TEST(test_pk_delete_fsync, OP_PK_DELETE_FSYNC)
+OP_TEST(test_pk_evict_put, OP_PK_EVICT_PUT)
+OP_TEST(test_pk_maintain, OP_PK_MAINTAIN)
+OP_TEST(test_pk_compact, OP_PK_COMPACT)
+OP_TEST(test_pk_rebuild, OP_PK_REBUILD)
 
 /* ---- a full tier ---------------------------------------------------------- */
 
@@ -1665,6 +1989,19 @@ main(void)
 		cmocka_unit_test(test_maintain),
 		cmocka_unit_test(test_rebuild),
 		cmocka_unit_test(test_open),
+		cmocka_unit_test(test_pk_put),
+		cmocka_unit_test(test_pk_put_ephemeral),
+		cmocka_unit_test(test_pk_replace),
+		cmocka_unit_test(test_pk_replace_ephemeral),
+		cmocka_unit_test(test_pk_replace_fsync),
+		cmocka_unit_test(test_pk_grow),
+		cmocka_unit_test(test_pk_shrink),
+		cmocka_unit_test(test_pk_delete),
+		cmocka_unit_test(test_pk_delete_fsync),
+		cmocka_unit_test(test_pk_evict_put),
+		cmocka_unit_test(test_pk_maintain),
+		cmocka_unit_test(test_pk_compact),
+		cmocka_unit_test(test_pk_rebuild),
 		cmocka_unit_test(test_summary),
 		cmocka_unit_test(test_full_tier),
 	};
