@@ -5,7 +5,16 @@
  * figure is the median of several runs, with min and max.
  *
  *   bench_engine [--quick] [--runs N] [--dir DIR] [--rebuild N,N,...]
- *   bench_engine --fill DIR OBJECTS SIZE   (objects for bench/compare's restarts)
+ *                [--rebuild-size BYTES] [--pack-max BYTES]
+ *   bench_engine --fill DIR OBJECTS SIZE [--pack-max BYTES]
+ *                                          (objects for bench/compare's restarts)
+ *
+ * The rebuild is measured for both layouts of small objects, a file each
+ * and packs (pack_max 16 KiB as the daemon's default, or --pack-max), with
+ * the ratio packed / files of each run; its objects are 100 bytes, or
+ * --rebuild-size BYTES (at most pack_max). --fill writes objects as the daemon
+ * stores them by default: packed up to 16 KiB, or up to --pack-max BYTES
+ * (0: a file each).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +30,7 @@
 #include <unistd.h>
 
 #include "core/om_core.h"
+#include "conf/om_conf.h"
 #include "index/om_index.h"
 #include "store/om_store.h"
 
@@ -29,6 +39,12 @@
 static int runs = 3;
 static const char *base_dir = "/dev/shm";
 static double lookup_secs = 1.0;
+/* Packs up to this size for --fill and the rebuild's packed layout: the
+ * daemon's default unless --pack-max says otherwise. */
+static uint32_t pack_max = OM_CONF_PACK_MAX_DEFAULT;
+/* The rebuild's objects: small, so that the rows compare with earlier ones
+ * (--rebuild-size for others; a packed object's bytes are read, a file's not). */
+static uint32_t rebuild_size = 100;
 
 static double
 now_s(void)
@@ -260,10 +276,12 @@ bench_lookups(uint32_t n)
 
 /* ---- store: PUT and GET ------------------------------------------------ */
 
+/* tier_pack_max for both tiers: 0, a file per object, or packs up to that size. */
 static om_store_t *
-open_store(om_index_t *ix, const char *mem, const char *disk)
+open_store(om_index_t *ix, const char *mem, const char *disk, uint32_t tier_pack_max)
 {
-	om_store_params_t p = { .mem = { mem, 0 }, .disk = { disk, 0 } };
+	om_store_params_t p = { .mem = { .path = mem, .pack_max = tier_pack_max },
+		.disk = { .path = disk, .pack_max = tier_pack_max } };
 	char err[256];
 	om_store_t *st;
 
@@ -295,7 +313,7 @@ bench_put_get(uint32_t n)
 		mkdirs(disk, sizeof(disk), "disk");
 		if (om_index_create(&ip, &ix) != 0)
 			exit(1);
-		st = open_store(ix, mem, disk);
+		st = open_store(ix, mem, disk, 0);
 		t0 = now_s();
 		for (uint32_t i = 0; i < n; i++) {
 			key(k, i);
@@ -349,55 +367,121 @@ bench_put_get(uint32_t n)
 
 /* ---- rebuild ----------------------------------------------------------- */
 
-static void
-bench_rebuild(uint32_t n)
-{
-	char mem[512], disk[512], k[URI_LEN + 1], what[80];
-	om_ix_params_t ip = { .capacity = n + n / 4, .max_uri = 256 };
-	om_put_args_t a = { .size = 100 };
-	series_t secs = { .n = 0 }, rate = { .n = 0 };
-	static char data[100];
+/*
+ * The two layouts of small objects: a file each (pack_max 0) and packs
+ * (pack_max, the daemon's default unless --pack-max says otherwise).
+ */
+enum { RB_FILES, RB_PACKED, RB_LAYOUTS };
+
+typedef struct {
+	const char *name;
+	uint32_t pack_max;
+	char mem[512], disk[512];
 	om_index_t *ix;
 	om_store_t *st;
+	series_t secs, rate;
+} rb_layout_t;
+
+/* n objects of rebuild_size bytes through the store, left open. */
+static void
+rb_write(rb_layout_t *l, uint32_t n, const om_ix_params_t *ip, const char *tag)
+{
+	om_put_args_t a = { .size = rebuild_size };
+	char *data = calloc(1, rebuild_size);
+	char k[URI_LEN + 1], t[32];
 	double t0;
 
-	mkdirs(mem, sizeof(mem), "rb-mem");
-	mkdirs(disk, sizeof(disk), "rb-disk");
-	if (om_index_create(&ip, &ix) != 0)
+	if (data == NULL)
 		exit(1);
-	st = open_store(ix, mem, disk);
+
+	snprintf(t, sizeof(t), "rb-%s-mem", tag);
+	mkdirs(l->mem, sizeof(l->mem), t);
+	snprintf(t, sizeof(t), "rb-%s-disk", tag);
+	mkdirs(l->disk, sizeof(l->disk), t);
+	if (om_index_create(ip, &l->ix) != 0)
+		exit(1);
+	l->st = open_store(l->ix, l->mem, l->disk, l->pack_max);
 	t0 = now_s();
 	for (uint32_t i = 0; i < n; i++) {
 		key(k, i);
-		if (om_store_put(st, k, URI_LEN, data, &a, NULL) != 0) {
-			fprintf(stderr, "put failed at %u\n", i);
+		if (om_store_put(l->st, k, URI_LEN, data, &a, NULL) != 0) {
+			fprintf(stderr, "put failed at %u (%s)\n", i, l->name);
 			exit(1);
 		}
 	}
-	fprintf(stderr, "  (%u objects written in %.1f s)\n", n, now_s() - t0);
-	for (int r = 0; r < runs; r++) {
-		om_rebuild_stats_t rs;
+	fprintf(stderr, "  (%u objects (%s) written in %.1f s)\n", n, l->name, now_s() - t0);
+	free(data);
+}
 
-		om_store_close(st);
-		om_index_close(ix);
-		if (om_index_create(&ip, &ix) != 0)
-			exit(1);
-		st = open_store(ix, mem, disk);
-		if (om_store_rebuild(st, &rs) != 0 || rs.objects != n) {
-			fprintf(stderr, "rebuild failed: %" PRIu64 " objects\n", rs.objects);
-			exit(1);
-		}
-		secs.v[secs.n++] = rs.seconds;
-		rate.v[rate.n++] = n / rs.seconds;
+/* One rebuild of l's tiers into a new index. */
+static double
+rb_once(rb_layout_t *l, uint32_t n, const om_ix_params_t *ip)
+{
+	om_rebuild_stats_t rs;
+
+	om_store_close(l->st);
+	om_index_close(l->ix);
+	if (om_index_create(ip, &l->ix) != 0)
+		exit(1);
+	l->st = open_store(l->ix, l->mem, l->disk, l->pack_max);
+	if (om_store_rebuild(l->st, &rs) != 0 || rs.objects != n) {
+		fprintf(stderr, "rebuild (%s) failed: %" PRIu64 " objects\n", l->name, rs.objects);
+		exit(1);
 	}
-	snprintf(what, sizeof(what), "rebuild %u objects, tmpfs", n);
-	row_f(what, "seconds", &secs);
-	snprintf(what, sizeof(what), "rebuild %u objects, tmpfs", n);
-	row(what, "objects/s", &rate);
-	om_store_close(st);
-	om_index_close(ix);
-	rmtree(mem);
-	rmtree(disk);
+	l->secs.v[l->secs.n++] = rs.seconds;
+	l->rate.v[l->rate.n++] = n / rs.seconds;
+	return rs.seconds;
+}
+
+/*
+ * Both layouts hold n objects at once and their rebuilds alternate, so that
+ * a noisy neighbour hits both alike; the ratio packed / files is taken in
+ * each run. The objects are 100 bytes unless --rebuild-size says otherwise:
+ * a file's record is read, a packed entry's record and bytes (its CRC is
+ * checked), so larger objects cost the packed layout more.
+ */
+static void
+bench_rebuild(uint32_t n)
+{
+	om_ix_params_t ip = { .capacity = n + n / 4, .max_uri = 256 };
+	rb_layout_t l[RB_LAYOUTS] = {
+		[RB_FILES] = { .name = "files", .pack_max = 0 },
+		[RB_PACKED] = { .name = "packed", .pack_max = pack_max },
+	};
+	series_t ratio = { .n = 0 };
+	char what[80];
+
+	rb_write(&l[RB_FILES], n, &ip, "files");
+	rb_write(&l[RB_PACKED], n, &ip, "packed");
+	for (int r = 0; r < runs; r++) {
+		/* Which goes first alternates too: neither always follows the
+		 * other's rebuild and what it left in the caches. */
+		int first = r & 1;
+		double s[RB_LAYOUTS];
+
+		s[first] = rb_once(&l[first], n, &ip);
+		s[!first] = rb_once(&l[!first], n, &ip);
+		ratio.v[ratio.n++] = s[RB_PACKED] / s[RB_FILES];
+	}
+	for (int i = 0; i < RB_LAYOUTS; i++) {
+		if (rebuild_size == 100)
+			snprintf(what, sizeof(what), "rebuild %u objects (%s), tmpfs", n, l[i].name);
+		else
+			snprintf(what, sizeof(what), "rebuild %u x %u B (%s), tmpfs", n, rebuild_size, l[i].name);
+		row_f(what, "seconds", &l[i].secs);
+		row(what, "objects/s", &l[i].rate);
+	}
+	if (rebuild_size == 100)
+		snprintf(what, sizeof(what), "rebuild %u objects, packed / files", n);
+	else
+		snprintf(what, sizeof(what), "rebuild %u x %u B, packed / files", n, rebuild_size);
+	row_f(what, "ratio", &ratio);
+	for (int i = 0; i < RB_LAYOUTS; i++) {
+		om_store_close(l[i].st);
+		om_index_close(l[i].ix);
+		rmtree(l[i].mem);
+		rmtree(l[i].disk);
+	}
 }
 
 /* ---- scrub ------------------------------------------------------------ */
@@ -422,7 +506,7 @@ bench_scrub(uint32_t n)
 	mkdirs(disk, sizeof(disk), "sc-disk");
 	if (om_index_create(&ip, &ix) != 0)
 		exit(1);
-	st = open_store(ix, mem, disk);
+	st = open_store(ix, mem, disk, 0);
 	memset(data, 'x', sizeof(data));
 	for (uint32_t i = 0; i < n; i++) {
 		key(k, i);
@@ -468,7 +552,10 @@ bench_scrub(uint32_t n)
  * objmapperd whose configuration points there; bench/compare measures the
  * daemon's restart on them (the daemon rebuilds its index from the files
  * whoever wrote them, and this is several times quicker than PUTs over a
- * socket).
+ * socket). Objects of at most pack_max bytes go into packs, as the daemon
+ * stores them with its default pack_max (16 KiB; --pack-max for another,
+ * 0 for a file each): a restart measured on a layout the daemon would not
+ * have written measures something else.
  */
 static int
 fill(const char *dir, uint32_t n, uint32_t size)
@@ -496,7 +583,7 @@ fill(const char *dir, uint32_t n, uint32_t size)
 		free(data);
 		return 1;
 	}
-	st = open_store(ix, mem, disk);
+	st = open_store(ix, mem, disk, pack_max);
 	for (uint32_t i = 0; i < n; i++) {
 		int len = snprintf(k, sizeof(k), "/r/%08" PRIu32, i);
 
@@ -511,7 +598,8 @@ fill(const char *dir, uint32_t n, uint32_t size)
 	om_store_close(st);
 	om_index_close(ix);
 	free(data);
-	fprintf(stderr, "%u objects of %u bytes written in %.1f s\n", n, size, now_s() - t0);
+	fprintf(stderr, "%u objects of %u bytes written in %.1f s (%s)\n", n, size, now_s() - t0,
+	    pack_max > 0 && size <= pack_max ? "packed" : "a file each");
 	return 0;
 }
 
@@ -536,11 +624,25 @@ main(int argc, char **argv)
 	uint32_t lookups_n = 1000000, put_n = 100000, scrub_n = 100000;
 	uint32_t rebuilds[4] = { 100000, 1000000 };
 	int nrebuilds = 2;
+	const char *fill_dir = NULL;
+	uint32_t fill_n = 0, fill_size = 0;
 
-	if (argc == 5 && strcmp(argv[1], "--fill") == 0)
-		return fill(argv[2], (uint32_t)strtoul(argv[3], NULL, 10), (uint32_t)strtoul(argv[4], NULL, 10));
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--quick") == 0) {
+		if (strcmp(argv[i], "--fill") == 0 && i + 3 < argc) {
+			fill_dir = argv[++i];
+			fill_n = (uint32_t)strtoul(argv[++i], NULL, 10);
+			fill_size = (uint32_t)strtoul(argv[++i], NULL, 10);
+		} else if (strcmp(argv[i], "--pack-max") == 0 && i + 1 < argc) {
+			unsigned long v = strtoul(argv[++i], NULL, 10);
+
+			/* The store would cap it silently; the daemon's
+			 * configuration refuses it. */
+			if (v > OM_STORE_PACK_MAX) {
+				fprintf(stderr, "--pack-max: at most %u\n", OM_STORE_PACK_MAX);
+				return 2;
+			}
+			pack_max = (uint32_t)v;
+		} else if (strcmp(argv[i], "--quick") == 0) {
 			lookups_n = 100000;
 			put_n = 20000;
 			rebuilds[0] = 20000;
@@ -553,6 +655,8 @@ main(int argc, char **argv)
 				runs = 3;
 		} else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
 			base_dir = argv[++i];
+		} else if (strcmp(argv[i], "--rebuild-size") == 0 && i + 1 < argc) {
+			rebuild_size = (uint32_t)strtoul(argv[++i], NULL, 10);
 		} else if (strcmp(argv[i], "--rebuild") == 0 && i + 1 < argc) {
 			char *s = argv[++i], *tok;
 
@@ -560,10 +664,19 @@ main(int argc, char **argv)
 			while ((tok = strsep(&s, ",")) != NULL && nrebuilds < 4)
 				rebuilds[nrebuilds++] = (uint32_t)strtoul(tok, NULL, 10);
 		} else {
-			fprintf(stderr, "usage: %s [--quick] [--runs N] [--dir DIR] [--rebuild N,N]\n"
-			    "       %s --fill DIR OBJECTS SIZE\n", argv[0], argv[0]);
+			fprintf(stderr, "usage: %s [--quick] [--runs N] [--dir DIR] [--rebuild N,N] [--rebuild-size BYTES]\n"
+			    "       [--pack-max BYTES]\n"
+			    "       %s --fill DIR OBJECTS SIZE [--pack-max BYTES]\n", argv[0], argv[0]);
 			return 2;
 		}
+	}
+	if (fill_dir != NULL)
+		return fill(fill_dir, fill_n, fill_size);
+	if (pack_max == 0 || rebuild_size == 0 || rebuild_size > pack_max) {
+		/* The packed rows would be the files' again. */
+		fprintf(stderr, "the rebuild's objects (--rebuild-size, 1 to --pack-max bytes) are to fit in "
+		    "packs; --pack-max 0 is for --fill only\n");
+		return 2;
 	}
 	printf("objmapper storage engine, %ld CPUs, tiers under %s, median of %d runs\n\n",
 	    sysconf(_SC_NPROCESSORS_ONLN), base_dir, runs);
