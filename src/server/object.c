@@ -162,13 +162,24 @@ om_obj_read(om_fdc_t *fdc, const om_obj_t *o, uint64_t off, void *buf, size_t le
 }
 
 int
-om_obj_private(om_store_t *st, om_obj_t *o)
+om_obj_private(om_fdc_t *fdc, om_store_t *st, om_obj_t *o)
 {
+	const uint8_t *m;
 	int fd;
 
 	if (!o->packed)
 		return 0;
-	if ((fd = om_store_pack_memfd(st, o->tier, &o->obj)) < 0)
+	/* From the mapping get_packed read the record in: the pack is not
+	 * opened and read again for each descriptor (5 system calls of 11).
+	 * Without a mapping, or once it faults (the pack cut short), by name. */
+	m = om_fdc_map_pack(fdc, &o->ref);
+	fd = m != NULL ? om_store_pack_memfd_from(m, OM_STORE_PACK_BYTES, &o->obj) : -EFAULT;
+	if (fd == -EFAULT) {
+		if (m != NULL)
+			om_fdc_map_fails(fdc, &o->ref);
+		fd = om_store_pack_memfd(st, o->tier, &o->obj);
+	}
+	if (fd < 0)
 		return fd;
 	om_fdref_put(&o->ref);
 	o->ref = (om_fdref_t){ fd, NULL };

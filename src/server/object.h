@@ -57,8 +57,9 @@ int om_obj_get(om_fdc_t *fdc, om_store_t *st, const void *uri, size_t len, const
  */
 ssize_t om_obj_read(om_fdc_t *fdc, const om_obj_t *o, uint64_t off, void *buf, size_t len);
 /* For a client that gets a descriptor of a packed object: its own (a
- * sealed memfd of the bytes) replaces the pack's in o. 0 or -errno. */
-int om_obj_private(om_store_t *st, om_obj_t *o);
+ * sealed memfd of the bytes, from the worker's mapping of the pack where
+ * it has one) replaces the pack's in o. 0 or -errno. */
+int om_obj_private(om_fdc_t *fdc, om_store_t *st, om_obj_t *o);
 /* Releases what om_obj_get holds. */
 void om_obj_put(om_obj_t *o);
 /*

@@ -326,7 +326,7 @@ do_get(conn_t *c, const om_req_t *q, const uint8_t *uri)
 	 * from a mapping); a client that asks for its descriptor gets one of
 	 * its own. */
 	if ((mode == OM_MODE_FDPASS || !ob.packed) && get_as_fd(c, mode, ob.obj.size)) {
-		if ((rc = om_obj_private(c->w->srv->st, &ob)) != 0) {
+		if ((rc = om_obj_private(&c->w->fdc, c->w->srv->st, &ob)) != 0) {
 			conn_bin_error(c, q, om_proto_status_of(rc), "cannot make the object's descriptor: %s",
 			    om_strerror(rc));
 			om_obj_put(&ob);

@@ -308,6 +308,13 @@ int om_store_pack_meta(const om_ix_obj_t *o, const uint8_t *rec, uint32_t rlen, 
  * read-only, holding exactly them (a pack's descriptor would show the
  * other objects in it). -errno. */
 int om_store_pack_memfd(om_store_t *st, int tier, const om_ix_obj_t *o);
+/* The same from a reader's mapping of o's pack (map, maplen bytes from
+ * its start, as a worker keeps it): o's entry checked there (live, its
+ * record decodes and names o's id), the memfd written from it; the pack is
+ * not opened nor read. -ENOENT as above; -EFAULT if the pack no longer
+ * holds the bytes (cut short behind the daemon's back: the mapping is to
+ * be given up). The caller has om_os_mapped_guard installed. */
+int om_store_pack_memfd_from(const void *map, size_t maplen, const om_ix_obj_t *o);
 /*
  * Compaction (the cache manager): packs with less than half of them live
  * have their live entries copied to the manager's own pack and are

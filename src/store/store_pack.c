@@ -311,8 +311,28 @@ om_pack_open(om_store_t *st, int tier, uint32_t no)
 	return fd < 0 ? -errno : fd;
 }
 
-ssize_t
-om_pack_entry(int fd, uint64_t loc, uint64_t id, uint8_t *rec, size_t cap)
+/* Where an entry is read from: a pack's descriptor (pread), or a reader's
+ * mapping of it (map, len bytes from its start), whose copy of bytes the
+ * pack no longer holds (cut short behind the daemon's back) is -EFAULT,
+ * the SIGBUS caught. */
+typedef struct {
+	int fd;
+	const uint8_t *map;
+	size_t len;
+} pack_src_t;
+
+static int
+src_read(const pack_src_t *s, void *buf, size_t n, uint64_t off)
+{
+	if (s->map == NULL)
+		return om_os_pread_all(s->fd, buf, n, off);
+	if (off > s->len || n > s->len - off)
+		return -EIO; /* past the end, as pread's */
+	return om_os_copy_mapped(buf, s->map + off, n);
+}
+
+static ssize_t
+entry_of(const pack_src_t *s, uint64_t loc, uint64_t id, uint8_t *rec, size_t cap)
 {
 	uint8_t mark[8], hdr[OM_META_HDR];
 	uint64_t d = OM_PACK_OFF(loc), e;
@@ -321,7 +341,7 @@ om_pack_entry(int fd, uint64_t loc, uint64_t id, uint8_t *rec, size_t cap)
 
 	if (d < OM_PACK_HDR + OM_META_HDR + 8)
 		return -ENOENT;
-	if ((rc = om_os_pread_all(fd, mark, sizeof(mark), d - 8)) != 0)
+	if ((rc = src_read(s, mark, sizeof(mark), d - 8)) != 0)
 		return rc == -ENODATA ? -ENOENT : rc;
 	rlen = om_get32(mark + 4);
 	if (om_get32(mark) != OM_PACK_LIVE || rlen < OM_META_HDR || rlen > OM_META_REC_MAX ||
@@ -329,7 +349,7 @@ om_pack_entry(int fd, uint64_t loc, uint64_t id, uint8_t *rec, size_t cap)
 		return -ENOENT;
 	e = d - OM_PACK_ALIGN16((uint64_t)rlen + 8);
 	if (rec == NULL) {
-		if ((rc = om_os_pread_all(fd, hdr, sizeof(hdr), e)) != 0)
+		if ((rc = src_read(s, hdr, sizeof(hdr), e)) != 0)
 			return rc == -ENODATA ? -ENOENT : rc;
 		if (om_get32(hdr) != OM_META_MAGIC || om_get64(hdr + 16) != id)
 			return -ENOENT;
@@ -337,7 +357,7 @@ om_pack_entry(int fd, uint64_t loc, uint64_t id, uint8_t *rec, size_t cap)
 	}
 	if (rlen > cap)
 		return -ERANGE;
-	if ((rc = om_os_pread_all(fd, rec, rlen, e)) != 0)
+	if ((rc = src_read(s, rec, rlen, e)) != 0)
 		return rc == -ENODATA ? -ENOENT : rc;
 	{
 		om_meta_rec_t r;
@@ -346,6 +366,14 @@ om_pack_entry(int fd, uint64_t loc, uint64_t id, uint8_t *rec, size_t cap)
 			return -ENOENT;
 	}
 	return (ssize_t)rlen;
+}
+
+ssize_t
+om_pack_entry(int fd, uint64_t loc, uint64_t id, uint8_t *rec, size_t cap)
+{
+	pack_src_t s = { fd, NULL, 0 };
+
+	return entry_of(&s, loc, id, rec, cap);
 }
 
 /* Closes the descriptors kept to mark entries dead: all of them, or
@@ -762,12 +790,42 @@ om_store_pack_check(int fd, const om_ix_obj_t *o)
 	return n < 0 ? (int)n : 0;
 }
 
+/* What a client is given of a packed object: a memfd holding exactly its
+ * size bytes from buf, sealed (no write, no change of size), mode 0440,
+ * close-on-exec, and read-only. A pack's descriptor would show it the
+ * other objects in the pack. */
+static int
+sealed_memfd(const void *buf, size_t size)
+{
+	char path[40];
+	int mfd, ro, rc;
+
+	if ((mfd = memfd_create("objmapper-object", MFD_CLOEXEC | MFD_ALLOW_SEALING)) < 0)
+		return -errno;
+	if ((rc = om_os_pwrite_all(mfd, buf, size, 0)) != 0) {
+		close(mfd);
+		return rc;
+	}
+	/* Mode 0440, as a published object's file. */
+	(void)fchmod(mfd, 0440);
+	(void)fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+	/* Read-only, as an object file's descriptor is: a new description
+	 * of it opened O_RDONLY (the sealed one if /proc is not there). The
+	 * seals alone refuse every write, but with EPERM on a description
+	 * F_GETFL shows open for writing; no call changes the access mode. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
+	ro = open(path, O_RDONLY | O_CLOEXEC);
+	if (ro < 0)
+		return mfd;
+	close(mfd);
+	return ro;
+}
+
 int
 om_store_pack_memfd(om_store_t *st, int tier, const om_ix_obj_t *o)
 {
 	static _Thread_local uint8_t buf[OM_STORE_PACK_MAX];
-	char path[40];
-	int pfd, mfd, ro, rc;
+	int pfd, rc;
 
 	if (o->size > sizeof(buf))
 		return -EFBIG;
@@ -779,23 +837,26 @@ om_store_pack_memfd(om_store_t *st, int tier, const om_ix_obj_t *o)
 	close(pfd);
 	if (rc != 0)
 		return rc == -EIO ? -ENOENT : rc;
-	if ((mfd = memfd_create("objmapper-object", MFD_CLOEXEC | MFD_ALLOW_SEALING)) < 0)
-		return -errno;
-	if ((rc = om_os_pwrite_all(mfd, buf, (size_t)o->size, 0)) != 0) {
-		close(mfd);
-		return rc;
-	}
-	/* Mode 0440, as a published object's file. */
-	(void)fchmod(mfd, 0440);
-	(void)fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
-	/* Read-only, as an object file's descriptor is: a new description
-	 * of it opened O_RDONLY (the sealed one if /proc is not there). */
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
-	ro = open(path, O_RDONLY | O_CLOEXEC);
-	if (ro < 0)
-		return mfd;
-	close(mfd);
-	return ro;
+	return sealed_memfd(buf, (size_t)o->size);
+}
+
+int
+om_store_pack_memfd_from(const void *map, size_t maplen, const om_ix_obj_t *o)
+{
+	pack_src_t s = { -1, map, maplen };
+	uint8_t rec[OM_META_REC_MAX];
+	uint64_t off = OM_PACK_OFF(o->loc);
+	ssize_t n;
+
+	if (o->size > OM_STORE_PACK_MAX)
+		return -EFBIG;
+	if (off > maplen || o->size > maplen - off)
+		return -ENOENT;
+	if ((n = entry_of(&s, o->loc, o->id, rec, sizeof(rec))) < 0)
+		return n == -EIO ? -ENOENT : (int)n;
+	/* Written straight from the mapping: the kernel's copy of a page
+	 * the pack no longer holds fails with EFAULT, no SIGBUS. */
+	return sealed_memfd((const uint8_t *)map + off, (size_t)o->size);
 }
 
 /* ---- compaction --------------------------------------------------------- */

@@ -3,12 +3,14 @@
  * packed objects served in every mode over the binary protocol and over
  * HTTP (whole, ranges, HEAD, their metadata as header fields) are exactly
  * their bytes; a descriptor of a packed object is the client's own
- * (read-only, mode 0440, its own offset); a mapped packed object replaced
- * serves the new bytes; 1 KiB objects in the memory tier take at most
- * 1.5x their bytes (issue 20's target); the cache manager compacts packs
- * whose objects were deleted (packs_removed_total); the whole daemon
- * killed with SIGKILL during packed PUTs from 4 clients comes back with
- * every acknowledged object.
+ * (read-only, mode 0440, sealed, its own offset), made from the worker's
+ * mapping of the pack (served with the pack renamed away: no pack opened
+ * for it); a mapped packed object replaced serves the new bytes; 1 KiB
+ * objects in the memory tier take at most 1.5x their bytes (issue 20's
+ * target); the cache manager compacts packs whose objects were deleted
+ * (packs_removed_total), and their objects are served after; the whole
+ * daemon killed with SIGKILL during packed PUTs from 4 clients comes back
+ * with every acknowledged object.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -368,6 +370,87 @@ test_fdpass_private(void **state)
 	get_mode_is("/fd", OM_MODE_FDPASS, 3000, 6);
 }
 
+static void
+count_pack_fd(void *arg, const char *target)
+{
+	unsigned *n = arg;
+
+	if (strstr(target, "/packs/") != NULL)
+		(*n)++;
+}
+
+/* Descriptors of packs the worker has open. */
+static unsigned
+pack_fds(pid_t w)
+{
+	unsigned n = 0;
+
+	(void)om_test_fd_targets(w, count_pack_fd, &n);
+	return n;
+}
+
+/*
+ * A descriptor of a packed object is filled from the worker's mapping of
+ * its pack: the pack is not opened again. With the pack renamed away
+ * (its number no longer names it) the worker still serves its objects by
+ * descriptor, the same bytes, sealed, 0440, read-only, and opens nothing
+ * of packs/ for them.
+ */
+static void
+test_fdpass_from_mapping(void **state)
+{
+	const int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL;
+	char packs[320], from[600], to[600];
+	unsigned char want[7000];
+	struct dirent *de;
+	unsigned before;
+	DIR *d;
+	pid_t w;
+
+	(void)state;
+	up_with(1, NULL);
+	w = om_daemon_only_worker(&D);
+	put_meta("/a", sizeof(want), 8, 0);
+	put_meta("/b", 100, 9, 0);
+	/* Served once inline: the worker has the pack open and mapped. */
+	get_mode_is("/a", OM_MODE_COPY, sizeof(want), 8);
+	snprintf(packs, sizeof(packs), "%s/objects/packs", D.dir);
+	assert_int_equal(om_test_count_files(packs, NULL, NULL), 1);
+	d = opendir(packs);
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL && de->d_name[0] == '.')
+		;
+	assert_non_null(de);
+	snprintf(from, sizeof(from), "%s/%s", packs, de->d_name);
+	snprintf(to, sizeof(to), "%s/.aside-%s", packs, de->d_name);
+	closedir(d);
+	assert_int_equal(rename(from, to), 0);
+	before = pack_fds(w);
+	om_test_fill(want, sizeof(want), 8);
+	for (int i = 0; i < 20; i++) {
+		om_info_t info;
+		struct stat sb;
+		int fd;
+
+		if (om_client_get_fd(cl, "/a", &fd, &info) != 0)
+			fail_msg("fdpass GET %d of a packed object, its pack renamed: %s", i,
+			    om_client_message(cl));
+		assert_int_equal(info.size, sizeof(want));
+		assert_int_equal(fstat(fd, &sb), 0);
+		assert_int_equal(sb.st_mode & 07777, 0440);
+		assert_int_equal(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDONLY);
+		assert_int_equal(fcntl(fd, F_GET_SEALS) & need, need);
+		assert_int_equal(pwrite(fd, "x", 1, 0), -1);
+		assert_int_equal(errno, EBADF);
+		fd_is(fd, want, sizeof(want));
+		close(fd);
+	}
+	get_mode_is("/b", OM_MODE_FDPASS, 100, 9);
+	assert_int_equal(pack_fds(w), before);
+	assert_int_equal(rename(to, from), 0);
+	get_mode_is("/a", OM_MODE_FDPASS, sizeof(want), 8);
+}
+
 /* Whether the worker maps a pack of the tier (its directory path). */
 static int
 maps_a_pack(pid_t w, const char *tier)
@@ -628,6 +711,16 @@ test_manager_compacts(void **state)
 		assert_int_equal(o.len, sizeof(want));
 		assert_memory_equal(o.data, want, sizeof(want));
 		om_object_free(&o);
+		/* By descriptor: filled from the worker's mapping of the
+		 * pack the object was copied to. */
+		{
+			om_info_t info;
+			int fd;
+
+			assert_int_equal(om_client_get_fd(cl, uri, &fd, &info), 0);
+			fd_is(fd, want, sizeof(want));
+			close(fd);
+		}
 	}
 	{
 		char err[256];
@@ -768,6 +861,7 @@ main(void)
 		cmocka_unit_test_teardown(test_modes_unix_and_http, down),
 		cmocka_unit_test_teardown(test_other_put_paths, down),
 		cmocka_unit_test_teardown(test_fdpass_private, down),
+		cmocka_unit_test_teardown(test_fdpass_from_mapping, down),
 		cmocka_unit_test_teardown(test_mapped_then_replaced, down),
 		cmocka_unit_test_teardown(test_memory_footprint, down),
 		cmocka_unit_test_teardown(test_manager_compacts, down),

@@ -3,7 +3,7 @@
  * with pack_max = 16 KiB: objects up to it are entries of TIER/packs/NNNNNN
  * (their record, a state word, their bytes), larger ones files. What a
  * GET gives (exactly the bytes, a read-only descriptor of its own, mode
- * 0440), the state words a replace and a delete leave, the rebuild (live
+ * 0440; the same made from a mapping of the pack), the state words a replace and a delete leave, the rebuild (live
  * entries only, a torn tail, a damaged entry, a duplicate left by an
  * unfinished compaction), the scrub, the compaction (an old descriptor
  * still reads the old bytes), a dead writer's entry reclaimed, durability
@@ -24,6 +24,7 @@
 
 #include "core/om_core.h"
 #include "index/om_index.h"
+#include "os/om_os.h"
 #include "store/om_store.h"
 #include "store/store_meta.h"
 #include "om_test.h"
@@ -436,6 +437,78 @@ test_descriptor_private_and_read_only(void **state)
 	close(g1.fd);
 	close(g2.fd);
 	check_obj(f, "/p", sizeof(want), 9);
+	fx_free(f);
+}
+
+/*
+ * A descriptor made from a reader's mapping of the pack (a worker's):
+ * exactly the bytes, a sealed memfd of its own, 0440, read-only, never the
+ * pack; refused (-ENOENT) for an entry that is dead or another object's,
+ * or past the mapping; -EFAULT once the pack was cut short under it.
+ */
+static void
+test_memfd_from_mapping(void **state)
+{
+	const int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL;
+	fx_t *f = fx_new(100);
+	unsigned char want[9000];
+	om_ix_obj_t m, n, other;
+	struct stat sb, pb;
+	char path[600];
+	uint64_t cut;
+	void *map;
+	int pfd, fd;
+
+	(void)state;
+	assert_int_equal(om_os_mapped_guard(), 0);
+	om_test_fill(want, sizeof(want), 11);
+	assert_int_equal(put_seed(f, "/m", sizeof(want), 11, 0, &m), 0);
+	assert_int_equal(put_seed(f, "/n", 200, 12, 0, &n), 0);
+	assert_true(m.flags & OM_IX_F_PACKED);
+	assert_int_equal(OM_PACK_NO(m.loc), OM_PACK_NO(n.loc));
+	pack_path(f, OM_TIER_DISK, OM_PACK_NO(m.loc), path, sizeof(path));
+	pfd = open(path, O_RDWR | O_CLOEXEC);
+	assert_true(pfd >= 0);
+	assert_int_equal(fstat(pfd, &pb), 0);
+	map = mmap(NULL, (size_t)OM_STORE_PACK_BYTES, PROT_READ, MAP_SHARED, pfd, 0);
+	assert_true(map != MAP_FAILED);
+
+	fd = om_store_pack_memfd_from(map, (size_t)OM_STORE_PACK_BYTES, &m);
+	assert_true(fd >= 0);
+	assert_fd_bytes(fd, want, sizeof(want));
+	assert_int_equal(fstat(fd, &sb), 0);
+	assert_false(sb.st_dev == pb.st_dev && sb.st_ino == pb.st_ino);
+	assert_int_equal(sb.st_mode & 07777, 0440);
+	assert_int_equal(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDONLY);
+	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	assert_int_equal(fcntl(fd, F_GET_SEALS) & need, need);
+	assert_int_equal(pwrite(fd, "x", 1, 0), -1);
+	assert_int_equal(errno, EBADF);
+	assert_int_not_equal(ftruncate(fd, 0), 0);
+	assert_true(mmap(NULL, sizeof(want), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED);
+	close(fd);
+
+	/* Another object's entry, or the entry taken for another id. */
+	other = n;
+	other.id = m.id;
+	assert_int_equal(om_store_pack_memfd_from(map, (size_t)OM_STORE_PACK_BYTES, &other), -ENOENT);
+	other = m;
+	other.id ^= 1;
+	assert_int_equal(om_store_pack_memfd_from(map, (size_t)OM_STORE_PACK_BYTES, &other), -ENOENT);
+	/* Past what is mapped. */
+	assert_int_equal(om_store_pack_memfd_from(map, (size_t)OM_PACK_OFF(m.loc) + 100, &m), -ENOENT);
+	/* Dead: deleted (the mapping shows the state word written). */
+	assert_int_equal(om_store_delete(f->st, "/n", 2), 0);
+	assert_int_equal(om_store_pack_memfd_from(map, (size_t)OM_STORE_PACK_BYTES, &n), -ENOENT);
+
+	/* Cut short behind the store's back within m's bytes (its record
+	 * still there): the copy faults, no SIGBUS. */
+	cut = (OM_PACK_OFF(m.loc) + 4095) & ~(uint64_t)4095;
+	assert_true(cut < OM_PACK_OFF(m.loc) + sizeof(want));
+	assert_int_equal(ftruncate(pfd, (off_t)cut), 0);
+	assert_int_equal(om_store_pack_memfd_from(map, (size_t)OM_STORE_PACK_BYTES, &m), -EFAULT);
+	munmap(map, (size_t)OM_STORE_PACK_BYTES);
+	close(pfd);
 	fx_free(f);
 }
 
@@ -1451,6 +1524,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sizes_both_tiers),
 		cmocka_unit_test(test_descriptor_private_and_read_only),
+		cmocka_unit_test(test_memfd_from_mapping),
 		cmocka_unit_test(test_replace_and_delete_mark_dead),
 		cmocka_unit_test(test_rebuild_live_entries_only),
 		cmocka_unit_test(test_torn_tail),
