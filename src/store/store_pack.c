@@ -529,7 +529,20 @@ tombs_load(om_store_t *st, int tier, tomb_t **out)
 		close(fd);
 		return -errno;
 	}
-	while ((de = readdir(d)) != NULL) {
+	for (;;) {
+		/* A directory that cannot be read is not one without notes:
+		 * the rebuild fails rather than index what they kill. */
+		errno = 0;
+		if ((de = readdir(d)) == NULL) {
+			int e = errno;
+
+			if (e != 0) {
+				free(v);
+				closedir(d);
+				return -e;
+			}
+			break;
+		}
 		if (tomb_parse(de->d_name, &t) != 0)
 			continue;
 		if (n == cap) {
@@ -717,16 +730,27 @@ om_pack_rebuild(om_store_t *st, int tier, int64_t now, om_pack_rebuild_t *pr)
 		rc = -errno;
 		goto out;
 	}
-	while (rc == 0 && (de = readdir(d)) != NULL) {
+	while (rc == 0) {
 		uint32_t no;
 
+		/* The end of the listing, or an error reading it: not the
+		 * same (the packs after it would be missing until the next
+		 * start). */
+		errno = 0;
+		if ((de = readdir(d)) == NULL) {
+			if (errno != 0) {
+				rc = -errno;
+				om_log_err(-rc, "store: rebuild: reading %s/packs failed", st->tier[tier].path);
+			}
+			break;
+		}
 		if (de->d_name[0] == '.' || parse_no(de->d_name, &no) != 0)
 			continue;
 		rc = rebuild_pack(&b, dirfd(d), de->d_name, no);
 	}
 	closedir(d);
 out:
-	if (rc == 0)
+	if (rc == 0 && b.tombs != NULL)
 		tombs_done(st, tier, b.tombs, b.ntombs);
 	free(b.tombs);
 	/* The master rebuilds, then forks every other process: none of them

@@ -854,7 +854,7 @@ check_pack_record(world_t *w, int tier, const char *uri, const om_ix_obj_t *o, i
 	char path[1400];
 	om_meta_rec_t r;
 	uint64_t off;
-	uint32_t rlen = 0;
+	uint32_t rlen;
 	int fd, ok;
 
 	if (om_packs_find(tier == OM_TIER_MEM ? w->mem : w->disk, tier, o->id, path, sizeof(path), &off) != 0)
