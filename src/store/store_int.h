@@ -78,6 +78,7 @@ struct om_store {
 		int fd;
 		int tier;
 		uint32_t no;
+		uint64_t seen;       /* om_index_notes_head when last found linked */
 	} pk[64];
 	uint64_t pack_seed;
 	uint64_t pack_skip[16];      /* packs compaction leaves (damaged), tier << 62 | loc */

@@ -207,13 +207,17 @@ om_pack_append(om_store_t *st, int tier, uint64_t id, const uint8_t *rec, size_t
 
 /* A descriptor of pack no of the tier, open for writing state words:
  * kept, direct-mapped by number (a replace marks its old entry dead, in
- * any of the packs). A kept one is checked to be still linked: a pack
- * compacted away by another process, whose number a new pack may have
- * taken, is opened again. */
+ * any of the packs). A kept one must be still linked: a pack compacted
+ * away by another process, whose number a new pack may have taken, is
+ * opened again. A compaction notes a pack it removed after the unlink
+ * (om_index_note_drop), so while no note was taken since the descriptor
+ * was last found linked, it still is, and the fstat is saved (one system
+ * call of a packed replace or DELETE). */
 static int
 pack_rw(om_store_t *st, int tier, uint32_t no)
 {
 	unsigned i = (no * 2654435761u >> 8 ^ (unsigned)tier) % OM_ARRAY_LEN(st->pk);
+	uint64_t head = om_index_notes_head(st->ix);
 	struct stat sb;
 	char name[32];
 	int fd;
@@ -221,8 +225,12 @@ pack_rw(om_store_t *st, int tier, uint32_t no)
 	if (st->pw[tier].fd >= 0 && st->pw[tier].no == no)
 		return st->pw[tier].fd;
 	if (st->pk[i].fd >= 0 && st->pk[i].tier == tier && st->pk[i].no == no) {
-		if (fstat(st->pk[i].fd, &sb) == 0 && sb.st_nlink > 0)
+		if (st->pk[i].seen == head)
 			return st->pk[i].fd;
+		if (fstat(st->pk[i].fd, &sb) == 0 && sb.st_nlink > 0) {
+			st->pk[i].seen = head;
+			return st->pk[i].fd;
+		}
 	}
 	om_pack_name(no, name, sizeof(name));
 	do
@@ -235,6 +243,7 @@ pack_rw(om_store_t *st, int tier, uint32_t no)
 	st->pk[i].fd = fd;
 	st->pk[i].tier = tier;
 	st->pk[i].no = no;
+	st->pk[i].seen = head; /* read before the open, which found it linked */
 	return fd;
 }
 
@@ -1047,7 +1056,6 @@ compact_one(om_store_t *st, int tier, uint32_t no, uint64_t *copied)
 		close(fd);
 		return 0;
 	}
-	om_index_note_drop(st->ix, OM_STORE_DROP_KEY(tier, OM_STORE_PACK_ID(no)));
 	for (unsigned i = 0; i < OM_ARRAY_LEN(st->pk); i++) {
 		if (st->pk[i].fd >= 0 && st->pk[i].tier == tier && st->pk[i].no == no) {
 			close(st->pk[i].fd);
@@ -1056,6 +1064,9 @@ compact_one(om_store_t *st, int tier, uint32_t no, uint64_t *copied)
 	}
 	if (unlinkat(t->dirfd, name, 0) != 0)
 		rc = -errno;
+	/* After the unlink: a process that found the pack linked before this
+	 * note checks it again after (pack_rw); workers close and unmap it. */
+	om_index_note_drop(st->ix, OM_STORE_DROP_KEY(tier, OM_STORE_PACK_ID(no)));
 	close(fd);
 	return rc == 0 ? 1 : rc;
 }

@@ -59,6 +59,7 @@
 
 #include "core/om_core.h"
 #include "om_daemon.h"
+#include "om_packs.h"
 #include "om_test.h"
 
 #define MAX_THREADS 32
@@ -1079,6 +1080,7 @@ typedef struct {
 	unsigned master_fds;
 	uint64_t ops, evictions, promotions, restarts, reloads;
 	uint64_t scrub_passes, damaged, ix_objects, ix_capacity, ix_evictions;
+	uint64_t packs_removed;
 	int settled;
 } sample_t;
 
@@ -1161,6 +1163,7 @@ daemon_stats(sample_t *s)
 	s->ix_objects = stat_value(text, "index_objects");
 	s->ix_capacity = stat_value(text, "index_capacity");
 	s->ix_evictions = stat_value(text, "index_evictions_total");
+	s->packs_removed = stat_value(text, "packs_removed_total");
 	if (s->ix_objects >= s->ix_capacity && s->ix_capacity > 0)
 		index_full_seen++;
 	free(text);
@@ -1452,6 +1455,14 @@ soak(void **state)
 	om_daemon_start(&D);
 	verify_all_keys("after a restart");
 	om_daemon_stop(&D);
+	/* The tiers as the daemon left them: every object in one file or
+	 * one live pack entry, never two (om_packs_objects fails the test
+	 * otherwise). */
+	{
+		long in_tiers = om_packs_objects(tier_p, OM_TIER_PERSISTENT) + om_packs_objects(tier_m, OM_TIER_MEMORY);
+
+		printf("tiers: %ld objects and copies in files and live pack entries, none twice\n", in_tiers);
+	}
 
 	/* Summary. */
 	{
@@ -1538,6 +1549,15 @@ soak(void **state)
 		if (end.scrub_passes == 0 || end.ix_evictions == 0) {
 			printf("FAIL: %" PRIu64 " scrub passes; %" PRIu64 " evictions for a full index\n",
 			    end.scrub_passes, end.ix_evictions);
+			fail = 1;
+		}
+		/* Small objects are packed (pack_max 16K, the default): the
+		 * manager must have compacted, or the packs' removal was not
+		 * exercised. */
+		printf("  packs        %" PRIu64 " removed by compaction (packs_removed_total)\n",
+		    end.packs_removed);
+		if (end.packs_removed == 0) {
+			printf("FAIL: no pack was compacted (packs_removed_total 0)\n");
 			fail = 1;
 		}
 		if (end.reloads != hups) {
