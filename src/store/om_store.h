@@ -210,6 +210,10 @@ int om_store_attach(om_store_t *st, om_attach_stats_t *as, char *why, size_t n);
 
 /* The space of a tier now (one statvfs). 0 or -errno. */
 int om_store_space(om_store_t *st, int tier, om_space_t *sp);
+/* The same for admitting a PUT of `size` bytes: from this process's last
+ * reading of the filesystem where that is safe (store_space.c), else
+ * om_store_space. */
+int om_store_space_small(om_store_t *st, int tier, uint64_t size, om_space_t *sp);
 /* Bytes a new object could take in the tier now, evicting every object of
  * it if need be (and if the store may evict); never more than sp->max. */
 uint64_t om_store_room(const om_store_t *st, const om_space_t *sp);

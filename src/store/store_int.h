@@ -79,7 +79,13 @@ struct om_store {
 		int tier;
 		uint32_t no;
 		uint64_t seen;       /* om_index_notes_head when last found linked */
-	} pk[64];
+	} pk[256];
+	struct {                     /* a tier's filesystem as this process last read it */
+		uint64_t fs_size;
+		uint64_t fs_free;
+		uint64_t spent;      /* bytes admitted on these figures since */
+		uint64_t at_ms;      /* om_clock_ms when read; 0: never */
+	} fs_seen[2];
 	uint64_t pack_seed;
 	uint64_t pack_skip[16];      /* packs compaction leaves (damaged), tier << 62 | loc */
 	unsigned pack_skip_next;

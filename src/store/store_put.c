@@ -194,7 +194,7 @@ check_fits(om_store_t *st, int tier, uint64_t size, om_space_t *spp)
 	om_space_t sp;
 	int rc;
 
-	if ((rc = om_store_space(st, tier, &sp)) != 0)
+	if ((rc = om_store_space_small(st, tier, size, &sp)) != 0)
 		return rc;
 	if (spp != NULL)
 		*spp = sp;
