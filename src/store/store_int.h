@@ -7,6 +7,7 @@
 #define OM_STORE_INT_H
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -86,6 +87,10 @@ struct om_store {
 		uint64_t spent;      /* bytes admitted on these figures since */
 		uint64_t at_ms;      /* om_clock_ms when read; 0: never */
 	} fs_seen[2];
+	/* Held around pk[] and the writes through it while the rebuild's
+	 * threads walk packs (om_pack_rebuild); NULL otherwise, when one
+	 * thread of a process marks entries dead. */
+	pthread_mutex_t *pk_lock;
 	uint64_t pack_seed;
 	uint64_t pack_skip[16];      /* packs compaction leaves (damaged), tier << 62 | loc */
 	unsigned pack_skip_next;
@@ -228,12 +233,13 @@ int om_pack_open(om_store_t *st, int tier, uint32_t no);
 ssize_t om_pack_entry(int fd, uint64_t loc, uint64_t id, uint8_t *rec, size_t cap);
 /* Closes this process's packs. */
 void om_pack_close_all(om_store_t *st);
-/* The rebuild of one tier's packs (store_rebuild.c calls it). */
+/* The rebuild of one tier's packs (store_rebuild.c calls it), walked by
+ * up to nthreads threads, this one included. */
 typedef struct {
 	uint64_t max_id;
 	uint64_t entries, stale, expired, corrupt;
 } om_pack_rebuild_t;
-int om_pack_rebuild(om_store_t *st, int tier, int64_t now, om_pack_rebuild_t *pr);
+int om_pack_rebuild(om_store_t *st, int tier, int64_t now, unsigned nthreads, om_pack_rebuild_t *pr);
 /* A dead process's intent on a pack entry: kill it if it is not indexed. */
 int om_pack_reclaim(om_store_t *st, int tier, uint64_t id, uint64_t loc);
 /* What evicting packed objects freed is on the filesystem only once their

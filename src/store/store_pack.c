@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,6 +206,24 @@ om_pack_append(om_store_t *st, int tier, uint64_t id, const uint8_t *rec, size_t
 	return 0;
 }
 
+/* pk[] is one thread's but while the rebuild's threads walk packs
+ * (om_pack_rebuild): then a mutex is held from the lookup in pk[] to the
+ * write through the descriptor, which another thread's lookup could
+ * otherwise close under it. */
+static void
+pk_lock(om_store_t *st)
+{
+	if (st->pk_lock != NULL)
+		pthread_mutex_lock(st->pk_lock);
+}
+
+static void
+pk_unlock(om_store_t *st)
+{
+	if (st->pk_lock != NULL)
+		pthread_mutex_unlock(st->pk_lock);
+}
+
 /* A descriptor of pack no of the tier, open for writing state words:
  * kept, direct-mapped by number (a replace marks its old entry dead, in
  * any of the packs). A kept one must be still linked: a pack compacted
@@ -251,26 +270,32 @@ int
 om_pack_kill(om_store_t *st, int tier, uint64_t loc)
 {
 	uint8_t w[4];
-	int fd = pack_rw(st, tier, OM_PACK_NO(loc));
+	int fd, rc;
 
-	if (fd == -ENOENT)
-		return -ENOENT; /* compacted away */
-	if (fd < 0)
-		return fd;
 	om_le32(w, OM_PACK_DEAD);
-	return om_os_pwrite_all(fd, w, sizeof(w), OM_PACK_OFF(loc) - 8);
+	pk_lock(st);
+	fd = pack_rw(st, tier, OM_PACK_NO(loc));
+	/* -ENOENT: compacted away. */
+	rc = fd < 0 ? fd : om_os_pwrite_all(fd, w, sizeof(w), OM_PACK_OFF(loc) - 8);
+	pk_unlock(st);
+	return rc;
 }
 
 int
 om_pack_sync(om_store_t *st, int tier, uint64_t loc)
 {
-	int fd = pack_rw(st, tier, OM_PACK_NO(loc));
+	int fd, rc;
 
+	pk_lock(st);
+	fd = pack_rw(st, tier, OM_PACK_NO(loc));
 	if (fd == -ENOENT)
-		return 0; /* compacted away: its entries are nowhere */
-	if (fd < 0)
-		return fd;
-	return fdatasync(fd) == 0 ? 0 : -errno;
+		rc = 0; /* compacted away: its entries are nowhere */
+	else if (fd < 0)
+		rc = fd;
+	else
+		rc = fdatasync(fd) == 0 ? 0 : -errno;
+	pk_unlock(st);
+	return rc;
 }
 
 /*
@@ -430,11 +455,15 @@ pack_damaged(om_store_t *st, int tier, const om_meta_rec_t *r, uint64_t loc, con
 	int out;
 
 	snprintf(dst, sizeof(dst), "corrupt/%016" PRIx64, r->id);
+	/* Under the rebuild's mutex: two damaged copies of one id (a
+	 * compaction's) walked at once would mix their bytes in one file. */
+	pk_lock(st);
 	out = openat(t->dirfd, dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0440);
 	if (out >= 0) {
 		(void)om_os_pwrite_all(out, data, (size_t)r->size, 0);
 		close(out);
 	}
+	pk_unlock(st);
 	(void)om_pack_kill(st, tier, loc);
 	om_pack_name(OM_PACK_NO(loc), pname, sizeof(pname));
 	om_log_warn(0, "store: %s/%s at %llu, object %016" PRIx64 ": its bytes do not match their checksum "
@@ -587,53 +616,73 @@ tombs_done(om_store_t *st, int tier, const tomb_t *v, size_t n)
 	}
 }
 
+/* Shared by the threads that walk one tier's packs. */
 typedef struct {
 	om_store_t *st;
 	int tier;
 	int64_t now;
-	om_pack_rebuild_t *pr;
-	uint64_t live;
-	int err;
+	int dfd;        /* packs/ */
+	uint32_t *nos;  /* the packs, all listed before any is walked */
+	size_t npacks;
+	size_t next;    /* atomic: the next of nos to walk */
+	int err;        /* atomic: the first error, which stops every thread */
+	/* Read by every thread; a note's keep is written by the one thread
+	 * that meets its entry (a note names one entry of one pack). */
 	tomb_t *tombs;
 	size_t ntombs;
+} pack_job_t;
+
+/* One thread's walk: its counts, summed once every thread is done (no
+ * counter is shared while they run). */
+typedef struct {
+	pack_job_t *job;
+	om_pack_rebuild_t pr;
+	uint64_t live;  /* entries of the pack being walked that were indexed */
+	int err;
+	int stopped;    /* by another thread's error: its pack is left as it is */
 } pack_rb_t;
 
 static int
 rebuild_entry(void *arg, const om_meta_rec_t *r, uint64_t loc, uint32_t state, const uint8_t *data)
 {
 	pack_rb_t *b = arg;
-	om_store_t *st = b->st;
-	om_ix_obj_t o;
+	pack_job_t *job = b->job;
+	om_store_t *st = job->st;
+	om_ix_obj_t o, old;
 	int rc;
 
-	if (r->id > b->pr->max_id)
-		b->pr->max_id = r->id;
+	if (__atomic_load_n(&job->err, __ATOMIC_RELAXED) != 0) {
+		b->stopped = 1;
+		return 1;
+	}
+	if (r->id > b->pr.max_id)
+		b->pr.max_id = r->id;
 	if (state == OM_PACK_BAD) {
-		b->pr->corrupt++;
-		pack_damaged(st, b->tier, r, loc, data, "by the rebuild");
+		b->pr.corrupt++;
+		pack_damaged(st, job->tier, r, loc, data, "by the rebuild");
 		return 0;
 	}
 	if (state != OM_PACK_LIVE)
 		return 0;
-	if (b->ntombs != 0) {
-		tomb_t key = { r->id, loc, 0 }, *hit = bsearch(&key, b->tombs, b->ntombs, sizeof(key), tomb_cmp);
+	if (job->ntombs != 0) {
+		tomb_t key = { r->id, loc, 0 }, *hit = bsearch(&key, job->tombs, job->ntombs, sizeof(key), tomb_cmp);
 
 		if (hit != NULL) {
 			/* Dropped by a process that could not mark it dead. */
-			b->pr->stale++;
-			hit->keep = om_pack_kill(st, b->tier, loc) != 0;
+			b->pr.stale++;
+			hit->keep = om_pack_kill(st, job->tier, loc) != 0;
 			return 0;
 		}
 	}
-	if ((b->tier == OM_TIER_DISK) != (r->kind == OM_KIND_PERSIST) || r->kind == OM_KIND_COPY ||
+	if ((job->tier == OM_TIER_DISK) != (r->kind == OM_KIND_PERSIST) || r->kind == OM_KIND_COPY ||
 	    r->uri_len > om_index_max_uri(st->ix)) {
-		b->pr->corrupt++;
-		(void)om_pack_kill(st, b->tier, loc);
+		b->pr.corrupt++;
+		(void)om_pack_kill(st, job->tier, loc);
 		return 0;
 	}
-	if (r->expires != 0 && r->expires <= b->now) {
-		b->pr->expired++;
-		(void)om_pack_kill(st, b->tier, loc);
+	if (r->expires != 0 && r->expires <= job->now) {
+		b->pr.expired++;
+		(void)om_pack_kill(st, job->tier, loc);
 		return 0;
 	}
 	memset(&o, 0, sizeof(o));
@@ -641,16 +690,35 @@ rebuild_entry(void *arg, const om_meta_rec_t *r, uint64_t loc, uint32_t state, c
 	o.size = r->size;
 	o.expires = r->expires;
 	o.crc = r->crc;
-	o.flags = OM_IX_F_PACKED | (b->tier == OM_TIER_MEM ? OM_IX_F_EPHEMERAL : 0);
+	o.flags = OM_IX_F_PACKED | (job->tier == OM_TIER_MEM ? OM_IX_F_EPHEMERAL : 0);
 	o.loc = loc;
-	rc = om_index_put(st->ix, r->uri, r->uri_len, &o, OM_IX_UPSERT, NULL);
+	/* The index takes concurrent writers (as the files' threads put);
+	 * whichever thread comes second, the newer id wins. */
+	for (;;) {
+		rc = om_index_put(st->ix, r->uri, r->uri_len, &o, OM_IX_UPSERT, &old);
+		if (rc != -ESTALE || old.id != r->id || !(old.flags & OM_IX_F_PACKED) ||
+		    OM_PACK_NO(old.loc) <= OM_PACK_NO(loc))
+			break;
+		/* This very object in two packs (a compaction that did not
+		 * finish): the pack of the lower number keeps it, not the one
+		 * a thread happened to walk first, so that the same pack ends
+		 * up holding all of them and the other empty (removed by the
+		 * next rebuild). The index moves here, the other entry dies. */
+		if (om_index_relocate(st->ix, old.slot, old.id, old.loc, loc) == 0) {
+			b->pr.stale++;
+			(void)om_pack_kill(st, job->tier, old.loc);
+			b->live++;
+			return 0;
+		}
+		/* Moved meanwhile by another thread's copy of it: again. */
+	}
 	if (rc == 1) {
-		b->pr->stale++; /* the older version was released */
+		b->pr.stale++; /* the older version was released */
 	} else if (rc == -ESTALE) {
 		/* A newer version, or this very object copied by a compaction
 		 * that did not finish: this entry is not needed. */
-		b->pr->stale++;
-		(void)om_pack_kill(st, b->tier, loc);
+		b->pr.stale++;
+		(void)om_pack_kill(st, job->tier, loc);
 		return 0;
 	} else if (rc == -ENOSPC || rc == -ENOMEM) {
 		om_log_err(0, "store: rebuild: the index is full: its capacity is smaller than the "
@@ -661,21 +729,22 @@ rebuild_entry(void *arg, const om_meta_rec_t *r, uint64_t loc, uint32_t state, c
 		b->err = rc;
 		return 1;
 	}
-	b->pr->entries++;
+	b->pr.entries++;
 	b->live++;
 	return 0;
 }
 
 static int
-rebuild_pack(pack_rb_t *b, int dfd, const char *name, uint32_t no)
+rebuild_pack(pack_rb_t *b, const char *name, uint32_t no)
 {
-	om_tier_t *t = &b->st->tier[b->tier];
+	pack_job_t *job = b->job;
+	om_tier_t *t = &job->st->tier[job->tier];
 	struct stat sb;
 	uint64_t end;
 	uint8_t *img;
 	int fd, rc;
 
-	fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = openat(job->dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &sb) != 0) {
@@ -687,7 +756,7 @@ rebuild_pack(pack_rb_t *b, int dfd, const char *name, uint32_t no)
 		close(fd);
 		om_log_warn(0, "store: rebuild: %s/packs/%s is not a pack (%lld bytes); left alone",
 		    t->path, name, (long long)sb.st_size);
-		b->pr->corrupt++;
+		b->pr.corrupt++;
 		return 0;
 	}
 	img = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
@@ -697,38 +766,154 @@ rebuild_pack(pack_rb_t *b, int dfd, const char *name, uint32_t no)
 		return rc;
 	}
 	b->live = 0;
-	end = om_pack_walk(img, (size_t)sb.st_size, b->tier, no, rebuild_entry, b);
+	end = om_pack_walk(img, (size_t)sb.st_size, job->tier, no, rebuild_entry, b);
 	munmap(img, (size_t)sb.st_size);
 	close(fd);
 	if (b->err != 0)
 		return b->err;
+	/* Stopped half-way by another thread's error (the rebuild fails):
+	 * its end is not where it stopped, nor is it empty. */
+	if (b->stopped)
+		return 0;
 	if (end == 0) {
 		om_log_warn(0, "store: rebuild: %s/packs/%s has no pack header; left alone", t->path, name);
-		b->pr->corrupt++;
+		b->pr.corrupt++;
 	} else if (end < (uint64_t)sb.st_size) {
 		om_log_warn(0, "store: rebuild: %s/packs/%s: %llu bytes from offset %llu do not check "
 		    "(a write cut short, or damage); the entries before them are indexed",
 		    t->path, name, (unsigned long long)((uint64_t)sb.st_size - end), (unsigned long long)end);
 	}
-	if (end != 0 && b->live == 0 && unlinkat(dfd, name, 0) != 0)
+	if (end != 0 && b->live == 0 && unlinkat(job->dfd, name, 0) != 0)
 		om_log_warn(errno, "store: rebuild: cannot remove the empty pack %s/packs/%s", t->path, name);
 	return 0;
 }
 
-int
-om_pack_rebuild(om_store_t *st, int tier, int64_t now, om_pack_rebuild_t *pr)
+/* One thread: the next pack not yet taken, until none is left or a
+ * thread failed. */
+static void *
+pack_thread(void *arg)
 {
-	pack_rb_t b = { st, tier, now, pr, 0, 0, NULL, 0 };
+	pack_rb_t *b = arg;
+	pack_job_t *job = b->job;
+
+	for (;;) {
+		size_t i = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+		char name[16];
+		int rc, zero = 0;
+
+		if (i >= job->npacks || __atomic_load_n(&job->err, __ATOMIC_RELAXED) != 0)
+			break;
+		snprintf(name, sizeof(name), "%06" PRIx32, job->nos[i]);
+		if ((rc = rebuild_pack(b, name, job->nos[i])) != 0) {
+			__atomic_compare_exchange_n(&job->err, &zero, rc, false, __ATOMIC_RELAXED,
+			    __ATOMIC_RELAXED);
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* The numbers of the packs in packs/ (d), all of them before any is
+ * walked: the threads share a list, not a directory stream. A readdir
+ * that fails fails the rebuild: the packs not listed would be lost. */
+static int
+list_packs(const om_tier_t *t, DIR *d, uint32_t **out, size_t *n)
+{
+	uint32_t *v = NULL;
+	size_t cap = 0;
 	struct dirent *de;
+
+	*n = 0;
+	for (;;) {
+		uint32_t no;
+
+		errno = 0;
+		if ((de = readdir(d)) == NULL) {
+			if (errno != 0) {
+				int rc = -errno;
+
+				om_log_err(-rc, "store: rebuild: reading \"%s/packs\" failed", t->path);
+				free(v);
+				return rc;
+			}
+			break;
+		}
+		if (de->d_name[0] == '.' || parse_no(de->d_name, &no) != 0)
+			continue;
+		if (*n == cap && om_grow(&v, &cap, sizeof(*v)) != 0) {
+			free(v);
+			return -ENOMEM;
+		}
+		v[(*n)++] = no;
+	}
+	*out = v;
+	return 0;
+}
+
+/* The packs of job, walked by nthreads threads (this one the first);
+ * their counts added to pr. 0, or the first error. */
+static int
+walk_packs(pack_job_t *job, unsigned nthreads, om_pack_rebuild_t *pr)
+{
+	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	pthread_t *tid = calloc(nthreads, sizeof(*tid));
+	pack_rb_t *b = calloc(nthreads, sizeof(*b));
+	unsigned started = 0;
+
+	if (tid == NULL || b == NULL) {
+		free(tid);
+		free(b);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < nthreads; i++)
+		b[i].job = job;
+	/*
+	 * Entries are marked dead from every thread: their own (stale,
+	 * expired, damaged, noted), and the older version of a URI that
+	 * another pack's newer one releases (om_index_put calls
+	 * om_store_release, which marks it dead in whichever pack holds it).
+	 * So a descriptor of the pack being walked would not do: the store's
+	 * cache of descriptors (pk[], pack_rw) is used as by one thread, each
+	 * kill under a mutex. Kills are few beside the entries walked; the
+	 * mutex is never held while the index's locks are taken.
+	 */
+	job->st->pk_lock = &lock;
+	for (unsigned i = 1; i < nthreads; i++) {
+		if (pthread_create(&tid[i], NULL, pack_thread, &b[i]) != 0)
+			break; /* fewer threads: the ones started take every pack */
+		started = i;
+	}
+	pack_thread(&b[0]);
+	for (unsigned i = 1; i <= started; i++)
+		pthread_join(tid[i], NULL);
+	job->st->pk_lock = NULL;
+	pthread_mutex_destroy(&lock);
+	for (unsigned i = 0; i < nthreads; i++) {
+		if (b[i].pr.max_id > pr->max_id)
+			pr->max_id = b[i].pr.max_id;
+		pr->entries += b[i].pr.entries;
+		pr->stale += b[i].pr.stale;
+		pr->expired += b[i].pr.expired;
+		pr->corrupt += b[i].pr.corrupt;
+	}
+	free(tid);
+	free(b);
+	return job->err;
+}
+
+int
+om_pack_rebuild(om_store_t *st, int tier, int64_t now, unsigned nthreads, om_pack_rebuild_t *pr)
+{
+	pack_job_t job = { st, tier, now, -1, NULL, 0, 0, 0, NULL, 0 };
+	DIR *d = NULL;
 	ssize_t nt;
 	int fd, rc = 0;
-	DIR *d;
 
 	/* The notes of entries to kill first; they go once the packs are
 	 * read through (a rebuild that stops reads them again). */
-	if ((nt = tombs_load(st, tier, &b.tombs)) < 0)
+	if ((nt = tombs_load(st, tier, &job.tombs)) < 0)
 		return (int)nt;
-	b.ntombs = (size_t)nt;
+	job.ntombs = (size_t)nt;
 	fd = openat(st->tier[tier].dirfd, "packs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {
 		rc = errno == ENOENT ? 0 : -errno;
@@ -739,29 +924,18 @@ om_pack_rebuild(om_store_t *st, int tier, int64_t now, om_pack_rebuild_t *pr)
 		rc = -errno;
 		goto out;
 	}
-	while (rc == 0) {
-		uint32_t no;
-
-		/* The end of the listing, or an error reading it: not the
-		 * same (the packs after it would be missing until the next
-		 * start). */
-		errno = 0;
-		if ((de = readdir(d)) == NULL) {
-			if (errno != 0) {
-				rc = -errno;
-				om_log_err(-rc, "store: rebuild: reading %s/packs failed", st->tier[tier].path);
-			}
-			break;
-		}
-		if (de->d_name[0] == '.' || parse_no(de->d_name, &no) != 0)
-			continue;
-		rc = rebuild_pack(&b, dirfd(d), de->d_name, no);
-	}
-	closedir(d);
+	if ((rc = list_packs(&st->tier[tier], d, &job.nos, &job.npacks)) != 0 || job.npacks == 0)
+		goto out;
+	job.dfd = dirfd(d);
+	/* No more threads than packs. */
+	rc = walk_packs(&job, nthreads < 1 ? 1 : nthreads > job.npacks ? (unsigned)job.npacks : nthreads, pr);
 out:
-	if (rc == 0 && b.tombs != NULL)
-		tombs_done(st, tier, b.tombs, b.ntombs);
-	free(b.tombs);
+	if (d != NULL)
+		closedir(d);
+	if (rc == 0 && job.tombs != NULL)
+		tombs_done(st, tier, job.tombs, job.ntombs);
+	free(job.tombs);
+	free(job.nos);
 	/* The master rebuilds, then forks every other process: none of them
 	 * is to inherit (and keep) a descriptor of a pack that a compaction
 	 * removes later. */

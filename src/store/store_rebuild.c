@@ -445,11 +445,13 @@ om_store_rebuild(om_store_t *st, om_rebuild_stats_t *rs)
 		rc = job.error;
 	}
 	/* Packs (store_pack.c): entries that check are indexed, newer ids
-	 * winning over files and entries alike. */
+	 * winning over files and entries alike; a tier's packs are walked by
+	 * as many threads as its files (their bytes are read and checked:
+	 * the CRC is most of the cost), the tiers one after the other. */
 	for (int tier = 0; tier < 2 && rc == 0; tier++) {
 		om_pack_rebuild_t pr = { 0, 0, 0, 0, 0 };
 
-		rc = om_pack_rebuild(st, tier, job.now, &pr);
+		rc = om_pack_rebuild(st, tier, job.now, nthreads, &pr);
 		if (pr.max_id > max_id)
 			max_id = pr.max_id;
 		rb[0].s.files_scanned += pr.entries + pr.stale + pr.expired + pr.corrupt;

@@ -1036,6 +1036,66 @@ test_duplicate_entries_rebuild_once(void **state)
 	fx_free(f);
 }
 
+/* The same 10 entries in 8 packs, walked by the rebuild's threads at
+ * once: each object is indexed once, from the pack of the lowest number
+ * whichever thread came first, the 70 other entries are marked dead (from
+ * several threads through one cache of descriptors), and the counts of
+ * every thread are summed. */
+static void
+test_duplicate_entries_many_packs(void **state)
+{
+	fx_t *f = fx_new(100);
+	om_rebuild_stats_t rs;
+	om_ix_obj_t o[10];
+	uint32_t no, nos[16];
+	char src[600], dst[600];
+	uint8_t h[OM_PACK_HDR];
+
+	(void)state;
+	ten_in_a_pack(f, o);
+	om_store_close(f->st);
+	f->st = NULL;
+	no = OM_PACK_NO(o[0].loc);
+	if ((no & ~(uint32_t)0x7000) == 0) { /* one of the copies would be number 0, no pack's */
+		fx_free(f);
+		skip();
+	}
+	pack_path(f, OM_TIER_DISK, no, src, sizeof(src));
+	for (uint32_t c = 1; c < 8; c++) {
+		char cmd[1300];
+		int fd;
+
+		pack_path(f, OM_TIER_DISK, no ^ c << 12, dst, sizeof(dst));
+		snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", src, dst);
+		assert_int_equal(system(cmd), 0);
+		om_pack_header_make(h, OM_TIER_DISK, no ^ c << 12);
+		fd = open(dst, O_RDWR | O_CLOEXEC);
+		assert_true(fd >= 0);
+		assert_int_equal(pwrite(fd, h, sizeof(h), 0), (ssize_t)sizeof(h));
+		close(fd);
+	}
+	fx_open(f);
+	fx_restart(f, &rs);
+	print_message("eight packs of the same 10 entries: %" PRIu64 " objects, %" PRIu64 " stale\n",
+	    rs.objects, rs.stale_removed);
+	assert_int_equal(rs.objects, 10);
+	assert_int_equal(rs.stale_removed, 70);
+	assert_int_equal(rs.files_scanned, 80);
+	assert_int_equal(pack_fds(), 0);
+	check_first(f, 10);
+	assert_int_equal(live_entries(f), 10);
+	/* The 7 packs whose entries all died are removed by the next
+	 * rebuild. */
+	fx_restart(f, &rs);
+	assert_int_equal(rs.objects, 10);
+	assert_int_equal(rs.stale_removed, 0);
+	assert_int_equal(list_packs(f, OM_TIER_DISK, nos, 16), 1);
+	assert_int_equal(nos[0], no & ~(uint32_t)0x7000);
+	assert_int_equal(live_entries(f), 10);
+	check_first(f, 10);
+	fx_free(f);
+}
+
 /* ---- a dead writer ------------------------------------------------------ */
 
 typedef struct {
@@ -1533,6 +1593,7 @@ main(void)
 		cmocka_unit_test(test_compaction),
 		cmocka_unit_test(test_compaction_pack_compacted_in_turn),
 		cmocka_unit_test(test_duplicate_entries_rebuild_once),
+		cmocka_unit_test(test_duplicate_entries_many_packs),
 		cmocka_unit_test(test_reclaim_dead_writer),
 		cmocka_unit_test(test_reclaim_keeps_indexed_entry),
 		cmocka_unit_test(test_expiry),
