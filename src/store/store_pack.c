@@ -298,6 +298,14 @@ om_pack_sync(om_store_t *st, int tier, uint64_t loc)
 	return rc;
 }
 
+/* The note of om_pack_drop for the entry at loc of object id, as its path
+ * under the tier (the rebuild's tomb_parse reads the name back). */
+static void
+tomb_name(char *buf, size_t n, uint64_t id, uint64_t loc)
+{
+	snprintf(buf, n, "tmp/%016" PRIx64 ".%010" PRIx64 ".dead", id, loc);
+}
+
 /*
  * An entry that could not be marked dead (its pack could not be opened
  * or written) would be indexed again by the next rebuild: it is noted as
@@ -316,7 +324,7 @@ om_pack_drop(om_store_t *st, int tier, uint64_t id, uint64_t loc)
 	if ((rc = om_pack_kill(st, tier, loc)) == 0 || rc == -ENOENT)
 		return rc;
 	om_pack_name(OM_PACK_NO(loc), pname, sizeof(pname));
-	snprintf(name, sizeof(name), "tmp/%016" PRIx64 ".%010" PRIx64 ".dead", id, loc);
+	tomb_name(name, sizeof(name), id, loc);
 	do
 		fd = openat(t->dirfd, name, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	while (fd < 0 && errno == EINTR);
@@ -474,38 +482,6 @@ pack_damaged(om_store_t *st, int tier, const om_meta_rec_t *r, uint64_t loc, con
 /* ---- rebuild ------------------------------------------------------------ */
 
 static int
-parse_no(const char *name, uint32_t *no)
-{
-	uint32_t v = 0;
-
-	if (strlen(name) != 6)
-		return -1;
-	for (int i = 0; i < 6; i++) {
-		char c = name[i];
-
-		if (c >= '0' && c <= '9')
-			v = v << 4 | (uint32_t)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v = v << 4 | (uint32_t)(c - 'a' + 10);
-		else
-			return -1;
-	}
-	if (v == 0 || v > OM_PACK_NO_MAX)
-		return -1;
-	*no = v;
-	return 0;
-}
-
-/* A note of om_pack_drop: the entry at loc, of object id, is dead. */
-typedef struct {
-	uint64_t id;
-	uint64_t loc;
-	int keep; /* found live, and marking it dead failed again */
-} tomb_t;
-
-#define TOMB_LEN 32 /* "0123456789abcdef.0123456789.dead" */
-
-static int
 parse_hex(const char *s, size_t n, uint64_t *v)
 {
 	*v = 0;
@@ -521,6 +497,26 @@ parse_hex(const char *s, size_t n, uint64_t *v)
 	}
 	return 0;
 }
+
+static int
+parse_no(const char *name, uint32_t *no)
+{
+	uint64_t v;
+
+	if (strlen(name) != 6 || parse_hex(name, 6, &v) != 0 || v == 0 || v > OM_PACK_NO_MAX)
+		return -1;
+	*no = (uint32_t)v;
+	return 0;
+}
+
+/* A note of om_pack_drop: the entry at loc, of object id, is dead. */
+typedef struct {
+	uint64_t id;
+	uint64_t loc;
+	int keep; /* found live, and marking it dead failed again */
+} tomb_t;
+
+#define TOMB_LEN 32 /* "0123456789abcdef.0123456789.dead" */
 
 static int
 tomb_parse(const char *name, tomb_t *t)
@@ -611,7 +607,7 @@ tombs_done(om_store_t *st, int tier, const tomb_t *v, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		if (v[i].keep)
 			continue;
-		snprintf(name, sizeof(name), "tmp/%016" PRIx64 ".%010" PRIx64 ".dead", v[i].id, v[i].loc);
+		tomb_name(name, sizeof(name), v[i].id, v[i].loc);
 		(void)unlinkat(st->tier[tier].dirfd, name, 0);
 	}
 }

@@ -601,10 +601,12 @@ world_setup(world_t *w, enum op op)
 		w->keys[plain].done = (ver_t){ 109, 80000, 0, 0, 0 };
 		break;
 	case OP_DELETE:
+	case OP_PK_DELETE:
 		w->target = hot;
 		w->keys[hot].done = (ver_t){ 0 };
 		break;
 	case OP_DELETE_FSYNC:
+	case OP_PK_DELETE_FSYNC:
 		w->target = plain;
 		w->keys[plain].done = (ver_t){ 0 };
 		break;
@@ -640,14 +642,6 @@ world_setup(world_t *w, enum op op)
 	case OP_PK_SHRINK:
 		w->target = big;
 		w->keys[big].done = (ver_t){ 127, 1000, 0, 0, 0 };
-		break;
-	case OP_PK_DELETE:
-		w->target = hot;
-		w->keys[hot].done = (ver_t){ 0 };
-		break;
-	case OP_PK_DELETE_FSYNC:
-		w->target = plain;
-		w->keys[plain].done = (ver_t){ 0 };
 		break;
 	case OP_PK_COMPACT:
 		make_holes(w);
