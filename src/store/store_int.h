@@ -74,6 +74,7 @@ struct om_store {
 		int fd;              /* -1: none yet */
 		uint32_t no;
 		uint64_t end;
+		uint64_t linked_ms;  /* om_clock_ms when last found linked (fstat) */
 	} pw[2];
 	struct {                     /* packs opened to mark entries dead */
 		int fd;

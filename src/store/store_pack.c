@@ -37,6 +37,9 @@
 
 static const uint8_t zeros[16];
 
+/* How often the pack a process appends to is checked to be still linked. */
+#define PACK_LINKED_MS 10u
+
 void
 om_pack_name(uint32_t no, char *buf, size_t n)
 {
@@ -107,6 +110,7 @@ writer_open(om_store_t *st, int tier)
 	st->pw[tier].fd = fd;
 	st->pw[tier].no = no;
 	st->pw[tier].end = OM_PACK_HDR;
+	st->pw[tier].linked_ms = om_clock_ms();
 	return 0;
 fail:
 	close(fd);
@@ -128,12 +132,17 @@ om_pack_append(om_store_t *st, int tier, uint64_t id, const uint8_t *rec, size_t
 	if (st->pw[tier].fd >= 0 && st->pw[tier].end + elen > OM_PACK_BYTES)
 		writer_close(st, tier);
 	/* A pack removed behind the store's back (its tier's directory
-	 * deleted): what went into it would be lost. */
-	if (st->pw[tier].fd >= 0) {
+	 * deleted): what went into it would be lost. Nothing of the daemon
+	 * removes a pack being appended to (compaction takes only packs it can
+	 * lock exclusively), so it is looked at every PACK_LINKED_MS, not at
+	 * every append (an fstat of a 4 KiB PUT's 5.6 system calls). */
+	if (st->pw[tier].fd >= 0 && om_clock_ms() - st->pw[tier].linked_ms >= PACK_LINKED_MS) {
 		struct stat sb;
 
 		if (fstat(st->pw[tier].fd, &sb) != 0 || sb.st_nlink == 0)
 			writer_close(st, tier);
+		else
+			st->pw[tier].linked_ms = om_clock_ms();
 	}
 	if (st->pw[tier].fd < 0 && (rc = writer_open(st, tier)) != 0)
 		return rc;

@@ -863,6 +863,30 @@ test_scrub_quarantines_packed(void **state)
 
 /* ---- compaction --------------------------------------------------------- */
 
+/* The pack a process appends to, removed behind the store's back: once it
+ * has looked (every few milliseconds, not at each append), what it writes
+ * goes to a new pack, and is there after a restart. */
+static void
+test_writer_pack_removed(void **state)
+{
+	fx_t *f = fx_new(64);
+	om_rebuild_stats_t rs;
+	om_ix_obj_t a, b;
+	char path[512];
+
+	(void)state;
+	assert_int_equal(put_seed(f, "/w/a", 1000, 1, 0, &a), 0);
+	assert_true(a.flags & OM_IX_F_PACKED);
+	pack_path(f, OM_TIER_DISK, om_store_pack_no(&a), path, sizeof(path));
+	assert_int_equal(unlink(path), 0);
+	usleep(50 * 1000);
+	assert_int_equal(put_seed(f, "/w/b", 1000, 2, 0, &b), 0);
+	assert_true(om_store_pack_no(&b) != om_store_pack_no(&a));
+	fx_restart(f, &rs);
+	check_obj(f, "/w/b", 1000, 2);
+	fx_free(f);
+}
+
 static void
 test_compaction(void **state)
 {
@@ -1590,6 +1614,7 @@ main(void)
 		cmocka_unit_test(test_torn_tail),
 		cmocka_unit_test(test_damaged_entry_is_skipped_by_the_rebuild),
 		cmocka_unit_test(test_scrub_quarantines_packed),
+		cmocka_unit_test(test_writer_pack_removed),
 		cmocka_unit_test(test_compaction),
 		cmocka_unit_test(test_compaction_pack_compacted_in_turn),
 		cmocka_unit_test(test_duplicate_entries_rebuild_once),
