@@ -40,7 +40,10 @@ check-nginx: $(O)/objmapperd $(O)/objmapper $(NGINX_TEST)
 NGX_TREE := $(NGINX_DIR)/src
 $(O)/lint/tidy/src/nginx/%.ok: TIDY_FLAGS := -D_FORTIFY_SOURCE=2 $(foreach d,src/core src/event \
 	src/event/modules src/os/unix objs src/http src/http/modules src/http/v2,-isystem $(NGX_TREE)/$(d))
-$(O)/lint/tidy/src/nginx/%.ok: | $(NGINX_MODULE)
+# (An explicit rule: order-only prerequisites of a pattern rule without a
+# recipe are not merged into the rule that builds the target, and `make
+# lint` alone, before anything had built the module, found no headers.)
+$(O)/lint/tidy/src/nginx/ngx_http_objmapper_module.c.ok: | $(NGINX_MODULE)
 
 # The module's files as Debian lays them out (scripts/build-deb: the
 # package libnginx-mod-http-objmapper).

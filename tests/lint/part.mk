@@ -54,7 +54,9 @@ lint-tidy: $(TIDY_OKS)
 # Test files see cmocka's fail() and skip() as noreturn (the header says why).
 $(O)/lint/tidy/tests/%.ok: TIDY_FLAGS := -include tests/lint/cmocka-noreturn.h
 $(O)/lint/tidy/src/vmod/%.ok: TIDY_FLAGS := -isystem $(VARNISH_INC)
-$(O)/lint/tidy/src/vmod/%.ok: | $(VMOD_GEN_H)
+# Explicit: a pattern rule's order-only prerequisites without a recipe are
+# not merged into the rule that builds the target.
+$(VMOD_SRCS:%=$(O)/lint/tidy/%.ok): | $(VMOD_GEN_H)
 
 # clang-tidy prints "N warnings generated." for what its filters hid.
 $(O)/lint/tidy/%.ok: % $(LINT_HDRS) $(TIDY_CONFS) tests/lint/cmocka-noreturn.h | $(LINT_STAMP)
