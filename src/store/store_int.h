@@ -81,7 +81,9 @@ struct om_store {
 		int tier;
 		uint32_t no;
 		uint64_t seen;       /* om_index_notes_head when last found linked */
-	} pk[256];
+		uint64_t used;       /* pk_clock at the last use */
+	} pk[256];                   /* 128 sets of 2 (pack_rw) */
+	uint64_t pk_clock;
 	struct {                     /* a tier's filesystem as this process last read it */
 		uint64_t fs_size;
 		uint64_t fs_free;

@@ -234,8 +234,11 @@ pk_unlock(om_store_t *st)
 }
 
 /* A descriptor of pack no of the tier, open for writing state words:
- * kept, direct-mapped by number (a replace marks its old entry dead, in
- * any of the packs). A kept one must be still linked: a pack compacted
+ * kept, in sets of two by number, the less recently used of a set
+ * replaced (a replace marks its old entry dead, in any of the packs; a
+ * table mapped directly by number, where two packs in use shared a slot
+ * and took it from each other, opened and closed one at every sixth 4 KiB
+ * PUT). A kept one must be still linked: a pack compacted
  * away by another process, whose number a new pack may have taken, is
  * opened again. A compaction notes a pack it removed after the unlink
  * (om_index_note_drop), so while no note was taken since the descriptor
@@ -244,7 +247,7 @@ pk_unlock(om_store_t *st)
 static int
 pack_rw(om_store_t *st, int tier, uint32_t no)
 {
-	unsigned i = (no * 2654435761u >> 8 ^ (unsigned)tier) % OM_ARRAY_LEN(st->pk);
+	unsigned set = (no * 2654435761u >> 8 ^ (unsigned)tier) % (OM_ARRAY_LEN(st->pk) / 2) * 2, i;
 	uint64_t head = om_index_notes_head(st->ix);
 	struct stat sb;
 	char name[32];
@@ -252,14 +255,20 @@ pack_rw(om_store_t *st, int tier, uint32_t no)
 
 	if (st->pw[tier].fd >= 0 && st->pw[tier].no == no)
 		return st->pw[tier].fd;
-	if (st->pk[i].fd >= 0 && st->pk[i].tier == tier && st->pk[i].no == no) {
-		if (st->pk[i].seen == head)
-			return st->pk[i].fd;
-		if (fstat(st->pk[i].fd, &sb) == 0 && sb.st_nlink > 0) {
+	for (i = set; i < set + 2; i++) {
+		if (st->pk[i].fd < 0 || st->pk[i].tier != tier || st->pk[i].no != no)
+			continue;
+		if (st->pk[i].seen == head ||
+		    (fstat(st->pk[i].fd, &sb) == 0 && sb.st_nlink > 0)) {
 			st->pk[i].seen = head;
+			st->pk[i].used = ++st->pk_clock;
 			return st->pk[i].fd;
 		}
+		break; /* removed: opened again in its place */
 	}
+	if (i == set + 2)
+		i = st->pk[set].fd < 0 ? set : st->pk[set + 1].fd < 0 ? set + 1 :
+		    st->pk[set].used <= st->pk[set + 1].used ? set : set + 1;
 	om_pack_name(no, name, sizeof(name));
 	do
 		fd = openat(st->tier[tier].dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
@@ -272,6 +281,7 @@ pack_rw(om_store_t *st, int tier, uint32_t no)
 	st->pk[i].tier = tier;
 	st->pk[i].no = no;
 	st->pk[i].seen = head; /* read before the open, which found it linked */
+	st->pk[i].used = ++st->pk_clock;
 	return fd;
 }
 
