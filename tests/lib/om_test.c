@@ -265,9 +265,10 @@ om_test_now_ms(void)
 }
 
 long
-om_test_rss_kb(pid_t pid)
+om_test_status_kb(pid_t pid, const char *field)
 {
 	char path[64], line[256];
+	size_t n = strlen(field);
 	long kb = -1;
 	FILE *f;
 
@@ -276,8 +277,14 @@ om_test_rss_kb(pid_t pid)
 	if (f == NULL)
 		return -1;
 	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+		if (strncmp(line, field, n) == 0 && line[n] == ':' && sscanf(line + n + 1, "%ld kB", &kb) == 1)
 			break;
 	fclose(f);
 	return kb;
+}
+
+long
+om_test_rss_kb(pid_t pid)
+{
+	return om_test_status_kb(pid, "VmRSS");
 }

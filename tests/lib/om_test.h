@@ -58,6 +58,9 @@ uint64_t om_test_now_ms(void);
 /* Resident memory of a process in KiB (VmRSS), or -1 if it cannot be
  * read. */
 long om_test_rss_kb(pid_t pid);
+/* A "NAME: N kB" line of /proc/PID/status (VmRSS, RssAnon, RssFile,
+ * RssShmem...), or -1 if it cannot be read. */
+long om_test_status_kb(pid_t pid, const char *field);
 
 /* True when running under valgrind (make check-valgrind). */
 int om_test_under_valgrind(void);

@@ -31,7 +31,7 @@
  * per second over all threads, 1500; 0 = no limit), SOAK_KEYS (96),
  * SOAK_HUP_EVERY (20 s), SOAK_KILL_EVERY (7 s), SOAK_SAMPLE_EVERY (5 s),
  * SOAK_WARMUP (a quarter of the run, at most 60 s), SOAK_RSS_MARGIN_PCT
- * (20), SOAK_RSS_MARGIN_KIB (8192), SOAK_FD_MARGIN (16).
+ * (20), SOAK_RSS_MARGIN_KIB (4096), SOAK_FD_MARGIN (16).
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -106,7 +106,7 @@ read_config(void)
 	cfg_sample = env_u("SOAK_SAMPLE_EVERY", 5);
 	cfg_warmup = env_u("SOAK_WARMUP", cfg_seconds / 4 < 60 ? cfg_seconds / 4 : 60);
 	cfg_rss_pct = env_u("SOAK_RSS_MARGIN_PCT", 20);
-	cfg_rss_kib = env_u("SOAK_RSS_MARGIN_KIB", 8192);
+	cfg_rss_kib = env_u("SOAK_RSS_MARGIN_KIB", 4096);
 	cfg_fd_margin = env_u("SOAK_FD_MARGIN", 16);
 	if (cfg_threads < 1 || cfg_threads > MAX_THREADS)
 		cfg_threads = cfg_threads < 1 ? 1 : MAX_THREADS;
@@ -1074,8 +1074,8 @@ thread_main(void *arg)
 typedef struct {
 	double t;
 	unsigned procs;
-	uint64_t rss_kib;
-	unsigned fds, fds_obj, fds_deleted;
+	uint64_t rss_kib, anon_kib, shared_kib;
+	unsigned fds, fds_obj, fds_deleted, maps_deleted;
 	uint64_t master_kib;
 	unsigned master_fds;
 	uint64_t ops, evictions, promotions, restarts, reloads;
@@ -1117,6 +1117,28 @@ fds_of(pid_t pid, unsigned *all, unsigned *obj, unsigned *deleted)
 	fd_count_t k = { obj, deleted };
 
 	*all += om_test_fd_targets(pid, count_fd, &k);
+}
+
+/* Mappings of a process of tier files already unlinked (a pack that
+ * compaction removed, still mapped): one per line of /proc/PID/maps. */
+static unsigned
+deleted_maps_of(pid_t pid)
+{
+	char path[64], line[1280];
+	unsigned n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *name = strchr(line, '/');
+
+		if (name != NULL && (under(name, tier_p) || under(name, tier_m)) && strstr(name, " (deleted)") != NULL)
+			n++;
+	}
+	fclose(f);
+	return n;
 }
 
 static om_client_t *stats_client;
@@ -1184,11 +1206,17 @@ sample(sample_t *s)
 	s->procs = (unsigned)n;
 	for (int i = 0; i < n; i++) {
 		long kb = om_test_rss_kb(pids[i]);
-
+		long anon = om_test_status_kb(pids[i], "RssAnon");
+		long file = om_test_status_kb(pids[i], "RssFile");
+		long shmem = om_test_status_kb(pids[i], "RssShmem");
 		unsigned fds = 0;
 
 		if (kb > 0)
 			s->rss_kib += (uint64_t)kb;
+		if (anon > 0)
+			s->anon_kib += (uint64_t)anon;
+		s->shared_kib += (uint64_t)(file > 0 ? file : 0) + (uint64_t)(shmem > 0 ? shmem : 0);
+		s->maps_deleted += deleted_maps_of(pids[i]);
 		fds_of(pids[i], &fds, &s->fds_obj, &s->fds_deleted);
 		s->fds += fds;
 		if (i == 0) {
@@ -1207,9 +1235,9 @@ static unsigned hups, kills_worker, kills_manager;
 static void
 print_header(void)
 {
-	printf("\n%7s %9s %6s %5s %6s %6s %4s %5s %5s %8s %5s %5s %5s %7s %6s %7s %6s\n", "time_s", "ops",
-	    "ops/s", "mism", "retry", "fail", "hups", "kills", "procs", "rss_kib", "fds", "objfd", "delfd",
-	    "mst_kib", "mst_fd", "evict", "promo");
+	printf("\n%7s %9s %6s %5s %6s %6s %4s %5s %5s %8s %8s %8s %5s %5s %5s %5s %7s %6s %7s %6s\n", "time_s",
+	    "ops", "ops/s", "mism", "retry", "fail", "hups", "kills", "procs", "rss_kib", "anon_kib", "shr_kib",
+	    "fds", "objfd", "delfd", "delmap", "mst_kib", "mst_fd", "evict", "promo");
 	fflush(stdout);
 }
 
@@ -1219,11 +1247,12 @@ print_sample(const sample_t *s, const sample_t *prev, const char *mark)
 	double dt = prev ? s->t - prev->t : s->t;
 	uint64_t dops = prev ? s->ops - prev->ops : s->ops;
 
-	printf("%7.1f %9" PRIu64 " %6.0f %5" PRIu64 " %6" PRIu64 " %6" PRIu64 " %4u %5u %5u %8" PRIu64
-	    " %5u %5u %5u %7" PRIu64 " %6u %7" PRIu64 " %6" PRIu64 "%s\n",
+	printf("%7.1f %9" PRIu64 " %6.0f %5" PRIu64 " %6" PRIu64 " %6" PRIu64 " %4u %5u %5u %8" PRIu64 " %8" PRIu64
+	    " %8" PRIu64 " %5u %5u %5u %5u %7" PRIu64 " %6u %7" PRIu64 " %6" PRIu64 "%s\n",
 	    s->t, s->ops, dt > 0 ? (double)dops / dt : 0.0, total(C_MISMATCH), total(C_RETRY), total(C_FAIL),
-	    hups, kills_worker + kills_manager, s->procs, s->rss_kib, s->fds, s->fds_obj, s->fds_deleted,
-	    s->master_kib, s->master_fds, s->evictions, s->promotions, mark);
+	    hups, kills_worker + kills_manager, s->procs, s->rss_kib, s->anon_kib, s->shared_kib, s->fds,
+	    s->fds_obj, s->fds_deleted, s->maps_deleted, s->master_kib, s->master_fds, s->evictions,
+	    s->promotions, mark);
 	fflush(stdout);
 }
 
@@ -1467,16 +1496,18 @@ soak(void **state)
 	/* Summary. */
 	{
 		uint64_t ops = 0, via[4] = { 0 };
-		uint64_t rss_limit = base.rss_kib + (base.rss_kib * cfg_rss_pct / 100 > cfg_rss_kib ?
-		    base.rss_kib * cfg_rss_pct / 100 : cfg_rss_kib);
+		uint64_t anon_limit = base.anon_kib + (base.anon_kib * cfg_rss_pct / 100 > cfg_rss_kib ?
+		    base.anon_kib * cfg_rss_pct / 100 : cfg_rss_kib);
 		unsigned base_other = base.fds - base.fds_obj - base.fds_deleted;
 		unsigned end_other = end.fds - end.fds_obj - end.fds_deleted;
-		uint64_t rss_max = 0;
+		uint64_t rss_max = 0, anon_max = 0;
 		unsigned fds_max = 0;
 
 		for (unsigned i = 0; i < nsamples; i++) {
 			if (samples[i].rss_kib > rss_max)
 				rss_max = samples[i].rss_kib;
+			if (samples[i].anon_kib > anon_max)
+				anon_max = samples[i].anon_kib;
 			if (samples[i].fds > fds_max)
 				fds_max = samples[i].fds;
 		}
@@ -1498,8 +1529,11 @@ soak(void **state)
 		    "entry (index_evictions_total)\n", end.ix_capacity, index_full_seen, end.ix_evictions);
 		printf("  scrub        %" PRIu64 " passes, %" PRIu64 " objects damaged\n", end.scrub_passes,
 		    end.damaged);
-		printf("  rss_kib      after warm-up %" PRIu64 ", end %" PRIu64 " (limit %" PRIu64 "), max sampled %"
-		    PRIu64 "\n", base.rss_kib, end.rss_kib, rss_limit, rss_max);
+		printf("  anon_kib     after warm-up %" PRIu64 ", end %" PRIu64 " (limit %" PRIu64 "), max sampled %"
+		    PRIu64 "\n", base.anon_kib, end.anon_kib, anon_limit, anon_max);
+		printf("  rss_kib      after warm-up %" PRIu64 " (%" PRIu64 " shared), end %" PRIu64 " (%" PRIu64
+		    " shared), max sampled %" PRIu64 "; mappings of unlinked files: %u\n", base.rss_kib,
+		    base.shared_kib, end.rss_kib, end.shared_kib, rss_max, end.maps_deleted);
 		printf("  descriptors  after warm-up %u (%u object files), end %u (%u object files); other than "
 		    "object files: %u -> %u (limit +%u); unlinked files held: %u; max sampled %u\n",
 		    base.fds, base.fds_obj, end.fds, end.fds_obj, base_other, end_other, cfg_fd_margin,
@@ -1512,9 +1546,13 @@ soak(void **state)
 			printf("FAIL: %" PRIu64 " mismatches\n", total(C_MISMATCH));
 			fail = 1;
 		}
-		if (end.rss_kib > rss_limit) {
-			printf("FAIL: resident memory grew from %" PRIu64 " to %" PRIu64 " KiB\n", base.rss_kib,
-			    end.rss_kib);
+		if (end.anon_kib > anon_limit) {
+			printf("FAIL: private resident memory grew from %" PRIu64 " to %" PRIu64 " KiB\n",
+			    base.anon_kib, end.anon_kib);
+			fail = 1;
+		}
+		if (end.maps_deleted > cfg_fd_margin) {
+			printf("FAIL: %u mappings of unlinked files held\n", end.maps_deleted);
 			fail = 1;
 		}
 		if (end_other > base_other + cfg_fd_margin || end.fds_deleted > cfg_fd_margin) {
