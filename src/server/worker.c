@@ -269,6 +269,7 @@ turn_end(worker_t *w)
 	uint64_t now;
 
 	om_fdc_follow(&w->fdc);
+	om_store_pack_follow(w->srv->st);
 	/* Connections with buffered work get their turn. */
 	conn_ready_run(w);
 	now = om_clock_ms();

@@ -331,6 +331,11 @@ int om_store_compact(om_store_t *st, uint64_t budget);
  * space goes back only once no process holds it. A worker calls it at
  * its tick; om_store_maintain does. */
 void om_store_pack_sweep(om_store_t *st);
+/* Closes at once the kept descriptors of packs that a compaction (in any
+ * process) removed, as the index's notes say: until then they would hold
+ * the packs' space. Cheap when there is no new note; a worker calls it
+ * every turn, the cache manager at every wake. */
+void om_store_pack_follow(om_store_t *st);
 /* 0, or -ENOENT. */
 int om_store_delete(om_store_t *st, const void *uri, size_t len);
 /* Deletes the version o that a lookup or a listing found (its file, then

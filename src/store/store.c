@@ -52,6 +52,8 @@ om_store_open(const om_store_params_t *p, om_index_t *ix, om_store_t **out,
 	for (unsigned i = 0; i < OM_ARRAY_LEN(st->pk); i++)
 		st->pk[i].fd = -1;
 	st->ix = ix;
+	if (ix != NULL)
+		st->pk_notes = om_index_notes_head(ix);
 	st->durability = p->durability;
 	st->promote_hits = p->promote_hits;
 	st->promote_max_size = p->promote_max_size; /* 0: a quarter of the memory tier's limit */

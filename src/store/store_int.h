@@ -84,6 +84,7 @@ struct om_store {
 		uint64_t used;       /* pk_clock at the last use */
 	} pk[256];                   /* 128 sets of 2 (pack_rw) */
 	uint64_t pk_clock;
+	uint64_t pk_notes;           /* the index's notes followed for pk[] (om_store_pack_follow) */
 	struct {                     /* a tier's filesystem as this process last read it */
 		uint64_t fs_size;
 		uint64_t fs_free;

@@ -244,10 +244,16 @@ pk_unlock(om_store_t *st)
  * (om_index_note_drop), so while no note was taken since the descriptor
  * was last found linked, it still is, and the fstat is saved (one system
  * call of a packed replace or DELETE). */
+static unsigned
+pk_set(const om_store_t *st, int tier, uint32_t no)
+{
+	return (no * 2654435761u >> 8 ^ (unsigned)tier) % (OM_ARRAY_LEN(st->pk) / 2) * 2;
+}
+
 static int
 pack_rw(om_store_t *st, int tier, uint32_t no)
 {
-	unsigned set = (no * 2654435761u >> 8 ^ (unsigned)tier) % (OM_ARRAY_LEN(st->pk) / 2) * 2, i;
+	unsigned set = pk_set(st, tier, no), i;
 	uint64_t head = om_index_notes_head(st->ix);
 	struct stat sb;
 	char name[32];
@@ -458,6 +464,40 @@ void
 om_store_pack_sweep(om_store_t *st)
 {
 	pk_close(st, true);
+}
+
+/* A note of om_index_note_drop: a pack's closes its kept descriptor. */
+static void
+pk_noted(void *arg, uint64_t key)
+{
+	om_store_t *st = arg;
+	uint64_t id = OM_STORE_DROP_ID(key);
+	int tier = OM_STORE_DROP_TIER(key);
+	uint32_t no;
+	unsigned set;
+
+	if (!OM_STORE_IS_PACK_ID(id))
+		return;
+	no = (uint32_t)(id & UINT32_MAX);
+	set = pk_set(st, tier, no);
+	for (unsigned i = set; i < set + 2; i++) {
+		if (st->pk[i].fd >= 0 && st->pk[i].tier == tier && st->pk[i].no == no) {
+			close(st->pk[i].fd);
+			st->pk[i].fd = -1;
+		}
+	}
+}
+
+void
+om_store_pack_follow(om_store_t *st)
+{
+	if (st->ix == NULL || om_index_notes_head(st->ix) == st->pk_notes)
+		return;
+	pk_lock(st);
+	/* Lapped: which packs went is not known; each kept one is looked at. */
+	if (om_index_notes(st->ix, &st->pk_notes, pk_noted, st) == -ERANGE)
+		pk_close(st, true);
+	pk_unlock(st);
 }
 
 void

@@ -27,7 +27,46 @@ typedef struct {
 	om_store_t *st;
 	uint64_t budget;
 	uint64_t used;
+	struct pack_hold *hold;
 } scrub_step_t;
+
+/*
+ * The packs a scrub step read last, kept open for the next entries: the
+ * entries a step reads one after another are in the same few packs (the
+ * workers', interleaved, one each), and an openat and a close for each
+ * cost more than reading it. Closed at the end of the step, so that a
+ * pack a worker's compaction removes (to make room for a PUT, at once) is
+ * not held longer than one step.
+ */
+#define PACK_HOLDS 4
+
+typedef struct pack_hold {
+	struct {
+		int fd;
+		int tier;
+		uint32_t no;
+	} p[PACK_HOLDS];
+	unsigned next; /* the one replaced next */
+} pack_hold_t;
+
+static int
+pack_held(om_store_t *st, pack_hold_t *h, int tier, uint32_t no)
+{
+	unsigned i;
+
+	if (h == NULL)
+		return om_store_open_pack(st, tier, no);
+	for (i = 0; i < PACK_HOLDS; i++)
+		if (h->p[i].fd >= 0 && h->p[i].tier == tier && h->p[i].no == no)
+			return h->p[i].fd;
+	i = h->next++ % PACK_HOLDS;
+	if (h->p[i].fd >= 0)
+		close(h->p[i].fd);
+	h->p[i].fd = om_store_open_pack(st, tier, no);
+	h->p[i].tier = tier;
+	h->p[i].no = no;
+	return h->p[i].fd;
+}
 
 static const char *
 kind_of(int tier, const om_ix_obj_t *o)
@@ -132,33 +171,65 @@ om_store_open_entry(om_store_t *st, int tier, const om_ix_obj_t *o)
 	return -ENOENT;
 }
 
+/* The CRC32C of size bytes of fd from base on: the bytes read. */
+static uint64_t
+read_sum(int fd, uint64_t base, uint64_t size, uint32_t *crc, int *err)
+{
+	static _Thread_local uint8_t buf[262144];
+	uint64_t off = 0;
+
+	*crc = 0;
+	*err = 0;
+	while (off < size) {
+		size_t want = size - off < sizeof(buf) ? (size_t)(size - off) : sizeof(buf);
+		ssize_t n = pread(fd, buf, want, (off_t)(base + off));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			*err = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		*crc = om_crc32c(*crc, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	return off;
+}
+
+
 /*
  * Reads one file of an object and compares it with the index: 0 if
  * intact, -EBADMSG if damaged (and quarantined), -ENOENT if it is gone
  * (replaced or deleted meanwhile), or -errno. *read gets the bytes read.
+ * A packed object is read through hold's descriptor of its pack (a scrub
+ * step's), or one opened for it (hold NULL).
  */
 static int
-verify_file(om_store_t *st, const om_ix_obj_t *o, int tier, uint64_t *read)
+verify_file(om_store_t *st, const om_ix_obj_t *o, int tier, uint64_t *read, pack_hold_t *hold)
 {
-	static _Thread_local uint8_t buf[262144];
-	uint64_t off = 0, base = 0;
+	uint64_t size;
 	uint32_t crc = 0;
-	struct stat sb;
 	char why[128];
-	int fd, rc = 0;
+	int fd = -1, rc = 0;
 
 	*read = 0;
 	if (o->flags & OM_IX_F_PACKED) {
-		/* An entry of a pack: live and the object's, its bytes from
-		 * base on. */
-		fd = om_store_open_pack(st, tier, om_store_pack_no(o));
-		if (fd < 0)
-			return fd;
-		if ((rc = om_store_pack_check(fd, o)) != 0)
-			goto out;
-		base = om_store_pack_off(o);
-		sb.st_size = (off_t)o->size;
+		int pfd = pack_held(st, hold, tier, om_store_pack_no(o));
+
+		if (pfd < 0)
+			return pfd;
+		if ((rc = om_store_pack_check(pfd, o)) == 0)
+			*read = read_sum(pfd, om_store_pack_off(o), o->size, &crc, &rc);
+		if (hold == NULL)
+			close(pfd);
+		if (rc != 0)
+			return rc;
+		size = *read; /* the entry's size is its record's */
 	} else {
+		struct stat sb;
+
 		fd = om_store_open_obj(st, tier, o->id);
 		if (fd < 0)
 			return fd;
@@ -166,26 +237,13 @@ verify_file(om_store_t *st, const om_ix_obj_t *o, int tier, uint64_t *read)
 			rc = -errno;
 			goto out;
 		}
-	}
-	while (off < o->size) {
-		size_t want = o->size - off < sizeof(buf) ? (size_t)(o->size - off) : sizeof(buf);
-		ssize_t n = pread(fd, buf, want, (off_t)(base + off));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
+		size = (uint64_t)sb.st_size;
+		*read = read_sum(fd, 0, o->size, &crc, &rc);
+		if (rc != 0)
 			goto out;
-		}
-		if (n == 0)
-			break;
-		crc = om_crc32c(crc, buf, (size_t)n);
-		off += (uint64_t)n;
 	}
-	*read = off;
-	if (off != o->size || (uint64_t)sb.st_size != o->size) {
-		snprintf(why, sizeof(why), "%" PRIu64 " bytes where its record says %" PRIu64,
-		    (uint64_t)sb.st_size, o->size);
+	if (*read != o->size || size != o->size) {
+		snprintf(why, sizeof(why), "%" PRIu64 " bytes where its record says %" PRIu64, size, o->size);
 		rc = -EBADMSG;
 	} else if (crc != o->crc) {
 		snprintf(why, sizeof(why), "its bytes do not match their checksum (CRC32C %08x, recorded %08x)",
@@ -196,30 +254,31 @@ verify_file(om_store_t *st, const om_ix_obj_t *o, int tier, uint64_t *read)
 		(void)om_index_update_flags(st->ix, o->slot, o->id, 0, OM_IX_F_UNCHECKED);
 	/* What nobody reads stays out of the page cache, and is read from
 	 * the disk by the next pass. */
-	if (tier == OM_TIER_DISK && !(o->flags & OM_IX_F_PACKED) && om_index_ticks() - o->atime > SCRUB_COLD_TICKS)
+	if (fd >= 0 && tier == OM_TIER_DISK && om_index_ticks() - o->atime > SCRUB_COLD_TICKS)
 		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 out:
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	if (rc == -EBADMSG)
 		om_store_quarantine(st, o, tier, why);
 	return rc;
 }
 
-int
-om_store_verify_obj(om_store_t *st, const om_ix_obj_t *o, uint64_t *read)
+static int
+verify_obj(om_store_t *st, const om_ix_obj_t *o, uint64_t *read, pack_hold_t *hold)
 {
 	uint64_t n = 0;
 	int rc;
 
 	*read = 0;
 	if (o->flags & OM_IX_F_COPY) {
-		rc = verify_file(st, o, OM_TIER_MEM, &n);
+		rc = verify_file(st, o, OM_TIER_MEM, &n, hold);
 		*read += n;
 		/* A damaged copy goes; the primary is checked all the same. */
 		if (rc != 0 && rc != -EBADMSG && rc != -ENOENT)
 			return rc;
 	}
-	rc = verify_file(st, o, om_store_tier_of(o->flags), &n);
+	rc = verify_file(st, o, om_store_tier_of(o->flags), &n, hold);
 	*read += n;
 	if (rc == 0) {
 		st->stats->scrubbed++;
@@ -228,12 +287,18 @@ om_store_verify_obj(om_store_t *st, const om_ix_obj_t *o, uint64_t *read)
 	return rc;
 }
 
+int
+om_store_verify_obj(om_store_t *st, const om_ix_obj_t *o, uint64_t *read)
+{
+	return verify_obj(st, o, read, NULL);
+}
+
 static int
 scrub_one(void *arg, const om_ix_obj_t *o)
 {
 	scrub_step_t *s = arg;
 	uint64_t n = 0;
-	int rc = om_store_verify_obj(s->st, o, &n);
+	int rc = verify_obj(s->st, o, &n, s->hold);
 
 	s->st->scrub_pass_objects++;
 	/* Errors of one file (EIO, EMFILE) are logged and the pass goes on. */
@@ -248,9 +313,13 @@ scrub_one(void *arg, const om_ix_obj_t *o)
 int
 om_store_scrub(om_store_t *st, uint32_t *cursor, uint64_t budget, uint64_t *used)
 {
-	scrub_step_t s = { st, budget, 0 };
+	pack_hold_t hold;
+	scrub_step_t s = { st, budget, 0, &hold };
 	int rc = 0;
 
+	for (unsigned i = 0; i < PACK_HOLDS; i++)
+		hold.p[i].fd = -1;
+	hold.next = 0;
 	*used = 0;
 	while (s.used < s.budget) {
 		uint64_t before = s.used;
@@ -268,6 +337,9 @@ om_store_scrub(om_store_t *st, uint32_t *cursor, uint64_t budget, uint64_t *used
 		if (s.used == before)
 			break;
 	}
+	for (unsigned i = 0; i < PACK_HOLDS; i++)
+		if (hold.p[i].fd >= 0)
+			close(hold.p[i].fd);
 	*used = s.used;
 	return rc;
 }
