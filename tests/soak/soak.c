@@ -1366,7 +1366,7 @@ soak(void **state)
 		seed = strtoull(seed_env, NULL, 10);
 	rnd = seed | 1;
 	printf("soak: %u s (warm-up %u s), %u threads, %u ops/s (0: no limit), %u keys, SIGHUP every %u s, "
-	    "SIGKILL every %u s, samples every %u s; margins: RSS +%u%% or +%u KiB (the larger), descriptors "
+	    "SIGKILL every %u s, samples every %u s; margins: private memory +%u%% or +%u KiB (the larger), descriptors "
 	    "+%u; seed %" PRIu64 "\n",
 	    cfg_seconds, cfg_warmup, cfg_threads, cfg_rate, cfg_keys, cfg_hup, cfg_kill, cfg_sample,
 	    cfg_rss_pct, cfg_rss_kib, cfg_fd_margin, seed);
