@@ -114,7 +114,8 @@ om_manager_run(om_srv_t *srv)
 			}
 		}
 		/* Packs that a worker's compaction removed are let go at
-		 * once: the scrub keeps descriptors of the packs it reads. */
+		 * once, not at the next pass's sweep: the descriptors this
+		 * process marks entries dead through would hold their space. */
 		om_store_pack_follow(srv->st);
 		if (om_clock_ms() >= next) {
 			om_maint_stats_t ms;

@@ -233,6 +233,13 @@ pk_unlock(om_store_t *st)
 		pthread_mutex_unlock(st->pk_lock);
 }
 
+/* The first of the two slots of pk[] where pack no of the tier may be. */
+static unsigned
+pk_set(const om_store_t *st, int tier, uint32_t no)
+{
+	return (no * 2654435761u >> 8 ^ (unsigned)tier) % (OM_ARRAY_LEN(st->pk) / 2) * 2;
+}
+
 /* A descriptor of pack no of the tier, open for writing state words:
  * kept, in sets of two by number, the less recently used of a set
  * replaced (a replace marks its old entry dead, in any of the packs; a
@@ -244,12 +251,6 @@ pk_unlock(om_store_t *st)
  * (om_index_note_drop), so while no note was taken since the descriptor
  * was last found linked, it still is, and the fstat is saved (one system
  * call of a packed replace or DELETE). */
-static unsigned
-pk_set(const om_store_t *st, int tier, uint32_t no)
-{
-	return (no * 2654435761u >> 8 ^ (unsigned)tier) % (OM_ARRAY_LEN(st->pk) / 2) * 2;
-}
-
 static int
 pack_rw(om_store_t *st, int tier, uint32_t no)
 {
