@@ -6,7 +6,8 @@
  * 0440; the same made from a mapping of the pack), the state words a replace and a delete leave, the rebuild (live
  * entries only, a torn tail, a damaged entry, a duplicate left by an
  * unfinished compaction), the scrub, the compaction (an old descriptor
- * still reads the old bytes), a dead writer's entry reclaimed, durability
+ * still reads the old bytes; another process's kept descriptor of the
+ * removed pack closed on its note), a dead writer's entry reclaimed, durability
  * fsync, and writers killed at random moments.
  */
 #include <dirent.h>
@@ -1006,6 +1007,103 @@ test_compaction_pack_compacted_in_turn(void **state)
 	fx_free(f);
 }
 
+/* Descriptors of path (the pack, or once unlinked "path (deleted)") this
+ * process holds. */
+static int
+fds_of(const char *path)
+{
+	char link[300], got[700];
+	size_t plen = strlen(path);
+	struct dirent *de;
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		ssize_t l;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(link, sizeof(link), "/proc/self/fd/%s", de->d_name);
+		l = readlink(link, got, sizeof(got) - 1);
+		if (l < 0)
+			continue;
+		got[l] = '\0';
+		if (strncmp(got, path, plen) == 0 && (got[plen] == '\0' || strcmp(got + plen, " (deleted)") == 0))
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* A process that marked entries dead keeps the pack's descriptor; when
+ * another process compacts that pack away, the drop note it leaves makes
+ * om_store_pack_follow close the descriptor (else every removed pack's
+ * pages stay held by whoever once wrote a state word in it). */
+static void
+test_follow_closes_removed_packs(void **state)
+{
+	fx_t *f = fx_new(1000);
+	int ready[2], go[2];
+	char path[600], uri[32], c = 0;
+	om_ix_obj_t o;
+	pid_t pid;
+
+	(void)state;
+	for (int i = 0; i < 100; i++) {
+		snprintf(uri, sizeof(uri), "/f/%d", i);
+		assert_int_equal(put_seed(f, uri, 1000, (uint64_t)i + 1, 0, &o), 0);
+	}
+	pack_path(f, OM_TIER_DISK, OM_PACK_NO(o.loc), path, sizeof(path));
+	fx_reopen(f); /* the pack is nobody's to append to */
+	assert_int_equal(fds_of(path), 0);
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int held, after;
+
+		om_store_set_slot(f->st, 3);
+		for (int i = 0; i < 100; i++) {
+			snprintf(uri, sizeof(uri), "/f/%d", i);
+			if (i % 10 != 0 && om_store_delete(f->st, uri, strlen(uri)) != 0)
+				_exit(10);
+		}
+		if (fds_of(path) != 1)
+			_exit(11); /* kept to mark the next entry dead */
+		if (write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(12);
+		held = fds_of(path); /* now "path (deleted)" */
+		om_store_pack_follow(f->st);
+		after = fds_of(path);
+		_exit(held == 1 && after == 0 ? 0 : 20 + held * 4 + after);
+	}
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	assert_int_equal(om_store_compact(f->st, UINT64_MAX), 1);
+	{
+		struct stat sb;
+
+		assert_int_equal(stat(path, &sb), -1);
+	}
+	assert_int_equal(write(go[1], "g", 1), 1);
+	{
+		int st = om_test_wait(pid);
+
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 0);
+	}
+	close(ready[0]);
+	close(ready[1]);
+	close(go[0]);
+	close(go[1]);
+	for (int i = 0; i < 100; i += 10) {
+		snprintf(uri, sizeof(uri), "/f/%d", i);
+		check_obj(f, uri, 1000, (uint64_t)i + 1);
+	}
+	fx_free(f);
+}
+
 /* A compaction killed between its copy and the removal leaves every live
  * entry in two packs: the rebuild indexes each object once. */
 static void
@@ -1617,6 +1715,7 @@ main(void)
 		cmocka_unit_test(test_writer_pack_removed),
 		cmocka_unit_test(test_compaction),
 		cmocka_unit_test(test_compaction_pack_compacted_in_turn),
+		cmocka_unit_test(test_follow_closes_removed_packs),
 		cmocka_unit_test(test_duplicate_entries_rebuild_once),
 		cmocka_unit_test(test_duplicate_entries_many_packs),
 		cmocka_unit_test(test_reclaim_dead_writer),
