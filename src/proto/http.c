@@ -304,10 +304,11 @@ field(om_http_req_t *r, const char *p, size_t n, bool *saw_te, const char **why)
 		break;
 	case 10:
 		if (ieq(name, "connection")) {
+			/* Several fields are one list: close in any of them wins. */
 			if (list_has(v, "close"))
-				r->close = true;
-			else if (list_has(v, "keep-alive") && r->minor == 0)
-				r->close = false;
+				r->asked_close = true;
+			else if (list_has(v, "keep-alive"))
+				r->keep_alive = true;
 		}
 		break;
 	case 12:
@@ -404,7 +405,6 @@ om_http_parse_head(const char *buf, size_t len, size_t max_head, om_http_req_t *
 	}
 	if ((rc = request_line(buf + at, n, r, why)) != 0)
 		return rc;
-	r->close = r->minor == 0;
 	at = next;
 	for (;;) {
 		if (!next_line(buf, len, at, &n, &next))
@@ -430,6 +430,8 @@ om_http_parse_head(const char *buf, size_t len, size_t max_head, om_http_req_t *
 		at = next;
 	}
 	r->head_len = next;
+	/* HTTP/1.1 persists unless asked not to; HTTP/1.0 only if asked to. */
+	r->close = r->asked_close || (r->minor == 0 && !r->keep_alive);
 	if (r->chunked && r->has_length) {
 		*why = "both Content-Length and Transfer-Encoding";
 		return -400;

@@ -39,6 +39,8 @@ typedef struct {
 	uint64_t content_length;
 	bool chunked;
 	bool close;               /* the connection closes after the response */
+	bool asked_close;         /* Connection: close */
+	bool keep_alive;          /* Connection: keep-alive (what makes HTTP/1.0 persist) */
 	bool expect_continue;
 	unsigned nfields;
 	om_http_str_t host, range, if_range, if_none_match, if_modified_since;

@@ -117,6 +117,8 @@ typedef struct {
 	bool close;        /* the connection closes after the response */
 	bool existed;      /* PUT: the URI had an object (204, else 201) */
 	bool head_started; /* a request's first bytes came (for a 408) */
+	bool http10;       /* the request is HTTP/1.0: a response that keeps the
+	                    * connection says so (Connection: keep-alive) */
 	om_http_chunked_t ch;
 } http_req_state_t;
 

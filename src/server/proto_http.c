@@ -116,7 +116,8 @@ head_begin(conn_t *c, int status, bool close, size_t extra)
 	    http_date_now());
 	if (close)
 		add(&h, "Connection: close\r\n");
-	(void)c;
+	else if (c->http.http10)
+		add(&h, "Connection: keep-alive\r\n");
 	return h;
 }
 
@@ -798,6 +799,7 @@ http_process(conn_t *c)
 			return false;
 		}
 		c->frames++;
+		c->http.http10 = r.minor == 0;
 		dispatch(c, &r);
 		conn_consume(c, (size_t)rc);
 	}
