@@ -367,6 +367,19 @@ field(om_http_req_t *r, const char *p, size_t n, bool *saw_te, const char **why)
 	return 0;
 }
 
+/* A request line that does not fit in max_head bytes: 414 once its target
+ * has begun (the URI is what is too long), else 431. */
+static int
+line_too_long(const char *p, size_t n, const char **why)
+{
+	if (memchr(p, ' ', n) != NULL) {
+		*why = "request target too long";
+		return -414;
+	}
+	*why = "request head too large";
+	return -431;
+}
+
 int
 om_http_parse_head(const char *buf, size_t len, size_t max_head, om_http_req_t *r,
     const char **why)
@@ -395,10 +408,10 @@ om_http_parse_head(const char *buf, size_t len, size_t max_head, om_http_req_t *
 	if (!next_line(buf, len, at, &n, &next)) {
 		if ((rc = request_line_prefix(buf + at, len - at, why)) != 0)
 			return rc;
-		goto more;
+		return len >= max_head ? line_too_long(buf + at, len - at, why) : 0;
 	}
 	if (next > max_head)
-		goto big;
+		return line_too_long(buf + at, n, why);
 	if (memchr(buf + at, '\r', n) != NULL) {
 		*why = "a bare CR in the request line";
 		return -400;

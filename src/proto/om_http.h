@@ -52,8 +52,9 @@ typedef struct {
  * Parses the head of the request at buf[0, len). Returns the head's length
  * (> 0) when it is complete, 0 if more bytes are needed (and the head may
  * still fit max_head), or a negative HTTP status: -400 (malformed; *why
- * says how), -431 (head over max_head bytes or too many fields), -501 (a
- * transfer coding other than chunked), -505 (not HTTP/1.x).
+ * says how), -414 (a request line over max_head bytes, its target begun),
+ * -431 (head over max_head bytes or too many fields), -501 (a transfer
+ * coding other than chunked), -505 (not HTTP/1.x).
  */
 int om_http_parse_head(const char *buf, size_t len, size_t max_head, om_http_req_t *r,
     const char **why);

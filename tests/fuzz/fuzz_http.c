@@ -84,7 +84,8 @@ fuzz_head(const uint8_t *data, size_t size)
 	memcpy(buf, data + 1, len);
 	rc = om_http_parse_head(buf, len, max_head, &r, &why);
 	FZ_ASSERT(why != NULL, "why");
-	FZ_ASSERT(rc >= 0 || rc == -400 || rc == -417 || rc == -431 || rc == -501 || rc == -505,
+	FZ_ASSERT(rc >= 0 || rc == -400 || rc == -414 || rc == -417 || rc == -431 || rc == -501 ||
+	    rc == -505,
 	    "rc %d", rc);
 	/* What a prefix refuses, no bytes after it can make valid (the
 	 * listener refuses a request line at its first impossible byte). */
