@@ -291,7 +291,8 @@ field(om_http_req_t *r, const char *p, size_t n, bool *saw_te, const char **why)
 				*why = "unsupported expectation";
 				return -417;
 			}
-			r->expect_continue = true;
+			/* HTTP/1.0 has no 1xx responses: there it is ignored. */
+			r->expect_continue = r->minor >= 1;
 		}
 		break;
 	case 7:
