@@ -275,6 +275,13 @@ field(om_http_req_t *r, const char *p, size_t n, bool *saw_te, const char **why)
 		}                                                       \
 		r->f = v;                                               \
 	} while (0)
+/* A field that only a PUT uses (it is kept with the object): another
+ * method is not refused for sending it twice. */
+#define KEPT(f, label)                                          \
+	do {                                                        \
+		if (r->method == OM_HTTP_PUT)                           \
+			ONCE(f, label);                                     \
+	} while (0)
 
 	switch (name.n) {
 	case 4:
@@ -297,7 +304,7 @@ field(om_http_req_t *r, const char *p, size_t n, bool *saw_te, const char **why)
 		break;
 	case 7:
 		if (ieq(name, "expires"))
-			ONCE(expires, "Expires");
+			KEPT(expires, "Expires");
 		break;
 	case 8:
 		if (ieq(name, "if-range"))
@@ -314,7 +321,7 @@ field(om_http_req_t *r, const char *p, size_t n, bool *saw_te, const char **why)
 		break;
 	case 12:
 		if (ieq(name, "content-type"))
-			ONCE(content_type, "Content-Type");
+			KEPT(content_type, "Content-Type");
 		break;
 	case 13:
 		if (ieq(name, "if-none-match")) {
@@ -322,7 +329,7 @@ field(om_http_req_t *r, const char *p, size_t n, bool *saw_te, const char **why)
 			if (r->if_none_match.p == NULL)
 				r->if_none_match = v;
 		} else if (ieq(name, "cache-control")) {
-			ONCE(cache_control, "Cache-Control");
+			KEPT(cache_control, "Cache-Control");
 		}
 		break;
 	case 14:
@@ -343,9 +350,9 @@ field(om_http_req_t *r, const char *p, size_t n, bool *saw_te, const char **why)
 		break;
 	case 16:
 		if (ieq(name, "content-encoding"))
-			ONCE(content_encoding, "Content-Encoding");
+			KEPT(content_encoding, "Content-Encoding");
 		else if (ieq(name, "content-language"))
-			ONCE(content_language, "Content-Language");
+			KEPT(content_language, "Content-Language");
 		break;
 	case 17:
 		if (ieq(name, "transfer-encoding")) {
@@ -361,9 +368,10 @@ field(om_http_req_t *r, const char *p, size_t n, bool *saw_te, const char **why)
 		break;
 	case 19:
 		if (ieq(name, "content-disposition"))
-			ONCE(content_disposition, "Content-Disposition");
+			KEPT(content_disposition, "Content-Disposition");
 		break;
 	}
+#undef KEPT
 #undef ONCE
 	return 0;
 }

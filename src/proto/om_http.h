@@ -44,6 +44,7 @@ typedef struct {
 	bool expect_continue;
 	unsigned nfields;
 	om_http_str_t host, range, if_range, if_none_match, if_modified_since;
+	/* A PUT's only (what its object keeps); not read for other methods. */
 	om_http_str_t content_type, cache_control, expires, content_encoding,
 	    content_language, content_disposition;
 } om_http_req_t;
