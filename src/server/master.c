@@ -74,6 +74,7 @@ typedef struct {
 	unsigned mslot; /* the master's own slot (another than OM_SLOT_MASTER after an upgrade) */
 	char exe[PATH_MAX];        /* this binary's path, for SIGUSR2 (a new file there is the new binary) */
 	char conf_real[PATH_MAX];  /* the configuration's path, absolute */
+	char conf_abs[PATH_MAX];   /* the same, its links not followed: what a reload reads */
 	pid_t upgrade_pid;         /* SIGUSR2: the new binary's process, while it starts */
 	bool handover;             /* a new master has taken over: leave it the sockets and index */
 	/* Inherited from the master being replaced (OBJMAPPER_INHERIT). */
@@ -1514,12 +1515,21 @@ om_master_run(const char *conf_path, om_conf_t *conf, int foreground)
 	om_listener_t *ls[OM_CONF_LISTEN_MAX];
 	struct epoll_event e;
 	sigset_t set;
-	char err[1024];
+	char err[1024], cwd[PATH_MAX];
 	int rc;
 
 	if (m == NULL)
 		return 1;
+	/* A reload reads the file again once daemon(3) has moved to /: a
+	 * relative path is made absolute now, its links left to be followed
+	 * then (a link switched to another file is the file reloaded). */
 	m->conf_path = conf_path;
+	if (conf_path[0] != '/' && getcwd(cwd, sizeof(cwd)) != NULL) {
+		int n = snprintf(m->conf_abs, sizeof(m->conf_abs), "%s/%s", cwd, conf_path);
+
+		if (n > 0 && (size_t)n < sizeof(m->conf_abs))
+			m->conf_path = m->conf_abs;
+	}
 	m->foreground = foreground != 0;
 	m->conf = conf;
 	m->srv.conf = conf;

@@ -4,6 +4,7 @@
  * generation of workers each time; a broken configuration changes nothing
  * and the daemon keeps answering. Then a storm of SIGHUPs on a loaded
  * machine while clients run pipelined batches of GETs: none fails either.
+ * A daemon started with a relative -f reloads that file.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -259,6 +260,40 @@ test_reload_recreates_socket(void **state)
 	om_daemon_cleanup(&D);
 }
 
+/* A daemon started (detached) with a relative -f reloads that file: the
+ * file is found again after the daemon has left its working directory. */
+static void
+to_daemon_dir(void)
+{
+	if (chdir(D.dir) != 0)
+		_exit(126);
+}
+
+static void
+test_reload_relative_conf(void **state)
+{
+	char conf[sizeof(D.conf)];
+	gen_t g = { .want = 3 };
+
+	(void)state;
+	om_daemon_init(&D, 2, "[log]\ntarget = file\nfile = daemon.log\nlevel = info\n");
+	memcpy(conf, D.conf, sizeof(conf));
+	snprintf(D.conf, sizeof(D.conf), "objmapper.conf");
+	D.detached = 1;
+	D.before_exec = to_daemon_dir;
+	om_daemon_start(&D);
+	memcpy(D.conf, conf, sizeof(conf));
+	g.nold = om_daemon_children(&D, g.old, 64, "worker process");
+	om_daemon_write_conf(&D, 3, "[log]\ntarget = file\nfile = daemon.log\nlevel = info\n");
+	om_daemon_kill(&D, SIGHUP);
+	if (!om_wait_until(new_generation, &g, 10000))
+		fail_msg("no new generation of 3 workers after the reload:\n%s", om_daemon_log(&D));
+	assert_int_equal(stat_value("reloads_total"), 1);
+	assert_int_equal(stat_value("reload_failures_total"), 0);
+	om_daemon_stop(&D);
+	om_daemon_cleanup(&D);
+}
+
 int
 main(void)
 {
@@ -266,6 +301,7 @@ main(void)
 		cmocka_unit_test(test_reload_under_load),
 		cmocka_unit_test(test_batches_across_hup_storm),
 		cmocka_unit_test(test_reload_recreates_socket),
+		cmocka_unit_test(test_reload_relative_conf),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
