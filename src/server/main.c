@@ -30,7 +30,7 @@ usage(FILE *f)
 	    "  -v       print the version and exit (also --version)\n"
 	    "  -h       print this help and exit (also --help)\n"
 	    "signals to the master: HUP reload, QUIT graceful stop, TERM/INT fast stop,\n"
-	    "USR1 reopen the log file\n");
+	    "USR1 reopen the log file, USR2 binary upgrade\n");
 }
 
 int

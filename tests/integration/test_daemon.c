@@ -77,6 +77,14 @@ test_options_and_config_check(void **state)
 	assert_non_null(strstr(out, "objmapperd "));
 	assert_int_equal(run(out, sizeof(out), prog, "-h", NULL, NULL), 0);
 	assert_non_null(strstr(out, "usage: objmapperd"));
+	/* The summary of the signals names each one objmapperd(8) lists. */
+	{
+		static const char *const sigs[] = { "HUP ", "QUIT ", "TERM", "INT ", "USR1 ", "USR2 " };
+
+		for (size_t i = 0; i < OM_ARRAY_LEN(sigs); i++)
+			if (strstr(out, sigs[i]) == NULL)
+				fail_msg("objmapperd -h does not name %s:\n%s", sigs[i], out);
+	}
 	assert_int_equal(run(out, sizeof(out), prog, "-x", NULL, NULL), 2);
 	/* The long forms, as every program has them. */
 	{
