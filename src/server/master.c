@@ -1084,39 +1084,36 @@ children_left(master_t *m)
  * the mask, and make signalfds of their own). */
 static const int master_signals[] = { SIGCHLD, SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGUSR2 };
 
+#define SIG_BIT(sig) (1u << (unsigned)(sig))
+
+/* The signals pending, acted on in this order rather than the kernel's
+ * (lowest number first): a stop before a SIGHUP that came with it, which
+ * is then ignored, as during any stop, instead of starting a generation
+ * only to drain it. */
 static void
 handle_signals(master_t *m)
 {
+	unsigned got = 0;
 	int sig, rc;
 
-	while ((sig = om_os_signal_next(m->sigfd)) != 0) {
-		switch (sig) {
-		case SIGCHLD:
-			reap(m);
-			break;
-		case SIGHUP:
-			if (!m->stopping)
-				reload(m);
-			break;
-		case SIGQUIT:
-			stop(m, 1);
-			break;
-		case SIGTERM:
-		case SIGINT:
-			stop(m, 2);
-			break;
-		case SIGUSR1:
-			if ((rc = om_log_reopen()) != 0)
-				om_log_err(-rc, "reopening the log failed");
-			signal_children(m, SIGUSR1, false);
-			break;
-		case SIGUSR2:
-			upgrade(m);
-			break;
-		default:
-			break;
-		}
+	while ((sig = om_os_signal_next(m->sigfd)) != 0)
+		if (sig > 0 && sig < 32)
+			got |= SIG_BIT(sig);
+	if (got & (SIG_BIT(SIGTERM) | SIG_BIT(SIGINT)))
+		stop(m, 2);
+	if (got & SIG_BIT(SIGQUIT))
+		stop(m, 1);
+	if ((got & SIG_BIT(SIGHUP)) && !m->stopping)
+		reload(m);
+	if (got & SIG_BIT(SIGUSR1)) {
+		if ((rc = om_log_reopen()) != 0)
+			om_log_err(-rc, "reopening the log failed");
+		signal_children(m, SIGUSR1, false);
 	}
+	if (got & SIG_BIT(SIGUSR2))
+		upgrade(m);
+	if (got & SIG_BIT(SIGCHLD))
+		reap(m);
 }
 
 static void
