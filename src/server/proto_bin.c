@@ -1331,6 +1331,7 @@ bin_reject(worker_t *w, int fd, const om_listener_t *ls, const char *why)
 	memcpy(buf + OM_RESP_HDR_LEN, why, len);
 	(void)send(fd, buf, OM_RESP_HDR_LEN + len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	OM_COUNT(w->stats->responses[OM_OP_GOAWAY][OM_STATUS_BUSY], 1);
+	OM_COUNT(w->stats->goaways, 1);
 }
 
 const conn_proto_t conn_proto_bin = {

@@ -830,6 +830,8 @@ http_reject(worker_t *w, int fd, const om_listener_t *ls, const char *why)
 	    strlen("503 Service Unavailable: \n") + strlen(why), why);
 	if (n > 0 && (size_t)n < sizeof(buf))
 		(void)send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	/* No request was read: op "other", as an objmapper connection's BUSY. */
+	OM_COUNT(w->stats->responses[0][OM_STATUS_BUSY], 1);
 	OM_COUNT(w->stats->http_responses[4], 1);
 }
 

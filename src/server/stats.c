@@ -304,9 +304,11 @@ sum_all(om_srv_t *srv, sums_t *s)
 	for (unsigned st = 0; st < NSTATUS; st++) {
 		for (unsigned k = 0; k < OM_ARRAY_LEN(label_ops); k++)
 			s->requests[k][st] = om_srv_responses(&s->srv, &s->srv2, label_ops[k])[st];
-		/* Op 0 holds refused frames. Under GOAWAY the server's own
-		 * GOAWAYs (status OK, goaways_total has them) and a client's
-		 * GOAWAY frames, refused as UNKNOWN_OP. */
+		/* Op 0 holds refused frames (and HTTP's refused connections).
+		 * Under GOAWAY the server's own GOAWAYs, which goaways_total
+		 * has: those of status OK left out here, the others (BUSY
+		 * refusing a connection, BAD_REQUEST closing one) counted as
+		 * other; and a client's GOAWAY frames, refused as UNKNOWN_OP. */
 		s->requests[NOPS - 1][st] = s->srv.responses[0][st] +
 		    (st != OM_STATUS_OK ? s->srv.responses[OM_OP_GOAWAY][st] : 0);
 	}

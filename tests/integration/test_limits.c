@@ -201,6 +201,50 @@ test_max_connections(void **state)
 }
 
 /*
+ * A connection refused over max_connections is counted the same way on
+ * both protocols, as docs/STATISTICS.md says: in connections_rejected_total
+ * and in requests_total{op="other",status="busy"} (an HTTP 503 is also in
+ * http_responses_total, as every HTTP response is in requests_total); the
+ * GOAWAY that refuses an objmapper connection in goaways_total.
+ */
+static void
+test_max_connections_counted(void **state)
+{
+	char http_sock[sizeof(D.dir) + 16], buf[1024];
+	const char *text;
+	om_client_t *c;
+	size_t got = 0;
+	ssize_t r;
+	int held, fd;
+
+	(void)state;
+	up(0, "[daemon]\nworkers = 1\npid_file = objmapperd.pid\nmax_connections = 2\n"
+	    "[listen.http]\ntype = http\npath = http.sock\n");
+	snprintf(http_sock, sizeof(http_sock), "%s/http.sock", D.dir);
+	c = client();
+	held = om_raw_connect_unix(http_sock);
+	usleep(100 * 1000);
+	fd = om_raw_connect_unix(D.sock);
+	assert_rejected(fd);
+	close(fd);
+	/* After the worker's pause, an HTTP newcomer: 503. */
+	usleep(300 * 1000);
+	fd = om_raw_connect_unix(http_sock);
+	while (got < sizeof(buf) - 1 && (r = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += (size_t)r;
+	buf[got] = '\0';
+	close(fd);
+	if (strncmp(buf, "HTTP/1.1 503 ", 13) != 0)
+		fail_msg("an HTTP connection over max_connections got: %s", buf);
+	close(held);
+	text = stats(c);
+	assert_int_equal(value(text, "connections_rejected_total"), 2);
+	assert_int_equal(value(text, "requests_total{op=\"other\",status=\"busy\"}"), 2);
+	assert_int_equal(value(text, "http_responses_total{class=\"5xx\"}"), 1);
+	assert_int_equal(value(text, "goaways_total"), 1);
+}
+
+/*
  * After its 100 ms pause, a worker still at its limit answers the next
  * newcomer BUSY as well, rather than leaving it unanswered in the backlog
  * until some connection closes.
@@ -907,6 +951,7 @@ main(void)
 		cmocka_unit_test_teardown(test_max_object_size, down),
 		cmocka_unit_test_teardown(test_max_connections, down),
 		cmocka_unit_test_teardown(test_max_connections_after_pause, down),
+		cmocka_unit_test_teardown(test_max_connections_counted, down),
 		cmocka_unit_test_teardown(test_idle_timeout, down),
 		cmocka_unit_test_teardown(test_request_timeout, down),
 		cmocka_unit_test_teardown(test_request_timeout_put_body, down),
