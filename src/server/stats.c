@@ -163,7 +163,7 @@ static const metric_t metrics[] = {
 	M("reload_failures_total", COUNTER, LS_NONE, srv.reload_failures,
 	    "Reloads refused; the running configuration stayed."),
 	M("worker_restarts_total", COUNTER, LS_NONE, srv.worker_restarts,
-	    "Worker processes started again after they died."),
+	    "Children (workers, the cache manager) started again after they died."),
 	M("manager_passes_total", COUNTER, LS_NONE, srv.maint_passes,
 	    "Maintenance passes of the cache manager (expiry, eviction, promotion)."),
 	M("connections_current", GAUGE, LS_NONE, srv.conns_current, "Client connections open now."),
