@@ -108,6 +108,7 @@ om_store_close(om_store_t *st)
 	for (int t = 0; t < 2; t++)
 		if (st->tier[t].dirfd >= 0)
 			close(st->tier[t].dirfd);
+	free(st->pack_kept);
 	free(st);
 }
 

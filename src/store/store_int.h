@@ -98,6 +98,8 @@ struct om_store {
 	uint64_t pack_seed;
 	uint64_t pack_skip[16];      /* packs compaction leaves (damaged), tier << 62 | loc */
 	unsigned pack_skip_next;
+	struct om_pack_kept *pack_kept; /* packs compaction found more than half live (store_pack.c) */
+	size_t npack_kept;
 };
 
 static inline int

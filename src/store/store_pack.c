@@ -1129,7 +1129,32 @@ typedef struct {
 	uint32_t no;
 	uint64_t size;
 	uint64_t live;
+	int kept; /* found more than half live: not copied */
 } pack_use_t;
+
+/*
+ * The index gives a pack's live bytes only as an estimate: it knows each
+ * entry's size, not its record's (the URI's length, the metadata's). A
+ * pack of small objects with large metadata (HTTP headers) looks mostly
+ * dead to it, and would be copied every pass, whole, into a pack that
+ * looks the same. So a pack is walked before it is copied, its live
+ * entries counted exactly; one that is more than half live is kept, and
+ * remembered with the estimate it had, until that estimate drops (an
+ * object of it died).
+ */
+struct om_pack_kept {
+	uint64_t key; /* tier << 62 | pack no */
+	uint64_t size;
+	uint64_t est;
+};
+
+static int
+kept_cmp(const void *a, const void *b)
+{
+	const struct om_pack_kept *x = a, *y = b;
+
+	return x->key < y->key ? -1 : x->key > y->key;
+}
 
 typedef struct {
 	pack_use_t *p;
@@ -1150,7 +1175,7 @@ static int
 live_add(void *arg, const om_ix_obj_t *o)
 {
 	pack_uses_t *u = arg;
-	pack_use_t key = { 0, 0, 0, 0 }, *hit;
+	pack_use_t key = { 0, 0, 0, 0, 0 }, *hit;
 
 	if (!(o->flags & OM_IX_F_PACKED))
 		return 0;
@@ -1240,10 +1265,33 @@ skipped(const om_store_t *st, int tier, uint32_t no)
 	return 0;
 }
 
-/* Copies pack no's live entries to this process's pack, then removes it.
- * A pack some process still appends to (its shared lock) is left alone. */
+typedef struct {
+	om_store_t *st;
+	uint64_t live;
+} pack_live_t;
+
+/* Adds an entry that the index holds at loc to the exact live bytes. */
 static int
-compact_one(om_store_t *st, int tier, uint32_t no, uint64_t *copied)
+live_entry(void *arg, const om_meta_rec_t *r, uint64_t loc, uint32_t state, const uint8_t *data)
+{
+	pack_live_t *l = arg;
+	om_ix_obj_t o;
+
+	(void)data;
+	if (state != OM_PACK_LIVE && state != OM_PACK_BAD)
+		return 0;
+	if (om_index_lookup(l->st->ix, r->uri, r->uri_len, &o, 0) != 0 || o.id != r->id ||
+	    !(o.flags & OM_IX_F_PACKED) || o.loc != loc)
+		return 0;
+	l->live += om_pack_entry_len(OM_META_HDR + (size_t)r->uri_len + r->meta_len, r->size);
+	return 0;
+}
+
+/* Copies pack no's live entries to this process's pack, then removes it.
+ * A pack some process still appends to (its shared lock) is left alone,
+ * and one more than half live is kept (*kept set). */
+static int
+compact_one(om_store_t *st, int tier, uint32_t no, uint64_t *copied, int *kept)
 {
 	om_tier_t *t = &st->tier[tier];
 	pack_cp_t c = { st, tier, 0, 0 };
@@ -1266,6 +1314,17 @@ compact_one(om_store_t *st, int tier, uint32_t no, uint64_t *copied)
 		rc = -errno;
 		close(fd);
 		return rc;
+	}
+	{
+		pack_live_t l = { st, 0 };
+
+		(void)om_pack_walk(img, (size_t)sb.st_size, tier, no, live_entry, &l);
+		if (l.live * 2 > (uint64_t)sb.st_size) {
+			munmap(img, (size_t)sb.st_size);
+			close(fd);
+			*kept = 1;
+			return 0;
+		}
 	}
 	end = om_pack_walk(img, (size_t)sb.st_size, tier, no, copy_entry, &c);
 	munmap(img, (size_t)sb.st_size);
@@ -1312,13 +1371,38 @@ ratio_cmp(const void *a, const void *b)
 	return rx < ry ? -1 : rx > ry;
 }
 
+/* The packs of u found kept, for the next pass (the others forgotten:
+ * gone, or to be walked again). Without memory, none. */
+static void
+kept_remember(om_store_t *st, const pack_uses_t *u)
+{
+	struct om_pack_kept *k = NULL;
+	size_t n = 0;
+
+	for (size_t i = 0; i < u->n; i++)
+		n += u->p[i].kept != 0;
+	if (n > 0 && (k = malloc(n * sizeof(*k))) != NULL) {
+		n = 0;
+		for (size_t i = 0; i < u->n; i++)
+			if (u->p[i].kept)
+				k[n++] = (struct om_pack_kept){ (uint64_t)u->p[i].tier << 62 | u->p[i].no,
+					u->p[i].size, u->p[i].live };
+		qsort(k, n, sizeof(*k), kept_cmp);
+	} else {
+		n = 0;
+	}
+	free(st->pack_kept);
+	st->pack_kept = k;
+	st->npack_kept = n;
+}
+
 /* om_store_compact for the tiers from..to (inclusive). */
 static int
 compact_tiers(om_store_t *st, int from, int to, uint64_t budget)
 {
 	pack_uses_t u = { NULL, 0 };
 	size_t cap = 0;
-	uint64_t copied = 0;
+	uint64_t copied = 0, walked = 0;
 	int removed = 0, rc = 0;
 
 	for (int tier = from; tier <= to && rc == 0; tier++) {
@@ -1353,7 +1437,7 @@ compact_tiers(om_store_t *st, int from, int to, uint64_t budget)
 				u.p = np;
 				cap = nc;
 			}
-			u.p[u.n++] = (pack_use_t){ tier, no, (uint64_t)sb.st_size, 0 };
+			u.p[u.n++] = (pack_use_t){ tier, no, (uint64_t)sb.st_size, 0, 0 };
 		}
 		closedir(d);
 	}
@@ -1363,18 +1447,30 @@ compact_tiers(om_store_t *st, int from, int to, uint64_t budget)
 	}
 	qsort(u.p, u.n, sizeof(*u.p), use_cmp);
 	(void)om_index_scan(st->ix, live_add, &u);
+	/* Kept by an earlier pass, and no object of it died since. */
+	for (size_t i = 0; i < u.n; i++) {
+		struct om_pack_kept key = { (uint64_t)u.p[i].tier << 62 | u.p[i].no, 0, 0 }, *k;
+
+		k = st->npack_kept ? bsearch(&key, st->pack_kept, st->npack_kept, sizeof(key), kept_cmp) : NULL;
+		u.p[i].kept = k != NULL && k->size == u.p[i].size && k->est == u.p[i].live;
+	}
 	qsort(u.p, u.n, sizeof(*u.p), ratio_cmp);
-	for (size_t i = 0; i < u.n && copied < budget; i++) {
+	for (size_t i = 0; i < u.n && copied + walked < budget; i++) {
 		/* Half of it dead (or a pack whose writer is gone and left it
 		 * mostly empty): worth the copy. */
 		if (u.p[i].live * 2 > u.p[i].size)
 			break;
-		rc = compact_one(st, u.p[i].tier, u.p[i].no, &copied);
+		if (u.p[i].kept)
+			continue;
+		rc = compact_one(st, u.p[i].tier, u.p[i].no, &copied, &u.p[i].kept);
 		if (rc < 0)
 			break;
+		if (u.p[i].kept)
+			walked += u.p[i].size;
 		removed += rc;
 		rc = 0;
 	}
+	kept_remember(st, &u);
 	free(u.p);
 	/* The packs this pass copied into are let go: a process never
 	 * compacts the pack it appends to, so the copies would hold their

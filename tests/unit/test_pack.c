@@ -1104,6 +1104,51 @@ test_follow_closes_removed_packs(void **state)
 	fx_free(f);
 }
 
+/* Small objects with large metadata (the headers of HTTP responses): the
+ * index alone counts their packs mostly dead. A pack that is live is not
+ * copied, pass after pass; once most of it dies it is, once. */
+static void
+test_compaction_large_metadata(void **state)
+{
+	static unsigned char buf[100];
+	fx_t *f = fx_new(1000);
+	char meta[600], uri[32];
+	uint32_t nos[4], first;
+	om_ix_obj_t o;
+
+	(void)state;
+	memset(meta, 'h', sizeof(meta));
+	for (int i = 0; i < 100; i++) {
+		om_put_args_t a = { .size = sizeof(buf), .meta = meta, .meta_len = sizeof(meta) };
+
+		snprintf(uri, sizeof(uri), "/lm/%d", i);
+		om_test_fill(buf, sizeof(buf), (uint64_t)i + 1);
+		assert_int_equal(om_store_put(f->st, uri, strlen(uri), buf, &a, &o), 0);
+		assert_true(o.flags & OM_IX_F_PACKED);
+	}
+	fx_reopen(f);
+	assert_int_equal(list_packs(f, OM_TIER_DISK, nos, 4), 1);
+	first = nos[0];
+	for (int pass = 0; pass < 3; pass++)
+		assert_int_equal(om_store_compact(f->st, UINT64_MAX), 0);
+	assert_int_equal(list_packs(f, OM_TIER_DISK, nos, 4), 1);
+	assert_int_equal(nos[0], first);
+	for (int i = 0; i < 100; i++) {
+		if (i % 10 == 0)
+			continue;
+		snprintf(uri, sizeof(uri), "/lm/%d", i);
+		assert_int_equal(om_store_delete(f->st, uri, strlen(uri)), 0);
+	}
+	assert_int_equal(om_store_compact(f->st, UINT64_MAX), 1);
+	fx_reopen(f);
+	for (int pass = 0; pass < 3; pass++)
+		assert_int_equal(om_store_compact(f->st, UINT64_MAX), 0);
+	assert_int_equal(list_packs(f, OM_TIER_DISK, nos, 4), 1);
+	assert_int_not_equal(nos[0], first);
+	assert_int_equal(live_entries(f), 10);
+	fx_free(f);
+}
+
 /* A compaction killed between its copy and the removal leaves every live
  * entry in two packs: the rebuild indexes each object once. */
 static void
@@ -1716,6 +1761,7 @@ main(void)
 		cmocka_unit_test(test_compaction),
 		cmocka_unit_test(test_compaction_pack_compacted_in_turn),
 		cmocka_unit_test(test_follow_closes_removed_packs),
+		cmocka_unit_test(test_compaction_large_metadata),
 		cmocka_unit_test(test_duplicate_entries_rebuild_once),
 		cmocka_unit_test(test_duplicate_entries_many_packs),
 		cmocka_unit_test(test_reclaim_dead_writer),
