@@ -599,11 +599,32 @@ set_group(struct parse *p, const struct conf_key *k, om_conf_owner_t *o, const c
 	}
 }
 
+/* A path as written, less what does not change the file it names:
+ * repeated slashes and "." segments (not "..": a link may be under it). */
+static void
+path_plain(const char *in, char *out, size_t n)
+{
+	size_t o = 0;
+
+	while (*in != '\0' && o + 1 < n) {
+		if (in[0] == '/' && in[1] == '/') {
+			in++;
+			continue;
+		}
+		if (in[0] == '/' && in[1] == '.' && (in[2] == '/' || in[2] == '\0')) {
+			in += 2;
+			continue;
+		}
+		out[o++] = *in++;
+	}
+	out[o] = '\0';
+}
+
 static void
 set_socket(struct parse *p, const struct conf_key *k, const char *v)
 {
 	om_conf_t *c = p->c;
-	char path[PATH_MAX];
+	char path[PATH_MAX], plain[PATH_MAX];
 	unsigned i;
 
 	if (*v == '\0') {
@@ -617,10 +638,13 @@ set_socket(struct parse *p, const struct conf_key *k, const char *v)
 		    path, strlen(path), OM_CONF_SOCKET_PATH_MAX);
 		return;
 	}
+	path_plain(path, plain, sizeof(plain));
 	for (i = 0; i < c->nlisten; i++) {
 		om_conf_listen_t *o = &c->listen[i];
+		char other[PATH_MAX];
 
-		if (o != p->lis && strcmp(o->path, path) == 0) {
+		path_plain(o->path, other, sizeof(other));
+		if (o != p->lis && strcmp(other, plain) == 0) {
 			key_fail(p, k->name, -EINVAL, "\"%s\" is also the path of [listen.%s] (line %u)",
 			    path, o->name, p->seen_lis[i][k - listen_keys]);
 			return;

@@ -868,6 +868,10 @@ static const struct err_case errors[] = {
 	    "[listen.l] allow_read: empty list (leave the key out, or say any)" },
 	{ LISTEN "[listen.m]\ntype = unix\npath = /tmp/om.sock\n", 6,
 	    "[listen.m] path: \"/tmp/om.sock\" is also the path of [listen.l] (line 3)" },
+	{ LISTEN "[listen.m]\ntype = unix\npath = /tmp/./om.sock\n", 6,
+	    "[listen.m] path: \"/tmp/./om.sock\" is also the path of [listen.l] (line 3)" },
+	{ LISTEN "[listen.m]\ntype = unix\npath = //tmp//om.sock\n", 6,
+	    "[listen.m] path: \"//tmp//om.sock\" is also the path of [listen.l] (line 3)" },
 	{ LISTEN "[listen.m]\ntype = unix\npath =\n", 6, "[listen.m] path: empty path" },
 	/* Syntax. */
 	{ "[daemon]\nworkers\n" LISTEN, 2, "syntax error: expected \"key = value\" or \"[section]\"" },
