@@ -873,7 +873,7 @@ pack_thread(void *arg)
  * walked: the threads share a list, not a directory stream. A readdir
  * that fails fails the rebuild: the packs not listed would be lost. */
 static int
-list_packs(const om_tier_t *t, DIR *d, uint32_t **out, size_t *n)
+list_packs(const om_store_t *st, const om_tier_t *t, DIR *d, uint32_t **out, size_t *n)
 {
 	uint32_t *v = NULL;
 	size_t cap = 0;
@@ -896,6 +896,17 @@ list_packs(const om_tier_t *t, DIR *d, uint32_t **out, size_t *n)
 		}
 		if (de->d_name[0] == '.' || parse_no(de->d_name, &no) != 0)
 			continue;
+		/* Packs written while the daemon ran as another user become
+		 * the current user's, as the objects' files do. */
+		if (st->set_owner && !t->writer_same) {
+			struct stat sb;
+
+			if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode) &&
+			    ((st->owner_uid != (uid_t)-1 && sb.st_uid != st->owner_uid) ||
+			    (st->owner_gid != (gid_t)-1 && sb.st_gid != st->owner_gid)) &&
+			    fchownat(dirfd(d), de->d_name, st->owner_uid, st->owner_gid, AT_SYMLINK_NOFOLLOW) != 0)
+				om_log_warn(errno, "store: rebuild: chown of %s/packs/%s failed", t->path, de->d_name);
+		}
 		if (*n == cap && om_grow(&v, &cap, sizeof(*v)) != 0) {
 			free(v);
 			return -ENOMEM;
@@ -980,7 +991,7 @@ om_pack_rebuild(om_store_t *st, int tier, int64_t now, unsigned nthreads, om_pac
 		rc = -errno;
 		goto out;
 	}
-	if ((rc = list_packs(&st->tier[tier], d, &job.nos, &job.npacks)) != 0 || job.npacks == 0)
+	if ((rc = list_packs(st, &st->tier[tier], d, &job.nos, &job.npacks)) != 0 || job.npacks == 0)
 		goto out;
 	job.dfd = dirfd(d);
 	/* No more threads than packs. */

@@ -869,6 +869,51 @@ test_rebuild_writer_file(void **state)
 	fx_free(f);
 }
 
+/* As root with another user configured, the packs (small objects, many
+ * to a file) are given to that user too: its workers read them. */
+static void
+test_rebuild_packs_change_owner(void **state)
+{
+	fx_t *f = fx_new(64);
+	const state_t a = { 203, 700, 0, 0 };
+	om_rebuild_stats_t rs;
+	om_ix_obj_t o;
+	char uri[128], dir[300], path[600];
+	struct dirent *de;
+	struct stat sb;
+	DIR *d;
+
+	(void)state;
+	if (geteuid() != 0) {
+		fx_free(f);
+		skip();
+	}
+	f->p.disk.pack_max = 16u << 10;
+	fx_restart(f, &rs, 0);
+	assert_int_equal(put_state(f->st, 1, &a), 0);
+	key_uri(uri, sizeof(uri), 1);
+	assert_int_equal(om_store_stat(f->st, uri, strlen(uri), &o), 0);
+	assert_true(o.flags & OM_IX_F_PACKED);
+	snprintf(dir, sizeof(dir), "%s/packs", f->disk);
+	d = opendir(dir);
+	assert_non_null(d);
+	path[0] = '\0';
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+	closedir(d);
+	assert_int_not_equal(path[0], '\0');
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_uid, 0);
+	f->p.set_owner = 1;
+	f->p.owner_uid = 65534;
+	f->p.owner_gid = (gid_t)-1;
+	fx_restart(f, &rs, 0);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_uid, 65534);
+	fx_free(f);
+}
+
 int
 main(void)
 {
@@ -882,6 +927,7 @@ main(void)
 		cmocka_unit_test(test_records_in_files),
 		cmocka_unit_test(test_rebuild_size_checked_at_first_open),
 		cmocka_unit_test(test_rebuild_writer_file),
+		cmocka_unit_test(test_rebuild_packs_change_owner),
 	};
 
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
