@@ -164,6 +164,7 @@ static const struct conf_key cache_keys[] = {
 	{ "open_files", K_UINT, 0, C(cache.open_files), 16, 1u << 24, NULL },
 	{ "eviction", K_ENUM, 0, C(cache.eviction), 0, 0, evictions },
 	{ "scrub_rate", K_SIZE, 0, C(cache.scrub_rate), 0, (uint64_t)1 << 40, NULL },
+	{ "scrub_interval", K_DURATION, 0, C(cache.scrub_interval_ms), 0, 168 * HOUR_MS, NULL },
 	{ NULL, 0, 0, 0, 0, 0, 0, NULL },
 };
 
@@ -1380,6 +1381,7 @@ conf_defaults(om_conf_t *c)
 	c->cache.open_files = 1024;
 	c->cache.eviction = OM_EVICTION_LRU;
 	c->cache.scrub_rate = 8u << 20;
+	c->cache.scrub_interval_ms = HOUR_MS;
 }
 
 /* The real path of the directory that holds the file. */

@@ -181,6 +181,7 @@ typedef struct {
 		uint32_t open_files;                  /* descriptors cached per worker */
 		enum om_conf_eviction eviction;       /* default OM_EVICTION_LRU */
 		uint64_t scrub_rate;                  /* bytes/s read again by the scrub; 0 = off */
+		uint32_t scrub_interval_ms;           /* from a pass's start to the next's, at least */
 	} cache;
 
 	unsigned nlisten;                         /* at least 1 */

@@ -2,8 +2,9 @@
  * The cache manager process: every [cache] interval, one maintenance pass
  * of the store (expiry, tier limits, promotion, read-count decay), the
  * objects that VERIFY queued; between passes, every SCRUB_STEP_MS, a step
- * of the scrub at [cache] scrub_rate. QUIT, TERM and INT stop it between
- * passes; USR1 reopens the log.
+ * of the scrub at [cache] scrub_rate, a scrub pass starting at most every
+ * [cache] scrub_interval. QUIT, TERM and INT stop it between passes; USR1
+ * reopens the log.
  */
 #include <errno.h>
 #include <poll.h>
@@ -78,6 +79,13 @@ om_manager_run(om_srv_t *srv)
 	uint32_t interval = srv->conf->cache.interval_ms;
 	uint64_t rate = srv->conf->cache.scrub_rate, next = om_clock_ms() + interval;
 	uint64_t last_scrub = om_clock_ms(), next_scrub = last_scrub + SCRUB_STEP_MS;
+	/* When the pass under way started, and when the next may: a store
+	 * read through in less than scrub_interval waits for the rest of
+	 * it (a small one was read again every step, 50 passes a second,
+	 * its cold objects dropped from the page cache and read back from
+	 * the disk each time). A new manager starts, or goes on with, a
+	 * pass at once. */
+	uint64_t pass_start = last_scrub, pass_gate = 0;
 	int64_t credit = 0; /* bytes the scrub may read now; below 0, read ahead */
 	/* Kept in the master's slot, so that a reload's new manager goes on
 	 * where the old one was rather than start the pass again. */
@@ -96,7 +104,9 @@ om_manager_run(om_srv_t *srv)
 		int rc, ready;
 
 		if ((rate > 0 || on_demand) && next_scrub < wake)
-			wake = next_scrub;
+			wake = next_scrub < pass_gate ? pass_gate : next_scrub;
+		if (wake > next)
+			wake = next;
 		rc = ready = poll(&p, 1, wake > now ? (int)(wake - now) : 0);
 		if (rc < 0 && errno != EINTR) {
 			om_log_err(errno, "poll failed");
@@ -132,18 +142,29 @@ om_manager_run(om_srv_t *srv)
 			if (take_requests(srv)) {
 				OM_STORE(cursor, 0);
 				on_demand = 1;
+				pass_gate = 0;
+				pass_start = om_clock_ms();
 				om_log_info(0, "scrub: a pass over the store starts (asked for by VERIFY)");
 			}
 			om_log_limits_flush();
 			next = om_clock_ms() + interval;
 		}
-		if (om_clock_ms() >= next_scrub) {
+		if (om_clock_ms() >= next_scrub && om_clock_ms() >= pass_gate && (rate > 0 || on_demand)) {
 			/* A step of the scrub: what the rate allows since the last
 			 * one, less what the last one read past its budget (a
 			 * step ends after the object that spent it). */
 			uint64_t now_ms = om_clock_ms(), r = rate, used = 0;
 			uint64_t dt = now_ms - last_scrub > SCRUB_CATCHUP_MS ? SCRUB_CATCHUP_MS : now_ms - last_scrub;
+			uint64_t passes = om_store_stats(srv->st)->scrub_passes;
 
+			if (pass_gate != 0) {
+				/* The first step of a pass after a wait: one
+				 * step's reading, nothing saved up. */
+				pass_gate = 0;
+				pass_start = now_ms;
+				credit = 0;
+				dt = SCRUB_STEP_MS;
+			}
 			if (on_demand && r < SCRUB_ON_DEMAND_RATE)
 				r = SCRUB_ON_DEMAND_RATE;
 			credit += (int64_t)(r / 1000 * dt);
@@ -152,8 +173,20 @@ om_manager_run(om_srv_t *srv)
 			last_scrub = now_ms;
 			next_scrub = now_ms + SCRUB_STEP_MS;
 			if (credit > 0) {
-				if (om_store_scrub(srv->st, cursor, (uint64_t)credit, &used) == 1)
+				if (om_store_scrub(srv->st, cursor, (uint64_t)credit, &used) == 1) {
 					on_demand = 0;
+					/* A walk that found no object (an empty
+					 * store) is tried again at the next
+					 * interval, not at once. */
+					if (om_store_stats(srv->st)->scrub_passes != passes)
+						pass_gate = pass_start + srv->conf->cache.scrub_interval_ms;
+					else
+						pass_gate = now_ms + interval;
+					if (pass_gate <= now_ms)
+						pass_gate = 0;
+					else
+						credit = 0;
+				}
 				credit -= (int64_t)used;
 			}
 		}

@@ -5,7 +5,8 @@
  * the bytes anyway (copy mode) refuses to pass them off as the object;
  * `objmapper verify` says which objects are damaged and asks the daemon
  * to check them, or starts a pass; a restart does not bring a quarantined
- * object back.
+ * object back. A store read through sooner than scrub_interval waits for
+ * the rest of it before the next pass (VERIFY's passes do not).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -116,7 +117,7 @@ test_scrub_finds_bit_rot(void **state)
 	struct stat sb;
 
 	(void)state;
-	up("[cache]\ninterval = 100ms\nscrub_rate = 64M\n");
+	up("[cache]\ninterval = 100ms\nscrub_rate = 64M\nscrub_interval = 0\n");
 	for (int i = 0; i < 50; i++) {
 		char uri[32];
 
@@ -168,7 +169,7 @@ test_scrub_in_steps(void **state)
 	unsigned grew = 0, windows = 40;
 
 	(void)state;
-	up("[cache]\ninterval = 1s\nscrub_rate = 1M\n");
+	up("[cache]\ninterval = 1s\nscrub_rate = 1M\nscrub_interval = 0\n");
 	/* 2 MiB: more than two seconds of the rate, so the scrub never waits
 	 * for a new pass. */
 	for (int i = 0; i < 512; i++) {
@@ -289,6 +290,54 @@ test_cli_verify(void **state)
 	assert_int_equal(cli("verify /v/none", out, sizeof(out)), 1);
 }
 
+static int
+passes_reach(void *arg)
+{
+	return stat_value("scrub_passes_total ") >= *(const uint64_t *)arg;
+}
+
+/*
+ * A small store is read through in a step; the next pass waits for the
+ * rest of scrub_interval (1 hour by default) instead of starting at
+ * once: 50 passes a second, each reading every object again (and
+ * dropping the cold ones from the page cache). A pass VERIFY asks for
+ * does not wait.
+ */
+static void
+test_scrub_waits_between_passes(void **state)
+{
+	char out[1024];
+	uint64_t want = 1, passes, objects;
+
+	(void)state;
+	up("[cache]\ninterval = 100ms\nscrub_rate = 64M\n");
+	for (int i = 0; i < 20; i++) {
+		char uri[32];
+
+		snprintf(uri, sizeof(uri), "/w/%d", i);
+		put(uri, 4096, (uint64_t)i);
+	}
+	if (!om_wait_until(passes_reach, &want, 5000))
+		fail_msg("no scrub pass in 5 s at 64 MiB/s");
+	passes = stat_value("scrub_passes_total ");
+	objects = stat_value("scrub_objects_total ");
+	usleep(1000 * 1000);
+	print_message("scrub passes %llu -> %llu, objects checked %llu -> %llu in 1 s\n",
+	    (unsigned long long)passes, (unsigned long long)stat_value("scrub_passes_total "),
+	    (unsigned long long)objects, (unsigned long long)stat_value("scrub_objects_total "));
+	assert_int_equal(stat_value("scrub_passes_total "), passes);
+	assert_int_equal(stat_value("scrub_objects_total "), objects);
+	/* Asked for, a pass starts at once, and is followed by none. */
+	assert_int_equal(cli("verify", out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "a scrub pass over the store started"));
+	want = passes + 1;
+	if (!om_wait_until(passes_reach, &want, 5000))
+		fail_msg("the pass VERIFY asked for did not run: %s", out);
+	usleep(500 * 1000);
+	assert_int_equal(stat_value("scrub_passes_total "), passes + 1);
+	assert_int_equal(stat_value("scrub_objects_total "), objects + 20);
+}
+
 int
 main(void)
 {
@@ -297,6 +346,7 @@ main(void)
 		cmocka_unit_test_teardown(test_copy_mode_checks, down),
 		cmocka_unit_test_teardown(test_cli_verify, down),
 		cmocka_unit_test_teardown(test_scrub_in_steps, down),
+		cmocka_unit_test_teardown(test_scrub_waits_between_passes, down),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -146,7 +146,7 @@ write_conf(void)
 	    "[index]\ncapacity = %u\n"
 	    "[memory]\npath = %s\nsize = %s\n"
 	    "[persistent]\npath = objects\nsize = 384K\n"
-	    "[cache]\ninterval = 250ms\npromote_hits = 2\npromote_max_size = 64K\nscrub_rate = 4M\n"
+	    "[cache]\ninterval = 250ms\npromote_hits = 2\npromote_max_size = 64K\nscrub_rate = 4M\nscrub_interval = 0\n"
 	    "max_metadata = 256\n"
 	    "[listen.local]\ntype = unix\npath = objmapper.sock\ninline_threshold = 16K\n"
 	    "[listen.tcp]\ntype = tcp\naddress = 127.0.0.1\nport = %d\ninline_threshold = 16K\n"

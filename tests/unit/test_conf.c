@@ -142,6 +142,7 @@ check_defaults(const om_conf_t *c)
 	assert_int_equal(c->persistent.pack_max, 16 * 1024);
 	assert_int_equal(c->cache.eviction, OM_EVICTION_LRU);
 	assert_int_equal(c->cache.scrub_rate, 8u << 20);
+	assert_int_equal(c->cache.scrub_interval_ms, 3600u * 1000u);
 	assert_int_equal(c->persistent.durability, OM_DURABLE_NONE);
 
 	assert_int_equal(c->cache.interval_ms, 1000);
@@ -312,6 +313,7 @@ test_every_key(void **state)
 	    "max_metadata = 0\n"
 	    "eviction = none\n"
 	    "scrub_rate = 0\n"
+	    "scrub_interval = 168h\n"
 	    "[listen.a-1_B]\n"
 	    "type = unix\n"
 	    "path = /x/a.sock\n"
@@ -363,6 +365,7 @@ test_every_key(void **state)
 	assert_int_equal(c->persistent.reserve.pct, 0);
 	assert_int_equal(c->cache.eviction, OM_EVICTION_NONE);
 	assert_int_equal(c->cache.scrub_rate, 0);
+	assert_int_equal(c->cache.scrub_interval_ms, 168u * 3600u * 1000u);
 	assert_int_equal(c->persistent.durability, OM_DURABLE_FSYNC);
 
 	assert_int_equal(c->cache.interval_ms, 120000);
@@ -373,7 +376,7 @@ test_every_key(void **state)
 
 	assert_int_equal(c->nlisten, 3);
 	assert_string_equal(c->listen[0].name, "a-1_B");
-	assert_int_equal(c->listen[0].line, 35);
+	assert_int_equal(c->listen[0].line, 36);
 	assert_int_equal(c->listen[0].type, OM_CONF_LISTEN_UNIX);
 	assert_string_equal(c->listen[0].path, "/x/a.sock");
 	assert_int_equal(c->listen[0].mode, 0600);
@@ -387,7 +390,7 @@ test_every_key(void **state)
 
 	/* The second listener takes the daemon's user and group. */
 	assert_string_equal(c->listen[1].name, "b");
-	assert_int_equal(c->listen[1].line, 44);
+	assert_int_equal(c->listen[1].line, 45);
 	assert_string_equal(c->listen[1].path, "/x/b.sock");
 	assert_int_equal(c->listen[1].mode, 0755);
 	assert_string_equal(c->listen[1].owner.user, "nobody");
@@ -1020,7 +1023,7 @@ test_example(void **state)
 		{ "[memory]", "path", "size", "reserve", "pack_max", NULL },
 		{ "[persistent]", "path", "size", "reserve", "pack_max", "durability", NULL },
 		{ "[cache]", "interval", "promote_hits", "promote_max_size", "evict_samples",
-		    "max_metadata", "eviction", "scrub_rate", NULL },
+		    "max_metadata", "eviction", "scrub_rate", "scrub_interval", NULL },
 		{ "[listen.local]", "type", "path", "mode", "owner", "group", "backlog",
 		    "inline_threshold", "send_buffer", "allow_read", "allow_write", "idle_timeout",
 		    "request_timeout", "min_rate", "max_object_size", "max_pipeline", "max_buffer", NULL },
