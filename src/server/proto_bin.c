@@ -1046,8 +1046,13 @@ dispatch(conn_t *c, const om_req_t *q, const uint8_t *uri, const uint8_t *meta)
 		conn_bin_error(c, q, OM_STATUS_URI_INVALID, "%s", bad);
 		drop_put_fd(c, q);
 		if (q->op == OM_OP_PUT && !(q->flags & OM_PUT_FD) && q->body_len) {
-			c->state = ST_SKIP;
-			c->left = q->body_len;
+			/* As for any refused PUT: a body over SKIP_MAX is not read. */
+			if (q->body_len > SKIP_MAX) {
+				conn_end(c, "refused PUT body too large to skip");
+			} else {
+				c->state = ST_SKIP;
+				c->left = q->body_len;
+			}
 		}
 		return;
 	}

@@ -321,6 +321,14 @@ test_fatal_errors(void **state)
 	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_TOO_LARGE);
 	om_raw_assert_closed(fd);
 	close(fd);
+	/* Nor is the body (over 64 MiB) of a PUT refused for its URI's bytes. */
+	fd = om_raw_connect_unix(D.sock);
+	n = om_raw_req(buf, OM_OP_PUT, 27, 0, "/a b", 0, 100ull << 20);
+	om_raw_send_all(fd, buf, n);
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_URI_INVALID);
+	assert_int_equal(r.id, 27);
+	om_raw_assert_closed(fd);
+	close(fd);
 	/* A PUT with the FD flag and no descriptor. */
 	fd = om_raw_connect_unix(D.sock);
 	n = om_raw_req(buf, OM_OP_PUT, 23, OM_PUT_FD, "/nofd", 0, 10);
