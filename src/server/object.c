@@ -71,7 +71,7 @@ get_packed(om_fdc_t *fdc, om_store_t *st, const om_get_t *g, const om_obj_want_t
 	o->tier = g->tier;
 	o->obj = g->obj;
 	o->meta_len = want->meta ? mlen : 0;
-	o->mtime = mtime;
+	o->mtime = want->meta ? mtime : 0;
 	return 0;
 }
 

@@ -2,7 +2,7 @@
  * Packs in the real daemon ([memory] and [persistent] pack_max = 16K):
  * packed objects served in every mode over the binary protocol and over
  * HTTP (whole, ranges, HEAD, their metadata as header fields) are exactly
- * their bytes; a descriptor of a packed object is the client's own
+ * their bytes, their mtime answered only with the metadata; a descriptor of a packed object is the client's own
  * (read-only, mode 0440, sealed, its own offset), made from the worker's
  * mapping of the pack (served with the pack renamed away: no pack opened
  * for it); a mapped packed object replaced serves the new bytes; 1 KiB
@@ -328,6 +328,43 @@ test_other_put_paths(void **state)
 		snprintf(objects, sizeof(objects), "%s/objects", D.dir);
 		assert_int_equal(om_test_count_files(objects, NULL, NULL), om_test_count_files(packs, NULL, NULL));
 	}
+}
+
+/* A raw GET of uri with flags: the response's mtime field. */
+static uint32_t
+raw_get_mtime(int fd, const char *uri, uint32_t flags)
+{
+	static unsigned char body[32768];
+	uint8_t buf[256];
+	om_resp_t r;
+
+	om_raw_send_all(fd, buf, om_raw_req(buf, OM_OP_GET, 1, flags, uri, 0, 0));
+	assert_int_equal(om_raw_read_resp_body(fd, &r, NULL, 0, body, sizeof(body)), OM_STATUS_OK);
+	return r.mtime;
+}
+
+/* The mtime field of a GET's answer is the PUT's time only when the
+ * metadata was asked for (WANT_META), else 0: for a packed object as
+ * for one in a file of its own. */
+static void
+test_mtime_only_with_meta(void **state)
+{
+	static const char *const uris[] = { "/mt/packed", "/mt/file" };
+	static const size_t lens[] = { 100, 20000 };
+	int fd;
+
+	(void)state;
+	up_with(1, NULL);
+	fd = om_raw_connect_unix(D.sock);
+	for (size_t i = 0; i < OM_ARRAY_LEN(uris); i++) {
+		put_meta(uris[i], lens[i], i + 1, 0);
+		for (int round = 0; round < 3; round++) {
+			assert_int_equal(raw_get_mtime(fd, uris[i], OM_MODE_COPY), 0);
+			assert_int_equal(raw_get_mtime(fd, uris[i], OM_MODE_AUTO), 0);
+			assert_true(raw_get_mtime(fd, uris[i], OM_MODE_COPY | OM_GET_WANT_META) > 0);
+		}
+	}
+	close(fd);
 }
 
 /* fdpass: each GET a description of the client's own, read-only, 0440. */
@@ -860,6 +897,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_modes_unix_and_http, down),
 		cmocka_unit_test_teardown(test_other_put_paths, down),
+		cmocka_unit_test_teardown(test_mtime_only_with_meta, down),
 		cmocka_unit_test_teardown(test_fdpass_private, down),
 		cmocka_unit_test_teardown(test_fdpass_from_mapping, down),
 		cmocka_unit_test_teardown(test_mapped_then_replaced, down),
