@@ -963,6 +963,12 @@ check_request(conn_t *c, const om_req_t *q)
 	if (q->op < OM_OP_HELLO || q->op == OM_OP_GOAWAY || q->op > OM_OP_MAX) {
 		status = OM_STATUS_UNKNOWN_OP;
 		snprintf(why, sizeof(why), "unknown operation %u", q->op);
+	} else if (q->op != OM_OP_PUT && q->op != OM_OP_HELLO && q->body_len != 0) {
+		/* Without a body this frame may be garbage: do not trust it, nor
+		 * its other lengths (before any is checked and skipped). */
+		conn_bin_error(c, q, OM_STATUS_BAD_REQUEST, "%s takes no body", om_proto_op_name(q->op));
+		conn_end(c, "unexpected body");
+		return -1;
 	} else if (prefix && (q->uri_len > conf->index.max_uri || (q->op == OM_OP_PURGE && q->uri_len == 0))) {
 		/* An empty PURGE would empty the store: not by accident. */
 		status = OM_STATUS_URI_INVALID;
@@ -985,11 +991,6 @@ check_request(conn_t *c, const om_req_t *q)
 	} else if (q->op == OM_OP_HELLO && q->body_len > OM_PROTO_HELLO_MAX) {
 		status = OM_STATUS_BAD_REQUEST;
 		snprintf(why, sizeof(why), "HELLO body of %llu bytes", (unsigned long long)q->body_len);
-	} else if (q->op != OM_OP_PUT && q->op != OM_OP_HELLO && q->body_len != 0) {
-		/* Without a body this frame may be garbage: do not trust it. */
-		conn_bin_error(c, q, OM_STATUS_BAD_REQUEST, "%s takes no body", om_proto_op_name(q->op));
-		conn_end(c, "unexpected body");
-		return -1;
 	} else if (q->op == OM_OP_STATS && (q->flags & ~(uint32_t)OM_STATS_PROMETHEUS)) {
 		status = OM_STATUS_BAD_REQUEST;
 		snprintf(why, sizeof(why), "unknown STATS flags 0x%x", q->flags);

@@ -267,10 +267,15 @@ test_recoverable_errors(void **state)
 	om_raw_send_all(fd, buf, n);
 	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_URI_INVALID);
 	assert_non_null(strstr(msg, ".."));
-	/* Unknown operation. */
+	/* Unknown operation; one with a body is skipped whole. */
 	n = om_raw_req(buf, 77, 14, 0, NULL, 0, 0);
 	om_raw_send_all(fd, buf, n);
 	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_UNKNOWN_OP);
+	n = om_raw_req(buf, 77, 19, 0, "/x", 0, 4);
+	memcpy(buf + n, "body", 4);
+	om_raw_send_all(fd, buf, n + 4);
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_UNKNOWN_OP);
+	assert_int_equal(r.id, 19);
 	/* Unknown GET flags. */
 	n = om_raw_req(buf, OM_OP_GET, 15, 0x4000, "/good", 0, 0);
 	om_raw_send_all(fd, buf, n);
@@ -314,6 +319,25 @@ test_fatal_errors(void **state)
 	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
 	om_raw_assert_closed(fd);
 	close(fd);
+	/* Nor its other lengths: a GET with a body and a URI over the limit
+	 * is not skipped as a URI_INVALID would be (its header is enough to
+	 * tell). */
+	{
+		static uint8_t big[OM_REQ_HDR_LEN + 2000];
+		char uri[2001];
+
+		memset(uri, 'u', 2000);
+		uri[0] = '/';
+		uri[2000] = '\0';
+		fd = om_raw_connect_unix(D.sock);
+		om_raw_req(big, OM_OP_GET, 28, 0, uri, 0, 5);
+		om_raw_send_all(fd, big, OM_REQ_HDR_LEN);
+		assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
+		assert_int_equal(r.id, 28);
+		assert_non_null(strstr(msg, "takes no body"));
+		om_raw_assert_closed(fd);
+		close(fd);
+	}
 	/* A PUT larger than anything the tiers hold (2G) is not read. */
 	fd = om_raw_connect_unix(D.sock);
 	n = om_raw_req(buf, OM_OP_PUT, 22, 0, "/huge", 0, 3ull << 30);
