@@ -945,6 +945,16 @@ need_access(unsigned op)
 	}
 }
 
+/* UDP: the largest object a PUT with this metadata may store, so that a
+ * GET's answer with it fits a datagram (0 if the metadata alone does not). */
+static uint32_t
+udp_put_room(const conn_t *c, const om_req_t *q)
+{
+	uint32_t used = OM_RESP_HDR_LEN + q->meta_len;
+
+	return c->ls->max_datagram > used ? c->ls->max_datagram - used : 0;
+}
+
 /*
  * Checks a header whose lengths are sane enough to skip the frame: returns
  * 0 to run it, or answers it (and arranges to drop its bytes).
@@ -1008,11 +1018,10 @@ check_request(conn_t *c, const om_req_t *q)
 		status = OM_STATUS_TOO_LARGE;
 		snprintf(why, sizeof(why), "object of %llu bytes (at most %llu)",
 		    (unsigned long long)q->body_len, (unsigned long long)c->ls->max_object);
-	} else if (q->op == OM_OP_PUT && c->dgram &&
-	    q->body_len + q->meta_len + OM_RESP_HDR_LEN > c->ls->max_datagram) {
+	} else if (q->op == OM_OP_PUT && c->dgram && q->body_len > udp_put_room(c, q)) {
 		status = OM_STATUS_TOO_LARGE;
-		snprintf(why, sizeof(why), "too large for UDP: %llu bytes (at most %u here)",
-		    (unsigned long long)q->body_len, c->ls->max_datagram - OM_RESP_HDR_LEN - q->meta_len);
+		snprintf(why, sizeof(why), "too large for UDP: %llu bytes (at most %u here with %u bytes of "
+		    "metadata)", (unsigned long long)q->body_len, udp_put_room(c, q), q->meta_len);
 	} else if (c->access < need_access(q->op)) {
 		status = OM_STATUS_DENIED;
 		snprintf(why, sizeof(why), "%s may not %s on listener %s", c->peer.name,

@@ -1,6 +1,6 @@
 /*
  * TCP and UDP listeners and who may do what: the real daemon with a Unix,
- * a TCP (IPv4 and IPv6) and a UDP listener. Objects travel byte-exact in
+ * a TCP (IPv4 and IPv6) and two UDP listeners. Objects travel byte-exact in
  * every mode a transport offers and a mode it does not offer is refused;
  * UDP answers within its datagram and amplification limits and ignores
  * garbage; allow lists are enforced for another uid on the Unix socket and
@@ -30,7 +30,7 @@
 #include "proto/om_proto.h"
 
 static om_daemon_t D;
-static int tcp_port, udp_port, tcp2_port;
+static int tcp_port, udp_port, tcp2_port, udp2_port;
 static char tcp_addr[64], tcp6_addr[64], udp_addr[64];
 
 static void
@@ -43,8 +43,9 @@ write_conf(const char *acl_unix, const char *acl_tcp, const char *acl_udp)
 	    "[listen.tcp]\ntype = tcp\naddress = 127.0.0.1\nport = %d\n%s\n"
 	    "[listen.tcp6]\ntype = tcp\naddress = ::1\nport = %d\n"
 	    "[listen.any]\ntype = tcp\naddress = 0.0.0.0\nport = %d\n%s\n"
-	    "[listen.udp]\ntype = udp\naddress = 0.0.0.0\nport = %d\nmax_datagram = 8192\n%s\n",
-	    acl_unix, tcp_port, acl_tcp, tcp_port, tcp2_port, acl_tcp, udp_port, acl_udp);
+	    "[listen.udp]\ntype = udp\naddress = 0.0.0.0\nport = %d\nmax_datagram = 8192\n%s\n"
+	    "[listen.udp1472]\ntype = udp\nport = %d\n",
+	    acl_unix, tcp_port, acl_tcp, tcp_port, tcp2_port, acl_tcp, udp_port, acl_udp, udp2_port);
 	om_daemon_write_conf(&D, 2, extra);
 }
 
@@ -54,6 +55,7 @@ setup(void **state)
 	tcp_port = om_test_free_port();
 	tcp2_port = om_test_free_port();
 	udp_port = om_test_free_port();
+	udp2_port = om_test_free_port();
 	snprintf(tcp_addr, sizeof(tcp_addr), "tcp://127.0.0.1:%d", tcp_port);
 	snprintf(tcp6_addr, sizeof(tcp6_addr), "tcp://[::1]:%d", tcp_port);
 	snprintf(udp_addr, sizeof(udp_addr), "udp://127.0.0.1:%d", udp_port);
@@ -246,6 +248,33 @@ test_udp(void **state)
 		assert_non_null(strstr(om_client_message(c), "too large for UDP"));
 		assert_int_equal(om_client_put(c, "/udp/big2", big, 9000, NULL, NULL), -OM_STATUS_TOO_LARGE);
 		free(big);
+	}
+
+	/* A listener of max_datagram 1472: metadata of 1500 bytes leave no
+	 * room for an object, and the refusal says so. */
+	{
+		static uint8_t dg[OM_REQ_HDR_LEN + 7 + 1500 + 1];
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)udp2_port) };
+		om_req_t q = { .version = 1, .op = OM_OP_PUT, .id = 85, .uri_len = 7, .meta_len = 1500,
+			.body_len = 1 };
+		int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		struct pollfd p = { u, POLLIN, 0 };
+
+		inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+		assert_int_equal(connect(u, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		om_proto_put_req(dg, &q);
+		memcpy(dg + OM_REQ_HDR_LEN, "/udp/m2", 7);
+		memset(dg + OM_REQ_HDR_LEN + 7, 'm', 1501);
+		assert_int_equal(send(u, dg, sizeof(dg), 0), (ssize_t)sizeof(dg));
+		assert_int_equal(poll(&p, 1, 2000), 1);
+		n = recv(u, ans, sizeof(ans) - 1, 0);
+		assert_true(n >= (ssize_t)OM_RESP_HDR_LEN);
+		assert_int_equal(om_proto_get_resp(ans, &r), 0);
+		assert_int_equal(r.id, 85);
+		assert_int_equal(r.status, OM_STATUS_TOO_LARGE);
+		ans[OM_RESP_HDR_LEN + r.msg_len] = 0;
+		assert_non_null(strstr((char *)ans + OM_RESP_HDR_LEN, "too large for UDP: 1 bytes (at most 0 "));
+		close(u);
 	}
 
 	/* The amplification limit, with raw datagrams: a 39-byte GET of a
