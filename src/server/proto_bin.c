@@ -708,8 +708,8 @@ cursor_bucket(conn_t *c, const om_req_t *q, uint32_t *bucket)
 		return -1;
 	}
 	if ((uint32_t)cur >= om_index_buckets(ix)) {
-		conn_bin_error(c, q, OM_STATUS_BAD_REQUEST, "the cursor 0x%llx is not one this server gave",
-		    (unsigned long long)cur);
+		conn_bin_error(c, q, OM_STATUS_BAD_REQUEST, "the cursor 0x%llx is not one this server gave: "
+		    "start again from 0", (unsigned long long)cur);
 		return -1;
 	}
 	*bucket = (uint32_t)cur;

@@ -448,6 +448,8 @@ test_frames(void **state)
 		om_raw_send_all(fd, req, n);
 		assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
 		assert_non_null(strstr(msg, "is not one this server gave"));
+		/* PROTOCOL.md: the message says to start again from 0. */
+		assert_non_null(strstr(msg, "start again from 0"));
 	}
 	/* PURGE: one step's answer, 16 bytes. */
 	cursor = 0;
