@@ -1204,6 +1204,9 @@ frame_step(conn_t *c)
 	}
 	c->dgram_done = true;
 	if (check_request(c, &q) != 0) {
+		/* Answered (refused): a GOAWAY names it as it names a request
+		 * that ran, so that none answered comes after its id. */
+		c->last_id = q.id;
 		c->frames++;
 		if (c->state == ST_SKIP)
 			conn_consume(c, OM_REQ_HDR_LEN); /* the skip counts the rest */

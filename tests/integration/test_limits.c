@@ -301,6 +301,9 @@ test_idle_timeout(void **state)
 	fd = om_raw_connect_unix(D.sock);
 	om_raw_send_all(fd, buf, om_raw_req(buf, OM_OP_PING, 7, 0, NULL, 0, 0));
 	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
+	/* A request refused before it runs is answered, so accepted too. */
+	om_raw_send_all(fd, buf, om_raw_req(buf, 77, 8, 0, NULL, 0, 0));
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_UNKNOWN_OP);
 	t0 = next_ping = om_test_now_ms();
 	/* One connection says nothing, the other PINGs every 200 ms (a
 	 * slack of 1.8 s before its own idle timeout: under a load of 10 on
@@ -316,7 +319,7 @@ test_idle_timeout(void **state)
 			cut = om_test_now_ms();
 			assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_OK);
 			assert_int_equal(r.op, OM_OP_GOAWAY);
-			assert_int_equal(r.id, 7); /* the last request accepted */
+			assert_int_equal(r.id, 8); /* the last request accepted */
 			assert_string_equal(msg, "idle for 2000 ms");
 			om_raw_assert_closed(fd);
 		} else if (cut != 0) {
