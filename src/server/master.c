@@ -883,13 +883,14 @@ reap(master_t *m)
 			c->state = CH_FREE;
 			continue;
 		}
-		OM_COUNT(ms->worker_restarts, 1);
 		if (WIFEXITED(status) && WEXITSTATUS(status) == OM_EXIT_FATAL) {
 			om_log_err(0, "%s (pid %d) %s: it cannot run with this configuration; "
 			    "not restarting it", name, (int)pid, how);
 			c->state = CH_FREE;
 			continue;
 		}
+		/* Only what is started again: worker_restarts_total. */
+		OM_COUNT(ms->worker_restarts, 1);
 		/* Replace at once; a child that keeps dying young waits longer
 		 * each time (up to 30 s), never a respawn storm. */
 		c->quick_deaths = now - c->started_ms < 2000 ? c->quick_deaths + 1 : 0;

@@ -18,7 +18,9 @@
  * Then a full memory tier: a tmpfs mount of 2 MiB under a limit of 256 MiB
  * takes 3 times its space in ephemeral PUTs (evicting), and with the
  * space held by something else answers NO_SPACE, to libobjmapper and to
- * the objmapper command.
+ * the objmapper command. A reload waits for its new workers; a child that
+ * cannot run (its change of user fails) is not started again, nor counted
+ * as a restart.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -635,6 +637,82 @@ test_reload_waits_for_new_workers(void **state)
 }
 
 static int
+not_restarting_logged(void *arg)
+{
+	(void)arg;
+	return strstr(om_daemon_log(&D), "not restarting it") != NULL;
+}
+
+static uint64_t
+restarts_counted(om_client_t *c)
+{
+	char *text = NULL, *p;
+	uint64_t v = UINT64_MAX;
+
+	assert_int_equal(om_client_stats(c, &text), 0);
+	p = strstr(text, "\nworker_restarts_total ");
+	if (p != NULL)
+		v = strtoull(p + strlen("\nworker_restarts_total "), NULL, 10);
+	free(text);
+	return v;
+}
+
+/*
+ * A child that cannot run with this configuration (here: its change of
+ * user fails, OM_FAULT_NODUMP) exits with status 3 and is not started
+ * again; worker_restarts_total counts the children started again, so a
+ * worker killed and replaced counts 1 and its replacement's fatal exit
+ * none. The other worker goes on serving.
+ */
+static void
+test_fatal_child_not_counted(void **state)
+{
+	char nodump[400];
+	om_client_t *c = NULL;
+	om_object_t obj;
+	pid_t w[2];
+	int fd;
+
+	(void)state;
+	if (geteuid() != 0) {
+		print_message("not root: [daemon] user = root cannot be taken; skipped\n");
+		skip();
+	}
+	om_daemon_init(&D, 2, "[daemon]\nworkers = 2\npid_file = objmapperd.pid\nshutdown_timeout = 10s\n"
+	    "user = root\n");
+	snprintf(nodump, sizeof(nodump), "%s/nodump", D.dir);
+	setenv("OM_FAULT_NODUMP", nodump, 1);
+	start_faulty();
+	unsetenv("OM_FAULT_NODUMP");
+	assert_true(om_wait_until(first_workers_up, NULL, 10000));
+	assert_int_equal(om_daemon_children(&D, w, 2, "worker process"), 2);
+	assert_int_equal(om_client_connect(D.sock, 0, &c), 0);
+	assert_int_equal(om_client_put(c, "/fatal", "kept", 4, NULL, NULL), 0);
+	assert_int_equal(restarts_counted(c), 0);
+	om_client_close(c);
+	c = NULL;
+
+	fd = open(nodump, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(kill(w[0], SIGKILL), 0);
+	if (!om_wait_until(not_restarting_logged, NULL, 10000))
+		fail_msg("the replacement of a killed worker did not fail as set up:\n%s", om_daemon_log(&D));
+	assert_int_equal(om_client_connect(D.sock, 0, &c), 0);
+	assert_int_equal(restarts_counted(c), 1);
+	assert_int_equal(om_client_get(c, "/fatal", OM_MODE_COPY, 0, &obj), 0);
+	assert_int_equal(obj.len, 4);
+	assert_memory_equal(obj.data, "kept", 4);
+	om_object_free(&obj);
+	om_client_close(c);
+	assert_int_equal(unlink(nodump), 0);
+	om_daemon_stop(&D);
+	om_daemon_cleanup(&D);
+	om_fault_destroy(ctl);
+	ctl = NULL;
+}
+
+static int
 setup(void **state)
 {
 	(void)state;
@@ -662,6 +740,7 @@ main(void)
 		cmocka_unit_test(test_summary),
 		cmocka_unit_test(test_full_memory_tier),
 		cmocka_unit_test(test_reload_waits_for_new_workers),
+		cmocka_unit_test(test_fatal_child_not_counted),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -77,6 +77,9 @@ static char noxattr_dir[512];
  * child of objmapperd, first thing after fork) waits while FILE exists, for
  * up to 60 s: a test holds a reload's new workers before they accept. */
 static char stall_file[512];
+/* OM_FAULT_NODUMP=FILE: while FILE exists, prctl(PR_SET_DUMPABLE) fails
+ * (EPERM): a child of objmapperd running as [daemon] user cannot start. */
+static char nodump_file[512];
 
 EXPORT void
 om_fault_use(om_fault_ctl_t *c)
@@ -141,12 +144,15 @@ env_init(void)
 	const char *at = getenv("OM_FAULT_AT"), *action = getenv("OM_FAULT_ACTION");
 	const char *cf = getenv("OM_FAULT_COUNT_FILE"), *pid = getenv("OM_FAULT_PID");
 	const char *nx = getenv("OM_FAULT_NOXATTR"), *sf = getenv("OM_FAULT_STALL");
+	const char *nd = getenv("OM_FAULT_NODUMP");
 	om_fault_ctl_t *c = NULL;
 
 	if (nx != NULL && nx[0] == '/')
 		snprintf(noxattr_dir, sizeof(noxattr_dir), "%s", nx);
 	if (sf != NULL && sf[0] == '/')
 		snprintf(stall_file, sizeof(stall_file), "%s", sf);
+	if (nd != NULL && nd[0] == '/')
+		snprintf(nodump_file, sizeof(nodump_file), "%s", nd);
 	if (path != NULL) {
 		int fd = REAL(int (*)(const char *, int, ...), open)(path, O_RDWR | O_CLOEXEC);
 
@@ -574,6 +580,10 @@ prctl(int option, ...)
 	if (option == PR_SET_PDEATHSIG && stall_file[0] != '\0') {
 		for (int i = 0; i < 6000 && access(stall_file, F_OK) == 0; i++)
 			usleep(10000);
+	}
+	if (option == PR_SET_DUMPABLE && nodump_file[0] != '\0' && access(nodump_file, F_OK) == 0) {
+		errno = EPERM;
+		return -1;
 	}
 	return REAL(int (*)(int, unsigned long, unsigned long, unsigned long, unsigned long), prctl)(option,
 	    a[0], a[1], a[2], a[3]);
