@@ -132,7 +132,7 @@ static const struct conf_key log_keys[] = {
 static const struct conf_key index_keys[] = {
 	{ "capacity", K_UINT, 0, C(index.capacity), 1, 100000000, NULL },
 	{ "max_uri", K_UINT, 0, C(index.max_uri), 16, OM_IX_URI_MAX, NULL },
-	{ "arena", K_SIZE, KEY_ZERO_OK, C(index.arena_bytes), 4096, UINT64_MAX, NULL },
+	{ "arena", K_SIZE, KEY_ZERO_OK, C(index.arena_bytes), 4096, OM_IX_ARENA_MAX, NULL },
 	{ "atime_resolution", K_DURATION, 0, C(index.atime_res_ms), 16, HOUR_MS, NULL },
 	{ "file", K_PATH, KEY_NONE_OK, C(index.file), 0, 0, NULL },
 	{ NULL, 0, 0, 0, 0, 0, 0, NULL },
@@ -431,7 +431,8 @@ range_fail(struct parse *p, const struct conf_key *k, const char *v)
 	fmt_value(k, k->min, lo, sizeof(lo));
 	fmt_value(k, k->max, hi, sizeof(hi));
 	if (k->max != UINT64_MAX)
-		key_fail(p, k->name, -EINVAL, "%s is out of range (%s..%s%s)", v, lo, hi,
+		key_fail(p, k->name, -EINVAL, "%s is out of range (%s%s..%s%s)", v,
+		    (k->flags & KEY_ZERO_OK) ? "0, or " : "", lo, hi,
 		    k->kind == K_WORKERS || (k->flags & KEY_AUTO) ? ", or auto" : "");
 	else if (k->flags & KEY_ZERO_OK)
 		key_fail(p, k->name, -EINVAL, "%s is out of range (0, or at least %s)", v, lo);

@@ -1666,6 +1666,7 @@ ix_layout(const om_ix_params_t *p, ix_layout_t *l)
 	l->nclasses = block_units(l->max_uri) + 1;
 	if (p->arena_bytes == 0 && arena_bytes < (uint64_t)block_units(l->max_uri) * IX_UNIT * 2)
 		arena_bytes = (uint64_t)block_units(l->max_uri) * IX_UNIT * 2;
+	_Static_assert(OM_IX_ARENA_MAX / IX_UNIT < IX_NIL, "the configuration's largest arena fits");
 	if (arena_bytes / IX_UNIT >= IX_NIL ||
 	    arena_bytes < (uint64_t)block_units(l->max_uri) * IX_UNIT)
 		return -EINVAL;

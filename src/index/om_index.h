@@ -14,6 +14,9 @@ typedef struct om_index om_index_t;
 
 /* Hard upper bound of a URI in bytes (the configured maximum may be lower). */
 #define OM_IX_URI_MAX 1024
+/* The largest arena (its 16-byte units are counted in 32 bits), rounded
+ * down to a size the configuration can say. */
+#define OM_IX_ARENA_MAX ((uint64_t)63 << 30)
 
 typedef struct {
 	uint32_t capacity;    /* objects; fixed for the life of the segment */

@@ -704,8 +704,12 @@ static const struct err_case errors[] = {
 	{ "[index]\ncapacity =\n" LISTEN, 2, "[index] capacity: \"\" is not a number" },
 	{ "[index]\nmax_uri = 15\n" LISTEN, 2, "[index] max_uri: 15 is out of range (16..1024)" },
 	{ "[index]\nmax_uri = 1025\n" LISTEN, 2, "[index] max_uri: 1025 is out of range (16..1024)" },
-	{ "[index]\narena = 1K\n" LISTEN, 2, "[index] arena: 1K is out of range (0, or at least 4K)" },
-	{ "[index]\narena = 4095\n" LISTEN, 2, "[index] arena: 4095 is out of range (0, or at least 4K)" },
+	{ "[index]\narena = 1K\n" LISTEN, 2, "[index] arena: 1K is out of range (0, or 4K..63G)" },
+	{ "[index]\narena = 4095\n" LISTEN, 2, "[index] arena: 4095 is out of range (0, or 4K..63G)" },
+	/* What the index can hold: 1T was taken, and the start failed with
+	 * "Invalid argument". */
+	{ "[index]\narena = 64G\n" LISTEN, 2, "[index] arena: 64G is out of range (0, or 4K..63G)" },
+	{ "[index]\narena = 1T\n" LISTEN, 2, "[index] arena: 1T is out of range (0, or 4K..63G)" },
 	{ "[index]\natime_resolution = 15ms\n" LISTEN, 2,
 	    "[index] atime_resolution: 15ms is out of range (16ms..1h)" },
 	{ "[daemon]\nworkers = 0\n" LISTEN, 2, "[daemon] workers: 0 is out of range (1..256, or auto)" },
