@@ -166,7 +166,11 @@ do_hello(conn_t *c, const om_req_t *q)
 		conn_bin_error(c, q, OM_STATUS_BAD_REQUEST, "unknown HELLO flags 0x%x", q->flags);
 		return;
 	}
-	c->offset_reads = (q->flags & OM_HELLO_OFFSET_READS) != 0;
+	/* Shared descriptions are granted where descriptors cross: only
+	 * over Unix. Over TCP and UDP the flag promises nothing useful, and
+	 * the answer says none were granted. */
+	c->offset_reads = (q->flags & OM_HELLO_OFFSET_READS) != 0 &&
+	    c->ls->transport == OM_TRANSPORT_UNIX;
 	caps.version = OM_PROTO_VERSION;
 	caps.transport = (uint8_t)c->ls->transport;
 	caps.modes = (uint16_t)c->ls->modes;

@@ -157,6 +157,27 @@ test_tcp_modes(void **state)
 	om_client_close(c6);
 }
 
+/* OFFSET_READS asks for descriptors from the server's cache: granted over
+ * Unix, where descriptors cross; over TCP and UDP none do, and HELLO's
+ * answer says nothing was granted (flags 0). */
+static void
+test_offset_reads_net(void **state)
+{
+	const char *addrs[3] = { D.sock, tcp_addr, udp_addr };
+
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		om_client_t *c = om_test_connect(addrs[i], OM_CLIENT_OFFSET_READS);
+		const om_caps_t *caps = om_client_caps(c);
+
+		if (caps->shared_descriptions != (i == 0))
+			fail_msg("%s: shared descriptions %s", addrs[i],
+			    caps->shared_descriptions ? "granted" : "refused");
+		assert_int_equal(om_client_ping(c), 0);
+		om_client_close(c);
+	}
+}
+
 /* ---- UDP ---------------------------------------------------------------- */
 
 static int
@@ -659,6 +680,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tcp_modes),
+		cmocka_unit_test(test_offset_reads_net),
 		cmocka_unit_test(test_udp),
 		cmocka_unit_test(test_acl_network),
 		cmocka_unit_test(test_acl_unix),
