@@ -1227,6 +1227,11 @@ frame_step(conn_t *c)
 		}
 		return STEP_WAIT;
 	}
+	if (c->dgram && q.op == OM_OP_HELLO && have - parts < q.body_len) {
+		/* The datagram ends inside the client's name: not run, and
+		 * refused as any frame cut short (proto_udp.c). */
+		return STEP_WAIT;
+	}
 	uri = c->in + c->in_off + OM_REQ_HDR_LEN;
 	if (q.op == OM_OP_HELLO && q.body_len) {
 		/* The client's name: skipped with the frame. */

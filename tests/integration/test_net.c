@@ -380,6 +380,34 @@ test_udp(void **state)
 		assert_int_equal(r.status, OM_STATUS_BAD_REQUEST);
 		assert_int_equal(om_client_stat(t, "/udp/cut", 0, &info, NULL, NULL), -OM_STATUS_NOT_FOUND);
 	}
+	{
+		/* A HELLO whose client name the datagram ends inside of: refused
+		 * as any field cut short, with a message (the datagram is long
+		 * enough for the capability record's answer to fit). */
+		uint8_t dg[OM_REQ_HDR_LEN + 200];
+		om_req_t q = { .version = 1, .op = OM_OP_HELLO, .id = 85, .body_len = 256, .arg = 1 };
+
+		om_proto_put_req(dg, &q);
+		memset(dg + OM_REQ_HDR_LEN, 'n', 200);
+		assert_int_equal(send(fd, dg, sizeof(dg), 0), (ssize_t)sizeof(dg));
+		assert_true(recv(fd, ans, sizeof(ans), 0) >= (ssize_t)OM_RESP_HDR_LEN);
+		assert_int_equal(om_proto_get_resp(ans, &r), 0);
+		assert_int_equal(r.id, 85);
+		assert_int_equal(r.op, OM_OP_HELLO);
+		assert_int_equal(r.status, OM_STATUS_BAD_REQUEST);
+		assert_true(r.msg_len > 0);
+		assert_int_equal(r.body_len, 0);
+		/* The whole name: answered. */
+		q.body_len = 200;
+		q.id = 86;
+		om_proto_put_req(dg, &q);
+		assert_int_equal(send(fd, dg, sizeof(dg), 0), (ssize_t)sizeof(dg));
+		assert_true(recv(fd, ans, sizeof(ans), 0) >= (ssize_t)OM_RESP_HDR_LEN);
+		assert_int_equal(om_proto_get_resp(ans, &r), 0);
+		assert_int_equal(r.id, 86);
+		assert_int_equal(r.status, OM_STATUS_OK);
+		assert_true(r.body_len >= OM_HELLO_CAPS_LEN);
+	}
 	close(fd);
 	free(small);
 	om_client_close(c);
