@@ -1012,6 +1012,11 @@ check_request(conn_t *c, const om_req_t *q)
 	    q->flags) {
 		status = OM_STATUS_BAD_REQUEST;
 		snprintf(why, sizeof(why), "%s takes no flags (0x%x)", om_proto_op_name(q->op), q->flags);
+	} else if (q->op != OM_OP_HELLO && q->op != OM_OP_PUT && !prefix && q->arg != 0) {
+		/* arg is HELLO's version, PUT's expiry, a cursor; else 0. */
+		status = OM_STATUS_BAD_REQUEST;
+		snprintf(why, sizeof(why), "%s takes no arg (%lld)", om_proto_op_name(q->op),
+		    (long long)q->arg);
 	} else if (q->op == OM_OP_PUT && (q->flags & ~(uint32_t)(OM_PUT_EPHEMERAL | OM_PUT_FD))) {
 		status = OM_STATUS_BAD_REQUEST;
 		snprintf(why, sizeof(why), "unknown PUT flags 0x%x", q->flags);

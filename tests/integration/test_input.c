@@ -286,6 +286,36 @@ test_recoverable_errors(void **state)
 	om_raw_send_all(fd, buf, n);
 	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
 	assert_int_equal(r.id, 18);
+	/* An arg on an operation that takes none (only HELLO, PUT, LIST and
+	 * PURGE do): refused as a flag would be, and skipped. */
+	{
+		static const struct {
+			uint8_t op;
+			const char *uri;
+			int64_t arg;
+		} noarg[] = {
+			{ OM_OP_PING, NULL, 5 },
+			{ OM_OP_GET, "/good", -1 },
+			{ OM_OP_STAT, "/good", 1 },
+			{ OM_OP_DELETE, "/good", 1 },
+			{ OM_OP_STATS, NULL, 1 },
+			{ OM_OP_VERIFY, NULL, 1 },
+		};
+
+		for (uint32_t i = 0; i < OM_ARRAY_LEN(noarg); i++) {
+			om_req_t q;
+
+			n = om_raw_req(buf, noarg[i].op, 30 + i, 0, noarg[i].uri, 0, 0);
+			assert_int_equal(om_proto_get_req(buf, &q), 0);
+			q.arg = noarg[i].arg;
+			om_proto_put_req(buf, &q);
+			om_raw_send_all(fd, buf, n);
+			assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
+			assert_int_equal(r.id, 30 + i);
+			if (strstr(msg, "takes no arg") == NULL)
+				fail_msg("op %u with arg %lld: \"%s\"", noarg[i].op, (long long)noarg[i].arg, msg);
+		}
+	}
 	/* Metadata over the limit (3000 > 2048), with a body: both skipped. */
 	n = om_raw_req(buf, OM_OP_PUT, 16, 0, "/meta", 3000, 10);
 	memset(buf + n, 'm', 3010);
