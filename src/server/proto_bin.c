@@ -1140,6 +1140,8 @@ body_step(conn_t *c)
 		c->txn = NULL;
 		put_done(c, &c->req, rc, NULL);
 		c->state = c->left ? ST_SKIP : ST_HEADER;
+		if (c->left == 0)
+			c->frames++; /* else when the rest is skipped */
 		if (c->left > SKIP_MAX)
 			conn_end(c, "failed PUT body too large to skip");
 		return STEP_ON;
@@ -1244,7 +1246,11 @@ frame_step(conn_t *c)
 		c->left = q.body_len;
 	}
 	dispatch(c, &q, uri, uri + q.uri_len);
-	c->frames++;
+	/* A PUT whose bytes are still to come is received whole with its
+	 * last byte (body_step): until then what arrived of it, the bytes
+	 * that came with its header included, counts for request_timeout. */
+	if (c->state != ST_BODY)
+		c->frames++;
 	/* The URI and metadata were copied where kept. */
 	conn_consume(c, parts);
 	return STEP_ON;

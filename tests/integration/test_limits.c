@@ -450,6 +450,33 @@ test_request_timeout_put_body(void **state)
 	drop(c);
 }
 
+/* The bytes that arrive with a request's header count toward its time
+ * and are said in the GOAWAY: a PUT of 100 bytes whose header came with
+ * 10 of them, then nothing. */
+static void
+test_request_timeout_counts_first_read(void **state)
+{
+	uint8_t buf[128];
+	char msg[256], want[64];
+	om_resp_t r;
+	size_t n;
+	int fd;
+
+	(void)state;
+	up(1, "request_timeout = 1s\n");
+	fd = om_raw_connect_unix(D.sock);
+	n = om_raw_req(buf, OM_OP_PUT, 52, 0, "/rt/first", 0, 100);
+	memset(buf + n, 'b', 10);
+	om_raw_send_all(fd, buf, n + 10);
+	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
+	assert_int_equal(r.op, OM_OP_GOAWAY);
+	snprintf(want, sizeof(want), "(%zu bytes arrived)", n + 10);
+	if (strstr(msg, want) == NULL)
+		fail_msg("GOAWAY message \"%s\" does not say %s", msg, want);
+	om_raw_assert_closed(fd);
+	close(fd);
+}
+
 /* ---- a thousand idle connections ----------------------------------------- */
 
 #define IDLE_CONNS 1000
@@ -958,6 +985,7 @@ main(void)
 		cmocka_unit_test_teardown(test_idle_timeout, down),
 		cmocka_unit_test_teardown(test_request_timeout, down),
 		cmocka_unit_test_teardown(test_request_timeout_put_body, down),
+		cmocka_unit_test_teardown(test_request_timeout_counts_first_read, down),
 		cmocka_unit_test_teardown(test_pipeline_bounded, down),
 		cmocka_unit_test_teardown(test_many_idle_connections, down),
 		cmocka_unit_test_teardown(test_max_files, down),
