@@ -501,13 +501,14 @@ conn_close(conn_t *c)
 #define LINGER_BYTES (8u * 1024 * 1024) /* and how much */
 
 /*
- * For protocols that say so (HTTP): a response that ends the connection
- * (a refused body, a malformed request) may be followed by bytes the
- * client is still sending. Closing with them unread makes the kernel send
- * a reset, which can destroy the response before the client reads it. So:
- * shut down our side, read and drop what comes for a while, then close
- * (what nginx calls a lingering close). Returns false if the connection
- * should be closed now.
+ * For protocols that say so (HTTP, and objmapper's frames on a stream): a
+ * response that ends the connection (a refused body, a malformed request)
+ * may be followed by bytes the client is still sending. Closing with them
+ * unread makes the kernel send a reset, which can destroy the response
+ * before the client reads it. So: shut down our side, read and drop what
+ * comes for a while, then close (what nginx calls a lingering close): at
+ * most LINGER_MS and LINGER_BYTES, in reads of the input buffer, a few per
+ * event. Returns false if the connection should be closed now.
  */
 static bool
 linger(conn_t *c)

@@ -1377,5 +1377,8 @@ const conn_proto_t conn_proto_bin = {
 	.ready = bin_ready,
 	.goodbye = bin_goodbye,
 	.reject = bin_reject,
-	.linger = false,
+	/* An error that ends the connection (a frame that cannot be trusted,
+	 * a refused body too large to skip) may leave bytes of the client's
+	 * on their way: the answer must not be lost to a reset. */
+	.linger = true,
 };

@@ -2,6 +2,7 @@
  * TCP and UDP listeners and who may do what: the real daemon with a Unix,
  * a TCP (IPv4 and IPv6) and two UDP listeners. Objects travel byte-exact in
  * every mode a transport offers and a mode it does not offer is refused;
+ * an error that ends a stream is read whole, then the end of the stream;
  * UDP answers within its datagram and amplification limits and ignores
  * garbage; allow lists are enforced for another uid on the Unix socket and
  * for another loopback address (127.0.0.2) over TCP and UDP, each refusal
@@ -19,6 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -155,6 +157,82 @@ test_tcp_modes(void **state)
 	}
 	om_client_close(c);
 	om_client_close(c6);
+}
+
+/*
+ * An error that ends a stream connection, with more of the client's bytes
+ * on the way: a GET that announces a body (not to be trusted: answered and
+ * closed), then 200 KB the server never parses. The server lingers: the
+ * client reads the whole answer and then the end of the stream, not a
+ * reset (which over a real network can destroy the answer unread).
+ */
+static void
+error_close_lingers(int fd, const char *what)
+{
+	static uint8_t buf[OM_REQ_HDR_LEN + 200000];
+	om_req_t q = { .version = 1, .op = OM_OP_GET, .id = 41, .flags = OM_MODE_COPY, .uri_len = 6,
+		.body_len = 1000 };
+	size_t sent = 0;
+	uint8_t h[OM_RESP_HDR_LEN];
+	char msg[256], ch;
+	struct pollfd p = { fd, POLLIN, 0 };
+	om_resp_t r;
+	ssize_t n;
+
+	memset(buf, 'x', sizeof(buf));
+	om_proto_put_req(buf, &q);
+	memcpy(buf + OM_REQ_HDR_LEN, "/tcp/1", 6);
+	/* As much as the sockets take: what the server does not read stays in
+	 * its receive queue. */
+	while (sent < sizeof(buf)) {
+		n = send(fd, buf + sent, sizeof(buf) - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n <= 0)
+			break;
+		sent += (size_t)n;
+	}
+	if (sent <= 100000)
+		fail_msg("%s: only %zu bytes sent", what, sent);
+	/* Let the server answer and end the connection before reading. */
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	usleep(300 * 1000);
+	n = recv(fd, h, sizeof(h), MSG_WAITALL);
+	if (n < 0)
+		fail_msg("%s: the answer's header was lost: %s", what, strerror(errno));
+	assert_int_equal(n, OM_RESP_HDR_LEN);
+	assert_int_equal(om_proto_get_resp(h, &r), 0);
+	assert_int_equal(r.id, 41);
+	assert_int_equal(r.status, OM_STATUS_BAD_REQUEST);
+	assert_true(r.msg_len > 0 && r.msg_len < sizeof(msg));
+	assert_int_equal(recv(fd, msg, r.msg_len, MSG_WAITALL), r.msg_len);
+	msg[r.msg_len] = '\0';
+	assert_string_equal(msg, "GET takes no body");
+	/* Then the end of the stream, not a reset. */
+	n = recv(fd, &ch, 1, 0);
+	if (n < 0)
+		fail_msg("%s: after the answer: %s, not the end of the stream", what, strerror(errno));
+	assert_int_equal(n, 0);
+	close(fd);
+}
+
+static void
+test_error_close_lingers(void **state)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)tcp_port) };
+	struct sockaddr_un su = { .sun_family = AF_UNIX };
+	int fd;
+
+	(void)state;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	error_close_lingers(fd, "TCP");
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_true(strlen(D.sock) < sizeof(su.sun_path));
+	memcpy(su.sun_path, D.sock, strlen(D.sock));
+	assert_int_equal(connect(fd, (struct sockaddr *)&su, sizeof(su)), 0);
+	error_close_lingers(fd, "Unix");
 }
 
 /* OFFSET_READS asks for descriptors from the server's cache: granted over
@@ -709,6 +787,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tcp_modes),
 		cmocka_unit_test(test_offset_reads_net),
+		cmocka_unit_test(test_error_close_lingers),
 		cmocka_unit_test(test_udp),
 		cmocka_unit_test(test_acl_network),
 		cmocka_unit_test(test_acl_unix),
