@@ -587,9 +587,11 @@ process_tracked(conn_t *c)
 	if (c->state == ST_HEADER && c->in_off == c->in_len) {
 		c->req_start_ms = 0;
 	} else if (c->frames != before || c->req_start_ms == 0) {
-		/* What is left in the buffer belongs to the next request. */
+		/* What is left in the buffer belongs to the next request, and
+		 * so does what it took already (a PUT's header and the bytes
+		 * that came with it, behind a request that completed). */
 		c->req_start_ms = om_clock_ms();
-		c->req_bytes = c->in_len - c->in_off;
+		c->req_bytes = c->in_len - c->in_off + (c->state != ST_HEADER ? c->req_taken : 0);
 	}
 	return more;
 }

@@ -165,6 +165,8 @@ struct conn {
 	uint64_t req_start_ms;    /* the request being received began (0: none) */
 	uint64_t req_bytes;       /* bytes read since then, for min_rate */
 	uint64_t frames;          /* requests received whole */
+	uint64_t req_taken;       /* bytes of the request being received that the protocol
+	                           * took from the input buffer (binary protocol; else 0) */
 	bool dgram;               /* a UDP listener's pseudo-connection */
 	bool dgram_done;          /* its datagram's request was taken */
 	http_req_state_t http;    /* http listeners */

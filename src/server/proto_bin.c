@@ -1130,12 +1130,15 @@ enum step {
 static enum step
 body_step(conn_t *c)
 {
+	uint64_t left = c->left;
 	om_ix_obj_t obj;
 	int rc;
 
 	if (conn_body_have(c) == 0)
 		return STEP_WAIT;
-	if ((rc = conn_body_write(c)) != 0) {
+	rc = conn_body_write(c);
+	c->req_taken += left - c->left;
+	if (rc != 0) {
 		om_store_put_abort(c->txn);
 		c->txn = NULL;
 		put_done(c, &c->req, rc, NULL);
@@ -1170,6 +1173,7 @@ skip_step(conn_t *c)
 		return STEP_WAIT;
 	conn_consume(c, n);
 	c->left -= n;
+	c->req_taken += n;
 	if (c->left == 0) {
 		c->state = ST_HEADER;
 		c->frames++;
@@ -1214,13 +1218,16 @@ frame_step(conn_t *c)
 		return STEP_WAIT;
 	}
 	c->dgram_done = true;
+	c->req_taken = 0; /* a request begins: what it takes counts (conn.c) */
 	if (check_request(c, &q) != 0) {
 		/* Answered (refused): a GOAWAY names it as it names a request
 		 * that ran, so that none answered comes after its id. */
 		c->last_id = q.id;
 		c->frames++;
-		if (c->state == ST_SKIP)
+		if (c->state == ST_SKIP) {
 			conn_consume(c, OM_REQ_HDR_LEN); /* the skip counts the rest */
+			c->req_taken = OM_REQ_HDR_LEN;
+		}
 		return STEP_ON;
 	}
 	parts = OM_REQ_HDR_LEN + q.uri_len + q.meta_len;
@@ -1253,6 +1260,7 @@ frame_step(conn_t *c)
 		c->frames++;
 	/* The URI and metadata were copied where kept. */
 	conn_consume(c, parts);
+	c->req_taken = parts;
 	return STEP_ON;
 }
 

@@ -452,29 +452,42 @@ test_request_timeout_put_body(void **state)
 
 /* The bytes that arrive with a request's header count toward its time
  * and are said in the GOAWAY: a PUT of 100 bytes whose header came with
- * 10 of them, then nothing. */
+ * 10 of them, then nothing; alone, and behind a PING in the same write
+ * (whose bytes are not the PUT's). */
 static void
 test_request_timeout_counts_first_read(void **state)
 {
-	uint8_t buf[128];
+	uint8_t buf[2][128];
 	char msg[256], want[64];
+	size_t n, ping;
 	om_resp_t r;
-	size_t n;
-	int fd;
+	int fd[2];
 
 	(void)state;
 	up(1, "request_timeout = 1s\n");
-	fd = om_raw_connect_unix(D.sock);
-	n = om_raw_req(buf, OM_OP_PUT, 52, 0, "/rt/first", 0, 100);
-	memset(buf + n, 'b', 10);
-	om_raw_send_all(fd, buf, n + 10);
-	assert_int_equal(om_raw_read_resp(fd, &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
-	assert_int_equal(r.op, OM_OP_GOAWAY);
+	ping = om_raw_req(buf[1], OM_OP_PING, 53, 0, NULL, 0, 0);
+	for (int i = 0; i < 2; i++) {
+		uint8_t *at = buf[i] + (i ? ping : 0);
+
+		n = om_raw_req(at, OM_OP_PUT, 52, 0, "/rt/first", 0, 100);
+		memset(at + n, 'b', 10);
+		fd[i] = om_raw_connect_unix(D.sock);
+		om_raw_send_all(fd[i], buf[i], (i ? ping : 0) + n + 10);
+	}
 	snprintf(want, sizeof(want), "(%zu bytes arrived)", n + 10);
-	if (strstr(msg, want) == NULL)
-		fail_msg("GOAWAY message \"%s\" does not say %s", msg, want);
-	om_raw_assert_closed(fd);
-	close(fd);
+	for (int i = 0; i < 2; i++) {
+		if (i == 1) {
+			assert_int_equal(om_raw_read_resp(fd[i], &r, msg, sizeof(msg)), OM_STATUS_OK);
+			assert_int_equal(r.id, 53);
+		}
+		assert_int_equal(om_raw_read_resp(fd[i], &r, msg, sizeof(msg)), OM_STATUS_BAD_REQUEST);
+		assert_int_equal(r.op, OM_OP_GOAWAY);
+		if (strstr(msg, want) == NULL)
+			fail_msg("%s: GOAWAY message \"%s\" does not say %s", i ? "behind a PING" : "alone",
+			    msg, want);
+		om_raw_assert_closed(fd[i]);
+		close(fd[i]);
+	}
 }
 
 /* ---- a thousand idle connections ----------------------------------------- */
