@@ -752,9 +752,10 @@ unlink_locked(om_index_t *ix, ix_stripe_sh_t *st, uint32_t *link, om_ix_obj_t *o
 		*old = o;
 }
 
-int
-om_index_put(om_index_t *ix, const void *uri, size_t len, const om_ix_obj_t *obj,
-    enum om_ix_put_mode mode, om_ix_obj_t *old)
+/* om_index_put, and with match != 0 om_index_put_match. */
+static int
+put_obj(om_index_t *ix, const void *uri, size_t len, const om_ix_obj_t *obj,
+    enum om_ix_put_mode mode, uint64_t match, om_ix_obj_t *old)
 {
 	uint32_t hash, b, *link, off_old = IX_NIL, off_new, lf_new;
 	ix_delta_t d = { { 0 }, { 0 } };
@@ -771,6 +772,13 @@ om_index_put(om_index_t *ix, const void *uri, size_t len, const om_ix_obj_t *obj
 
 	stripe_lock(ix, st);
 	link = chain_find(ix, b, hash, uri, len, false, NULL, &off_old);
+	if (link != NULL && match != 0 && OM_LOAD(&blk(ix, off_old)->id) != match) {
+		/* Another version than the one the caller's condition was on. */
+		if (old != NULL)
+			obj_from_block(ix, off_old, old);
+		rc = -ECANCELED;
+		goto out;
+	}
 	if (link != NULL) {
 		/* Ids order writes: an equal or newer id already here wins. */
 		if (mode == OM_IX_INSERT || OM_LOAD(&blk(ix, off_old)->id) >= obj->id) {
@@ -832,6 +840,22 @@ om_index_put(om_index_t *ix, const void *uri, size_t len, const om_ix_obj_t *obj
 out:
 	stripe_unlock(st);
 	return rc;
+}
+
+int
+om_index_put(om_index_t *ix, const void *uri, size_t len, const om_ix_obj_t *obj,
+    enum om_ix_put_mode mode, om_ix_obj_t *old)
+{
+	return put_obj(ix, uri, len, obj, mode, 0, old);
+}
+
+int
+om_index_put_match(om_index_t *ix, const void *uri, size_t len, const om_ix_obj_t *obj,
+    uint64_t match, om_ix_obj_t *old)
+{
+	if (match == 0)
+		return -EINVAL;
+	return put_obj(ix, uri, len, obj, OM_IX_REPLACE, match, old);
 }
 
 int

@@ -143,6 +143,16 @@ void om_index_lookup_batch(om_index_t *ix, unsigned n, const void *const *uris,
 int om_index_put(om_index_t *ix, const void *uri, size_t len,
     const om_ix_obj_t *obj, enum om_ix_put_mode mode, om_ix_obj_t *old);
 
+/*
+ * Replaces only the version `match` (an id a lookup gave, not 0): the
+ * test and the swap are one step under the URI's stripe lock, so a
+ * conditional write cannot land over a version it did not see. As
+ * om_index_put in OM_IX_REPLACE mode, but -ECANCELED (*old is the record
+ * found) if the URI holds another id; -ENOENT if it holds none.
+ */
+int om_index_put_match(om_index_t *ix, const void *uri, size_t len,
+    const om_ix_obj_t *obj, uint64_t match, om_ix_obj_t *old);
+
 /* Deletes the URI (only if its id is `id`, unless id is 0). 0 or -ENOENT. */
 int om_index_delete(om_index_t *ix, const void *uri, size_t len, uint64_t id,
     om_ix_obj_t *old);

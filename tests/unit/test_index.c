@@ -98,6 +98,43 @@ test_put_lookup_replace_delete(void **state)
 	om_index_close(ix);
 }
 
+/* A write conditional on the version it saw: over that version only. */
+static void
+test_put_match(void **state)
+{
+	om_index_t *ix = mk(1000, 256, 0);
+	om_ix_obj_t a = obj(ix, 10), b = obj(ix, 20), c = obj(ix, 30), d = obj(ix, 40), got, old;
+	om_ix_usage_t u;
+
+	(void)state;
+	/* Nothing there: -ENOENT, nothing inserted. */
+	assert_int_equal(om_index_put_match(ix, "/m", 2, &b, a.id, NULL), -ENOENT);
+	assert_int_equal(om_index_lookup(ix, "/m", 2, &got, 0), -ENOENT);
+	assert_int_equal(put(ix, "/m", &a, NULL), 0);
+	/* Another version than the one named: -ECANCELED, the entry as it was. */
+	memset(&old, 0, sizeof(old));
+	assert_int_equal(om_index_put_match(ix, "/m", 2, &c, b.id, &old), -ECANCELED);
+	assert_int_equal(old.id, a.id);
+	assert_int_equal(old.size, 10);
+	assert_int_equal(om_index_lookup(ix, "/m", 2, &got, 0), 0);
+	assert_int_equal(got.id, a.id);
+	/* The version named: replaced, *old the dropped one. */
+	assert_int_equal(om_index_put_match(ix, "/m", 2, &c, a.id, &old), 1);
+	assert_int_equal(old.id, a.id);
+	assert_int_equal(om_index_lookup(ix, "/m", 2, &got, 0), 0);
+	assert_int_equal(got.id, c.id);
+	assert_int_equal(got.size, 30);
+	/* The same condition again now names a version gone. */
+	assert_int_equal(om_index_put_match(ix, "/m", 2, &d, a.id, &old), -ECANCELED);
+	assert_int_equal(old.id, c.id);
+	assert_int_equal(om_index_put_match(ix, "/m", 2, &d, 0, NULL), -EINVAL);
+	om_index_usage(ix, &u);
+	assert_int_equal(u.objects, 1);
+	assert_int_equal(u.bytes[OM_IX_CLASS_PERSIST], 30);
+	check_ok(ix);
+	om_index_close(ix);
+}
+
 static void
 test_uri_limits(void **state)
 {
@@ -1005,6 +1042,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_put_lookup_replace_delete),
+		cmocka_unit_test(test_put_match),
 		cmocka_unit_test(test_uri_limits),
 		cmocka_unit_test(test_full_index_refuses),
 		cmocka_unit_test(test_arena_full_and_reuse),
