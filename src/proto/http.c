@@ -245,11 +245,27 @@ request_line_prefix(const char *p, size_t n, const char **why)
 	return 0;
 }
 
+/* One more field of a list field. */
+static int
+list_add(om_http_list_t *l, om_http_str_t v, const char *label, const char **why)
+{
+	static char msg[64];
+
+	if (l->n == OM_HTTP_LIST_FIELDS) {
+		snprintf(msg, sizeof(msg), "more than %d %s header fields", OM_HTTP_LIST_FIELDS, label);
+		*why = msg;
+		return -431;
+	}
+	l->v[l->n++] = v;
+	return 0;
+}
+
 static int
 field(om_http_req_t *r, const char *p, size_t n, bool *saw_te, const char **why)
 {
 	size_t i = 0;
 	om_http_str_t name, v;
+	int rc;
 
 	while (i < n && is_tchar((unsigned char)p[i]))
 		i++;
@@ -325,9 +341,8 @@ field(om_http_req_t *r, const char *p, size_t n, bool *saw_te, const char **why)
 		break;
 	case 13:
 		if (ieq(name, "if-none-match")) {
-			/* Several fields are one list; keep the first (rare). */
-			if (r->if_none_match.p == NULL)
-				r->if_none_match = v;
+			if ((rc = list_add(&r->if_none_match, v, "If-None-Match", why)) != 0)
+				return rc;
 		} else if (ieq(name, "cache-control")) {
 			KEPT(cache_control, "Cache-Control");
 		}
@@ -796,6 +811,15 @@ om_http_etag_match(const char *list, size_t n, const char *etag)
 			return true;
 		i = j + 1;
 	}
+	return false;
+}
+
+bool
+om_http_etag_match_list(const om_http_list_t *l, const char *etag)
+{
+	for (unsigned i = 0; i < l->n; i++)
+		if (om_http_etag_match(l->v[i].p, l->v[i].n, etag))
+			return true;
 	return false;
 }
 

@@ -27,6 +27,14 @@ typedef struct {
 	size_t n;
 } om_http_str_t;
 
+/* A list field sent in several fields is one list (RFC 9110 5.3): the
+ * values of up to OM_HTTP_LIST_FIELDS of them (more: 431). */
+#define OM_HTTP_LIST_FIELDS 16
+typedef struct {
+	om_http_str_t v[OM_HTTP_LIST_FIELDS];
+	unsigned n;
+} om_http_list_t;
+
 typedef struct {
 	enum om_http_method method;
 	om_http_str_t method_name;
@@ -43,7 +51,8 @@ typedef struct {
 	bool keep_alive;          /* Connection: keep-alive (what makes HTTP/1.0 persist) */
 	bool expect_continue;
 	unsigned nfields;
-	om_http_str_t host, range, if_range, if_none_match, if_modified_since;
+	om_http_str_t host, range, if_range, if_modified_since;
+	om_http_list_t if_none_match;
 	/* A PUT's only (what its object keeps); not read for other methods. */
 	om_http_str_t content_type, cache_control, expires, content_encoding,
 	    content_language, content_disposition;
@@ -97,6 +106,8 @@ int om_http_range(const char *s, size_t n, uint64_t size, uint64_t *first, uint6
 /* Whether an If-None-Match list matches etag (weak comparison; "*"
  * matches any). etag is the quoted tag, e.g. "\"1f\"". */
 bool om_http_etag_match(const char *list, size_t n, const char *etag);
+/* The same over a list sent in several fields. */
+bool om_http_etag_match_list(const om_http_list_t *l, const char *etag);
 
 /* Cache-Control max-age (s-maxage wins) in seconds, or -1 if absent. */
 int64_t om_http_max_age(const char *s, size_t n);

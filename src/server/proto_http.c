@@ -271,8 +271,8 @@ get_status(const om_http_req_t *r, const char *etag, int64_t mtime, uint64_t siz
 	int rng = 0;
 
 	*first = *last = 0;
-	if (r->if_none_match.p != NULL)
-		not_modified = om_http_etag_match(r->if_none_match.p, r->if_none_match.n, etag);
+	if (r->if_none_match.n > 0)
+		not_modified = om_http_etag_match_list(&r->if_none_match, etag);
 	else if (r->if_modified_since.p != NULL &&
 	    om_http_date_parse(r->if_modified_since.p, r->if_modified_since.n, &ims) == 0)
 		not_modified = mtime <= ims;

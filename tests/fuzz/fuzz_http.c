@@ -34,6 +34,17 @@ inside(om_http_str_t s, const char *buf, size_t len)
 }
 
 static bool
+list_inside(const om_http_list_t *l, const char *buf, size_t len)
+{
+	if (l->n > OM_HTTP_LIST_FIELDS)
+		return false;
+	for (unsigned i = 0; i < l->n; i++)
+		if (l->v[i].p == NULL || !inside(l->v[i], buf, len))
+			return false;
+	return true;
+}
+
+static bool
 str_eq(om_http_str_t a, om_http_str_t b)
 {
 	return a.p == b.p && a.n == b.n;
@@ -53,8 +64,7 @@ sub_parsers(const om_http_req_t *r, uint64_t size)
 			FZ_ASSERT(first <= last && last < size, "range %llu-%llu of %llu",
 			    (unsigned long long)first, (unsigned long long)last, (unsigned long long)size);
 	}
-	if (r->if_none_match.p != NULL)
-		(void)om_http_etag_match(r->if_none_match.p, r->if_none_match.n, "\"1f\"");
+	(void)om_http_etag_match_list(&r->if_none_match, "\"1f\"");
 	if (r->if_modified_since.p != NULL)
 		(void)om_http_date_parse(r->if_modified_since.p, r->if_modified_since.n, &t);
 	if (r->if_range.p != NULL)
@@ -104,7 +114,7 @@ fuzz_head(const uint8_t *data, size_t size)
 		FZ_ASSERT(r.skipped < h, "skipped");
 		FZ_ASSERT(inside(r.method_name, buf, h) && inside(r.target, buf, h) &&
 		    inside(r.path, buf, h) && inside(r.host, buf, h) && inside(r.range, buf, h) &&
-		    inside(r.if_range, buf, h) && inside(r.if_none_match, buf, h) &&
+		    inside(r.if_range, buf, h) && list_inside(&r.if_none_match, buf, h) &&
 		    inside(r.if_modified_since, buf, h) && inside(r.content_type, buf, h) &&
 		    inside(r.cache_control, buf, h) && inside(r.expires, buf, h) &&
 		    inside(r.content_encoding, buf, h) && inside(r.content_language, buf, h) &&
