@@ -325,6 +325,8 @@ field(om_http_req_t *r, const char *p, size_t n, bool *saw_te, const char **why)
 	case 8:
 		if (ieq(name, "if-range"))
 			ONCE(if_range, "If-Range");
+		else if (ieq(name, "if-match") && (rc = list_add(&r->if_match, v, "If-Match", why)) != 0)
+			return rc;
 		break;
 	case 10:
 		if (ieq(name, "connection")) {
@@ -382,7 +384,13 @@ field(om_http_req_t *r, const char *p, size_t n, bool *saw_te, const char **why)
 		}
 		break;
 	case 19:
-		if (ieq(name, "content-disposition"))
+		if (ieq(name, "if-unmodified-since")) {
+			/* Two are a list of dates, which is not a valid value: the
+			 * condition is ignored (RFC 9110 13.1.4), kept empty. */
+			if (r->if_unmodified_since.p != NULL)
+				v.n = 0;
+			r->if_unmodified_since = v;
+		} else if (ieq(name, "content-disposition"))
 			KEPT(content_disposition, "Content-Disposition");
 		break;
 	}
@@ -788,8 +796,8 @@ om_http_range(const char *s, size_t n, uint64_t size, uint64_t *first, uint64_t 
 	return 1;
 }
 
-bool
-om_http_etag_match(const char *list, size_t n, const char *etag)
+static bool
+etag_match(const char *list, size_t n, const char *etag, bool strong)
 {
 	om_http_str_t v = trim(list, n);
 	size_t i = 0, elen = strlen(etag);
@@ -804,6 +812,10 @@ om_http_etag_match(const char *list, size_t n, const char *etag)
 			j++;
 		tag = trim(v.p + i, j - i);
 		if (tag.n >= 2 && tag.p[0] == 'W' && tag.p[1] == '/') {
+			if (strong) {
+				i = j + 1;
+				continue;
+			}
 			tag.p += 2;
 			tag.n -= 2;
 		}
@@ -815,10 +827,16 @@ om_http_etag_match(const char *list, size_t n, const char *etag)
 }
 
 bool
-om_http_etag_match_list(const om_http_list_t *l, const char *etag)
+om_http_etag_match(const char *list, size_t n, const char *etag)
+{
+	return etag_match(list, n, etag, false);
+}
+
+bool
+om_http_etag_match_list(const om_http_list_t *l, const char *etag, bool strong)
 {
 	for (unsigned i = 0; i < l->n; i++)
-		if (om_http_etag_match(l->v[i].p, l->v[i].n, etag))
+		if (etag_match(l->v[i].p, l->v[i].n, etag, strong))
 			return true;
 	return false;
 }

@@ -51,8 +51,8 @@ typedef struct {
 	bool keep_alive;          /* Connection: keep-alive (what makes HTTP/1.0 persist) */
 	bool expect_continue;
 	unsigned nfields;
-	om_http_str_t host, range, if_range, if_modified_since;
-	om_http_list_t if_none_match;
+	om_http_str_t host, range, if_range, if_modified_since, if_unmodified_since;
+	om_http_list_t if_none_match, if_match;
 	/* A PUT's only (what its object keeps); not read for other methods. */
 	om_http_str_t content_type, cache_control, expires, content_encoding,
 	    content_language, content_disposition;
@@ -106,8 +106,9 @@ int om_http_range(const char *s, size_t n, uint64_t size, uint64_t *first, uint6
 /* Whether an If-None-Match list matches etag (weak comparison; "*"
  * matches any). etag is the quoted tag, e.g. "\"1f\"". */
 bool om_http_etag_match(const char *list, size_t n, const char *etag);
-/* The same over a list sent in several fields. */
-bool om_http_etag_match_list(const om_http_list_t *l, const char *etag);
+/* The same over a list sent in several fields; with strong, the strong
+ * comparison of If-Match (a weak tag W/"..." matches nothing). */
+bool om_http_etag_match_list(const om_http_list_t *l, const char *etag, bool strong);
 
 /* Cache-Control max-age (s-maxage wins) in seconds, or -1 if absent. */
 int64_t om_http_max_age(const char *s, size_t n);

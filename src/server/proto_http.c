@@ -256,28 +256,68 @@ if_range_holds(const om_http_req_t *r, const char *etag, int64_t mtime)
 	return om_http_date_parse(r->if_range.p, r->if_range.n, &t) == 0 && t == mtime;
 }
 
+/* Whether the request has a precondition on the object's state (If-Match,
+ * If-None-Match, If-Unmodified-Since). */
+static bool
+has_preconditions(const om_http_req_t *r)
+{
+	return r->if_match.n > 0 || r->if_none_match.n > 0 || r->if_unmodified_since.p != NULL;
+}
+
 /*
- * What a GET of the object answers (RFC 9110 13.2.2): 304 if a condition
- * (If-None-Match, else If-Modified-Since) says the client has it, 206 for
- * a range that applies and fits ([*first, *last]), 416 for one that does
- * not fit, else 200 (the whole object in [*first, *last]).
+ * The preconditions of RFC 9110 13.2.2 (steps 1 to 4) against the
+ * object's current version (exists, with etag and mtime) or its absence:
+ * 0 to go on, 412 if one is false, 304 for a GET or HEAD whose
+ * If-None-Match (else If-Modified-Since) says the client has it. *bound
+ * says whether the outcome rested on that version (or absence): then a
+ * write must happen only while it is still the current one. An invalid
+ * date is ignored, as are If-Unmodified-Since with If-Match and both
+ * dates without an object.
+ */
+static int
+preconditions(const om_http_req_t *r, bool exists, const char *etag, int64_t mtime, bool *bound)
+{
+	bool get = r->method == OM_HTTP_GET || r->method == OM_HTTP_HEAD;
+	int64_t t;
+
+	*bound = false;
+	if (r->if_match.n > 0) {
+		*bound = true;
+		if (!exists || !om_http_etag_match_list(&r->if_match, etag, true))
+			return 412;
+	} else if (exists && r->if_unmodified_since.p != NULL &&
+	    om_http_date_parse(r->if_unmodified_since.p, r->if_unmodified_since.n, &t) == 0) {
+		*bound = true;
+		if (mtime > t)
+			return 412;
+	}
+	if (r->if_none_match.n > 0) {
+		*bound = true;
+		if (exists && om_http_etag_match_list(&r->if_none_match, etag, false))
+			return get ? 304 : 412;
+	} else if (get && exists && r->if_modified_since.p != NULL &&
+	    om_http_date_parse(r->if_modified_since.p, r->if_modified_since.n, &t) == 0 && mtime <= t) {
+		return 304;
+	}
+	return 0;
+}
+
+/*
+ * What a GET of the object answers (RFC 9110 13.2.2): 412 or 304 as the
+ * preconditions say, 206 for a range that applies and fits ([*first,
+ * *last]), 416 for one that does not fit, else 200 (the whole object in
+ * [*first, *last]).
  */
 static int
 get_status(const om_http_req_t *r, const char *etag, int64_t mtime, uint64_t size, uint64_t *first,
     uint64_t *last)
 {
-	bool not_modified = false;
-	int64_t ims;
-	int rng = 0;
+	bool bound;
+	int rng = 0, pre;
 
 	*first = *last = 0;
-	if (r->if_none_match.n > 0)
-		not_modified = om_http_etag_match_list(&r->if_none_match, etag);
-	else if (r->if_modified_since.p != NULL &&
-	    om_http_date_parse(r->if_modified_since.p, r->if_modified_since.n, &ims) == 0)
-		not_modified = mtime <= ims;
-	if (not_modified)
-		return 304;
+	if ((pre = preconditions(r, true, etag, mtime, &bound)) != 0)
+		return pre;
 	if (r->range.p != NULL && if_range_holds(r, etag, mtime))
 		rng = om_http_range(r->range.p, r->range.n, size, first, last);
 	if (rng < 0)
@@ -315,6 +355,11 @@ do_get(conn_t *c, const om_http_req_t *r, bool bye)
 	http_etag(etag, sizeof(etag), &ob.obj);
 	om_http_date_format(ob.mtime, lm);
 	status = get_status(r, etag, ob.mtime, ob.obj.size, &first, &last);
+	if (status == 412) {
+		reply(c, r->method, 412, bye, NULL, "the object's current version does not meet the "
+		    "request's precondition");
+		goto drop;
+	}
 	if (status == 416) {
 		char f[64];
 
@@ -379,6 +424,41 @@ do_get(conn_t *c, const om_http_req_t *r, bool bye)
 	}
 drop:
 	om_obj_put(&ob);
+}
+
+/* ---- preconditions of PUT and DELETE ------------------------------------ */
+
+/*
+ * The object a PUT's or DELETE's preconditions are evaluated on: 1 with
+ * its record, ETag and mtime (read only where If-Unmodified-Since needs
+ * it), 0 if there is none (or it expired), or -errno. Not counted as a
+ * read.
+ */
+static int
+current(conn_t *c, const om_http_req_t *r, om_ix_obj_t *o, char *etag, size_t n, int64_t *mtime)
+{
+	om_store_t *st = c->w->srv->st;
+	int rc;
+
+	*mtime = 0;
+	if (r->if_match.n > 0 || r->if_unmodified_since.p == NULL) {
+		if ((rc = om_store_stat(st, r->path.p, r->path.n, o)) != 0)
+			return rc == -ENOENT ? 0 : rc;
+	} else {
+		om_obj_want_t want = { .sflags = OM_GET_NOTOUCH | OM_GET_NOCOUNT, .meta = true,
+			.private_over = UINT64_MAX };
+		uint8_t meta[OM_PROTO_META_MAX];
+		om_obj_t ob;
+
+		if ((rc = om_obj_get(&c->w->fdc, st, r->path.p, r->path.n, &want, &ob, meta,
+		    sizeof(meta))) != 0)
+			return rc == -ENOENT && !ob.bad_record ? 0 : rc;
+		*o = ob.obj;
+		*mtime = ob.mtime;
+		om_obj_put(&ob);
+	}
+	http_etag(etag, n, o);
+	return 1;
 }
 
 /* ---- PUT --------------------------------------------------------------- */
@@ -456,6 +536,12 @@ put_finish(conn_t *c)
 	c->txn = NULL;
 	c->state = ST_HEADER;
 	c->frames++;
+	if (rc == -ECANCELED) {
+		/* The version the preconditions held on was replaced or
+		 * deleted (or the URI taken) while the body arrived. */
+		reply(c, OM_HTTP_PUT, 412, c->http.close, NULL, "%s", store_msg(c, rc));
+		return;
+	}
 	if (rc != 0) {
 		char why[300];
 		int status = put_error(c, rc, why, sizeof(why));
@@ -491,7 +577,9 @@ do_put(conn_t *c, const om_http_req_t *r, bool bye)
 	char meta[OM_PROTO_META_MAX];
 	om_put_args_t a = { 0 };
 	size_t meta_len = 0;
-	int rc;
+	bool bound = false;
+	om_ix_obj_t cur;
+	int rc, exists = 0;
 
 	if (!r->has_length && !r->chunked) {
 		reply(c, r->method, 411, bye, NULL, "a PUT needs Content-Length or a chunked body");
@@ -517,7 +605,26 @@ do_put(conn_t *c, const om_http_req_t *r, bool bye)
 	} else {
 		a.size = r->content_length;
 	}
-	c->http.existed = om_store_stat(st, r->path.p, r->path.n, NULL) == 0;
+	if (has_preconditions(r)) {
+		char etag[48];
+		int64_t mtime;
+
+		if ((exists = current(c, r, &cur, etag, sizeof(etag), &mtime)) < 0) {
+			reply(c, r->method, 500, body || bye, NULL, "cannot read the object's record: %s",
+			    om_strerror(exists));
+			return;
+		}
+		if (preconditions(r, exists, etag, mtime, &bound) != 0) {
+			/* The body is not read, as for the other refusals. */
+			reply(c, r->method, 412, body || bye, NULL, "%s", exists ?
+			    "the object's current version does not meet the request's precondition" :
+			    "no object: If-Match needs one");
+			return;
+		}
+		c->http.existed = exists;
+	} else {
+		c->http.existed = om_store_stat(st, r->path.p, r->path.n, NULL) == 0;
+	}
 	if ((rc = om_store_put_begin(st, r->path.p, r->path.n, &a, &c->txn)) != 0) {
 		char why[300];
 		int status = put_error(c, rc, why, sizeof(why));
@@ -526,6 +633,11 @@ do_put(conn_t *c, const om_http_req_t *r, bool bye)
 		reply(c, r->method, status, body || bye, NULL, "%s", why);
 		return;
 	}
+	/* What the preconditions held on must still be there when the object
+	 * is published: the store checks it in the same step. */
+	if (bound)
+		(void)om_store_put_cond(c->txn, exists ? OM_STORE_IF_ID : OM_STORE_IF_NONE,
+		    exists ? cur.id : 0);
 	c->http.close = bye;
 	if (r->expect_continue && body) {
 		out_t *o = conn_out_new(OUT_BUF, sizeof(CONTINUE) - 1);
@@ -613,11 +725,61 @@ put_body(conn_t *c)
 
 /* ---- requests ---------------------------------------------------------- */
 
+/*
+ * A DELETE with preconditions: evaluated on the current version, which is
+ * then deleted only if it is still the current one (else they are
+ * evaluated again on the one that replaced it).
+ */
+static void
+delete_if(conn_t *c, const om_http_req_t *r, bool bye)
+{
+	char ub[96], etag[48];
+
+	for (int tries = 0; tries < 8; tries++) {
+		om_ix_obj_t o;
+		int64_t mtime;
+		bool bound;
+		int rc, exists = current(c, r, &o, etag, sizeof(etag), &mtime);
+
+		if (exists < 0) {
+			reply(c, r->method, 500, bye, NULL, "cannot read the object's record: %s",
+			    om_strerror(exists));
+			return;
+		}
+		if (preconditions(r, exists, etag, mtime, &bound) != 0) {
+			reply(c, r->method, 412, bye, NULL, "%s", exists ? "the object's current version "
+			    "does not meet the request's precondition" : "no object: If-Match needs one");
+			return;
+		}
+		if (!exists) {
+			reply(c, r->method, 404, bye, NULL, "no such object: %s",
+			    om_obj_uri_shown(r->path.p, r->path.n, ub, sizeof(ub)));
+			return;
+		}
+		if ((rc = om_store_delete_version(c->w->srv->st, &o)) == -ENOENT)
+			continue;
+		if (rc != 0)
+			reply(c, r->method, om_proto_http_status_of(rc), bye, NULL, "cannot delete: %s",
+			    store_msg(c, rc));
+		else
+			reply(c, r->method, 204, bye, NULL, NULL);
+		return;
+	}
+	reply(c, r->method, 412, bye, NULL, "the object kept changing while its preconditions were "
+	    "evaluated");
+}
+
 static void
 do_delete(conn_t *c, const om_http_req_t *r, bool bye)
 {
 	char ub[96];
-	int rc = om_store_delete(c->w->srv->st, r->path.p, r->path.n);
+	int rc;
+
+	if (has_preconditions(r)) {
+		delete_if(c, r, bye);
+		return;
+	}
+	rc = om_store_delete(c->w->srv->st, r->path.p, r->path.n);
 
 	if (rc == -ENOENT)
 		reply(c, r->method, 404, bye, NULL, "no such object: %s",

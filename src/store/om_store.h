@@ -244,6 +244,16 @@ int om_store_put_sum(om_put_txn_t *t, uint64_t max);
 /* The new file's descriptor, to splice into; then om_store_put_wrote. */
 int om_store_put_fd(const om_put_txn_t *t);
 int om_store_put_wrote(om_put_txn_t *t, uint64_t n);
+/*
+ * A condition the commit publishes under, checked in the same step as the
+ * index entry's swap (under its lock): OM_STORE_IF_NONE, only if the URI
+ * holds no object (an expired one counts as none); OM_STORE_IF_ID, only if
+ * it holds the version id (an id a lookup gave). Otherwise the commit
+ * fails with -ECANCELED and leaves nothing of the new object. 0 or
+ * -EINVAL.
+ */
+enum { OM_STORE_IF_ANY = 0, OM_STORE_IF_NONE, OM_STORE_IF_ID };
+int om_store_put_cond(om_put_txn_t *t, int cond, uint64_t id);
 /* Publishes; frees t whatever the result. *out may be NULL. */
 int om_store_put_commit(om_put_txn_t *t, om_ix_obj_t *out);
 void om_store_put_abort(om_put_txn_t *t);
@@ -343,6 +353,8 @@ int om_store_delete(om_store_t *st, const void *uri, size_t len);
  * -ENOENT if it was replaced or deleted meanwhile, or -errno (om_store_why
  * says why). Not counted as a DELETE (deletes_total): the caller counts. */
 int om_store_delete_obj(om_store_t *st, const om_ix_obj_t *o);
+/* The same for a DELETE of that version (a conditional one): counted. */
+int om_store_delete_version(om_store_t *st, const om_ix_obj_t *o);
 
 /* Cache manager pass: reap expired objects, enforce both tier limits,
  * promote hot persistent objects, decay read counters. */

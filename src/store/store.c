@@ -375,3 +375,13 @@ om_store_delete_obj(om_store_t *st, const om_ix_obj_t *o)
 		return -ENOENT;
 	return delete_sync(st, tier, o);
 }
+
+int
+om_store_delete_version(om_store_t *st, const om_ix_obj_t *o)
+{
+	int rc = om_store_delete_obj(st, o);
+
+	if (rc == 0)
+		st->stats->deletes++;
+	return rc;
+}

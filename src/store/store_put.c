@@ -33,6 +33,8 @@ struct om_put_txn {
 	uint32_t crc;
 	int64_t expires;
 	unsigned flags;
+	int cond;             /* OM_STORE_IF_*: what the index must hold to publish */
+	uint64_t cond_id;     /* OM_STORE_IF_ID: the version */
 	uint32_t meta_len;
 	size_t uri_len;
 	om_store_file_t rec;  /* its record file, where the tier keeps them in files */
@@ -255,6 +257,8 @@ om_store_put_begin(om_store_t *st, const void *uri, size_t len, const om_put_arg
 	t->crc = 0;
 	t->expires = a->expires;
 	t->flags = a->flags;
+	t->cond = OM_STORE_IF_ANY;
+	t->cond_id = 0;
 	t->meta_len = a->meta_len;
 	t->uri_len = len;
 	om_store_file_init(&t->file);
@@ -438,9 +442,47 @@ om_store_put_sum(om_put_txn_t *t, uint64_t max)
 	return crc_extend(t, t->written - t->crc_upto > max ? t->crc_upto + max : t->written);
 }
 
+int
+om_store_put_cond(om_put_txn_t *t, int cond, uint64_t id)
+{
+	if ((cond == OM_STORE_IF_ID) != (id != 0) || cond < OM_STORE_IF_ANY || cond > OM_STORE_IF_ID)
+		return -EINVAL;
+	t->cond = cond;
+	t->cond_id = id;
+	return 0;
+}
+
+/* The index entry put under the transaction's condition: an expired
+ * object not yet reaped counts as none (as a GET or STAT sees it). */
+static int
+index_put_cond(om_put_txn_t *t, const om_ix_obj_t *o, om_ix_obj_t *old)
+{
+	om_index_t *ix = t->st->ix;
+	om_ix_obj_t cur;
+	int rc;
+
+	if (t->cond == OM_STORE_IF_ID)
+		return om_index_put_match(ix, t->uri, t->uri_len, o, t->cond_id, old);
+	if (t->cond != OM_STORE_IF_NONE)
+		return om_index_put(ix, t->uri, t->uri_len, o, OM_IX_UPSERT, old);
+	for (int tries = 0; tries < 8; tries++) {
+		rc = om_index_put(ix, t->uri, t->uri_len, o, OM_IX_INSERT, &cur);
+		if (rc != -EEXIST)
+			return rc;
+		if (cur.expires == 0 || cur.expires > om_time_s())
+			return -ECANCELED;
+		/* Expired: replaced, if it is still that one. */
+		rc = om_index_put_match(ix, t->uri, t->uri_len, o, cur.id, old);
+		if (rc != -ECANCELED && rc != -ENOENT)
+			return rc;
+	}
+	return -ECANCELED;
+}
+
 /* Swaps the index entry for the new object o (evicting where the index is
  * full and the store may): om_index_put's result, -ENOSPC with
- * om_store_why saying which limit. */
+ * om_store_why saying which limit, -ECANCELED if the transaction's
+ * condition does not hold. */
 static int
 index_swap(om_put_txn_t *t, const om_ix_obj_t *o, om_ix_obj_t *old)
 {
@@ -448,7 +490,7 @@ index_swap(om_put_txn_t *t, const om_ix_obj_t *o, om_ix_obj_t *old)
 	int rc;
 
 	for (int tries = 0;; tries++) {
-		rc = om_index_put(st->ix, t->uri, t->uri_len, o, OM_IX_UPSERT, old);
+		rc = index_put_cond(t, o, old);
 		if ((rc != -ENOSPC && rc != -ENOMEM) || st->no_evict || tries >= 64)
 			break;
 		/* Full by count: any object makes room. Full arena: only an
@@ -463,6 +505,10 @@ index_swap(om_put_txn_t *t, const om_ix_obj_t *o, om_ix_obj_t *old)
 		om_store_set_why(st, "index full: no room in its arena for a URI of %zu bytes%s", t->uri_len,
 		    st->no_evict ? ", and this store never evicts" : "");
 		rc = -ENOSPC;
+	} else if (rc == -ECANCELED || (rc == -ENOENT && t->cond == OM_STORE_IF_ID)) {
+		om_store_set_why(st, "the precondition does not hold: %s", t->cond == OM_STORE_IF_NONE ?
+		    "the object exists" : "the object is not the version the condition was on");
+		rc = -ECANCELED;
 	}
 	return rc;
 }

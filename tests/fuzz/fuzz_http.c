@@ -64,7 +64,10 @@ sub_parsers(const om_http_req_t *r, uint64_t size)
 			FZ_ASSERT(first <= last && last < size, "range %llu-%llu of %llu",
 			    (unsigned long long)first, (unsigned long long)last, (unsigned long long)size);
 	}
-	(void)om_http_etag_match_list(&r->if_none_match, "\"1f\"");
+	(void)om_http_etag_match_list(&r->if_none_match, "\"1f\"", false);
+	(void)om_http_etag_match_list(&r->if_match, "\"1f\"", true);
+	if (r->if_unmodified_since.p != NULL)
+		(void)om_http_date_parse(r->if_unmodified_since.p, r->if_unmodified_since.n, &t);
 	if (r->if_modified_since.p != NULL)
 		(void)om_http_date_parse(r->if_modified_since.p, r->if_modified_since.n, &t);
 	if (r->if_range.p != NULL)
@@ -115,6 +118,7 @@ fuzz_head(const uint8_t *data, size_t size)
 		FZ_ASSERT(inside(r.method_name, buf, h) && inside(r.target, buf, h) &&
 		    inside(r.path, buf, h) && inside(r.host, buf, h) && inside(r.range, buf, h) &&
 		    inside(r.if_range, buf, h) && list_inside(&r.if_none_match, buf, h) &&
+		    list_inside(&r.if_match, buf, h) && inside(r.if_unmodified_since, buf, h) &&
 		    inside(r.if_modified_since, buf, h) && inside(r.content_type, buf, h) &&
 		    inside(r.cache_control, buf, h) && inside(r.expires, buf, h) &&
 		    inside(r.content_encoding, buf, h) && inside(r.content_language, buf, h) &&

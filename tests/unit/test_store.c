@@ -238,6 +238,69 @@ test_stream_txn(void **state)
 	fx_free(f);
 }
 
+/* A commit under a condition (om_store_put_cond) publishes only while the
+ * URI holds what the condition names; refused, it leaves no file. */
+static void
+test_conditional_commit(void **state)
+{
+	fx_t *f = fx_new(100, 0, 0);
+	unsigned char buf[5000];
+	om_put_args_t a = { .size = sizeof(buf) };
+	om_ix_obj_t v1, v2, got;
+	om_put_txn_t *t, *t2;
+
+	(void)state;
+	om_test_fill(buf, sizeof(buf), 4);
+	/* IF_NONE: the URI taken between begin and commit. */
+	assert_int_equal(om_store_put_begin(f->st, "/c", 2, &a, &t), 0);
+	assert_int_equal(om_store_put_cond(t, OM_STORE_IF_NONE, 0), 0);
+	assert_int_equal(om_store_put_write(t, buf, sizeof(buf)), 0);
+	assert_int_equal(put_buf(f, "/c", buf, 10, 0, &v1), 0);
+	assert_int_equal(om_store_put_commit(t, NULL), -ECANCELED);
+	assert_int_equal(om_store_stat(f->st, "/c", 2, &got), 0);
+	assert_int_equal(got.id, v1.id);
+	assert_int_equal(om_test_count_files(f->disk, NULL, NULL), 1);
+	/* IF_ID: the version replaced meanwhile. */
+	assert_int_equal(om_store_put_begin(f->st, "/c", 2, &a, &t), 0);
+	assert_int_equal(om_store_put_cond(t, OM_STORE_IF_ID, v1.id), 0);
+	assert_int_equal(om_store_put_write(t, buf, sizeof(buf)), 0);
+	assert_int_equal(put_buf(f, "/c", buf, 20, 0, &v2), 0);
+	assert_int_equal(om_store_put_commit(t, NULL), -ECANCELED);
+	assert_int_equal(om_store_stat(f->st, "/c", 2, &got), 0);
+	assert_int_equal(got.id, v2.id);
+	assert_int_equal(om_test_count_files(f->disk, NULL, NULL), 1);
+	/* IF_ID: the version deleted meanwhile. */
+	assert_int_equal(om_store_put_begin(f->st, "/c", 2, &a, &t), 0);
+	assert_int_equal(om_store_put_cond(t, OM_STORE_IF_ID, v2.id), 0);
+	assert_int_equal(om_store_put_write(t, buf, sizeof(buf)), 0);
+	assert_int_equal(om_store_delete(f->st, "/c", 2), 0);
+	assert_int_equal(om_store_put_commit(t, NULL), -ECANCELED);
+	assert_int_equal(om_store_stat(f->st, "/c", 2, NULL), -ENOENT);
+	assert_int_equal(om_test_count_files(f->disk, NULL, NULL), 0);
+	/* Both hold: published. Two racing creations: the first wins. */
+	assert_int_equal(om_store_put_begin(f->st, "/c", 2, &a, &t), 0);
+	assert_int_equal(om_store_put_begin(f->st, "/c", 2, &a, &t2), 0);
+	assert_int_equal(om_store_put_cond(t, OM_STORE_IF_NONE, 0), 0);
+	assert_int_equal(om_store_put_cond(t2, OM_STORE_IF_NONE, 0), 0);
+	assert_int_equal(om_store_put_write(t, buf, sizeof(buf)), 0);
+	assert_int_equal(om_store_put_write(t2, buf, sizeof(buf)), 0);
+	assert_int_equal(om_store_put_commit(t2, &v1), 0);
+	assert_int_equal(om_store_put_commit(t, NULL), -ECANCELED);
+	assert_int_equal(om_store_put_begin(f->st, "/c", 2, &a, &t), 0);
+	assert_int_equal(om_store_put_cond(t, OM_STORE_IF_ID, v1.id), 0);
+	assert_int_equal(om_store_put_write(t, buf, sizeof(buf)), 0);
+	assert_int_equal(om_store_put_commit(t, &v2), 0);
+	assert_int_equal(om_store_stat(f->st, "/c", 2, &got), 0);
+	assert_int_equal(got.id, v2.id);
+	assert_int_equal(om_test_count_files(f->disk, NULL, NULL), 1);
+	/* Conditions that name nothing. */
+	assert_int_equal(om_store_put_begin(f->st, "/c", 2, &a, &t), 0);
+	assert_int_equal(om_store_put_cond(t, OM_STORE_IF_ID, 0), -EINVAL);
+	assert_int_equal(om_store_put_cond(t, OM_STORE_IF_NONE, 5), -EINVAL);
+	om_store_put_abort(t);
+	fx_free(f);
+}
+
 static void
 test_bad_arguments(void **state)
 {
@@ -947,6 +1010,7 @@ main(void)
 		cmocka_unit_test(test_put_get_sizes),
 		cmocka_unit_test(test_put_from_fd),
 		cmocka_unit_test(test_stream_txn),
+		cmocka_unit_test(test_conditional_commit),
 		cmocka_unit_test(test_bad_arguments),
 		cmocka_unit_test(test_each_get_private_description),
 		cmocka_unit_test(test_cannot_write_through_descriptor),
