@@ -380,7 +380,11 @@ field(om_http_req_t *r, const char *p, size_t n, bool *saw_te, const char **why)
 			*saw_te = true;
 			r->chunked = true;
 		} else if (ieq(name, "if-modified-since")) {
-			ONCE(if_modified_since, "If-Modified-Since");
+			/* Two are a list of dates, not a valid value: the
+			 * condition is ignored (RFC 9110 13.1.3), kept empty. */
+			if (r->if_modified_since.p != NULL)
+				v.n = 0;
+			r->if_modified_since = v;
 		}
 		break;
 	case 19:
