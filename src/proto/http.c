@@ -765,6 +765,26 @@ om_http_date_parse(const char *s, size_t n, int64_t *t)
 
 /* ---- ranges, tags, cache control ---------------------------------------- */
 
+/* A byte position: digits, as many as sent; one past 2^64 - 1 is taken as
+ * 2^64 - 1 (beyond any object all the same). */
+static int
+parse_pos(om_http_str_t v, uint64_t *out)
+{
+	uint64_t n = 0;
+
+	if (v.n == 0)
+		return -1;
+	for (size_t i = 0; i < v.n; i++) {
+		unsigned d = (unsigned)(v.p[i] - '0');
+
+		if (v.p[i] < '0' || v.p[i] > '9')
+			return -1;
+		n = n > (UINT64_MAX - d) / 10 ? UINT64_MAX : n * 10 + d;
+	}
+	*out = n;
+	return 0;
+}
+
 int
 om_http_range(const char *s, size_t n, uint64_t size, uint64_t *first, uint64_t *last)
 {
@@ -773,7 +793,8 @@ om_http_range(const char *s, size_t n, uint64_t size, uint64_t *first, uint64_t 
 	uint64_t a = 0, b = 0;
 	bool has_a, has_b;
 
-	if (v.n < 7 || memcmp(v.p, "bytes=", 6) != 0 || memchr(v.p, ',', v.n) != NULL)
+	/* The range unit is case-insensitive (RFC 9110 14.1). */
+	if (v.n < 7 || !ieq((om_http_str_t){ v.p, 6 }, "bytes=") || memchr(v.p, ',', v.n) != NULL)
 		return 0;
 	for (dash = i; dash < v.n && v.p[dash] != '-'; dash++)
 		;
@@ -781,8 +802,8 @@ om_http_range(const char *s, size_t n, uint64_t size, uint64_t *first, uint64_t 
 		return 0;
 	has_a = dash > i;
 	has_b = dash + 1 < v.n;
-	if ((has_a && parse_u64((om_http_str_t){ v.p + i, dash - i }, &a) != 0) ||
-	    (has_b && parse_u64((om_http_str_t){ v.p + dash + 1, v.n - dash - 1 }, &b) != 0) ||
+	if ((has_a && parse_pos((om_http_str_t){ v.p + i, dash - i }, &a) != 0) ||
+	    (has_b && parse_pos((om_http_str_t){ v.p + dash + 1, v.n - dash - 1 }, &b) != 0) ||
 	    (!has_a && !has_b) || (has_a && has_b && b < a))
 		return 0;
 	if (!has_a) {
