@@ -245,6 +245,63 @@ request_line_prefix(const char *p, size_t n, const char **why)
 	return 0;
 }
 
+static bool
+is_hex(char ch)
+{
+	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
+}
+
+/* RFC 3986's unreserved and sub-delims: what a reg-name is made of,
+ * beside percent-encodings. */
+static bool
+is_host_char(unsigned char ch)
+{
+	if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+		return true;
+	return ch != '\0' && strchr("-._~!$&'()*+,;=", ch) != NULL;
+}
+
+/* A Host value: uri-host [ ":" port ] (RFC 9112 3.2, RFC 3986 3.2.2),
+ * perhaps empty. An IP-literal is brackets around IPv6 (hex digits,
+ * colons, dots, a zone) or IPvFuture's characters. */
+static bool
+host_valid(om_http_str_t v)
+{
+	size_t i = 0;
+
+	if (v.n > 0 && v.p[0] == '[') {
+		for (i = 1; i < v.n && v.p[i] != ']'; i++) {
+			unsigned char ch = (unsigned char)v.p[i];
+
+			if (!is_host_char(ch) && ch != ':' && ch != '%')
+				return false;
+		}
+		if (i == v.n || i == 1)
+			return false;
+		i++;
+	} else {
+		for (; i < v.n && v.p[i] != ':'; i++) {
+			unsigned char ch = (unsigned char)v.p[i];
+
+			if (ch == '%') {
+				if (i + 2 >= v.n || !is_hex(v.p[i + 1]) || !is_hex(v.p[i + 2]))
+					return false;
+				i += 2;
+			} else if (!is_host_char(ch)) {
+				return false;
+			}
+		}
+	}
+	if (i == v.n)
+		return true;
+	if (v.p[i] != ':')
+		return false;
+	for (i++; i < v.n; i++)
+		if (v.p[i] < '0' || v.p[i] > '9')
+			return false;
+	return true;
+}
+
 /* One more field of a list field. */
 static int
 list_add(om_http_list_t *l, om_http_str_t v, const char *label, const char **why)
@@ -301,8 +358,13 @@ field(om_http_req_t *r, const char *p, size_t n, bool *saw_te, const char **why)
 
 	switch (name.n) {
 	case 4:
-		if (ieq(name, "host"))
+		if (ieq(name, "host")) {
 			ONCE(host, "Host");
+			if (!host_valid(v)) {
+				*why = "invalid Host";
+				return -400;
+			}
+		}
 		break;
 	case 5:
 		if (ieq(name, "range"))
