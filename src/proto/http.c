@@ -171,10 +171,8 @@ request_line(const char *p, size_t n, om_http_req_t *r, const char **why)
 		h = s[4] == ':' ? 7 : 8;
 		while (h < k && s[h] != '/' && s[h] != '?')
 			h++;
-		if (h == k || s[h] != '/') {
-			*why = "the request target has no path";
-			return -400;
-		}
+		/* No path (perhaps a query): the path is "/" (RFC 9110 4.2.3). */
+		r->path_slash = h == k || s[h] == '?';
 		r->path = (om_http_str_t){ s + h, k - h };
 	}
 	return 0;

@@ -40,6 +40,8 @@ typedef struct {
 	om_http_str_t method_name;
 	om_http_str_t target;     /* the request-target as sent */
 	om_http_str_t path;       /* origin-form (absolute-form: from its path on) */
+	bool path_slash;          /* absolute-form without a path: the path is "/"
+	                           * followed by path (empty, or ?query) */
 	unsigned minor;           /* HTTP/1.minor */
 	size_t head_len;          /* bytes of the head, blank line included */
 	size_t skipped;           /* empty lines before the request line */

@@ -851,8 +851,25 @@ dispatch(conn_t *c, const om_http_req_t *r)
 	const om_conf_t *conf = c->w->srv->conf;
 	bool body = r->chunked || r->content_length > 0;
 	bool close = r->close || c->draining || c->w->draining;
+	char root[OM_IX_URI_MAX + 1];
+	om_http_req_t with_root;
 	enum om_access need;
 	const char *bad;
+
+	if (r->path_slash) {
+		/* An absolute-form target without a path: "/", then its query. */
+		if (r->path.n + 1 > conf->index.max_uri) {
+			reply(c, r->method, 414, close || body, NULL,
+			    "URI of %zu bytes (at most %u)", r->path.n + 1, conf->index.max_uri);
+			return;
+		}
+		root[0] = '/';
+		memcpy(root + 1, r->path.p, r->path.n);
+		with_root = *r;
+		with_root.path = (om_http_str_t){ root, r->path.n + 1 };
+		with_root.path_slash = false;
+		r = &with_root;
+	}
 
 	if (c->ls->metrics) {
 		/* A body is never read here: answered, then the connection ends. */

@@ -125,7 +125,7 @@ fuzz_head(const uint8_t *data, size_t size)
 		    inside(r.content_disposition, buf, h), "a field outside the head");
 		FZ_ASSERT(r.method_name.n > 0 && r.target.n > 0, "empty method or target");
 		FZ_ASSERT(r.path.p == NULL ? r.method == OM_HTTP_OTHER :
-		    (r.path.n > 0 && r.path.p[0] == '/' &&
+		    ((r.path_slash ? r.path.n == 0 || r.path.p[0] == '?' : r.path.n > 0 && r.path.p[0] == '/') &&
 		    r.path.p + r.path.n == r.target.p + r.target.n), "path");
 		FZ_ASSERT(r.minor <= 9 && !(r.chunked && r.has_length), "minor/length");
 		FZ_ASSERT(r.nfields <= OM_HTTP_MAX_HEADERS, "fields");
