@@ -230,13 +230,15 @@ learn_slot(model_t *s, int k)
 	s->m[k].last_id = o.id;
 }
 
+/* With match, om_index_put_match over the version there or another id. */
 static void
-op_put(model_t *s, fz_in_t *in, enum om_ix_put_mode mode, bool stale)
+op_put(model_t *s, fz_in_t *in, enum om_ix_put_mode mode, bool stale, bool match)
 {
 	int k = fz_u8(in) % NKEYS;
 	uint16_t flags = fz_u16(in);
 	om_ix_obj_t obj, old, want;
 	mkey_t *m = &s->m[k];
+	uint64_t match_id = 0;
 	int rc, exp;
 
 	memset(&obj, 0, sizeof(obj));
@@ -261,10 +263,20 @@ op_put(model_t *s, fz_in_t *in, enum om_ix_put_mode mode, bool stale)
 		obj.id = new_id(s);
 	}
 	memset(&old, 0, sizeof(old));
-	rc = om_index_put(s->ix, s->keys[k], s->lens[k], &obj, mode, &old);
+	if (match) {
+		uint8_t b = fz_u8(in);
+
+		mode = OM_IX_REPLACE;
+		match_id = m->present && (b & 1) ? m->o.id : 1 + (m->present ? m->o.id : 0) + (b >> 1);
+		rc = om_index_put_match(s->ix, s->keys[k], s->lens[k], &obj, match_id, &old);
+	} else {
+		rc = om_index_put(s->ix, s->keys[k], s->lens[k], &obj, mode, &old);
+	}
 
 	if (!key_valid(s, k)) {
 		exp = -EINVAL;
+	} else if (m->present && match && m->o.id != match_id) {
+		exp = -ECANCELED;
 	} else if (m->present && mode == OM_IX_INSERT) {
 		exp = -EEXIST;
 	} else if (m->present && m->o.id >= obj.id) {
@@ -278,7 +290,7 @@ op_put(model_t *s, fz_in_t *in, enum om_ix_put_mode mode, bool stale)
 	}
 	FZ_ASSERT(rc == exp, "step %u: put key %d (len %zu) mode %d id %llu: %d, model %d", s->step,
 	    k, s->lens[k], (int)mode, (unsigned long long)obj.id, rc, exp);
-	if (rc == -EEXIST || rc == -ESTALE || rc == 1)
+	if (rc == -EEXIST || rc == -ESTALE || rc == -ECANCELED || rc == 1)
 		same_obj(s, &old, &m->o, "put's old record");
 	if (rc == 1) {
 		expect_released(s, m->o.id);
@@ -666,11 +678,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (s.step = 1; in.n > 0 && s.step <= MAX_OPS; s.step++) {
 		uint8_t op = fz_u8(&in);
 
-		switch (op % 18) {
-		case 0: case 1: case 2: op_put(&s, &in, OM_IX_UPSERT, false); break;
-		case 3: op_put(&s, &in, OM_IX_INSERT, false); break;
-		case 4: op_put(&s, &in, OM_IX_REPLACE, false); break;
-		case 5: op_put(&s, &in, (enum om_ix_put_mode)(fz_u8(&in) % 3), true); break;
+		switch (op % 19) {
+		case 0: case 1: case 2: op_put(&s, &in, OM_IX_UPSERT, false, false); break;
+		case 3: op_put(&s, &in, OM_IX_INSERT, false, false); break;
+		case 4: op_put(&s, &in, OM_IX_REPLACE, false, false); break;
+		case 5: op_put(&s, &in, (enum om_ix_put_mode)(fz_u8(&in) % 3), true, false); break;
 		case 6: op_delete(&s, &in, false); break;
 		case 7: op_delete(&s, &in, true); break;
 		case 8: op_delete_slot(&s, &in); break;
@@ -693,6 +705,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 			break;
 		case 17: op_attach(&s); break;
+		case 18: op_put(&s, &in, OM_IX_REPLACE, fz_u8(&in) & 1, true); break;
 		}
 		check_all(&s);
 		check_notes(&s);
