@@ -21,6 +21,7 @@
  */
 #include <stdbool.h>
 #include <string.h>
+#include <strings.h>
 
 #include "fuzz.h"
 #include "proto/om_http.h"
@@ -308,12 +309,30 @@ fuzz_date(const uint8_t *data, size_t size)
 
 /* ---- ranges ------------------------------------------------------------- */
 
-/* bytes=A-B, A-, -B with 1..19 digits each, optional spaces and tabs
- * around the whole; everything else is ignored (0). */
+/* Digits s[i, e) as a number, 2^64 - 1 for any above it: by their count
+ * without leading zeros, and against 2^64 - 1's digits at 20. */
+static uint64_t
+pos_ref(const char *s, size_t i, size_t e)
+{
+	static const char max[] = "18446744073709551615";
+	uint64_t v = 0;
+
+	while (i < e && s[i] == '0')
+		i++;
+	if (e - i > 20 || (e - i == 20 && memcmp(s + i, max, 20) > 0))
+		return UINT64_MAX;
+	for (; i < e; i++)
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	return v;
+}
+
+/* bytes=A-B, A-, -B (the unit in any case) with digits, as many as sent
+ * (a position past 2^64 - 1 is 2^64 - 1), optional spaces and tabs around
+ * the whole; everything else is ignored (0). */
 static int
 range_ref(const char *s, size_t n, uint64_t size, uint64_t *f, uint64_t *l)
 {
-	size_t i = 0, e = n, da = 0, db = 0;
+	size_t i = 0, e = n, da = 0, db = 0, at;
 	uint64_t a = 0, b = 0;
 
 	while (i < e && (s[i] == ' ' || s[i] == '\t'))
@@ -321,22 +340,18 @@ range_ref(const char *s, size_t n, uint64_t size, uint64_t *f, uint64_t *l)
 	while (e > i && (s[e - 1] == ' ' || s[e - 1] == '\t'))
 		e--;
 	/* cppcheck-suppress knownConditionTrueFalse ; false for n >= 7 (cppcheck 2.10 loses the two trims) */
-	if (e - i < 7 || memcmp(s + i, "bytes=", 6) != 0)
+	if (e - i < 7 || strncasecmp(s + i, "bytes=", 6) != 0)
 		return 0;
 	i += 6;
-	while (i < e && s[i] >= '0' && s[i] <= '9') {
-		a = a * 10 + (uint64_t)(s[i++] - '0');
-		if (++da > 19)
-			return 0;
-	}
+	for (at = i; i < e && s[i] >= '0' && s[i] <= '9'; i++)
+		da++;
+	a = pos_ref(s, at, i);
 	if (i == e || s[i] != '-')
 		return 0;
 	i++;
-	while (i < e && s[i] >= '0' && s[i] <= '9') {
-		b = b * 10 + (uint64_t)(s[i++] - '0');
-		if (++db > 19)
-			return 0;
-	}
+	for (at = i; i < e && s[i] >= '0' && s[i] <= '9'; i++)
+		db++;
+	b = pos_ref(s, at, i);
 	if (i != e || (da == 0 && db == 0) || (da && db && b < a))
 		return 0;
 	if (da == 0) {
