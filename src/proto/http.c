@@ -300,15 +300,12 @@ host_valid(om_http_str_t v)
 	return true;
 }
 
-/* One more field of a list field. */
+/* One more field of a list field; too_many says why there is none. */
 static int
-list_add(om_http_list_t *l, om_http_str_t v, const char *label, const char **why)
+list_add(om_http_list_t *l, om_http_str_t v, const char *too_many, const char **why)
 {
-	static char msg[64];
-
 	if (l->n == OM_HTTP_LIST_FIELDS) {
-		snprintf(msg, sizeof(msg), "more than %d %s header fields", OM_HTTP_LIST_FIELDS, label);
-		*why = msg;
+		*why = too_many;
 		return -431;
 	}
 	l->v[l->n++] = v;
@@ -385,7 +382,8 @@ field(om_http_req_t *r, const char *p, size_t n, bool *saw_te, const char **why)
 	case 8:
 		if (ieq(name, "if-range"))
 			ONCE(if_range, "If-Range");
-		else if (ieq(name, "if-match") && (rc = list_add(&r->if_match, v, "If-Match", why)) != 0)
+		else if (ieq(name, "if-match") &&
+		    (rc = list_add(&r->if_match, v, "too many If-Match fields", why)) != 0)
 			return rc;
 		break;
 	case 10:
@@ -403,7 +401,8 @@ field(om_http_req_t *r, const char *p, size_t n, bool *saw_te, const char **why)
 		break;
 	case 13:
 		if (ieq(name, "if-none-match")) {
-			if ((rc = list_add(&r->if_none_match, v, "If-None-Match", why)) != 0)
+			if ((rc = list_add(&r->if_none_match, v, "too many If-None-Match fields",
+			    why)) != 0)
 				return rc;
 		} else if (ieq(name, "cache-control")) {
 			KEPT(cache_control, "Cache-Control");

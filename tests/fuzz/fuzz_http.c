@@ -319,6 +319,7 @@ pos_ref(const char *s, size_t i, size_t e)
 
 	while (i < e && s[i] == '0')
 		i++;
+	/* cppcheck-suppress knownConditionTrueFalse ; true for 21 digits or more (cppcheck 2.10 loses the loop above) */
 	if (e - i > 20 || (e - i == 20 && memcmp(s + i, max, 20) > 0))
 		return UINT64_MAX;
 	for (; i < e; i++)
