@@ -706,8 +706,14 @@ ngx_http_objmapper_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 	ngx_conf_merge_str_value(lc->miss, prev->miss, "");
 	if (lc->key == NULL)
 		lc->key = prev->key;
+	/* An "if" block (or limit_except) of an objmapper_pass location keeps
+	 * the location's handler, and so serves with this configuration: it
+	 * takes the location's connection. Only the location that made the
+	 * peer sets its timeout. */
 	if (lc->peer != NULL)
 		lc->peer->timeout = lc->timeout;
+	else
+		lc->peer = prev->peer;
 	return NGX_CONF_OK;
 }
 

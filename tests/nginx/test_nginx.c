@@ -58,10 +58,12 @@ nginx_conf(void)
 	    "    location / { objmapper_pass unix:%s; objmapper_timeout 5s; }\n"
 	    "    location /m/ { objmapper_pass unix:%s; objmapper_miss @origin; }\n"
 	    "    location /k/ { objmapper_pass unix:%s; objmapper_key /keyed$arg_v; }\n"
+	    "    location /if/ { objmapper_pass unix:%s; if ($arg_x) { add_header X-If $arg_x; } }\n"
+	    "    location /ifp/ { if ($arg_p) { objmapper_pass unix:%s; } }\n"
 	    "    location @origin { return 200 \"origin $uri\\n\"; }\n"
 	    "  }\n"
 	    "}\n",
-	    mod, NLOG, NDIR, NDIR, NDIR, NDIR, NDIR, NDIR, NSOCK, D.sock, D.sock, D.sock);
+	    mod, NLOG, NDIR, NDIR, NDIR, NDIR, NDIR, NDIR, NSOCK, D.sock, D.sock, D.sock, D.sock, D.sock);
 	fclose(f);
 }
 
@@ -395,6 +397,42 @@ test_miss_and_key(void **state)
 	free(r.body);
 }
 
+/* An "if" block in an objmapper_pass location keeps the location's
+ * handler (nginx's rule), so it serves with the location's connection;
+ * objmapper_pass inside an "if" serves when the condition holds. */
+static void
+test_if_in_location(void **state)
+{
+	resp_t r;
+
+	(void)state;
+	put("/if/obj", "iffy", 4, NULL, NULL);
+	put("/ifp/obj", "ifp", 3, NULL, NULL);
+	request("GET", "/if/obj?x=1", NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(r.len, 4);
+	assert_memory_equal(r.body, "iffy", 4);
+	assert_string_equal(header(&r, "X-If"), "1");
+	free(r.body);
+	request("GET", "/if/obj", NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_memory_equal(r.body, "iffy", 4);
+	assert_null(header(&r, "X-If"));
+	free(r.body);
+	request("HEAD", "/if/obj?x=2", NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(header(&r, "Content-Length"), "4");
+	free(r.body);
+	request("GET", "/if/none?x=1", NULL, &r);
+	assert_int_equal(r.status, 404);
+	free(r.body);
+	request("GET", "/ifp/obj?p=1", NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_memory_equal(r.body, "ifp", 3);
+	free(r.body);
+	assert_null(strstr(nginx_log(), "exited on signal"));
+}
+
 /* An object replaced, then deleted, while a slow client reads it: the
  * client gets the complete old bytes; the next one the new ones. */
 static void
@@ -726,6 +764,7 @@ main(void)
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_head_range_conditional),
 		cmocka_unit_test(test_miss_and_key),
+		cmocka_unit_test(test_if_in_location),
 		cmocka_unit_test(test_replaced_while_sent),
 		cmocka_unit_test(test_concurrent_and_slow),
 		cmocka_unit_test(test_reloads_under_load),
