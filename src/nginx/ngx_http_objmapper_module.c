@@ -418,10 +418,13 @@ ngx_http_objmapper_flush(ngx_http_objmapper_peer_t *p)
 	}
 }
 
-/* While requests wait, the connection has a deadline; idle, it may be
- * closed when nginx exits. */
+/* While requests wait, the connection has a deadline: objmapper_timeout
+ * from the last sign of life (connected, bytes from objmapperd). A request
+ * queued (restart 0) keeps a deadline already running: new requests must
+ * not keep a stalled daemon's connection, and those waiting on it, alive.
+ * Idle, the connection may be closed when nginx exits. */
 static void
-ngx_http_objmapper_arm(ngx_http_objmapper_peer_t *p)
+ngx_http_objmapper_arm(ngx_http_objmapper_peer_t *p, int restart)
 {
 	if (p->c == NULL)
 		return;
@@ -430,7 +433,8 @@ ngx_http_objmapper_arm(ngx_http_objmapper_peer_t *p)
 			ngx_del_timer(p->c->read);
 		p->c->idle = 1;
 	} else {
-		ngx_add_timer(p->c->read, p->timeout);
+		if (restart || !p->c->read->timer_set)
+			ngx_add_timer(p->c->read, p->timeout);
 		p->c->idle = 0;
 	}
 }
@@ -511,7 +515,7 @@ ngx_http_objmapper_connect(ngx_http_objmapper_peer_t *p)
 	}
 	p->hello_id = hello.id;
 	ngx_http_objmapper_encode_queue(p);
-	ngx_http_objmapper_arm(p);
+	ngx_http_objmapper_arm(p, 1);
 	/* Written by the write handler, from the loop (never from here: a
 	 * failed send ends in a reconnect, which is here). */
 	ngx_post_event(c->write, &ngx_posted_events);
@@ -622,7 +626,7 @@ ngx_http_objmapper_peer_read(ngx_event_t *ev)
 		ngx_http_objmapper_lost(p, "cannot wait for the socket", 0);
 		return;
 	}
-	ngx_http_objmapper_arm(p);
+	ngx_http_objmapper_arm(p, 1);
 }
 
 static void
@@ -674,7 +678,7 @@ ngx_http_objmapper_handler(ngx_http_request_t *r)
 		ngx_http_objmapper_connect(p);
 	} else {
 		ngx_http_objmapper_encode_queue(p);
-		ngx_http_objmapper_arm(p);
+		ngx_http_objmapper_arm(p, 0);
 		/* Written once the loop has run every handler of this turn: the
 		 * requests of all of them leave in one send. */
 		ngx_post_event(p->c->write, &ngx_posted_events);

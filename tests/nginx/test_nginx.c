@@ -32,6 +32,7 @@
 static om_daemon_t D;
 static char NDIR[64], NSOCK[100], NCONF[100], NLOG[100];
 static pid_t NPID;
+static unsigned NWORKERS = 2;
 
 /* ---- nginx ---------------------------------------------------------------- */
 
@@ -45,7 +46,7 @@ nginx_conf(void)
 	assert_non_null(mod);
 	fprintf(f,
 	    "load_module %s;\n"
-	    "daemon off;\nmaster_process on;\nworker_processes 2;\nuser root root;\n"
+	    "daemon off;\nmaster_process on;\nworker_processes %u;\nuser root root;\n"
 	    "worker_rlimit_nofile 8192;\n"
 	    "error_log %s info;\npid %s/nginx.pid;\n"
 	    "events { worker_connections 4096; }\n"
@@ -58,12 +59,14 @@ nginx_conf(void)
 	    "    location / { objmapper_pass unix:%s; objmapper_timeout 5s; }\n"
 	    "    location /m/ { objmapper_pass unix:%s; objmapper_miss @origin; }\n"
 	    "    location /k/ { objmapper_pass unix:%s; objmapper_key /keyed$arg_v; }\n"
+	    "    location /t/ { objmapper_pass unix:%s; objmapper_timeout 1s; }\n"
 	    "    location /if/ { objmapper_pass unix:%s; if ($arg_x) { add_header X-If $arg_x; } }\n"
 	    "    location /ifp/ { if ($arg_p) { objmapper_pass unix:%s; } }\n"
 	    "    location @origin { return 200 \"origin $uri\\n\"; }\n"
 	    "  }\n"
 	    "}\n",
-	    mod, NLOG, NDIR, NDIR, NDIR, NDIR, NDIR, NDIR, NSOCK, D.sock, D.sock, D.sock, D.sock, D.sock);
+	    mod, NWORKERS, NLOG, NDIR, NDIR, NDIR, NDIR, NDIR, NDIR, NSOCK, D.sock, D.sock, D.sock, D.sock,
+	    D.sock, D.sock);
 	fclose(f);
 }
 
@@ -433,6 +436,88 @@ test_if_in_location(void **state)
 	assert_null(strstr(nginx_log(), "exited on signal"));
 }
 
+static double
+since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/*
+ * objmapperd stalled (its processes stopped: connections are accepted,
+ * nothing is answered) while requests keep coming: the first request is
+ * answered 502 after objmapper_timeout (1 s) and its one repetition on a
+ * new connection, not kept waiting as long as new requests arrive behind
+ * it. One nginx worker, so that every request shares its connection.
+ */
+static void
+test_stalled_daemon_timeout(void **state)
+{
+	pid_t kids[16];
+	int nk, first, later[64], nlater = 0;
+	const char req[] = "GET /t/stalled HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	struct pollfd pf;
+	struct timespec t0;
+	unsigned char buf[4096];
+	ssize_t k;
+	double took;
+	resp_t r;
+
+	(void)state;
+	nginx_stop();
+	NWORKERS = 1;
+	nginx_start();
+	put("/t/stalled", "stalled", 7, NULL, NULL);
+	request("GET", "/t/stalled", NULL, &r);
+	assert_int_equal(r.status, 200);
+	free(r.body);
+
+	nk = om_daemon_children(&D, kids, 16, NULL);
+	assert_true(nk > 0);
+	for (int i = 0; i < nk; i++)
+		assert_int_equal(kill(kids[i], SIGSTOP), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	first = nginx_connect();
+	assert_int_equal(write(first, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+	/* A new request every 200 ms until the first is answered (8 s at
+	 * most). */
+	pf.fd = first;
+	pf.events = POLLIN;
+	while (poll(&pf, 1, 200) == 0 && nlater < 40) {
+		later[nlater] = nginx_connect();
+		assert_int_equal(write(later[nlater], req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+		nlater++;
+	}
+	took = since(&t0);
+	k = nlater < 40 ? read(first, buf, sizeof(buf) - 1) : -1;
+	buf[k > 0 ? k : 0] = '\0';
+	/* objmapperd goes on before anything is asserted, so that a failure
+	 * here leaves the next tests a daemon that answers. */
+	for (int i = 0; i < nk; i++)
+		assert_int_equal(kill(kids[i], SIGCONT), 0);
+	close(first);
+	for (int i = 0; i < nlater; i++)
+		close(later[i]);
+	print_message("objmapperd stalled: the first request answered after %.2f s, %d requests behind it\n",
+	    took, nlater);
+	assert_true(nlater < 40);
+	assert_non_null(strstr((char *)buf, "HTTP/1.1 502 "));
+	assert_true(took >= 1.9);
+	assert_true(took < 3.5);
+	assert_non_null(strstr(nginx_log(), "did not answer"));
+	assert_non_null(strstr(nginx_log(), "objmapper: \"/t/stalled\" from unix:"));
+
+	request("GET", "/t/stalled", NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_memory_equal(r.body, "stalled", 7);
+	free(r.body);
+	nginx_stop();
+	NWORKERS = 2;
+	nginx_start();
+}
+
 /* An object replaced, then deleted, while a slow client reads it: the
  * client gets the complete old bytes; the next one the new ones. */
 static void
@@ -765,6 +850,7 @@ main(void)
 		cmocka_unit_test(test_head_range_conditional),
 		cmocka_unit_test(test_miss_and_key),
 		cmocka_unit_test(test_if_in_location),
+		cmocka_unit_test(test_stalled_daemon_timeout),
 		cmocka_unit_test(test_replaced_while_sent),
 		cmocka_unit_test(test_concurrent_and_slow),
 		cmocka_unit_test(test_reloads_under_load),
