@@ -499,7 +499,6 @@ vmod_cache__init(VRT_CTX, struct VPFX(objmapper_cache) **cp, const char *vcl_nam
 	c->backoff = backoff;
 	c->max_conns = (unsigned)connections;
 	c->max_size = (uint64_t)max_size;
-	c->max_meta = OM_PROTO_META_MAX;
 	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of handles (pointers) */
 	c->idle = calloc(c->max_conns, sizeof(c->idle[0]));
 	AN(c->idle);

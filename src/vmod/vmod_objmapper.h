@@ -37,7 +37,6 @@ struct VPFX(objmapper_cache) {
 	om_client_t **idle;
 	unsigned nidle, nconns, max_conns;
 	double down_until;       /* VTIM_real: objmapperd is left alone until then */
-	uint32_t max_meta;       /* objmapperd's metadata limit, from HELLO */
 };
 typedef struct VPFX(objmapper_cache) omv_cache_t;
 

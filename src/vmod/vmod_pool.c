@@ -135,8 +135,6 @@ omv_pool_put(omv_cache_t *c, om_client_t **hp)
 		return;
 	*hp = NULL;
 	om_client_put_abort(h);
-	if (om_client_caps(h)->max_meta > 0)
-		__atomic_store_n(&c->max_meta, om_client_caps(h)->max_meta, __ATOMIC_RELAXED);
 	AZ(pthread_mutex_lock(&c->mtx));
 	assert(c->nidle < c->max_conns);
 	c->idle[c->nidle++] = h;

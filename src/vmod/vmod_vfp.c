@@ -275,6 +275,7 @@ write_init(VRT_CTX, struct vfp_ctx *vc, struct vfp_entry *vfe)
 	const char *r;
 	ssize_t cl;
 	uint64_t max_object;
+	uint32_t max_meta;
 	double end;
 	om_put_opts_t opts = { 0 };
 	int rc;
@@ -294,7 +295,10 @@ write_init(VRT_CTX, struct vfp_ctx *vc, struct vfp_entry *vfe)
 		return (VFP_NULL);
 	}
 	cl = bo->htc->body_status == BS_NONE ? 0 : bo->htc->content_length;
+	/* The limits of the daemon this connection found at its lookup (its
+	 * HELLO): the first write-through after a start knows them too. */
 	max_object = om_client_caps(t->h)->max_object;
+	max_meta = om_client_caps(t->h)->max_meta;
 	if (cl >= 0 && c->max_size > 0 && (uint64_t)cl > c->max_size) {
 		snprintf(why, sizeof(why), "%zd bytes, over max_size", cl);
 		wt_skip(ctx, t, why);
@@ -315,8 +319,7 @@ write_init(VRT_CTX, struct vfp_ctx *vc, struct vfp_entry *vfe)
 		wt_skip(ctx, t, "it expires within a second");
 		return (VFP_NULL);
 	}
-	switch (build_meta(bo, &t->wmeta, &t->wmeta_len,
-	    __atomic_load_n(&c->max_meta, __ATOMIC_RELAXED))) {
+	switch (build_meta(bo, &t->wmeta, &t->wmeta_len, max_meta)) {
 	case 0:
 		break;
 	case -1:
@@ -327,7 +330,7 @@ write_init(VRT_CTX, struct vfp_ctx *vc, struct vfp_entry *vfe)
 		return (VFP_NULL);
 	default:
 		snprintf(why, sizeof(why), "headers over objmapperd's %u bytes of metadata",
-		    c->max_meta);
+		    max_meta);
 		wt_skip(ctx, t, why);
 		return (VFP_NULL);
 	}
