@@ -437,8 +437,19 @@ write_pull(struct vfp_ctx *vc, struct vfp_entry *vfe, void *p, ssize_t *lp)
 		}
 		t->wdone += n + (t->held ? 1 : 0);
 	} else if (t->wt == OMV_WT_SPOOL && n > 0) {
+		/* A body of unknown length is held to the limits of one of known
+		 * length as it comes: nothing past them is spooled. */
+		uint64_t max_object = om_client_caps(t->h)->max_object;
+
 		if (t->c->max_size > 0 && t->wdone + n > t->c->max_size) {
 			VSLb(vc->wrk->vsl, SLT_VCL_Log, "objmapper: not written: over max_size");
+			OMV_COUNT(t->c, skipped);
+			wt_drop(t);
+			return (vp);
+		}
+		if (max_object > 0 && t->wdone + n > max_object) {
+			VSLb(vc->wrk->vsl, SLT_VCL_Log, "objmapper: not written: over objmapperd's "
+			    "largest object (%ju bytes)", (uintmax_t)max_object);
 			OMV_COUNT(t->c, skipped);
 			wt_drop(t);
 			return (vp);
