@@ -55,6 +55,12 @@ static void ngx_http_objmapper_peer_read(ngx_event_t *ev);
 static void ngx_http_objmapper_peer_write(ngx_event_t *ev);
 static void ngx_http_objmapper_lost(ngx_http_objmapper_peer_t *p, const char *why, int goaway);
 
+static char *ngx_http_objmapper_check_miss(ngx_conf_t *cf, void *post, void *data);
+static char *ngx_http_objmapper_check_timeout(ngx_conf_t *cf, void *post, void *data);
+
+static ngx_conf_post_t ngx_http_objmapper_miss_post = { ngx_http_objmapper_check_miss };
+static ngx_conf_post_t ngx_http_objmapper_timeout_post = { ngx_http_objmapper_check_timeout };
+
 static ngx_command_t ngx_http_objmapper_commands[] = {
 	{ ngx_string("objmapper_pass"),
 	  NGX_HTTP_LOC_CONF | NGX_HTTP_LIF_CONF | NGX_CONF_TAKE1,
@@ -73,13 +79,13 @@ static ngx_command_t ngx_http_objmapper_commands[] = {
 	  ngx_conf_set_str_slot,
 	  NGX_HTTP_LOC_CONF_OFFSET,
 	  offsetof(ngx_http_objmapper_loc_conf_t, miss),
-	  NULL },
+	  &ngx_http_objmapper_miss_post },
 	{ ngx_string("objmapper_timeout"),
 	  NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
 	  ngx_conf_set_msec_slot,
 	  NGX_HTTP_LOC_CONF_OFFSET,
 	  offsetof(ngx_http_objmapper_loc_conf_t, timeout),
-	  NULL },
+	  &ngx_http_objmapper_timeout_post },
 	ngx_null_command
 };
 
@@ -267,6 +273,33 @@ ngx_http_objmapper_send(ngx_http_request_t *r, ngx_http_objmapper_ctx_t *ctx, om
 	out.buf = b;
 	out.next = NULL;
 	return ngx_http_output_filter(r, &out);
+}
+
+/* objmapper_miss names a location: a named one (@...) or a URI (/...);
+ * anything else would be an internal redirect to a relative URI. */
+static char *
+ngx_http_objmapper_check_miss(ngx_conf_t *cf, void *post, void *data)
+{
+	ngx_str_t *v = data;
+
+	(void)cf;
+	(void)post;
+	if (v->len < 2 || (v->data[0] != '@' && v->data[0] != '/'))
+		return "must be a named location (@name) or a URI (/path)";
+	return NGX_CONF_OK;
+}
+
+/* objmapper_timeout 0 would give up every connection at once. */
+static char *
+ngx_http_objmapper_check_timeout(ngx_conf_t *cf, void *post, void *data)
+{
+	ngx_msec_t *t = data;
+
+	(void)cf;
+	(void)post;
+	if (*t == 0)
+		return "must be more than 0";
+	return NGX_CONF_OK;
 }
 
 /* A miss: the objmapper_miss location, or 404. */

@@ -842,10 +842,66 @@ test_daemon_down_and_restarted(void **state)
 	assert_int_equal(worker_object_fds(), 0);
 }
 
+/* nginx -t of a server whose location has the directive line: its exit
+ * status, and what it said in out. */
+static int
+nginx_check(const char *line, char *out, size_t cap)
+{
+	char dir[64], conf[128], cmd[512];
+	const char *mod = getenv("NGINX_MODULE");
+	size_t got;
+	FILE *f, *p;
+	int status;
+
+	assert_non_null(mod);
+	om_test_mkdtemp(dir, sizeof(dir), NULL);
+	snprintf(conf, sizeof(conf), "%s/nginx.conf", dir);
+	f = fopen(conf, "w");
+	assert_non_null(f);
+	fprintf(f, "load_module %s;\nerror_log %s/error.log;\npid %s/nginx.pid;\nevents { }\n"
+	    "http {\n  access_log off;\n  client_body_temp_path %s;\n  proxy_temp_path %s;\n"
+	    "  fastcgi_temp_path %s;\n  uwsgi_temp_path %s;\n  scgi_temp_path %s;\n"
+	    "  server {\n    listen unix:%s/n.sock;\n"
+	    "    location / { objmapper_pass unix:%s/om.sock; %s }\n"
+	    "    location @origin { return 204; }\n  }\n}\n",
+	    mod, dir, dir, dir, dir, dir, dir, dir, dir, dir, line);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "nginx -t -p %s -c %s -e %s/error.log 2>&1", dir, conf, dir);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	got = fread(out, 1, cap - 1, p);
+	out[got] = '\0';
+	status = pclose(p);
+	om_test_rmtree(dir);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Values a directive cannot work with are refused when the configuration
+ * is read, not met at the first request: a timeout of 0 gave up every
+ * connection at once (each request a 502), a miss that is neither a named
+ * location nor a URI redirected to a relative one. */
+static void
+test_directive_values(void **state)
+{
+	char out[2048];
+
+	(void)state;
+	assert_int_not_equal(nginx_check("objmapper_timeout 0;", out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "\"objmapper_timeout\" directive must be more than 0"));
+	assert_int_not_equal(nginx_check("objmapper_miss foo;", out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "\"objmapper_miss\" directive must be a named location (@name) or a URI"));
+	assert_int_not_equal(nginx_check("objmapper_miss @;", out, sizeof(out)), 0);
+	if (nginx_check("objmapper_timeout 1ms; objmapper_miss @origin;", out, sizeof(out)) != 0)
+		fail_msg("nginx -t refused good values: %s", out);
+	if (nginx_check("objmapper_miss /fallback;", out, sizeof(out)) != 0)
+		fail_msg("nginx -t refused a URI for objmapper_miss: %s", out);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_directive_values),
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_head_range_conditional),
 		cmocka_unit_test(test_miss_and_key),
