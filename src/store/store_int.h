@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "core/om_core.h"
@@ -106,6 +107,17 @@ static inline int
 om_store_tier_of(uint32_t ixflags)
 {
 	return (ixflags & OM_IX_F_EPHEMERAL) ? OM_TIER_MEM : OM_TIER_DISK;
+}
+
+/* A regular file of the tier that the rebuild gives to the configured
+ * user: written while the daemon ran as another (root, say), it could not
+ * be opened by the workers. */
+static inline int
+om_store_owner_differs(const om_store_t *st, int tier, const struct stat *sb)
+{
+	return S_ISREG(sb->st_mode) && st->set_owner && !st->tier[tier].writer_same &&
+	    ((st->owner_uid != (uid_t)-1 && sb->st_uid != st->owner_uid) ||
+	    (st->owner_gid != (gid_t)-1 && sb->st_gid != st->owner_gid));
 }
 
 

@@ -896,14 +896,12 @@ list_packs(const om_store_t *st, const om_tier_t *t, DIR *d, uint32_t **out, siz
 		}
 		if (de->d_name[0] == '.' || parse_no(de->d_name, &no) != 0)
 			continue;
-		/* Packs written while the daemon ran as another user become
-		 * the current user's, as the objects' files do. */
+		/* Packs become the current user's, as the objects' files do. */
 		if (st->set_owner && !t->writer_same) {
 			struct stat sb;
 
-			if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode) &&
-			    ((st->owner_uid != (uid_t)-1 && sb.st_uid != st->owner_uid) ||
-			    (st->owner_gid != (gid_t)-1 && sb.st_gid != st->owner_gid)) &&
+			if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    om_store_owner_differs(st, (int)(t - st->tier), &sb) &&
 			    fchownat(dirfd(d), de->d_name, st->owner_uid, st->owner_gid, AT_SYMLINK_NOFOLLOW) != 0)
 				om_log_warn(errno, "store: rebuild: chown of %s/packs/%s failed", t->path, de->d_name);
 		}

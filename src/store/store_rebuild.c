@@ -158,11 +158,7 @@ stat_file(rebuild_t *rb, int tier, int dfd, const char *name, struct stat *sb)
 		om_log_err(-rc, "store: rebuild: fstatat(\"%s/%s\") failed", rb->dirpath, name);
 		return rc;
 	}
-	/* Files written while the daemon ran as another user (root, say)
-	 * become the current user's, so that its workers can open them. */
-	if (S_ISREG(sb->st_mode) && st->set_owner && !st->tier[tier].writer_same &&
-	    ((st->owner_uid != (uid_t)-1 && sb->st_uid != st->owner_uid) ||
-	    (st->owner_gid != (gid_t)-1 && sb->st_gid != st->owner_gid)) &&
+	if (om_store_owner_differs(st, tier, sb) &&
 	    fchownat(dfd, name, st->owner_uid, st->owner_gid, AT_SYMLINK_NOFOLLOW) != 0)
 		om_log_warn(errno, "store: rebuild: chown of %s/%s failed", rb->dirpath, name);
 	return 0;
